@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`.
+# Everything else here is what those two need on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+EGRESS_VENV := .venv-egress
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint format host-deps venv images screenshots bench clean
+
+demo: venv host-deps
+	$(BIN)/cftui demo
+
+test: venv host-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+venv: $(VENV)/.installed $(EGRESS_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml proxies/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e './proxies[llm,fake]' -e '.[test]'
+	touch $@
+
+# mitmproxy 11 pins an older cryptography: the egress proxy gets its own
+# environment, as it has its own image.
+$(EGRESS_VENV)/.installed: proxies/pyproject.toml
+	test -x $(EGRESS_VENV)/bin/python || $(PYTHON) -m venv $(EGRESS_VENV)
+	$(EGRESS_VENV)/bin/pip install -q --upgrade pip
+	$(EGRESS_VENV)/bin/pip install -q -e './proxies[egress]'
+	touch $@
+
+host-deps:
+	@bash scripts/host-deps.sh
+
+screenshots: venv
+	$(BIN)/python scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) $(EGRESS_VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""The `cftui` command: parses, calls the domain, prints. No Textual import
+here: the TUI is imported only when the app is opened (`cftui`, `--open`).
+
+Each group of commands lives in its own module with a `register(subparsers)`
+that adds its parsers and sets `handler` on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from cftui import __version__
+from cftui.cli import audit_cmds, fleet_cmds, snapshot_cmds, stack_cmds
+from cftui.cli.common import OneLineParser, add_home_option, fail, resolve_home
+from cftui.errors import CftuiError, UsageError
+from cftui.fleet import validate_bot_name
+
+TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="cftui",
+        description="Launch, contain, audit and stop a fleet of autonomous AI agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"cftui {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_home_option(parser, top_level=True)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--open", metavar="BOT[:TAB]", help=f"open the app on a bot's tab ({', '.join(TABS)})")
+    mode.add_argument("--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds):
+        module.register(sub)
+    return parser
+
+
+def _open_target(spec: str) -> tuple[str, str]:
+    bot, _, tab = spec.partition(":")
+    validate_bot_name(bot)
+    tab = tab or "overview"
+    if tab not in TABS:
+        raise UsageError(f"unknown tab {tab!r}: use one of {', '.join(TABS)}")
+    return bot, tab
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    target = _open_target(args.open) if args.open else None
+    if target:
+        home.bot(target[0])
+    from cftui.tui.app import run_app  # Textual only here
+
+    return run_app(home, open_bot=target[0] if target else None, open_tab=target[1] if target else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or bool(os.environ.get("CFTUI_DEBUG"))
+    try:
+        if args.command:
+            return int(args.handler(args) or 0)
+        if args.run:
+            return stack_cmds.run_headless(args)
+        return _run_app(args)
+    except CftuiError as exc:
+        if debug:
+            raise
+        return fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `cftui traffic | head`: the reader left; that is not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""What every command shares: one-line errors, `--home`, JSON output and a
+rich progress bar for long operations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from cftui.errors import NotYetAvailable
+from cftui.fleet import FleetHome
+from cftui.runtime.base import Progress, ProgressEvent
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def add_home_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
+    parser.add_argument(
+        "--home",
+        metavar="PATH",
+        default=None if top_level else argparse.SUPPRESS,
+        help="the fleet home (default: $CLAWFACTORY_HOME or ~/.local/share/clawfactory)",
+    )
+
+
+def resolve_home(args: argparse.Namespace) -> FleetHome:
+    return FleetHome(getattr(args, "home", None))
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"cftui: {message}", file=sys.stderr)
+    return code
+
+
+def warn(message: str) -> None:
+    print(f"cftui: {message}", file=sys.stderr)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def not_yet(what: str) -> NoReturn:
+    raise NotYetAvailable(f"{what} is not yet available in this version of cftui")
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, help_text: str, handler: Any
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    add_home_option(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    """A progress callback drawn with rich.progress on stderr (if a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        def plain(event: ProgressEvent) -> None:
+            if event.message:
+                print(f"{event.task}: {event.message}", file=sys.stderr)
+
+        yield plain
+        return
+    from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+    with RichProgress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(), transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(event: ProgressEvent) -> None:
+            if event.task not in tasks:
+                tasks[event.task] = bar.add_task(event.task, total=event.total, message="")
+            bar.update(tasks[event.task], completed=event.done, total=event.total,
+                       message=event.message[:60])
+
+        yield update

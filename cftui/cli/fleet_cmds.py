@@ -1,0 +1,137 @@
+"""`cftui init`, `cftui list`, `cftui status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from cftui.botinit import init_bot
+from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.fleet import RUNTIMES, BotConfig, FleetHome
+from cftui.lifecycle import fleet_status
+from cftui.runtime import Runtimes
+from cftui.runtime.base import BotStatus
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "init", "create a bot: directories, secrets, snapshot key, fleet entry", cmd_init)
+    p.add_argument("bot")
+    p.add_argument("--runtime", choices=RUNTIMES, default="docker")
+    p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
+
+    p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
+    p.add_argument("--json", action="store_true")
+
+    p = add_command(sub, "status", "a bot's services (or the fleet's), with state and uptime", cmd_status)
+    p.add_argument("bot", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    result = init_bot(home, args.bot, runtime=args.runtime, code=args.code)
+    bot = result.bot
+    print(f"created {bot.name} ({bot.runtime}, {bot.gateway} gateway) in {home.root}")
+    print(f"  snapshot recipient: {result.recipient}")
+    print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
+    print(f"  start it with: cftui start {bot.name}")
+    return 0
+
+
+def format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
+    async def go() -> tuple[dict[str, BotStatus], list[str]]:
+        runtimes = Runtimes(home)
+        try:
+            return await fleet_status(home, bots, runtimes)
+        finally:
+            await runtimes.aclose()
+
+    statuses, errors = asyncio.run(go())
+    for err in errors:
+        warn(f"{err} (showing the bots from fleet.toml without live state)")
+    return statuses
+
+
+def _status_json(bot: BotConfig, st: BotStatus) -> dict:
+    return {
+        "bot": bot.name,
+        "runtime": bot.runtime,
+        "gateway": bot.gateway,
+        "gateway_port": bot.gateway_port,
+        "capture": bot.capture,
+        "state": st.state,
+        "locked": st.locked,
+        "uptime_s": st.uptime_seconds(),
+        "error": st.error,
+        "services": {
+            name: {
+                "state": s.state,
+                "health": s.health,
+                "started_at": s.started_at.isoformat() if s.started_at else None,
+                "uptime_s": s.uptime_seconds(),
+                "image": s.image,
+                "detail": s.detail,
+            }
+            for name, s in st.services.items()
+        },
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    bots = list(home.bots().values())
+    if not bots:
+        print(f"no bots in {home.root} (create one with `cftui init NAME`)")
+        return 0
+    statuses = _statuses(home, bots)
+    if args.json:
+        print_json([_status_json(b, statuses[b.name]) for b in bots])
+        return 0
+    rows = [("BOT", "RUNTIME", "STATE", "UPTIME", "PORT", "CAPTURE")]
+    for b in bots:
+        st = statuses[b.name]
+        rows.append((b.name, b.runtime, st.state, format_uptime(st.uptime_seconds()),
+                     str(b.gateway_port), "on" if b.capture else "off"))
+    _print_table(rows)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    bots = [home.bot(args.bot)] if args.bot else list(home.bots().values())
+    statuses = _statuses(home, bots)
+    if args.json:
+        data = [_status_json(b, statuses[b.name]) for b in bots]
+        print_json(data[0] if args.bot else data)
+        return 0
+    for b in bots:
+        st = statuses[b.name]
+        lock = "  LOCKED (cftui unlock " + b.name + ")" if st.locked else ""
+        print(f"{b.name}  {b.runtime}  {st.state}  uptime {format_uptime(st.uptime_seconds())}{lock}")
+        if st.error:
+            continue
+        rows = [("  SERVICE", "STATE", "HEALTH", "UPTIME", "IMAGE")]
+        for name, s in st.services.items():
+            rows.append((f"  {name}", s.state, s.health or "-", format_uptime(s.uptime_seconds()),
+                         s.image or "-"))
+        _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

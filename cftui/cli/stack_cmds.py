@@ -1,0 +1,92 @@
+"""Lifecycle: `start|stop|restart|rebuild`, the kill switch (`kill`,
+`unlock`), headless `--run` and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from cftui import killswitch, lifecycle
+from cftui.cli.common import add_command, not_yet, progress_bar, resolve_home
+from cftui.errors import UsageError
+from cftui.runtime import Runtimes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, help_text in (
+        ("start", "bring a bot's stack up"),
+        ("stop", "stop a bot's stack cleanly (state is kept)"),
+        ("restart", "stop, then start a bot's stack"),
+        ("rebuild", "rebuild the gateway image from code/ and restart"),
+    ):
+        p = add_command(sub, name, help_text, cmd_lifecycle)
+        p.add_argument("bot")
+
+    p = add_command(sub, "kill", "the kill switch: cut the network and stop bots, locked until unlock", cmd_kill)
+    p.add_argument("bots", nargs="*", metavar="BOT")
+    p.add_argument("--all", action="store_true", help="every bot of the fleet")
+
+    p = add_command(sub, "unlock", "lift the kill switch's lock", cmd_unlock)
+    p.add_argument("bots", nargs="*", metavar="BOT")
+    p.add_argument("--all", action="store_true", help="every locked bot")
+
+    p = add_command(sub, "demo", "start a small demo fleet with a fake LLM provider and open the app", cmd_demo)
+    p.add_argument("--no-tui", action="store_true", help="leave the fleet running and return")
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
+    action = getattr(lifecycle, args.command)
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        try:
+            if args.command == "stop":
+                await action(home, bot, runtimes)
+            else:
+                with progress_bar() as progress:
+                    await action(home, bot, runtimes, progress)
+        finally:
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    print(f"{bot.name}: {args.command} done")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    if not args.bots and not args.all:
+        raise UsageError("name the bots to kill, or use --all")
+    bots = home.resolve_bots(None if args.all else args.bots)
+    if not bots:
+        print("no bots to kill")
+        return 0
+    result = asyncio.run(killswitch.kill(home, bots))
+    for report in result.reports:
+        print(report.summary())
+    print(f"killed {len(result.reports)} bot(s) in {result.seconds * 1000:.0f} ms; "
+          "locked until `cftui unlock`")
+    return 0 if result.ok else 1
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    if not args.bots and not args.all:
+        raise UsageError("name the bots to unlock, or use --all")
+    names = killswitch.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
+    lifted = killswitch.unlock(home, names)
+    if lifted:
+        print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
+    else:
+        print("nothing was locked")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    not_yet("cftui demo")
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    not_yet("cftui --run")

@@ -1,0 +1,323 @@
+"""The fleet home: where every file of every bot lives, and `fleet.toml`.
+
+All paths of CONTRACTS §2 are named here and nowhere else, so a newcomer (or
+a test) finds the layout in one place. `fleet.toml` is edited with tomlkit so
+that the operator's comments and ordering survive every change we make.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
+from cftui.errors import BadBotName, FleetError, UnknownBot, UsageError
+from cftui.securefs import atomic_write_private, make_private_dirs
+
+BOT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+RUNTIMES = ("docker", "lima")
+GATEWAY_KINDS = ("openclaw", "generic")
+FIRST_GATEWAY_PORT = 18801
+
+RuntimeName = Literal["docker", "lima"]
+GatewayKind = Literal["openclaw", "generic"]
+
+
+def validate_bot_name(name: str) -> str:
+    """Return `name` if it is a valid bot name, else raise BadBotName."""
+    if not isinstance(name, str) or not BOT_NAME_RE.fullmatch(name):
+        shown = name if len(str(name)) <= 40 else str(name)[:40] + "…"
+        raise BadBotName(
+            f"bad bot name {shown!r}: use 1-31 characters, a lowercase letter first, "
+            "then lowercase letters, digits or '-'"
+        )
+    return name
+
+
+def default_home() -> Path:
+    """`$CLAWFACTORY_HOME`, else `$XDG_DATA_HOME/clawfactory`."""
+    env = os.environ.get("CLAWFACTORY_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser() / "clawfactory"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of the gateway (Docker: container; Lima: systemd unit)."""
+
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids: int = 512
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Operator limits enforced by the LLM proxy; 0 means no limit."""
+
+    daily_tokens: int = 0
+    requests_per_minute: int = 0
+
+
+@dataclass(frozen=True)
+class LimaVM:
+    """Sizing of a bot's Lima VM."""
+
+    vm: str = "clawfactory"
+    cpus: int = 2
+    memory_gib: int = 4
+    disk_gib: int = 30
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """One bot's entry in fleet.toml."""
+
+    name: str
+    runtime: RuntimeName = "docker"
+    gateway: GatewayKind = "openclaw"
+    gateway_port: int = FIRST_GATEWAY_PORT
+    capture: bool = False
+    egress_allow: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    budget: Budget = field(default_factory=Budget)
+    upstreams: dict[str, str] = field(default_factory=dict)
+    lima: LimaVM = field(default_factory=LimaVM)
+
+    def to_toml(self) -> tomlkit.items.Table:
+        t = tomlkit.table()
+        t.add("runtime", self.runtime)
+        t.add("gateway", self.gateway)
+        t.add("gateway_port", self.gateway_port)
+        t.add("capture", self.capture)
+        t.add("egress_allow", list(self.egress_allow))
+        limits = tomlkit.table()
+        limits.add("memory_mb", self.limits.memory_mb)
+        limits.add("cpus", self.limits.cpus)
+        limits.add("pids", self.limits.pids)
+        t.add("limits", limits)
+        budget = tomlkit.table()
+        budget.add("daily_tokens", self.budget.daily_tokens)
+        budget.add("requests_per_minute", self.budget.requests_per_minute)
+        t.add("budget", budget)
+        if self.upstreams:
+            up = tomlkit.table()
+            for k, v in self.upstreams.items():
+                up.add(k, v)
+            t.add("upstreams", up)
+        if self.runtime == "lima":
+            lima = tomlkit.table()
+            lima.add("vm", self.lima.vm)
+            lima.add("cpus", self.lima.cpus)
+            lima.add("memory_gib", self.lima.memory_gib)
+            lima.add("disk_gib", self.lima.disk_gib)
+            t.add("lima", lima)
+        return t
+
+
+def _bot_from_toml(name: str, raw: Any) -> BotConfig:
+    """Build a BotConfig from its table, refusing wrong types with one line."""
+    if not isinstance(raw, dict):
+        raise FleetError(f"fleet.toml: [bots.{name}] must be a table")
+    try:
+        runtime = str(raw.get("runtime", "docker"))
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
+        gateway = str(raw.get("gateway", "openclaw"))
+        if gateway not in GATEWAY_KINDS:
+            raise ValueError(f"gateway must be one of {', '.join(GATEWAY_KINDS)}")
+        limits = dict(raw.get("limits", {}))
+        budget = dict(raw.get("budget", {}))
+        lima = dict(raw.get("lima", {}))
+        allow = raw.get("egress_allow", [])
+        if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+            raise ValueError("egress_allow must be a list of host patterns")
+        return BotConfig(
+            name=name,
+            runtime=runtime,  # type: ignore[arg-type]
+            gateway=gateway,  # type: ignore[arg-type]
+            gateway_port=int(raw.get("gateway_port", FIRST_GATEWAY_PORT)),
+            capture=bool(raw.get("capture", False)),
+            egress_allow=tuple(str(a) for a in allow),
+            limits=Limits(
+                memory_mb=int(limits.get("memory_mb", Limits.memory_mb)),
+                cpus=float(limits.get("cpus", Limits.cpus)),
+                pids=int(limits.get("pids", Limits.pids)),
+            ),
+            budget=Budget(
+                daily_tokens=int(budget.get("daily_tokens", 0)),
+                requests_per_minute=int(budget.get("requests_per_minute", 0)),
+            ),
+            upstreams={str(k): str(v) for k, v in dict(raw.get("upstreams", {})).items()},
+            lima=LimaVM(
+                vm=str(lima.get("vm", LimaVM.vm)),
+                cpus=int(lima.get("cpus", LimaVM.cpus)),
+                memory_gib=int(lima.get("memory_gib", LimaVM.memory_gib)),
+                disk_gib=int(lima.get("disk_gib", LimaVM.disk_gib)),
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        raise FleetError(f"fleet.toml: [bots.{name}]: {exc}") from None
+
+
+class FleetHome:
+    """The paths of a fleet home (CONTRACTS §2) and access to fleet.toml."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_home()
+
+    # --- paths -----------------------------------------------------------
+    @property
+    def fleet_toml(self) -> Path:
+        return self.root / "fleet.toml"
+
+    @property
+    def events_log(self) -> Path:
+        return self.root / "audit" / "events.jsonl"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Kill-switch locks, one file a bot (see killswitch.py)."""
+        return self.root / "locks"
+
+    def bot_repo(self, bot: str) -> Path:
+        return self.root / "bot_repos" / validate_bot_name(bot)
+
+    def code_dir(self, bot: str) -> Path:
+        return self.bot_repo(bot) / "code"
+
+    def workspace_dir(self, bot: str) -> Path:
+        return self.code_dir(bot) / "workspace"
+
+    def state_dir(self, bot: str) -> Path:
+        return self.bot_repo(bot) / "state"
+
+    def secrets_dir(self, bot: str) -> Path:
+        return self.root / "secrets" / validate_bot_name(bot)
+
+    def gateway_env(self, bot: str) -> Path:
+        return self.secrets_dir(bot) / "gateway.env"
+
+    def providers_env(self, bot: str) -> Path:
+        return self.secrets_dir(bot) / "providers.env"
+
+    def snapshot_key(self, bot: str) -> Path:
+        return self.secrets_dir(bot) / "snapshot.key"
+
+    def snapshots_dir(self, bot: str) -> Path:
+        return self.root / "snapshots" / validate_bot_name(bot)
+
+    def audit_dir(self, bot: str) -> Path:
+        return self.root / "audit" / validate_bot_name(bot)
+
+    def traffic_log(self, bot: str) -> Path:
+        return self.audit_dir(bot) / "traffic.jsonl"
+
+    def capture_log(self, bot: str) -> Path:
+        return self.audit_dir(bot) / "traffic.enc.jsonl"
+
+    def capture_keys(self, bot: str) -> Path:
+        return self.audit_dir(bot) / "capture.keys"
+
+    def scrub_rules(self, bot: str) -> Path:
+        return self.audit_dir(bot) / "scrub_rules.json"
+
+    # --- fleet.toml ------------------------------------------------------
+    def exists(self) -> bool:
+        return self.fleet_toml.is_file()
+
+    def _read_doc(self) -> tomlkit.TOMLDocument:
+        try:
+            text = self.fleet_toml.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return tomlkit.document()
+        except OSError as exc:
+            raise FleetError(f"cannot read {self.fleet_toml}: {exc.strerror}") from None
+        try:
+            doc = tomlkit.parse(text)
+        except TOMLKitError as exc:
+            raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc}") from None
+        bots = doc.get("bots")
+        if bots is not None and not isinstance(bots, dict):
+            raise FleetError(f"{self.fleet_toml}: 'bots' must be a table")
+        return doc
+
+    def bots(self) -> dict[str, BotConfig]:
+        """Every bot of fleet.toml, in file order."""
+        doc = self._read_doc()
+        out: dict[str, BotConfig] = {}
+        for name, raw in dict(doc.get("bots", {})).items():
+            if not BOT_NAME_RE.fullmatch(name):
+                raise FleetError(f"fleet.toml: [bots.{name}] is not a valid bot name")
+            out[name] = _bot_from_toml(name, raw)
+        return out
+
+    def bot(self, name: str) -> BotConfig:
+        """One bot's config; UnknownBot if fleet.toml does not list it."""
+        validate_bot_name(name)
+        bots = self.bots()
+        if name not in bots:
+            hint = f" (bots: {', '.join(bots)})" if bots else " (run `cftui init " + name + "`)"
+            raise UnknownBot(f"no bot named {name!r} in {self.fleet_toml}{hint}")
+        return bots[name]
+
+    def resolve_bots(self, names: list[str] | None) -> list[BotConfig]:
+        """The named bots (validated), or every bot when `names` is empty."""
+        if not names:
+            return list(self.bots().values())
+        return [self.bot(n) for n in names]
+
+    @contextmanager
+    def editing(self) -> Iterator[tomlkit.TOMLDocument]:
+        """Read-modify-write fleet.toml under an exclusive lock, atomically."""
+        make_private_dirs(self.root)
+        lock_path = self.root / ".fleet.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            doc = self._read_doc()
+            yield doc
+            atomic_write_private(self.fleet_toml, tomlkit.dumps(doc))
+        finally:
+            os.close(fd)
+
+    def add_bot(self, config: BotConfig) -> None:
+        """Append a new bot's table; refuses a name already present."""
+        with self.editing() as doc:
+            if "bots" not in doc:
+                doc.add(tomlkit.comment("The bots of this fleet; `cftui init` adds one."))
+                doc.add("bots", tomlkit.table(is_super_table=True))
+            if config.name in doc["bots"]:
+                raise UsageError(f"bot {config.name!r} already exists in {self.fleet_toml}")
+            doc["bots"][config.name] = config.to_toml()
+
+    def update_bot(self, name: str, **changes: Any) -> BotConfig:
+        """Change top-level keys of a bot's table, keeping the rest as written."""
+        self.bot(name)
+        with self.editing() as doc:
+            table = doc["bots"][name]
+            for key, value in changes.items():
+                table[key] = list(value) if isinstance(value, tuple) else value
+            updated = _bot_from_toml(name, table)
+        return updated
+
+    def next_gateway_port(self) -> int:
+        used = {b.gateway_port for b in self.bots().values()}
+        port = FIRST_GATEWAY_PORT
+        while port in used:
+            port += 1
+        return port
+
+
+def with_changes(config: BotConfig, **changes: Any) -> BotConfig:
+    """A copy of `config` with some fields replaced."""
+    return replace(config, **changes)

@@ -1,0 +1,50 @@
+"""Where bots run. `base` is the interface; `docker` and `lima` implement it.
+
+Implementations are imported lazily so that a command that needs neither
+(`cftui init`, `cftui traffic`) does not pay for the docker SDK or asyncssh.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cftui.errors import RuntimeUnavailable
+
+if TYPE_CHECKING:
+    from cftui.fleet import FleetHome
+    from cftui.runtime.base import Runtime
+
+
+def runtime_for(kind: str, home: FleetHome) -> Runtime:
+    """The runtime implementation for a bot's `runtime` key."""
+    if kind == "docker":
+        try:
+            from cftui.runtime.docker import DockerRuntime
+        except ImportError as exc:  # pragma: no cover - only before the module lands
+            raise RuntimeUnavailable(f"docker runtime not yet available ({exc})") from None
+        return DockerRuntime(home)
+    if kind == "lima":
+        try:
+            from cftui.runtime.lima import LimaRuntime
+        except ImportError as exc:  # pragma: no cover
+            raise RuntimeUnavailable(f"lima runtime not yet available ({exc})") from None
+        return LimaRuntime(home)
+    raise RuntimeUnavailable(f"unknown runtime {kind!r}: use docker or lima")
+
+
+class Runtimes:
+    """One runtime instance per kind for a fleet home, created on first use."""
+
+    def __init__(self, home: FleetHome) -> None:
+        self.home = home
+        self._by_kind: dict[str, Runtime] = {}
+
+    def get(self, kind: str) -> Runtime:
+        if kind not in self._by_kind:
+            self._by_kind[kind] = runtime_for(kind, self.home)
+        return self._by_kind[kind]
+
+    async def aclose(self) -> None:
+        for runtime in self._by_kind.values():
+            await runtime.aclose()
+        self._by_kind.clear()

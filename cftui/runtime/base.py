@@ -1,0 +1,199 @@
+"""The runtime interface: what the CLI, `--run`, the kill switch and the TUI
+ask of a place where bots run (Docker today, Lima beside it).
+
+Every method is a coroutine; an implementation whose client blocks (the
+docker SDK) runs those calls in threads, so no caller's event loop (the TUI's
+above all) ever waits on one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cftui.fleet import BotConfig, FleetHome
+
+SERVICES = ("front", "gateway", "llm-proxy", "egress")
+
+# Service states, as every runtime reports them.
+RUNNING = "running"
+STARTING = "starting"
+UNHEALTHY = "unhealthy"
+STOPPED = "stopped"
+KILLED = "killed"
+RESTARTING = "restarting"
+MISSING = "missing"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a long operation (an image build, a snapshot)."""
+
+    task: str
+    done: float = 0
+    total: float | None = None
+    message: str = ""
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def no_progress(_event: ProgressEvent) -> None:
+    """The progress callback for callers that show none."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service of a bot's stack."""
+
+    service: str
+    state: str = MISSING
+    health: str | None = None
+    started_at: datetime | None = None
+    image: str | None = None
+    detail: str = ""
+
+    def uptime_seconds(self, now: datetime | None = None) -> float | None:
+        if self.state not in (RUNNING, STARTING, UNHEALTHY) or self.started_at is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class BotStatus:
+    """A bot's stack as the runtime sees it."""
+
+    bot: str
+    runtime: str
+    services: dict[str, ServiceStatus] = field(default_factory=dict)
+    locked: bool = False
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        """One word for the fleet table: running, partial, stopped, locked..."""
+        if self.error:
+            return UNKNOWN
+        states = [s.state for s in self.services.values()]
+        if self.locked:
+            return "locked"
+        if not states or all(s == MISSING for s in states):
+            return "absent"
+        if all(s == RUNNING for s in states):
+            return RUNNING
+        if any(s in (STARTING, RESTARTING) for s in states):
+            return STARTING
+        if any(s == UNHEALTHY for s in states):
+            return UNHEALTHY
+        if all(s in (STOPPED, KILLED, MISSING) for s in states):
+            return STOPPED
+        return "partial"
+
+    def uptime_seconds(self) -> float | None:
+        gw = self.services.get("gateway")
+        return gw.uptime_seconds() if gw else None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A service changed state; what `Runtime.events` yields."""
+
+    bot: str
+    service: str
+    state: str
+    ts: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a service's log."""
+
+    bot: str
+    service: str
+    text: str
+    ts: datetime | None = None
+
+
+@dataclass
+class KillReport:
+    """Exactly what the kill switch did to one bot, step by step."""
+
+    bot: str
+    network_cut: bool = False
+    gateway_killed: bool = False
+    stopped: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        parts = []
+        parts.append("network cut" if self.network_cut else "network not cut")
+        parts.append("gateway killed" if self.gateway_killed else "gateway not killed")
+        if self.stopped:
+            parts.append("stopped " + ", ".join(self.stopped))
+        if self.already_gone:
+            parts.append("already gone: " + ", ".join(self.already_gone))
+        if self.errors:
+            parts.append("errors: " + "; ".join(self.errors))
+        return f"{self.bot}: " + ", ".join(parts) + f" ({self.seconds * 1000:.0f} ms)"
+
+
+class Runtime(ABC):
+    """A place where bots' stacks run."""
+
+    name: str = "abstract"
+
+    def __init__(self, home: FleetHome) -> None:
+        self.home = home
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise RuntimeUnavailable (one line, with what to do) if unreachable."""
+
+    @abstractmethod
+    async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        """Build what is missing and start the bot's stack; wait until healthy."""
+
+    @abstractmethod
+    async def down(self, bot: BotConfig) -> None:
+        """Stop the bot's stack cleanly; state and images are kept."""
+
+    async def restart(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        await self.down(bot)
+        await self.up(bot, progress)
+
+    @abstractmethod
+    async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        """Rebuild the gateway from `code/` and restart the stack."""
+
+    @abstractmethod
+    async def status(self, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
+        """Current state of each bot's services, in one round trip if possible."""
+
+    @abstractmethod
+    def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
+        """State changes as the runtime reports them (no polling loop)."""
+
+    @abstractmethod
+    def logs(
+        self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
+    ) -> AsyncIterator[LogLine]:
+        """A service's log lines, the last `tail` first, then followed."""
+
+    @abstractmethod
+    async def kill(self, bot: BotConfig) -> KillReport:
+        """Cut the gateway's network, kill it, stop the rest; never restart."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (SSH, HTTP pools)."""

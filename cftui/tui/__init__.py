@@ -1,0 +1,1 @@
+"""The Textual app: the operator's console on the fleet."""
