@@ -39,11 +39,7 @@ class InitResult:
 def age_keygen_text(identity: x25519.Identity, now: datetime | None = None) -> str:
     """An identity in the exact file format of `age-keygen`."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (
-        f"# created: {stamp}\n"
-        f"# public key: {identity.to_public()}\n"
-        f"{identity}\n"
-    )
+    return f"# created: {stamp}\n# public key: {identity.to_public()}\n{identity}\n"
 
 
 def read_identity(path: Path) -> x25519.Identity:
@@ -76,7 +72,9 @@ def _check_home_writable(root: Path) -> None:
     if not p.is_dir():
         raise FleetError(f"cannot use {root} as the fleet home: {p} is not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
-        raise FleetError(f"cannot write to {p}: choose another home with --home or CLAWFACTORY_HOME")
+        raise FleetError(
+            f"cannot write to {p}: choose another home with --home or CLAWFACTORY_HOME"
+        )
 
 
 def _is_git_url(code: str) -> bool:
@@ -93,14 +91,25 @@ def _git(args: list[str], cwd: Path | None = None) -> None:
         raise CftuiError("git is not installed: install it (apt-get install git)") from None
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise CftuiError(f"git {args[0]} failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise CftuiError(
+            f"git {args[0]} failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}"
+        )
 
 
 def _commit_all(repo: Path, message: str) -> None:
     _git(["init", "-q", "-b", "main"], cwd=repo)
     _git(["add", "-A"], cwd=repo)
     _git(
-        ["-c", "user.name=cftui", "-c", "user.email=cftui@localhost", "commit", "-q", "-m", message],
+        [
+            "-c",
+            "user.name=cftui",
+            "-c",
+            "user.email=cftui@localhost",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
         cwd=repo,
     )
 
@@ -173,7 +182,9 @@ def init_bot(
         raise UsageError(f"bot {name!r} already exists: its key and secrets are left as they are")
     for existing in (home.secrets_dir(name), home.bot_repo(name)):
         if existing.exists():
-            raise UsageError(f"{existing} already exists: refusing to overwrite another bot's files")
+            raise UsageError(
+                f"{existing} already exists: refusing to overwrite another bot's files"
+            )
     if code is not None and not _is_git_url(code):
         src = Path(code).expanduser()
         if not src.is_dir():
@@ -182,8 +193,13 @@ def init_bot(
     created: list[Path] = []
     try:
         created += make_private_dirs(home.root)
-        for d in (home.bot_repo(name), home.state_dir(name), home.secrets_dir(name),
-                  home.snapshots_dir(name), home.audit_dir(name)):
+        for d in (
+            home.bot_repo(name),
+            home.state_dir(name),
+            home.secrets_dir(name),
+            home.snapshots_dir(name),
+            home.audit_dir(name),
+        ):
             created += make_private_dirs(d)
         code_dir = home.code_dir(name)
         if code is not None and _is_git_url(code):

@@ -89,7 +89,9 @@ async def _kill_one(runtimes: Runtimes, bot: BotConfig) -> KillReport:
         runtime = runtimes.get(bot.runtime)
         report = await asyncio.wait_for(runtime.kill(bot), KILL_TIMEOUT_S)
     except TimeoutError:
-        report = KillReport(bot.name, errors=[f"{bot.runtime} did not answer in {KILL_TIMEOUT_S:.0f} s"])
+        report = KillReport(
+            bot.name, errors=[f"{bot.runtime} did not answer in {KILL_TIMEOUT_S:.0f} s"]
+        )
     except RuntimeUnavailable as exc:
         report = KillReport(bot.name, errors=[str(exc)])
     except Exception as exc:  # a kill must report every bot, whatever one does

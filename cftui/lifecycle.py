@@ -61,7 +61,9 @@ async def fleet_status(
     for bot in bots:
         by_kind.setdefault(bot.runtime, []).append(bot)
 
-    async def one_kind(kind: str, group: list[BotConfig]) -> tuple[dict[str, BotStatus], str | None]:
+    async def one_kind(
+        kind: str, group: list[BotConfig]
+    ) -> tuple[dict[str, BotStatus], str | None]:
         try:
             runtime = runtimes.get(kind)
             await runtime.check()

@@ -8,12 +8,13 @@ that adds its parsers and sets `handler` on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 from cftui import __version__
-from cftui.cli import audit_cmds, fleet_cmds, snapshot_cmds, stack_cmds
+from cftui.cli import audit_cmds, capture_cmds, fleet_cmds, snapshot_cmds, stack_cmds
 from cftui.cli.common import OneLineParser, add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import validate_bot_name
@@ -30,10 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     add_home_option(parser, top_level=True)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--open", metavar="BOT[:TAB]", help=f"open the app on a bot's tab ({', '.join(TABS)})")
-    mode.add_argument("--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM")
+    mode.add_argument(
+        "--open", metavar="BOT[:TAB]", help=f"open the app on a bot's tab ({', '.join(TABS)})"
+    )
+    mode.add_argument(
+        "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds):
+    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds):
         module.register(sub)
     return parser
 
@@ -54,7 +59,9 @@ def _run_app(args: argparse.Namespace) -> int:
         home.bot(target[0])
     from cftui.tui.app import run_app  # Textual only here
 
-    return run_app(home, open_bot=target[0] if target else None, open_tab=target[1] if target else None)
+    return run_app(
+        home, open_bot=target[0] if target else None, open_tab=target[1] if target else None
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,10 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `cftui traffic | head`: the reader left; that is not an error.
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 0
 
 

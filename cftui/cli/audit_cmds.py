@@ -1,5 +1,4 @@
-"""The audit trail: `traffic` (LLM calls), `capture on|off` and `decrypt`
-(the MITM capture)."""
+"""`cftui traffic`: the LLM call log of a bot."""
 
 from __future__ import annotations
 
@@ -14,22 +13,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", "-f", action="store_true")
     p.add_argument("--json", action="store_true")
 
-    p = add_command(sub, "capture", "turn MITM capture of the egress proxy on or off", cmd_capture)
-    p.add_argument("state", choices=("on", "off"))
-    p.add_argument("bot")
-
-    p = add_command(sub, "decrypt", "the decrypted MITM capture log (nothing is written to disk)", cmd_decrypt)
-    p.add_argument("bot")
-    p.add_argument("--json", action="store_true")
-
 
 def cmd_traffic(args: argparse.Namespace) -> int:
     not_yet("cftui traffic")
-
-
-def cmd_capture(args: argparse.Namespace) -> int:
-    not_yet("cftui capture")
-
-
-def cmd_decrypt(args: argparse.Namespace) -> int:
-    not_yet("cftui decrypt")

@@ -65,24 +65,33 @@ def add_command(
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """A progress callback drawn with rich.progress on stderr (if a terminal)."""
     if not enabled or not sys.stderr.isatty():
+
         def plain(event: ProgressEvent) -> None:
             if event.message:
                 print(f"{event.task}: {event.message}", file=sys.stderr)
 
         yield plain
         return
-    from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     with RichProgress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
 
         def update(event: ProgressEvent) -> None:
             if event.task not in tasks:
                 tasks[event.task] = bar.add_task(event.task, total=event.total, message="")
-            bar.update(tasks[event.task], completed=event.done, total=event.total,
-                       message=event.message[:60])
+            bar.update(
+                tasks[event.task],
+                completed=event.done,
+                total=event.total,
+                message=event.message[:60],
+            )
 
         yield update

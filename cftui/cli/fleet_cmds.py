@@ -14,7 +14,9 @@ from cftui.runtime.base import BotStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "init", "create a bot: directories, secrets, snapshot key, fleet entry", cmd_init)
+    p = add_command(
+        sub, "init", "create a bot: directories, secrets, snapshot key, fleet entry", cmd_init
+    )
     p.add_argument("bot")
     p.add_argument("--runtime", choices=RUNTIMES, default="docker")
     p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
@@ -22,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
     p.add_argument("--json", action="store_true")
 
-    p = add_command(sub, "status", "a bot's services (or the fleet's), with state and uptime", cmd_status)
+    p = add_command(
+        sub, "status", "a bot's services (or the fleet's), with state and uptime", cmd_status
+    )
     p.add_argument("bot", nargs="?")
     p.add_argument("--json", action="store_true")
 
@@ -103,8 +107,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [("BOT", "RUNTIME", "STATE", "UPTIME", "PORT", "CAPTURE")]
     for b in bots:
         st = statuses[b.name]
-        rows.append((b.name, b.runtime, st.state, format_uptime(st.uptime_seconds()),
-                     str(b.gateway_port), "on" if b.capture else "off"))
+        rows.append(
+            (
+                b.name,
+                b.runtime,
+                st.state,
+                format_uptime(st.uptime_seconds()),
+                str(b.gateway_port),
+                "on" if b.capture else "off",
+            )
+        )
     _print_table(rows)
     return 0
 
@@ -120,13 +132,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     for b in bots:
         st = statuses[b.name]
         lock = "  LOCKED (cftui unlock " + b.name + ")" if st.locked else ""
-        print(f"{b.name}  {b.runtime}  {st.state}  uptime {format_uptime(st.uptime_seconds())}{lock}")
+        print(
+            f"{b.name}  {b.runtime}  {st.state}  uptime {format_uptime(st.uptime_seconds())}{lock}"
+        )
         if st.error:
             continue
         rows = [("  SERVICE", "STATE", "HEALTH", "UPTIME", "IMAGE")]
         for name, s in st.services.items():
-            rows.append((f"  {name}", s.state, s.health or "-", format_uptime(s.uptime_seconds()),
-                         s.image or "-"))
+            rows.append(
+                (
+                    f"  {name}",
+                    s.state,
+                    s.health or "-",
+                    format_uptime(s.uptime_seconds()),
+                    s.image or "-",
+                )
+            )
         _print_table(rows)
     return 0
 

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = add_command(sub, name, help_text, cmd_lifecycle)
         p.add_argument("bot")
 
-    p = add_command(sub, "kill", "the kill switch: cut the network and stop bots, locked until unlock", cmd_kill)
+    p = add_command(
+        sub, "kill", "the kill switch: cut the network and stop bots, locked until unlock", cmd_kill
+    )
     p.add_argument("bots", nargs="*", metavar="BOT")
     p.add_argument("--all", action="store_true", help="every bot of the fleet")
 
@@ -30,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bots", nargs="*", metavar="BOT")
     p.add_argument("--all", action="store_true", help="every locked bot")
 
-    p = add_command(sub, "demo", "start a small demo fleet with a fake LLM provider and open the app", cmd_demo)
+    p = add_command(
+        sub, "demo", "start a small demo fleet with a fake LLM provider and open the app", cmd_demo
+    )
     p.add_argument("--no-tui", action="store_true", help="leave the fleet running and return")
 
 
@@ -66,8 +70,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
     result = asyncio.run(killswitch.kill(home, bots))
     for report in result.reports:
         print(report.summary())
-    print(f"killed {len(result.reports)} bot(s) in {result.seconds * 1000:.0f} ms; "
-          "locked until `cftui unlock`")
+    print(
+        f"killed {len(result.reports)} bot(s) in {result.seconds * 1000:.0f} ms; "
+        "locked until `cftui unlock`"
+    )
     return 0 if result.ok else 1
 
 
@@ -75,7 +81,9 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     if not args.bots and not args.all:
         raise UsageError("name the bots to unlock, or use --all")
-    names = killswitch.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
+    names = (
+        killswitch.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
+    )
     lifted = killswitch.unlock(home, names)
     if lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")

@@ -195,5 +195,23 @@ class Runtime(ABC):
     async def kill(self, bot: BotConfig) -> KillReport:
         """Cut the gateway's network, kill it, stop the rest; never restart."""
 
+    @abstractmethod
+    async def gateway_running(self, bot: BotConfig) -> bool:
+        """Whether the gateway service is up (restore stops and restarts it)."""
+
+    @abstractmethod
+    async def stop_gateway(self, bot: BotConfig) -> None:
+        """Stop the gateway alone, leaving the proxies up."""
+
+    @abstractmethod
+    async def start_gateway(self, bot: BotConfig) -> None:
+        """Start the gateway alone (refused by callers while the bot is locked)."""
+
+    async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Bring `state/` to the host before a snapshot (Lima syncs it back)."""
+
+    async def push_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Send `state/` to where the gateway runs after a restore."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (SSH, HTTP pools)."""

@@ -1,0 +1,62 @@
+"""Fixtures every test area shares: a fresh fleet home, the `cftui` CLI run
+in-process, and the real Docker engine (which must be there under CI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cftui.cli import main as cftui_main
+from cftui.fleet import FleetHome
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FleetHome:
+    """An empty fleet home; CLAWFACTORY_HOME points at it."""
+    root = tmp_path / "fleet"
+    monkeypatch.setenv("CLAWFACTORY_HOME", str(root))
+    return FleetHome(root)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `cftui ARGS...` in-process; returns exit code, stdout, stderr."""
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = cftui_main(list(args))
+        except SystemExit as exc:  # argparse exits on bad usage and --help
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    """The real Docker engine. Under CI a missing engine fails, never skips."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"Docker engine required under CI but not reachable: {exc}")
+        pytest.skip(f"Docker engine not reachable: {exc}")
+    yield client
+    client.close()
