@@ -31,7 +31,7 @@ def _lock_path(home: FleetHome, bot: str) -> os.PathLike:
     return home.locks_dir / f"{validate_bot_name(bot)}.lock"
 
 
-def lock(home: FleetHome, bots: Sequence[str], reason: str = "kill") -> None:
+def lock_bots(home: FleetHome, bots: Sequence[str], reason: str = "kill") -> None:
     """Mark bots locked; survives restarts of cftui and of the machine."""
     make_private_dirs(home.locks_dir)
     body = json.dumps({"ts": utc_now_iso(), "reason": reason}) + "\n"
@@ -101,11 +101,21 @@ async def _kill_one(runtimes: Runtimes, bot: BotConfig) -> KillReport:
 
 
 async def kill(
-    home: FleetHome, bots: Sequence[BotConfig], runtimes: Runtimes | None = None
+    home: FleetHome,
+    bots: Sequence[BotConfig],
+    runtimes: Runtimes | None = None,
+    *,
+    lock: bool = True,
+    action: str = "kill",
 ) -> KillResult:
-    """Lock, then kill every bot in parallel; record one `kill` event."""
+    """Lock, then kill every bot in parallel; record one event.
+
+    `lock=False` is for `cftui --run`'s signal path: the same fast stop, but the
+    operator stopping their own foreground run does not leave the bot locked.
+    """
     started = time.monotonic()
-    lock(home, [b.name for b in bots])
+    if lock:
+        lock_bots(home, [b.name for b in bots])
     own = runtimes is None
     runtimes = runtimes or Runtimes(home)
     try:
@@ -116,7 +126,7 @@ async def kill(
     result = KillResult(list(reports), time.monotonic() - started)
     record_event(
         home,
-        "kill",
+        action,
         bots=[b.name for b in bots],
         ok=result.ok,
         seconds=round(result.seconds, 3),
