@@ -1,0 +1,285 @@
+"""The gateway's own configuration, `state/openclaw.json`.
+
+OpenClaw reads it as JSON5 (comments, trailing commas), so we read JSON5 and
+always write plain JSON, which every JSON5 reader accepts. Every write is
+validated first, keeps the previous valid file as `openclaw.json.known-good`
+(so a change that breaks the gateway can be reverted), replaces the file
+atomically at 0600 and records a `config` event naming the changed keys,
+never their values (the file holds the bot's proxy token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import json5
+
+from cftui.audit.events import record_event
+from cftui.errors import ConfigError, UsageError
+from cftui.fleet import FleetHome
+from cftui.securefs import atomic_write_private, make_private_dirs
+
+CONFIG_NAME = "openclaw.json"
+KNOWN_GOOD_SUFFIX = ".known-good"
+SECRET_KEY_RE = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|authorization)")
+MASK = "********"
+
+
+def config_path(home: FleetHome, bot: str) -> Path:
+    return home.state_dir(bot) / CONFIG_NAME
+
+
+def known_good_path(home: FleetHome, bot: str) -> Path:
+    return home.state_dir(bot) / (CONFIG_NAME + KNOWN_GOOD_SUFFIX)
+
+
+def parse_config(text: str, source: str = CONFIG_NAME) -> dict[str, Any]:
+    """Parse JSON5 text into a validated config object; ConfigError on anything else."""
+    try:
+        data = json5.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{source} is not valid JSON5: {_one_line(exc)}") from None
+    validate_config(data, source)
+    return data
+
+
+def validate_config(data: Any, source: str = CONFIG_NAME) -> None:
+    """A config must be a JSON object that plain JSON can represent exactly."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a JSON object at the top, not {_kind(data)}")
+    _check_value(data, "", source)
+
+
+def _check_value(value: Any, where: str, source: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{source}: key {key!r} at {where or 'top'} is not a string")
+            _check_value(item, f"{where}.{key}" if where else key, source)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(item, f"{where}[{i}]", source)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {where} is {value}, which JSON cannot hold")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise ConfigError(f"{source}: {where} is a {type(value).__name__}, not a JSON value")
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a scalar")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def read_config(home: FleetHome, bot: str) -> dict[str, Any]:
+    """The gateway's config as a dict; an empty dict when the file is absent."""
+    path = config_path(home, bot)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_config(text, str(path))
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths whose values differ: what an event records instead of values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out.append(path)
+            else:
+                out += changed_keys(old[key], new[key], path)
+        return out
+    return [] if old == new else [prefix or "."]
+
+
+def _current(home: FleetHome, bot: str) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The raw current file and its parsed form (None when absent or invalid)."""
+    try:
+        raw = config_path(home, bot).read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config_path(home, bot)}: {exc.strerror}") from None
+    try:
+        return raw, parse_config(raw.decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError):
+        return raw, None
+
+
+def _keep_owner(path: Path, stat: os.stat_result | None) -> None:
+    """The gateway runs as its own user: keep the file owned by whoever owned it."""
+    if stat is None or os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        os.chown(path, stat.st_uid, stat.st_gid)
+
+
+def write_config(
+    home: FleetHome, bot: str, data: dict, *, reason: str, actor: str = "operator"
+) -> None:
+    """Validate and write the config; keep the previous valid one as known-good.
+
+    Writing what is already there changes nothing and records nothing, so a
+    runtime may call this before every start.
+    """
+    validate_config(data)
+    path = config_path(home, bot)
+    raw, current = _current(home, bot)
+    if current is not None and current == data:
+        return
+    make_private_dirs(path.parent)
+    try:
+        stat = path.stat() if raw is not None else path.parent.stat()
+    except OSError:
+        stat = None
+    try:
+        if raw is not None and current is not None:
+            atomic_write_private(known_good_path(home, bot), raw)
+            _keep_owner(known_good_path(home, bot), stat)
+        atomic_write_private(path, dumps(data))
+        _keep_owner(path, stat)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    record_event(
+        home,
+        "config",
+        bot,
+        reason=reason,
+        actor=actor,
+        changed=changed_keys(current or {}, data)[:50],
+    )
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=VALUE` with VALUE read as JSON (`true`, `3`, `"x"`, `[1]`) or, if it
+    is a bare word, as a string. Malformed JSON is refused, not stored as text."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not key.strip() or any(not p for p in parts):
+        raise UsageError(f"--set {text!r}: use KEY=VALUE with a dotted key like models.mode=merge")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        if value[:1] in ("{", "[", '"'):
+            raise UsageError(f"--set {key}: {value!r} is not valid JSON") from None
+        parsed = value
+    return parts, parsed
+
+
+def set_keys(
+    home: FleetHome, bot: str, assignments: list[str], *, actor: str = "operator"
+) -> list[str]:
+    """Apply `KEY=VALUE` assignments in one validated write; returns changed keys."""
+    parsed = [parse_assignment(a) for a in assignments]
+    data = read_config(home, bot)
+    before = json.loads(json.dumps(data))
+    for parts, value in parsed:
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise UsageError(f"--set {'.'.join(parts)}: {where} is not an object")
+            node = child
+        node[parts[-1]] = value
+    changed = changed_keys(before, data)
+    if changed:
+        write_config(home, bot, data, reason="set " + ", ".join(changed)[:200], actor=actor)
+    return changed
+
+
+def set_key(home: FleetHome, bot: str, key: str, value: Any, *, actor: str = "operator") -> None:
+    """Set one dotted key to a JSON value (already typed)."""
+    set_keys(home, bot, [f"{key}={json.dumps(value)}"], actor=actor)
+
+
+def show(home: FleetHome, bot: str, *, reveal: bool = False) -> str:
+    """The config as JSON text, with credentials masked unless `reveal`."""
+    data = read_config(home, bot)
+    return dumps(data if reveal else mask_secrets(data))
+
+
+def mask_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: MASK if SECRET_KEY_RE.search(k) and isinstance(v, str) and v else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def edit(home: FleetHome, bot: str, editor: str | None = None, *, actor: str = "operator") -> bool:
+    """Open the config in `$EDITOR`; write it back only if it is valid and changed.
+
+    Returns whether anything was written. The temporary copy is 0600 beside
+    the bot's repo (not in /tmp) and is removed whatever happens.
+    """
+    command = editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    path = config_path(home, bot)
+    raw, current_data = _current(home, bot)
+    text = raw.decode("utf-8", "replace") if raw is not None else "{}\n"
+    make_private_dirs(home.bot_repo(bot))
+    fd, tmp = tempfile.mkstemp(dir=home.bot_repo(bot), prefix=".openclaw-edit-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            proc = subprocess.run([*shlex.split(command), tmp], check=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot run editor {command!r}: {exc}") from None
+        if proc.returncode != 0:
+            raise ConfigError(f"editor {command!r} exited {proc.returncode}: nothing changed")
+        edited = Path(tmp).read_text(encoding="utf-8", errors="replace")
+        if edited == text:
+            return False
+        try:
+            data = parse_config(edited, "the edited config")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; {path} left unchanged") from None
+        before = read_config(home, bot) if current_data is not None else {}
+        if before == data and current_data is not None:
+            return False
+        write_config(home, bot, data, reason="edit", actor=actor)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def revert(home: FleetHome, bot: str, *, actor: str = "operator") -> None:
+    """Bring back the known-good config; the replaced one (if valid) becomes the
+    known-good in turn, so a revert can itself be reverted."""
+    good = known_good_path(home, bot)
+    try:
+        text = good.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no known-good config to revert to ({good} does not exist)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {good}: {exc}") from None
+    data = parse_config(text, str(good))
+    _raw, current = _current(home, bot)
+    if current == data:
+        raise ConfigError(f"{config_path(home, bot)} is already the known-good config")
+    write_config(home, bot, data, reason="revert", actor=actor)
