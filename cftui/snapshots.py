@@ -1,0 +1,976 @@
+"""Encrypted snapshots of a bot's `state/` (CONTRACTS §5).
+
+A snapshot is a tar of `state/` (caches left out) encrypted with age to the
+bot's X25519 recipient, so the stock tool reads it:
+`age -d -i secrets/BOT/snapshot.key FILE | tar -t`.
+
+Both directions stream, so memory stays flat whatever the state's size:
+- create: a tar stream generated file by file (`_TarSource`) is pulled by
+  pyrage's `encrypt_io` and written to a temporary name, fsynced, then linked
+  to its final name; a partial file never carries a final name.
+- restore: pyrage's `decrypt_io` runs in a thread and pushes plaintext into a
+  pipe; tarfile reads the pipe in stream mode and extracts each member through
+  `tarfile.data_filter` plus the checks it lacks (setuid bits refused rather
+  than cleared, no writes through symlinks, link targets checked lexically so
+  a long symlink chain cannot fool `realpath`), into a fresh directory beside
+  `state/`. Only when everything (decryption, authentication, extraction)
+  succeeded is it swapped in; otherwise the old state was never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import re
+import shutil
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import pyrage
+
+from cftui import killswitch
+from cftui.audit.events import record_event
+from cftui.botinit import read_identity
+from cftui.errors import CftuiError, SnapshotError, UsageError
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.securefs import PRIVATE_FILE, fsync_dir, make_private_dirs
+
+if TYPE_CHECKING:
+    from cftui.runtime.base import Runtime
+
+SUFFIX = ".tar.age"
+LATEST = "latest" + SUFFIX
+TS_FORMAT = "%Y-%m-%dT%H-%M-%SZ"
+NAME_RE = re.compile(
+    r"^(?P<label>[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?)--"
+    r"(?P<ts>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ)\.tar\.age$"
+)
+PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.partial$")
+ARC_ROOT = "state"
+SAFETY_LABEL = "pre-restore"
+
+# What a snapshot leaves out: caches and things rebuilt or rewritten at run time.
+EXCLUDED_DIRS = frozenset(
+    {"installed", "node_modules", "__pycache__", ".venv", "venv", ".cache", "logs", "tmp"}
+)
+EXCLUDED_SUFFIXES = (
+    ".sqlite-wal",
+    ".sqlite-shm",
+    ".tmp",
+    ".temp",
+    ".swp",
+    ".log",
+    ".partial",
+    "~",
+)
+EXCLUDED_PREFIXES = (".#",)
+
+CHUNK = 1 << 20
+BLOCK = 512
+RECORD = 20 * BLOCK
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One snapshot file as `list` shows it."""
+
+    name: str
+    label: str
+    created: datetime
+    size: int
+    latest: bool = False
+
+
+@dataclass
+class CreateStats:
+    files: int = 0
+    bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did, for the CLI and the TUI to say."""
+
+    name: str
+    safety: str | None = None
+    gateway_was_running: bool = False
+    gateway_restarted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# --- names -----------------------------------------------------------------
+
+
+def sanitize_label(label: str | None) -> str:
+    """A label safe in a file name: lowercase letters, digits, '_' and single '-'."""
+    text = (label or "").strip().lower()
+    text = re.sub(r"[^a-z0-9_-]+", "-", text)
+    text = re.sub(r"-{2,}", "-", text)
+    text = text.strip("-_")[:64].strip("-_")
+    return text or "snapshot"
+
+
+def snapshot_name(label: str, when: datetime) -> str:
+    return f"{sanitize_label(label)}--{when.astimezone(UTC).strftime(TS_FORMAT)}{SUFFIX}"
+
+
+def parse_name(name: str) -> tuple[str, datetime] | None:
+    m = NAME_RE.match(name)
+    if not m:
+        return None
+    created = datetime.strptime(m["ts"], TS_FORMAT).replace(tzinfo=UTC)
+    return m["label"], created
+
+
+def _latest_target(folder: Path) -> str | None:
+    try:
+        target = os.readlink(folder / LATEST)
+    except OSError:
+        return None
+    return target if parse_name(target) else None
+
+
+def resolve(home: FleetHome, bot: str, name: str) -> Path:
+    """The file of a snapshot named by the user: `latest`, a full file name or
+    one without `.tar.age`. Anything with a slash or not ours is refused."""
+    folder = home.snapshots_dir(bot)
+    if name in ("latest", LATEST):
+        target = _latest_target(folder)
+        if target is None:
+            raise SnapshotError(f"{bot} has no snapshot yet: run `cftui snapshot create {bot}`")
+        name = target
+    if not name.endswith(SUFFIX):
+        name += SUFFIX
+    if parse_name(name) is None:
+        raise UsageError(
+            f"{name!r} is not a snapshot name (LABEL--YYYY-MM-DDTHH-MM-SSZ{SUFFIX}); "
+            f"see `cftui snapshot list {bot}`"
+        )
+    path = folder / name
+    if not path.is_file():
+        raise SnapshotError(f"no snapshot {name} for {bot}: see `cftui snapshot list {bot}`")
+    return path
+
+
+def list_snapshots(home: FleetHome, bot: str) -> list[SnapshotInfo]:
+    """The bot's snapshots, newest first."""
+    folder = home.snapshots_dir(bot)
+    latest = _latest_target(folder)
+    out = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        parsed = parse_name(entry.name)
+        if parsed is None or not entry.is_file(follow_symlinks=False):
+            continue
+        out.append(
+            SnapshotInfo(
+                entry.name,
+                parsed[0],
+                parsed[1],
+                entry.stat(follow_symlinks=False).st_size,
+                entry.name == latest,
+            )
+        )
+    out.sort(key=lambda s: (s.created, s.name), reverse=True)
+    return out
+
+
+def _point_latest(folder: Path, name: str | None) -> None:
+    """Swap `latest.tar.age` atomically: a new symlink under a temp name, renamed."""
+    link = folder / LATEST
+    if name is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+    else:
+        tmp = folder / f".{LATEST}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(name, tmp)
+        os.replace(tmp, link)
+    fsync_dir(folder)
+
+
+def _repoint_latest_to_newest(home: FleetHome, bot: str) -> None:
+    remaining = list_snapshots(home, bot)
+    _point_latest(home.snapshots_dir(bot), remaining[0].name if remaining else None)
+
+
+def rename(home: FleetHome, bot: str, old: str, new_label: str) -> str:
+    """Give a snapshot a new label, keeping its time; returns the new name."""
+    if old in ("latest", LATEST):
+        raise UsageError("name the snapshot itself, not `latest` (see `cftui snapshot list`)")
+    src = resolve(home, bot, old)
+    _label, created = parse_name(src.name)  # type: ignore[misc]
+    new = snapshot_name(new_label, created)
+    if new == src.name:
+        return new
+    folder = src.parent
+    try:
+        os.link(src, folder / new)  # refuses to overwrite, unlike rename
+    except FileExistsError:
+        raise SnapshotError(f"a snapshot named {new} already exists") from None
+    os.unlink(src)
+    if _latest_target(folder) == src.name:
+        _point_latest(folder, new)
+    else:
+        fsync_dir(folder)
+    record_event(home, "snapshot", bot, op="rename", name=src.name, to=new)
+    return new
+
+
+def delete(home: FleetHome, bot: str, name: str) -> None:
+    """Delete one snapshot; `latest` moves to the newest that is left."""
+    if name in ("latest", LATEST):
+        raise UsageError(
+            "`latest` cannot be deleted directly: delete the snapshot it points to by name"
+        )
+    path = resolve(home, bot, name)
+    was_latest = _latest_target(path.parent) == path.name
+    os.unlink(path)
+    if was_latest:
+        _repoint_latest_to_newest(home, bot)
+    else:
+        fsync_dir(path.parent)
+    record_event(home, "snapshot", bot, op="delete", name=path.name)
+
+
+def delete_all(home: FleetHome, bot: str) -> int:
+    """Delete every snapshot of a bot; returns how many."""
+    snaps = list_snapshots(home, bot)
+    folder = home.snapshots_dir(bot)
+    for snap in snaps:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / snap.name)
+    if folder.exists():
+        _point_latest(folder, None)
+    record_event(home, "snapshot", bot, op="delete-all", count=len(snaps))
+    return len(snaps)
+
+
+# --- create ----------------------------------------------------------------
+
+
+def is_excluded(name: str, is_dir: bool) -> bool:
+    """Caches, temp files and logs, which a snapshot leaves out (CONTRACTS §5)."""
+    if is_dir:
+        return name in EXCLUDED_DIRS
+    return name.endswith(EXCLUDED_SUFFIXES) or name.startswith(EXCLUDED_PREFIXES)
+
+
+def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.DirEntry]]:
+    """Every entry to archive, depth first, parents before children, sorted so
+    that archives of the same state are alike. Symlinks are never followed."""
+    try:
+        entries = sorted(os.scandir(os.path.join(root, rel) if rel else root), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if is_excluded(entry.name, is_dir):
+            continue
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if is_dir:
+            if os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
+                continue  # a virtualenv, whatever its name
+            yield child, entry
+            yield from _walk(root, child)
+        else:
+            yield child, entry
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _ustar_header(
+    name: str, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes, link: str
+) -> bytes:
+    """A ustar header built directly: tarfile's `tobuf` costs ~30 µs a member,
+    which is most of the time on a state of many small files. Anything ustar
+    cannot hold (long or non-ASCII names, big ids) goes through tarfile's PAX."""
+    try:
+        bname = name.encode("ascii")
+        blink = link.encode("ascii")
+    except UnicodeEncodeError:
+        bname = blink = b""
+    if (
+        not bname
+        or len(bname) > 100
+        or len(blink) > 100
+        or (link and not blink)
+        or not 0 <= uid < 0o7777777
+        or not 0 <= gid < 0o7777777
+        or not 0 <= size < 0o77777777777
+        or not 0 <= mtime < 0o77777777777
+    ):
+        info = tarfile.TarInfo(name)
+        info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
+        info.type, info.linkname, info.uname, info.gname = kind, link, "", ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    header = b"".join(
+        (
+            bname.ljust(100, b"\0"),
+            _octal(mode & 0o7777, 8),
+            _octal(uid, 8),
+            _octal(gid, 8),
+            _octal(size, 12),
+            _octal(mtime, 12),
+            b"        ",
+            kind,
+            blink.ljust(100, b"\0"),
+            b"ustar\x0000",
+            b"\0" * 64,  # uname, gname
+            _octal(0, 8),
+            _octal(0, 8),
+            b"\0" * 167,  # prefix, padding
+        )
+    )
+    checksum = b"%06o\0 " % sum(header)
+    return header[:148] + checksum + header[156:]
+
+
+class _TarSource:
+    """A tar stream of a directory, generated on demand as a readable file.
+
+    pyrage's `encrypt_io` pulls from `read`, so the archive is never held in
+    memory or on disk unencrypted. Files that change while they are read are
+    archived at the size their header announced (padded or cut), as GNU tar
+    does, and counted in `stats.skipped`.
+    """
+
+    def __init__(self, root: Path, progress: Progress, total: int) -> None:
+        self.root = str(root)
+        self.progress = progress
+        self.total = total
+        self.stats = CreateStats()
+        self._chunks = self._generate()
+        self._buf = memoryview(b"")
+        self._last_report = 0.0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buf = memoryview(chunk)
+        out = self._buf[:n]
+        self._buf = self._buf[n:]
+        return bytes(out)
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_report > 0.1:
+            self._last_report = now
+            self.progress(
+                ProgressEvent(
+                    "snapshot",
+                    self.stats.bytes,
+                    self.total or None,
+                    f"{self.stats.files} files",
+                )
+            )
+
+    def _generate(self) -> Iterator[bytes]:
+        root_stat = os.lstat(self.root)
+        yield self._count(
+            _ustar_header(
+                ARC_ROOT + "/",
+                root_stat.st_mode,
+                root_stat.st_uid,
+                root_stat.st_gid,
+                0,
+                int(root_stat.st_mtime),
+                tarfile.DIRTYPE,
+                "",
+            )
+        )
+        for rel, entry in _walk(self.root):
+            arcname = f"{ARC_ROOT}/{rel}"
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield from self._file(entry.path, arcname)
+            elif stat.S_ISDIR(st.st_mode):
+                yield self._count(
+                    _ustar_header(
+                        arcname + "/",
+                        st.st_mode,
+                        st.st_uid,
+                        st.st_gid,
+                        0,
+                        int(st.st_mtime),
+                        tarfile.DIRTYPE,
+                        "",
+                    )
+                )
+            elif stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    continue
+                yield self._count(
+                    _ustar_header(
+                        arcname,
+                        st.st_mode,
+                        st.st_uid,
+                        st.st_gid,
+                        0,
+                        int(st.st_mtime),
+                        tarfile.SYMTYPE,
+                        target,
+                    )
+                )
+            else:
+                self.stats.skipped.append(f"{rel} (not a regular file)")
+        # End of archive: two zero blocks, padded to a whole record as tar does.
+        end = 2 * BLOCK
+        yield b"\0" * (end + (-(self._written + end) % RECORD))
+        self._report(force=True)
+
+    _written = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self._written += len(data)
+        return data
+
+    def _file(self, path: str, arcname: str) -> Iterator[bytes]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ELOOP:
+                return  # vanished or swapped for a link since the walk
+            raise
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            header = _ustar_header(
+                arcname,
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                size,
+                int(st.st_mtime),
+                tarfile.REGTYPE,
+                "",
+            )
+            self._written += len(header)
+            yield header
+            left = size
+            while left:
+                data = os.read(fd, min(CHUNK, left))
+                if not data:
+                    self.stats.skipped.append(f"{arcname} (shrank while read)")
+                    data = b"\0" * left
+                left -= len(data)
+                self.stats.bytes += len(data)
+                self._written += len(data)
+                yield data
+            pad = -size % BLOCK
+            if pad:
+                self._written += pad
+                yield b"\0" * pad
+        finally:
+            os.close(fd)
+        self.stats.files += 1
+        self._report()
+
+
+def _measure(root: Path) -> tuple[int, int]:
+    """Files and bytes a snapshot will hold, for the progress bar's total."""
+    files = size = 0
+    for _rel, entry in _walk(str(root)):
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                files += 1
+                size += st.st_size
+    return files, size
+
+
+def _clean_partials(folder: Path) -> None:
+    """Remove temp files left by a create that died (its process is gone)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            m = PARTIAL_RE.match(entry.name)
+            if not m:
+                continue
+            pid = int(m["pid"])
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            if not alive:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+def _recipient(home: FleetHome, bot: str) -> pyrage.x25519.Recipient:
+    try:
+        return read_identity(home.snapshot_key(bot)).to_public()
+    except CftuiError as exc:
+        raise SnapshotError(str(exc)) from None
+
+
+def _identity(home: FleetHome, bot: str) -> pyrage.x25519.Identity:
+    try:
+        return read_identity(home.snapshot_key(bot))
+    except CftuiError as exc:
+        raise SnapshotError(str(exc)) from None
+
+
+def _os_message(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full"
+    return exc.strerror or str(exc)
+
+
+def create_snapshot(
+    home: FleetHome,
+    bot: str,
+    label: str | None = None,
+    *,
+    progress: Progress = no_progress,
+    now: datetime | None = None,
+    record: bool = True,
+    point_latest: bool = True,
+) -> SnapshotInfo:
+    """Archive and encrypt `state/` into a new snapshot; point `latest` at it.
+
+    Blocking; the TUI calls it from a thread worker (or through `snapshot`),
+    and `progress` is called from that thread.
+    """
+    state = home.state_dir(bot)
+    if not state.is_dir():
+        raise SnapshotError(f"{bot} has no state directory ({state}): nothing to snapshot")
+    recipient = _recipient(home, bot)
+    folder = home.snapshots_dir(bot)
+    make_private_dirs(folder)
+    _clean_partials(folder)
+    files, total = _measure(state)
+    progress(ProgressEvent("snapshot", 0, total or None, f"{files} files to archive"))
+    when = (now or datetime.now(UTC)).replace(microsecond=0)
+    final = snapshot_name(label or "manual", when)
+    tmp = folder / f".{final}.{os.getpid()}.partial"
+    source = _TarSource(state, progress, total)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+        with open(fd, "wb", buffering=CHUNK) as out:
+            pyrage.encrypt_io(source, out, [recipient])
+            out.flush()
+            os.fsync(out.fileno())
+        # Link, not rename: never replace an existing snapshot of the same second.
+        for _ in range(60):
+            try:
+                os.link(tmp, folder / final)
+                break
+            except FileExistsError:
+                when += timedelta(seconds=1)
+                final = snapshot_name(label or "manual", when)
+        else:  # pragma: no cover - 60 snapshots of one label in one minute
+            raise SnapshotError(f"too many snapshots named {final}")
+        os.unlink(tmp)
+        if point_latest or _latest_target(folder) is None:
+            _point_latest(folder, final)
+        else:
+            fsync_dir(folder)
+    except OSError as exc:
+        raise SnapshotError(f"cannot write snapshot of {bot}: {_os_message(exc)}") from None
+    except (pyrage.EncryptError, pyrage.RecipientError) as exc:
+        raise SnapshotError(f"cannot encrypt snapshot of {bot}: {exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    size = (folder / final).stat().st_size
+    info = SnapshotInfo(
+        final, sanitize_label(label or "manual"), when, size, _latest_target(folder) == final
+    )
+    if record:
+        record_event(
+            home,
+            "snapshot",
+            bot,
+            op="create",
+            name=final,
+            files=source.stats.files,
+            bytes=source.stats.bytes,
+            size=size,
+        )
+    return info
+
+
+async def snapshot(
+    home: FleetHome,
+    bot: BotConfig,
+    label: str | None = None,
+    *,
+    runtime: Runtime | None = None,
+    progress: Progress = no_progress,
+) -> SnapshotInfo:
+    """Create a snapshot, first bringing `state/` to the host if the runtime keeps
+    it elsewhere (Lima). The work runs in a thread so no event loop waits."""
+    if runtime is not None:
+        await runtime.pull_state(bot)
+    return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
+
+
+# --- restore ---------------------------------------------------------------
+
+
+class _Refused(SnapshotError):
+    """An archive member the restore filter refuses."""
+
+
+class _MemberFilter:
+    """tarfile's `data` filter plus what it lacks.
+
+    Members are renamed from `state/...` to paths relative to the new state
+    directory so that every check (and the data filter's) is against it.
+    """
+
+    def __init__(self, dest: str, owner: tuple[int, int] | None) -> None:
+        self.dest = dest
+        self.owner = owner
+        self.real_dirs: set[str] = {""}
+        self.members = 0
+
+    def _rel(self, name: str, what: str) -> str:
+        if name.startswith("/") or os.path.isabs(name):
+            raise _Refused(f"{what} {name!r} is an absolute path")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise _Refused(f"{what} {name!r} contains '..'")
+        if not parts or parts[0] != ARC_ROOT:
+            raise _Refused(f"{what} {name!r} is outside {ARC_ROOT}/")
+        return "/".join(parts[1:])
+
+    def _check_parents(self, rel: str, name: str) -> None:
+        """Nothing is ever written through a symlink, whatever realpath says."""
+        parts = rel.split("/")[:-1]
+        prefix = ""
+        for part in parts:
+            prefix = f"{prefix}/{part}" if prefix else part
+            if prefix in self.real_dirs:
+                continue
+            try:
+                st = os.lstat(os.path.join(self.dest, prefix))
+            except FileNotFoundError:
+                return  # tarfile creates the rest as real directories
+            if not stat.S_ISDIR(st.st_mode):
+                raise _Refused(f"member {name!r} would be written through a link or file")
+            self.real_dirs.add(prefix)
+
+    def _check_symlink(self, rel: str, name: str, target: str) -> None:
+        if target.startswith("/"):
+            raise _Refused(f"link {name!r} points to the absolute path {target!r}")
+        parts = [p for p in target.split("/") if p not in ("", ".")]
+        ups = 0
+        while ups < len(parts) and parts[ups] == "..":
+            ups += 1
+        if ".." in parts[ups:]:
+            raise _Refused(f"link {name!r} -> {target!r} goes up after going down")
+        if ups > rel.count("/"):
+            raise _Refused(f"link {name!r} -> {target!r} leads out of the state")
+
+    def __call__(self, member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        name = member.name
+        rel = self._rel(name, "member")
+        if not rel:
+            return None  # the state directory itself: the new one is already there
+        if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+            raise _Refused(f"member {name!r} is a device or fifo")
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise _Refused(f"member {name!r} has unsupported type {member.type!r}")
+        if member.mode & (stat.S_ISUID | stat.S_ISGID):
+            raise _Refused(f"member {name!r} has a setuid or setgid bit")
+        self._check_parents(rel, name)
+        changes: dict = {"name": rel}
+        if member.issym():
+            self._check_symlink(rel, name, member.linkname)
+        elif member.islnk():
+            target = self._rel(member.linkname, "hard link target")
+            self._check_parents(target + "/x", name)
+            full = os.path.join(self.dest, target)
+            try:
+                if not stat.S_ISREG(os.lstat(full).st_mode):
+                    raise _Refused(f"hard link {name!r} must point to a regular file")
+            except FileNotFoundError:
+                raise _Refused(f"hard link {name!r} points to a missing member") from None
+            changes["linkname"] = target
+        if member.isdir():
+            self.real_dirs.discard(rel)  # checked again when used as a parent
+        try:
+            filtered = tarfile.data_filter(member.replace(**changes, deep=False), path)
+        except tarfile.FilterError as exc:
+            raise _Refused(f"member {name!r} refused: {exc}") from None
+        if self.owner is not None:
+            filtered = filtered.replace(
+                uid=self.owner[0], gid=self.owner[1], uname="", gname="", deep=False
+            )
+        self.members += 1
+        return filtered
+
+
+class _CountingReader:
+    """The read end of the plaintext pipe, counting bytes for the progress bar."""
+
+    def __init__(self, raw: BinaryIO, progress: Progress, total: int) -> None:
+        self.raw = raw
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self._last = 0.0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.done += len(data)
+        now = time.monotonic()
+        if now - self._last > 0.1 or not data:
+            self._last = now
+            self.progress(ProgressEvent("restore", min(self.done, self.total), self.total))
+        return data
+
+
+class _FirstChunkOnly(Exception):
+    pass
+
+
+class _StopAfterFirstWrite:
+    def write(self, _data: bytes) -> int:
+        raise _FirstChunkOnly
+
+    def flush(self) -> None:
+        pass
+
+
+def check_key(home: FleetHome, bot: str, path: Path) -> None:
+    """Fail fast, before stopping anything, if the key cannot open this file:
+    decrypt its header and first chunk only."""
+    identity = _identity(home, bot)
+    try:
+        with path.open("rb") as f:
+            pyrage.decrypt_io(f, _StopAfterFirstWrite(), [identity])
+    except _FirstChunkOnly:
+        return
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path.name}: {_os_message(exc)}") from None
+    except Exception as exc:
+        if isinstance(exc.__cause__ or exc.__context__, _FirstChunkOnly):
+            return
+        if "_FirstChunkOnly" in repr(exc):
+            return
+        raise SnapshotError(
+            f"{path.name} cannot be decrypted with {bot}'s key "
+            f"(wrong key, or not an age file): {_one_line(exc)}"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
+
+
+def extract_snapshot(
+    home: FleetHome, bot: str, path: Path, dest: Path, *, progress: Progress = no_progress
+) -> int:
+    """Decrypt and extract `path` into the empty directory `dest`; returns the
+    number of members. Raises SnapshotError, leaving `dest` for the caller to
+    remove, on a wrong key, a truncated or tampered file, a refused member or
+    a full disk."""
+    identity = _identity(home, bot)
+    total = path.stat().st_size
+    try:
+        owner_st = os.stat(home.state_dir(bot))
+        owner = (owner_st.st_uid, owner_st.st_gid) if os.geteuid() == 0 else None
+    except FileNotFoundError:
+        owner = None
+    member_filter = _MemberFilter(os.path.realpath(dest), owner)
+    rfd, wfd = os.pipe()
+    with contextlib.suppress(OSError):
+        import fcntl
+
+        fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, CHUNK)
+    decrypt_error: list[BaseException] = []
+
+    def decrypt() -> None:
+        try:
+            with path.open("rb") as src, open(wfd, "wb", buffering=CHUNK) as sink:
+                pyrage.decrypt_io(src, sink, [identity])
+        except BaseException as exc:
+            decrypt_error.append(exc)
+
+    thread = threading.Thread(target=decrypt, name=f"decrypt-{bot}", daemon=True)
+    thread.start()
+    reader = open(rfd, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+    extract_error: BaseException | None = None
+    try:
+        counting = _CountingReader(reader, progress, total)
+        with tarfile.open(fileobj=counting, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+            tar.errorlevel = 2
+            tar.extractall(dest, numeric_owner=True, filter=member_filter)
+        while reader.read(CHUNK):  # the rest, so the decryptor reaches its final check
+            pass
+    except BaseException as exc:
+        extract_error = exc
+    finally:
+        reader.close()  # a decryptor still writing gets EPIPE and stops
+        thread.join()
+    if decrypt_error:
+        exc = decrypt_error[0]
+        if isinstance(exc, BrokenPipeError) and extract_error is not None:
+            pass  # extraction stopped first; its error says why
+        elif isinstance(exc, OSError) and exc.errno is not None:
+            raise SnapshotError(f"cannot read {path.name}: {_os_message(exc)}") from None
+        else:
+            raise SnapshotError(
+                f"{path.name} failed to decrypt: wrong key, truncated or tampered "
+                f"({_one_line(exc)})"
+            ) from None
+    if extract_error is not None:
+        exc = extract_error
+        if isinstance(exc, SnapshotError):
+            raise SnapshotError(f"{path.name}: {exc}") from None
+        if isinstance(exc, OSError):
+            raise SnapshotError(f"cannot extract {path.name}: {_os_message(exc)}") from None
+        if isinstance(exc, tarfile.TarError):
+            raise SnapshotError(f"{path.name} is not a valid archive: {_one_line(exc)}") from None
+        raise exc
+    return member_filter.members
+
+
+def restore_state(
+    home: FleetHome, bot: str, name: str, *, progress: Progress = no_progress
+) -> tuple[str, str | None]:
+    """The file part of a restore, without the gateway: safety snapshot,
+    extract beside `state/`, swap. Returns (restored name, safety snapshot).
+    On any failure the old `state/` is left exactly as it was."""
+    path = resolve(home, bot, name)
+    check_key(home, bot, path)
+    state = home.state_dir(bot)
+    safety = None
+    if state.is_dir():
+        safety = create_snapshot(
+            home, bot, SAFETY_LABEL, progress=progress, record=False, point_latest=False
+        ).name
+    repo = home.bot_repo(bot)
+    make_private_dirs(repo)
+    stamp = f"{os.getpid()}-{time.monotonic_ns()}"
+    new = repo / f".state-restore-{stamp}"
+    old = repo / f".state-old-{stamp}"
+    mode = stat.S_IMODE(state.stat().st_mode) if state.is_dir() else 0o700
+    os.mkdir(new, mode)
+    with contextlib.suppress(OSError):
+        if state.is_dir() and os.geteuid() == 0:
+            st = state.stat()
+            os.chown(new, st.st_uid, st.st_gid)
+    try:
+        extract_snapshot(home, bot, path, new, progress=progress)
+        _fsync_tree(new)
+        if state.exists():
+            os.rename(state, old)
+        try:
+            os.rename(new, state)
+        except OSError:
+            if old.exists():
+                os.rename(old, state)
+            raise
+        fsync_dir(repo)
+    except OSError as exc:
+        shutil.rmtree(new, ignore_errors=True)
+        raise SnapshotError(f"cannot restore {path.name}: {_os_message(exc)}") from None
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return path.name, safety
+
+
+def _fsync_tree(root: Path) -> None:
+    """Make the restored files durable before the old state goes: a sync of the
+    filesystem is one call instead of one per file."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()  # type: ignore[attr-defined]
+    finally:
+        os.close(fd)
+
+
+async def restore(
+    home: FleetHome,
+    bot: BotConfig,
+    name: str = "latest",
+    *,
+    runtime: Runtime | None = None,
+    progress: Progress = no_progress,
+) -> RestoreResult:
+    """Restore a snapshot: stop the gateway if it runs, keep a safety snapshot,
+    swap the state in, and start the gateway again if it was running (never
+    for a locked bot). `runtime=None` restores the files alone."""
+    result = RestoreResult(name=name)
+    path = await asyncio.to_thread(resolve, home, bot.name, name)
+    result.name = path.name
+    await asyncio.to_thread(check_key, home, bot.name, path)
+    if runtime is None:
+        result.notes.append("no runtime: the gateway was not checked, stopped or started")
+    else:
+        result.gateway_was_running = await runtime.gateway_running(bot)
+        if result.gateway_was_running:
+            progress(ProgressEvent("restore", 0, None, "stopping the gateway"))
+            await runtime.stop_gateway(bot)
+        await runtime.pull_state(bot)
+    error: BaseException | None = None
+    try:
+        _restored, result.safety = await asyncio.to_thread(
+            restore_state, home, bot.name, path.name, progress=progress
+        )
+        if runtime is not None:
+            await runtime.push_state(bot)
+    except BaseException as exc:
+        error = exc
+    if result.gateway_was_running and runtime is not None:
+        if killswitch.is_locked(home, bot.name):
+            result.notes.append("the bot is locked by the kill switch: gateway left stopped")
+        else:
+            try:
+                progress(ProgressEvent("restore", 0, None, "starting the gateway"))
+                await runtime.start_gateway(bot)
+                result.gateway_restarted = True
+            except CftuiError as exc:
+                result.notes.append(f"gateway did not restart: {exc}")
+    record_event(
+        home,
+        "restore",
+        bot.name,
+        name=result.name,
+        ok=error is None,
+        safety=result.safety,
+        error=_one_line(error) if error else None,
+        gateway_restarted=result.gateway_restarted,
+    )
+    if error is not None:
+        if isinstance(error, SnapshotError):
+            raise SnapshotError(f"{error}; the previous state is unchanged") from None
+        raise error
+    return result
