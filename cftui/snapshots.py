@@ -377,14 +377,8 @@ class _TarSource:
         now = time.monotonic()
         if force or now - self._last_report > 0.1:
             self._last_report = now
-            self.progress(
-                ProgressEvent(
-                    "snapshot",
-                    self.stats.bytes,
-                    self.total or None,
-                    f"{self.stats.files} files",
-                )
-            )
+            message = f"{self.stats.files} files archived" if force else ""
+            self.progress(ProgressEvent("snapshot", self.stats.bytes, self.total or None, message))
 
     def _generate(self) -> Iterator[bytes]:
         root_stat = os.lstat(self.root)
