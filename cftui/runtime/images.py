@@ -1,0 +1,640 @@
+"""The images a bot's stack runs: built here, from the repository's sources,
+only when missing or when their sources changed.
+
+Every image carries a label with a content hash of what it was built from;
+a matching label means nothing to do, so a fleet start with images cached
+costs one `inspect` per image. Shipped Dockerfiles start `FROM ${BASE_IMAGE}`
+with a public default (`python:3.11-slim`, `nginx:1.27-bookworm`); when that
+image is neither here nor pullable (no registry: the pull fails at once), the
+build falls back to `clawfactory/base:bookworm`, which this module makes from
+Debian packages (`images/base/mkrootfs.sh`, then `docker import`). Python
+packages are fetched on the host (`pip wheel`, cached under
+`$XDG_CACHE_HOME/clawfactory/wheels`) and installed in the image with
+`pip install --no-index`, so no build step needs the network.
+
+Every function here blocks (docker SDK, subprocesses): call it in a thread.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cftui.errors import RuntimeOperationError
+from cftui.runtime.base import Progress, ProgressEvent, no_progress
+
+SERVICE_IMAGES = {
+    "front": "clawfactory/front",
+    "llm-proxy": "clawfactory/llm-proxy",
+    "egress": "clawfactory/mitm",
+    "fake-llm": "clawfactory/fake-llm",
+    "demo-agent": "clawfactory/demo-agent",
+}
+BASE_IMAGE = "clawfactory/base:bookworm"
+TAG = "latest"
+
+HASH_LABEL = "io.clawfactory.context-hash"
+BASE_LABEL = "io.clawfactory.base-image"
+SERVICE_LABEL = "io.clawfactory.image"
+
+# Bump when the way images are assembled changes, so that every image is
+# rebuilt once even though its sources did not change.
+_RECIPE = "2"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_IGNORED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules"}
+_IGNORED_SUFFIXES = (".pyc", ".pyo")
+_ARG_BASE_RE = re.compile(r"^\s*ARG\s+BASE_IMAGE(?:\s*=\s*(\S+))?\s*$", re.I | re.M)
+_FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.I | re.M)
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) :")
+_PULL_RETRY_S = 600.0
+
+
+@dataclass(frozen=True)
+class ServiceSource:
+    """Where a service image is built from: its context, and the extra of
+    `clawfactory-proxies` it installs from wheels (None: no wheels)."""
+
+    context: Path
+    extra: str | None
+
+
+def source_root() -> Path:
+    """The checkout whose `images/` and `proxies/` the images are built from.
+
+    `CLAWFACTORY_SOURCE` overrides it (an installed cftui has no `images/`).
+    """
+    root = Path(os.environ.get("CLAWFACTORY_SOURCE") or REPO_ROOT)
+    if not (root / "images").is_dir() or not (root / "proxies" / "pyproject.toml").is_file():
+        raise RuntimeOperationError(
+            f"cannot build images: no images/ and proxies/ under {root} "
+            "(set CLAWFACTORY_SOURCE to a ClawFactory checkout)"
+        )
+    return root
+
+
+def service_sources(root: Path | None = None) -> dict[str, ServiceSource]:
+    root = root or source_root()
+    return {
+        "front": ServiceSource(root / "images" / "front", None),
+        "llm-proxy": ServiceSource(root / "images" / "llm-proxy", "llm"),
+        "egress": ServiceSource(root / "images" / "egress", "egress"),
+        "fake-llm": ServiceSource(root / "images" / "fake-llm", "fake"),
+        "demo-agent": ServiceSource(root / "cftui" / "templates" / "demo-agent", None),
+    }
+
+
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/clawfactory` (default `~/.cache/clawfactory`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "clawfactory"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _file_lock(name: str, progress: Progress, task: str) -> Iterator[None]:
+    """An exclusive lock shared by every process and thread on this machine.
+
+    flock locks belong to an open file description, so two threads of one
+    process, each opening the file, exclude each other as two processes do.
+    """
+    locks = cache_dir() / "locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{name}.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(ProgressEvent(task, message="waiting for another build of the same image"))
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --- content hashes ---------------------------------------------------------
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_PARTS)
+        dirnames[:] = [d for d in dirnames if not d.endswith(".egg-info")]
+        for name in sorted(filenames):
+            if not name.endswith(_IGNORED_SUFFIXES):
+                yield Path(dirpath) / name
+
+
+def tree_hash(*roots: Path, salt: str = "") -> str:
+    """A hash of every file's relative path, exec bit and bytes under roots."""
+    h = hashlib.sha256(f"{_RECIPE}\0{salt}\0".encode())
+    for root in roots:
+        root = root.resolve()
+        h.update(f"root\0{root.name}\0".encode())
+        for path in _files(root):
+            try:
+                data = path.read_bytes()
+                mode = path.stat().st_mode
+            except OSError:
+                continue  # vanished or unreadable: the build itself will say
+            rel = path.relative_to(root).as_posix()
+            h.update(f"{rel}\0{mode & 0o111:o}\0{len(data)}\0".encode())
+            h.update(data)
+    return h.hexdigest()[:24]
+
+
+def _proxies_roots(root: Path) -> list[Path]:
+    proxies = root / "proxies"
+    return [proxies / "pyproject.toml", proxies / "cfproxies"]
+
+
+def _service_hash(source: ServiceSource, root: Path) -> str:
+    roots = [source.context]
+    if source.extra:
+        roots += _proxies_roots(root)
+    return tree_hash(*roots, salt=f"extra={source.extra}")
+
+
+def _hash_file_or_tree(*paths: Path, salt: str = "") -> str:
+    """A hash of some files (and directories, via tree_hash)."""
+    h = hashlib.sha256(f"{_RECIPE}\0{salt}\0".encode())
+    for p in paths:
+        if p.is_dir():
+            h.update(tree_hash(p).encode())
+        else:
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:24]
+
+
+# --- docker helpers ---------------------------------------------------------
+
+
+def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when it is not here."""
+    import docker.errors
+
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise RuntimeOperationError(f"cannot inspect image {ref}: {_explain(exc)}") from None
+    return dict((image.attrs.get("Config") or {}).get("Labels") or {})
+
+
+_unpullable: dict[str, float] = {}
+_unpullable_lock = threading.Lock()
+
+
+def image_available(client: Any, ref: str, progress: Progress = no_progress) -> bool:
+    """Whether `ref` is here, pulling it if a registry answers.
+
+    With no registry the pull fails at once; the failure is remembered for a
+    while so that ten bots starting together do not each try again.
+    """
+    import docker.errors
+    from docker.utils import parse_repository_tag
+
+    if _image_labels(client, ref) is not None:
+        return True
+    with _unpullable_lock:
+        failed_at = _unpullable.get(ref)
+    if failed_at is not None and time.monotonic() - failed_at < _PULL_RETRY_S:
+        return False
+    repo, tag = parse_repository_tag(ref)
+    progress(ProgressEvent("pull", message=f"pulling {ref}"))
+    try:
+        client.api.pull(repo, tag=tag or "latest")
+    except (docker.errors.APIError, docker.errors.DockerException) as exc:
+        progress(ProgressEvent("pull", message=f"cannot pull {ref}: {_explain(exc)}"))
+        with _unpullable_lock:
+            _unpullable[ref] = time.monotonic()
+        return False
+    return True
+
+
+def _explain(exc: BaseException) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(str(text).split())
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _docker_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    *,
+    task: str,
+    progress: Progress,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    nocache: bool = False,
+) -> str:
+    """Run one classic-builder build, reporting each log line; the image id."""
+    import docker.errors
+
+    last = ""
+    image_id = None
+    try:
+        stream = client.api.build(
+            path=str(context),
+            tag=tag,
+            buildargs=buildargs,
+            labels=labels,
+            decode=True,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=nocache,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                error = _one_line(str(chunk["error"]))
+                where = f" (after: {last})" if last and last not in error else ""
+                raise RuntimeOperationError(f"building {tag} failed: {error}{where}")
+            text = chunk.get("stream")
+            if text:
+                for line in text.splitlines():
+                    line = line.rstrip()
+                    if not line:
+                        continue
+                    last = _one_line(line, 200)
+                    step = _STEP_RE.match(line)
+                    if step:
+                        done, total = int(step[1]) - 1, int(step[2])
+                        progress(ProgressEvent(task, done, total, line))
+                    else:
+                        progress(ProgressEvent(task, message=line))
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = aux["ID"]
+    except docker.errors.APIError as exc:
+        raise RuntimeOperationError(f"building {tag} failed: {_explain(exc)}") from None
+    except docker.errors.DockerException as exc:
+        raise RuntimeOperationError(f"building {tag} failed: {_one_line(str(exc))}") from None
+    if image_id is None:
+        try:
+            image_id = client.images.get(tag).id
+        except docker.errors.DockerException:
+            raise RuntimeOperationError(
+                f"building {tag} failed: no image was produced (last output: {last or 'none'})"
+            ) from None
+    progress(ProgressEvent(task, 1, 1, f"built {tag}"))
+    return image_id
+
+
+# --- the base image ---------------------------------------------------------
+
+
+def base_image_hash(root: Path | None = None) -> str:
+    base = (root or source_root()) / "images" / "base"
+    return _hash_file_or_tree(base / "mkrootfs.sh", base / "packages.txt", salt="base")
+
+
+def ensure_base_image(client: Any, progress: Progress = no_progress) -> str:
+    """`clawfactory/base:bookworm`, made from Debian packages if missing.
+
+    Safe when several processes ask at once: one builds, the others wait on
+    a file lock and then find the image there.
+    """
+    root = source_root()
+    want = base_image_hash(root)
+    labels = _image_labels(client, BASE_IMAGE)
+    if labels is not None and labels.get(HASH_LABEL) == want:
+        return BASE_IMAGE
+    task = "base image"
+    with _file_lock("base-bookworm", progress, task):
+        labels = _image_labels(client, BASE_IMAGE)
+        if labels is not None and labels.get(HASH_LABEL) == want:
+            return BASE_IMAGE
+        _build_base(client, root, want, progress, task)
+    return BASE_IMAGE
+
+
+def _run_logged(cmd: list[str], *, task: str, progress: Progress, what: str, **kw: Any) -> None:
+    """Run a command, its output lines as progress; a one-line error naming `what`."""
+    last: list[str] = []
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            **kw,
+        )
+    except OSError as exc:
+        raise RuntimeOperationError(f"{what} failed: cannot run {cmd[0]}: {exc.strerror}") from None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            last = [*last[-4:], line]
+            progress(ProgressEvent(task, message=line))
+    if proc.wait() != 0:
+        tail = _one_line(last[-1]) if last else f"exit {proc.returncode}"
+        raise RuntimeOperationError(f"{what} failed: {tail}")
+
+
+def _build_base(client: Any, root: Path, want: str, progress: Progress, task: str) -> None:
+    import docker.errors
+
+    if os.geteuid() != 0:
+        raise RuntimeOperationError(
+            f"building {BASE_IMAGE} needs root (debootstrap): run "
+            f"`sudo {root / 'scripts' / 'build-images.sh'}` once"
+        )
+    if shutil.which("debootstrap") is None:
+        raise RuntimeOperationError(
+            f"building {BASE_IMAGE} needs debootstrap: apt-get install debootstrap"
+        )
+    script = root / "images" / "base" / "mkrootfs.sh"
+    mirror = os.environ.get("CLAWFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    work = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=cache_dir()))
+    rootfs = work / "rootfs"
+    try:
+        progress(ProgressEvent(task, 0, 2, f"debootstrap bookworm into {rootfs}"))
+        _run_logged(
+            ["bash", str(script), str(rootfs), mirror],
+            task=task,
+            progress=progress,
+            what=f"building {BASE_IMAGE} (debootstrap)",
+        )
+        progress(ProgressEvent(task, 1, 2, f"docker import {BASE_IMAGE}"))
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            'CMD ["python3"]',
+            f"LABEL {HASH_LABEL}={want} {SERVICE_LABEL}=base",
+        ]
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", "-", "."],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert tar.stdout is not None
+        repo, tag = BASE_IMAGE.split(":")
+        try:
+            client.api.import_image(
+                src=tar.stdout, repository=repo, tag=tag, changes=changes, stream_src=True
+            )
+        except docker.errors.DockerException as exc:
+            tar.kill()
+            raise RuntimeOperationError(
+                f"building {BASE_IMAGE} failed at docker import: {_explain(exc)}"
+            ) from None
+        finally:
+            tar.stdout.close()
+            err = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
+            tar.wait()
+        if tar.returncode != 0:
+            raise RuntimeOperationError(
+                f"building {BASE_IMAGE} failed at tar: {_one_line(err) or tar.returncode}"
+            )
+        labels = _image_labels(client, BASE_IMAGE)
+        if labels is None or labels.get(HASH_LABEL) != want:
+            raise RuntimeOperationError(f"building {BASE_IMAGE} failed: import produced no image")
+        progress(ProgressEvent(task, 2, 2, f"built {BASE_IMAGE}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- wheels -----------------------------------------------------------------
+
+
+def _pip(args: list[str], *, task: str, progress: Progress, what: str) -> None:
+    _run_logged(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        task=task,
+        progress=progress,
+        what=what,
+    )
+
+
+def _copy_proxies_source(root: Path, dest: Path) -> Path:
+    """A clean copy of proxies/, so building its wheel leaves no build/ in the repo."""
+    src = root / "proxies"
+    out = dest / "proxies-src"
+    shutil.copytree(
+        src,
+        out,
+        ignore=shutil.ignore_patterns(
+            "*.egg-info", "build", "dist", "__pycache__", "*.pyc", ".pytest_cache"
+        ),
+    )
+    return out
+
+
+def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None:
+    """Fill `dest` with wheels for `clawfactory-proxies[extra]` and its deps.
+
+    Third-party wheels are cached per (extra, proxies/pyproject.toml, Python)
+    under the cache dir; the project's own wheel is built fresh each time.
+    """
+    root = source_root()
+    task = f"wheels[{extra}]"
+    py = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    key = _hash_file_or_tree(root / "proxies" / "pyproject.toml", salt=f"{extra}-{py}")
+    cached = cache_dir() / "wheels" / f"{extra}-{py}-{key}"
+    with tempfile.TemporaryDirectory(prefix="cf-proxies-", dir=cache_dir()) as tmp:
+        src = _copy_proxies_source(root, Path(tmp))
+        with _file_lock(f"wheels-{extra}", progress, task):
+            if not (cached / ".complete").exists():
+                progress(ProgressEvent(task, message=f"fetching wheels into {cached}"))
+                shutil.rmtree(cached, ignore_errors=True)
+                cached.mkdir(parents=True)
+                _pip(
+                    ["wheel", "--wheel-dir", str(cached), f"{src}[{extra}]"],
+                    task=task,
+                    progress=progress,
+                    what=f"fetching wheels for clawfactory-proxies[{extra}] (pip wheel)",
+                )
+                (cached / ".complete").write_text("ok\n")
+        own = Path(tmp) / "own"
+        _pip(
+            ["wheel", "--no-deps", "--wheel-dir", str(own), str(src)],
+            task=task,
+            progress=progress,
+            what="building the clawfactory-proxies wheel (pip wheel --no-deps)",
+        )
+        dest.mkdir(parents=True, exist_ok=True)
+        for whl in cached.glob("*.whl"):
+            if not whl.name.startswith("clawfactory_proxies-"):
+                shutil.copy2(whl, dest / whl.name)
+        for whl in own.glob("*.whl"):
+            shutil.copy2(whl, dest / whl.name)
+
+
+# --- service and gateway images -----------------------------------------------
+
+
+def dockerfile_base_default(dockerfile: Path) -> tuple[bool, str | None]:
+    """(declares ARG BASE_IMAGE, its default) for a Dockerfile."""
+    text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    m = _ARG_BASE_RE.search(text)
+    return (m is not None, m[1].strip("\"'") if m and m[1] else None)
+
+
+def _from_images(dockerfile: Path, base_default: str | None) -> list[str]:
+    """The images a Dockerfile's FROM lines need (stages and scratch left out)."""
+    text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    stages: set[str] = set()
+    refs: list[str] = []
+    for m in _FROM_RE.finditer(text):
+        ref = m[1]
+        if ref in ("${BASE_IMAGE}", "$BASE_IMAGE"):
+            ref = base_default or ""
+        if ref and ref.lower() != "scratch" and ref not in stages and "$" not in ref:
+            refs.append(ref)
+        if m[2]:
+            stages.add(m[2])
+    return refs
+
+
+def _choose_base(
+    client: Any, dockerfile: Path, progress: Progress, task: str, what: str
+) -> dict[str, str]:
+    """Build args that make the build possible here: {} when every FROM image
+    is available, BASE_IMAGE=clawfactory/base:bookworm when the default base
+    is not; a clear error when a needed image cannot be had."""
+    declares, default = dockerfile_base_default(dockerfile)
+    buildargs: dict[str, str] = {}
+    for ref in _from_images(dockerfile, default):
+        if image_available(client, ref, progress):
+            continue
+        if declares and ref == default:
+            progress(
+                ProgressEvent(task, message=f"{ref} cannot be pulled: building on {BASE_IMAGE}")
+            )
+            buildargs["BASE_IMAGE"] = ensure_base_image(client, progress)
+            continue
+        raise RuntimeOperationError(
+            f"cannot build {what}: its Dockerfile needs {ref}, which is not on this machine "
+            f"and cannot be pulled; declare `ARG BASE_IMAGE={ref}` and `FROM ${{BASE_IMAGE}}` "
+            f"so cftui can build it on {BASE_IMAGE}, or `docker load` {ref}"
+        )
+    return buildargs
+
+
+def ensure_image(
+    client: Any, service: str, progress: Progress = no_progress, *, rebuild: bool = False
+) -> str:
+    """The image of a service (`SERVICE_IMAGES`), built if missing or stale."""
+    if service not in SERVICE_IMAGES:
+        raise RuntimeOperationError(
+            f"unknown service image {service!r}: one of {', '.join(SERVICE_IMAGES)}"
+        )
+    root = source_root()
+    source = service_sources(root)[service]
+    tag = f"{SERVICE_IMAGES[service]}:{TAG}"
+    want = _service_hash(source, root)
+    labels = _image_labels(client, tag)
+    if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
+        return tag
+    task = f"image {service}"
+    with _file_lock(SERVICE_IMAGES[service].replace("/", "-"), progress, task):
+        labels = _image_labels(client, tag)
+        if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
+            return tag
+        progress(ProgressEvent(task, 0, None, f"building {tag}"))
+        with tempfile.TemporaryDirectory(prefix=f"ctx-{service}-", dir=cache_dir()) as tmp:
+            context = Path(tmp) / "context"
+            shutil.copytree(source.context, context, symlinks=False)
+            wheels = context / "wheels"
+            if source.extra:
+                wheelhouse(source.extra, wheels, progress)
+            else:
+                wheels.mkdir(exist_ok=True)
+            buildargs = _choose_base(client, context / "Dockerfile", progress, task, tag)
+            _docker_build(
+                client,
+                context,
+                tag,
+                task=task,
+                progress=progress,
+                buildargs=buildargs,
+                labels={
+                    HASH_LABEL: want,
+                    SERVICE_LABEL: service,
+                    BASE_LABEL: buildargs.get("BASE_IMAGE", "default"),
+                },
+            )
+    return tag
+
+
+def gateway_image_name(bot: str) -> str:
+    return f"clawfactory/gateway-{bot}:{TAG}"
+
+
+def build_gateway_image(
+    client: Any,
+    bot: str,
+    code_dir: Path,
+    progress: Progress = no_progress,
+    *,
+    nocache: bool = False,
+) -> str:
+    """A bot's gateway image from its `code/` (its Dockerfile), built when
+    missing or when `code/` changed; `nocache` forces a full rebuild."""
+    code_dir = Path(code_dir)
+    tag = gateway_image_name(bot)
+    dockerfile = code_dir / "Dockerfile"
+    if not dockerfile.is_file():
+        raise RuntimeOperationError(
+            f"cannot build the gateway of {bot}: {code_dir} has no Dockerfile"
+        )
+    want = tree_hash(code_dir, salt="gateway")
+    labels = _image_labels(client, tag)
+    if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
+        return tag
+    task = f"gateway {bot}"
+    with _file_lock(f"gateway-{bot}", progress, task):
+        labels = _image_labels(client, tag)
+        if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
+            return tag
+        progress(ProgressEvent(task, 0, None, f"building {tag} from {code_dir}"))
+        buildargs = _choose_base(client, dockerfile, progress, task, f"the gateway of {bot}")
+        try:
+            _docker_build(
+                client,
+                code_dir,
+                tag,
+                task=task,
+                progress=progress,
+                buildargs=buildargs,
+                labels={
+                    HASH_LABEL: want,
+                    SERVICE_LABEL: "gateway",
+                    "io.clawfactory.bot": bot,
+                    BASE_LABEL: buildargs.get("BASE_IMAGE", "default"),
+                },
+                nocache=nocache,
+            )
+        except RuntimeOperationError as exc:
+            if "BASE_IMAGE" in buildargs:
+                _, default = dockerfile_base_default(dockerfile)
+                raise RuntimeOperationError(
+                    f"{exc} (built on {BASE_IMAGE} because {default} cannot be pulled)"
+                ) from None
+            raise
+    return tag
