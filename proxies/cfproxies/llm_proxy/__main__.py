@@ -1,0 +1,67 @@
+"""`cf-llm-proxy`: configuration in, aiohttp on uvloop out; a bad flag is one
+line on stderr and exit status 2, a port that cannot be bound exit status 1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from cfproxies.llm_proxy.app import make_app
+from cfproxies.llm_proxy.config import ConfigError, ProxyConfig, load_config
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it measured faster), asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(config: ProxyConfig) -> None:
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    app = make_app(config)
+    print(
+        f"cf-llm-proxy: bot {config.bot} listening on {config.host}:{config.port}, "
+        f"log {config.traffic_log}",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        loop=loop,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(argv, os.environ)
+    except ConfigError as exc:
+        print(f"cf-llm-proxy: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(config)
+    except OSError as exc:
+        print(
+            f"cf-llm-proxy: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

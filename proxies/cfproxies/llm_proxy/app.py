@@ -1,0 +1,602 @@
+"""The aiohttp application: `/<provider>/<path>` forwarded upstream, chunk by
+chunk, with the key swapped in, and one record per call.
+
+Why it is shaped this way (see shared/reference/proxy.md):
+- the upstream client never decompresses (`auto_decompress=False`): bytes go
+  to the gateway exactly as the provider sent them, and only the side parser
+  decodes; the upstream is offered only encodings that parser can decode;
+- every response is sent before its record is built, so scrubbing and the
+  log write cost the gateway nothing;
+- the server runs with `handler_cancellation=True`, so a gateway that hangs
+  up cancels the handler wherever it waits (before the first byte too) and
+  the upstream call is closed at once rather than left generating and billing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from cfproxies.llm_proxy.budget import Budget, Refusal
+from cfproxies.llm_proxy.config import ProxyConfig
+from cfproxies.llm_proxy.providers import Provider, dialect_for
+from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body
+from cfproxies.llm_proxy.trafficlog import TrafficLog
+from cfproxies.record import body_for_record, new_record
+from cfproxies.scrub import ReloadingScrubber
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
+RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
+SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
+
+
+@dataclass
+class ProxyState:
+    """Everything a handler needs, built once per app."""
+
+    config: ProxyConfig
+    log: TrafficLog
+    scrubber: ReloadingScrubber
+    budget: Budget
+    session: aiohttp.ClientSession | None = None
+    started: float = field(default_factory=time.time)
+    inflight: int = 0
+
+
+STATE = web.AppKey("cf_llm_proxy_state", ProxyState)
+
+
+def make_app(config: ProxyConfig) -> web.Application:
+    """The proxy as an aiohttp app; run it with `handler_cancellation=True`."""
+    app = web.Application(client_max_size=config.max_request_bytes, handler_args=None)
+    literals = [*config.keys.values(), *([config.token] if config.token else [])]
+    log = TrafficLog(config.traffic_log)
+    budget = Budget(config.daily_token_budget, config.rpm)
+    budget.seed_from_log(config.traffic_log, config.bot)
+    state = ProxyState(config, log, ReloadingScrubber(config.scrub_rules, literals), budget)
+    for problem in state.scrubber.current.errors:
+        print(f"cf-llm-proxy: scrub rules: {problem}", file=sys.stderr, flush=True)
+    app[STATE] = state
+    app.on_startup.append(_open_session)
+    app.on_cleanup.append(_close)
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{provider}/{tail:.*}", proxy)
+    return app
+
+
+async def _open_session(app: web.Application) -> None:
+    cfg = app[STATE].config
+    app[STATE].session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # never replay one call's cookies on another
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
+        ),
+        trust_env=False,
+    )
+
+
+async def _close(app: web.Application) -> None:
+    state = app[STATE]
+    if state.session is not None:
+        await state.session.close()
+    state.log.close()
+
+
+def _json_response(
+    status: int, payload: dict[str, Any], headers: dict | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    scrubber = state.scrubber.get()
+    cfg = state.config
+    return _json_response(
+        200,
+        {
+            "ok": True,
+            "service": "cf-llm-proxy",
+            "bot": cfg.bot,
+            "log": state.log.health(),
+            "log_writable": state.log.ok,
+            "last_write_error": state.log.last_error,
+            "scrub": {
+                "user_rules": len(scrubber.user_rules),
+                "errors": scrubber.errors,
+                "timeouts": scrubber.timeouts,
+            },
+            "budget": state.budget.snapshot(),
+            "token_required": cfg.token is not None,
+            "providers": {
+                name: {"upstream": p.base_url, "key_configured": p.key_env in cfg.keys}
+                for name, p in sorted(cfg.providers.items())
+            },
+            "inflight": state.inflight,
+            "uptime_s": round(time.time() - state.started, 1),
+        },
+    )
+
+
+# --- request helpers ----------------------------------------------------------------
+
+
+def _split_query(query: str) -> list[tuple[str, str]]:
+    out = []
+    for part in query.split("&") if query else []:
+        name, _, _ = part.partition("=")
+        out.append((name, part))
+    return out
+
+
+def _presented_credentials(request: web.Request, query: list[tuple[str, str]]) -> list[str]:
+    found = []
+    for header in ("x-api-key", "x-goog-api-key"):
+        if value := request.headers.get(header):
+            found.append(value.strip())
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        found.append(value.strip())
+    for name, part in query:
+        if name == "key":
+            found.append(URL(f"?{part}", encoded=True).query.get("key", ""))
+    return found
+
+
+def _token_ok(presented: list[str], token: str) -> bool:
+    want = token.encode()
+    return any(hmac.compare_digest(p.encode(), want) for p in presented if p)
+
+
+def _accept_encoding(value: str | None) -> str | None:
+    """The client's Accept-Encoding, minus what the side parser cannot decode."""
+    if value is None:
+        return None
+    kept = [
+        item.strip() for item in value.split(",") if item.split(";")[0].strip().lower() in DECODABLE
+    ]
+    return ", ".join(kept) if kept else "identity"
+
+
+def _upstream_headers(request: web.Request, provider: Provider, key: str | None) -> dict[str, str]:
+    named = {
+        t.strip().lower() for t in request.headers.get("connection", "").split(",") if t.strip()
+    }
+    drop = REQUEST_DROP | named | (CREDENTIAL_HEADERS if key is not None else frozenset())
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+    ae = _accept_encoding(request.headers.get("accept-encoding"))
+    if ae is not None:
+        headers["Accept-Encoding"] = ae
+    if key is not None:
+        if provider.auth == "x-api-key":
+            headers["x-api-key"] = key
+        elif provider.auth == "x-goog-api-key":
+            headers["x-goog-api-key"] = key
+        else:
+            headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    named = {
+        t.strip().lower() for t in upstream.headers.get("connection", "").split(",") if t.strip()
+    }
+    drop = RESPONSE_DROP | named
+    out: dict[str, str] = {}
+    for k, v in upstream.headers.items():
+        if k.lower() not in drop:
+            out[k] = v if k not in out else f"{out[k]}, {v}"
+    return out
+
+
+def _parse_json(raw: bytes, content_type: str) -> Any:
+    if not raw or ("json" not in content_type and raw[:1] not in (b"{", b"[")):
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _model_from_path(path: str) -> str | None:
+    """Gemini puts the model in the path: `.../models/{model}:generateContent`."""
+    marker = "/models/"
+    at = path.find(marker)
+    if at < 0:
+        return None
+    return path[at + len(marker) :].split(":", 1)[0].split("/", 1)[0] or None
+
+
+# --- the call ---------------------------------------------------------------------
+
+
+class Call:
+    """One forwarded call and its record, written exactly once."""
+
+    def __init__(self, state: ProxyState, request: web.Request, provider_name: str) -> None:
+        self.state = state
+        self.t0 = time.perf_counter()
+        raw_path, _, query = request.raw_path.partition("?")
+        self.query = _split_query(query)
+        shown = "&".join(
+            f"key={'[REDACTED]'}" if name == "key" else part for name, part in self.query
+        )
+        self.record = new_record(
+            bot=state.config.bot,
+            provider=provider_name,
+            method=request.method,
+            path=raw_path + (f"?{shown}" if shown else ""),
+            epoch=time.time(),
+        )
+        self.raw_path = raw_path
+        self.request_body: Any = None
+        self.request_raw = b""
+        self.response_raw = b""
+        self.response_decoded = False
+        self.reassembly: Any = None
+        self.written = False
+        self.t_first_chunk: float | None = None
+        self.max_gap = 0.0
+
+    def ms(self, t: float) -> float:
+        return round((t - self.t0) * 1000.0, 3)
+
+    def fail(self, status: int, kind: str, message: str) -> None:
+        self.record["status"] = status
+        self.record["error_kind"] = kind
+        self.record["error"] = message
+
+    def finish(self) -> None:
+        """Build, scrub and append the record; never raises, never runs twice."""
+        if self.written:
+            return
+        self.written = True
+        rec = self.record
+        cap = self.state.config.body_cap
+        rec["duration_ms"] = self.ms(time.perf_counter())
+        truncated = False
+        rec["req_bytes"] = len(self.request_raw)
+        rec["request"], cut = body_for_record(self.request_raw, cap, self.request_body)
+        truncated |= cut
+        r = self.reassembly
+        if r is not None:
+            if r.usage is not None:
+                r.usage.apply(rec)
+            rec["usage_status"] = r.usage_status
+            rec["stop_reason"] = r.stop_reason
+            rec["model_resp"] = r.model
+            rec["response_id"] = r.response_id
+            if r.first_content_at is not None:
+                rec["ttft_ms"] = self.ms(r.first_content_at)
+            if r.error and not rec["error"]:
+                rec["error"] = r.error
+                rec["error_kind"] = "stream_error_event" if rec["stream"] else "upstream_http"
+            if rec["stream"]:
+                rec["response"] = r.as_response()
+                truncated |= r.truncated
+        if not rec["stream"] and self.response_raw and rec["response"] is None:
+            decoded = self.response_raw
+            if not self.response_decoded:
+                decoded = decode_body(decoded, rec.get("resp_content_encoding"))
+            rec["response"], cut = body_for_record(decoded, cap)
+            truncated |= cut
+        rec["truncated"] = truncated
+        try:
+            scrubber = self.state.scrubber.get()
+            scrubbed = 0
+            for key in ("request", "response", "error", "path"):
+                if rec.get(key) is not None:
+                    rec[key], n = scrubber.scrub(rec[key])
+                    scrubbed += n
+            rec["scrubbed"] = scrubbed
+        except Exception as exc:  # never let a scrub bug write secrets or lose the call
+            rec["request"] = rec["response"] = None
+            rec["scrub_error"] = type(exc).__name__
+        self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
+        self.state.log.write(rec)
+
+
+async def _send(request: web.Request, response: web.Response) -> web.Response:
+    """Send a complete response now, so the record is built after the client has it."""
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+def _refusal_response(refusal: Refusal) -> web.Response:
+    now = time.time()
+    retry = refusal.retry_after(now)
+    return _json_response(
+        429,
+        {
+            "error": {
+                "type": "rate_limit_error",
+                "limit": refusal.limit,
+                "message": refusal.message,
+                "resets_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(refusal.resets_at)),
+                "retry_after_s": retry,
+            }
+        },
+        headers={"Retry-After": str(retry)},
+    )
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    cfg = state.config
+    name = request.match_info["provider"]
+    call = Call(state, request, name)
+    rec = call.record
+    state.inflight += 1
+    try:
+        return await _forward(request, call, state, cfg, name)
+    except asyncio.CancelledError:
+        # The gateway hung up (handler cancellation): the upstream is closed by
+        # the cancellation itself; the record still says what happened.
+        rec["client_disconnected"] = True
+        if not rec["error"]:
+            rec["error"] = "client disconnected"
+            rec["error_kind"] = "client_disconnect"
+        if not rec["status"]:
+            rec["status"] = 499
+        raise
+    finally:
+        state.inflight -= 1
+        call.finish()
+
+
+async def _forward(
+    request: web.Request, call: Call, state: ProxyState, cfg: ProxyConfig, name: str
+) -> web.StreamResponse:
+    rec = call.record
+    provider = cfg.providers.get(name)
+    if provider is None:
+        call.fail(404, "unknown_provider", f"no provider {name!r}")
+        known = ", ".join(sorted(cfg.providers))
+        return await _send(
+            request,
+            _json_response(
+                404,
+                {
+                    "error": {
+                        "type": "not_found",
+                        "message": f"unknown provider {name!r}; known: {known}",
+                    }
+                },
+            ),
+        )
+
+    body = await request.read()
+    call.request_raw = body
+    call.request_body = _parse_json(body, request.headers.get("content-type", ""))
+    tail = call.raw_path[len(name) + 1 :]
+    if isinstance(call.request_body, dict):
+        model = call.request_body.get("model")
+        rec["model"] = model if isinstance(model, str) else None
+        rec["stream"] = call.request_body.get("stream") is True
+    if rec["model"] is None:
+        rec["model"] = _model_from_path(tail)
+    if ":streamGenerateContent" in tail:
+        rec["stream"] = True
+
+    key: str | None = None
+    query = call.query
+    if cfg.token is not None:
+        if not _token_ok(_presented_credentials(request, query), cfg.token):
+            call.fail(401, "auth", "missing or wrong proxy token")
+            return await _send(
+                request,
+                _json_response(
+                    401,
+                    {
+                        "error": {
+                            "type": "authentication_error",
+                            "message": "cf-llm-proxy: present the bot's proxy token as the API key",
+                        }
+                    },
+                ),
+            )
+        key = cfg.keys.get(provider.key_env)
+        if not key:
+            call.fail(503, "no_key", f"{provider.key_env} is not set in providers.env")
+            return await _send(
+                request,
+                _json_response(
+                    503,
+                    {
+                        "error": {
+                            "type": "provider_key_missing",
+                            "message": f"cf-llm-proxy: {provider.key_env} is not set in providers.env",
+                            "variable": provider.key_env,
+                        }
+                    },
+                ),
+            )
+        query = [(n, part) for n, part in query if n != "key"]
+
+    refusal = state.budget.check()
+    if refusal is not None:
+        call.fail(429, "budget", refusal.message)
+        rec["budget_limit"] = refusal.limit
+        return await _send(request, _refusal_response(refusal))
+
+    qs = "&".join(part for _, part in query)
+    url = URL(provider.base_url + tail + (f"?{qs}" if qs else ""), encoded=True)
+    headers = _upstream_headers(request, provider, key)
+    dialect = dialect_for(provider, tail)
+    assert state.session is not None
+    try:
+        upstream = await state.session.request(
+            request.method,
+            url,
+            headers=headers,
+            data=body if body else None,
+            allow_redirects=False,
+            skip_auto_headers=SKIP_AUTO,
+        )
+    except TimeoutError as exc:  # aiohttp's connect/read timeouts are TimeoutErrors
+        call.fail(504, "timeout", f"upstream timed out: {type(exc).__name__}")
+        return await _send(request, _gateway_error(504, "upstream timed out", provider))
+    except (aiohttp.ClientError, OSError) as exc:
+        call.fail(502, "connect", f"upstream unreachable: {type(exc).__name__}: {exc}")
+        return await _send(request, _gateway_error(502, "upstream unreachable", provider))
+
+    try:
+        return await _relay(request, call, cfg, provider, dialect, upstream)
+    finally:
+        upstream.release()  # closes the connection unless the body was read to the end
+
+
+async def _relay(
+    request: web.Request,
+    call: Call,
+    cfg: ProxyConfig,
+    provider: Provider,
+    dialect: str,
+    upstream: aiohttp.ClientResponse,
+) -> web.StreamResponse:
+    rec = call.record
+    t_headers = time.perf_counter()
+    rec["ttfb_ms"] = call.ms(t_headers)
+    rec["status"] = upstream.status
+    ctype = upstream.headers.get("content-type", "")
+    encoding = upstream.headers.get("content-encoding")
+    if encoding:
+        rec["resp_content_encoding"] = encoding
+    rid = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
+    if rid:
+        rec["upstream_request_id"] = rid
+    if "retry-after" in upstream.headers:
+        rec["retry_after"] = upstream.headers["retry-after"]
+    if upstream.status >= 400:
+        rec["error_kind"] = "upstream_http"
+    is_sse = ctype.startswith("text/event-stream")
+    reader = READERS[dialect](cfg.body_cap)
+    call.reassembly = reader
+    out_headers = _response_headers(upstream)
+
+    if not is_sse and upstream.content_length is not None:
+        rec["stream"] = False
+        try:
+            raw = await upstream.read()
+        except TimeoutError:
+            call.fail(504, "timeout", "upstream timed out while sending its body")
+            return await _send(request, _gateway_error(504, "upstream timed out", provider))
+        except aiohttp.ClientError as exc:
+            call.fail(502, "upstream_disconnect", f"upstream broke off: {type(exc).__name__}")
+            return await _send(request, _gateway_error(502, "upstream broke off", provider))
+        call.response_raw = raw
+        rec["resp_bytes"] = len(raw)
+        response = web.Response(status=upstream.status, headers=out_headers, body=raw)
+        await _send(request, response)
+        decoded = decode_body(raw, encoding)
+        reader.body(_parse_json(decoded, ctype))
+        _note_http_error(rec, upstream.status, reader)
+        return response
+
+    rec["stream"] = rec["stream"] or is_sse
+    parser = StreamParser(reader, sse=is_sse, encoding=encoding)
+    out = web.StreamResponse(status=upstream.status, headers=out_headers)
+    if is_sse:
+        out.headers["X-Accel-Buffering"] = "no"
+    if upstream.content_length is not None:
+        out.content_length = upstream.content_length
+    await out.prepare(request)
+    size = 0
+    chunks = 0
+    last = t_headers
+    try:
+        async for chunk in upstream.content.iter_any():
+            await out.write(chunk)  # the chunk goes first; the side parser after
+            now = time.perf_counter()
+            gap = now - last
+            last = now
+            if gap > call.max_gap:
+                call.max_gap = gap
+            size += len(chunk)
+            chunks += 1
+            parser.feed(chunk)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        rec["client_disconnected"] = True
+        call.fail(upstream.status, "client_disconnect", "client disconnected mid-stream")
+        upstream.close()
+        return out
+    except TimeoutError:
+        call.fail(upstream.status, "timeout", "upstream went silent mid-stream (read timeout)")
+        _abort(request)
+        return out
+    except aiohttp.ClientError as exc:
+        call.fail(
+            upstream.status,
+            "upstream_disconnect",
+            f"upstream broke off mid-stream: {type(exc).__name__}",
+        )
+        _abort(request)
+        return out
+    finally:
+        rec["resp_bytes"] = size
+        rec["chunks"] = chunks
+        rec["max_chunk_gap_ms"] = round(call.max_gap * 1000.0, 3)
+        parser.close()
+        if not rec["stream"] and not parser.overflow:
+            call.response_raw, call.response_decoded = bytes(parser._buf), True
+    await out.write_eof()
+    _note_http_error(rec, upstream.status, reader)
+    return out
+
+
+def _note_http_error(rec: dict[str, Any], status: int, reader: Any) -> None:
+    if status >= 400 and not rec["error"]:
+        rec["error"] = f"upstream answered {status}" + (f": {reader.error}" if reader.error else "")
+        rec["error_kind"] = "upstream_http"
+
+
+def _abort(request: web.Request) -> None:
+    """Cut the client's connection so a broken stream never looks complete."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+def _gateway_error(status: int, message: str, provider: Provider) -> web.Response:
+    return _json_response(
+        status,
+        {
+            "error": {
+                "type": "upstream_error" if status == 502 else "upstream_timeout",
+                "message": f"cf-llm-proxy: {message} ({provider.name} at {provider.base_url})",
+            }
+        },
+    )

@@ -1,0 +1,101 @@
+"""The operator's limits on a bot: tokens per UTC day and requests per minute.
+
+Tokens are counted when a call ends, so calls already in flight when the
+budget runs out still finish (the overshoot is at most their usage)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cfproxies.record import parse_record_line
+
+
+@dataclass(frozen=True)
+class Refusal:
+    limit: str  # "daily_token_budget" or "rpm"
+    resets_at: float  # epoch seconds
+    message: str
+
+    def retry_after(self, now: float) -> int:
+        return max(1, int(self.resets_at - now + 0.999))
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+
+
+def _next_midnight(epoch: float) -> float:
+    day = datetime.fromtimestamp(epoch, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (day + timedelta(days=1)).timestamp()
+
+
+class Budget:
+    def __init__(self, daily_tokens: int | None, rpm: int | None) -> None:
+        self.daily_tokens = daily_tokens or None
+        self.rpm = rpm or None
+        self._day = _day(time.time())
+        self.used_today = 0
+        self._recent: deque[float] = deque()
+
+    def _roll(self, now: float) -> None:
+        day = _day(now)
+        if day != self._day:
+            self._day, self.used_today = day, 0
+
+    def check(self, now: float | None = None) -> Refusal | None:
+        """None if a new call may go; the call then counts against the rpm cap."""
+        now = time.time() if now is None else now
+        self._roll(now)
+        if self.daily_tokens is not None and self.used_today >= self.daily_tokens:
+            return Refusal(
+                "daily_token_budget",
+                _next_midnight(now),
+                f"daily token budget of {self.daily_tokens} used up "
+                f"({self.used_today} tokens today)",
+            )
+        if self.rpm is not None:
+            while self._recent and self._recent[0] <= now - 60.0:
+                self._recent.popleft()
+            if len(self._recent) >= self.rpm:
+                return Refusal(
+                    "rpm",
+                    self._recent[0] + 60.0,
+                    f"limit of {self.rpm} requests per minute reached",
+                )
+            self._recent.append(now)
+        return None
+
+    def add_tokens(self, tokens: int, now: float | None = None) -> None:
+        self._roll(time.time() if now is None else now)
+        self.used_today += tokens
+
+    def seed_from_log(self, path: Path, bot: str) -> None:
+        """Count today's tokens already in traffic.jsonl, so that a restart
+        does not hand the bot a fresh budget."""
+        if self.daily_tokens is None:
+            return
+        marker = f'"ts":"{self._day}'.encode()
+        try:
+            f = path.open("rb")
+        except OSError:
+            return
+        with f:
+            for line in f:
+                if marker not in line:
+                    continue
+                rec = parse_record_line(line)
+                if rec and rec.get("bot") == bot and str(rec.get("ts", "")).startswith(self._day):
+                    self.used_today += int(rec.get("tokens_in") or 0) + int(
+                        rec.get("tokens_out") or 0
+                    )
+
+    def snapshot(self) -> dict:
+        return {
+            "daily_token_budget": self.daily_tokens,
+            "tokens_today": self.used_today,
+            "rpm": self.rpm,
+        }

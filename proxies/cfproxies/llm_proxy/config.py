@@ -1,0 +1,182 @@
+"""The proxy's configuration: flags, else environment (CONTRACTS §8), checked
+once at start into a frozen dataclass; nothing reads `os.environ` later."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cfproxies.envfile import read_env_file
+from cfproxies.llm_proxy.providers import KNOWN, Provider, provider_for
+
+DEFAULT_LISTEN = "0.0.0.0:9090"
+DEFAULT_BODY_CAP = 256 * 1024
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # Anthropic itself refuses above 32 MB
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+
+
+class ConfigError(Exception):
+    """A bad flag, variable or file, told in one line."""
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    host: str
+    port: int
+    bot: str
+    audit_dir: Path
+    providers: Mapping[str, Provider]
+    keys: Mapping[str, str] = field(repr=False)  # providers.env: VAR -> key
+    token: str | None = field(default=None, repr=False)
+    daily_token_budget: int | None = None
+    rpm: int | None = None
+    body_cap: int = DEFAULT_BODY_CAP
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    max_request_bytes: int = MAX_REQUEST_BYTES
+
+    @property
+    def traffic_log(self) -> Path:
+        return self.audit_dir / "traffic.jsonl"
+
+    @property
+    def scrub_rules(self) -> Path:
+        return self.audit_dir / "scrub_rules.json"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:9090")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_url(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"upstream {name}={url!r}: expected an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+def _int_option(flag: str, value: str | None, minimum: int) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"{flag} {value!r}: must be at least {minimum}")
+    return number
+
+
+def _float_option(flag: str, value: str | None, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected a number of seconds") from None
+    if number <= 0:
+        raise ConfigError(f"{flag} {value!r}: must be positive")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cf-llm-proxy",
+        description="Forward a bot's LLM calls, holding the provider keys and logging each call.",
+    )
+    p.add_argument("--listen", help=f"HOST:PORT (CF_LISTEN; default {DEFAULT_LISTEN})")
+    p.add_argument("--bot", help="bot name written into every record (CF_BOT)")
+    p.add_argument(
+        "--audit-dir", help="where traffic.jsonl and scrub_rules.json live (CF_AUDIT_DIR)"
+    )
+    p.add_argument("--providers-env", help="KEY=VALUE file of provider keys (CF_PROVIDERS_ENV)")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="PROVIDER=URL",
+        help="override or add a provider's base URL (CF_UPSTREAM_<PROVIDER>); repeatable",
+    )
+    p.add_argument("--token", help="credential the gateway must present (CF_PROXY_TOKEN)")
+    p.add_argument("--daily-token-budget", help="tokens per UTC day (CF_DAILY_TOKEN_BUDGET)")
+    p.add_argument("--rpm", help="requests per minute (CF_RPM)")
+    p.add_argument("--body-cap", help="bytes of each body kept in a record (CF_BODY_CAP)")
+    p.add_argument("--connect-timeout", help="seconds to connect upstream (CF_CONNECT_TIMEOUT)")
+    p.add_argument("--read-timeout", help="seconds an upstream may stay silent (CF_READ_TIMEOUT)")
+    return p
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> ProxyConfig:
+    """Flags win over the environment; every problem is a one-line ConfigError."""
+    args = build_parser().parse_args(argv)
+
+    def pick(flag_value: str | None, env: str) -> str | None:
+        return flag_value if flag_value not in (None, "") else (environ.get(env) or None)
+
+    host, port = parse_listen(pick(args.listen, "CF_LISTEN") or DEFAULT_LISTEN)
+    bot = pick(args.bot, "CF_BOT")
+    if not bot:
+        raise ConfigError("--bot (or CF_BOT) is required: it is written into every record")
+    audit = pick(args.audit_dir, "CF_AUDIT_DIR")
+    if not audit:
+        raise ConfigError("--audit-dir (or CF_AUDIT_DIR) is required: traffic.jsonl goes there")
+    audit_dir = Path(audit)
+    if audit_dir.exists() and not audit_dir.is_dir():
+        raise ConfigError(f"--audit-dir {audit}: not a directory")
+
+    urls = {name: p.base_url for name, p in KNOWN.items()}
+    for key, value in environ.items():
+        if key.startswith("CF_UPSTREAM_") and value:
+            urls[key.removeprefix("CF_UPSTREAM_").lower().replace("_", "-")] = value
+    for item in args.upstream:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--upstream {item!r}: expected PROVIDER=URL")
+        urls[name.strip().lower()] = url.strip()
+    providers: dict[str, Provider] = {}
+    for name, url in urls.items():
+        if not PROVIDER_NAME.match(name) or name == "health":
+            raise ConfigError(f"upstream {name!r}: a provider name is lowercase letters, digits, -")
+        providers[name] = provider_for(name, _check_url(name, url))
+
+    keys: dict[str, str] = {}
+    env_file = pick(args.providers_env, "CF_PROVIDERS_ENV")
+    if env_file:
+        try:
+            keys = read_env_file(env_file)
+        except FileNotFoundError:
+            raise ConfigError(f"--providers-env {env_file}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--providers-env {env_file}: cannot read ({exc})") from None
+
+    token = pick(args.token, "CF_PROXY_TOKEN")
+    if token is not None and len(token) < 8:
+        raise ConfigError("--token: too short to be a credential (8 characters at least)")
+    body_cap = _int_option("--body-cap", pick(args.body_cap, "CF_BODY_CAP"), 0)
+    return ProxyConfig(
+        host=host,
+        port=port,
+        bot=bot,
+        audit_dir=audit_dir,
+        providers=providers,
+        keys={k: v for k, v in keys.items() if v},
+        token=token,
+        daily_token_budget=_int_option(
+            "--daily-token-budget", pick(args.daily_token_budget, "CF_DAILY_TOKEN_BUDGET"), 1
+        ),
+        rpm=_int_option("--rpm", pick(args.rpm, "CF_RPM"), 1),
+        body_cap=DEFAULT_BODY_CAP if body_cap is None else body_cap,
+        connect_timeout=_float_option(
+            "--connect-timeout", pick(args.connect_timeout, "CF_CONNECT_TIMEOUT"), 10.0
+        ),
+        read_timeout=_float_option(
+            "--read-timeout", pick(args.read_timeout, "CF_READ_TIMEOUT"), 300.0
+        ),
+    )

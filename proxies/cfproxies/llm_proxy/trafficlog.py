@@ -1,0 +1,76 @@
+"""`traffic.jsonl` as the proxy writes it: one descriptor kept open, one
+`write` per record, and a failure that is reported (stderr, `/health`) but
+never stops a call."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cfproxies.jsonl import append_bytes, encode_line, open_append
+
+
+class TrafficLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.written = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.ok = True
+        self._open()
+
+    def _fail(self, what: str) -> None:
+        self.ok = False
+        self.failures += 1
+        self.last_error = what
+        self.last_error_at = time.time()
+        print(f"cf-llm-proxy: traffic log {self.path}: {what}", file=sys.stderr, flush=True)
+
+    def _open(self) -> bool:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.fd = open_append(self.path)
+        except OSError as exc:
+            self.fd = None
+            self._fail(f"cannot open: {exc.strerror or exc}")
+            return False
+        return True
+
+    def write(self, record: dict[str, Any]) -> bool:
+        """Append one record; False (and reported) if it could not be written."""
+        line = encode_line(record)
+        if self.fd is None and not self._open():
+            return False
+        assert self.fd is not None
+        try:
+            append_bytes(self.fd, line)
+        except OSError as exc:
+            self._fail(str(exc.strerror or exc))
+            # Reopen next time: the file may have been replaced or fixed.
+            self.close()
+            return False
+        self.written += 1
+        self.ok = True
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "writable": self.ok,
+            "records_written": self.written,
+            "write_failures": self.failures,
+            "last_write_error": self.last_error,
+            "last_write_error_at": self.last_error_at,
+        }

@@ -1,0 +1,267 @@
+"""The one scrubber: what is replaced before anything reaches an audit log.
+
+Built-in rules cover provider keys, bearer tokens, cookies, AWS and GitHub
+tokens and private key blocks; they are written to run in linear time and are
+compiled into one pattern with the standard `re`. The operator's own rules
+come from `scrub_rules.json` and run on the `regex` module with a timeout,
+so a rule with catastrophic backtracking costs a bounded time and fails
+closed (the string it was scanning is redacted whole) instead of hanging
+the proxy. A malformed rules file is reported in `errors`, never fatal.
+
+`scrub_rules.json` is either a list of rules or `{"rules": [...]}`; a rule is
+a regex string or `{"pattern": "...", "name": "...", "replace": "...",
+"ignore_case": false}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import regex
+
+REDACTED = "[REDACTED:{}]"
+
+# (name, pattern). A group named `keep` is kept in front of the redaction
+# (the "Bearer " of a header, the "aws_secret_access_key=" of a config line).
+BUILTIN_RULES: tuple[tuple[str, str], ...] = (
+    (
+        "private-key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?"
+        r"(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
+    ),
+    ("anthropic-key", r"\bsk-ant-[A-Za-z0-9]{2,10}-[A-Za-z0-9_\-]{16,}"),
+    ("openrouter-key", r"\bsk-or-(?:v1-)?[A-Za-z0-9]{32,}"),
+    ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"),
+    ("google-key", r"\bAIza[0-9A-Za-z_\-]{35}"),
+    ("google-oauth", r"\bya29\.[0-9A-Za-z_\-]{20,}"),
+    ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
+    ("aws-key-id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    (
+        "aws-secret",
+        r"(?i)(?P<keep>aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
+    ),
+    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
+    ("bearer", r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    ("cookie", r"(?i)(?P<keep>\b(?:set-)?cookie[\"']?\s*:\s*[\"']?)[^\"'\r\n]+"),
+)
+
+# JSON keys whose values are secrets whatever they look like.
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-goog-api-key",
+        "api_key",
+        "api-key",
+        "apikey",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "private_key",
+    }
+)
+
+USER_RULE_TIMEOUT_S = 0.05  # one user rule on one string
+RECORD_BUDGET_S = 0.25  # all user rules on one record, then the rest is redacted whole
+
+
+@dataclass(frozen=True)
+class UserRule:
+    name: str
+    pattern: Any  # a compiled `regex` pattern
+    replace: str
+
+
+@dataclass
+class _Pass:
+    """The running state of one `scrub` call."""
+
+    deadline: float
+    count: int = 0
+    timeouts: list[str] = field(default_factory=list)
+
+
+def load_user_rules(path: Path | str) -> tuple[list[UserRule], list[str]]:
+    """The rules in a `scrub_rules.json` and the problems found in it; a
+    missing file is no rules and no problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"{path}: cannot read: {exc}"]
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return [], [f"{path}: not valid JSON ({exc}); only the built-in rules apply"]
+    if isinstance(data, dict):
+        data = data.get("rules")
+    if not isinstance(data, list):
+        return [], [f"{path}: expected a list of rules or {{'rules': [...]}}"]
+    return parse_user_rules(data, source=str(path))
+
+
+def parse_user_rules(
+    items: Iterable[Any], source: str = "rules"
+) -> tuple[list[UserRule], list[str]]:
+    """Compile rule entries; a bad one is reported and skipped, the others kept."""
+    rules: list[UserRule] = []
+    errors: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"pattern": item}
+        if not isinstance(item, dict) or not isinstance(item.get("pattern"), str):
+            errors.append(f"{source}: rule {index} has no 'pattern' string; skipped")
+            continue
+        name = str(item.get("name") or f"user-{index}")
+        replace = item.get("replace")
+        replace = REDACTED.format(name) if not isinstance(replace, str) else replace
+        flags = regex.IGNORECASE if item.get("ignore_case") else 0
+        try:
+            compiled = regex.compile(item["pattern"], flags | regex.V0)
+        except (regex.error, ValueError, TypeError) as exc:
+            errors.append(f"{source}: rule {name!r} is not a valid regex ({exc}); skipped")
+            continue
+        rules.append(UserRule(name, compiled, replace))
+    return rules, errors
+
+
+_KEEPS = frozenset(i for i, (_, pattern) in enumerate(BUILTIN_RULES) if "(?P<keep>" in pattern)
+
+
+def _compile_builtins(literals: Iterable[str]) -> re.Pattern[str]:
+    parts = []
+    secrets = sorted({s for s in literals if s and len(s) >= 8}, key=len, reverse=True)
+    if secrets:  # the exact keys the proxy holds, whatever their shape
+        parts.append("(?P<r_literal>" + "|".join(re.escape(s) for s in secrets) + ")")
+    for i, (_, pattern) in enumerate(BUILTIN_RULES):
+        flags = ""
+        if pattern.startswith("(?"):
+            end = pattern.index(")")
+            flags, pattern = pattern[2:end], pattern[end + 1 :]
+        pattern = pattern.replace("(?P<keep>", f"(?P<k{i}>")
+        group = f"(?P<r{i}>{pattern})"
+        parts.append(f"(?{flags}:{group})" if flags else group)
+    return re.compile("|".join(parts))
+
+
+class Scrubber:
+    """Replaces secrets in strings and JSON values; counts what it replaced."""
+
+    def __init__(
+        self,
+        user_rules: Iterable[UserRule] = (),
+        literals: Iterable[str] = (),
+        errors: Iterable[str] = (),
+        timeout_s: float = USER_RULE_TIMEOUT_S,
+        budget_s: float = RECORD_BUDGET_S,
+    ) -> None:
+        self.user_rules = list(user_rules)
+        self.errors = list(errors)
+        self.timeout_s = timeout_s
+        self.budget_s = budget_s
+        self.timeouts = 0  # user-rule timeouts since start, for /health
+        self._builtin = _compile_builtins(literals)
+
+    @classmethod
+    def from_file(cls, path: Path | str | None, literals: Iterable[str] = ()) -> Scrubber:
+        rules, errors = load_user_rules(path) if path else ([], [])
+        return cls(rules, literals, errors)
+
+    def _replace(self, match: re.Match[str]) -> str:
+        name = match.lastgroup or ""
+        if name == "r_literal":
+            return REDACTED.format("secret")
+        i = int(name[1:])
+        keep = (match.group(f"k{i}") or "") if i in _KEEPS else ""
+        return keep + REDACTED.format(BUILTIN_RULES[i][0])
+
+    def _text(self, text: str, state: _Pass) -> str:
+        text, n = self._builtin.subn(self._replace, text)
+        state.count += n
+        for rule in self.user_rules:
+            left = state.deadline - time.monotonic()
+            if left <= 0:
+                state.count += 1
+                return REDACTED.format("scrub-budget")
+            try:
+                text, n = rule.pattern.subn(rule.replace, text, timeout=min(self.timeout_s, left))
+            except TimeoutError:
+                # Fail closed: what the rule could not finish scanning may hold a secret.
+                state.timeouts.append(rule.name)
+                self.timeouts += 1
+                state.count += 1
+                return REDACTED.format("scrub-timeout")
+            state.count += n
+        return text
+
+    def _value(self, value: Any, state: _Pass) -> Any:
+        if isinstance(value, str):
+            return self._text(value, state)
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, str) and key.lower() in SECRET_KEYS and item not in (None, ""):
+                    state.count += 1
+                    out[key] = REDACTED.format(key.lower())
+                else:
+                    out[key] = self._value(item, state)
+            return out
+        if isinstance(value, list):
+            return [self._value(item, state) for item in value]
+        return value
+
+    def scrub(self, value: Any) -> tuple[Any, int]:
+        """A scrubbed copy of a JSON value (or string) and the redaction count."""
+        state = _Pass(deadline=time.monotonic() + self.budget_s)
+        return self._value(value, state), state.count
+
+    def scrub_text(self, text: str) -> str:
+        return self.scrub(text)[0]
+
+
+class ReloadingScrubber:
+    """A `Scrubber` that rereads `scrub_rules.json` when it changes, checked at
+    most once a second, so the operator's edits apply without a restart."""
+
+    def __init__(self, path: Path | str | None, literals: Iterable[str] = ()) -> None:
+        self.path = Path(path) if path else None
+        self.literals = tuple(literals)
+        self._stamp: tuple[int, int] | None = self._stat()
+        self._checked = time.monotonic()
+        self.current = Scrubber.from_file(self.path, self.literals)
+
+    def _stat(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def get(self) -> Scrubber:
+        now = time.monotonic()
+        if self.path is not None and now - self._checked >= 1.0:
+            self._checked = now
+            stamp = self._stat()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                timeouts = self.current.timeouts
+                self.current = Scrubber.from_file(self.path, self.literals)
+                self.current.timeouts = timeouts
+        return self.current
