@@ -1,0 +1,780 @@
+"""THE reader of `traffic.jsonl` (CONTRACTS §3), for the TUI, `cftui traffic`
+and `cftui --run`.
+
+Toolong's way, improved: the file is never loaded whole. A line-offset index
+(`array('q')`, 8 bytes a line) is built from the END of the file, so the
+newest calls are known first; a line is read with `os.pread` only when it is
+shown; raw lines and parsed records sit in small LRU caches. A follower polls
+the open file for appends and notices truncation and rotation (inode change),
+which Toolong does not. Filters scan the file in large chunks and touch only
+the lines that can match, so a 1 GB log filters in about a second.
+
+No Textual here: the TUI drives these blocking calls from thread workers.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cfproxies.record import parse_record_line
+
+CHUNK = 8 << 20  # filter / totals read size
+FOLLOW_READ = 1 << 20  # follower read size
+POLL_INTERVAL_S = 0.05  # the follower's idle sleep: appends show in ≤ 250 ms
+PROGRESS_EVERY_S = 0.1
+
+Progress = Callable[[float], None]
+Cancelled = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+def _no_progress(_fraction: float) -> None:
+    pass
+
+
+class LRU:
+    """A small thread-safe LRU mapping (threads fill it, the UI reads it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+# --- reading a record's top-level scalars without parsing the bodies ---------
+
+_VALUE = rb'\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null|true|false)'
+_KEY_RES = {
+    key: re.compile(b'"' + key.encode() + b'":' + _VALUE)
+    for key in ("ts", "provider", "model", "status", "tokens_in", "tokens_out", "error")
+}
+_NESTED = re.compile(rb"[{\[]")
+_MISSING = object()
+
+
+def header_value(line: bytes, key: str) -> Any:
+    """A top-level scalar of a record line, read without parsing the bodies.
+
+    A match that comes before the first nested `{`/`[` of the line is at the
+    top level (escaped quotes inside strings cannot match). Otherwise the
+    answer is `_MISSING` and the caller parses the whole line.
+    """
+    m = _KEY_RES[key].search(line)
+    if m is None:
+        return _MISSING
+    nested = _NESTED.search(line, 1, m.start())
+    if nested is not None:
+        return _MISSING
+    try:
+        return json.loads(m.group(1))
+    except ValueError:
+        return _MISSING
+
+
+def field_of(line: bytes, key: str) -> Any:
+    """A top-level field of a record line: fast path, else a full parse."""
+    value = header_value(line, key)
+    if value is _MISSING:
+        record = parse_record_line(line)
+        return None if record is None else record.get(key)
+    return value
+
+
+# --- filter ------------------------------------------------------------------
+
+
+_STATUS_RE = re.compile(r"^(\d{3}|[1-5]xx|err|ok)$")
+
+
+@dataclass(frozen=True)
+class TrafficFilter:
+    """Which calls to show: provider (exact), model (substring), status
+    (`200`, `5xx`, `err` = 400 and up, `ok` = below 400) and free text
+    (case-insensitive, anywhere in the line). Empty parts match everything."""
+
+    provider: str | None = None
+    model: str | None = None
+    status: str | None = None
+    text: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> TrafficFilter:
+        """`provider:openai model:gpt status:5xx free words` → a filter.
+
+        Raises ValueError (one line) on a bad status."""
+        parts: dict[str, str] = {}
+        words = []
+        for word in spec.split():
+            key, sep, value = word.partition(":")
+            if sep and key in ("provider", "model", "status") and value:
+                parts[key] = value
+            else:
+                words.append(word)
+        status = parts.get("status")
+        if status is not None and not _STATUS_RE.match(status.lower()):
+            raise ValueError(f"bad status {status!r}: use e.g. 200, 5xx, err or ok")
+        return cls(
+            provider=parts.get("provider"),
+            model=parts.get("model"),
+            status=status.lower() if status else None,
+            text=" ".join(words) or None,
+        )
+
+    def __str__(self) -> str:
+        out = [f"{k}:{v}" for k in ("provider", "model", "status") if (v := getattr(self, k))]
+        if self.text:
+            out.append(self.text)
+        return " ".join(out)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.provider or self.model or self.status or self.text)
+
+    def _status_ok(self, status: Any) -> bool:
+        if not self.status:
+            return True
+        if not isinstance(status, int):
+            return False
+        s = self.status
+        if s == "err":
+            return status >= 400 or status == 0
+        if s == "ok":
+            return 0 < status < 400
+        if s.endswith("xx"):
+            return status // 100 == int(s[0])
+        return status == int(s)
+
+    def _needles(self) -> tuple[bytes, ...]:
+        if not self.text:
+            return ()
+        low = self.text.lower()
+        plain = low.encode()
+        escaped = json.dumps(low)[1:-1].encode()  # how a writer with ensure_ascii stores it
+        return (plain,) if plain == escaped else (plain, escaped)
+
+    def matches_line(self, line: bytes, lowered: bytes | None = None) -> bool:
+        """Whether a raw record line passes; torn/malformed lines never do."""
+        if self.text:
+            low = lowered if lowered is not None else line.lower()
+            if not any(n in low for n in self._needles()):
+                return False
+        if self.provider is not None:
+            value = field_of(line, "provider")
+            if value != self.provider:
+                return False
+        if self.model is not None:
+            value = field_of(line, "model")
+            if not isinstance(value, str) or self.model.lower() not in value.lower():
+                return False
+        if self.status is not None and not self._status_ok(field_of(line, "status")):
+            return False
+        # The fast paths never prove the line is a whole record; check cheaply.
+        return line.startswith(b"{") and line.rstrip().endswith(b"}")
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether a parsed record passes (used for single records)."""
+        if self.text:
+            low = json.dumps(record, ensure_ascii=False).lower().encode()
+            if not any(n in low for n in self._needles()):
+                return False
+        if self.provider is not None and record.get("provider") != self.provider:
+            return False
+        if self.model is not None:
+            model = record.get("model")
+            if not isinstance(model, str) or self.model.lower() not in model.lower():
+                return False
+        return self._status_ok(record.get("status"))
+
+    def driver(self) -> tuple[Callable[[bytes, int], int], bool] | None:
+        """How a chunk scan finds candidate lines: a find function over the
+        chunk (lowered or not) for the free text if any, else the provider's
+        value, else the model. None: every line is a candidate."""
+        if self.text:
+            needles = self._needles()
+            if len(needles) == 1:
+                return _finder(needles[0]), True
+            pattern = re.compile(b"|".join(re.escape(n) for n in needles))
+            return _regex_finder(pattern), True
+        if self.provider:
+            return _finder(b'"' + self.provider.encode() + b'"'), False
+        if self.model:
+            return _finder(self.model.lower().encode()), True
+        return None
+
+
+def _finder(needle: bytes) -> Callable[[bytes, int], int]:
+    def find(hay: bytes, start: int) -> int:
+        return hay.find(needle, start)
+
+    return find
+
+
+def _regex_finder(pattern: re.Pattern[bytes]) -> Callable[[bytes, int], int]:
+    def find(hay: bytes, start: int) -> int:
+        m = pattern.search(hay, start)
+        return m.start() if m else -1
+
+    return find
+
+
+@dataclass
+class Totals:
+    """Calls and tokens over a set of records."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    errors: int = 0
+
+    def add_line(self, line: bytes) -> None:
+        self.calls += 1
+        tin = field_of(line, "tokens_in")
+        tout = field_of(line, "tokens_out")
+        self.tokens_in += tin if isinstance(tin, int) else 0
+        self.tokens_out += tout if isinstance(tout, int) else 0
+        status = field_of(line, "status")
+        if not isinstance(status, int) or status >= 400 or status == 0:
+            self.errors += 1
+
+    def add(self, other: Totals) -> None:
+        self.calls += other.calls
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.errors += other.errors
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass
+class FilterResult:
+    """Line indices (ascending) of the matching records, and their totals."""
+
+    lines: array = field(default_factory=lambda: array("q"))
+    totals: Totals = field(default_factory=Totals)
+    cancelled: bool = False
+    generation: int = 0
+
+
+# --- the log -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """What `TrafficLog.poll` saw: `appended` new lines, or a `reset`
+    (truncated, rotated, or created) after which every index is stale."""
+
+    appended: int = 0
+    reset: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.appended or self.reset)
+
+
+class TrafficLog:
+    """One bot's traffic.jsonl: index, line access, follower, filter.
+
+    Lines are numbered 0 (oldest known) to len-1 (newest). While the backward
+    scan runs, older lines are still being discovered, so numbering shifts by
+    `len` growth at the front; `scanned` says when it is final.
+    """
+
+    def __init__(self, path: Path | str, raw_cache: int = 4096, record_cache: int = 2048) -> None:
+        self.path = Path(path)
+        self.generation = 0
+        self.malformed: set[tuple[int, int]] = set()
+        self._raw = LRU(raw_cache)
+        self._rec = LRU(record_cache)
+        self._lock = threading.RLock()
+        self._fd: int | None = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._ino = 0
+        self._size0 = 0
+        self._read_pos = 0
+        # Newline offsets found by the backward scan, newest first; a -1
+        # sentinel is appended when the scan reaches the start of the file.
+        self._rev = array("q")
+        # Newline offsets after the scanned region, oldest first; [0] is the
+        # last newline before it (or -1), shared with _rev[0].
+        self._fwd = array("q", [-1])
+        self.scanned = False
+
+    # --- opening and scanning ---------------------------------------------
+    def open(self) -> bool:
+        """Open the file if it exists; False (no error) if it does not yet."""
+        with self._lock:
+            if self._fd is not None:
+                return True
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return False
+            st = os.fstat(fd)
+            self._fd = fd
+            self._reset_state()
+            self._ino = st.st_ino
+            self._size0 = self._read_pos = st.st_size
+            last = self._last_newline_before(st.st_size)
+            self._fwd = array("q", [last])
+            if last >= 0:
+                self._rev = array("q", [last])
+            else:
+                self._rev = array("q")
+                self._rev.append(-1)  # nothing before: the scan is trivially done
+                self.scanned = True
+            return True
+
+    def _last_newline_before(self, end: int) -> int:
+        pos = end
+        while pos > 0:
+            start = max(0, pos - 65536)
+            chunk = os.pread(self._fd, pos - start, start)  # type: ignore[arg-type]
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                return start + i
+            pos = start
+        return -1
+
+    def scan(self, progress: Progress = _no_progress, cancelled: Cancelled = _never) -> bool:
+        """Index every line of the opened file, newest first, in batches so
+        that readers see the tail at once. Blocking: run it in a thread.
+        Returns False if cancelled."""
+        with self._lock:
+            if self._fd is None or self.scanned:
+                progress(1.0)
+                return True
+            fd, generation, rev = self._fd, self.generation, self._rev
+            pos = rev[-1]
+        size = pos + 1
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
+            batch = array("q")
+            next_report = time.monotonic() + PROGRESS_EVERY_S
+            rfind = mm.rfind
+            while True:
+                pos = rfind(b"\n", 0, pos)
+                batch.append(pos)  # -1 at the start of the file: the sentinel
+                if pos < 0 or len(batch) >= 4096:
+                    if generation != self.generation:
+                        return False
+                    rev.extend(batch)
+                    batch = array("q")
+                    if pos < 0:
+                        break
+                    now = time.monotonic()
+                    if now >= next_report:
+                        next_report = now + PROGRESS_EVERY_S
+                        progress(1.0 - pos / size)
+                        if cancelled():
+                            return False
+        self.scanned = True
+        progress(1.0)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._reset_state()
+            self._raw.clear()
+            self._rec.clear()
+
+    def __enter__(self) -> TrafficLog:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- following ------------------------------------------------------------
+    def poll(self) -> Change:
+        """Read what was appended since last time; notice truncation and
+        rotation. Blocking but quick: call it from one thread only."""
+        with self._lock:
+            if self._fd is None:
+                if self.open():
+                    self.generation += 1
+                    self.scan()
+                    return Change(reset=True)
+                return Change()
+            st = os.fstat(self._fd)
+            if st.st_size < self._read_pos:  # truncated in place
+                return self._reopen()
+            if st.st_size == self._read_pos:
+                try:
+                    path_ino = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    return Change()  # rotated away, new file not there yet
+                if path_ino != self._ino:  # rotated: old file drained
+                    return self._reopen()
+                return Change()
+            added = 0
+            fwd = self._fwd
+            while self._read_pos < st.st_size:
+                n = min(FOLLOW_READ, st.st_size - self._read_pos)
+                data = os.pread(self._fd, n, self._read_pos)
+                if not data:
+                    break
+                base = self._read_pos
+                i = data.find(b"\n")
+                while i >= 0:
+                    fwd.append(base + i)
+                    added += 1
+                    i = data.find(b"\n", i + 1)
+                self._read_pos += len(data)
+            return Change(appended=added)
+
+    def _reopen(self) -> Change:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._raw.clear()
+        self._rec.clear()
+        self.malformed.clear()
+        self.generation += 1
+        self._reset_state()
+        if self.open():
+            self.scan()
+        return Change(reset=True)
+
+    def follow(
+        self,
+        on_change: Callable[[Change], None],
+        stop: threading.Event,
+        interval: float = POLL_INTERVAL_S,
+    ) -> None:
+        """Poll until `stop` is set, calling `on_change` for each change."""
+        while not stop.is_set():
+            change = self.poll()
+            if change:
+                on_change(change)
+            else:
+                stop.wait(interval)
+
+    # --- lines ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return max(len(self._rev) - 1, 0) + len(self._fwd) - 1
+
+    def span(self, i: int) -> tuple[int, int] | None:
+        """[start, end) of line i (without its newline), or None if gone."""
+        rev, fwd = self._rev, self._fwd
+        n_rev = max(len(rev) - 1, 0)
+        try:
+            if i < 0:
+                return None
+            if i < n_rev:
+                j = n_rev - 1 - i  # 0 = newest of the scanned region
+                return rev[j + 1] + 1, rev[j]
+            k = i - n_rev
+            return fwd[k] + 1, fwd[k + 1]
+        except IndexError:
+            return None
+
+    def raw(self, i: int) -> bytes | None:
+        """Line i as bytes (LRU cached, read with pread)."""
+        span = self.span(i)
+        fd = self._fd
+        if span is None or fd is None:
+            return None
+        key = (self.generation, span[0])
+        line = self._raw.get(key)
+        if line is None:
+            try:
+                line = os.pread(fd, span[1] - span[0], span[0])
+            except OSError:
+                return None
+            self._raw.put(key, line)
+        return line
+
+    def record(self, i: int) -> dict[str, Any] | None:
+        """Line i parsed; None (and counted) if torn or malformed."""
+        span = self.span(i)
+        if span is None:
+            return None
+        key = (self.generation, span[0])
+        rec = self._rec.get(key)
+        if rec is None:
+            line = self.raw(i)
+            rec = parse_record_line(line) if line is not None else None
+            if rec is None:
+                if line is not None and line.strip():
+                    self.malformed.add(key)
+                return None
+            self._rec.put(key, rec)
+        return rec
+
+    def tail(self, n: int) -> list[tuple[int, dict[str, Any]]]:
+        """The last n well-formed records, oldest first, with their indices."""
+        out: list[tuple[int, dict[str, Any]]] = []
+        i = len(self) - 1
+        while i >= 0 and len(out) < n:
+            rec = self.record(i)
+            if rec is not None:
+                out.append((i, rec))
+            i -= 1
+        out.reverse()
+        return out
+
+    # --- whole-file passes (filter, totals) -----------------------------------
+    def _chunks(
+        self, progress: Progress, cancelled: Cancelled, end: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) chunks of whole lines, start to the last newline."""
+        fd = self._fd
+        if fd is None:
+            return
+        stop = (self._fwd[-1] + 1) if end is None else end
+        pos = 0
+        next_report = time.monotonic() + PROGRESS_EVERY_S
+        while pos < stop:
+            data = os.pread(fd, min(CHUNK, stop - pos), pos)
+            if not data:
+                return
+            cut = data.rfind(b"\n")
+            if cut < 0:  # one line longer than a chunk: take it whole
+                nl = self._next_newline(pos + len(data))
+                data = os.pread(fd, nl + 1 - pos, pos)
+                cut = len(data) - 1
+            data = data[: cut + 1]
+            yield pos, data
+            pos += len(data)
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + PROGRESS_EVERY_S
+                progress(pos / stop)
+                if cancelled():
+                    return
+
+    def _next_newline(self, pos: int) -> int:
+        while True:
+            data = os.pread(self._fd, 65536, pos)  # type: ignore[arg-type]
+            if not data:
+                return pos - 1
+            i = data.find(b"\n")
+            if i >= 0:
+                return pos + i
+            pos += len(data)
+
+    def filter(
+        self,
+        flt: TrafficFilter,
+        progress: Progress = _no_progress,
+        cancelled: Cancelled = _never,
+    ) -> FilterResult:
+        """Every line matching `flt`, with totals. Scans first if needed.
+
+        Only lines holding the filter's most selective needle are looked at
+        one by one; the rest of a chunk is skipped at memchr speed."""
+        if not self.scanned:
+            self.scan(lambda f: progress(f * 0.3), cancelled)
+            base_progress = 0.3
+        else:
+            base_progress = 0.0
+        result = FilterResult(generation=self.generation)
+        if not self.scanned:
+            result.cancelled = True
+            return result
+        span = 1.0 - base_progress
+
+        def report(f: float) -> None:
+            progress(base_progress + f * span)
+
+        driver = flt.driver()
+        line_no = 0  # index of the line at the chunk's current position
+        for _off, chunk in self._chunks(report, cancelled):
+            if cancelled():
+                result.cancelled = True
+                return result
+            if driver is None:  # no needle: every line is a candidate
+                start = 0
+                while start < len(chunk):
+                    end = chunk.find(b"\n", start)
+                    line = chunk[start:end]
+                    if flt.matches_line(line):
+                        result.lines.append(line_no)
+                        result.totals.add_line(line)
+                    line_no += 1
+                    start = end + 1
+                continue
+            find, lowered = driver
+            hay = chunk.lower() if lowered else chunk
+            counted_to = 0
+            pos = find(hay, 0)
+            while pos >= 0:
+                ls = chunk.rfind(b"\n", 0, pos) + 1
+                le = chunk.find(b"\n", pos)
+                line_no += chunk.count(b"\n", counted_to, ls)
+                counted_to = ls
+                line = chunk[ls:le]
+                if flt.matches_line(line, hay[ls:le] if lowered else None):
+                    result.lines.append(line_no)
+                    result.totals.add_line(line)
+                pos = find(hay, le + 1)
+            line_no += chunk.count(b"\n", counted_to)
+        progress(1.0)
+        return result
+
+    def totals(self, progress: Progress = _no_progress, cancelled: Cancelled = _never) -> Totals:
+        """Calls and tokens of the whole file, by a chunk scan."""
+        return self.filter(TrafficFilter(), progress, cancelled).totals
+
+
+# --- helpers for the CLI, --run and the fleet view ---------------------------
+
+
+def iter_records(path: Path | str) -> Iterator[dict[str, Any] | None]:
+    """Every line of a file in order, parsed (None for a torn/malformed one)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                return  # a torn last line: not yet a record
+            if line.strip():
+                yield parse_record_line(line)
+
+
+def today_start(now: datetime | None = None) -> str:
+    """Midnight UTC today as a record's `ts` prefix compares (RFC 3339)."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT00:00:00.000Z")
+
+
+class DailyCounter:
+    """Calls and tokens since midnight UTC for one traffic.jsonl, kept up to
+    date incrementally (the fleet screen asks every few seconds).
+
+    The first call scans backwards from the end until the records are older
+    than today; later calls read only what was appended."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.day = ""
+        self.totals = Totals()
+        self._ino = 0
+        self._pos = 0
+
+    def update(self, now: datetime | None = None) -> Totals:
+        since = today_start(now)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self.totals, self._pos, self._ino = Totals(), 0, 0
+            return self.totals
+        if since != self.day or st.st_ino != self._ino or st.st_size < self._pos:
+            self.day, self._ino = since, st.st_ino
+            self.totals, self._pos = self._scan_back(since, st.st_size)
+        elif st.st_size > self._pos:
+            self._read_forward(since, st.st_size)
+        return self.totals
+
+    def _scan_back(self, since: str, size: int) -> tuple[Totals, int]:
+        totals = Totals()
+        with open(self.path, "rb") as f:
+            fd = f.fileno()
+            end = size
+            # Only whole lines count; the torn tail is read next time.
+            # `tail` is the start of a line cut by a chunk boundary.
+            tail = b""
+            pos = size
+            first = True
+            stop = False
+            complete_to = size
+            while pos > 0 and not stop:
+                start = max(0, pos - (1 << 20))
+                data = os.pread(fd, pos - start, start) + tail
+                lines = data.split(b"\n")
+                tail = lines[0] if start > 0 else b""
+                body = lines[1:] if start > 0 else lines
+                if first:
+                    last = body.pop()  # after the last newline: torn or empty
+                    complete_to = end - len(last)
+                    first = False
+                for line in reversed(body):
+                    if not line.strip():
+                        continue
+                    ts = field_of(line, "ts")
+                    if isinstance(ts, str) and ts < since:
+                        stop = True
+                        break
+                    if parse_ok(line):
+                        totals.add_line(line)
+                pos = start
+        return totals, complete_to
+
+    def _read_forward(self, since: str, size: int) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(self._pos)
+            data = f.read(size - self._pos)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return
+        for line in data[:cut].split(b"\n"):
+            ts = field_of(line, "ts") if line.strip() else None
+            if isinstance(ts, str) and ts >= since and parse_ok(line):
+                self.totals.add_line(line)
+        self._pos += cut + 1
+
+
+def parse_ok(line: bytes) -> bool:
+    """Cheap check that a line is a whole record (not torn)."""
+    s = line.strip()
+    return s.startswith(b"{") and s.endswith(b"}")
+
+
+def format_call(record: dict[str, Any]) -> str:
+    """One line per call, as `cftui traffic` and `cftui --run` print it."""
+    ts = str(record.get("ts", ""))
+    model = record.get("model") or "-"
+    status = record.get("status")
+    line = (
+        f"{ts:<24}  {record.get('bot', '')!s:<12} {record.get('provider', '')!s:<10} "
+        f"{model!s:<28} {status!s:>3}  in {record.get('tokens_in', 0)!s:>6}  "
+        f"out {record.get('tokens_out', 0)!s:>6}  ttfb {_ms(record.get('ttfb_ms'))}  "
+        f"{_ms(record.get('duration_ms'))}"
+    )
+    if record.get("error"):
+        line += f"  error: {record['error']}"
+    return line
+
+
+def _ms(value: Any) -> str:
+    return f"{value:>6.0f} ms" if isinstance(value, int | float) else "     - ms"
