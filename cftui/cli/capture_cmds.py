@@ -1,10 +1,16 @@
-"""The MITM capture: `capture on|off` and `decrypt`."""
+"""The MITM capture and the egress allowlist: `capture on|off`, `decrypt`, `egress`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from cftui.cli.common import add_command, not_yet
+import orjson
+
+from cftui.capture import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
+from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +22,111 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "decrypt", "the decrypted MITM capture log (nothing is written to disk)", cmd_decrypt
     )
     p.add_argument("bot")
+    p.add_argument("--json", action="store_true", help="one JSON record a line, in full")
+    p.add_argument("--oldest-first", action="store_true", help="default: newest first")
+    p.add_argument("--limit", "-n", type=int, default=None, metavar="N", help="at most N flows")
+    p.add_argument(
+        "--identity",
+        metavar="FILE",
+        default=None,
+        help="age identity to decrypt with (default: secrets/<bot>/snapshot.key)",
+    )
+
+    p = add_command(
+        sub,
+        "egress",
+        "show or edit a bot's egress allowlist (host, *.domain, IP or network, :PORT optional)",
+        cmd_egress,
+    )
+    p.add_argument("bot")
+    p.add_argument("--allow", action="append", default=[], metavar="PATTERN")
+    p.add_argument("--remove", action="append", default=[], metavar="PATTERN")
+    p.add_argument("--set", nargs="*", default=None, metavar="PATTERN", help="replace the list")
     p.add_argument("--json", action="store_true")
 
 
+def _applied(result: ApplyResult) -> str:
+    if result.confirmed is None:
+        return "(the egress proxy is not running; it applies this when it starts)"
+    if result.confirmed:
+        return "(applied by the running egress proxy)"
+    return "(written, but the running egress proxy has not confirmed it yet)"
+
+
 def cmd_capture(args: argparse.Namespace) -> int:
-    not_yet("cftui capture")
+    home = resolve_home(args)
+    result = set_capture(home, args.bot, args.state == "on")
+    print(f"{args.bot}: capture {args.state} {_applied(result)}")
+    return 0
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.1f}GB"
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    not_yet("cftui decrypt")
+    from cftui.audit.capture import CaptureReader
+
+    home = resolve_home(args)
+    home.bot(args.bot)
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    reader = CaptureReader(
+        home, args.bot, identity_path=Path(args.identity) if args.identity else None
+    )
+    out = sys.stdout
+    shown = 0
+    for entry in reader.iter_entries(newest_first=not args.oldest_first):
+        if args.limit is not None and shown >= args.limit:
+            break
+        if args.json:
+            out.write(orjson.dumps(entry.record).decode() + "\n")
+        else:
+            ts, method, status, url, size, ms = entry.summary()
+            dur = f"{ms:.0f}ms" if isinstance(ms, int | float) else "-"
+            out.write(f"{ts}  {method:<7} {status:>4}  {url}  {_human_bytes(size)}  {dur}\n")
+        shown += 1
+    if reader.skipped.total:
+        warn(f"skipped {reader.skipped.total} unreadable lines ({reader.skipped.describe()})")
+    if shown == 0 and not args.json:
+        warn(f"no captured flows for {args.bot} (turn capture on: cftui capture on {args.bot})")
+    return 0
+
+
+def cmd_egress(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    config = home.bot(args.bot)
+    result: ApplyResult | None = None
+    if args.set is not None:
+        if args.allow or args.remove:
+            raise UsageError("--set replaces the list: do not combine it with --allow/--remove")
+        result = set_allowlist(home, args.bot, args.set)
+    elif args.allow or args.remove:
+        result = edit_allowlist(home, args.bot, add=args.allow, remove=args.remove)
+    if result is not None:
+        config = result.bot
+    stats = read_stats(home, args.bot)
+    if args.json:
+        print_json(
+            {
+                "bot": args.bot,
+                "allow": list(config.egress_allow),
+                "capture": config.capture,
+                "applied": result.confirmed if result else None,
+                "proxy": stats,
+            }
+        )
+        return 0
+    allow = list(config.egress_allow)
+    print(f"{args.bot}: {len(allow)} egress pattern(s){' ' + _applied(result) if result else ''}")
+    for p in allow:
+        print(f"  {p}")
+    if stats and stats.get("refused"):
+        print(f"refused so far: {stats.get('refused_total', 0)}")
+        for target, n in stats["refused"].items():
+            print(f"  {n:>6}  {target}")
+    return 0

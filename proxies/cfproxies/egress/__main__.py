@@ -1,0 +1,135 @@
+"""`cf-egress`: mitmproxy's DumpMaster run from code with the project's addons.
+
+    cf-egress --listen 0.0.0.0:8888 --bot B --audit-dir /audit --confdir /confdir
+              --recipient age1... --capture on|off --allow P [--allow P...]
+              --control /audit/egress.control.json --ca-export /ca-public
+              [--upstream-ca FILE] [--body-cap BYTES] [--ws-cap BYTES]
+
+Every flag has an environment variable (`CF_LISTEN`, `CF_BOT`, `CF_AUDIT_DIR`,
+`CF_CONFDIR`, `CF_RECIPIENT`, `CF_CAPTURE`, `CF_ALLOW` (comma separated),
+`CF_CONTROL`, `CF_CA_EXPORT`, `CF_UPSTREAM_CA`, `CF_BODY_CAP`, `CF_WS_CAP`).
+
+What the runtime should know (beyond CONTRACTS §8):
+- Run the container as the operator's uid:gid (`user="UID:GID"`): the proxy
+  writes `traffic.enc.jsonl`, `capture.keys` and `egress.stats.json` into
+  /audit at 0600 and reads the 0600 control file that cftui writes there.
+- Before starting the stack, call `cftui.capture.sync_control(home, bot)` so
+  the control file matches fleet.toml (the proxy treats what is there at
+  start as the baseline and applies later changes only).
+- `--listen HOST:0` picks a free port; the line `cf-egress: listening on
+  HOST:PORT` on stderr says which, once the proxy accepts connections.
+- Exit status: 2 for a bad flag (one line on stderr), 1 if it cannot start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from cfproxies.egress.config import ConfigError, EgressConfig, parse_config
+from cfproxies.egress.patterns import Allowlist
+
+log = logging.getLogger("cf-egress")
+
+
+class Lifecycle:
+    """Announces readiness, runs the control loop, forgets the key on exit."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.task: asyncio.Task | None = None
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        from cfproxies.egress.control import control_loop
+
+        ps = ctx.master.addons.get("proxyserver")
+        addrs = ps.listen_addrs() if ps else []
+        where = ", ".join(f"{a[0]}:{a[1]}" for a in addrs) or "?"
+        c = self.state.config
+        print(
+            f"cf-egress: listening on {where} (bot {c.bot}, capture "
+            f"{'on' if self.state.capture else 'off'}, {len(c.allow)} allowed patterns)",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.task = asyncio.get_running_loop().create_task(
+            control_loop(self.state, c.control), name="cf-egress control"
+        )
+
+    def done(self) -> None:
+        from cfproxies.egress.control import write_stats
+
+        if self.task is not None:
+            self.task.cancel()
+        self.state.set_capture(False)
+        self.state.running = False
+        write_stats(self.state)
+
+
+async def serve(config: EgressConfig) -> None:
+    from mitmproxy.options import Options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from cfproxies.egress.allowlist import Allowlist as AllowlistAddon
+    from cfproxies.egress.capture import Capture
+    from cfproxies.egress.state import EgressState
+
+    opts = Options(
+        listen_host=config.listen_host,
+        listen_port=config.listen_port,
+        mode=["regular"],
+        confdir=str(config.confdir),
+    )
+    master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+    opts.update(
+        onboarding=False,  # mitm.it must not be a way around the allowlist
+        connection_strategy="eager",
+        stream_large_bodies="4m",  # request bodies beyond this are not buffered
+    )
+    if config.upstream_ca is not None:
+        opts.update(ssl_verify_upstream_trusted_ca=str(config.upstream_ca))
+    state = EgressState(config, Allowlist.parse(config.allow))
+    state.set_capture(config.capture)
+    # Order matters: Capture decides tunnel-or-intercept in tls_clienthello,
+    # then Allowlist overrides it for a refused SNI.
+    master.addons.add(Capture(state), AllowlistAddon(state), Lifecycle(state))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.shutdown)
+    await master.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse_config(argv)
+    except ConfigError as exc:
+        if str(exc):
+            print(f"cf-egress: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="cf-egress: %(message)s", stream=sys.stderr)
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    from cfproxies.egress.ca import ensure_ca, export_ca
+
+    try:
+        config.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cert = ensure_ca(config.confdir)
+        if config.ca_export is not None:
+            export_ca(cert, config.ca_export)
+    except OSError as exc:
+        print(f"cf-egress: cannot prepare the CA: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"cf-egress: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

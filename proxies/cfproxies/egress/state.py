@@ -1,0 +1,69 @@
+"""What the addons share and the control file changes while running."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cfproxies.egress.config import EgressConfig
+from cfproxies.egress.patterns import Allowlist
+from cfproxies.egress.session import CaptureSession
+
+log = logging.getLogger("cf-egress")
+
+
+@dataclass
+class EgressState:
+    """The live allowlist, the capture session (None when off) and counters.
+
+    Addons read `allowlist` and `session` at the moment they decide, so a
+    change applies to the next connection or flow without touching open ones.
+    """
+
+    config: EgressConfig
+    allowlist: Allowlist
+    session: CaptureSession | None = None
+    refused: Counter[str] = field(default_factory=Counter)
+    allowed: int = 0
+    control_generation: int | None = None
+    running: bool = True
+
+    @property
+    def capture(self) -> bool:
+        return self.session is not None
+
+    def set_capture(self, on: bool) -> None:
+        if on and self.session is None:
+            c = self.config
+            self.session = CaptureSession(c.bot, c.capture_log, c.capture_keys, c.recipient)
+            log.info("capture on (key %s)", self.session.key_id)
+        elif not on and self.session is not None:
+            self.session.close()
+            log.info(
+                "capture off (key %s dropped, %d flows)", self.session.key_id, self.session.flows
+            )
+            self.session = None
+
+    def set_allow(self, allowlist: Allowlist) -> None:
+        self.allowlist = allowlist
+        log.info("allowlist: %s", ", ".join(allowlist.texts) or "(empty: nothing is reachable)")
+
+    def count_refusal(self, host: str, port: int | None, way: str) -> None:
+        self.refused[f"{host}:{port}" if port else host] += 1
+        log.warning("refused %s %s:%s (not on the allowlist)", way, host, port)
+
+    def snapshot(self) -> dict:
+        """The stats the operator's tools read (no secrets: no key, no bodies)."""
+        return {
+            "bot": self.config.bot,
+            "running": self.running,
+            "capture": self.capture,
+            "key_id": self.session.key_id if self.session else None,
+            "flows_captured": self.session.flows if self.session else 0,
+            "allow": self.allowlist.texts,
+            "allowed": self.allowed,
+            "refused_total": sum(self.refused.values()),
+            "refused": dict(self.refused.most_common(50)),
+            "control_generation": self.control_generation,
+        }

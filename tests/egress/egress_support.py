@@ -1,0 +1,50 @@
+"""Clients for the egress tests: HTTP(S) through the proxy, CONNECT by hand."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+from pathlib import Path
+
+
+def tls_context(cafile: Path) -> ssl.SSLContext:
+    """A client context that trusts exactly one CA."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    return ctx
+
+
+def https_via(eg, target, cafile: Path, sni: str | None = None) -> http.client.HTTPSConnection:
+    """A keep-alive HTTPS connection through the proxy's CONNECT tunnel."""
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", eg.port, context=tls_context(cafile), timeout=10
+    )
+    conn.set_tunnel(sni or target.host, target.port)
+    return conn
+
+
+def get_json(conn: http.client.HTTPConnection, url: str, body: bytes | None = None, **headers: str):
+    conn.request("POST" if body else "GET", url, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, json.loads(data) if data else None, resp
+
+
+def raw_connect(eg, host: str, port: int) -> tuple[int, dict | None, socket.socket]:
+    """Send CONNECT by hand; returns the status, any JSON body and the socket."""
+    sock = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    f = sock.makefile("rb")
+    status_line = f.readline().decode()
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode().partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    body = json.loads(f.read(length)) if length else None
+    return status, body, sock
