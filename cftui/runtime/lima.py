@@ -1,0 +1,680 @@
+"""The Lima runtime: a bot's whole stack as systemd services in a Lima VM.
+
+VM lifecycle goes through `limactl` (lima_ctl), everything inside the VM
+through one reused asyncssh connection per VM (lima_ssh), files through
+rsync over the same SSH settings, audit files back to the host as they grow
+(lima_audit). What a bot looks like inside the VM is computed in lima_plan;
+the VM side is `lima/` (template, provisioning scripts, units).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cfproxies.envfile import read_env_file
+
+from cftui.botinit import recipient_of
+from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime.base import (
+    KILLED,
+    MISSING,
+    RESTARTING,
+    RUNNING,
+    SERVICES,
+    STARTING,
+    STOPPED,
+    UNKNOWN,
+    BotStatus,
+    KillReport,
+    LogLine,
+    Progress,
+    ProgressEvent,
+    Runtime,
+    ServiceStatus,
+    StateChange,
+    no_progress,
+)
+from cftui.runtime.lima_assets import lima_dir, render_template, tree_hash, wheelhouse
+from cftui.runtime.lima_audit import AuditFollower
+from cftui.runtime.lima_ctl import Instance, Limactl
+from cftui.runtime.lima_plan import (
+    CONF_DIR,
+    KILLED_DIR,
+    PROVISION_DIR,
+    SRV,
+    bot_env,
+    gateway_argv,
+    gateway_conf,
+    gateway_secret_env,
+    llm_secret_env,
+    ports_for,
+    service_of_unit,
+    unit_name,
+    unix_user,
+)
+from cftui.runtime.lima_ssh import VMShell, rsync
+
+HEALTH_TIMEOUT_S = 60.0
+# A unit counts as up once it has stayed active this long (not crash-looping).
+STABLE_S = 1.5
+# The kill switch's own budget is 10 s (killswitch.KILL_TIMEOUT_S): the
+# graceful VM stop gets part of it, then it is forced.
+KILL_VM_GRACE_S = 4.0
+SHOW_PROPS = "Id,LoadState,ActiveState,SubState,Result,ActiveEnterTimestamp"
+# Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
+STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
+
+
+def _q(s: str) -> str:
+    return shlex.quote(s)
+
+
+def _parse_show(text: str) -> dict[str, dict[str, str]]:
+    """`systemctl show -p ...` of several units: blocks split by blank lines."""
+    units: dict[str, dict[str, str]] = {}
+    block: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            if "Id" in block:
+                units[block["Id"]] = block
+            block = {}
+            continue
+        key, _, value = line.partition("=")
+        block[key] = value
+    return units
+
+
+def _service_status(service: str, props: dict[str, str] | None, killed: bool) -> ServiceStatus:
+    if props is None or props.get("LoadState") == "not-found":
+        return ServiceStatus(service, MISSING)
+    active, sub = props.get("ActiveState", ""), props.get("SubState", "")
+    started = None
+    stamp = props.get("ActiveEnterTimestamp", "")
+    if stamp.startswith("@"):
+        with contextlib.suppress(ValueError):
+            started = datetime.fromtimestamp(int(stamp[1:]), UTC)
+    detail = f"{active}/{sub}"
+    if active == "active":
+        state = RUNNING
+    elif active == "activating" and sub == "auto-restart":
+        state = RESTARTING
+    elif active in ("activating", "reloading"):
+        state = STARTING
+    elif killed:
+        state = KILLED
+    elif active in ("inactive", "failed", "deactivating"):
+        state = STOPPED
+        if props.get("Result") not in (None, "", "success"):
+            detail += f" ({props['Result']})"
+    else:
+        state = UNKNOWN
+    return ServiceStatus(service, state, started_at=started, detail=detail)
+
+
+class LimaRuntime(Runtime):
+    """Bots as systemd services in Lima VMs (one VM may hold several bots)."""
+
+    name = "lima"
+
+    def __init__(self, home: FleetHome, limactl: Limactl | None = None) -> None:
+        super().__init__(home)
+        self.limactl = limactl or Limactl()
+        self._shells: dict[str, VMShell] = {}
+        self._followers: dict[str, AuditFollower] = {}
+        self._vm_locks: dict[str, asyncio.Lock] = {}
+        self._setup_done: set[str] = set()
+        # When each kill step finished (monotonic), for the benchmark.
+        self.kill_timings: dict[str, dict[str, float]] = {}
+        self.stop_vm_on_kill = True
+
+    # --- the VM ----------------------------------------------------------
+    async def check(self) -> None:
+        self.limactl.path()
+
+    def _lock(self, vm: str) -> asyncio.Lock:
+        return self._vm_locks.setdefault(vm, asyncio.Lock())
+
+    async def _shell(self, vm: str, inst: Instance | None = None) -> VMShell:
+        """The VM's reused SSH connection; the VM must be running."""
+        shell = self._shells.get(vm)
+        if shell is not None:
+            return shell
+        inst = inst or await self.limactl.instance(vm)
+        if inst is None:
+            raise RuntimeUnavailable(f"Lima VM {vm} does not exist: `cftui start` creates it")
+        if not inst.running:
+            raise RuntimeUnavailable(f"Lima VM {vm} is {inst.status or 'not running'}")
+        cfg = Path(inst.ssh_config_file or Path(inst.dir) / "ssh.config")
+        shell = VMShell(vm, cfg)
+        self._shells[vm] = shell
+        return shell
+
+    async def _drop_shell(self, vm: str) -> None:
+        shell = self._shells.pop(vm, None)
+        if shell is not None:
+            await shell.close()
+        self._setup_done.discard(vm)
+
+    async def ensure_vm(self, bot: BotConfig, progress: Progress = no_progress) -> VMShell:
+        """Create and boot the bot's VM if needed, and set up what its bots share."""
+        vm = bot.lima.vm
+        async with self._lock(vm):
+            inst = await self.limactl.instance(vm)
+            if inst is None:
+                progress(ProgressEvent("vm", message=f"creating Lima VM {vm}"))
+                with tempfile.TemporaryDirectory(prefix="cftui-lima-") as tmp:
+                    template = render_template(Path(tmp) / "clawfactory.yaml")
+                    await self.limactl.create(
+                        vm,
+                        template,
+                        cpus=bot.lima.cpus,
+                        memory_gib=bot.lima.memory_gib,
+                        disk_gib=bot.lima.disk_gib,
+                    )
+                inst = await self.limactl.instance(vm)
+            if inst is None or not inst.running:
+                await self._drop_shell(vm)
+                progress(ProgressEvent("vm", message=f"booting Lima VM {vm}"))
+                await self.limactl.start(vm)
+                inst = await self.limactl.instance(vm)
+                if inst is None or not inst.running:
+                    raise RuntimeOperationError(
+                        f"VM {vm} failed to boot: limactl reports it stopped"
+                    )
+            shell = await self._shell(vm, inst)
+            if vm not in self._setup_done:
+                await self._vm_setup(shell, progress)
+                self._setup_done.add(vm)
+            return shell
+
+    async def _vm_setup(self, shell: VMShell, progress: Progress) -> None:
+        """Push lima/ and the wheels, run vm-setup.sh when their content changed."""
+        wheels = await wheelhouse(progress)
+        src = lima_dir()
+        digest = tree_hash(src, wheels)
+        stamp = "/var/lib/clawfactory/vm-setup.hash"
+        cur = await shell.run(f"cat {stamp} 2>/dev/null || true", what="reading the setup stamp")
+        if cur.out.strip() == digest:
+            return
+        progress(ProgressEvent("vm", message="installing the proxies and units in the VM"))
+        await shell.run(f"install -d -m 0700 {PROVISION_DIR}", what="provision dir")
+        await rsync(
+            shell,
+            "-a",
+            "--delete",
+            "--rsync-path=sudo rsync",
+            "--exclude=wheels/",
+            f"{src}/",
+            f"{shell.rsync_shell()[1]}:{PROVISION_DIR}/",
+            what="lima/",
+        )
+        await rsync(
+            shell,
+            "-a",
+            "--delete",
+            "--rsync-path=sudo rsync",
+            f"{wheels}/",
+            f"{shell.rsync_shell()[1]}:{PROVISION_DIR}/wheels/",
+            what="the wheelhouse",
+        )
+        res = await shell.run(
+            f"bash {PROVISION_DIR}/provision/vm-setup.sh {PROVISION_DIR} 2>&1",
+            check=False,
+            timeout=900,
+        )
+        if res.code != 0:
+            raise RuntimeOperationError(
+                f"VM {shell.vm}: provisioning step vm-setup.sh failed: {res.reason()}"
+            )
+        await shell.run(f"echo {digest} > {stamp}", what="writing the setup stamp")
+
+    # --- one bot ---------------------------------------------------------
+    def _units(self, bot: str) -> list[str]:
+        return [unit_name(s, bot) for s in ("llm-proxy", "egress", "gateway", "front")]
+
+    async def _prepare_bot(self, shell: VMShell, bot: BotConfig, progress: Progress) -> None:
+        """Settings, users, containment, secrets and files of one bot in the VM."""
+        name = bot.name
+        conf = f"{CONF_DIR}/{name}"
+        host_env = read_env_file(self.home.gateway_env(name))
+        argv, image_env = gateway_argv(bot, self.home.code_dir(name))
+        await shell.run(
+            f"install -d -m 0755 {conf} && rm -f {KILLED_DIR}/{name}", what="config dir"
+        )
+        await shell.write_file(
+            f"{conf}/bot.env", bot_env(bot, recipient_of(self.home, name)), mode="0644"
+        )
+        res = await shell.run(
+            f"bash /usr/local/lib/clawfactory/bot-setup.sh {name} 2>&1", check=False, timeout=120
+        )
+        if res.code != 0:
+            raise RuntimeOperationError(
+                f"VM {shell.vm}: provisioning step bot-setup.sh {name} failed: {res.reason()}"
+            )
+        # The demo agent's direct probe: sshd answers everyone in the VM but
+        # the gateway's user, whose packets nftables drops.
+        probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
+        await shell.write_file(
+            f"{conf}/gateway.conf", gateway_conf(bot, argv, image_env, probe), mode="0644"
+        )
+        secrets = f"{SRV}/secrets/{name}"
+        await shell.write_file(f"{secrets}/gateway.env", gateway_secret_env(host_env))
+        await shell.write_file(f"{secrets}/llm.env", llm_secret_env(host_env))
+        providers = self.home.providers_env(name).read_text(encoding="utf-8")
+        await shell.write_file(
+            f"{secrets}/providers.env", providers, owner=unix_user("llm-proxy", name)
+        )
+        for host_file, sub, svc in (
+            (self.home.scrub_rules(name), "llm", "llm-proxy"),
+            (self.home.audit_dir(name) / "egress.control.json", "egress", "egress"),
+        ):
+            if host_file.is_file():
+                await shell.write_file(
+                    f"{SRV}/audit/{name}/{sub}/{host_file.name}",
+                    host_file.read_text(encoding="utf-8"),
+                    owner=unix_user(svc, name),
+                )
+        progress(ProgressEvent("sync", message=f"{name}: pushing code/"))
+        await self._push(shell, bot, "code", delete=True)
+        pending = self._pending_push(name)
+        has_state = await shell.run(
+            f'test -n "$(ls -A {SRV}/bots/{name}/state)"', check=False, what="state check"
+        )
+        if pending.exists():  # a restore happened while the VM was stopped
+            await self._push(shell, bot, "state", delete=True)
+            pending.unlink()
+        elif has_state.code != 0:  # else the VM's state wins once it has one
+            await self._push(shell, bot, "state", delete=False)
+
+    async def _push(self, shell: VMShell, bot: BotConfig, which: str, *, delete: bool) -> None:
+        src = self.home.code_dir(bot.name) if which == "code" else self.home.state_dir(bot.name)
+        user = unix_user("gateway", bot.name)
+        args = [
+            "-a",
+            "--rsync-path=sudo rsync",
+            f"--chown={user}:{user}",
+            "--chmod=Du=rwx,go=,Fu=rw,go=",
+        ]
+        if delete:
+            args.append("--delete")
+        await rsync(
+            shell,
+            *args,
+            f"{src}/",
+            f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/{which}/",
+            what=f"{bot.name}'s {which}/",
+        )
+
+    async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        shell = await self.ensure_vm(bot, progress)
+        progress(ProgressEvent("setup", message=f"setting up {bot.name} in VM {bot.lima.vm}"))
+        await self._prepare_bot(shell, bot, progress)
+        units = " ".join(self._units(bot.name))
+        progress(ProgressEvent("start", message=f"starting {bot.name}'s services"))
+        res = await shell.run(
+            f"systemctl reset-failed {units} 2>/dev/null; systemctl start {units}", check=False
+        )
+        if res.code != 0:
+            raise RuntimeOperationError(
+                f"{bot.name}: starting its services failed: {res.reason()}"
+                + await self._journal_tail(shell, bot.name)
+            )
+        self._follower(shell, bot.name).start()
+        await self._wait_healthy(shell, bot)
+
+    async def _journal_tail(self, shell: VMShell, bot: str) -> str:
+        units = " ".join(f"-u {u}" for u in self._units(bot))
+        res = await shell.run(f"journalctl {units} -n 4 -o cat --no-pager", check=False)
+        text = " | ".join(ln.strip() for ln in res.out.splitlines() if ln.strip())
+        return f" (journal: {text})" if text else ""
+
+    async def _wait_healthy(self, shell: VMShell, bot: BotConfig) -> None:
+        """Every unit active and the gateway answering /readyz, /health or TCP."""
+        port = ports_for(bot).gateway
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            status = (await self._status_vm(bot.lima.vm, [bot]))[bot.name]
+            failed = [s for s in status.services.values() if s.state in (STOPPED, MISSING)]
+            if failed:
+                raise RuntimeOperationError(
+                    f"{bot.name}: {failed[0].service} did not start ({failed[0].detail})"
+                    + await self._journal_tail(shell, bot.name)
+                )
+            now = datetime.now(UTC)
+            if all(
+                s.state == RUNNING and (s.uptime_seconds(now) or 0) >= STABLE_S
+                for s in status.services.values()
+            ):
+                for path in ("/readyz", "/health"):
+                    code = await shell.http_get(port, path)
+                    if code is not None and code < 500:
+                        return
+                with contextlib.suppress(Exception):
+                    conn = await shell.connection()
+                    _r, w = await asyncio.wait_for(conn.open_connection("127.0.0.1", port), 2)
+                    w.close()
+                    return
+            await asyncio.sleep(0.3)
+        raise RuntimeOperationError(
+            f"{bot.name}: the gateway was not healthy within {HEALTH_TIMEOUT_S:.0f} s"
+            + await self._journal_tail(shell, bot.name)
+        )
+
+    def _follower(self, shell: VMShell, bot: str) -> AuditFollower:
+        f = self._followers.get(bot)
+        if f is None or f.shell is not shell:
+            f = AuditFollower(self.home, shell, bot)
+            self._followers[bot] = f
+        return f
+
+    async def follow_audit(self, bot: BotConfig) -> None:
+        """Start bringing the bot's audit files back (the TUI and --run call
+        this through status/events; `up` starts it too)."""
+        shell = await self._shell(bot.lima.vm)
+        self._follower(shell, bot.name).start()
+
+    async def down(self, bot: BotConfig) -> None:
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            return  # no VM, or a stopped one: nothing runs
+        units = " ".join(reversed(self._units(bot.name)))
+        await shell.run(f"systemctl stop {units}", what=f"stopping {bot.name}")
+        await self._stop_follower(bot.name)
+
+    async def _stop_follower(self, bot: str) -> None:
+        f = self._followers.pop(bot, None)
+        if f is not None:
+            await f.stop()
+
+    async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        """Lima has no image: push code/ again and restart the stack."""
+        await self.down(bot)
+        await self.up(bot, progress)
+
+    # --- status and events -------------------------------------------------
+    async def status(self, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
+        by_vm: dict[str, list[BotConfig]] = {}
+        for b in bots:
+            by_vm.setdefault(b.lima.vm, []).append(b)
+        results = await asyncio.gather(
+            *(self._status_vm(vm, group) for vm, group in by_vm.items()), return_exceptions=True
+        )
+        out: dict[str, BotStatus] = {}
+        for (_vm, group), res in zip(by_vm.items(), results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, CftuiError):
+                    raise res
+                out.update({b.name: BotStatus(b.name, self.name, error=str(res)) for b in group})
+            else:
+                out.update(res)
+        return out
+
+    async def _status_vm(self, vm: str, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
+        """One SSH command for every unit of every bot of one VM."""
+        shell = self._shells.get(vm)
+        if shell is None:
+            inst = await self.limactl.instance(vm)
+            if inst is None or not inst.running:
+                why = "VM absent" if inst is None else f"VM {inst.status or 'stopped'}"
+                state = MISSING if inst is None else STOPPED
+                return {
+                    b.name: BotStatus(
+                        b.name,
+                        self.name,
+                        {s: ServiceStatus(s, state, detail=why) for s in SERVICES},
+                    )
+                    for b in bots
+                }
+            shell = await self._shell(vm, inst)
+        units = " ".join(unit_name(s, b.name) for b in bots for s in SERVICES)
+        try:
+            res = await shell.run(
+                f"systemctl show --timestamp=unix -p {SHOW_PROPS} {units}; "
+                f"echo @@killed; ls {KILLED_DIR} 2>/dev/null",
+                check=False,
+                timeout=10,
+                what="status",
+            )
+        except RuntimeUnavailable:
+            await self._drop_shell(vm)
+            inst = await self.limactl.instance(vm)
+            if inst is not None and inst.running:
+                raise
+            return await self._status_vm(vm, bots)
+        shown, _, killed_text = res.out.partition("@@killed")
+        props = _parse_show(shown)
+        killed = set(killed_text.split())
+        return {
+            b.name: BotStatus(
+                b.name,
+                self.name,
+                {
+                    s: _service_status(s, props.get(unit_name(s, b.name)), b.name in killed)
+                    for s in SERVICES
+                },
+            )
+            for b in bots
+        }
+
+    async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
+        """State changes from systemd itself: PID 1's own journal entries about
+        our units (started, stopped, failed, restarting) wake a status query of
+        that bot; nothing polls."""
+        by_vm: dict[str, list[BotConfig]] = {}
+        for b in bots:
+            by_vm.setdefault(b.lima.vm, []).append(b)
+        queue: asyncio.Queue[StateChange] = asyncio.Queue()
+
+        async def watch(vm: str, group: list[BotConfig]) -> None:
+            by_name = {b.name: b for b in group}
+            last: dict[tuple[str, str], str] = {}
+            while True:
+                try:
+                    shell = await self._shell(vm)
+                    for b in group:
+                        self._follower(shell, b.name).start()
+                    cmd = "exec journalctl -f -n 0 -o json _PID=1 --no-pager"
+                    seed = await self._status_vm(vm, group)
+                    for st in seed.values():
+                        for svc, ss in st.services.items():
+                            last[(st.bot, svc)] = ss.state
+                    async for line in shell.lines(cmd):
+                        try:
+                            unit = str(json.loads(line).get("UNIT", ""))
+                        except ValueError:
+                            continue
+                        hit = service_of_unit(unit)
+                        if not hit or hit[1] not in by_name:
+                            continue
+                        st = (await self._status_vm(vm, [by_name[hit[1]]]))[hit[1]]
+                        for svc, ss in st.services.items():
+                            if last.get((st.bot, svc)) != ss.state:
+                                last[(st.bot, svc)] = ss.state
+                                await queue.put(
+                                    StateChange(st.bot, svc, ss.state, datetime.now(UTC), ss.detail)
+                                )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    await self._drop_shell(vm)
+                    await asyncio.sleep(2.0)
+
+        tasks = [asyncio.create_task(watch(vm, g)) for vm, g in by_vm.items()]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def logs(
+        self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
+    ) -> AsyncIterator[LogLine]:
+        if service not in SERVICES:
+            raise CftuiError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+        shell = await self._shell(bot.lima.vm)
+        cmd = (
+            f"exec journalctl -u {unit_name(service, bot.name)} -n {int(tail)} -o json "
+            f"--output-fields=MESSAGE --no-pager" + (" -f" if follow else "")
+        )
+        async for line in shell.lines(cmd):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            msg = entry.get("MESSAGE", "")
+            if isinstance(msg, list):  # journald sends non-UTF-8 messages as bytes
+                msg = bytes(msg).decode(errors="replace")
+            ts = None
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                ts = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
+            yield LogLine(bot.name, service, str(msg), ts)
+
+    # --- the kill switch ---------------------------------------------------
+    async def kill(self, bot: BotConfig) -> KillReport:
+        """nftables drop for the gateway's user first, then its unit killed, the
+        rest stopped, then the VM stopped (forced after a grace period) unless
+        another bot of that VM still runs."""
+        report = KillReport(bot.name)
+        vm = bot.lima.vm
+        t0 = time.monotonic()
+        timings = self.kill_timings[bot.name] = {"start": t0}
+        inst = await self.limactl.instance(vm) if vm not in self._shells else None
+        if vm not in self._shells and (inst is None or not inst.running):
+            report.network_cut = report.gateway_killed = True
+            report.already_gone = list(SERVICES)
+            return report
+        name = bot.name
+        gw = unit_name("gateway", name)
+        others = " ".join(unit_name(s, name) for s in ("front", "llm-proxy", "egress"))
+        user = unix_user("gateway", name)
+        script = (
+            f"mkdir -p {KILLED_DIR}; touch {KILLED_DIR}/{name}; "
+            f"uid=$(id -u {_q(user)} 2>/dev/null) && "
+            f"nft insert rule inet clawfactory out-{name} meta skuid $uid counter drop "
+            f"comment '\"cf-killed\"' 2>/dev/null && echo @cut; "
+            f"was=$(systemctl is-active {gw}); "
+            f"systemctl kill -s KILL {gw} 2>/dev/null; systemctl stop {gw} 2>/dev/null; "
+            f"st=$(systemctl is-active {gw}); "
+            f'case $st in active|activating|deactivating) ;; *) echo "@gw $was";; esac; '
+            f"systemctl stop {others}; "
+            f'for u in {others}; do echo "@svc $u $(systemctl is-active $u)"; done; '
+            f'echo "@running $(systemctl list-units --state=active --no-legend --plain '
+            f"'cf-gateway@*' | wc -l)\""
+        )
+        try:
+            shell = await self._shell(vm, inst)
+            res = await shell.run(script, check=False, timeout=8, what="kill")
+        except CftuiError as exc:
+            report.errors.append(f"in-VM kill failed ({exc}); stopping the VM")
+            res = None
+        still_running = 0
+        if res is not None:
+            timings["dead"] = time.monotonic()
+            for line in res.out.splitlines():
+                if line == "@cut":
+                    report.network_cut = True
+                elif line.startswith("@gw"):
+                    report.gateway_killed = True
+                    if line.split()[-1] not in ("active", "activating", "deactivating"):
+                        report.already_gone.append("gateway")
+                elif line.startswith("@svc"):
+                    _, unit, state = line.split()
+                    svc = service_of_unit(unit)
+                    if svc and state not in ("active", "activating", "deactivating"):
+                        report.stopped.append(svc[0])
+                elif line.startswith("@running"):
+                    still_running = int(line.split()[-1] or 0)
+            if not report.network_cut:
+                # The chain is missing only if the bot was never set up here.
+                report.errors.append("nftables drop rule not inserted (bot not set up in VM?)")
+        if self.stop_vm_on_kill and (res is None or still_running == 0):
+            async with self._lock(vm):
+                await self._stop_follower(name)
+                await self._drop_shell(vm)
+                try:
+                    forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
+                    report.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
+                    if res is None:
+                        report.network_cut = report.gateway_killed = True
+                except CftuiError as exc:
+                    report.errors.append(str(exc))
+        else:
+            await self._stop_follower(name)
+        if report.errors and report.network_cut and report.gateway_killed:
+            report.errors = [e for e in report.errors if "in-VM kill failed" not in e]
+        return report
+
+    # --- the gateway alone ---------------------------------------------------
+    async def gateway_running(self, bot: BotConfig) -> bool:
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            return False
+        res = await shell.run(f"systemctl is-active {unit_name('gateway', bot.name)}", check=False)
+        return res.out.strip() == "active"
+
+    async def stop_gateway(self, bot: BotConfig) -> None:
+        shell = await self._shell(bot.lima.vm)
+        await shell.run(
+            f"systemctl stop {unit_name('gateway', bot.name)}", what="stopping the gateway"
+        )
+
+    async def start_gateway(self, bot: BotConfig) -> None:
+        shell = await self._shell(bot.lima.vm)
+        await shell.run(
+            f"rm -f {KILLED_DIR}/{bot.name}; systemctl start {unit_name('gateway', bot.name)}",
+            what="starting the gateway",
+        )
+
+    # --- state sync for snapshots ------------------------------------------
+    async def pull_state(self, bot: BotConfig) -> None:
+        """The VM's state/ to the host's, before a snapshot."""
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            return  # VM stopped: the host copy is the last one pulled
+        dest = self.home.state_dir(bot.name)
+        dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await rsync(
+            shell,
+            "-a",
+            "--delete",
+            "--no-owner",
+            "--no-group",
+            "--chmod=Du=rwx,go=,Fu=rw,go=",
+            "--rsync-path=sudo rsync",
+            *(f"--exclude={e}" for e in STATE_EXCLUDES),
+            f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/state/",
+            f"{dest}/",
+            what=f"{bot.name}'s state/",
+        )
+
+    async def push_state(self, bot: BotConfig) -> None:
+        """The host's state/ to the VM's, after a restore."""
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            # Pushed by the next start, before the VM's older state could win.
+            self._pending_push(bot.name).touch(mode=0o600)
+            return
+        await self._push(shell, bot, "state", delete=True)
+
+    def _pending_push(self, bot: str) -> Path:
+        return self.home.bot_repo(bot) / ".lima-push-state"
+
+    async def aclose(self) -> None:
+        for name in list(self._followers):
+            await self._stop_follower(name)
+        for vm in list(self._shells):
+            await self._drop_shell(vm)

@@ -1,0 +1,108 @@
+"""What cftui pushes into a Lima VM from the host: the `lima/` directory
+(template, provisioning scripts, units) and a wheelhouse holding the
+`clawfactory-proxies` wheel built from this checkout's `proxies/`.
+
+On a Linux host with the VM's Python (3.11, Debian 12) the wheelhouse also
+holds every dependency, so the VM installs with no index at all (the tests'
+stand-in VM has none); elsewhere (macOS) the VM fetches the dependencies
+from PyPI itself, since wheels built for the Mac would not run in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import platform
+import sys
+from pathlib import Path
+
+from cftui.errors import RuntimeOperationError, RuntimeUnavailable
+from cftui.runtime.base import Progress, ProgressEvent, no_progress
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_SH_MARK = "#CF-SYSTEM-SH#"
+
+
+def lima_dir() -> Path:
+    """The `lima/` directory (override: CFTUI_LIMA_DIR)."""
+    path = Path(os.environ.get("CFTUI_LIMA_DIR") or REPO / "lima")
+    if not (path / "clawfactory.yaml").is_file():
+        raise RuntimeUnavailable(
+            f"{path}/clawfactory.yaml not found: run cftui from its checkout or set CFTUI_LIMA_DIR"
+        )
+    return path
+
+
+def proxies_dir() -> Path:
+    path = Path(os.environ.get("CFTUI_PROXIES_DIR") or REPO / "proxies")
+    if not (path / "pyproject.toml").is_file():
+        raise RuntimeUnavailable(f"{path}/pyproject.toml not found: set CFTUI_PROXIES_DIR")
+    return path
+
+
+def tree_hash(*roots: Path) -> str:
+    """Content hash of every file under `roots` (names and bytes)."""
+    h = hashlib.sha256()
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
+                h.update(str(path.relative_to(root)).encode() + b"\0")
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def render_template(dest: Path) -> Path:
+    """`lima/clawfactory.yaml` with `provision/system.sh` inlined in its
+    system provisioning script, written to `dest`."""
+    src = lima_dir()
+    template = (src / "clawfactory.yaml").read_text(encoding="utf-8")
+    script = (src / "provision" / "system.sh").read_text(encoding="utf-8")
+    lines = template.splitlines(keepends=True)
+    out: list[str] = []
+    for line in lines:
+        if line.strip() == SYSTEM_SH_MARK:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + s if s.strip() else "\n" for s in script.splitlines(keepends=True))
+        else:
+            out.append(line)
+    dest.write_text("".join(out), encoding="utf-8")
+    return dest
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clawfactory" / "lima-wheels"
+
+
+def _full_wheelhouse_possible() -> bool:
+    """Whether wheels built here install in the VM (Linux, CPython 3.11)."""
+    return sys.platform.startswith("linux") and sys.version_info[:2] == (3, 11)
+
+
+async def wheelhouse(progress: Progress = no_progress) -> Path:
+    """A directory of wheels for the VM, built once per content of proxies/."""
+    src = proxies_dir()
+    full = _full_wheelhouse_possible()
+    key = tree_hash(src / "cfproxies") + (src / "pyproject.toml").read_text()
+    digest = hashlib.sha256((key + platform.machine() + str(full)).encode()).hexdigest()[:16]
+    out = _cache_root() / digest
+    if (out / ".complete").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    progress(ProgressEvent("wheels", message="building the clawfactory-proxies wheel"))
+    spec = f"{src}[llm,fake,egress]" if full else str(src)
+    args = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), spec]
+    if not full:
+        args.insert(5, "--no-deps")
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    text, _ = await proc.communicate()
+    if proc.returncode != 0:
+        lines = [ln for ln in text.decode(errors="replace").splitlines() if ln.strip()]
+        raise RuntimeOperationError(
+            f"building the proxies' wheels failed: {lines[-1] if lines else proc.returncode}"
+        )
+    (out / ".complete").touch()
+    return out

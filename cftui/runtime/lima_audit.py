@@ -1,0 +1,102 @@
+"""The audit files of a Lima bot, brought back to the host as they grow.
+
+The proxies write `traffic.jsonl`, `traffic.enc.jsonl` and `capture.keys`
+inside the VM; the TUI and `cftui traffic` read `audit/<bot>/` on the host in
+both runtimes. One `tail -F` per file runs on the VM's existing SSH
+connection, starting at the host copy's size, and every complete line is
+appended on the host with a single write (cfproxies.jsonl), so a reader
+never sees half a record: an appended record reaches the host in well
+under a second, with no polling on either side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+from pathlib import Path
+
+from cfproxies.jsonl import append_bytes, open_append
+
+from cftui.fleet import FleetHome
+from cftui.runtime.lima_plan import SRV
+from cftui.runtime.lima_ssh import VMShell
+
+# (file name on the host, its directory under the bot's audit dir in the VM)
+AUDIT_FILES = (
+    ("traffic.jsonl", "llm"),
+    ("traffic.enc.jsonl", "egress"),
+    ("capture.keys", "egress"),
+)
+
+
+def vm_audit_path(bot: str, name: str, sub: str) -> str:
+    return f"{SRV}/audit/{bot}/{sub}/{name}"
+
+
+class AuditFollower:
+    """Follows one bot's audit files for as long as it runs."""
+
+    def __init__(self, home: FleetHome, shell: VMShell, bot: str) -> None:
+        self.home = home
+        self.shell = shell
+        self.bot = bot
+        self._tasks: list[asyncio.Task] = []
+        self.lines_copied = 0
+
+    def start(self) -> None:
+        if self._tasks and not all(t.done() for t in self._tasks):
+            return
+        self._tasks = [
+            asyncio.create_task(self._follow(name, sub), name=f"lima-audit-{self.bot}-{name}")
+            for name, sub in AUDIT_FILES
+        ]
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    async def _follow(self, name: str, sub: str) -> None:
+        host_path = self.home.audit_dir(self.bot) / name
+        host_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        while True:
+            try:
+                await self._copy(host_path, vm_audit_path(self.bot, name, sub))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the VM went away or the connection dropped: retry
+                await asyncio.sleep(1.0)
+            else:
+                await asyncio.sleep(1.0)
+
+    async def _copy(self, host_path: Path, vm_path: str) -> None:
+        fd = open_append(host_path)
+        try:
+            offset = os.fstat(fd).st_size
+            command = f"exec tail -q -c +{offset + 1} -F {shlex.quote(vm_path)} 2>/dev/null"
+            conn = await self.shell.connection()
+            proc = await conn.create_process(f"sudo -n sh -c {shlex.quote(command)}", encoding=None)
+            try:
+                pending = b""
+                while True:
+                    chunk = await proc.stdout.read(65536)
+                    if not chunk:
+                        break
+                    pending += chunk
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        append_bytes(fd, line + b"\n")
+                        self.lines_copied += 1
+            finally:
+                proc.close()
+        finally:
+            os.close(fd)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
