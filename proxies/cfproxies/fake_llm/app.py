@@ -505,7 +505,7 @@ def _route(handler: Callable[..., Any]) -> Callable[[web.Request], Any]:
             "ts": time.time(),
             "method": request.method,
             "path": request.path,
-            "query": request.query_string,
+            "query": request.raw_path.partition("?")[2],
             "headers": dict(request.headers),
             "body_bytes": len(raw),
             "body": body if len(raw) <= 65536 else None,

@@ -1,0 +1,138 @@
+"""Fixtures for the proxy tests: the fake provider and the LLM proxy, each a
+real aiohttp server on a loopback port, and a client to call them with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cfproxies.fake_llm import make_app as make_fake_app
+from cfproxies.llm_proxy import ProxyConfig, load_config, make_app
+from cfproxies.llm_proxy.app import STATE
+from cfproxies.record import parse_record_line
+from proxyhelpers import PROVIDERS_ENV, TOKEN
+
+
+async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port, as the console scripts do."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class Fake:
+    url: str
+    app: web.Application
+
+    def requests(self) -> list[dict[str, Any]]:
+        from cfproxies.fake_llm.app import STATE as FAKE_STATE
+
+        return list(self.app[FAKE_STATE].requests)
+
+
+@dataclass
+class Proxy:
+    url: str
+    config: ProxyConfig
+    app: web.Application
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.traffic_log
+
+    def records(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.log_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        return [r for r in (parse_record_line(line) for line in lines) if r is not None]
+
+    async def wait_records(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The records once there are `n` of them (a record follows its response)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            recs = self.records()
+            if len(recs) >= n or loop.time() > deadline:
+                return recs
+            await asyncio.sleep(0.01)
+
+    @property
+    def state(self):
+        return self.app[STATE]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[Fake]:
+    app = make_fake_app()
+    runner, url = await start_site(app)
+    yield Fake(url, app)
+    await runner.cleanup()
+
+
+@pytest.fixture
+def audit_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "audit" / "bot1"
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+@pytest.fixture
+def providers_env(tmp_path: Path) -> Path:
+    path = tmp_path / "providers.env"
+    path.write_text(PROVIDERS_ENV)
+    path.chmod(0o600)
+    return path
+
+
+StartProxy = Callable[..., Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def start_proxy(
+    fake: Fake, audit_dir: Path, providers_env: Path
+) -> AsyncIterator[StartProxy]:
+    """Start a proxy whose providers all point at the fake; extra flags as args."""
+    runners: list[web.AppRunner] = []
+
+    async def start(*extra: str, token: bool = True, upstream: str | None = None) -> Proxy:
+        base = upstream or fake.url
+        argv = [
+            "--listen",
+            "127.0.0.1:0",
+            "--bot",
+            "bot1",
+            "--audit-dir",
+            str(audit_dir),
+            "--providers-env",
+            str(providers_env),
+        ]
+        for name in ("anthropic", "openai", "gemini", "openrouter"):
+            argv += ["--upstream", f"{name}={base}"]
+        if token:
+            argv += ["--token", TOKEN]
+        config = load_config([*argv, *extra], {})
+        app = make_app(config)
+        runner, url = await start_site(app)
+        runners.append(runner)
+        return Proxy(url, config, app)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield session

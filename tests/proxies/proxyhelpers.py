@@ -1,0 +1,57 @@
+"""Constants and small helpers the proxy tests share (imported by name; the
+fixtures themselves live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+ANTHROPIC_KEY = "sk-ant-api03-" + "K" * 40 + "real"
+OPENAI_KEY = "sk-proj-" + "O" * 40 + "real"
+GEMINI_KEY = "AIza" + "G" * 35
+OPENROUTER_KEY = "sk-or-v1-" + "0123456789abcdef" * 4
+TOKEN = "cf-proxy-token-" + "t" * 24
+PROVIDERS_ENV = (
+    f"ANTHROPIC_API_KEY={ANTHROPIC_KEY}\nOPENAI_API_KEY={OPENAI_KEY}\n"
+    f"GEMINI_API_KEY={GEMINI_KEY}\nOPENROUTER_API_KEY={OPENROUTER_KEY}\n"
+)
+
+
+def anthropic_body(stream: bool = False, text: str = "hello there") -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    }
+
+
+def openai_body(
+    stream: bool = False, include_usage: bool = True, text: str = "hi"
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    if stream:
+        body["stream"] = True
+        if include_usage:
+            body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def gemini_body(text: str = "hi") -> dict[str, Any]:
+    return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any] | str]:
+    """The data of each SSE event in a body (CRLF or LF framing)."""
+    out: list[dict[str, Any] | str] = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = [line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            text = b"\n".join(data).decode()
+            out.append(text if text == "[DONE]" else json.loads(text))
+    return out
+
+
+AUTH = {"x-api-key": TOKEN, "content-type": "application/json"}
+BEARER = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+GOOG = {"x-goog-api-key": TOKEN, "content-type": "application/json"}

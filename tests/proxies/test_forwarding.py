@@ -1,0 +1,196 @@
+"""Forwarding: paths, methods, query strings, headers and bodies pass through;
+streams go chunk by chunk; content-encoding survives both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+
+from proxyhelpers import AUTH, BEARER, anthropic_body, openai_body, sse_events
+
+
+async def test_non_streamed_call_is_forwarded_and_recorded(start_proxy, fake, client):
+    proxy = await start_proxy()
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=AUTH
+    ) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["type"] == "message"
+    assert body["content"][0]["text"].startswith("Hello from the fake anthropic model")
+    (rec,) = await proxy.wait_records(1)
+    assert rec["provider"] == "anthropic"
+    assert rec["bot"] == "bot1"
+    assert rec["method"] == "POST"
+    assert rec["path"] == "/anthropic/v1/messages"
+    assert rec["model"] == "claude-sonnet-4-5"
+    assert rec["status"] == 200
+    assert rec["stream"] is False
+    assert rec["response"]["content"][0]["text"] == body["content"][0]["text"]
+    assert rec["request"]["messages"][0]["content"] == "hello there"
+    assert rec["req_bytes"] > 0 and rec["resp_bytes"] > 0
+    assert 0 < rec["ttfb_ms"] <= rec["duration_ms"]
+    assert rec["ts"].endswith("Z") and len(rec["ts"]) == 24
+    assert rec["upstream_request_id"].startswith("req_fake_")
+    assert rec["error"] is None
+
+
+async def test_stream_is_forwarded_chunk_by_chunk_as_it_arrives(start_proxy, client):
+    proxy = await start_proxy()
+    headers = {**AUTH, "x-fake-chunks": "5", "x-fake-chunk-gap-ms": "80"}
+    arrivals: list[float] = []
+    raw = b""
+    t0 = time.perf_counter()
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(stream=True), headers=headers
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        async for chunk in resp.content.iter_any():
+            arrivals.append(time.perf_counter() - t0)
+            raw += chunk
+    deltas = [e for e in sse_events(raw) if e["type"] == "content_block_delta"]
+    assert len(deltas) == 5
+    # Five pieces 80 ms apart: a buffering proxy would deliver them in one lump at the end.
+    assert len(arrivals) >= 5
+    assert arrivals[0] < 0.2
+    assert arrivals[-1] - arrivals[0] > 0.25
+    (rec,) = await proxy.wait_records(1)
+    assert rec["stream"] is True
+    assert rec["response"]["text"] == "".join(d["delta"]["text"] for d in deltas)
+    assert rec["response"]["stop_reason"] == "end_turn"
+    assert rec["stop_reason"] == "end_turn"
+    assert rec["usage_status"] == "complete"
+    assert rec["chunks"] >= 5
+    assert rec["max_chunk_gap_ms"] >= 60
+    assert rec["ttft_ms"] >= rec["ttfb_ms"]
+
+
+async def test_query_string_method_and_headers_pass_through(start_proxy, fake, client):
+    proxy = await start_proxy()
+    headers = {
+        **BEARER,
+        "anthropic-version": "2023-06-01",
+        "x-custom": "kept",
+        "connection": "keep-alive, x-hop",
+        "x-hop": "dropped",
+        "keep-alive": "timeout=5",
+    }
+    async with client.post(
+        f"{proxy.url}/openai/v1/chat/completions?a=1&b=two%20words",
+        json=openai_body(),
+        headers=headers,
+    ) as resp:
+        assert resp.status == 200
+        assert "x-request-id" in resp.headers
+    seen = fake.requests()[-1]
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["query"] == "a=1&b=two%20words"
+    lower = {k.lower(): v for k, v in seen["headers"].items()}
+    assert lower["x-custom"] == "kept"
+    assert lower["anthropic-version"] == "2023-06-01"
+    assert "x-hop" not in lower and "keep-alive" not in lower
+    assert lower["host"] == fake.url.removeprefix("http://")
+    assert json.loads(json.dumps(seen["body"])) == openai_body()
+    (rec,) = await proxy.wait_records(1)
+    assert rec["path"] == "/openai/v1/chat/completions?a=1&b=two%20words"
+
+
+async def test_gzip_body_reaches_the_client_encoded_and_the_record_decoded(start_proxy, client):
+    proxy = await start_proxy()
+    headers = {**AUTH, "x-fake-gzip": "1", "accept-encoding": "gzip, br, zstd"}
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=headers
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers["content-encoding"] == "gzip"
+        raw = await resp.read()
+    body = json.loads(gzip.decompress(raw))
+    assert int(resp.headers["content-length"]) == len(raw)
+    (rec,) = await proxy.wait_records(1)
+    assert rec["response"]["content"][0]["text"] == body["content"][0]["text"]
+    assert rec["resp_content_encoding"] == "gzip"
+    assert rec["resp_bytes"] == len(raw)
+    assert rec["tokens_out"] > 0
+
+
+async def test_upstream_is_offered_only_encodings_the_proxy_can_decode(start_proxy, fake, client):
+    proxy = await start_proxy()
+    headers = {**AUTH, "accept-encoding": "br, zstd"}
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=headers
+    ) as resp:
+        assert resp.status == 200
+    seen = {k.lower(): v for k, v in fake.requests()[-1]["headers"].items()}
+    assert seen["accept-encoding"] == "identity"
+
+
+async def test_gzip_stream_is_forwarded_and_parsed(start_proxy, client):
+    proxy = await start_proxy()
+    headers = {**AUTH, "x-fake-gzip": "1", "accept-encoding": "gzip", "x-fake-chunks": "3"}
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(stream=True), headers=headers
+    ) as resp:
+        assert resp.headers["content-encoding"] == "gzip"
+        raw = await resp.read()
+    events = sse_events(gzip.decompress(raw))
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    (rec,) = await proxy.wait_records(1)
+    assert rec["response"]["text"] == text
+    assert rec["usage_status"] == "complete"
+
+
+async def test_body_without_length_is_relayed_and_recorded(start_proxy, client):
+    proxy = await start_proxy()
+    headers = {**AUTH, "x-fake-no-length": "1"}
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=headers
+    ) as resp:
+        body = await resp.json()
+    (rec,) = await proxy.wait_records(1)
+    assert rec["stream"] is False
+    assert rec["response"]["id"] == body["id"]
+    assert rec["tokens_out"] == body["usage"]["output_tokens"]
+
+
+async def test_unknown_provider_answers_404_and_is_recorded(start_proxy, client):
+    proxy = await start_proxy()
+    async with client.post(f"{proxy.url}/nosuch/v1/x", json={}, headers=AUTH) as resp:
+        assert resp.status == 404
+        assert "unknown provider" in (await resp.json())["error"]["message"]
+    (rec,) = await proxy.wait_records(1)
+    assert rec["status"] == 404 and rec["error_kind"] == "unknown_provider"
+
+
+async def test_extra_upstream_name_is_forwarded(start_proxy, fake, client, providers_env):
+    providers_env.write_text(providers_env.read_text() + "LOCAL_LLM_API_KEY=sk-local-123456789\n")
+    proxy = await start_proxy("--upstream", f"local-llm={fake.url}")
+    async with client.post(
+        f"{proxy.url}/local-llm/v1/chat/completions", json=openai_body(), headers=BEARER
+    ) as resp:
+        assert resp.status == 200
+    seen = {k.lower(): v for k, v in fake.requests()[-1]["headers"].items()}
+    assert seen["authorization"] == "Bearer sk-local-123456789"
+    (rec,) = await proxy.wait_records(1)
+    assert rec["provider"] == "local-llm"
+    assert rec["tokens_in"] > 0
+
+
+async def test_concurrent_calls_each_get_one_whole_record(start_proxy, client):
+    proxy = await start_proxy()
+
+    async def one(i: int) -> int:
+        body = anthropic_body(stream=i % 2 == 0, text=f"call {i}")
+        async with client.post(f"{proxy.url}/anthropic/v1/messages", json=body, headers=AUTH) as r:
+            await r.read()
+            return r.status
+
+    statuses = await asyncio.gather(*(one(i) for i in range(40)))
+    assert statuses == [200] * 40
+    recs = await proxy.wait_records(40)
+    assert len(recs) == 40
+    assert len({r["id"] for r in recs}) == 40
+    lines = proxy.log_path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 41
