@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import trustme
+from egress_support import CF_EGRESS
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 
-REPO = Path(__file__).resolve().parents[2]
-CF_EGRESS = REPO / ".venv-egress" / "bin" / "cf-egress"
 START_TIMEOUT = 30.0
 
 

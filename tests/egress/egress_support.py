@@ -8,6 +8,9 @@ import socket
 import ssl
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+CF_EGRESS = REPO / ".venv-egress" / "bin" / "cf-egress"
+
 
 def tls_context(cafile: Path) -> ssl.SSLContext:
     """A client context that trusts exactly one CA."""

@@ -1,0 +1,127 @@
+"""The capture and egress commands: what they write, and bad input refused
+in one line with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from cfproxies.egress.patterns import Allowlist, PatternError, is_public_address, parse_pattern
+from egress_support import CF_EGRESS
+
+from cftui.audit.events import read_events
+from cftui.botinit import init_bot
+from cftui.capture import control_path
+
+
+@pytest.fixture
+def cbot(home) -> str:
+    init_bot(home, "cbot")
+    return "cbot"
+
+
+def test_capture_on_sets_fleet_toml_the_control_file_and_an_event(home, cbot, cli):
+    r = cli("capture", "on", cbot)
+    assert r.code == 0, r.err
+    assert "not running" in r.out
+    assert home.bot(cbot).capture is True
+    control = json.loads(control_path(home, cbot).read_text())
+    assert control["capture"] is True
+    assert oct(control_path(home, cbot).stat().st_mode & 0o777) == "0o600"
+    (event,) = [e for e in read_events(home, cbot) if e["action"] == "capture"]
+    assert event["state"] == "on"
+
+
+def test_egress_allow_remove_and_set(home, cbot, cli):
+    assert cli("egress", cbot, "--allow", "api.example.com", "--allow", "*.pypi.org:443").code == 0
+    assert home.bot(cbot).egress_allow == ("api.example.com", "*.pypi.org:443")
+    r = cli("egress", cbot, "--remove", "api.example.com")
+    assert r.code == 0
+    assert home.bot(cbot).egress_allow == ("*.pypi.org:443",)
+    assert json.loads(control_path(home, cbot).read_text())["allow"] == ["*.pypi.org:443"]
+    assert cli("egress", cbot, "--set", "a.example", "10.0.0.0/8").code == 0
+    assert home.bot(cbot).egress_allow == ("a.example", "10.0.0.0/8")
+    r = cli("egress", cbot, "--json")
+    assert json.loads(r.out)["allow"] == ["a.example", "10.0.0.0/8"]
+    assert [e["allow"] for e in read_events(home, cbot) if e["action"] == "egress"][-1] == [
+        "a.example",
+        "10.0.0.0/8",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("egress", "cbot", "--allow", "https://api.example.com/v1"),
+        ("egress", "cbot", "--allow", "*"),
+        ("egress", "cbot", "--allow", "*.com"),
+        ("egress", "cbot", "--allow", "host:99999"),
+        ("egress", "cbot", "--remove", "never.listed"),
+        ("egress", "cbot", "--set", "a.example", "--allow", "b.example"),
+        ("capture", "maybe", "cbot"),
+        ("capture", "on", "Bad_Name"),
+        ("decrypt", "cbot", "--limit", "-1"),
+        ("decrypt", "nosuchbot"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(home, cbot, cli, args):
+    cli("egress", cbot, "--allow", "keep.example")
+    before = home.fleet_toml.read_text()
+    events_before = home.events_log.read_text()
+    r = cli(*args)
+    assert r.code == 2, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1
+    assert "Traceback" not in r.err
+    assert home.fleet_toml.read_text() == before
+    assert home.events_log.read_text() == events_before
+
+
+def test_decrypt_of_a_bot_without_capture_says_how_to_turn_it_on(home, cbot, cli):
+    r = cli("decrypt", cbot)
+    assert r.code == 0
+    assert "cftui capture on cbot" in r.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--recipient", "age1nope"], "--recipient"),
+        (["--allow", "http://x.example/"], "not a URL"),
+        (["--listen", "nowhere"], "--listen"),
+    ],
+)
+def test_cf_egress_refuses_bad_flags_in_one_line(tmp_path, extra, needle):
+    base = ["--bot", "b", "--audit-dir", str(tmp_path), "--confdir", str(tmp_path / "c")]
+    base += ["--recipient", "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"]
+    proc = subprocess.run(
+        [str(CF_EGRESS), *base, *extra], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert needle in proc.stderr
+
+
+def test_patterns_match_hosts_wildcards_ports_and_addresses():
+    allow = Allowlist.parse(["api.example.com", "*.github.com:443", "10.1.0.0/16", "[::1]:80"])
+    assert allow.check("API.Example.com.", 8443).allowed
+    assert allow.check("raw.github.com", 443).allowed
+    assert not allow.check("github.com", 443).allowed  # *.domain means its subdomains
+    assert not allow.check("raw.github.com", 80).allowed
+    assert not allow.check("evilgithub.com", 443).allowed
+    assert allow.check("10.1.2.3", 1).allowed
+    assert not allow.check("10.2.0.1", 1).allowed
+    assert allow.check("::1", 80).allowed
+    assert not allow.check("127.0.0.1", 80).allowed
+    assert allow.check("raw.github.com", 443).exact is False
+    assert allow.check("api.example.com", 443).exact is True
+
+
+def test_ip_literals_never_match_name_patterns_and_private_ranges_are_known():
+    assert not Allowlist.parse(["localhost"]).check("127.0.0.1", 80).allowed
+    for addr in ("127.0.0.1", "10.0.0.1", "192.168.1.1", "169.254.169.254", "::1", "fd00::1"):
+        assert not is_public_address(addr), addr
+    assert not is_public_address("::ffff:10.0.0.1")
+    assert is_public_address("93.184.216.34")
+    with pytest.raises(PatternError):
+        parse_pattern("0.0.0.0/0")
