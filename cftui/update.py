@@ -61,7 +61,7 @@ def git(code: Path, *args: str, timeout: float = 300) -> str:
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         raise UpdateError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
-    return proc.stdout.strip()
+    return proc.stdout.rstrip()
 
 
 def uncommitted(code: Path) -> list[str]:
@@ -81,9 +81,8 @@ def _upstream(code: Path) -> str:
         ) from None
 
 
-def fetch(home: FleetHome, bot: str, *, force: bool = False) -> tuple[str, str, str]:
-    """Check and fetch; returns (HEAD, upstream commit, upstream name). Nothing
-    in the work tree changes here."""
+def check_worktree(home: FleetHome, bot: str, *, force: bool = False) -> Path:
+    """Refuse a `code/` that is not a git checkout or has uncommitted work."""
     code = home.code_dir(bot)
     if not (code / ".git").exists():
         raise UpdateError(f"{code} is not a git checkout: nothing to update from")
@@ -91,6 +90,14 @@ def fetch(home: FleetHome, bot: str, *, force: bool = False) -> tuple[str, str, 
     if changed and not force:
         shown = ", ".join(changed[:3]) + (" …" if len(changed) > 3 else "")
         raise UsageError(f"{code} has uncommitted changes ({shown}): commit them, or use --force")
+    _upstream(code)
+    return code
+
+
+def fetch(home: FleetHome, bot: str, *, force: bool = False) -> tuple[str, str, str]:
+    """Check and fetch; returns (HEAD, upstream commit, upstream name). Nothing
+    in the work tree changes here."""
+    code = check_worktree(home, bot, force=force)
     upstream = _upstream(code)
     remote = upstream.split("/", 1)[0]
     git(code, "fetch", "--quiet", remote)
@@ -119,6 +126,7 @@ async def update(
     """Fetch, snapshot, fast-forward `code/` and rebuild. `runtimes=None` (or
     `rebuild=False`) updates the source alone."""
     killswitch.ensure_unlocked(home, bot.name)
+    await asyncio.to_thread(check_worktree, home, bot.name, force=force)
     progress(ProgressEvent("update", 0, None, "fetching upstream"))
     head, target, upstream = await asyncio.to_thread(fetch, home, bot.name, force=force)
     result = UpdateResult(bot.name, head, head, upstream)
