@@ -78,7 +78,7 @@ class Budget:
         does not hand the bot a fresh budget."""
         if self.daily_tokens is None:
             return
-        marker = f'"ts":"{self._day}'.encode()
+        marker = self._day.encode()
         try:
             f = path.open("rb")
         except OSError:

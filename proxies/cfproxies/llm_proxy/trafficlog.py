@@ -35,11 +35,24 @@ class TrafficLog:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.fd = open_append(self.path)
+            self._end_torn_line()
         except OSError as exc:
             self.fd = None
             self._fail(f"cannot open: {exc.strerror or exc}")
             return False
         return True
+
+    def _end_torn_line(self) -> None:
+        """After a crash the file may end mid-line; close that line so the
+        next record is not glued to it (readers skip the torn one)."""
+        assert self.fd is not None
+        if os.fstat(self.fd).st_size == 0:
+            return
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+        if last != b"\n":
+            os.write(self.fd, b"\n")
 
     def write(self, record: dict[str, Any]) -> bool:
         """Append one record; False (and reported) if it could not be written."""

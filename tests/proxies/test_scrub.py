@@ -1,0 +1,188 @@
+"""Scrubbing: built-in secret shapes, the operator's rules, rules that would
+backtrack forever, and malformed rule files, before anything is written."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from cfproxies.scrub import Scrubber, load_user_rules, parse_user_rules
+from proxyhelpers import AUTH, anthropic_body
+
+SECRETS = {
+    "anthropic-key": "sk-ant-api03-" + "a1B2" * 20,
+    "anthropic-oauth": "sk-ant-oat01-" + "z9Y8" * 20,
+    "openai-key": "sk-proj-" + "Q" * 48,
+    "openai-legacy": "sk-" + "x7" * 24,
+    "openrouter-key": "sk-or-v1-" + "ab12" * 16,
+    "google-key": "AIza" + "S" * 35,
+    "github-token": "ghp_" + "g" * 36,
+    "github-pat": "github_pat_" + "P" * 60,
+    "aws-key-id": "AKIA" + "ABCDEFGHIJKLMNOP",
+    "slack": "xoxb-" + "1234567890-abcdefghij",
+}
+
+
+@pytest.mark.parametrize(("kind", "secret"), SECRETS.items())
+def test_builtin_rules_replace_provider_keys_and_tokens(kind, secret):
+    text, count = Scrubber().scrub(f"before {secret} after")
+    assert secret not in text
+    assert text.startswith("before [REDACTED:") and text.endswith("] after")
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("Authorization: Bearer abc.def-ghi_123", "abc.def-ghi_123"),
+        ("cookie: session=s3cr3t; theme=dark", "session=s3cr3t"),
+        ("Set-Cookie: sid=zzz123; Path=/; HttpOnly", "sid=zzz123"),
+        ("aws_secret_access_key = " + "w" * 40, "w" * 40),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXk",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nMIIEv truncated body with no end", "MIIEv"),
+    ],
+)
+def test_builtin_rules_cover_bearer_cookies_aws_and_private_keys(text, gone):
+    scrubbed, count = Scrubber().scrub(text)
+    assert gone not in scrubbed
+    assert count >= 1
+
+
+def test_secret_keys_in_json_are_redacted_whatever_their_value_looks_like():
+    value = {
+        "headers": {"Authorization": "Basic dXNlcjpwdw==", "X-Api-Key": "short"},
+        "max_tokens": 5,
+    }
+    scrubbed, count = Scrubber().scrub(value)
+    assert scrubbed["headers"]["Authorization"] == "[REDACTED:authorization]"
+    assert scrubbed["headers"]["X-Api-Key"] == "[REDACTED:x-api-key]"
+    assert scrubbed["max_tokens"] == 5
+    assert count == 2
+
+
+def test_ordinary_text_is_left_alone():
+    text = "Ask me about a cookie recipe, the skeleton key, and task-ant-colony sizes."
+    assert Scrubber().scrub(text) == (text, 0)
+
+
+def test_user_rules_apply_with_their_own_replacement(tmp_path):
+    path = tmp_path / "scrub_rules.json"
+    path.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"name": "employee-id", "pattern": r"EMP-\d{6}"},
+                    {"pattern": "project[- ]falcon", "replace": "[codename]", "ignore_case": True},
+                    r"\b\d{3}-\d{2}-\d{4}\b",
+                ]
+            }
+        )
+    )
+    scrubber = Scrubber.from_file(path)
+    assert scrubber.errors == []
+    out, count = scrubber.scrub("EMP-123456 works on Project Falcon, ssn 123-45-6789")
+    assert out == "[REDACTED:employee-id] works on [codename], ssn [REDACTED:user-2]"
+    assert count == 3
+
+
+def test_catastrophic_user_rule_is_bounded_and_fails_closed():
+    rules, errors = parse_user_rules([{"name": "evil", "pattern": r"(a|aa)+$"}])
+    assert not errors
+    scrubber = Scrubber(rules, timeout_s=0.05, budget_s=0.2)
+    victims = ["a" * 40 + "!" for _ in range(20)]
+    start = time.monotonic()
+    out, _ = scrubber.scrub({"m": victims})
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.5, f"a user rule held the scrubber for {elapsed:.2f}s"
+    assert all(v.startswith("[REDACTED:scrub-") for v in out["m"])
+    assert scrubber.timeouts >= 1
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"rules": "oops"}', "expected a list"),
+        ('[{"pattern": "(unclosed"}]', "not a valid regex"),
+        ('[{"name": "no pattern"}]', "no 'pattern'"),
+    ],
+)
+def test_malformed_rules_file_is_reported_not_fatal(tmp_path, content, problem):
+    path = tmp_path / "scrub_rules.json"
+    path.write_text(content)
+    rules, errors = load_user_rules(path)
+    assert rules == []
+    assert len(errors) == 1 and problem in errors[0]
+    # The built-in rules still apply.
+    scrubber = Scrubber.from_file(path)
+    assert SECRETS["openai-key"] not in scrubber.scrub_text(SECRETS["openai-key"])
+
+
+async def test_secrets_in_bodies_never_reach_traffic_jsonl(start_proxy, client, audit_dir):
+    (audit_dir / "scrub_rules.json").write_text(json.dumps([{"pattern": "hunter2"}]))
+    proxy = await start_proxy()
+    text = "hunter2 " + " ".join(SECRETS.values()) + " Bearer abcdefgh12345678"
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(text=text), headers=AUTH
+    ) as resp:
+        assert resp.status == 200
+        answer = await resp.json()
+    assert "hunter2" in answer["content"][0]["text"]  # the client gets the real thing
+    (rec,) = await proxy.wait_records(1)
+    logged = proxy.log_path.read_text()
+    for secret in [*SECRETS.values(), "hunter2", "abcdefgh12345678"]:
+        assert secret not in logged
+    assert rec["scrubbed"] >= len(SECRETS) + 2  # the request alone holds this many
+
+
+async def test_broken_rules_file_shows_on_health_and_calls_still_go(
+    start_proxy, client, audit_dir, capfd
+):
+    (audit_dir / "scrub_rules.json").write_text("{broken")
+    proxy = await start_proxy()
+    assert "not valid JSON" in capfd.readouterr().err
+    async with client.get(f"{proxy.url}/health") as resp:
+        health = await resp.json()
+    assert "not valid JSON" in health["scrub"]["errors"][0]
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=AUTH
+    ) as resp:
+        assert resp.status == 200
+    assert len(await proxy.wait_records(1)) == 1
+
+
+async def test_catastrophic_rule_does_not_hang_the_proxy(start_proxy, client, audit_dir):
+    (audit_dir / "scrub_rules.json").write_text(
+        json.dumps([{"name": "evil", "pattern": "(x|xx)+$"}])
+    )
+    proxy = await start_proxy()
+    start = time.monotonic()
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages",
+        json=anthropic_body(text="x" * 5000 + "!"),
+        headers=AUTH,
+    ) as resp:
+        assert resp.status == 200
+    (rec,) = await proxy.wait_records(1)
+    assert rec["scrubbed"] >= 1
+    assert time.monotonic() - start < 3
+    assert "x" * 5000 not in proxy.log_path.read_text()
+    async with client.get(f"{proxy.url}/health") as resp:
+        assert (await resp.json())["scrub"]["timeouts"] >= 1
+
+
+async def test_rules_file_edits_apply_without_restart(start_proxy, client, audit_dir):
+    proxy = await start_proxy()
+    rules = audit_dir / "scrub_rules.json"
+    rules.write_text(json.dumps(["zebra-\\d+"]))
+    proxy.state.scrubber._checked = 0  # skip the once-a-second wait
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(text="zebra-42"), headers=AUTH
+    ) as resp:
+        assert resp.status == 200
+    await proxy.wait_records(1)
+    assert "zebra-42" not in proxy.log_path.read_text()
