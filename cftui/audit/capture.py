@@ -17,8 +17,9 @@ import base64
 import mmap
 import os
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from cftui.errors import CaptureError, CftuiError
 from cftui.fleet import FleetHome
 
 BLOCK = 1 << 20
+BATCH = 256
 _PREFIX = b'{"k":"'
 _MIDDLE = b'","t":"'
 _SUFFIX = b'"}'
@@ -63,7 +65,7 @@ class SkipCounts:
         return ", ".join(parts)
 
 
-@dataclass
+@dataclass(slots=True)
 class CaptureEntry:
     """One captured flow; `record` is parsed on first access."""
 
@@ -156,21 +158,39 @@ class Keyring:
         return f
 
 
-def _split(line: bytes) -> tuple[str, bytes] | None:
+def _split(line: bytes) -> tuple[bytes, bytes] | None:
     """The key id and token of one line, without a JSON parse when it has our shape."""
     if line.startswith(_PREFIX) and line.endswith(_SUFFIX):
-        mid = line.find(_MIDDLE, len(_PREFIX))
+        mid = line.find(_MIDDLE, 6)
         if mid > 0:
-            return line[len(_PREFIX) : mid].decode("ascii", "replace"), line[
-                mid + len(_MIDDLE) : -len(_SUFFIX)
-            ]
+            return line[6:mid], line[mid + 7 : -2]
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
     if isinstance(obj, dict) and isinstance(obj.get("k"), str) and isinstance(obj.get("t"), str):
-        return obj["k"], obj["t"].encode("ascii", "replace")
+        return obj["k"].encode(), obj["t"].encode("ascii", "replace")
     return None
+
+
+Job = tuple[int, bytes, Fernet, bytes]  # offset, key id, key, token
+
+
+def _decrypt_jobs(jobs: list[Job]) -> tuple[list[CaptureEntry], int]:
+    """Decrypt a batch (thread-safe: touches no shared state); returns entries, tampered."""
+    out: list[CaptureEntry] = []
+    tampered = 0
+    for offset, key_id, fernet, token in jobs:
+        try:
+            plain = fernet.decrypt(token)
+        except InvalidToken:
+            tampered += 1
+            continue
+        if plain[:1] != b"{":
+            tampered += 1
+            continue
+        out.append(CaptureEntry(offset, key_id.decode("ascii", "replace"), plain))
+    return out, tampered
 
 
 class CaptureReader:
@@ -193,27 +213,35 @@ class CaptureReader:
         self._offsets: array | None = None
         self._cache: OrderedDict[int, CaptureEntry | None] = OrderedDict()
         self._cache_size = cache
+        self._fernets: dict[bytes, Fernet | None] = {}
 
     # --- one line -------------------------------------------------------
-    def _decrypt_line(self, offset: int, line: bytes) -> CaptureEntry | None:
+    def _fernet(self, key_id: bytes) -> Fernet | None:
+        if key_id in self._fernets:
+            return self._fernets[key_id]
+        f = self.keys.get(key_id.decode("ascii", "replace"))
+        self._fernets[key_id] = f
+        return f
+
+    def _job(self, offset: int, line: bytes) -> Job | None:
+        """Split a line and find its key (here, not in a worker: it may raise)."""
         parts = _split(line)
         if parts is None:
             self.skipped.torn += 1
             return None
-        key_id, token = parts
-        fernet = self.keys.get(key_id)
+        fernet = self._fernet(parts[0])
         if fernet is None:
             self.skipped.unknown_key += 1
             return None
-        try:
-            plain = fernet.decrypt(token)
-        except InvalidToken:
-            self.skipped.tampered += 1
+        return offset, parts[0], fernet, parts[1]
+
+    def _decrypt_line(self, offset: int, line: bytes) -> CaptureEntry | None:
+        job = self._job(offset, line)
+        if job is None:
             return None
-        if not plain.startswith(b"{"):
-            self.skipped.tampered += 1
-            return None
-        return CaptureEntry(offset, key_id, plain)
+        entries, tampered = _decrypt_jobs([job])
+        self.skipped.tampered += tampered
+        return entries[0] if entries else None
 
     def _open(self):
         try:
@@ -224,22 +252,20 @@ class CaptureReader:
             raise CaptureError(f"cannot read {self.log_path}: {exc.strerror}") from None
 
     # --- streaming ------------------------------------------------------
-    def _lines_forward(self, f) -> Iterator[tuple[int, bytes]]:
+    def _blocks_forward(self, f) -> Iterator[list[tuple[int, bytes]]]:
+        """Complete lines, oldest first, a block's worth at a time."""
         pos, rest = 0, b""
         while True:
             block = f.read(BLOCK)
             if not block:
                 break
-            data = rest + block
-            start = 0
-            while True:
-                nl = data.find(b"\n", start)
-                if nl < 0:
-                    break
-                yield pos + start, data[start:nl]
-                start = nl + 1
-            pos += start
-            rest = data[start:]
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            out = []
+            for line in lines:
+                out.append((pos, line))
+                pos += len(line) + 1
+            yield out
         if rest:
             self.skipped.torn += 1  # still being written, or cut short by a crash
 
@@ -256,7 +282,8 @@ class CaptureReader:
                 return pos + nl + 1
         return 0
 
-    def _lines_backward(self, f) -> Iterator[tuple[int, bytes]]:
+    def _blocks_backward(self, f) -> Iterator[list[tuple[int, bytes]]]:
+        """Complete lines, newest first, a block's worth at a time."""
         size = f.seek(0, os.SEEK_END)
         end = self._complete_end(f, size)
         if end < size:
@@ -273,25 +300,57 @@ class CaptureReader:
             parts = data.split(b"\n")
             carry = parts.pop(0) if pos > 0 else b""
             off = pos + len(data)
+            out = []
             for line in reversed(parts):
                 start = off - len(line)
-                yield start, line
+                out.append((start, line))
                 off = start - 1
+            yield out
         # `carry` is empty here: at pos 0 the first part is a whole line
 
-    def iter_entries(self, newest_first: bool = True) -> Iterator[CaptureEntry]:
-        """Every readable flow, decrypted one at a time as the caller asks."""
+    def iter_entries(self, newest_first: bool = True, workers: int = 1) -> Iterator[CaptureEntry]:
+        """Every readable flow, in order, decrypted only as the caller asks for it.
+
+        With `workers` > 1 a full scan decrypts batches in threads (the
+        cryptography calls release the GIL), a few batches ahead at most.
+        """
         f = self._open()
         if f is None:
             return
         with f:
-            lines = self._lines_backward(f) if newest_first else self._lines_forward(f)
-            for offset, line in lines:
-                if not line:
-                    continue
-                entry = self._decrypt_line(offset, line)
-                if entry is not None:
-                    yield entry
+            blocks = self._blocks_backward(f) if newest_first else self._blocks_forward(f)
+            if workers <= 1:
+                for block in blocks:
+                    for offset, line in block:
+                        if line:
+                            entry = self._decrypt_line(offset, line)
+                            if entry is not None:
+                                yield entry
+                return
+            yield from self._parallel(blocks, workers)
+
+    def _parallel(
+        self, blocks: Iterator[list[tuple[int, bytes]]], workers: int
+    ) -> Iterator[CaptureEntry]:
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="cftui-decrypt") as pool:
+            try:
+                for block in blocks:
+                    jobs = [j for o, line in block if line and (j := self._job(o, line))]
+                    for i in range(0, len(jobs), BATCH):
+                        pending.append(pool.submit(_decrypt_jobs, jobs[i : i + BATCH]))
+                    while len(pending) > 2 * workers:
+                        yield from self._collect(pending.popleft())
+                while pending:
+                    yield from self._collect(pending.popleft())
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    def _collect(self, fut: Future) -> list[CaptureEntry]:
+        entries, tampered = fut.result()
+        self.skipped.tampered += tampered
+        return entries
 
     def page(self, count: int = 100, newest_first: bool = True) -> list[CaptureEntry]:
         """The first `count` flows in the chosen order."""

@@ -80,7 +80,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     shown = 0
-    for entry in reader.iter_entries(newest_first=not args.oldest_first):
+    # A whole log is decrypted in two threads; a short listing stays lazy.
+    workers = 1 if args.limit is not None else 2
+    for entry in reader.iter_entries(newest_first=not args.oldest_first, workers=workers):
         if args.limit is not None and shown >= args.limit:
             break
         if args.json:

@@ -30,6 +30,19 @@ def rbot(home) -> str:
     return "rbot"
 
 
+def test_parallel_scan_keeps_the_order(home, rbot, monkeypatch):
+    import cftui.audit.capture as capture
+
+    monkeypatch.setattr(capture, "BATCH", 7)
+    monkeypatch.setattr(capture, "BLOCK", 4096)
+    _write_flows(home, rbot, 300)
+    reader = CaptureReader(home, rbot)
+    ids = [e.record["id"] for e in reader.iter_entries(newest_first=False, workers=2)]
+    assert ids == [f"f{i}" for i in range(300)]
+    ids = [e.record["id"] for e in reader.iter_entries(newest_first=True, workers=3)]
+    assert ids == [f"f{i}" for i in range(299, -1, -1)]
+
+
 def test_reader_streams_newest_first_and_oldest_first(home, rbot):
     _write_flows(home, rbot, 5)
     _write_flows(home, rbot, 3, start=5)  # a second capture session, its own key
@@ -56,7 +69,8 @@ def test_reader_is_lazy_opening_only_the_keys_and_lines_it_needs(home, rbot):
     assert reader.entry(0, newest_first=False).record["id"] == "f0"
 
 
-def test_tampered_and_torn_lines_are_skipped_and_counted(home, rbot):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tampered_and_torn_lines_are_skipped_and_counted(home, rbot, workers):
     _write_flows(home, rbot, 6)
     path = home.capture_log(rbot)
     lines = path.read_bytes().splitlines(keepends=True)
@@ -69,8 +83,8 @@ def test_tampered_and_torn_lines_are_skipped_and_counted(home, rbot):
     path.write_bytes(b"".join(lines) + lines[5][:40])  # and a torn tail
     for newest_first in (True, False):
         reader = CaptureReader(home, rbot)
-        ids = [e.record["id"] for e in reader.iter_entries(newest_first)]
-        assert sorted(ids) == ["f0", "f2", "f4", "f5"]
+        ids = [e.record["id"] for e in reader.iter_entries(newest_first, workers=workers)]
+        assert ids == (["f5", "f4", "f2", "f0"] if newest_first else ["f0", "f2", "f4", "f5"])
         assert (reader.skipped.tampered, reader.skipped.torn, reader.skipped.unknown_key) == (
             1,
             2,
