@@ -1,0 +1,316 @@
+"""What each container of a bot's Docker stack looks like (CONTRACTS §4).
+
+Pure: from a bot's config, its paths and the images, the exact creation
+parameters of its four containers, its networks and volumes. The runtime
+compares a hash of these with the label on an existing container, so a
+changed config or a rebuilt image recreates the container and nothing else
+does.
+
+Who owns what. The gateway never runs as root: when cftui itself runs as
+root, the gateway runs as uid/gid 1000 (the user of OpenClaw's `node` image
+and of the demo agent) and the runtime chowns `code/` and `state/` to it at
+each start; otherwise it runs as the operator's own uid/gid, who already
+owns those files. The proxies run as the operator's uid/gid with every
+capability dropped, so they can read `providers.env` (0600) and append to
+`audit/<bot>/` exactly as the operator could, and nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from cftui.fleet import BotConfig, FleetHome
+from cftui.gateway_wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, STATE_MOUNT
+
+LABEL_BOT = "io.clawfactory.bot"
+LABEL_SERVICE = "io.clawfactory.service"
+LABEL_SPEC = "io.clawfactory.spec"
+
+GATEWAY_UID = 1000
+FRONT_PORT = 8080
+LLM_PROXY_PORT = 9090
+EGRESS_PORT = 8888
+PROVIDERS_ENV_MOUNT = "/run/secrets/providers.env"
+CONTROL_FILE = "/audit/egress.control.json"
+
+# Small fixed limits for the services we ship; the gateway's come from fleet.toml.
+_SERVICE_LIMITS = {
+    "front": {"mem_limit": "128m", "pids_limit": 128},
+    "llm-proxy": {"mem_limit": "512m", "pids_limit": 256},
+    "egress": {"mem_limit": "1g", "pids_limit": 256},
+}
+_LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+_HARDENING = {
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "init": True,  # signals reach the service; SIGTERM stops are quick
+}
+
+
+def container_name(bot: str, service: str) -> str:
+    return f"cf-{bot}-{service}"
+
+
+def int_network(bot: str) -> str:
+    return f"cf-{bot}-int"
+
+
+def ext_network(bot: str) -> str:
+    return f"cf-{bot}-ext"
+
+
+def ca_volume(bot: str) -> str:
+    """The egress CA's public certificate, shared read-only with the gateway."""
+    return f"cf-{bot}-ca"
+
+
+def confdir_volume(bot: str) -> str:
+    """The egress proxy's CA key: on tmpfs, never on disk, never in the gateway."""
+    return f"cf-{bot}-egress-conf"
+
+
+def proxies_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def gateway_user() -> tuple[int, int]:
+    """The uid/gid the gateway runs as (never root; see the module docstring)."""
+    if os.getuid() == 0:
+        return GATEWAY_UID, GATEWAY_UID
+    return os.getuid(), os.getgid()
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    name: str
+    driver_opts: dict[str, str]
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to create one container with the low-level API."""
+
+    service: str
+    name: str
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    user: str | None
+    networks: list[str]
+    aliases: list[str]
+    host_config: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def spec_hash(self, image_id: str) -> str:
+        """Changes whenever anything that shapes the container changes."""
+        body = json.dumps(
+            {
+                "image_id": image_id,
+                "command": self.command,
+                "environment": self.environment,
+                "user": self.user,
+                "networks": self.networks,
+                "aliases": self.aliases,
+                "host_config": self.host_config,
+                "labels": self.labels,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+
+def volume_specs(bot: str) -> list[VolumeSpec]:
+    """tmpfs-backed named volumes owned by the proxies' user: the CA is made
+    fresh when the stack starts and its key never touches the disk."""
+    uid, gid = os.getuid(), os.getgid()
+    return [
+        VolumeSpec(
+            ca_volume(bot),
+            {"type": "tmpfs", "device": "tmpfs", "o": f"size=1m,uid={uid},gid={gid},mode=0755"},
+        ),
+        VolumeSpec(
+            confdir_volume(bot),
+            {"type": "tmpfs", "device": "tmpfs", "o": f"size=4m,uid={uid},gid={gid},mode=0700"},
+        ),
+    ]
+
+
+def _mount(target: str, source: str, kind: str = "bind", read_only: bool = False) -> dict:
+    return {"Target": target, "Source": source, "Type": kind, "ReadOnly": read_only}
+
+
+def _labels(bot: str, service: str) -> dict[str, str]:
+    return {LABEL_BOT: bot, LABEL_SERVICE: service}
+
+
+def _host_config(service: str, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        **_HARDENING,
+        "restart_policy": {"Name": "unless-stopped"},
+        "log_config": _LOG_CONFIG,
+        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m"},
+    }
+    cfg.update(_SERVICE_LIMITS.get(service, {}))
+    cfg.update(extra)
+    return cfg
+
+
+def upstream_hosts(bot: BotConfig) -> list[str]:
+    """Upstream hosts that may be local containers (a bare name, no dots):
+    the LLM proxy is attached to their networks (the demo's `cf-fake-llm`)."""
+    hosts = []
+    for url in bot.upstreams.values():
+        host = urlparse(url).hostname or ""
+        if host and "." not in host and ":" not in host and host != "localhost":
+            hosts.append(host)
+    return sorted(set(hosts))
+
+
+def gateway_spec(
+    home: FleetHome, bot: BotConfig, image: str, environment: dict[str, str]
+) -> ContainerSpec:
+    uid, gid = gateway_user()
+    limits = bot.limits
+    host_config = _host_config(
+        "gateway",
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
+        mounts=[
+            _mount(CODE_MOUNT, str(home.code_dir(bot.name))),
+            _mount(STATE_MOUNT, str(home.state_dir(bot.name))),
+            _mount(CA_DIR, ca_volume(bot.name), "volume", read_only=True),
+        ],
+    )
+    return ContainerSpec(
+        service="gateway",
+        name=container_name(bot.name, "gateway"),
+        image=image,
+        command=None,  # the image's own CMD: the gateway's Dockerfile decides
+        environment=environment,
+        user=f"{uid}:{gid}",
+        networks=[int_network(bot.name)],
+        aliases=["gateway"],
+        host_config=host_config,
+        labels=_labels(bot.name, "gateway"),
+    )
+
+
+def front_spec(bot: BotConfig, image: str) -> ContainerSpec:
+    host_config = _host_config(
+        "front",
+        read_only=True,
+        port_bindings={FRONT_PORT: ("127.0.0.1", bot.gateway_port)},
+    )
+    return ContainerSpec(
+        service="front",
+        name=container_name(bot.name, "front"),
+        image=image,
+        command=None,
+        environment={
+            "CF_FRONT_UPSTREAM": f"gateway:{GATEWAY_PORT}",
+            "CF_FRONT_LISTEN": str(FRONT_PORT),
+        },
+        user=None,  # the image's non-root user
+        networks=[int_network(bot.name), ext_network(bot.name)],
+        aliases=["front"],
+        host_config=host_config,
+        labels=_labels(bot.name, "front"),
+    )
+
+
+def llm_proxy_spec(
+    home: FleetHome, bot: BotConfig, image: str, proxy_token: str, extra_networks: list[str]
+) -> ContainerSpec:
+    command = [
+        "cf-llm-proxy",
+        "--listen",
+        f"0.0.0.0:{LLM_PROXY_PORT}",
+        "--bot",
+        bot.name,
+        "--audit-dir",
+        "/audit",
+        "--providers-env",
+        PROVIDERS_ENV_MOUNT,
+    ]
+    for provider, url in sorted(bot.upstreams.items()):
+        command += ["--upstream", f"{provider}={url}"]
+    if bot.budget.daily_tokens:
+        command += ["--daily-token-budget", str(bot.budget.daily_tokens)]
+    if bot.budget.requests_per_minute:
+        command += ["--rpm", str(bot.budget.requests_per_minute)]
+    host_config = _host_config(
+        "llm-proxy",
+        mounts=[
+            _mount("/audit", str(home.audit_dir(bot.name))),
+            _mount(PROVIDERS_ENV_MOUNT, str(home.providers_env(bot.name)), read_only=True),
+        ],
+    )
+    return ContainerSpec(
+        service="llm-proxy",
+        name=container_name(bot.name, "llm-proxy"),
+        image=image,
+        command=command,
+        environment={"CF_PROXY_TOKEN": proxy_token},
+        user=proxies_user(),
+        networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
+        aliases=["llm-proxy"],
+        host_config=host_config,
+        labels=_labels(bot.name, "llm-proxy"),
+    )
+
+
+def egress_spec(home: FleetHome, bot: BotConfig, image: str, recipient: str) -> ContainerSpec:
+    command = [
+        "cf-egress",
+        "--listen",
+        f"0.0.0.0:{EGRESS_PORT}",
+        "--bot",
+        bot.name,
+        "--audit-dir",
+        "/audit",
+        "--confdir",
+        "/confdir",
+        "--recipient",
+        recipient,
+        "--capture",
+        "on" if bot.capture else "off",
+    ]
+    for pattern in bot.egress_allow:
+        command += ["--allow", pattern]
+    command += ["--control", CONTROL_FILE, "--ca-export", CA_DIR]
+    host_config = _host_config(
+        "egress",
+        mounts=[
+            _mount("/audit", str(home.audit_dir(bot.name))),
+            _mount(CA_DIR, ca_volume(bot.name), "volume"),
+            _mount("/confdir", confdir_volume(bot.name), "volume"),
+        ],
+    )
+    return ContainerSpec(
+        service="egress",
+        name=container_name(bot.name, "egress"),
+        image=image,
+        command=command,
+        environment={"HOME": "/confdir"},
+        user=proxies_user(),
+        networks=[int_network(bot.name), ext_network(bot.name)],
+        aliases=["egress"],
+        host_config=host_config,
+        labels=_labels(bot.name, "egress"),
+    )
+
+
+def bind_paths(home: FleetHome, bot: str) -> list[Path]:
+    """Host paths the stack bind-mounts; each must exist before create."""
+    return [home.code_dir(bot), home.state_dir(bot), home.audit_dir(bot), home.providers_env(bot)]
