@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from egress_support import CF_EGRESS
+from egress_support import CF_EGRESS, STREAM_GATE
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
@@ -31,6 +31,10 @@ class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
+        if self.path.startswith("/stream"):
+            return self._stream()
+        if self.path.startswith("/big/"):
+            return self._big(int(self.path.rsplit("/", 1)[1]))
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         payload = json.dumps(
@@ -49,6 +53,32 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST = _answer
+
+    def _stream(self) -> None:
+        """Two chunks; the second only once the client has read the first
+        (or after 5 s), so a proxy that held the body back shows as `late`."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def chunk(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        chunk(b"data: first\n\n")
+        released = STREAM_GATE.wait(5)
+        chunk(b"data: " + (b"in-time" if released else b"late") + b"\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _big(self, size: int) -> None:
+        payload = (b"0123456789abcdef" * (size // 16 + 1))[:size]
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(size))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def log_message(self, *args: object) -> None:
         pass

@@ -6,10 +6,13 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CF_EGRESS = REPO / ".venv-egress" / "bin" / "cf-egress"
+# Opens the second half of the test server's /stream response (see conftest).
+STREAM_GATE = threading.Event()
 
 
 def tls_context(cafile: Path) -> ssl.SSLContext:

@@ -8,10 +8,11 @@ import json
 import os
 import secrets
 import ssl
+import time
 from pathlib import Path
 
 import pytest
-from egress_support import get_json, https_via
+from egress_support import STREAM_GATE, get_json, https_via
 from pyrage import x25519
 
 from cftui.audit.capture import CaptureReader
@@ -199,3 +200,58 @@ def test_websocket_messages_are_captured(start_egress, tmp_path, home):
     assert record["kind"] == "websocket"
     msgs = [(m["from_client"], m["body"]) for m in record["websocket"]["messages"]]
     assert msgs == [(True, "hello"), (False, "echo:hello")]
+
+
+def test_capture_does_not_hold_back_a_streamed_response(start_egress, https_server, home):
+    STREAM_GATE.clear()
+    eg = start_egress([f"localhost:{https_server.port}"], capture=True)
+    conn = https_via(eg, https_server, eg.ca_pem)
+    conn.request("GET", "/stream")
+    resp = conn.getresponse()
+    first = b""
+    while b"data: first" not in first:
+        more = resp.read1(65536)
+        assert more, first
+        first += more
+    STREAM_GATE.set()  # the server sends the rest only once we saw the first event
+    assert b"data: in-time" in resp.read()
+    conn.close()
+    eg.wait_stats(lambda s: s["flows_captured"] >= 1)
+    (entry,) = CaptureReader(home, "egbot").page(5)
+    body = entry.record["response"]["body"]
+    assert "data: first" in body and "data: in-time" in body
+    assert entry.record["streamed"] is True
+
+
+def test_captured_bodies_are_capped(start_egress, http_server, home):
+    eg = start_egress([f"localhost:{http_server.port}"], capture=True, extra=["--body-cap", "1000"])
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    conn.request("GET", f"http://localhost:{http_server.port}/big/50000")
+    resp = conn.getresponse()
+    assert len(resp.read()) == 50000  # the agent gets it all
+    eg.wait_stats(lambda s: s["flows_captured"] >= 1)
+    (entry,) = CaptureReader(home, "egbot").page(5)
+    recorded = entry.record["response"]
+    assert recorded["truncated"] is True
+    assert recorded["bytes"] == 50000
+    assert len(recorded["body"]) == 1000
+
+
+def test_a_bad_control_file_changes_nothing_and_the_proxy_keeps_running(
+    start_egress, http_server, home
+):
+    from cftui.capture import control_path
+
+    eg = start_egress([f"localhost:{http_server.port}"], capture=False)
+    for junk in (b"{not json", b'{"capture": "yes"}', b'{"allow": ["http://x/"]}'):
+        control_path(home, "egbot").write_bytes(junk)
+        deadline = time.monotonic() + 10
+        while not any("ignoring the control file" in x for x in eg.stderr_lines[-3:]):
+            assert time.monotonic() < deadline, eg.stderr_lines
+            time.sleep(0.05)
+        eg.stderr_lines.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    assert get_json(conn, f"http://localhost:{http_server.port}/ok")[0] == 200
+    stats = eg.stats()
+    assert stats["capture"] is False
+    assert stats["allow"] == [f"localhost:{http_server.port}"]
