@@ -83,6 +83,7 @@ _KEY_RES = {
 }
 _NESTED = re.compile(rb"[{\[]")
 _MISSING = object()
+MISS = object()  # `TrafficLog.cached`: not read yet
 
 
 def header_value(line: bytes, key: str) -> Any:
@@ -232,7 +233,22 @@ class TrafficFilter:
             return _finder(b'"' + self.provider.encode() + b'"'), False
         if self.model:
             return _finder(self.model.lower().encode()), True
+        if self.status:
+            return _regex_finder(_STATUS_NEEDLES.get(self.status) or _status_needle(self)), False
         return None
+
+
+_STATUS_NEEDLES = {
+    "err": re.compile(rb'"status": ?(?:[45]\d\d|0)\b'),
+    "ok": re.compile(rb'"status": ?[123]\d\d\b'),
+}
+
+
+def _status_needle(flt: TrafficFilter) -> re.Pattern[bytes]:
+    s = flt.status or ""
+    if s.endswith("xx"):
+        return re.compile(rb'"status": ?' + s[0].encode() + rb"\d\d\b")
+    return re.compile(rb'"status": ?' + s.encode() + rb"\b")
 
 
 def _finder(needle: bytes) -> Callable[[bytes, int], int]:
@@ -288,6 +304,7 @@ class FilterResult:
     totals: Totals = field(default_factory=Totals)
     cancelled: bool = False
     generation: int = 0
+    covered: int = 0  # lines 0..covered-1 were looked at; later ones are appends
 
 
 # --- the log -----------------------------------------------------------------
@@ -384,7 +401,7 @@ class TrafficLog:
         size = pos + 1
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
             batch = array("q")
-            next_report = time.monotonic() + PROGRESS_EVERY_S
+            next_report = 0.0  # the first batch is reported at once: the tail
             rfind = mm.rfind
             while True:
                 pos = rfind(b"\n", 0, pos)
@@ -509,16 +526,18 @@ class TrafficLog:
     def raw(self, i: int) -> bytes | None:
         """Line i as bytes (LRU cached, read with pread)."""
         span = self.span(i)
-        fd = self._fd
-        if span is None or fd is None:
+        if span is None:
             return None
         key = (self.generation, span[0])
         line = self._raw.get(key)
         if line is None:
-            try:
-                line = os.pread(fd, span[1] - span[0], span[0])
-            except OSError:
-                return None
+            with self._lock:  # close() may not run between the check and the read
+                if self._fd is None or key[0] != self.generation:
+                    return None
+                try:
+                    line = os.pread(self._fd, span[1] - span[0], span[0])
+                except OSError:
+                    return None
             self._raw.put(key, line)
         return line
 
@@ -539,6 +558,18 @@ class TrafficLog:
             self._rec.put(key, rec)
         return rec
 
+    def cached(self, i: int) -> dict[str, Any] | object | None:
+        """Line i's record if already parsed (None if malformed), else MISS;
+        never reads the file, so a UI thread may call it."""
+        span = self.span(i)
+        if span is None:
+            return None
+        key = (self.generation, span[0])
+        rec = self._rec.get(key)
+        if rec is not None:
+            return rec
+        return None if key in self.malformed else MISS
+
     def tail(self, n: int) -> list[tuple[int, dict[str, Any]]]:
         """The last n well-formed records, oldest first, with their indices."""
         out: list[tuple[int, dict[str, Any]]] = []
@@ -556,21 +587,22 @@ class TrafficLog:
         self, progress: Progress, cancelled: Cancelled, end: int | None = None
     ) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) chunks of whole lines, start to the last newline."""
-        fd = self._fd
-        if fd is None:
-            return
+        generation = self.generation
         stop = (self._fwd[-1] + 1) if end is None else end
         pos = 0
         next_report = time.monotonic() + PROGRESS_EVERY_S
         while pos < stop:
-            data = os.pread(fd, min(CHUNK, stop - pos), pos)
+            with self._lock:  # close() may not run between the check and the read
+                if self._fd is None or generation != self.generation:
+                    return
+                data = os.pread(self._fd, min(CHUNK, stop - pos), pos)
+                cut = data.rfind(b"\n")
+                if data and cut < 0:  # one line longer than a chunk: take it whole
+                    nl = self._next_newline(pos + len(data))
+                    data = os.pread(self._fd, nl + 1 - pos, pos)
+                    cut = len(data) - 1
             if not data:
                 return
-            cut = data.rfind(b"\n")
-            if cut < 0:  # one line longer than a chunk: take it whole
-                nl = self._next_newline(pos + len(data))
-                data = os.pread(fd, nl + 1 - pos, pos)
-                cut = len(data) - 1
             data = data[: cut + 1]
             yield pos, data
             pos += len(data)
@@ -596,6 +628,7 @@ class TrafficLog:
         flt: TrafficFilter,
         progress: Progress = _no_progress,
         cancelled: Cancelled = _never,
+        end_line: int | None = None,
     ) -> FilterResult:
         """Every line matching `flt`, with totals. Scans first if needed.
 
@@ -617,7 +650,11 @@ class TrafficLog:
 
         driver = flt.driver()
         line_no = 0  # index of the line at the chunk's current position
-        for _off, chunk in self._chunks(report, cancelled):
+        end = None
+        if end_line is not None:
+            last = self.span(end_line - 1) if end_line > 0 else None
+            end = last[1] + 1 if last else 0
+        for _off, chunk in self._chunks(report, cancelled, end):
             if cancelled():
                 result.cancelled = True
                 return result
@@ -647,12 +684,18 @@ class TrafficLog:
                     result.totals.add_line(line)
                 pos = find(hay, le + 1)
             line_no += chunk.count(b"\n", counted_to)
+        result.covered = line_no
         progress(1.0)
         return result
 
-    def totals(self, progress: Progress = _no_progress, cancelled: Cancelled = _never) -> Totals:
-        """Calls and tokens of the whole file, by a chunk scan."""
-        return self.filter(TrafficFilter(), progress, cancelled).totals
+    def totals(
+        self,
+        progress: Progress = _no_progress,
+        cancelled: Cancelled = _never,
+        end_line: int | None = None,
+    ) -> Totals:
+        """Calls and tokens of the whole file (or its first `end_line` lines)."""
+        return self.filter(TrafficFilter(), progress, cancelled, end_line).totals
 
 
 # --- helpers for the CLI, --run and the fleet view ---------------------------

@@ -1,10 +1,462 @@
-"""The Textual app (placeholder until the TUI lands)."""
+"""The Textual app: the operator's console on the fleet.
+
+The app owns the fleet state (configs, statuses, today's totals, locks) and
+the workers that keep it fresh: a status round trip re-armed after each
+answer, the runtime's events stream for live changes in between, and a thread
+that reads fleet.toml, the locks and traffic.jsonl totals. Screens subscribe
+to `fleet_signal` and render. Every operation runs in a worker; failures come
+back as one notification each.
+"""
 
 from __future__ import annotations
 
-from cftui.errors import NotYetAvailable
-from cftui.fleet import FleetHome
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from cftui import killswitch, lifecycle
+from cftui.audit.traffic import DailyCounter, Totals
+from cftui.errors import CftuiError
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime import Runtimes
+from cftui.runtime.base import ProgressEvent, ServiceStatus
+from cftui.tui.commands import FleetCommands
+from cftui.tui.messages import (
+    DailyTotalsUpdated,
+    FleetStatusUpdated,
+    KillFinished,
+    OperationFinished,
+    OperationProgress,
+    ServiceStateChanged,
+)
+
+DARK, LIGHT = "textual-dark", "textual-light"
+
+
+@dataclass
+class FleetFilesRead:
+    """fleet.toml and the locks as read from disk (a thread worker's result)."""
+
+    configs: dict[str, BotConfig]
+    locked: frozenset[str]
+    error: str | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ClawFactoryApp(App[int]):
+    """The fleet console. Build it with `make_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ClawFactory"
+    SUB_TITLE = "fleet console · calls and tokens are today's (UTC)"
+    COMMANDS = App.COMMANDS | {FleetCommands}
+
+    BINDINGS = [
+        Binding(
+            "ctrl+k",
+            "kill_all",
+            "KILL ALL",
+            priority=True,
+            id="app.kill_all",
+            tooltip="Emergency stop: kill the whole fleet now, no confirmation; locked until unlock",
+        ),
+        Binding(
+            "U",
+            "unlock",
+            "Unlock",
+            id="app.unlock",
+            tooltip="Lift the kill switch's lock (asks first)",
+        ),
+        Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key binding"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", tooltip="Light/dark theme"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (the fleet keeps running)"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit_now"),
+    ]
+
+    locked: reactive[frozenset[str]] = reactive(frozenset(), init=False)
+    ops_text: reactive[str] = reactive("", init=False)
+
+    def __init__(
+        self,
+        home: FleetHome,
+        runtimes: Runtimes | None = None,
+        *,
+        open_bot: str | None = None,
+        open_tab: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        status_interval: float = 5.0,
+        live: bool = True,
+        theme: str = DARK,
+    ) -> None:
+        super().__init__()
+        self.home = home
+        self.runtimes = runtimes or Runtimes(home)
+        self.open_target = (open_bot, open_tab or "overview") if open_bot else None
+        self.clock = clock
+        self.status_interval = status_interval
+        self.live = live
+        self.theme = theme
+        self.configs: dict[str, BotConfig] = {}
+        self.configs_loaded = False
+        self.statuses: dict[str, Any] = {}
+        self.status_errors: list[str] = []
+        self.totals: dict[str, Totals] = {}
+        self.fleet_signal: Signal[None] = Signal(self, "fleet")
+        self._counters: dict[str, DailyCounter] = {}
+        self._ops: dict[str, str] = {}
+        self._watching: set[str] = set()
+        self._status_timer: Any = None
+
+    # --- startup ----------------------------------------------------------
+    def on_mount(self) -> None:
+        from cftui.tui.fleet_screen import FleetScreen
+
+        self.push_screen(FleetScreen())
+        self.read_fleet_files()
+
+    @property
+    def bot_names(self) -> list[str]:
+        return list(self.configs)
+
+    # --- fleet files, totals (thread) ---------------------------------------
+    @work(thread=True, exclusive=True, group="files", exit_on_error=False)
+    def read_fleet_files(self) -> None:
+        """fleet.toml, locks, then today's calls and tokens per bot."""
+        try:
+            configs = self.home.bots()
+            error = None
+        except CftuiError as exc:
+            configs, error = {}, str(exc)
+        locked = frozenset(killswitch.locked_bots(self.home))
+        self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+        now = self.clock()
+        totals = {}
+        for name in configs:
+            counter = self._counters.setdefault(name, DailyCounter(self.home.traffic_log(name)))
+            try:
+                totals[name] = replace(counter.update(now))
+            except OSError:
+                continue
+        self.post_message(DailyTotalsUpdated(totals))
+
+    def _files_read(self, files: FleetFilesRead) -> None:
+        first = not self.configs_loaded
+        self.configs = files.configs
+        self.configs_loaded = True
+        self.locked = files.locked
+        if files.error:
+            self.status_errors = [files.error]
+        self.fleet_signal.publish(None)
+        if first:
+            self.refresh_status()
+            if self.open_target:
+                bot, tab = self.open_target
+                self.open_bot(bot, tab)
+
+    @on(DailyTotalsUpdated)
+    def _totals(self, message: DailyTotalsUpdated) -> None:
+        self.totals.update(message.totals)
+        self.fleet_signal.publish(None)
+
+    # --- status and events (async) ------------------------------------------
+    @work(exclusive=True, group="status", exit_on_error=False)
+    async def refresh_status(self) -> None:
+        bots = list(self.configs.values())
+        statuses, errors = await lifecycle.fleet_status(self.home, bots, self.runtimes)
+        self.post_message(FleetStatusUpdated(statuses, errors))
+
+    @on(FleetStatusUpdated)
+    def _status(self, message: FleetStatusUpdated) -> None:
+        self.statuses.update(message.statuses)
+        self.status_errors = message.errors
+        self.fleet_signal.publish(None)
+        if self.live:
+            self._start_event_watchers()
+            if self._status_timer is not None:
+                self._status_timer.stop()
+            self._status_timer = self.set_timer(self.status_interval, self._periodic)
+
+    def _periodic(self) -> None:
+        self.read_fleet_files()
+        self.refresh_status()
+
+    def _start_event_watchers(self) -> None:
+        kinds = {c.runtime for c in self.configs.values()}
+        for kind in kinds - self._watching:
+            self._watching.add(kind)
+            self.run_worker(self._watch_events(kind), group=f"events-{kind}", exit_on_error=False)
+
+    async def _watch_events(self, kind: str) -> None:
+        """The runtime's state stream; polling stays as the fallback."""
+        try:
+            runtime = self.runtimes.get(kind)
+            bots = [c for c in self.configs.values() if c.runtime == kind]
+            async for change in runtime.events(bots):
+                self.post_message(ServiceStateChanged(change))
+        except (CftuiError, OSError, NotImplementedError):
+            pass
+        finally:
+            self._watching.discard(kind)
+
+    @on(ServiceStateChanged)
+    def _state_changed(self, message: ServiceStateChanged) -> None:
+        change = message.change
+        status = self.statuses.get(change.bot)
+        if status is None:
+            return
+        services = dict(status.services)
+        old = services.get(change.service) or ServiceStatus(change.service)
+        started = old.started_at
+        if change.state == "running" and old.state != "running":
+            started = change.ts
+        services[change.service] = replace(
+            old, state=change.state, started_at=started, detail=change.detail
+        )
+        self.statuses[change.bot] = replace(status, services=services)
+        self.fleet_signal.publish(None)
+
+    # --- the kill switch ----------------------------------------------------
+    def action_kill_all(self) -> None:
+        """Kill every bot now. No confirmation: it loses nothing."""
+        names = frozenset(self.configs)
+        self.locked = self.locked | names
+        self.notify("KILL SWITCH: killing the whole fleet…", severity="error", timeout=3)
+        self.run_worker(self._kill(None), group="kill", exit_on_error=False)
+
+    def kill_bot(self, bot: str) -> None:
+        self.locked = self.locked | {bot}
+        self.run_worker(self._kill([bot]), group="kill", exit_on_error=False)
+
+    async def _kill(self, names: list[str] | None) -> None:
+        if names is None:
+            bots = list(self.configs.values()) or await asyncio.to_thread(
+                lambda: list(self.home.bots().values())
+            )
+        else:
+            bots = [self.configs[n] for n in names if n in self.configs]
+        result = await killswitch.kill(self.home, bots, self.runtimes)
+        self.post_message(KillFinished(result))
+
+    @on(KillFinished)
+    def _killed(self, message: KillFinished) -> None:
+        result = message.result
+        names = [r.bot for r in result.reports]
+        text = (
+            f"Killed {len(names)} bot(s) in {result.seconds * 1000:.0f} ms; "
+            "locked until you unlock (U)."
+        )
+        failed = [r.summary() for r in result.reports if not r.ok]
+        if failed:
+            text += "\n" + "\n".join(failed[:5])
+        self.notify(text, severity="error" if failed else "warning", timeout=8)
+        self.read_fleet_files()
+        self.refresh_status()
+
+    def action_unlock(self) -> None:
+        from cftui.tui.confirm import ConfirmModal
+
+        if not self.locked:
+            self.notify("Nothing is locked.")
+            return
+        names = sorted(self.locked)
+        question = (
+            f"Unlock {', '.join(names)}?\n\nThe kill switch stops holding them: "
+            "they can be started again (they stay stopped until you start them)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._unlock(names)
+
+        self.push_screen(ConfirmModal(question, "Unlock"), answered)
+
+    @work(thread=True, group="unlock", exit_on_error=False)
+    def _unlock(self, names: list[str]) -> None:
+        lifted = killswitch.unlock(self.home, names)
+        self.call_from_thread(
+            self.notify, f"Unlocked {', '.join(lifted) or 'nothing'}; start bots with s."
+        )
+        self.call_from_thread(self._periodic)
+
+    # --- bot operations ------------------------------------------------------
+    def run_bot_action(self, bot: str, action: str) -> None:
+        """Start/stop/restart/rebuild/snapshot/capture/kill on one bot."""
+        config = self.configs.get(bot)
+        if config is None:
+            self.notify(f"no bot named {bot!r}", severity="error")
+            return
+        if action == "kill":
+            self.kill_bot(bot)
+            return
+        if action == "snapshot":
+            from cftui.tui.prompt import PromptModal
+
+            def labelled(label: str | None) -> None:
+                if label is not None:
+                    self._operation(bot, "snapshot", label)
+
+            self.push_screen(PromptModal(f"Snapshot {bot}: label", "manual"), labelled)
+            return
+        if action in ("start", "restart", "rebuild") and bot in self.locked:
+            self.notify(f"{bot} is locked by the kill switch: unlock (U) first", severity="error")
+            return
+        self._operation(bot, action)
+
+    def _operation(self, bot: str, action: str, arg: str | None = None) -> None:
+        self._set_op(bot, f"{action}…")
+        self.run_worker(
+            self._run_operation(bot, action, arg),
+            group=f"op-{bot}",
+            description=f"{action} {bot}",
+            exit_on_error=False,
+        )
+
+    async def _run_operation(self, bot: str, action: str, arg: str | None) -> None:
+        config = self.configs[bot]
+
+        def progress(event: ProgressEvent) -> None:
+            self.post_message(OperationProgress(bot, action, event))
+
+        try:
+            if action == "start":
+                await lifecycle.start(self.home, config, self.runtimes, progress)
+            elif action == "stop":
+                await lifecycle.stop(self.home, config, self.runtimes)
+            elif action == "restart":
+                await lifecycle.restart(self.home, config, self.runtimes, progress)
+            elif action == "rebuild":
+                await lifecycle.rebuild(self.home, config, self.runtimes, progress)
+            elif action == "capture":
+                from cftui import capture
+
+                await asyncio.to_thread(capture.set_capture, self.home, bot, not config.capture)
+            elif action == "snapshot":
+                from cftui import snapshots
+
+                runtime = self.runtimes.get(config.runtime)
+                await snapshots.snapshot(
+                    self.home, config, arg or None, runtime=runtime, progress=progress
+                )
+            else:
+                raise CftuiError(f"unknown action {action!r}")
+        except CftuiError as exc:
+            self.post_message(OperationFinished(bot, action, str(exc)))
+        except Exception as exc:  # a worker must report, never die silently
+            self.post_message(OperationFinished(bot, action, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(OperationFinished(bot, action))
+
+    @on(OperationProgress)
+    def _progress(self, message: OperationProgress) -> None:
+        ev = message.event
+        pct = f" {100 * ev.done / ev.total:.0f}%" if ev.total else ""
+        self._set_op(message.bot, f"{message.action}{pct} {ev.message}".strip())
+
+    @on(OperationFinished)
+    def _finished(self, message: OperationFinished) -> None:
+        self._set_op(message.bot, None)
+        if message.error:
+            self.notify(
+                f"{message.action} {message.bot}: {message.error}", severity="error", timeout=8
+            )
+        else:
+            self.notify(f"{message.action} {message.bot}: done")
+        self._periodic()
+
+    def _set_op(self, bot: str, text: str | None) -> None:
+        if text is None:
+            self._ops.pop(bot, None)
+        else:
+            self._ops[bot] = text
+        self.ops_text = "  ·  ".join(f"{b}: {t}" for b, t in sorted(self._ops.items()))
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """One place where an unexpected worker error becomes a notification."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            text = (
+                str(error) if isinstance(error, CftuiError) else f"{type(error).__name__}: {error}"
+            )
+            self.notify(f"{event.worker.name or 'worker'}: {text}", severity="error", timeout=8)
+
+    # --- navigation, help, theme ---------------------------------------------
+    def open_bot(self, bot: str, tab: str = "overview") -> None:
+        from cftui.tui.bot_screen import BotScreen
+
+        if bot not in self.configs:
+            self.notify(f"no bot named {bot!r}", severity="error")
+            return
+        screen = self.screen
+        if isinstance(screen, BotScreen) and screen.bot == bot:
+            screen.show_tab(tab)
+            return
+        self.push_screen(BotScreen(bot, tab))
+
+    def action_help(self) -> None:
+        from cftui.tui.help_screen import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(binding_groups()))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+
+def binding_groups() -> list[tuple[str, list[Binding]]]:
+    """Every binding of every screen and tab, for the help screen."""
+    from cftui.tui.bot_screen import BotScreen
+    from cftui.tui.capture_tab import CaptureTab
+    from cftui.tui.config_tab import ConfigTab
+    from cftui.tui.confirm import ConfirmModal
+    from cftui.tui.fleet_screen import FleetScreen
+    from cftui.tui.logs_tab import LogsTab
+    from cftui.tui.snapshots_tab import SnapshotsTab
+    from cftui.tui.traffic_tab import TrafficTab
+    from cftui.tui.traffic_view import TrafficView
+
+    def own(cls: type) -> list[Binding]:
+        return [b for b in cls.BINDINGS if isinstance(b, Binding)]
+
+    return [
+        ("Everywhere", own(ClawFactoryApp)),
+        ("Fleet", own(FleetScreen)),
+        ("Bot", own(BotScreen)),
+        ("Traffic", own(TrafficTab) + own(TrafficView)),
+        ("Capture", own(CaptureTab)),
+        ("Snapshots", own(SnapshotsTab)),
+        ("Config", own(ConfigTab)),
+        ("Logs", own(LogsTab)),
+        ("Confirm", own(ConfirmModal)),
+    ]
+
+
+def make_app(
+    home: FleetHome,
+    runtimes: Runtimes | None = None,
+    *,
+    open_bot: str | None = None,
+    open_tab: str | None = None,
+    **options: Any,
+) -> ClawFactoryApp:
+    """The one factory the CLI and the tests build the app with."""
+    return ClawFactoryApp(home, runtimes, open_bot=open_bot, open_tab=open_tab, **options)
 
 
 def run_app(home: FleetHome, open_bot: str | None = None, open_tab: str | None = None) -> int:
-    raise NotYetAvailable("the TUI is not yet available in this version of cftui")
+    app = make_app(home, open_bot=open_bot, open_tab=open_tab)
+    app.run()
+    return app.return_code or 0

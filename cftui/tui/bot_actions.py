@@ -1,0 +1,46 @@
+"""The actions on one bot, shared by the fleet screen (selected row) and the
+bot screen (its bot): same keys, same palette entries, same code path."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+BOT_BINDINGS = [
+    Binding("s", "bot('start')", "Start", id="bot.start", tooltip="Start the bot's stack"),
+    Binding("x", "bot('stop')", "Stop", id="bot.stop", tooltip="Stop the bot's stack cleanly"),
+    Binding("r", "bot('restart')", "Restart", id="bot.restart", tooltip="Stop, then start"),
+    Binding(
+        "b", "bot('rebuild')", "Rebuild", id="bot.rebuild", tooltip="Rebuild the gateway image"
+    ),
+    Binding(
+        "n",
+        "bot('snapshot')",
+        "Snapshot",
+        id="bot.snapshot",
+        tooltip="Encrypted snapshot of state/",
+    ),
+    Binding("c", "bot('capture')", "Capture", id="bot.capture", tooltip="Turn MITM capture on/off"),
+    Binding(
+        "k",
+        "bot('kill')",
+        "Kill bot",
+        id="bot.kill",
+        tooltip="Kill this bot now (no confirmation) and lock it",
+    ),
+]
+
+ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "kill")
+
+
+class BotActionsMixin:
+    """For a Screen: `action_bot(name)` runs the action on `current_bot()`."""
+
+    def current_bot(self) -> str | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def action_bot(self, action: str) -> None:
+        bot = self.current_bot()
+        if bot is None:
+            self.app.notify("no bot selected", severity="warning")  # type: ignore[attr-defined]
+            return
+        self.app.run_bot_action(bot, action)  # type: ignore[attr-defined]

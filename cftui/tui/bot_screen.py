@@ -1,0 +1,120 @@
+"""One bot: overview, logs, traffic, capture, snapshots and config tabs."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from cftui.audit.traffic import TrafficLog
+from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
+from cftui.tui.formatting import state_look
+from cftui.tui.locked_banner import LockedBanner
+from cftui.tui.ops_line import OpsLine
+
+TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
+
+
+class BotScreen(BotActionsMixin, Screen):
+    """A bot's screen, opened on one of its tabs."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Fleet", id="bot.back", tooltip="Back to the fleet"),
+        *(
+            Binding(
+                str(i + 1),
+                f"tab('{t}')",
+                t.capitalize(),
+                show=False,
+                id=f"bot.tab.{t}",
+                tooltip=f"The {t} tab",
+            )
+            for i, t in enumerate(TABS)
+        ),
+        *BOT_BINDINGS,
+    ]
+
+    def __init__(self, bot: str, tab: str = "overview") -> None:
+        super().__init__()
+        self.bot = bot
+        self.initial_tab = tab if tab in TABS else "overview"
+        self.traffic_log: TrafficLog | None = None
+
+    def compose(self) -> ComposeResult:
+        from cftui.tui.capture_tab import CaptureTab
+        from cftui.tui.config_tab import ConfigTab
+        from cftui.tui.logs_tab import LogsTab
+        from cftui.tui.overview_tab import OverviewTab
+        from cftui.tui.snapshots_tab import SnapshotsTab
+        from cftui.tui.traffic_tab import TrafficTab
+
+        self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
+        yield Header(show_clock=False)
+        yield LockedBanner()
+        yield Static("", id="bot-title")
+        with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
+            with TabPane("Overview", id="overview"):
+                yield OverviewTab(self.bot)
+            with TabPane("Logs", id="logs"):
+                yield LogsTab(self.bot)
+            with TabPane("Traffic", id="traffic"):
+                yield TrafficTab(self.traffic_log)
+            with TabPane("Capture", id="capture"):
+                yield CaptureTab(self.bot)
+            with TabPane("Snapshots", id="snapshots"):
+                yield SnapshotsTab(self.bot)
+            with TabPane("Config", id="config"):
+                yield ConfigTab(self.bot)
+        yield OpsLine()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.fleet_signal.subscribe(self, self._sync)
+        self._sync(None)
+        self.call_after_refresh(self._activate, self.initial_tab)
+
+    def on_unmount(self) -> None:
+        if self.traffic_log is not None:
+            self.traffic_log.close()
+
+    def _sync(self, _data: object) -> None:
+        app = self.app
+        config = app.configs.get(self.bot)
+        status = app.statuses.get(self.bot)
+        state = "locked" if self.bot in app.locked else (status.state if status else "…")
+        word, _tone = state_look(state)
+        runtime = config.runtime if config else "?"
+        capture = "capture ON" if config and config.capture else "capture off"
+        self.query_one("#bot-title", Static).update(
+            f"[b]{self.bot}[/b]  ·  {runtime}  ·  {word}  ·  {capture}"
+        )
+
+    def current_bot(self) -> str | None:
+        return self.bot
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.show_tab(tab)
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self._activate(tab)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self._activate(event.pane.id)
+
+    def _activate(self, tab: str) -> None:
+        """Tabs load lazily: the first time they are shown."""
+        pane = self.query_one(f"#{tab}", TabPane)
+        for child in pane.children:
+            activate = getattr(child, "activate", None)
+            if activate is not None:
+                activate()
+            else:
+                child.focus()

@@ -1,0 +1,50 @@
+"""The command palette (ctrl+p): every bot action for every bot, the kill
+switch, unlock, and opening any bot's tab."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from cftui.tui.bot_actions import ACTIONS
+
+TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
+
+HELP = {
+    "start": "start the stack",
+    "stop": "stop the stack cleanly",
+    "restart": "stop, then start",
+    "rebuild": "rebuild the gateway image and restart",
+    "snapshot": "encrypted snapshot of state/",
+    "capture": "turn MITM capture on or off",
+    "kill": "kill now and lock (no confirmation)",
+}
+
+
+class FleetCommands(Provider):
+    """Commands built from the fleet as the app knows it now."""
+
+    def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
+        app = self.app
+        yield "Kill the whole fleet", app.action_kill_all, "the kill switch (ctrl+k)"
+        yield "Unlock the fleet", app.action_unlock, "lift the kill switch (asks first)"
+        yield "Help: every key", app.action_help, "?"
+        for bot in getattr(app, "bot_names", ()):
+            for action in ACTIONS:
+                title = f"{action.capitalize()} {bot}"
+                yield title, partial(app.run_bot_action, bot, action), HELP[action]
+            for tab in TABS:
+                yield f"Open {bot}: {tab}", partial(app.open_bot, bot, tab), f"{bot}'s {tab} tab"
+
+    async def discover(self) -> Hits:
+        for title, callback, help_text in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help_text in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

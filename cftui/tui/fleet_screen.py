@@ -1,0 +1,70 @@
+"""The fleet screen: every bot, live, with the actions on the selected one."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
+from cftui.tui.fleet_table import FleetRow, FleetTable
+from cftui.tui.locked_banner import LockedBanner
+from cftui.tui.ops_line import OpsLine
+
+
+class FleetScreen(BotActionsMixin, Screen):
+    """The app's home screen."""
+
+    BINDINGS = [
+        Binding("enter", "open('overview')", "Open", id="fleet.open", tooltip="Open the bot"),
+        Binding("t", "open('traffic')", "Traffic", id="fleet.traffic", tooltip="Bot's traffic"),
+        Binding("l", "open('logs')", "Logs", id="fleet.logs", tooltip="Bot's service logs"),
+        *BOT_BINDINGS,
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield LockedBanner()
+        yield Static("", id="fleet-errors")
+        yield FleetTable(clock=self.app.clock, id="fleet")
+        yield OpsLine()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.fleet_signal.subscribe(self, self._sync)
+        self.app.theme_changed_signal.subscribe(self, lambda _t: self.table.restyle())
+        self._sync(None)
+        self.table.focus()
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    def _sync(self, _data: object) -> None:
+        app = self.app
+        rows = [
+            FleetRow(cfg, app.statuses.get(name), app.totals.get(name), name in app.locked)
+            for name, cfg in app.configs.items()
+        ]
+        self.table.sync(rows)
+        errors = self.query_one("#fleet-errors", Static)
+        errors.update("\n".join(f"⚠ {e}" for e in app.status_errors))
+        errors.display = bool(app.status_errors)
+        if not rows and app.configs_loaded:
+            errors.update("No bots yet: create one with `cftui init BOT` or run `cftui demo`.")
+            errors.display = True
+
+    def current_bot(self) -> str | None:
+        return self.table.selected_bot
+
+    def action_open(self, tab: str) -> None:
+        bot = self.current_bot()
+        if bot:
+            self.app.open_bot(bot, tab)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.app.open_bot(str(event.row_key.value), "overview")

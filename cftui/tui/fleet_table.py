@@ -1,0 +1,159 @@
+"""The fleet table: one row per bot, keyed by bot name, updated in place.
+
+Rows are never cleared and rebuilt (that resets the cursor): changed cells
+are updated, new bots added, removed bots dropped, all in one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from cftui.audit.traffic import Totals
+from cftui.cli.fleet_cmds import format_uptime
+from cftui.fleet import BotConfig
+from cftui.runtime.base import SERVICES, BotStatus
+from cftui.tui.formatting import human_count, state_look
+
+COLUMNS = (
+    ("bot", "Bot", 12),
+    ("runtime", "Runtime", 7),
+    ("state", "State", 11),
+    *((svc, svc, 8) for svc in SERVICES),
+    ("uptime", "Uptime", 7),
+    ("calls", "Calls", 5),
+    ("tokens", "Tokens", 6),
+    ("capture", "Capture", 7),
+    ("locked", "Locked", 6),
+)
+
+# A service's state in eight cells.
+SERVICE_WORDS = {
+    "running": "● up",
+    "starting": "◐ start",
+    "restarting": "◐ restart",
+    "unhealthy": "▲ sick",
+    "stopped": "○ stop",
+    "killed": "✖ killed",
+    "missing": "· none",
+    "unknown": "? unk",
+}
+
+
+@dataclass
+class FleetRow:
+    """Everything one row shows."""
+
+    config: BotConfig
+    status: BotStatus | None
+    totals: Totals | None
+    locked: bool
+
+
+class FleetTable(DataTable):
+    """The fleet, one row per bot; vim keys beside the arrows."""
+
+    COMPONENT_CLASSES = {"fleet--ok", "fleet--warn", "fleet--bad", "fleet--muted", "fleet--locked"}
+
+    DEFAULT_CSS = """
+    FleetTable { height: 1fr; }
+    FleetTable > .fleet--ok { color: $success; }
+    FleetTable > .fleet--warn { color: $warning; }
+    FleetTable > .fleet--bad { color: $error; text-style: bold; }
+    FleetTable > .fleet--muted { color: $text-muted; }
+    FleetTable > .fleet--locked { color: $text; background: $error; text-style: bold; }
+    """
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="fleet.down", tooltip="Next bot"),
+    ]
+
+    def __init__(self, clock: Callable[[], datetime], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.clock = clock
+        self._rows: dict[str, FleetRow] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    def _styled(self, text: str, tone: str) -> Text:
+        return Text(text, style=self.get_component_rich_style(f"fleet--{tone}"), no_wrap=True)
+
+    def _cells(self, row: FleetRow) -> dict[str, Text | str]:
+        st = row.status
+        cells: dict[str, Text | str] = {
+            "bot": Text(row.config.name, style="bold"),
+            "runtime": row.config.runtime,
+        }
+        if st is None:
+            cells["state"] = self._styled("… loading", "muted")
+        elif st.error:
+            cells["state"] = self._styled("? error", "warn")
+        else:
+            cells["state"] = self._styled(*state_look("locked" if row.locked else st.state))
+        for svc in SERVICES:
+            s = st.services.get(svc) if st else None
+            if s is None:
+                cells[svc] = self._styled("-", "muted")
+            else:
+                word, tone = state_look(s.state)
+                cells[svc] = self._styled(SERVICE_WORDS.get(s.state, word), tone)
+        gw = st.services.get("gateway") if st else None
+        uptime = gw.uptime_seconds(self.clock()) if gw else None
+        cells["uptime"] = format_uptime(uptime)
+        totals = row.totals
+        cells["calls"] = human_count(totals.calls) if totals else "-"
+        cells["tokens"] = human_count(totals.tokens) if totals else "-"
+        cells["capture"] = (
+            self._styled("● on", "warn") if row.config.capture else self._styled("off", "muted")
+        )
+        cells["locked"] = self._styled("⛔ YES", "locked") if row.locked else ""
+        return cells
+
+    def sync(self, rows: list[FleetRow]) -> None:
+        """Make the table show `rows`: update changed cells only."""
+        wanted = {r.config.name for r in rows}
+        with self.app.batch_update():
+            for name in [n for n in self._rows if n not in wanted]:
+                self.remove_row(name)
+                del self._rows[name]
+            for row in rows:
+                name = row.config.name
+                cells = self._cells(row)
+                if name not in self._rows:
+                    self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=name)
+                else:
+                    old = self._cells(self._rows[name])
+                    for key, value in cells.items():
+                        if value != old[key]:
+                            self.update_cell(name, key, value)
+                self._rows[name] = row
+
+    def restyle(self) -> None:
+        """Re-render every cell (after a theme change)."""
+        rows = list(self._rows.values())
+        with self.app.batch_update():
+            for row in rows:
+                for key, value in self._cells(row).items():
+                    self.update_cell(row.config.name, key, value)
+
+    @property
+    def selected_bot(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return str(key.value) if key is not None else None
+
+    def select_bot(self, bot: str) -> None:
+        with contextlib.suppress(Exception):
+            self.move_cursor(row=self.get_row_index(bot))

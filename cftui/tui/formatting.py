@@ -1,0 +1,52 @@
+"""Short, fixed-width words for states, sizes and counts in tables."""
+
+from __future__ import annotations
+
+from cftui.runtime import base
+
+# state -> (glyph word, tone); tone picks a component style (ok/warn/bad/muted)
+STATE_LOOK = {
+    base.RUNNING: ("● running", "ok"),
+    base.STARTING: ("◐ starting", "warn"),
+    base.RESTARTING: ("◐ restarting", "warn"),
+    base.UNHEALTHY: ("▲ unhealthy", "bad"),
+    base.STOPPED: ("○ stopped", "muted"),
+    base.KILLED: ("✖ killed", "bad"),
+    base.MISSING: ("· missing", "muted"),
+    base.UNKNOWN: ("? unknown", "warn"),
+    "partial": ("◑ partial", "warn"),
+    "absent": ("· absent", "muted"),
+    "locked": ("⛔ LOCKED", "locked"),
+}
+
+
+def state_look(state: str) -> tuple[str, str]:
+    return STATE_LOOK.get(state, (state, "muted"))
+
+
+def human_count(n: int) -> str:
+    """1234 -> 1.2k, 3_400_000 -> 3.4M."""
+    if n < 1000:
+        return str(n)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def status_tone(status: object) -> str:
+    if not isinstance(status, int) or status == 0 or status >= 500:
+        return "bad"
+    if status >= 400:
+        return "warn"
+    return "ok"

@@ -1,0 +1,62 @@
+"""App-wide messages: what workers report back to the UI thread.
+
+Widget-owned messages live as nested classes on their widget; these are the
+ones several screens care about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from cftui.audit.traffic import Totals
+from cftui.killswitch import KillResult
+from cftui.runtime.base import BotStatus, ProgressEvent, StateChange
+
+
+@dataclass
+class FleetStatusUpdated(Message):
+    """A full status round trip finished."""
+
+    statuses: dict[str, BotStatus]
+    errors: list[str]
+
+
+@dataclass
+class ServiceStateChanged(Message):
+    """One service changed state (from the runtime's events stream)."""
+
+    change: StateChange
+
+
+@dataclass
+class DailyTotalsUpdated(Message):
+    """Calls and tokens today, per bot, from traffic.jsonl."""
+
+    totals: dict[str, Totals]
+
+
+@dataclass
+class KillFinished(Message):
+    """The kill switch finished (the lock was written before it started)."""
+
+    result: KillResult
+
+
+@dataclass
+class OperationProgress(Message):
+    """A long bot operation (start, rebuild, snapshot...) made progress."""
+
+    bot: str
+    action: str
+    event: ProgressEvent
+
+
+@dataclass
+class OperationFinished(Message):
+    """A bot operation finished; `error` is its one-line failure, if any."""
+
+    bot: str
+    action: str
+    error: str | None = None

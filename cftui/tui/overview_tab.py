@@ -1,0 +1,96 @@
+"""The overview tab: services, ports, image, limits and the allowlist."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from cftui.cli.fleet_cmds import format_uptime
+from cftui.runtime.base import SERVICES
+from cftui.tui.formatting import human_count, state_look
+
+
+class OverviewTab(VerticalScroll):
+    """Re-rendered whenever the app's fleet state changes."""
+
+    DEFAULT_CSS = """
+    OverviewTab { height: 1fr; padding: 0 1; }
+    OverviewTab Static { margin-bottom: 1; }
+    """
+
+    def __init__(self, bot: str) -> None:
+        super().__init__()
+        self.bot = bot
+
+    def compose(self):
+        yield Static(id="overview-services")
+        yield Static(id="overview-config")
+
+    def on_mount(self) -> None:
+        self.app.fleet_signal.subscribe(self, self._sync)
+        self._sync(None)
+
+    def activate(self) -> None:
+        self.focus()
+
+    def _sync(self, _data: object) -> None:
+        app = self.app
+        config = app.configs.get(self.bot)
+        status = app.statuses.get(self.bot)
+        services = Table(title="Services", title_justify="left", expand=True)
+        for col in ("Service", "State", "Health", "Uptime", "Image", "Detail"):
+            services.add_column(col, no_wrap=col != "Detail")
+        for svc in SERVICES:
+            s = status.services.get(svc) if status else None
+            if s is None:
+                services.add_row(svc, "-", "-", "-", "-", "")
+                continue
+            word, _tone = state_look(s.state)
+            services.add_row(
+                svc,
+                word,
+                s.health or "-",
+                format_uptime(s.uptime_seconds(app.clock())),
+                s.image or "-",
+                s.detail,
+            )
+        if status and status.error:
+            services.caption = f"runtime: {status.error}"
+        self.query_one("#overview-services", Static).update(services)
+        if config is None:
+            self.query_one("#overview-config", Static).update("(not in fleet.toml)")
+            return
+        info = Table.grid(padding=(0, 2))
+        info.add_column(style="bold", no_wrap=True)
+        info.add_column()
+        totals = app.totals.get(self.bot)
+        rows = [
+            ("Runtime", config.runtime),
+            ("Gateway", f"{config.gateway} on http://127.0.0.1:{config.gateway_port}/"),
+            ("Image", f"clawfactory/gateway-{self.bot}"),
+            (
+                "Limits",
+                f"memory {config.limits.memory_mb} MiB · cpus {config.limits.cpus:g} · "
+                f"pids {config.limits.pids}",
+            ),
+            (
+                "Budget",
+                f"{human_count(config.budget.daily_tokens) if config.budget.daily_tokens else 'no'}"
+                " tokens/day · "
+                f"{config.budget.requests_per_minute or 'no'} requests/min limit",
+            ),
+            ("Capture", "ON (MITM, encrypted)" if config.capture else "off"),
+            ("Allowlist", ", ".join(config.egress_allow) or "(nothing: no egress)"),
+            (
+                "Today",
+                f"{totals.calls} calls · {human_count(totals.tokens)} tokens" if totals else "-",
+            ),
+            ("Locked", "YES: kill switch engaged" if self.bot in app.locked else "no"),
+            ("Code", str(app.home.code_dir(self.bot))),
+            ("State", str(app.home.state_dir(self.bot))),
+        ]
+        for key, value in rows:
+            info.add_row(key, Text(value))
+        self.query_one("#overview-config", Static).update(info)

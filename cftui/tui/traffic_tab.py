@@ -1,0 +1,208 @@
+"""The traffic tab: live calls of a bot, a filter, totals and a detail pane."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group
+from rich.json import JSON
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from cftui.audit.traffic import FilterResult, Totals, TrafficFilter, TrafficLog
+from cftui.tui.formatting import human_count
+from cftui.tui.traffic_view import TrafficView, header_text
+
+DETAIL_MAX = 20_000  # characters of a body shown before "…"
+
+
+def body_view(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+        if len(text) <= DETAIL_MAX:
+            return JSON(text)
+        return Text(text[:DETAIL_MAX] + "\n…")
+    if value is None:
+        return Text("(none)", style="dim")
+    text = str(value)
+    return Text(text if len(text) <= DETAIL_MAX else text[:DETAIL_MAX] + "\n…")
+
+
+def render_detail(record: dict[str, Any] | None) -> Any:
+    """A call pretty printed: summary, request, response."""
+    if record is None:
+        return Text("This line is torn or malformed; it was skipped.", style="dim")
+    head = Text()
+    for key in ("ts", "id", "provider", "method", "path", "model", "status", "stream"):
+        head.append(f"{key}: ", style="bold")
+        head.append(f"{record.get(key)}\n")
+    head.append("tokens: ", style="bold")
+    head.append(
+        f"in {record.get('tokens_in')} (cache read {record.get('cache_read')}, "
+        f"write {record.get('cache_write')}), out {record.get('tokens_out')}\n"
+    )
+    head.append("timing: ", style="bold")
+    head.append(f"ttfb {record.get('ttfb_ms')} ms, total {record.get('duration_ms')} ms\n")
+    if record.get("error"):
+        head.append("error: ", style="bold")
+        head.append(f"{record.get('error')}\n", style="bold red")
+    return Group(
+        head,
+        Text("request", style="bold underline"),
+        body_view(record.get("request")),
+        Text("response", style="bold underline"),
+        body_view(record.get("response")),
+    )
+
+
+class TrafficTab(Vertical):
+    """One bot's traffic.jsonl, followed live."""
+
+    DEFAULT_CSS = """
+    TrafficTab { height: 1fr; }
+    TrafficTab #traffic-bar { height: 3; }
+    TrafficTab #traffic-filter { width: 1fr; }
+    TrafficTab #traffic-progress { width: 30; display: none; padding: 1 1; }
+    TrafficTab #traffic-progress.-busy { display: block; }
+    TrafficTab #traffic-header { height: 1; background: $boost; text-style: bold; padding: 0 0; }
+    TrafficTab #traffic-detail { height: 40%; border-top: solid $primary; padding: 0 1; }
+    TrafficTab #traffic-detail.-hidden { display: none; }
+    TrafficTab #traffic-totals { height: 1; background: $boost; color: $text-muted; padding: 0 1; }
+    """
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="traffic.filter", tooltip="Edit the filter"),
+        Binding("d", "toggle_detail", "Detail", id="traffic.detail", tooltip="Show/hide detail"),
+        Binding(
+            "ctrl+l", "clear_filter", "Clear filter", id="traffic.clear", tooltip="Show every call"
+        ),
+    ]
+
+    class FilterDone(Message):
+        def __init__(self, flt: TrafficFilter, result: FilterResult) -> None:
+            super().__init__()
+            self.flt = flt
+            self.result = result
+
+    class FilterProgress(Message):
+        def __init__(self, fraction: float) -> None:
+            super().__init__()
+            self.fraction = fraction
+
+    def __init__(self, log: TrafficLog, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tlog = log
+        self.flt = TrafficFilter()
+        self._totals_text = "totals: counting…"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="traffic-bar"):
+            yield Input(
+                placeholder="filter: provider:openai model:gpt status:5xx free text  (enter)",
+                id="traffic-filter",
+            )
+            yield ProgressBar(total=1.0, show_eta=False, id="traffic-progress")
+        yield Static(header_text(), id="traffic-header")
+        yield TrafficView(self.tlog, id="traffic-view")
+        with VerticalScroll(id="traffic-detail"):
+            yield Static(Text("Select a call to see its request and response.", style="dim"))
+        yield Static(self._totals_text, id="traffic-totals")
+
+    @property
+    def view(self) -> TrafficView:
+        return self.query_one(TrafficView)
+
+    def activate(self) -> None:
+        self.view.start()
+        self.view.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#traffic-filter", Input).focus()
+
+    def action_toggle_detail(self) -> None:
+        self.query_one("#traffic-detail").toggle_class("-hidden")
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#traffic-filter", Input).value = ""
+        self._apply(TrafficFilter())
+
+    @on(Input.Submitted, "#traffic-filter")
+    def _submitted(self, event: Input.Submitted) -> None:
+        try:
+            flt = TrafficFilter.parse(event.value)
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._apply(flt)
+        self.view.focus()
+
+    def _apply(self, flt: TrafficFilter) -> None:
+        self.flt = flt
+        if flt.empty:
+            self.workers.cancel_group(self, "traffic-filter")
+            self._busy(False)
+            self.view.set_filter_result(flt, None, len(self.tlog), Totals())
+            return
+        self._busy(True)
+        self._run_filter(flt)
+
+    def _busy(self, busy: bool) -> None:
+        bar = self.query_one("#traffic-progress", ProgressBar)
+        bar.set_class(busy, "-busy")
+        bar.update(progress=0.0)
+
+    @work(thread=True, exclusive=True, group="traffic-filter", exit_on_error=False)
+    def _run_filter(self, flt: TrafficFilter) -> None:
+        worker = get_current_worker()
+        result = self.tlog.filter(
+            flt,
+            progress=lambda f: self.post_message(self.FilterProgress(f)),
+            cancelled=lambda: worker.is_cancelled,
+        )
+        if not result.cancelled and not worker.is_cancelled:
+            self.post_message(self.FilterDone(flt, result))
+
+    @on(FilterProgress)
+    def _filter_progress(self, message: FilterProgress) -> None:
+        self.query_one("#traffic-progress", ProgressBar).update(progress=message.fraction)
+
+    @on(FilterDone)
+    def _filter_done(self, message: FilterDone) -> None:
+        if message.flt != self.flt:
+            return
+        self._busy(False)
+        result = message.result
+        self.view.set_filter_result(message.flt, result.lines, result.covered, result.totals)
+
+    @on(TrafficView.Refilter)
+    def _refilter(self) -> None:
+        self._apply(self.flt)
+
+    @on(TrafficView.Highlighted)
+    def _highlighted(self, message: TrafficView.Highlighted) -> None:
+        detail = self.query_one("#traffic-detail Static", Static)
+        detail.update(render_detail(message.record))
+
+    @on(TrafficView.TotalsChanged)
+    def _totals(self, message: TrafficView.TotalsChanged) -> None:
+        t = message.totals
+        view = self.view
+        scope = f"filter «{self.flt}»" if not self.flt.empty else "all calls"
+        text = (
+            f"{scope}: {t.calls:,} calls · tokens in {human_count(t.tokens_in)} "
+            f"out {human_count(t.tokens_out)} · errors {t.errors:,}"
+        )
+        if view.counting:
+            text += " · counting…"
+        if self.tlog.malformed:
+            text += f" · skipped {len(self.tlog.malformed)} malformed"
+        if view.pending:
+            text += f" · {view.pending} new below (End to follow)"
+        self.query_one("#traffic-totals", Static).update(text)

@@ -1,0 +1,128 @@
+"""An in-memory `Runtime` for the Pilot tests: the real Docker runtime is
+exercised by the runtime's own tests and by the tmux end-to-end test here.
+
+It keeps each bot's services in a dict, reports changes on `events()` as the
+real one does, and records every call so tests can assert on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime import Runtimes
+from cftui.runtime.base import (
+    KILLED,
+    RUNNING,
+    SERVICES,
+    STOPPED,
+    BotStatus,
+    KillReport,
+    LogLine,
+    Progress,
+    ProgressEvent,
+    Runtime,
+    ServiceStatus,
+    StateChange,
+    no_progress,
+)
+
+STARTED = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
+
+
+class MemoryRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, home: FleetHome, running: Sequence[str] = ()) -> None:
+        super().__init__(home)
+        self.states: dict[str, dict[str, str]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.events_queue: asyncio.Queue[StateChange] | None = None
+        self.log_lines: dict[tuple[str, str], list[str]] = {}
+        for bot in running:
+            self.states[bot] = dict.fromkeys(SERVICES, RUNNING)
+
+    def _set(self, bot: str, state: str, services: Sequence[str] = SERVICES) -> None:
+        current = self.states.setdefault(bot, dict.fromkeys(SERVICES, "missing"))
+        for svc in services:
+            current[svc] = state
+            if self.events_queue is not None:
+                self.events_queue.put_nowait(StateChange(bot, svc, state, STARTED))
+
+    async def check(self) -> None:
+        return None
+
+    async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        self.calls.append(("up", bot.name))
+        progress(ProgressEvent("start", 1, 2, "starting services"))
+        self._set(bot.name, RUNNING)
+
+    async def down(self, bot: BotConfig) -> None:
+        self.calls.append(("down", bot.name))
+        self._set(bot.name, STOPPED)
+
+    async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        self.calls.append(("rebuild", bot.name))
+        self._set(bot.name, RUNNING)
+
+    async def status(self, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
+        out = {}
+        for bot in bots:
+            states = self.states.get(bot.name, {})
+            services = {
+                svc: ServiceStatus(
+                    svc,
+                    states.get(svc, "missing"),
+                    started_at=STARTED,
+                    image=f"clawfactory/{svc}"
+                    if svc != "gateway"
+                    else f"clawfactory/gateway-{bot.name}",
+                )
+                for svc in SERVICES
+            }
+            out[bot.name] = BotStatus(bot.name, self.name, services)
+        return out
+
+    async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
+        self.events_queue = asyncio.Queue()
+        while True:
+            yield await self.events_queue.get()
+
+    async def logs(
+        self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
+    ) -> AsyncIterator[LogLine]:
+        for text in self.log_lines.get((bot.name, service), [f"{service} of {bot.name} ready"]):
+            yield LogLine(bot.name, service, text)
+        if follow:
+            await asyncio.Event().wait()
+
+    async def kill(self, bot: BotConfig) -> KillReport:
+        self.calls.append(("kill", bot.name))
+        self._set(bot.name, KILLED, ("gateway",))
+        self._set(bot.name, STOPPED, ("front", "llm-proxy", "egress"))
+        return KillReport(bot.name, network_cut=True, gateway_killed=True, stopped=["front"])
+
+    async def gateway_running(self, bot: BotConfig) -> bool:
+        return self.states.get(bot.name, {}).get("gateway") == RUNNING
+
+    async def stop_gateway(self, bot: BotConfig) -> None:
+        self.calls.append(("stop_gateway", bot.name))
+        self._set(bot.name, STOPPED, ("gateway",))
+
+    async def start_gateway(self, bot: BotConfig) -> None:
+        self.calls.append(("start_gateway", bot.name))
+        self._set(bot.name, RUNNING, ("gateway",))
+
+
+class MemoryRuntimes(Runtimes):
+    """`Runtimes` whose docker kind is the in-memory runtime."""
+
+    def __init__(self, home: FleetHome, runtime: MemoryRuntime) -> None:
+        super().__init__(home)
+        self._by_kind["docker"] = runtime
+        self.runtime = runtime
+
+    async def aclose(self) -> None:  # keep the runtime across kill() calls
+        return None
