@@ -80,9 +80,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     shown = 0
-    # A whole log is decrypted in two threads; a short listing stays lazy.
-    workers = 1 if args.limit is not None else 2
-    for entry in reader.iter_entries(newest_first=not args.oldest_first, workers=workers):
+    for entry in reader.iter_entries(newest_first=not args.oldest_first):
         if args.limit is not None and shown >= args.limit:
             break
         if args.json:
