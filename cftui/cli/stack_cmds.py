@@ -7,8 +7,8 @@ import argparse
 import asyncio
 
 from cftui import killswitch, lifecycle
-from cftui.cli.common import add_command, not_yet, progress_bar, resolve_home
-from cftui.errors import UsageError
+from cftui.cli.common import add_command, progress_bar, resolve_home
+from cftui.errors import NotYetAvailable, UsageError
 from cftui.runtime import Runtimes
 
 
@@ -93,8 +93,34 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    not_yet("cftui demo")
+    from cftui import demo, headless
+
+    home = demo.demo_home(getattr(args, "home", None))
+
+    async def go() -> list:
+        runtimes = Runtimes(home)
+        try:
+            with progress_bar() as progress:
+                return await demo.start_demo(home, runtimes, progress)
+        finally:
+            await runtimes.aclose()
+
+    bots = asyncio.run(go())
+    names = ", ".join(b.name for b in bots)
+    if args.no_tui:
+        print(f"demo fleet running in {home.root}: {names}")
+        print(f"  watch: cftui --home {home.root}   stop: cftui --home {home.root} kill --all")
+        return 0
+    try:
+        from cftui.tui.app import run_app  # Textual only here
+
+        return run_app(home)
+    except NotYetAvailable:
+        print(f"the app is not available yet: running {names} headless (Ctrl-C stops)")
+        return asyncio.run(headless.run_bots(home, bots))
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    not_yet("cftui --run")
+    from cftui import headless
+
+    return headless.run(resolve_home(args), [args.run])

@@ -294,7 +294,11 @@ class DockerRuntime(Runtime):
         want = spec.spec_hash(image_id)
         current = self._inspect(spec.name)
         if current is not None:
-            if (current.get("Config") or {}).get("Labels", {}).get(LABEL_SPEC) == want:
+            same = (current.get("Config") or {}).get("Labels", {}).get(LABEL_SPEC) == want
+            # The kill switch disconnects the gateway: such a container is
+            # made again rather than started with no network.
+            attached = set((current.get("NetworkSettings") or {}).get("Networks") or {})
+            if same and attached == set(spec.networks):
                 return current["Id"]
             self.api.remove_container(spec.name, force=True)
         host_config = self.api.create_host_config(**spec.host_config)

@@ -4,7 +4,7 @@ events stream. Pure, so both are tested without an engine."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cftui.runtime.base import (
@@ -88,11 +88,11 @@ def event_change(event: dict[str, Any]) -> StateChange | None:
         return None
     action = str(event.get("Action") or event.get("status") or "")
     nanos = event.get("timeNano")
-    ts = (
-        datetime.fromtimestamp(nanos / 1e9, UTC)
-        if isinstance(nanos, int)
-        else datetime.fromtimestamp(float(event.get("time") or 0), UTC)
-    )
+    if isinstance(nanos, int):  # exact: a float would round the microseconds
+        secs, rest = divmod(nanos, 1_000_000_000)
+        ts = datetime.fromtimestamp(secs, UTC) + timedelta(microseconds=rest // 1000)
+    else:
+        ts = datetime.fromtimestamp(float(event.get("time") or 0), UTC)
     if action.startswith("health_status"):
         health = action.partition(":")[2].strip()
         state = {"healthy": RUNNING, "unhealthy": UNHEALTHY}.get(health, STARTING)

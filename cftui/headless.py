@@ -1,0 +1,223 @@
+"""`cftui --run BOT`: a bot's stack in the foreground, without the app.
+
+Brings the stack up, then prints, one line each, its state changes (from
+the runtime's event stream), its services' log lines and its LLM calls
+(followed from `traffic.jsonl` with the shared reader), until Ctrl-C or
+SIGTERM. The stop goes through the kill switch's one implementation
+(CONTRACTS §6: network cut first, gateway killed, the rest stopped, in
+parallel) without locking the bot: this is the operator's own clean stop.
+
+No Textual import here (checked by the foundation's import-hygiene test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from cftui import killswitch, lifecycle
+from cftui.audit.traffic import Change, TrafficLog, format_call
+from cftui.errors import CftuiError
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime import Runtimes
+from cftui.runtime.base import RUNNING, SERVICES, ProgressEvent, Runtime
+
+Out = Callable[[str], None]
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _clock(ts: datetime | None = None) -> str:
+    return (ts or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%S")
+
+
+class _Watch:
+    """The printing side of a run: events, logs, traffic; one task each."""
+
+    def __init__(self, home: FleetHome, bots: Sequence[BotConfig], runtimes: Runtimes, out: Out):
+        self.home = home
+        self.bots = list(bots)
+        self.runtimes = runtimes
+        self.out = out
+        self.started: dict[tuple[str, str], asyncio.Event] = {}
+        self.stop_threads = threading.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    def _runtime(self, bot: BotConfig) -> Runtime:
+        return self.runtimes.get(bot.runtime)
+
+    def start(self) -> None:
+        by_kind: dict[str, list[BotConfig]] = {}
+        for bot in self.bots:
+            by_kind.setdefault(bot.runtime, []).append(bot)
+            for service in SERVICES:
+                self.started[(bot.name, service)] = asyncio.Event()
+                self.tasks.append(asyncio.create_task(self._logs(bot, service)))
+            self.tasks.append(asyncio.create_task(self._traffic(bot)))
+        for group in by_kind.values():
+            self.tasks.append(asyncio.create_task(self._events(group)))
+
+    async def close(self) -> None:
+        self.stop_threads.set()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _events(self, bots: list[BotConfig]) -> None:
+        try:
+            async for change in self._runtime(bots[0]).events(bots):
+                detail = f" ({change.detail})" if change.detail else ""
+                self.out(
+                    f"{_clock(change.ts)} [{change.bot}] {change.service}: {change.state}{detail}"
+                )
+                if change.state == RUNNING:
+                    self.started[(change.bot, change.service)].set()
+        except CftuiError as exc:
+            self.out(f"{_clock()} state changes no longer followed: {exc}")
+
+    async def _logs(self, bot: BotConfig, service: str) -> None:
+        """Follow a service's log; after it stops, follow again once it restarts."""
+        tail = 20
+        started = self.started[(bot.name, service)]
+        while True:
+            started.clear()
+            try:
+                async for line in self._runtime(bot).logs(bot, service, follow=True, tail=tail):
+                    self.out(f"{_clock(line.ts)} [{bot.name}/{service}] {line.text}")
+            except CftuiError as exc:
+                self.out(f"{_clock()} [{bot.name}/{service}] log not followed: {exc}")
+            tail = 0
+            await started.wait()
+
+    async def _traffic(self, bot: BotConfig) -> None:
+        """One line per LLM call, from the calls made after the run began."""
+        log = TrafficLog(self.home.traffic_log(bot.name))
+        loop = asyncio.get_running_loop()
+
+        def follow() -> None:
+            if log.open():
+                log.scan()
+            shown = len(log)
+
+            def on_change(change: Change) -> None:
+                nonlocal shown
+                if change.reset:
+                    shown = 0
+                end = len(log)
+                for i in range(shown, end):
+                    record = log.record(i)
+                    if record is not None:
+                        line = f"{_clock()} [{bot.name}/llm] {format_call(record)}"
+                        loop.call_soon_threadsafe(self.out, line)
+                shown = end
+
+            log.follow(on_change, self.stop_threads)
+
+        try:
+            await asyncio.to_thread(follow)
+        finally:
+            self.stop_threads.set()
+            log.close()
+
+
+class Interrupted(Exception):
+    """Raised from the progress callback to end a build the operator stopped."""
+
+
+def _progress(out: Out, stop: asyncio.Event) -> Callable[[ProgressEvent], None]:
+    last: dict[str, str] = {}
+
+    def show(event: ProgressEvent) -> None:
+        # Builds run in threads that cannot be cancelled from outside; they
+        # report progress often, so that is where a stop request ends them.
+        if stop.is_set():
+            raise Interrupted("stopped by the operator")
+        # Build steps are noisy: show step lines and the task's phases only.
+        text = event.message
+        if not text or last.get(event.task) == text:
+            return
+        if event.total is None and not text.startswith(("building", "built", "pulling")):
+            return
+        last[event.task] = text
+        out(f"{_clock()} {event.task}: {text}")
+
+    return show
+
+
+async def run_bots(
+    home: FleetHome,
+    bots: Sequence[BotConfig],
+    *,
+    out: Out = _stdout,
+    err: Out = _stderr,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Start the bots, print until `stop` (or SIGINT/SIGTERM), stop them.
+
+    0 on a clean stop; 1 with one line on `err` when a stack cannot start or
+    the stop did not go cleanly.
+    """
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    runtimes = Runtimes(home)
+    watch = _Watch(home, bots, runtimes, out)
+    code = 0
+    try:
+        progress = _progress(out, stop)
+        starting = asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if starting in done and starting.exception() is None:
+            out(f"{_clock()} {', '.join(b.name for b in bots)}: up; Ctrl-C stops")
+            watch.start()
+            await stopper
+        elif starting in done:
+            stopper.cancel()
+            exc = starting.exception()
+            err(f"cftui: {exc}" if isinstance(exc, CftuiError) else f"cftui: {exc!r}")
+            code = 1
+        else:
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+            out(f"{_clock()} interrupted while starting")
+    finally:
+        await watch.close()
+        result = await killswitch.kill(home, bots, runtimes, lock=False, action="run-stop")
+        for report in result.reports:
+            out(f"{_clock()} stopped {report.summary()}")
+        await runtimes.aclose()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    if code == 0 and not result.ok:
+        err("cftui: the stop did not go cleanly: " + "; ".join(r.summary() for r in result.reports))
+        code = 1
+    return code
+
+
+def run(home: FleetHome, names: Sequence[str]) -> int:
+    """`cftui --run BOT`: the blocking entry point."""
+    bots = [home.bot(n) for n in names]
+    for bot in bots:
+        killswitch.ensure_unlocked(home, bot.name)
+    return asyncio.run(run_bots(home, bots))
