@@ -14,6 +14,9 @@ demo: venv host-deps
 test: venv host-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# Build (or find cached) the images first, with progress, so no test
+	@# waits minutes inside a fixture; a failure here shows again in the tests.
+	-$(BIN)/python -m cftui.runtime.build_images --quiet
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -42,6 +45,9 @@ $(EGRESS_VENV)/.installed: proxies/pyproject.toml
 
 host-deps:
 	@bash scripts/host-deps.sh
+
+images: venv
+	$(BIN)/python -m cftui.runtime.build_images
 
 screenshots: venv
 	$(BIN)/python scripts/screenshots.py
