@@ -125,3 +125,17 @@ def test_ip_literals_never_match_name_patterns_and_private_ranges_are_known():
     assert is_public_address("93.184.216.34")
     with pytest.raises(PatternError):
         parse_pattern("0.0.0.0/0")
+
+
+def test_cf_egress_stops_cleanly_on_sigterm_and_says_it_is_down(start_egress, home, cli):
+    eg = start_egress(["localhost"], capture=True)
+    eg.wait_stats(lambda s: s["running"] and s["capture"])
+    eg.proc.terminate()
+    assert eg.proc.wait(15) == 0
+    stats = eg.stats()
+    assert stats["running"] is False
+    assert stats["capture"] is False  # the session key is gone with the process
+    # With the proxy down, a change is written for its next start, not waited on.
+    r = cli("capture", "off", "egbot")
+    assert r.code == 0
+    assert "not running" in r.out

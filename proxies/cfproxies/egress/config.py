@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from cfproxies.egress.patterns import Allowlist, PatternError
 
@@ -58,9 +59,14 @@ def _env_list(name: str) -> list[str]:
     return [p for p in re.split(r"[,\s]+", os.environ.get(name, "")) if p]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="cf-egress",
         description="The bot's egress proxy: an allowlist, and MITM capture when asked.",
     )
@@ -81,8 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="extra CA (PEM) to trust for upstream servers while intercepting",
     )
-    p.add_argument("--body-cap", type=int, default=int(env("CF_BODY_CAP", DEFAULT_BODY_CAP)))
-    p.add_argument("--ws-cap", type=int, default=int(env("CF_WS_CAP", DEFAULT_WS_CAP)))
+    # String defaults go through `type` too, so a bad variable is a usage error.
+    p.add_argument(
+        "--body-cap", type=int, default=env("CF_BODY_CAP", str(DEFAULT_BODY_CAP)), metavar="BYTES"
+    )
+    p.add_argument(
+        "--ws-cap", type=int, default=env("CF_WS_CAP", str(DEFAULT_WS_CAP)), metavar="BYTES"
+    )
     return p
 
 

@@ -55,7 +55,11 @@ def apply_control(state: EgressState, raw: bytes) -> None:
     if allowlist is not None and allowlist.texts != state.allowlist.texts:
         state.set_allow(allowlist)
     if capture != state.capture:
-        state.set_capture(capture)
+        try:
+            state.set_capture(capture)
+        except OSError as exc:  # capture.keys unwritable: stay as we are, say why
+            log.error("cannot turn capture %s: %s", "on" if capture else "off", exc)
+            return
     if isinstance(generation, int):
         state.control_generation = generation
 
