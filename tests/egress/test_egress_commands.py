@@ -127,6 +127,13 @@ def test_ip_literals_never_match_name_patterns_and_private_ranges_are_known():
         parse_pattern("0.0.0.0/0")
 
 
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1"])
+def test_numeric_host_spellings_are_addresses_not_names(host):
+    # The resolver reads these as 127.0.0.1; a name pattern must not admit them.
+    assert not Allowlist.parse(["*.0.1", "*.0.0.1", "localhost"]).check(host, 80).allowed
+    assert Allowlist.parse(["127.0.0.0/8"]).check(host, 80).allowed
+
+
 def test_cf_egress_stops_cleanly_on_sigterm_and_says_it_is_down(start_egress, home, cli):
     eg = start_egress(["localhost"], capture=True)
     eg.wait_stats(lambda s: s["running"] and s["capture"])

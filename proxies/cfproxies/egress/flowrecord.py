@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +33,6 @@ class BodyTee:
     def __call__(self, chunk: bytes) -> bytes:
         if chunk:
             if self.first_chunk_at is None:
-                import time
-
                 self.first_chunk_at = time.time()
             self.total += len(chunk)
             room = self.cap - len(self.kept)

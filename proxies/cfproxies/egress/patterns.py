@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
@@ -78,11 +79,22 @@ def normalise_host(host: str) -> str:
     return h
 
 
+_INET_ATON_RE = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+
+
 def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address, including the forms the resolver also reads as one
+    (`127.1`, `2130706433`, `0x7f.0.0.1`), so none of them passes as a name."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if _INET_ATON_RE.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def parse_pattern(text: str) -> HostPattern:
