@@ -52,6 +52,30 @@ BUILTIN_RULES: tuple[tuple[str, str], ...] = (
     ("cookie", r"(?i)(?P<keep>\b(?:set-)?cookie[\"']?\s*:\s*[\"']?)[^\"'\r\n]+"),
 )
 
+# Cheap substring checks (on the lowercased text) that every built-in rule
+# needs to match: a string with none of them skips the regex pass entirely,
+# which is most of the text in an LLM call.
+TRIGGERS = (
+    "sk-",
+    "aiza",
+    "ya29.",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "akia",
+    "asia",
+    "abia",
+    "acca",
+    "xox",
+    "bearer",
+    "cookie",
+    "private key",
+    "secret",
+)
+
 # JSON keys whose values are secrets whatever they look like.
 SECRET_KEYS = frozenset(
     {
@@ -74,6 +98,9 @@ SECRET_KEYS = frozenset(
         "private_key",
     }
 )
+
+_TRIGGER_BYTES = tuple(t.encode() for t in TRIGGERS)
+_SECRET_KEY_BYTES = tuple(f'"{k}"'.encode() for k in SECRET_KEYS)
 
 USER_RULE_TIMEOUT_S = 0.02  # one user rule on one string (the regex module overshoots ~3x)
 RECORD_BUDGET_S = 0.25  # all user rules on one record, then the rest is redacted whole
@@ -175,7 +202,9 @@ class Scrubber:
         self.timeout_s = timeout_s
         self.budget_s = budget_s
         self.timeouts = 0  # user-rule timeouts since start, for /health
-        self._builtin = _compile_builtins(literals)
+        self._literals = tuple(s for s in literals if s and len(s) >= 8)
+        self._literal_bytes = tuple(s.encode() for s in self._literals)
+        self._builtin = _compile_builtins(self._literals)
 
     @classmethod
     def from_file(cls, path: Path | str | None, literals: Iterable[str] = ()) -> Scrubber:
@@ -190,9 +219,14 @@ class Scrubber:
         keep = (match.group(f"k{i}") or "") if i in _KEEPS else ""
         return keep + REDACTED.format(BUILTIN_RULES[i][0])
 
+    def _may_hold_builtin(self, text: str) -> bool:
+        low = text.lower()
+        return any(t in low for t in TRIGGERS) or any(s in text for s in self._literals)
+
     def _text(self, text: str, state: _Pass) -> str:
-        text, n = self._builtin.subn(self._replace, text)
-        state.count += n
+        if self._may_hold_builtin(text):
+            text, n = self._builtin.subn(self._replace, text)
+            state.count += n
         for rule in self.user_rules:
             left = state.deadline - time.monotonic()
             if left <= 0:
@@ -228,8 +262,23 @@ class Scrubber:
             return [self._value(item, state) for item in value]
         return value
 
-    def scrub(self, value: Any) -> tuple[Any, int]:
-        """A scrubbed copy of a JSON value (or string) and the redaction count."""
+    def _raw_is_clean(self, raw: bytes) -> bool:
+        """Whether the JSON text a value was parsed from cannot hold anything
+        a rule would replace, so the walk over the value can be skipped. Only
+        with no user rules (those can match anything) and no `\\u` escapes
+        (which could spell a trigger that the raw text does not show)."""
+        if self.user_rules or b"\\u" in raw:
+            return False
+        low = raw.lower()
+        if any(t in low for t in _TRIGGER_BYTES) or any(k in low for k in _SECRET_KEY_BYTES):
+            return False
+        return not any(s in raw for s in self._literal_bytes)
+
+    def scrub(self, value: Any, raw: bytes | None = None) -> tuple[Any, int]:
+        """A scrubbed copy of a JSON value (or string) and the redaction count;
+        `raw`, the JSON text the value came from, lets a clean body skip the walk."""
+        if raw is not None and self._raw_is_clean(raw):
+            return value, 0
         state = _Pass(deadline=time.monotonic() + self.budget_s)
         return self._value(value, state), state.count
 

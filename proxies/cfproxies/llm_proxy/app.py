@@ -28,6 +28,7 @@ from yarl import URL
 
 from cfproxies.llm_proxy.budget import Budget, Refusal
 from cfproxies.llm_proxy.config import ProxyConfig
+from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.llm_proxy.providers import Provider, dialect_for
 from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body
 from cfproxies.llm_proxy.trafficlog import TrafficLog
@@ -226,7 +227,7 @@ def _parse_json(raw: bytes, content_type: str) -> Any:
     if not raw or ("json" not in content_type and raw[:1] not in (b"{", b"[")):
         return None
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -266,6 +267,7 @@ class Call:
         self.request_raw = b""
         self.response_raw = b""
         self.response_decoded = False
+        self.response_parsed: Any = None
         self.reassembly: Any = None
         self.written = False
         self.t_first_chunk: float | None = None
@@ -307,19 +309,22 @@ class Call:
             if rec["stream"]:
                 rec["response"] = r.as_response()
                 truncated |= r.truncated
+        response_text: bytes | None = None  # the JSON text rec["response"] came from
         if not rec["stream"] and self.response_raw and rec["response"] is None:
             decoded = self.response_raw
             if not self.response_decoded:
                 decoded = decode_body(decoded, rec.get("resp_content_encoding"))
-            rec["response"], cut = body_for_record(decoded, cap)
+            rec["response"], cut = body_for_record(decoded, cap, self.response_parsed)
+            response_text = decoded
             truncated |= cut
         rec["truncated"] = truncated
         try:
             scrubber = self.state.scrubber.get()
             scrubbed = 0
+            raws = {"request": self.request_raw, "response": response_text}
             for key in ("request", "response", "error", "path"):
                 if rec.get(key) is not None:
-                    rec[key], n = scrubber.scrub(rec[key])
+                    rec[key], n = scrubber.scrub(rec[key], raws.get(key))
                     scrubbed += n
             rec["scrubbed"] = scrubbed
         except Exception as exc:  # never let a scrub bug write secrets or lose the call

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cfproxies.jsonl import append_bytes, encode_line, open_append
+from cfproxies.jsonl import append_bytes, open_append
+from cfproxies.llm_proxy.jsoncodec import dumps_line
 
 
 class TrafficLog:
@@ -56,7 +57,7 @@ class TrafficLog:
 
     def write(self, record: dict[str, Any]) -> bool:
         """Append one record; False (and reported) if it could not be written."""
-        line = encode_line(record)
+        line = dumps_line(record)
         if self.fd is None and not self._open():
             return False
         assert self.fd is not None

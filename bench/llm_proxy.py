@@ -1,0 +1,397 @@
+"""Benchmark: a call straight to a fast local upstream versus the same call
+through `cf-llm-proxy`, side by side, at several concurrencies, streamed
+and not (issue 4). Prints p50/p99 latency and the latency the proxy adds,
+req/s and the proxied/direct ratio; for streams, how long each chunk is held
+back (arrival time minus the upstream's own send stamp, proxied minus direct).
+
+    .venv/bin/python bench/llm_proxy.py                 # the full table
+    .venv/bin/python bench/llm_proxy.py --duration 2 --concurrency 1 16
+    .venv/bin/python bench/llm_proxy.py --pin           # proxy on CPU 0, the rest on CPU 1
+    .venv/bin/python bench/llm_proxy.py --stack httpx   # a bare pass-through with an httpx
+                                                        # client instead of our proxy
+
+The upstream is `cf-fake-llm` (Anthropic Messages, ~450 B request, ~450 B
+answer; streams of 20 events 5 ms apart). Everything runs on this machine:
+load generator, proxy and upstream share its cores, as the goals assume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+TOKEN = "bench-token-0123456789"
+BODY = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 256,
+    "messages": [
+        {
+            "role": "user",
+            "content": "Summarise the benchmark rules in one sentence, please. " * 6,
+        }
+    ],
+}
+REPLY = "Latency is measured side by side, direct and proxied, at each concurrency." * 5
+STREAM_CHUNKS = 20
+STREAM_GAP_MS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(argv: list[str], cpus: str | None) -> subprocess.Popen:
+    if cpus and shutil.which("taskset"):
+        argv = ["taskset", "-c", cpus, *argv]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def wait_up(url: str, proc: subprocess.Popen) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(400):
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: {url} exited: {proc.stderr.read().decode()}")
+            try:
+                async with s.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    raise SystemExit(f"bench: {url} never answered")
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)  # seconds per call
+    chunk_lags: list[float] = field(default_factory=list)  # seconds, arrival - upstream stamp
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q / 100.0 * len(values)))]
+
+
+def stamps(line: bytes) -> float | None:
+    at = line.find(b'"fake_ts":')
+    if at < 0:
+        return None
+    end = line.find(b"}", at)
+    return float(line[at + 10 : end].split(b",")[0])
+
+
+async def one_call(session: aiohttp.ClientSession, url: str, stream: bool, run: Run) -> None:
+    headers = {"x-api-key": TOKEN, "x-fake-reply": REPLY}
+    body = BODY
+    if stream:
+        body = {**BODY, "stream": True}
+        headers |= {
+            "x-fake-chunks": str(STREAM_CHUNKS),
+            "x-fake-chunk-gap-ms": str(STREAM_GAP_MS),
+            "x-fake-stamp": "1",
+        }
+    t0 = time.perf_counter()
+    async with session.post(url, json=body, headers=headers) as resp:
+        if stream:
+            async for line in resp.content:
+                sent = stamps(line)
+                if sent is not None:
+                    run.chunk_lags.append(time.time() - sent)
+        else:
+            await resp.read()
+        if resp.status != 200:
+            run.errors += 1
+            return
+    run.latencies.append(time.perf_counter() - t0)
+
+
+async def load(url: str, concurrency: int, stream: bool, duration: float, warmup: int) -> Run:
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        scratch = Run()
+        await asyncio.gather(
+            *(one_call(session, url, stream, scratch) for _ in range(min(warmup, 4 * concurrency)))
+        )
+        run = Run()
+        stop = time.perf_counter() + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                await one_call(session, url, stream, run)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        run.elapsed = time.perf_counter() - t0
+        return run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU a process has used: a cost per call that the machine's
+    other load does not distort as much as wall-clock figures."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.2f}"
+
+
+async def bench(args: argparse.Namespace) -> dict:
+    py = sys.executable
+    bindir = Path(py).parent
+    fake_port, proxy_port = free_port(), free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
+    (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
+    fake_cpu, proxy_cpu = ("1", "0") if args.pin else (None, None)
+    fake = spawn([str(bindir / "cf-fake-llm"), "--listen", f"127.0.0.1:{fake_port}"], fake_cpu)
+    if args.stack == "cfproxy":
+        proxy_argv = [
+            str(bindir / "cf-llm-proxy"),
+            "--listen",
+            f"127.0.0.1:{proxy_port}",
+            "--bot",
+            "bench",
+            "--audit-dir",
+            str(tmp / "audit"),
+            "--providers-env",
+            str(tmp / "providers.env"),
+            "--token",
+            TOKEN,
+            "--upstream",
+            f"anthropic=http://127.0.0.1:{fake_port}",
+        ]
+    else:
+        proxy_argv = [
+            args.stack_python or py,
+            str(Path(__file__).resolve()),
+            "--serve-minimal",
+            args.stack,
+            str(proxy_port),
+            f"http://127.0.0.1:{fake_port}",
+        ]
+    proxy = spawn(proxy_argv, proxy_cpu)
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+    results: dict = {"stack": args.stack, "pinned": args.pin, "rows": []}
+    try:
+        await wait_up(f"http://127.0.0.1:{fake_port}/health", fake)
+        await wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
+        direct = f"http://127.0.0.1:{fake_port}/v1/messages"
+        proxied = f"http://127.0.0.1:{proxy_port}/anthropic/v1/messages"
+        print(
+            f"stack={args.stack} pinned={args.pin} duration={args.duration}s per cell; "
+            f"load avg {os.getloadavg()[0]:.2f}; latencies in ms",
+            flush=True,
+        )
+        print(
+            f"{'mode':8} {'conc':>4} | {'direct p50':>10} {'p99':>7} | {'proxied p50':>11} {'p99':>7} | "
+            f"{'added p50':>9} {'p99':>7} | {'direct r/s':>10} {'proxied r/s':>11} {'ratio':>6}"
+            f" | {'cpu us/call':>11} | {'chunk held p50':>14} {'p99':>6} {'max':>6}",
+            flush=True,
+        )
+        for stream in (False, True):
+            for conc in args.concurrency:
+                # Alternate the order so that neither side always runs on a warmer machine.
+                d = await load(direct, conc, stream, args.duration, args.warmup)
+                cpu0 = cpu_seconds(proxy.pid)
+                p = await load(proxied, conc, stream, args.duration, args.warmup)
+                cpu_per_call = (cpu_seconds(proxy.pid) - cpu0) / max(1, len(p.latencies))
+                d2 = await load(direct, conc, stream, args.duration / 2, 0)
+                d.latencies += d2.latencies
+                d.chunk_lags += d2.chunk_lags
+                d.elapsed += d2.elapsed
+                row = {
+                    "mode": "stream" if stream else "plain",
+                    "concurrency": conc,
+                    "direct_p50_ms": pct(d.latencies, 50) * 1000,
+                    "direct_p99_ms": pct(d.latencies, 99) * 1000,
+                    "proxied_p50_ms": pct(p.latencies, 50) * 1000,
+                    "proxied_p99_ms": pct(p.latencies, 99) * 1000,
+                    "direct_rps": d.rps,
+                    "proxied_rps": p.rps,
+                    "errors": d.errors + p.errors,
+                    "proxy_cpu_us_per_call": cpu_per_call * 1e6,
+                }
+                row["added_p50_ms"] = row["proxied_p50_ms"] - row["direct_p50_ms"]
+                row["added_p99_ms"] = row["proxied_p99_ms"] - row["direct_p99_ms"]
+                row["ratio"] = p.rps / d.rps if d.rps else float("nan")
+                held = ""
+                if stream:
+                    row["chunk_lag_direct_p50_ms"] = pct(d.chunk_lags, 50) * 1000
+                    row["chunk_held_p50_ms"] = (
+                        pct(p.chunk_lags, 50) - pct(d.chunk_lags, 50)
+                    ) * 1000
+                    row["chunk_held_p99_ms"] = (
+                        pct(p.chunk_lags, 99) - pct(d.chunk_lags, 99)
+                    ) * 1000
+                    row["chunk_held_max_ms"] = (max(p.chunk_lags) - max(d.chunk_lags)) * 1000
+                    held = (
+                        f" | {row['chunk_held_p50_ms']:14.2f} {row['chunk_held_p99_ms']:6.2f}"
+                        f" {row['chunk_held_max_ms']:6.2f}"
+                    )
+                print(
+                    f"{row['mode']:8} {conc:4d} | {ms(row['direct_p50_ms'] / 1000):>10} "
+                    f"{ms(row['direct_p99_ms'] / 1000)} | {ms(row['proxied_p50_ms'] / 1000):>11} "
+                    f"{ms(row['proxied_p99_ms'] / 1000)} | {row['added_p50_ms']:9.2f} "
+                    f"{row['added_p99_ms']:7.2f} | {d.rps:10.0f} {p.rps:11.0f} {row['ratio']:6.2f}"
+                    f" | {row['proxy_cpu_us_per_call']:11.0f}{held}"
+                    + (f"  errors={row['errors']}" if row["errors"] else ""),
+                    flush=True,
+                )
+                results["rows"].append(row)
+        log = tmp / "audit" / "traffic.jsonl"
+        if log.exists():
+            results["records"] = sum(1 for _ in log.open("rb"))
+            print(f"records written by the proxy: {results['records']}", flush=True)
+    finally:
+        for proc in (proxy, fake):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (proxy, fake):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def serve_minimal(client: str, port: int, upstream: str) -> None:
+    """A bare pass-through (no record, no parsing): aiohttp.web server with
+    an aiohttp or an httpx client, the two stacks issue 4 asks to compare."""
+    from aiohttp import web
+
+    drop = {"host", "content-length", "transfer-encoding", "connection"}
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    if client == "httpx":
+        import httpx
+
+        async def startup(app: web.Application) -> None:
+            app["c"] = httpx.AsyncClient(
+                timeout=httpx.Timeout(300, connect=10),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+            )
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+            tail = request.match_info["tail"]
+            req = request.app["c"].build_request(
+                request.method, f"{upstream}/{tail}", headers=hdrs, content=body
+            )
+            resp = await request.app["c"].send(req, stream=True)
+            out = web.StreamResponse(
+                status=resp.status_code,
+                headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
+            )
+            await out.prepare(request)
+            try:
+                async for chunk in resp.aiter_raw():
+                    await out.write(chunk)
+            finally:
+                await resp.aclose()
+            await out.write_eof()
+            return out
+
+    else:
+
+        async def startup(app: web.Application) -> None:
+            app["c"] = aiohttp.ClientSession(
+                auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
+            )
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+            tail = request.match_info["tail"]
+            async with request.app["c"].request(
+                request.method, f"{upstream}/{tail}", headers=hdrs, data=body
+            ) as resp:
+                out = web.StreamResponse(
+                    status=resp.status,
+                    headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
+                )
+                await out.prepare(request)
+                async for chunk in resp.content.iter_any():
+                    await out.write(chunk)
+                await out.write_eof()
+                return out
+
+    app = web.Application()
+    app.on_startup.append(startup)
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{provider}/{tail:.*}", forward)
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, loop=loop, access_log=None, print=None)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve-minimal":
+        serve_minimal(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell and side")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument(
+        "--pin", action="store_true", help="proxy on CPU 0; upstream and load on CPU 1"
+    )
+    parser.add_argument(
+        "--stack",
+        default="cfproxy",
+        choices=["cfproxy", "aiohttp", "httpx"],
+        help="cfproxy: the real cf-llm-proxy; aiohttp/httpx: a bare pass-through "
+        "(this file's --serve-minimal) with that client, for the stack comparison",
+    )
+    parser.add_argument(
+        "--stack-python", help="interpreter for the bare pass-through (needs its client)"
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    results = runner(bench(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

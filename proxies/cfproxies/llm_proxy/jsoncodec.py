@@ -1,0 +1,35 @@
+"""JSON on the proxy's hot path: orjson where installed (several times faster
+for the bodies and the record line), the standard library otherwise and
+whenever orjson refuses a value (integers past 64 bits, NaN, lone surrogates)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cfproxies.jsonl import encode_line
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the llm extra installs it
+    orjson = None
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON; raises ValueError (or UnicodeDecodeError) like json.loads."""
+    if orjson is not None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json.loads accepts a little more (NaN); let it decide
+    return json.loads(raw)
+
+
+def dumps_line(record: dict[str, Any]) -> bytes:
+    """One compact UTF-8 JSON line ending in a newline."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:
+            pass
+    return encode_line(record)
