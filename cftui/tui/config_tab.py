@@ -40,9 +40,9 @@ class ConfigTab(Vertical):
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="config.save", tooltip="Validate and write"),
-        Binding("f6", "validate", "Validate", id="config.validate", tooltip="Check, write nothing"),
+        Binding("f3", "validate", "Validate", id="config.validate", tooltip="Check, write nothing"),
         Binding(
-            "f7", "revert", "Revert", id="config.revert", tooltip="Back to the known-good config"
+            "f4", "revert", "Revert", id="config.revert", tooltip="Back to the known-good config"
         ),
         Binding("f5", "reload", "Reload", id="config.reload", tooltip="Discard edits, read again"),
     ]
@@ -88,7 +88,9 @@ class ConfigTab(Vertical):
     def _loaded(self, data: dict[str, Any], text: str, path: str) -> None:
         self._original = data
         self.query_one(TextArea).load_text(text)
-        self._status(f"{path} · credentials masked · ctrl+s save · F6 validate · F7 revert")
+        self._status(
+            f"{path} · credentials masked · ctrl+s save · F3 validate · F4 revert · F5 reload"
+        )
 
     def _parsed(self) -> dict[str, Any] | None:
         from cftui import gateway_config as gc
