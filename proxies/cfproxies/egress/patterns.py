@@ -191,13 +191,16 @@ class Allowlist:
         return [p.text for p in self.patterns]
 
     def check(self, host: str | None, port: int | None) -> Decision:
-        """The first pattern that admits `host:port`, else a refusal."""
+        """The pattern that admits `host:port` (exact ones first), else a refusal."""
         h = normalise_host(host or "")
+        found: HostPattern | None = None
         if h:
             for p in self.patterns:
                 if p.matches(h, port):
-                    return Decision(True, h, port, p)
-        return Decision(False, h, port)
+                    if p.exact:  # an exact listing wins over a wildcard
+                        return Decision(True, h, port, p)
+                    found = found or p
+        return Decision(found is not None, h, port, found)
 
 
 def is_public_address(addr: str) -> bool:
