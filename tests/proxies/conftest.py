@@ -4,6 +4,7 @@ real aiohttp server on a loopback port, and a client to call them with."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,9 @@ async def start_proxy(
     """Start a proxy whose providers all point at the fake; extra flags as args."""
     runners: list[web.AppRunner] = []
 
-    async def start(*extra: str, token: bool = True, upstream: str | None = None) -> Proxy:
+    async def start(
+        *extra: str, token: bool = True, upstream: str | None = None, **overrides: Any
+    ) -> Proxy:
         base = upstream or fake.url
         argv = [
             "--listen",
@@ -121,7 +124,7 @@ async def start_proxy(
             argv += ["--upstream", f"{name}={base}"]
         if token:
             argv += ["--token", TOKEN]
-        config = load_config([*argv, *extra], {})
+        config = dataclasses.replace(load_config([*argv, *extra], {}), **overrides)
         app = make_app(config)
         runner, url = await start_site(app)
         runners.append(runner)

@@ -168,3 +168,15 @@ async def test_records_are_whole_lines_under_concurrent_writers(start_proxy, cli
     assert os.path.getsize(a.log_path) == sum(
         len(x) + 1 for x in a.log_path.read_bytes().splitlines()
     )
+
+
+async def test_request_over_the_size_limit_answers_413_and_is_recorded(start_proxy, fake, client):
+    proxy = await start_proxy(max_request_bytes=10_000)
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(text="z" * 20_000), headers=AUTH
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["type"] == "request_too_large"
+    assert fake.requests() == []
+    (rec,) = await proxy.wait_records(1)
+    assert rec["status"] == 413 and rec["error_kind"] == "request_too_large"

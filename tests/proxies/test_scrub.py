@@ -186,3 +186,24 @@ async def test_rules_file_edits_apply_without_restart(start_proxy, client, audit
         assert resp.status == 200
     await proxy.wait_records(1)
     assert "zebra-42" not in proxy.log_path.read_text()
+
+
+def test_a_secret_hidden_by_json_escapes_in_the_raw_body_is_still_found():
+    raw = b'{"note": "\\u0073k-ant-api03-' + b"x" * 30 + b'"}'
+    out, count = Scrubber().scrub(json.loads(raw), raw)
+    assert "sk-ant" not in json.dumps(out)
+    assert count == 1
+
+
+def test_a_secret_key_name_in_the_raw_body_forces_the_walk():
+    raw = b'{"headers": {"Authorization": "Basic Zm9vOmJhcg=="}}'
+    out, count = Scrubber().scrub(json.loads(raw), raw)
+    assert out["headers"]["Authorization"] == "[REDACTED:authorization]"
+    assert count == 1
+
+
+def test_the_proxys_own_keys_are_scrubbed_whatever_their_shape():
+    literal = "custom-key-without-a-known-shape-123"
+    raw = json.dumps({"m": f"leaked {literal}"}).encode()
+    out, count = Scrubber(literals=[literal]).scrub(json.loads(raw), raw)
+    assert out["m"] == "leaked [REDACTED:secret]" and count == 1

@@ -404,7 +404,23 @@ async def _forward(
             ),
         )
 
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = cfg.max_request_bytes
+        call.fail(413, "request_too_large", f"request body over {limit} bytes")
+        return await _send(
+            request,
+            _json_response(
+                413,
+                {
+                    "error": {
+                        "type": "request_too_large",
+                        "message": f"cf-llm-proxy: request body over {limit} bytes",
+                    }
+                },
+            ),
+        )
     call.request_raw = body
     call.request_body = _parse_json(body, request.headers.get("content-type", ""))
     tail = call.raw_path[len(name) + 1 :]
