@@ -4,6 +4,7 @@ certificates from a test CA (trustme), and clients that use the proxy."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import ssl
@@ -33,6 +34,15 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         if self.path.startswith("/stream"):
             return self._stream()
+        if self.path.startswith("/gzip"):
+            payload = gzip.compress(b'{"zipped": "GZ-MARKER"}')
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return None
         if self.path.startswith("/big/"):
             return self._big(int(self.path.rsplit("/", 1)[1]))
         length = int(self.headers.get("content-length") or 0)

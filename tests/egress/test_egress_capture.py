@@ -255,3 +255,20 @@ def test_a_bad_control_file_changes_nothing_and_the_proxy_keeps_running(
     stats = eg.stats()
     assert stats["capture"] is False
     assert stats["allow"] == [f"localhost:{http_server.port}"]
+
+
+def test_compressed_bodies_are_recorded_decoded_and_passed_on_as_sent(
+    start_egress, http_server, home
+):
+    import gzip
+
+    eg = start_egress([f"localhost:{http_server.port}"], capture=True)
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    conn.request("GET", f"http://localhost:{http_server.port}/gzip")
+    resp = conn.getresponse()
+    assert resp.headers["content-encoding"] == "gzip"
+    assert b"GZ-MARKER" in gzip.decompress(resp.read())
+    eg.wait_stats(lambda s: s["flows_captured"] >= 1)
+    (entry,) = CaptureReader(home, "egbot").page(5)
+    assert json.loads(entry.record["response"]["body"]) == {"zipped": "GZ-MARKER"}
+    assert entry.record["response"]["decoded_from"] == "gzip"
