@@ -6,10 +6,9 @@ exception)."""
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -52,15 +51,17 @@ def parse_record_line(raw: bytes | str) -> dict[str, Any] | None:
 
 def rfc3339_ms(epoch: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds and a `Z`, as every log here writes."""
-    when = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    epoch = time.time() if epoch is None else epoch
+    whole = int(epoch)
+    millis = int((epoch - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 def new_record(*, bot: str, provider: str, method: str, path: str, epoch: float) -> dict[str, Any]:
     """A record with every required key at its "nothing happened yet" value."""
     return {
         "v": SCHEMA_VERSION,
-        "id": uuid.uuid4().hex,
+        "id": os.urandom(16).hex(),
         "ts": rfc3339_ms(epoch),
         "bot": bot,
         "provider": provider,

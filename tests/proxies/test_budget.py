@@ -69,3 +69,22 @@ async def test_restart_keeps_todays_token_count(start_proxy, client, audit_dir):
     assert (await _post(client, proxy2))[0] == 429
     recs = await proxy2.wait_records(4)
     assert recs[-1]["status"] == 429  # written on a line of its own after the torn one
+
+
+def test_daily_budget_resets_at_utc_midnight_and_rpm_after_a_minute():
+    import time
+
+    from cfproxies.llm_proxy.budget import Budget
+
+    budget = Budget(daily_tokens=100, rpm=None)
+    now = time.time()
+    budget.add_tokens(150, now)
+    refusal = budget.check(now)
+    assert refusal is not None and refusal.limit == "daily_token_budget"
+    assert refusal.resets_at > now and refusal.resets_at % 86400 == 0
+    assert budget.check(refusal.resets_at + 1) is None
+    rpm = Budget(daily_tokens=None, rpm=1)
+    assert rpm.check(now) is None
+    refusal = rpm.check(now + 30)
+    assert refusal is not None and refusal.retry_after(now + 30) == 30
+    assert rpm.check(now + 60.5) is None

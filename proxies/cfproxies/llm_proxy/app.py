@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from cfproxies.llm_proxy.budget import Budget, Refusal
@@ -50,7 +51,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
-REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
+REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expect"}
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
@@ -192,12 +193,22 @@ def _accept_encoding(value: str | None) -> str | None:
     return ", ".join(kept) if kept else "identity"
 
 
-def _upstream_headers(request: web.Request, provider: Provider, key: str | None) -> dict[str, str]:
-    named = {
-        t.strip().lower() for t in request.headers.get("connection", "").split(",") if t.strip()
-    }
-    drop = REQUEST_DROP | named | (CREDENTIAL_HEADERS if key is not None else frozenset())
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+def _connection_named(headers: Any) -> frozenset[str]:
+    """The headers a `Connection` header names, hop-by-hop like it."""
+    value = headers.get("connection")
+    if not value:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+
+
+def _upstream_headers(request: web.Request, provider: Provider, key: str | None) -> CIMultiDict:
+    drop = REQUEST_DROP | _connection_named(request.headers)
+    if key is not None:
+        drop |= CREDENTIAL_HEADERS
+    headers: CIMultiDict = CIMultiDict()
+    for k, v in request.headers.items():  # repeated headers stay repeated
+        if k.lower() not in drop:
+            headers.add(k, v)
     ae = _accept_encoding(request.headers.get("accept-encoding"))
     if ae is not None:
         headers["Accept-Encoding"] = ae
@@ -211,15 +222,12 @@ def _upstream_headers(request: web.Request, provider: Provider, key: str | None)
     return headers
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    named = {
-        t.strip().lower() for t in upstream.headers.get("connection", "").split(",") if t.strip()
-    }
-    drop = RESPONSE_DROP | named
-    out: dict[str, str] = {}
-    for k, v in upstream.headers.items():
+def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict:
+    drop = RESPONSE_DROP | _connection_named(upstream.headers)
+    out: CIMultiDict = CIMultiDict()
+    for k, v in upstream.headers.items():  # several Set-Cookie stay several
         if k.lower() not in drop:
-            out[k] = v if k not in out else f"{out[k]}, {v}"
+            out.add(k, v)
     return out
 
 

@@ -37,23 +37,26 @@ class Budget:
     def __init__(self, daily_tokens: int | None, rpm: int | None) -> None:
         self.daily_tokens = daily_tokens or None
         self.rpm = rpm or None
-        self._day = _day(time.time())
+        now = time.time()
+        self._day = _day(now)
+        self._day_ends = _next_midnight(now)
         self.used_today = 0
         self._recent: deque[float] = deque()
 
     def _roll(self, now: float) -> None:
-        day = _day(now)
-        if day != self._day:
-            self._day, self.used_today = day, 0
+        if now >= self._day_ends:
+            self._day, self._day_ends, self.used_today = _day(now), _next_midnight(now), 0
 
     def check(self, now: float | None = None) -> Refusal | None:
         """None if a new call may go; the call then counts against the rpm cap."""
+        if self.daily_tokens is None and self.rpm is None:
+            return None
         now = time.time() if now is None else now
         self._roll(now)
         if self.daily_tokens is not None and self.used_today >= self.daily_tokens:
             return Refusal(
                 "daily_token_budget",
-                _next_midnight(now),
+                self._day_ends,
                 f"daily token budget of {self.daily_tokens} used up "
                 f"({self.used_today} tokens today)",
             )
