@@ -17,17 +17,7 @@ from cfproxies.fake_llm import make_app as make_fake_app
 from cfproxies.llm_proxy import ProxyConfig, load_config, make_app
 from cfproxies.llm_proxy.app import STATE
 from cfproxies.record import parse_record_line
-from proxyhelpers import PROVIDERS_ENV, TOKEN
-
-
-async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Serve `app` on a free loopback port, as the console scripts do."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
+from proxyhelpers import PROVIDERS_ENV, TOKEN, start_site
 
 
 @dataclass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aiohttp import web
+
 ANTHROPIC_KEY = "sk-ant-api03-" + "K" * 40 + "real"
 OPENAI_KEY = "sk-proj-" + "O" * 40 + "real"
 GEMINI_KEY = "AIza" + "G" * 35
@@ -55,3 +57,13 @@ def sse_events(raw: bytes) -> list[dict[str, Any] | str]:
 AUTH = {"x-api-key": TOKEN, "content-type": "application/json"}
 BEARER = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
 GOOG = {"x-goog-api-key": TOKEN, "content-type": "application/json"}
+
+
+async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port, as the console scripts do."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from proxyhelpers import anthropic_body, gemini_body, openai_body, sse_events
+from proxyhelpers import anthropic_body, gemini_body, openai_body, sse_events, start_site
 
 
 async def test_anthropic_stream_has_the_real_event_sequence_and_framing(fake, client):
@@ -118,3 +118,22 @@ async def test_requests_are_listed_with_their_headers_and_can_be_cleared(fake, c
         assert await resp.json() == []
     async with client.get(f"{fake.url}/health") as resp:
         assert (await resp.json())["ok"] is True
+
+
+async def test_default_chunking_is_set_at_start(client):
+    from cfproxies.fake_llm import make_app
+
+    runner, url = await start_site(make_app(chunks=2, chunk_gap_ms=1))
+    try:
+        async with client.post(f"{url}/v1/messages", json=anthropic_body(stream=True)) as resp:
+            events = sse_events(await resp.read())
+        assert sum(e["type"] == "content_block_delta" for e in events) == 2
+    finally:
+        await runner.cleanup()
+
+
+def test_bad_chunk_settings_are_refused(capsys):
+    from cfproxies.fake_llm.__main__ import main
+
+    assert main(["--listen", "127.0.0.1:0", "--chunks", "0"]) == 2
+    assert "--chunks must be at least 1" in capsys.readouterr().err

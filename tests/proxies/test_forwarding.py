@@ -194,3 +194,15 @@ async def test_concurrent_calls_each_get_one_whole_record(start_proxy, client):
     assert len({r["id"] for r in recs}) == 40
     lines = proxy.log_path.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 41
+
+
+async def test_openai_base_url_with_or_without_v1_reaches_the_same_endpoint(
+    start_proxy, fake, client
+):
+    proxy = await start_proxy()
+    for path in ("/openai/v1/chat/completions", "/openai/chat/completions"):
+        async with client.post(f"{proxy.url}{path}", json=openai_body(), headers=BEARER) as resp:
+            assert resp.status == 200
+        assert fake.requests()[-1]["path"] == "/v1/chat/completions"
+    recs = await proxy.wait_records(2)
+    assert [r["path"] for r in recs] == ["/openai/v1/chat/completions", "/openai/chat/completions"]

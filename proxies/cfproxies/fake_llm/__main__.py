@@ -21,7 +21,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--listen", default=os.environ.get("CF_LISTEN", "127.0.0.1:8080"), help="HOST:PORT"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=int(os.environ.get("CF_FAKE_CHUNKS", "4") or 4),
+        help="pieces a streamed reply comes in, unless x-fake-chunks says (CF_FAKE_CHUNKS)",
+    )
+    parser.add_argument(
+        "--chunk-gap-ms",
+        type=int,
+        default=int(os.environ.get("CF_FAKE_CHUNK_GAP_MS", "0") or 0),
+        help="pause between pieces, unless x-fake-chunk-gap-ms says (CF_FAKE_CHUNK_GAP_MS)",
+    )
+    try:
+        args = parser.parse_args(argv)
+    except ValueError:  # a non-numeric CF_FAKE_* default
+        print(
+            "cf-fake-llm: CF_FAKE_CHUNKS and CF_FAKE_CHUNK_GAP_MS must be numbers", file=sys.stderr
+        )
+        return 2
+    if args.chunks < 1 or args.chunk_gap_ms < 0:
+        print(
+            "cf-fake-llm: --chunks must be at least 1 and --chunk-gap-ms not negative",
+            file=sys.stderr,
+        )
+        return 2
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         print(f"cf-fake-llm: --listen {args.listen!r}: expected HOST:PORT", file=sys.stderr)
@@ -36,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cf-fake-llm: listening on {host or '0.0.0.0'}:{port}", file=sys.stderr, flush=True)
     try:
         web.run_app(
-            make_app(),
+            make_app(args.chunks, args.chunk_gap_ms),
             host=host.strip("[]") or "0.0.0.0",
             port=int(port),
             loop=loop,

@@ -120,6 +120,7 @@ def _count_tokens(text: str) -> int:
 
 def _knobs(request: web.Request, provider: str, body: Any) -> Knobs:
     h = request.headers
+    state = request.app[STATE]
     reply = h.get("x-fake-reply")
     size = _int_header(request, "x-fake-reply-bytes")
     if size is not None:
@@ -130,8 +131,8 @@ def _knobs(request: web.Request, provider: str, body: Any) -> Knobs:
     accepts_gzip = "gzip" in h.get("accept-encoding", "").lower()
     return Knobs(
         reply=reply,
-        chunks=max(1, _int_header(request, "x-fake-chunks", 4) or 1),
-        gap_s=(_int_header(request, "x-fake-chunk-gap-ms", 0) or 0) / 1000.0,
+        chunks=max(1, _int_header(request, "x-fake-chunks", state.chunks) or 1),
+        gap_s=(_int_header(request, "x-fake-chunk-gap-ms", state.chunk_gap_ms) or 0) / 1000.0,
         status=_int_header(request, "x-fake-status"),
         retry_after=h.get("x-fake-retry-after"),
         stream_error=h.get("x-fake-stream-error") == "1",
@@ -160,8 +161,10 @@ def _pieces(text: str, n: int) -> list[str]:
 
 
 class FakeState:
-    def __init__(self) -> None:
+    def __init__(self, chunks: int = 4, chunk_gap_ms: int = 0) -> None:
         self.requests: deque[dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
+        self.chunks = chunks  # defaults for requests that carry no x-fake-* header
+        self.chunk_gap_ms = chunk_gap_ms
 
 
 STATE = web.AppKey("cf_fake_llm_state", FakeState)
@@ -538,14 +541,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "service": "cf-fake-llm"})
 
 
-def make_app() -> web.Application:
+def make_app(chunks: int = 4, chunk_gap_ms: int = 0) -> web.Application:
+    """The fake; `chunks` and `chunk_gap_ms` shape streams by default (the
+    demo sets a gap so that replies visibly stream)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[STATE] = FakeState()
+    app[STATE] = FakeState(chunks, chunk_gap_ms)
     app.router.add_get("/health", health)
     app.router.add_get("/_fake/requests", requests_seen)
     app.router.add_delete("/_fake/requests", requests_clear)
     app.router.add_post("/v1/messages", _route(anthropic_messages))
     app.router.add_post("/v1/chat/completions", _route(openai_chat))
     app.router.add_post("/api/v1/chat/completions", _route(openai_chat))  # OpenRouter's own path
+    app.router.add_post("/chat/completions", _route(openai_chat))  # a base URL without /v1
     app.router.add_post("/v1beta/models/{model_action}", _route(gemini_generate))
     return app

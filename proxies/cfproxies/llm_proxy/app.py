@@ -30,7 +30,7 @@ from yarl import URL
 from cfproxies.llm_proxy.budget import Budget, Refusal
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.jsoncodec import loads
-from cfproxies.llm_proxy.providers import Provider, dialect_for
+from cfproxies.llm_proxy.providers import Provider, dialect_for, upstream_path
 from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.record import body_for_record, new_record
@@ -483,7 +483,9 @@ async def _forward(
         return await _send(request, _refusal_response(refusal))
 
     qs = "&".join(part for _, part in query)
-    url = URL(provider.base_url + tail + (f"?{qs}" if qs else ""), encoded=True)
+    url = URL(
+        provider.base_url + upstream_path(provider, tail) + (f"?{qs}" if qs else ""), encoded=True
+    )
     headers = _upstream_headers(request, provider, key)
     dialect = dialect_for(provider, tail)
     assert state.session is not None

@@ -55,3 +55,17 @@ def dialect_for(provider: Provider, path: str) -> str:
     if "generateContent" in path:
         return "gemini"
     return "openai"
+
+
+def upstream_path(provider: Provider, tail: str) -> str:
+    """The path to ask the provider for. OpenAI-style clients put `/v1` in
+    their base URL (`OPENAI_BASE_URL=.../v1`), others do not; a known
+    OpenAI-style provider gets the `/v1` it needs either way."""
+    if (
+        provider.name in KNOWN
+        and provider.dialect == "openai"
+        and not tail.startswith("/v1")
+        and not provider.base_url.endswith("/v1")
+    ):
+        return "/v1" + tail
+    return tail
