@@ -206,3 +206,17 @@ async def test_openai_base_url_with_or_without_v1_reaches_the_same_endpoint(
         assert fake.requests()[-1]["path"] == "/v1/chat/completions"
     recs = await proxy.wait_records(2)
     assert [r["path"] for r in recs] == ["/openai/v1/chat/completions", "/openai/chat/completions"]
+
+
+async def test_gzip_request_body_reaches_the_provider_consistent_and_is_recorded(
+    start_proxy, fake, client
+):
+    proxy = await start_proxy()
+    raw = gzip.compress(json.dumps(anthropic_body(text="compressed question")).encode())
+    headers = {**AUTH, "content-encoding": "gzip"}
+    async with client.post(f"{proxy.url}/anthropic/v1/messages", data=raw, headers=headers) as resp:
+        assert resp.status == 200
+        assert "compressed question" in (await resp.json())["content"][0]["text"]
+    (rec,) = await proxy.wait_records(1)
+    assert rec["request"]["messages"][0]["content"] == "compressed question"
+    assert rec["req_bytes"] == len(raw)

@@ -51,7 +51,15 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
-REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expect"}
+# aiohttp's server hands us request bodies already decoded, so the request's
+# Content-Encoding no longer describes them and is not forwarded.
+REQUEST_DROP = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
+    "expect",
+}
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
@@ -273,6 +281,7 @@ class Call:
         self.raw_path = raw_path
         self.request_body: Any = None
         self.request_raw = b""
+        self.req_wire_bytes = 0
         self.response_raw = b""
         self.response_decoded = False
         self.response_parsed: Any = None
@@ -298,7 +307,7 @@ class Call:
         cap = self.state.config.body_cap
         rec["duration_ms"] = self.ms(time.perf_counter())
         truncated = False
-        rec["req_bytes"] = len(self.request_raw)
+        rec["req_bytes"] = self.req_wire_bytes or len(self.request_raw)
         rec["request"], cut = body_for_record(self.request_raw, cap, self.request_body)
         truncated |= cut
         r = self.reassembly
@@ -430,6 +439,7 @@ async def _forward(
             ),
         )
     call.request_raw = body
+    call.req_wire_bytes = request.content_length or len(body)  # before any decoding
     call.request_body = _parse_json(body, request.headers.get("content-type", ""))
     tail = call.raw_path[len(name) + 1 :]
     if isinstance(call.request_body, dict):
