@@ -82,6 +82,12 @@ class Run:
     errors: int = 0
     elapsed: float = 0.0
 
+    def merge(self, other: Run) -> None:
+        self.latencies += other.latencies
+        self.chunk_lags += other.chunk_lags
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
@@ -131,9 +137,13 @@ async def load(url: str, concurrency: int, stream: bool, duration: float, warmup
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         scratch = Run()
-        await asyncio.gather(
-            *(one_call(session, url, stream, scratch) for _ in range(min(warmup, 4 * concurrency)))
-        )
+        if warmup:
+            await asyncio.gather(
+                *(
+                    one_call(session, url, stream, scratch)
+                    for _ in range(min(warmup, 4 * concurrency))
+                )
+            )
         run = Run()
         stop = time.perf_counter() + duration
 
@@ -216,15 +226,18 @@ async def bench(args: argparse.Namespace) -> dict:
         )
         for stream in (False, True):
             for conc in args.concurrency:
-                # Alternate the order so that neither side always runs on a warmer machine.
-                d = await load(direct, conc, stream, args.duration, args.warmup)
-                cpu0 = cpu_seconds(proxy.pid)
-                p = await load(proxied, conc, stream, args.duration, args.warmup)
-                cpu_per_call = (cpu_seconds(proxy.pid) - cpu0) / max(1, len(p.latencies))
-                d2 = await load(direct, conc, stream, args.duration / 2, 0)
-                d.latencies += d2.latencies
-                d.chunk_lags += d2.chunk_lags
-                d.elapsed += d2.elapsed
+                # Short slices, direct and proxied in turn: load from elsewhere on
+                # the machine then falls on both sides alike.
+                d, p = Run(), Run()
+                await load(direct, conc, stream, 0.3, args.warmup)
+                await load(proxied, conc, stream, 0.3, args.warmup)
+                cpu = 0.0
+                for _ in range(args.rounds):
+                    d.merge(await load(direct, conc, stream, args.duration / args.rounds, 0))
+                    cpu0 = cpu_seconds(proxy.pid)
+                    p.merge(await load(proxied, conc, stream, args.duration / args.rounds, 0))
+                    cpu += cpu_seconds(proxy.pid) - cpu0
+                cpu_per_call = cpu / max(1, len(p.latencies))
                 row = {
                     "mode": "stream" if stream else "plain",
                     "concurrency": conc,
@@ -367,6 +380,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell and side")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=6, help="direct/proxied slices per cell")
     parser.add_argument(
         "--pin", action="store_true", help="proxy on CPU 0; upstream and load on CPU 1"
     )

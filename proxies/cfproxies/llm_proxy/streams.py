@@ -9,11 +9,11 @@ feeds it here afterwards. Buffers are bounded (an event larger than
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import zlib
 from typing import Any
 
+from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.record import Usage, usage_anthropic, usage_gemini, usage_openai
 
 MAX_EVENT = 4 * 1024 * 1024  # one SSE event; larger ones are skipped, not buffered
@@ -309,12 +309,12 @@ READERS: dict[str, type[Reassembly]] = {
 }
 
 
-def _json(data: str) -> Any:
-    if data == "[DONE]":
-        return data
+def _json(data: bytes) -> Any:
+    if data == b"[DONE]":
+        return "[DONE]"
     try:
-        return json.loads(data)
-    except ValueError:
+        return loads(data)
+    except (ValueError, UnicodeDecodeError):
         return None
 
 
@@ -385,7 +385,7 @@ class StreamParser:
 
     def _dispatch(self) -> None:
         if self._data and not self._skipping:
-            data = b"\n".join(self._data).decode("utf-8", "replace")
+            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
             self.reader.events += 1
             self.reader.event(self._event, _json(data))
         self._event, self._data, self._data_len, self._skipping = None, [], 0, False
@@ -400,5 +400,5 @@ class StreamParser:
                 self._dispatch()
             elif not self.overflow and self._buf:
                 with contextlib.suppress(ValueError):
-                    self.reader.body(json.loads(bytes(self._buf)))
+                    self.reader.body(loads(bytes(self._buf)))
         return self.reader
