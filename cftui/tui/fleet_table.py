@@ -114,7 +114,7 @@ class FleetTable(DataTable):
         cells["capture"] = (
             self._styled("● on", "warn") if row.config.capture else self._styled("off", "muted")
         )
-        cells["locked"] = self._styled("⛔ YES", "locked") if row.locked else ""
+        cells["locked"] = self._styled("■ YES", "locked") if row.locked else ""
         return cells
 
     def sync(self, rows: list[FleetRow]) -> None:

@@ -16,7 +16,7 @@ STATE_LOOK = {
     base.UNKNOWN: ("? unknown", "warn"),
     "partial": ("◑ partial", "warn"),
     "absent": ("· absent", "muted"),
-    "locked": ("⛔ LOCKED", "locked"),
+    "locked": ("■ LOCKED", "locked"),
 }
 
 

@@ -10,9 +10,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+KEY_NAMES = {"question_mark": "?", "slash": "/", "delete": "del", "escape": "esc"}
+
 
 def _key_label(binding: Binding) -> str:
-    return ", ".join(k.strip() for k in binding.key.split(","))
+    keys = (k.strip() for k in binding.key.split(","))
+    return ", ".join(KEY_NAMES.get(k, k) for k in keys)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -11,7 +11,6 @@ class LockedBanner(Static):
     DEFAULT_CSS = """
     LockedBanner {
         display: none;
-        dock: top;
         width: 100%;
         height: 3;
         content-align: center middle;
@@ -34,10 +33,9 @@ class LockedBanner(Static):
             return
         total = len(getattr(self.app, "bot_names", ())) or len(locked)
         names = ", ".join(sorted(locked))
-        if len(names) > 60:
-            names = names[:59] + "…"
-        scope = "THE WHOLE FLEET IS" if len(locked) >= total else f"{len(locked)} BOT(S)"
+        if len(names) > 40:
+            names = names[:39] + "…"
+        scope = "WHOLE FLEET LOCKED" if len(locked) >= total else f"{len(locked)} BOT(S) LOCKED"
         self.update(
-            f"⛔ KILL SWITCH ENGAGED: {scope} LOCKED ({names}). "
-            "Nothing restarts until you unlock: press U."
+            f"■ KILL SWITCH ENGAGED ■ {scope}: {names} · nothing restarts until you unlock (U)"
         )

@@ -53,7 +53,8 @@ class SnapshotsTab(Vertical):
         yield Static("", id="snapshots-status")
         yield ProgressBar(total=None, show_eta=False, id="snapshots-progress")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="snapshots-table")
-        for col, width in (("Name", 52), ("Label", 20), ("Created (UTC)", 20), ("Size", 10)):
+        columns = (("Name", 50), ("Latest", 6), ("Label", 20), ("Created (UTC)", 20), ("Size", 10))
+        for col, width in columns:
             table.add_column(col, width=width)
         yield table
 
@@ -90,9 +91,11 @@ class SnapshotsTab(Vertical):
             status.update(note)
             return
         for info in found:
-            name = info.name + ("  ← latest" if info.latest else "")
             created = info.created.strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(name, info.label, created, human_bytes(info.size), key=info.name)
+            latest = "◀" if info.latest else ""
+            table.add_row(
+                info.name, latest, info.label, created, human_bytes(info.size), key=info.name
+            )
             self.names.append(info.name)
         status.update(
             f"{len(found)} snapshot(s) · n new · R restore · e rename · d delete"

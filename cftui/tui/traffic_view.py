@@ -87,7 +87,7 @@ class TrafficView(ScrollView, can_focus=True):
     }
 
     DEFAULT_CSS = """
-    TrafficView { height: 1fr; background: $surface; }
+    TrafficView { height: 1fr; background: $surface; overflow-x: hidden; }
     TrafficView > .traffic--cursor { background: $accent 40%; text-style: bold; }
     TrafficView:focus > .traffic--cursor { background: $accent 70%; }
     TrafficView > .traffic--ok { color: $success; }
