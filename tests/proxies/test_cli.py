@@ -4,6 +4,7 @@ one line on stderr with exit status 2, and a real start answering /health."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def test_flags_win_over_environment(tmp_path):
         (["--token", "short"], "too short"),
         (["--providers-env", "/nonexistent/providers.env"], "no such file"),
         (["--read-timeout", "-1"], "must be positive"),
+        (["--bot", "Bad_Name"], "a bot name matches"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_status_2(tmp_path, capsys, argv, message):
@@ -174,3 +176,49 @@ async def test_port_in_use_is_a_one_line_error(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("cf-llm-proxy: cannot listen on")
     assert "Traceback" not in proc.stderr
+
+
+async def test_sigterm_with_a_stream_in_flight_still_writes_its_record(tmp_path, fake):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cfproxies.llm_proxy",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--bot",
+            "b",
+            "--audit-dir",
+            str(tmp_path),
+            "--upstream",
+            f"anthropic={fake.url}",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_health(url, proc)
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(
+                f"{url}/anthropic/v1/messages",
+                json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                headers={"x-api-key": "own", "x-fake-hang-after": "1"},
+            )
+            assert b"message_start" in await resp.content.readany()
+            proc.terminate()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            code = await loop.run_in_executor(None, proc.wait, 20)
+            assert loop.time() - t0 < 8  # inside Docker's 10 s grace
+            resp.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert code == 0
+    lines = (tmp_path / "traffic.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["stream"] is True
+    assert rec["error_kind"] == "shutdown"

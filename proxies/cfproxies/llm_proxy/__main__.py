@@ -39,6 +39,8 @@ def serve(config: ProxyConfig) -> None:
         port=config.port,
         loop=loop,
         handler_cancellation=True,
+        # Docker kills 10 s after SIGTERM: leave time for in-flight records.
+        shutdown_timeout=5.0,
         access_log=None,
         print=None,
     )

@@ -76,6 +76,8 @@ class ProxyState:
     session: aiohttp.ClientSession | None = None
     started: float = field(default_factory=time.time)
     inflight: int = 0
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    stopping: bool = False
 
 
 STATE = web.AppKey("cf_llm_proxy_state", ProxyState)
@@ -93,6 +95,7 @@ def make_app(config: ProxyConfig) -> web.Application:
         print(f"cf-llm-proxy: scrub rules: {problem}", file=sys.stderr, flush=True)
     app[STATE] = state
     app.on_startup.append(_open_session)
+    app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     app.router.add_get("/health", health)
     app.router.add_route("*", "/{provider}/{tail:.*}", proxy)
@@ -110,6 +113,25 @@ async def _open_session(app: web.Application) -> None:
         ),
         trust_env=False,
     )
+
+
+SHUTDOWN_GRACE_S = 3.0
+
+
+async def _drain(app: web.Application) -> None:
+    """On SIGTERM: let calls in flight finish for a moment, then cancel the
+    rest so that each still gets its record before Docker's kill (10 s)."""
+    state = app[STATE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SHUTDOWN_GRACE_S
+    while state.tasks and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    state.stopping = True
+    left = list(state.tasks)
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=1.0)
 
 
 async def _close(app: web.Application) -> None:
@@ -382,21 +404,30 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     name = request.match_info["provider"]
     call = Call(state, request, name)
     rec = call.record
+    task = asyncio.current_task()
     state.inflight += 1
+    if task is not None:
+        state.tasks.add(task)
     try:
         return await _forward(request, call, state, cfg, name)
     except asyncio.CancelledError:
-        # The gateway hung up (handler cancellation): the upstream is closed by
-        # the cancellation itself; the record still says what happened.
-        rec["client_disconnected"] = True
-        if not rec["error"]:
-            rec["error"] = "client disconnected"
-            rec["error_kind"] = "client_disconnect"
-        if not rec["status"]:
-            rec["status"] = 499
+        # The gateway hung up (handler cancellation) or the proxy is stopping:
+        # the upstream is closed by the cancellation itself; the record still
+        # says what happened.
+        if state.stopping:
+            call.fail(rec["status"] or 503, "shutdown", "cf-llm-proxy stopped during the call")
+        else:
+            rec["client_disconnected"] = True
+            if not rec["error"]:
+                rec["error"] = "client disconnected"
+                rec["error_kind"] = "client_disconnect"
+            if not rec["status"]:
+                rec["status"] = 499
         raise
     finally:
         state.inflight -= 1
+        if task is not None:
+            state.tasks.discard(task)
         call.finish()
 
 

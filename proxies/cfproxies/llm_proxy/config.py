@@ -16,6 +16,7 @@ from cfproxies.llm_proxy.providers import KNOWN, Provider, provider_for
 DEFAULT_LISTEN = "0.0.0.0:9090"
 DEFAULT_BODY_CAP = 256 * 1024
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # Anthropic itself refuses above 32 MB
+BOT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # CONTRACTS §2
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 
 
@@ -124,6 +125,8 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
     bot = pick(args.bot, "CF_BOT")
     if not bot:
         raise ConfigError("--bot (or CF_BOT) is required: it is written into every record")
+    if not BOT_NAME.match(bot):
+        raise ConfigError(f"--bot {bot!r}: a bot name matches ^[a-z][a-z0-9-]{{0,30}}$")
     audit = pick(args.audit_dir, "CF_AUDIT_DIR")
     if not audit:
         raise ConfigError("--audit-dir (or CF_AUDIT_DIR) is required: traffic.jsonl goes there")
