@@ -424,6 +424,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if not rec["status"]:
                 rec["status"] = 499
         raise
+    except ConnectionResetError:  # the gateway left while the answer was being sent
+        rec["client_disconnected"] = True
+        rec["error"] = rec["error"] or "client disconnected"
+        rec["error_kind"] = rec.get("error_kind") or "client_disconnect"
+        raise
     finally:
         state.inflight -= 1
         if task is not None:

@@ -17,7 +17,8 @@ from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.record import Usage, usage_anthropic, usage_gemini, usage_openai
 
 MAX_EVENT = 4 * 1024 * 1024  # one SSE event; larger ones are skipped, not buffered
-MAX_JSON_STREAM = 16 * 1024 * 1024  # a Gemini JSON-array stream kept for parsing
+MAX_JSON_STREAM = 16 * 1024 * 1024
+MAX_TOOLS = 128  # tool calls kept per response  # a Gemini JSON-array stream kept for parsing
 
 
 def decoder_for(encoding: str | None) -> Any:
@@ -74,6 +75,22 @@ class Reassembly:
             piece, self.truncated = piece[:room], True
         self.text_len += len(piece)
         (self.text if into is None else into).append(piece)
+
+    def new_tool(self, name: Any, arguments: Any = "") -> None:
+        if len(self.tools) >= MAX_TOOLS:
+            self.truncated = True
+            return
+        self.tools.append({"name": name, "arguments": arguments})
+
+    def add_arguments(self, tool: dict[str, Any], piece: str) -> None:
+        """Streamed tool-call arguments, counted against the same cap as text."""
+        if self.first_content_at is None:
+            self.first_content_at = time.perf_counter()
+        room = self.cap - self.text_len
+        if len(piece) > room:
+            piece, self.truncated = piece[: max(room, 0)], True
+        self.text_len += len(piece)
+        tool["arguments"] = (tool.get("arguments") or "") + piece
 
     @property
     def usage_status(self) -> str:
@@ -133,7 +150,7 @@ class AnthropicReader(Reassembly):
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
-                self.tools.append({"name": block.get("name"), "arguments": ""})
+                self.new_tool(block.get("name"))
             elif block.get("type") == "text":
                 self.add_text(block.get("text") or "")
         elif kind == "content_block_delta":
@@ -144,9 +161,7 @@ class AnthropicReader(Reassembly):
             elif dtype == "thinking_delta":
                 self.add_text(delta.get("thinking") or "", self.thinking)
             elif dtype == "input_json_delta" and self.tools:
-                if self.first_content_at is None:
-                    self.first_content_at = time.perf_counter()
-                self.tools[-1]["arguments"] += delta.get("partial_json") or ""
+                self.add_arguments(self.tools[-1], delta.get("partial_json") or "")
         elif kind == "message_delta":
             delta = data.get("delta") or {}
             if delta.get("stop_reason"):
@@ -168,7 +183,7 @@ class AnthropicReader(Reassembly):
             if isinstance(block, dict) and block.get("type") == "text":
                 self.add_text(block.get("text") or "")
             elif isinstance(block, dict) and block.get("type") == "tool_use":
-                self.tools.append({"name": block.get("name"), "arguments": block.get("input")})
+                self.new_tool(block.get("name"), block.get("input"))
         self.stop_reason = data.get("stop_reason")
         self._merge_usage(data.get("usage"), final=True)
         self.finished = True
@@ -215,11 +230,14 @@ class OpenAIReader(Reassembly):
             return
         fn = call.get("function") or {}
         index = call.get("index", len(self.tools))
+        if not isinstance(index, int) or not 0 <= index < MAX_TOOLS:
+            self.truncated = True
+            return
         while len(self.tools) <= index:
-            self.tools.append({"name": None, "arguments": ""})
+            self.new_tool(None)
         if fn.get("name"):
             self.tools[index]["name"] = fn["name"]
-        self.tools[index]["arguments"] += fn.get("arguments") or ""
+        self.add_arguments(self.tools[index], fn.get("arguments") or "")
 
     def _responses_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "response.output_text.delta":
@@ -250,7 +268,7 @@ class OpenAIReader(Reassembly):
             self.add_text(content or "")
             for call in msg.get("tool_calls") or []:
                 fn = call.get("function") or {} if isinstance(call, dict) else {}
-                self.tools.append({"name": fn.get("name"), "arguments": fn.get("arguments")})
+                self.new_tool(fn.get("name"), fn.get("arguments"))
             self.stop_reason = choice.get("finish_reason") or self.stop_reason
         for item in data.get("output") or []:  # Responses API
             for part in (item.get("content") or []) if isinstance(item, dict) else []:
@@ -281,7 +299,7 @@ class GeminiReader(Reassembly):
                     self.add_text(part.get("text") or "", self.thinking)
                 elif "functionCall" in part:
                     call = part["functionCall"] or {}
-                    self.tools.append({"name": call.get("name"), "arguments": call.get("args")})
+                    self.new_tool(call.get("name"), call.get("args"))
                 else:
                     self.add_text(part.get("text") or "")
             if cand.get("finishReason"):
