@@ -80,29 +80,48 @@ def _full_wheelhouse_possible() -> bool:
     return sys.platform.startswith("linux") and sys.version_info[:2] == (3, 11)
 
 
-async def wheelhouse(progress: Progress = no_progress) -> Path:
-    """A directory of wheels for the VM, built once per content of proxies/."""
-    src = proxies_dir()
-    full = _full_wheelhouse_possible()
-    key = tree_hash(src / "cfproxies") + (src / "pyproject.toml").read_text()
-    digest = hashlib.sha256((key + platform.machine() + str(full)).encode()).hexdigest()[:16]
-    out = _cache_root() / digest
-    if (out / ".complete").exists():
-        return out
+async def _pip_wheel(out: Path, *args: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    progress(ProgressEvent("wheels", message="building the clawfactory-proxies wheel"))
-    spec = f"{src}[llm,fake,egress]" if full else str(src)
-    args = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), spec]
-    if not full:
-        args.insert(5, "--no-deps")
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+        sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
     text, _ = await proc.communicate()
     if proc.returncode != 0:
         lines = [ln for ln in text.decode(errors="replace").splitlines() if ln.strip()]
         raise RuntimeOperationError(
             f"building the proxies' wheels failed: {lines[-1] if lines else proc.returncode}"
         )
-    (out / ".complete").touch()
-    return out
+
+
+async def wheelhouse(progress: Progress = no_progress) -> Path:
+    """A directory of wheels for the VM. The dependencies are fetched once per
+    `proxies/pyproject.toml`, the proxies' own wheel once per content of its
+    code, so an edit of the proxies costs a few seconds, not a full fetch."""
+    src = proxies_dir()
+    full = _full_wheelhouse_possible()
+    pyproject = (src / "pyproject.toml").read_text()
+    tag = platform.machine() + str(full)
+    code_key = hashlib.sha256((tree_hash(src / "cfproxies") + pyproject).encode()).hexdigest()[:16]
+    deps_key = hashlib.sha256((pyproject + tag).encode()).hexdigest()[:16]
+    house = _cache_root() / f"house-{code_key}-{deps_key}"
+    if (house / ".complete").exists():
+        return house
+    deps = _cache_root() / f"deps-{deps_key}"
+    if full and not (deps / ".complete").exists():
+        progress(ProgressEvent("wheels", message="fetching the proxies' dependencies"))
+        await _pip_wheel(deps, f"{src}[llm,fake,egress]")
+        for own in deps.glob("clawfactory_proxies-*.whl"):
+            own.unlink()
+        (deps / ".complete").touch()
+    progress(ProgressEvent("wheels", message="building the clawfactory-proxies wheel"))
+    own_dir = _cache_root() / f"own-{code_key}"
+    await _pip_wheel(own_dir, "--no-deps", str(src))
+    house.mkdir(parents=True, exist_ok=True)
+    for d in (deps, own_dir) if full else (own_dir,):
+        for whl in d.glob("*.whl"):
+            target = house / whl.name
+            if not target.exists():
+                os.link(whl, target)
+    (house / ".complete").touch()
+    return house

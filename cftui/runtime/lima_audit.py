@@ -74,7 +74,8 @@ class AuditFollower:
         fd = open_append(host_path)
         try:
             offset = os.fstat(fd).st_size
-            command = f"exec tail -q -c +{offset + 1} -F {shlex.quote(vm_path)} 2>/dev/null"
+            # inotify where the VM's file system has it, else a 0.1 s stat loop.
+            command = f"exec tail -q -s 0.1 -c +{offset + 1} -F {shlex.quote(vm_path)} 2>/dev/null"
             conn = await self.shell.connection()
             proc = await conn.create_process(f"sudo -n sh -c {shlex.quote(command)}", encoding=None)
             try:

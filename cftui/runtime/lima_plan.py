@@ -8,6 +8,7 @@ Pure functions only, so that every decision here is unit-tested without a VM.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
+from cftui.gateway_wiring import node_heap_mb
 
 # Where things live in the VM (lima/provision/*.sh use the same paths).
 SRV = "/srv/clawfactory"
@@ -87,14 +89,18 @@ def _env_line(key: str, value: str) -> str:
 def bot_env(bot: BotConfig, recipient: str) -> str:
     """`/etc/clawfactory/bots/<bot>/bot.env`: read by bot-setup.sh and the proxy units."""
     ports = ports_for(bot)
-    llm_args = " ".join(
-        shlex.quote(f"--upstream={p}={u}") for p, u in sorted(bot.upstreams.items())
-    )
+    llm_args = [f"--upstream={p}={u}" for p, u in sorted(bot.upstreams.items())]
     if bot.budget.daily_tokens:
-        llm_args += f" --daily-token-budget={bot.budget.daily_tokens}"
+        llm_args.append(f"--daily-token-budget={bot.budget.daily_tokens}")
     if bot.budget.requests_per_minute:
-        llm_args += f" --rpm={bot.budget.requests_per_minute}"
-    egress_args = " ".join(shlex.quote(f"--allow={a}") for a in bot.egress_allow)
+        llm_args.append(f"--rpm={bot.budget.requests_per_minute}")
+    egress_args = [f"--allow={a}" for a in bot.egress_allow]
+    for arg in (*llm_args, *egress_args):
+        # systemd splits an unbraced $VAR on whitespace and knows no quoting.
+        if re.search(r"[\s'\"\\$]", arg):
+            raise RuntimeOperationError(
+                f"{bot.name}: {arg!r} cannot hold spaces, quotes, '\\' or '$' in a Lima VM"
+            )
     values = {
         "CF_BOT": bot.name,
         "CF_GW_USER": unix_user("gateway", bot.name),
@@ -107,8 +113,8 @@ def bot_env(bot: BotConfig, recipient: str) -> str:
         "CF_EGRESS_PORT": str(ports.egress),
         "CF_LLM_LISTEN": f"127.0.0.1:{ports.llm}",
         "CF_EGRESS_LISTEN": f"127.0.0.1:{ports.egress}",
-        "CF_LLM_ARGS": llm_args.strip(),
-        "CF_EGRESS_ARGS": egress_args,
+        "CF_LLM_ARGS": " ".join(llm_args),
+        "CF_EGRESS_ARGS": " ".join(egress_args),
         "CF_RECIPIENT": recipient,
         "CF_CAPTURE": "on" if bot.capture else "off",
         "CF_MEMORY_MAX": f"{bot.limits.memory_mb}M",
@@ -217,15 +223,21 @@ def gateway_argv(bot: BotConfig, code_dir: Path) -> tuple[list[str], dict[str, s
     override = code_dir / ".clawfactory" / "lima-command"
     if override.is_file():
         return shlex.split(override.read_text(encoding="utf-8").strip()), {}
+    dockerfile = code_dir / "Dockerfile"
     if bot.gateway == "openclaw":
         if (code_dir / "openclaw.mjs").is_file():
             entry = ["node", "/code/openclaw.mjs"]
         elif (code_dir / "dist" / "index.js").is_file():
             entry = ["node", "/code/dist/index.js"]
-        else:  # our template: OpenClaw installed from npm by system.sh
-            entry = ["openclaw"]
+        else:
+            entry = ["openclaw"]  # installed from npm by system.sh
+            # A gateway only described as OpenClaw-like but running something
+            # else (the demo agent) is started as its Dockerfile says.
+            with contextlib.suppress(RuntimeOperationError, OSError):
+                argv, env = command_from_dockerfile(dockerfile.read_text(encoding="utf-8"))
+                if not any("openclaw" in a for a in argv):
+                    return argv, env
         return [*entry, "gateway", "--port", port, "--bind", "loopback"], {}
-    dockerfile = code_dir / "Dockerfile"
     if not dockerfile.is_file():
         raise RuntimeOperationError(
             f"{code_dir} has neither a Dockerfile nor .clawfactory/lima-command: "
@@ -248,7 +260,6 @@ def gateway_conf(
     egress = f"http://127.0.0.1:{ports.egress}"
     ca = f"{SRV}/ca/{bot.name}/ca.pem"
     values = {k: v for k, v in image_env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)}
-    heap = max(128, int(bot.limits.memory_mb * 0.75))
     values.update(
         {
             "CF_BOT": bot.name,
@@ -269,7 +280,7 @@ def gateway_conf(
             "NO_PROXY": f"127.0.0.1:{ports.llm}",
             "no_proxy": f"127.0.0.1:{ports.llm}",
             "NODE_EXTRA_CA_CERTS": ca,
-            "NODE_OPTIONS": f"--max-old-space-size={heap}",
+            "NODE_OPTIONS": f"--max-old-space-size={node_heap_mb(bot.limits.memory_mb)}",
             "PYTHONUNBUFFERED": "1",
             "CF_GATEWAY_ARGV": base64.b64encode(json.dumps(argv).encode()).decode(),
         }

@@ -25,15 +25,25 @@ pip_install() {  # VENV SPEC: offline from the wheelhouse if it has all, else th
         }
     fi
 }
-# Reinstall the proxies package every time: the wheel's version string does
-# not change while its code does.
-for venv in /opt/clawfactory/venv /opt/clawfactory/venv-egress; do
-    test -x "$venv/bin/pip" && "$venv/bin/pip" uninstall -q -y clawfactory-proxies >/dev/null 2>&1 || true
+# The dependencies change rarely, the proxies' own code often: a stamp of
+# the other wheels decides whether the venvs are rebuilt or only the
+# clawfactory-proxies wheel is swapped in (its version string stays the same).
+DEPS=$(ls "$WHEELS" | grep -v '^clawfactory_proxies' | sha256sum | cut -c1-16)
+PROXIES_WHEEL=$(ls "$WHEELS"/clawfactory_proxies-*.whl | head -n 1)
+for pair in "venv:llm,fake" "venv-egress:egress"; do
+    venv=/opt/clawfactory/${pair%%:*}
+    extras=${pair#*:}
+    if [ "$(cat "$venv/.cf-deps" 2>/dev/null)" = "$DEPS" ]; then
+        log "refreshing clawfactory-proxies in $venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check --no-index --no-deps \
+            --force-reinstall "$PROXIES_WHEEL"
+    else
+        log "installing clawfactory-proxies[$extras] in $venv"
+        test -x "$venv/bin/pip" && "$venv/bin/pip" uninstall -q -y clawfactory-proxies >/dev/null 2>&1 || true
+        pip_install "$venv" "clawfactory-proxies[$extras]"
+        echo "$DEPS" >"$venv/.cf-deps"
+    fi
 done
-log "installing clawfactory-proxies[llm,fake]"
-pip_install /opt/clawfactory/venv "clawfactory-proxies[llm,fake]"
-log "installing clawfactory-proxies[egress] (mitmproxy)"
-pip_install /opt/clawfactory/venv-egress "clawfactory-proxies[egress]"
 
 install -d -m 0755 /usr/local/lib/clawfactory /etc/clawfactory/bots /srv/clawfactory /code /state
 install -d -m 0711 /srv/clawfactory/secrets /srv/clawfactory/audit /srv/clawfactory/bots

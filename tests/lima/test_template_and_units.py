@@ -1,0 +1,257 @@
+"""What can be checked without a VM: the template against Lima's documented
+schema, the units with `systemd-analyze verify`, the shell scripts' syntax,
+and the host-side plan (users, ports, env files, the gateway's command)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cftui.errors import RuntimeOperationError
+from cftui.fleet import BotConfig, LimaVM, Limits
+from cftui.runtime.lima_assets import render_template
+from cftui.runtime.lima_ctl import parse_list_json
+from cftui.runtime.lima_plan import (
+    MAX_USER,
+    bot_env,
+    command_from_dockerfile,
+    gateway_argv,
+    gateway_conf,
+    gateway_secret_env,
+    ports_for,
+    service_of_unit,
+    unit_name,
+    unix_user,
+)
+from cftui.runtime.lima_ssh import parse_ssh_config
+
+from .lima_schema import ARCHES, PROBE_MODES, PROVISION_MODES, VM_TYPES, unknown_keys
+
+REPO = Path(__file__).parents[2]
+LIMA = REPO / "lima"
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> dict:
+    return yaml.safe_load(render_template(tmp_path / "t.yaml").read_text())
+
+
+def test_template_uses_only_documented_lima_keys(rendered):
+    assert unknown_keys(rendered) == []
+    assert rendered["vmType"] in VM_TYPES
+    assert {img["arch"] for img in rendered["images"]} <= ARCHES
+    assert all(img["location"].startswith("https://") for img in rendered["images"])
+    assert {p["mode"] for p in rendered["provision"]} <= PROVISION_MODES
+    assert {p["mode"] for p in rendered["probes"]} <= PROBE_MODES
+    assert all(p["script"].startswith("#!") for p in rendered["probes"])
+    assert re.fullmatch(r"\d+GiB", rendered["memory"]) and re.fullmatch(r"\d+GiB", rendered["disk"])
+
+
+def test_template_keeps_the_host_out_of_the_vm(rendered):
+    assert rendered["mounts"] == []
+    assert rendered["propagateProxyEnv"] is False
+    assert rendered["containerd"] == {"system": False, "user": False}
+    assert rendered["ssh"]["forwardAgent"] is False
+    # Only the fronts' ports are forwarded; a final rule ignores the rest.
+    assert rendered["portForwards"][-1]["ignore"] is True
+    assert rendered["portForwards"][0]["guestPortRange"] == [18801, 18999]
+
+
+def test_template_inlines_the_system_provisioning_script(rendered):
+    script = rendered["provision"][0]["script"]
+    assert script.startswith("#!/bin/bash")
+    assert (LIMA / "provision" / "system.sh").read_text().strip().splitlines()[-1] in script
+    proc = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("limactl"), reason="real limactl not installed here")
+def test_template_validates_with_real_limactl(tmp_path):  # pragma: no cover - macOS only
+    path = render_template(tmp_path / "clawfactory.yaml")
+    proc = subprocess.run(["limactl", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("script", sorted((LIMA / "provision").glob("*.sh")), ids=lambda p: p.name)
+def test_provisioning_scripts_parse(script):
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    for unit in (LIMA / "systemd").glob("*.service"):
+        shutil.copy(unit, tmp_path / unit.name.replace("@.", "@demo."))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+        env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    # Paths that exist only in a provisioned VM are reported; nothing else may be.
+    problems = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if ln.strip()
+        and "is not executable: No such file or directory" not in ln
+        and "Command /opt/clawfactory" not in ln
+        and "/usr/local/lib/clawfactory" not in ln
+        and "Failed to prepare filename" not in ln
+    ]
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_unit_is_hardened():
+    for unit in (LIMA / "systemd").glob("*.service"):
+        text = unit.read_text()
+        for line in (
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=\n",
+        ):
+            assert line in text, f"{unit.name} lacks {line.strip()}"
+    gw = (LIMA / "systemd" / "cf-gateway@.service").read_text()
+    assert "/srv/clawfactory/secrets" in gw and "/srv/clawfactory/audit" in gw  # inaccessible
+    assert "\nReadWritePaths" not in gw  # only the per-bot drop-in grants /code /state
+    setup = (LIMA / "provision" / "bot-setup.sh").read_text()
+    assert "ReadWritePaths=/code /state" in setup and "MemoryMax=" in setup
+
+
+def _bot(name: str = "b1", **kw) -> BotConfig:
+    return BotConfig(name=name, runtime="lima", gateway="generic", lima=LimaVM(), **kw)
+
+
+def test_users_fit_linux_limits_and_differ_per_service_and_bot():
+    long = "a" + "b" * 30
+    names = {
+        unix_user(s, b)
+        for s in ("gateway", "llm-proxy", "egress", "front")
+        for b in ("x", long, long[:-1] + "c")
+    }
+    assert len(names) == 12
+    assert all(len(n) <= MAX_USER and re.fullmatch(r"[a-z][a-z0-9-]*", n) for n in names)
+
+
+def test_ports_are_distinct_per_bot_and_service():
+    a, b = ports_for(_bot(gateway_port=18801)), ports_for(_bot(gateway_port=18999))
+    allp = [a.front, a.gateway, a.llm, a.egress, b.front, b.gateway, b.llm, b.egress]
+    assert len(set(allp)) == 8 and max(allp) < 65536
+
+
+def test_unit_names_round_trip():
+    for s in ("front", "gateway", "llm-proxy", "egress"):
+        assert service_of_unit(unit_name(s, "my-bot")) == (s, "my-bot")
+    assert service_of_unit("ssh.service") is None
+
+
+def test_bot_env_holds_no_secret_and_quotes_arguments():
+    env = bot_env(
+        _bot(egress_allow=("*.github.com",), upstreams={"anthropic": "http://h:1"}),
+        "age1recipient",
+    )
+    assert "CF_EGRESS_ARGS='--allow=*.github.com'" in env
+    assert "CF_LLM_ARGS=--upstream=anthropic=http://h:1" in env
+    assert "TOKEN" not in env and "KEY" not in env
+
+
+@pytest.mark.parametrize("pattern", ["a'b", "a b", "$HOME"])
+def test_bot_env_refuses_what_systemd_would_split_or_expand(pattern):
+    with pytest.raises(RuntimeOperationError, match="cannot hold"):
+        bot_env(_bot(egress_allow=(pattern,)), "age1x")
+
+
+def test_secret_env_gives_the_proxy_token_under_every_provider_key():
+    text = gateway_secret_env({"CF_PROXY_TOKEN": "cfp_t", "OPENCLAW_GATEWAY_TOKEN": "g"})
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"):
+        assert f"{key}=cfp_t" in text
+
+
+def test_demo_agent_command_maps_image_paths_to_code():
+    text = (REPO / "cftui" / "templates" / "demo-agent" / "Dockerfile").read_text()
+    argv, env = command_from_dockerfile(text)
+    assert argv == ["python3", "/code/agent.py"]
+    assert env["DEMO_INTERVAL_S"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "argv"),
+    [
+        ('COPY . /app\nCMD ["node", "/app/dist/index.js"]', ["node", "/code/dist/index.js"]),
+        ('COPY src/ /srv/app/\nENTRYPOINT ["python3"]\nCMD ["/srv/app/main.py"]', ["python3", "/code/src/main.py"]),
+        ('COPY --chown=1000 run.sh /usr/local/bin/run\nCMD ["/usr/local/bin/run", "--x"]', ["/code/run.sh", "--x"]),
+    ],
+)  # fmt: skip
+def test_dockerfile_commands_map_to_code(dockerfile, argv):
+    assert command_from_dockerfile(dockerfile)[0] == argv
+
+
+def test_dockerfile_without_exec_cmd_is_a_clear_error():
+    with pytest.raises(RuntimeOperationError, match="lima-command"):
+        command_from_dockerfile("FROM x\nCMD python3 app.py\n")
+
+
+def test_lima_command_file_overrides_and_openclaw_binds_loopback(tmp_path):
+    (tmp_path / ".clawfactory").mkdir()
+    (tmp_path / ".clawfactory" / "lima-command").write_text("python3 '/code/my agent.py'\n")
+    assert gateway_argv(_bot(), tmp_path)[0] == ["python3", "/code/my agent.py"]
+    oc = BotConfig(name="oc", runtime="lima", gateway="openclaw", gateway_port=18805)
+    argv, _ = gateway_argv(oc, tmp_path / "nothing")
+    assert argv == ["openclaw", "gateway", "--port", "20805", "--bind", "loopback"]
+    template = REPO / "cftui" / "templates"
+    assert gateway_argv(oc, template / "openclaw")[0][0] == "openclaw"
+    # What `cftui init --code demo-agent` calls "openclaw" runs as its Dockerfile says.
+    assert gateway_argv(oc, template / "demo-agent")[0] == ["python3", "/code/agent.py"]
+
+
+def test_gateway_conf_points_every_client_at_the_bots_own_proxies():
+    bot = _bot(gateway_port=18802, limits=Limits(memory_mb=1024))
+    conf = gateway_conf(bot, ["python3", "/code/agent.py"], {"A": "1"}, "http://127.0.0.1:22/")
+    p = ports_for(bot)
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{p.llm}/anthropic" in conf
+    assert f"HTTPS_PROXY=http://127.0.0.1:{p.egress}" in conf
+    assert "NODE_OPTIONS=--max-old-space-size=768" in conf
+    assert "A=1" in conf and "CF_DEMO_PROBE_URL=http://127.0.0.1:22/" in conf
+
+
+def test_limactl_list_json_lines_and_arrays_parse():
+    rows = [
+        {
+            "name": "a",
+            "status": "Running",
+            "sshLocalPort": 60022,
+            "vmType": "vz",
+            "memory": 4294967296,
+        },
+        {"name": "b", "status": "Stopped", "sshLocalPort": 0},
+    ]
+    for text in ("\n".join(json.dumps(r) for r in rows), json.dumps(rows)):
+        got = parse_list_json(text)
+        assert got["a"].running and got["a"].ssh_port == 60022 and got["a"].vm_type == "vz"
+        assert not got["b"].running
+    assert parse_list_json("") == {}
+
+
+def test_ssh_config_in_limas_format_is_read(tmp_path):
+    cfg = tmp_path / "ssh.config"
+    cfg.write_text(
+        "# This SSH config file can be passed to 'ssh -F'.\n"
+        "Host lima-clawfactory\n"
+        '  IdentityFile "/Users/op/.lima/_config/user"\n'
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+        '  ControlPath "/Users/op/.lima/clawfactory/ssh.sock"\n'
+        "  User op\n"
+        "  Hostname 127.0.0.1\n"
+        "  Port 60123\n"
+    )
+    s = parse_ssh_config(cfg)
+    assert (s.alias, s.user, s.hostname, s.port) == ("lima-clawfactory", "op", "127.0.0.1", 60123)
+    assert s.identity_files == ("/Users/op/.lima/_config/user",)
