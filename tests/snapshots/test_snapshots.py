@@ -255,6 +255,22 @@ async def test_restore_refuses_when_the_disk_is_full(
         subprocess.run(["umount", str(repo)], check=True)
 
 
+def test_create_on_a_full_disk_fails_cleanly(home: FleetHome, bot: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    (home.state_dir(bot) / "big.bin").write_bytes(os.urandom(3 << 20))
+    folder = home.snapshots_dir(bot)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", str(folder)], check=True
+    )
+    try:
+        with pytest.raises(SnapshotError, match="disk full"):
+            snapshots.create_snapshot(home, bot, "too-big")
+        assert os.listdir(folder) == []
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 # --- atomic names, labels, latest --------------------------------------------
 
 

@@ -1,0 +1,235 @@
+"""Snapshot create and restore versus the stock pipelines, side by side.
+
+    .venv/bin/python bench/snapshots.py [--size-mb 1024] [--files 50000] [--rounds 2]
+
+Generates a state of SIZE MB in FILES files under /tmp (removed afterwards),
+then, each in its own process so peak RSS is its own:
+  create:  `tar -cf - state | age -r RECIPIENT > F`  vs  cftui.snapshots.create_snapshot
+  restore: `age -d -i KEY F | tar -xf -`             vs  cftui.snapshots.extract_snapshot
+           (decrypt + filtered extraction: the work both sides do; a full
+            restore adds a safety snapshot and the swap, timed separately)
+Rounds alternate which side goes first; the best round of each is kept,\nand dirty pages are flushed (sync) before every timed run. Prints MB/s,
+peak RSS and the ratio ours / CLI (goal: >= 0.8x speed, <= 100 MB RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from cftui.botinit import init_bot, recipient_of  # noqa: E402
+from cftui.fleet import FleetHome  # noqa: E402
+
+BOT = "bench"
+
+
+def generate(state: Path, size_mb: int, files: int) -> int:
+    """Files of exponentially distributed sizes (many small, a few large)
+    in a tree shaped like OpenClaw's agents/*/sessions; returns bytes."""
+    rnd = random.Random(1)
+    blob = os.urandom(8 << 20)
+    total = size_mb << 20
+    left = total
+    avg = total / files
+    for i in range(files):
+        d = state / "agents" / f"a{i % 10}" / "sessions" / f"d{i % 100}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = left if i == files - 1 else min(left, int(rnd.expovariate(1 / avg)))
+        left -= size
+        with (d / f"f{i}.jsonl").open("wb") as f:
+            while size:
+                n = min(size, len(blob))
+                off = rnd.randrange(0, len(blob) - n + 1)
+                f.write(blob[off : off + n])
+                size -= n
+    return total
+
+
+def run(
+    cmd: list[str] | str,
+    *,
+    shell: bool = False,
+    env: dict | None = None,
+    rss_file: Path | None = None,
+) -> tuple[float, int]:
+    """Wall seconds and peak RSS in KiB (the largest process of the command, or
+    what the command wrote to `rss_file`). Dirty pages of the previous step are
+    flushed first so that no run pays for another's writeback."""
+    os.sync()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, shell=shell, env=env)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {cmd}")
+    if rss_file is not None:
+        return seconds, int(rss_file.read_text())
+    return seconds, usage.ru_maxrss
+
+
+# Each Python side writes its own peak RSS plus its crypto child's to a file,
+# so the figure is the sum of both processes (the CLI's is its largest process).
+RSS_REPORT = """
+import resource
+def report_rss(path):
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    open(path, 'w').write(str(own + child))
+"""
+
+PY_CREATE = (
+    RSS_REPORT
+    + """
+import sys
+from cftui.fleet import FleetHome
+from cftui.snapshots import create_snapshot
+info = create_snapshot(FleetHome(sys.argv[1]), sys.argv[2], 'bench', record=False)
+print(info.name, file=open(sys.argv[3], 'w'))
+report_rss(sys.argv[4])
+"""
+)
+
+PY_EXTRACT = (
+    RSS_REPORT
+    + """
+import sys
+from pathlib import Path
+from cftui.fleet import FleetHome
+from cftui.snapshots import extract_snapshot
+extract_snapshot(FleetHome(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+report_rss(sys.argv[5])
+"""
+)
+
+PY_RESTORE = (
+    RSS_REPORT
+    + """
+import sys
+from cftui.fleet import FleetHome
+from cftui.snapshots import restore_state
+restore_state(FleetHome(sys.argv[1]), sys.argv[2], sys.argv[3])
+report_rss(sys.argv[4])
+"""
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--files", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--full-restore", action="store_true", help="also time restore_state")
+    args = parser.parse_args()
+    for tool in ("age", "tar"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is required")
+
+    work = Path(tempfile.mkdtemp(prefix="cftui-bench-", dir="/tmp"))
+    try:
+        home = FleetHome(work / "fleet")
+        init_bot(home, BOT)
+        state = home.state_dir(BOT)
+        t0 = time.perf_counter()
+        total = generate(state, args.size_mb, args.files)
+        print(
+            f"data: {args.files} files, {total / 1e6:.0f} MB in {state} "
+            f"(generated in {time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+        mb = total / 1e6
+        key = home.snapshot_key(BOT)
+        recipient = recipient_of(home, BOT)
+        cli_file = work / "cli.tar.age"
+        name_file = work / "name.txt"
+        py = sys.executable
+        env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+        best: dict[str, tuple[float, int]] = {}
+
+        def keep(label: str, result: tuple[float, int]) -> None:
+            sec, rss = result
+            old = best.get(label)
+            best[label] = (min(sec, old[0]), max(rss, old[1])) if old else (sec, rss)
+            print(
+                f"  {label:<16} {sec:6.2f} s  {mb / sec:7.1f} MB/s  {rss / 1024:6.1f} MB RSS",
+                flush=True,
+            )
+
+        rss_file = work / "rss.txt"
+        dest = work / "dest"
+
+        def create_cli() -> None:
+            keep(
+                "create cli",
+                run(
+                    f"tar -cf - -C '{state.parent}' state | age -r {recipient} > '{cli_file}'",
+                    shell=True,
+                ),
+            )
+
+        def create_cftui() -> None:
+            for f in home.snapshots_dir(BOT).glob("bench--*"):
+                f.unlink()
+            cmd = [py, "-c", PY_CREATE, str(home.root), BOT, str(name_file), str(rss_file)]
+            keep("create cftui", run(cmd, env=env, rss_file=rss_file))
+
+        def restore_cli() -> None:
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            cmd = f"age -d -i '{key}' '{cli_file}' | tar -xf - -C '{dest}'"
+            keep("restore cli", run(cmd, shell=True))
+            shutil.rmtree(dest, ignore_errors=True)
+
+        def restore_cftui() -> None:
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            snap = home.snapshots_dir(BOT) / name_file.read_text().strip()
+            cmd = [py, "-c", PY_EXTRACT, str(home.root), BOT, str(snap), str(dest), str(rss_file)]
+            keep("restore cftui", run(cmd, env=env, rss_file=rss_file))
+            shutil.rmtree(dest, ignore_errors=True)
+
+        for r in range(args.rounds):
+            print(f"round {r + 1}", flush=True)
+            # Alternate who goes first: the disk is shared and its load drifts.
+            pairs = ((create_cli, create_cftui), (restore_cli, restore_cftui))
+            for first, second in pairs:
+                if r % 2:
+                    first, second = second, first
+                first()
+                second()
+        if args.full_restore:
+            snap_name = name_file.read_text().strip()
+            cmd = [py, "-c", PY_RESTORE, str(home.root), BOT, snap_name, str(rss_file)]
+            keep("full restore", run(cmd, env=env, rss_file=rss_file))
+
+        print()
+        print(
+            f"{'':10} {'cli MB/s':>9} {'cftui MB/s':>11} {'speed ratio':>12} {'cli RSS':>9} {'cftui RSS':>10}"
+        )
+        for op in ("create", "restore"):
+            cs, cr = best[f"{op} cli"]
+            os_, orss = best[f"{op} cftui"]
+            print(
+                f"{op:10} {mb / cs:9.1f} {mb / os_:11.1f} {cs / os_:11.2f}x "
+                f"{cr / 1024:7.1f}MB {orss / 1024:8.1f}MB"
+            )
+        if "full restore" in best:
+            print(
+                f"full restore (safety snapshot + extract + swap): {best['full restore'][0]:.1f} s"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
