@@ -178,7 +178,11 @@ async def bench(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
     fake_cpu, proxy_cpu = ("1", "0") if args.pin else (None, None)
-    fake = spawn([str(bindir / "cf-fake-llm"), "--listen", f"127.0.0.1:{fake_port}"], fake_cpu)
+    if args.upstream == "fake":
+        upstream_argv = [str(bindir / "cf-fake-llm"), "--listen", f"127.0.0.1:{fake_port}"]
+    else:
+        upstream_argv = [py, str(Path(__file__).resolve()), "--serve-upstream", str(fake_port)]
+    fake = spawn(upstream_argv, fake_cpu)
     if args.stack == "cfproxy":
         proxy_argv = [
             str(bindir / "cf-llm-proxy"),
@@ -207,14 +211,15 @@ async def bench(args: argparse.Namespace) -> dict:
     proxy = spawn(proxy_argv, proxy_cpu)
     if args.pin:
         os.sched_setaffinity(0, {1})
-    results: dict = {"stack": args.stack, "pinned": args.pin, "rows": []}
+    results: dict = {"stack": args.stack, "upstream": args.upstream, "pinned": args.pin, "rows": []}
     try:
         await wait_up(f"http://127.0.0.1:{fake_port}/health", fake)
         await wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
         direct = f"http://127.0.0.1:{fake_port}/v1/messages"
         proxied = f"http://127.0.0.1:{proxy_port}/anthropic/v1/messages"
         print(
-            f"stack={args.stack} pinned={args.pin} duration={args.duration}s per cell; "
+            f"stack={args.stack} upstream={args.upstream} pinned={args.pin} "
+            f"duration={args.duration}s per cell; "
             f"load avg {os.getloadavg()[0]:.2f}; latencies in ms",
             flush=True,
         )
@@ -291,6 +296,82 @@ async def bench(args: argparse.Namespace) -> dict:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     return results
+
+
+def serve_upstream(port: int) -> None:
+    """The fast local upstream: canned Anthropic answers, a JSON body or a
+    stream of STREAM_CHUNKS text deltas STREAM_GAP_MS apart, each stamped
+    with its send time, so the figures show the proxy rather than the fake."""
+    from aiohttp import web
+
+    words = REPLY.split(" ")
+    usage = {"input_tokens": 60, "cache_read_input_tokens": 0, "output_tokens": len(words)}
+    plain = json.dumps(
+        {
+            "id": "msg_bench",
+            "type": "message",
+            "role": "assistant",
+            "model": BODY["model"],
+            "content": [{"type": "text", "text": REPLY}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    ).encode()
+    start = {
+        "type": "message_start",
+        "message": {"id": "msg_bench", "model": BODY["model"], "usage": usage},
+    }
+    head = f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": len(words)},
+    }
+    tail = (
+        f"event: message_delta\ndata: {json.dumps(delta)}\n\n"
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ).encode()
+    piece = max(1, len(words) // STREAM_CHUNKS)
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if b'"stream": true' not in body and b'"stream":true' not in body:
+            return web.Response(
+                body=plain, content_type="application/json", headers={"request-id": "req_bench"}
+            )
+        out = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "request-id": "req_bench"}
+        )
+        await out.prepare(request)
+        await out.write(head)
+        for i in range(STREAM_CHUNKS):
+            await asyncio.sleep(STREAM_GAP_MS / 1000.0)
+            text = " ".join(words[i * piece : (i + 1) * piece]) + " "
+            event = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+                "fake_ts": time.time(),
+            }
+            await out.write(f"event: content_block_delta\ndata: {json.dumps(event)}\n\n".encode())
+        await out.write(tail)
+        await out.write_eof()
+        return out
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_get("/health", health)
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, loop=loop, access_log=None, print=None)
 
 
 def serve_minimal(client: str, port: int, upstream: str) -> None:
@@ -371,6 +452,9 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-upstream":
+        serve_upstream(int(sys.argv[2]))
+        return
     if len(sys.argv) == 5 and sys.argv[1] == "--serve-minimal":
         serve_minimal(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
@@ -393,6 +477,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--stack-python", help="interpreter for the bare pass-through (needs its client)"
+    )
+    parser.add_argument(
+        "--upstream",
+        default="canned",
+        choices=["canned", "fake"],
+        help="canned: a minimal fast upstream (this file's --serve-upstream); fake: cf-fake-llm",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
