@@ -241,18 +241,33 @@ class LimaRuntime(Runtime):
     def _units(self, bot: str) -> list[str]:
         return [unit_name(s, bot) for s in ("llm-proxy", "egress", "gateway", "front")]
 
-    async def _prepare_bot(self, shell: VMShell, bot: BotConfig, progress: Progress) -> None:
+    def _plan(self, bot: BotConfig) -> dict[str, str]:
+        """Every file the bot needs in the VM, rendered on the host first, so
+        that a bad value is refused before the VM is touched."""
+        name = bot.name
+        host_env = read_env_file(self.home.gateway_env(name))
+        argv, image_env = gateway_argv(bot, self.home.code_dir(name))
+        # The demo agent's direct probe: sshd answers everyone in the VM but
+        # the gateway's user, whose packets nftables drops.
+        probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
+        return {
+            "bot.env": bot_env(bot, recipient_of(self.home, name)),
+            "gateway.conf": gateway_conf(bot, argv, image_env, probe),
+            "gateway.env": gateway_secret_env(host_env),
+            "llm.env": llm_secret_env(host_env),
+            "providers.env": self.home.providers_env(name).read_text(encoding="utf-8"),
+        }
+
+    async def _prepare_bot(
+        self, shell: VMShell, bot: BotConfig, plan: dict[str, str], progress: Progress
+    ) -> None:
         """Settings, users, containment, secrets and files of one bot in the VM."""
         name = bot.name
         conf = f"{CONF_DIR}/{name}"
-        host_env = read_env_file(self.home.gateway_env(name))
-        argv, image_env = gateway_argv(bot, self.home.code_dir(name))
         await shell.run(
             f"install -d -m 0755 {conf} && rm -f {KILLED_DIR}/{name}", what="config dir"
         )
-        await shell.write_file(
-            f"{conf}/bot.env", bot_env(bot, recipient_of(self.home, name)), mode="0644"
-        )
+        await shell.write_file(f"{conf}/bot.env", plan["bot.env"], mode="0644")
         res = await shell.run(
             f"bash /usr/local/lib/clawfactory/bot-setup.sh {name} 2>&1", check=False, timeout=120
         )
@@ -260,18 +275,12 @@ class LimaRuntime(Runtime):
             raise RuntimeOperationError(
                 f"VM {shell.vm}: provisioning step bot-setup.sh {name} failed: {res.reason()}"
             )
-        # The demo agent's direct probe: sshd answers everyone in the VM but
-        # the gateway's user, whose packets nftables drops.
-        probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
-        await shell.write_file(
-            f"{conf}/gateway.conf", gateway_conf(bot, argv, image_env, probe), mode="0644"
-        )
+        await shell.write_file(f"{conf}/gateway.conf", plan["gateway.conf"], mode="0644")
         secrets = f"{SRV}/secrets/{name}"
-        await shell.write_file(f"{secrets}/gateway.env", gateway_secret_env(host_env))
-        await shell.write_file(f"{secrets}/llm.env", llm_secret_env(host_env))
-        providers = self.home.providers_env(name).read_text(encoding="utf-8")
+        await shell.write_file(f"{secrets}/gateway.env", plan["gateway.env"])
+        await shell.write_file(f"{secrets}/llm.env", plan["llm.env"])
         await shell.write_file(
-            f"{secrets}/providers.env", providers, owner=unix_user("llm-proxy", name)
+            f"{secrets}/providers.env", plan["providers.env"], owner=unix_user("llm-proxy", name)
         )
         for host_file, sub, svc in (
             (self.home.scrub_rules(name), "llm", "llm-proxy"),
@@ -315,9 +324,10 @@ class LimaRuntime(Runtime):
         )
 
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        plan = self._plan(bot)
         shell = await self.ensure_vm(bot, progress)
         progress(ProgressEvent("setup", message=f"setting up {bot.name} in VM {bot.lima.vm}"))
-        await self._prepare_bot(shell, bot, progress)
+        await self._prepare_bot(shell, bot, plan, progress)
         units = " ".join(self._units(bot.name))
         progress(ProgressEvent("start", message=f"starting {bot.name}'s services"))
         res = await shell.run(
