@@ -17,7 +17,7 @@ from cfproxies.fake_llm import make_app as make_fake_app
 from cfproxies.llm_proxy import ProxyConfig, load_config, make_app
 from cfproxies.llm_proxy.app import STATE
 from cfproxies.record import parse_record_line
-from proxyhelpers import PROVIDERS_ENV, TOKEN, start_site
+from proxyhelpers import PROVIDERS_ENV, TOKEN, check_record_shape, start_site
 
 
 @dataclass
@@ -46,7 +46,11 @@ class Proxy:
             lines = self.log_path.read_bytes().splitlines()
         except FileNotFoundError:
             return []
-        return [r for r in (parse_record_line(line) for line in lines) if r is not None]
+        # Torn lines are skipped, as every reader does (one test plants one).
+        records = [r for r in (parse_record_line(line) for line in lines) if r is not None]
+        for rec in records:
+            check_record_shape(rec)
+        return records
 
     async def wait_records(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The records once there are `n` of them (a record follows its response)."""

@@ -67,3 +67,28 @@ async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}"
+
+
+def check_record_shape(rec: dict[str, Any]) -> None:
+    """Every record carries every CONTRACTS §3 key, with the type it promises."""
+    from cfproxies.record import REQUIRED_KEYS
+
+    missing = set(REQUIRED_KEYS) - set(rec)
+    assert not missing, f"record lacks {missing}"
+    assert rec["v"] == 1
+    for key in ("id", "ts", "bot", "provider", "method", "path"):
+        assert isinstance(rec[key], str), key
+    assert rec["ts"].endswith("Z") and rec["ts"][19] == "."
+    assert rec["model"] is None or isinstance(rec["model"], str)
+    assert isinstance(rec["status"], int) and not isinstance(rec["status"], bool)
+    assert isinstance(rec["stream"], bool)
+    for key in ("ttfb_ms", "duration_ms"):
+        assert isinstance(rec[key], int | float) and rec[key] >= 0, key
+    for key in ("tokens_in", "tokens_out", "cache_read", "cache_write", "req_bytes", "resp_bytes"):
+        assert isinstance(rec[key], int) and rec[key] >= 0, key
+    assert (
+        rec["cache_read"] + rec["cache_write"] <= max(rec["tokens_in"], 0) or rec["tokens_in"] == 0
+    )
+    assert rec["error"] is None or isinstance(rec["error"], str)
+    assert isinstance(rec["request"], dict | list | str | type(None))
+    assert isinstance(rec["response"], dict | list | str | type(None))
