@@ -24,6 +24,8 @@ from cfproxies.envfile import read_env_file
 from cftui.botinit import recipient_of
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
+from cftui.gateway_config import dumps as config_dumps
+from cftui.gateway_config import parse_config
 from cftui.runtime.base import (
     KILLED,
     MISSING,
@@ -56,6 +58,8 @@ from cftui.runtime.lima_plan import (
     gateway_conf,
     gateway_secret_env,
     llm_secret_env,
+    openclaw_config,
+    openclaw_models_json,
     ports_for,
     service_of_unit,
     unit_name,
@@ -256,6 +260,9 @@ class LimaRuntime(Runtime):
             "gateway.env": gateway_secret_env(host_env),
             "llm.env": llm_secret_env(host_env),
             "providers.env": self.home.providers_env(name).read_text(encoding="utf-8"),
+            "openclaw": "yes" if any("openclaw" in a for a in argv) else "",
+            "proxy_token": host_env.get("CF_PROXY_TOKEN", ""),
+            "gateway_token": host_env.get("OPENCLAW_GATEWAY_TOKEN", ""),
         }
 
     async def _prepare_bot(
@@ -303,6 +310,32 @@ class LimaRuntime(Runtime):
             pending.unlink()
         elif has_state.code != 0:  # else the VM's state wins once it has one
             await self._push(shell, bot, "state", delete=False)
+        if plan["openclaw"]:
+            await self._wire_openclaw(shell, bot, plan)
+
+    async def _wire_openclaw(self, shell: VMShell, bot: BotConfig, plan: dict[str, str]) -> None:
+        """Point OpenClaw's own config (and any per-agent models.json, which
+        would win over it) at the bot's loopback proxies, in the VM's state."""
+        state = f"{SRV}/bots/{bot.name}/state"
+        user = unix_user("gateway", bot.name)
+        cur = await shell.run(f"cat {state}/openclaw.json 2>/dev/null || true", what="config read")
+        config = parse_config(cur.out) if cur.out.strip() else {}
+        wired = openclaw_config(
+            config, bot, proxy_token=plan["proxy_token"], gateway_token=plan["gateway_token"]
+        )
+        await shell.write_file(f"{state}/openclaw.json", config_dumps(wired), owner=user)
+        found = await shell.run(
+            f"find {state}/agents -path '*/agent/models.json' 2>/dev/null || true", what="find"
+        )
+        for path in found.out.split():
+            text = (await shell.run(f"cat {_q(path)}", what="models.json read")).out
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            new = openclaw_models_json(data, bot, proxy_token=plan["proxy_token"])
+            if new != data:
+                await shell.write_file(path, json.dumps(new, indent=2) + "\n", owner=user)
 
     async def _push(self, shell: VMShell, bot: BotConfig, which: str, *, delete: bool) -> None:
         src = self.home.code_dir(bot.name) if which == "code" else self.home.state_dir(bot.name)
@@ -614,6 +647,7 @@ class LimaRuntime(Runtime):
                 await self._drop_shell(vm)
                 try:
                     forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
+                    timings["vm_stopped"] = time.monotonic()
                     report.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
                     if res is None:
                         report.network_cut = report.gateway_killed = True

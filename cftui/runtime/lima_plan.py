@@ -15,7 +15,9 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from cftui import gateway_wiring as wiring
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
 from cftui.gateway_wiring import node_heap_mb
@@ -304,3 +306,44 @@ def gateway_secret_env(host_gateway_env: dict[str, str]) -> str:
 def llm_secret_env(host_gateway_env: dict[str, str]) -> str:
     """The LLM proxy's token, by environment rather than on its command line."""
     return _env_line("CF_PROXY_TOKEN", host_gateway_env.get("CF_PROXY_TOKEN", ""))
+
+
+# --- OpenClaw's own configuration -----------------------------------------
+
+
+def _to_loopback(value: Any, bot: BotConfig) -> Any:
+    """The Docker wiring's proxy URLs, as the bot's own loopback ports."""
+    ports = ports_for(bot)
+    if isinstance(value, str):
+        for docker_url, lima_url in (
+            (wiring.LLM_PROXY, f"http://127.0.0.1:{ports.llm}"),
+            (wiring.EGRESS_PROXY, f"http://127.0.0.1:{ports.egress}"),
+        ):
+            if value.startswith(docker_url):
+                return lima_url + value[len(docker_url) :]
+        return value
+    if isinstance(value, dict):
+        return {k: _to_loopback(v, bot) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_loopback(v, bot) for v in value]
+    return value
+
+
+def openclaw_config(
+    config: dict[str, Any], bot: BotConfig, *, proxy_token: str, gateway_token: str
+) -> dict[str, Any]:
+    """`state/openclaw.json` for the VM: the Docker runtime's wiring (one
+    implementation, cftui.gateway_wiring), its proxy URLs moved to the bot's
+    loopback ports, and the gateway bound to loopback behind the front."""
+    out = _to_loopback(
+        wiring.wire_openclaw_config(config, proxy_token=proxy_token, gateway_token=gateway_token),
+        bot,
+    )
+    out["gateway"]["port"] = ports_for(bot).gateway
+    out["gateway"]["bind"] = "loopback"
+    return out
+
+
+def openclaw_models_json(data: dict[str, Any], bot: BotConfig, *, proxy_token: str) -> dict:
+    """A per-agent models.json, rewritten like openclaw.json."""
+    return _to_loopback(wiring.wire_models_json(data, proxy_token=proxy_token), bot)

@@ -36,6 +36,14 @@ if [ ! -e /etc/clawfactory-standin ] && ! command -v openclaw >/dev/null 2>&1; t
     npm install -g --no-fund --no-audit openclaw@latest
 fi
 
+# cftui keeps one SSH connection per VM and multiplexes everything on it
+# (3 audit followers per bot, events, logs): lift sshd's 10-session cap.
+if [ ! -e /etc/ssh/sshd_config.d/clawfactory.conf ]; then
+    install -d -m 0755 /etc/ssh/sshd_config.d
+    echo "MaxSessions 200" >/etc/ssh/sshd_config.d/clawfactory.conf
+    systemctl reload ssh.service >/dev/null 2>&1 || systemctl reload sshd.service >/dev/null 2>&1 || true
+fi
+
 # The nftables base: our own table, loaded at boot from /etc/clawfactory/nft.
 install -d -m 0755 /etc/clawfactory /etc/clawfactory/nft /etc/clawfactory/killed /var/lib/clawfactory
 if ! grep -q clawfactory /etc/nftables.conf 2>/dev/null; then

@@ -255,3 +255,24 @@ def test_ssh_config_in_limas_format_is_read(tmp_path):
     s = parse_ssh_config(cfg)
     assert (s.alias, s.user, s.hostname, s.port) == ("lima-clawfactory", "op", "127.0.0.1", 60123)
     assert s.identity_files == ("/Users/op/.lima/_config/user",)
+
+
+def test_openclaw_config_points_at_loopback_proxies_and_keeps_other_keys():
+    from cftui.runtime.lima_plan import openclaw_config, openclaw_models_json
+
+    bot = BotConfig(name="oc", runtime="lima", gateway="openclaw", gateway_port=18803)
+    p = ports_for(bot)
+    cfg = {
+        "models": {"providers": {"anthropic": {"baseUrl": "https://api.anthropic.com"}}},
+        "agents": {"defaults": {"workspace": "/state/workspace"}},
+    }
+    out = openclaw_config(cfg, bot, proxy_token="cfp_t", gateway_token="cfg_g")
+    prov = out["models"]["providers"]["anthropic"]
+    assert prov == {"baseUrl": f"http://127.0.0.1:{p.llm}/anthropic", "apiKey": "cfp_t"}
+    assert out["proxy"]["proxyUrl"] == f"http://127.0.0.1:{p.egress}"
+    assert out["gateway"]["port"] == p.gateway and out["gateway"]["bind"] == "loopback"
+    assert out["gateway"]["auth"] == {"mode": "token", "token": "cfg_g"}
+    assert out["agents"] == cfg["agents"]
+    models = {"providers": {"openai": {"baseUrl": "https://api.openai.com/v1", "apiKey": "sk-x"}}}
+    got = openclaw_models_json(models, bot, proxy_token="cfp_t")["providers"]["openai"]
+    assert got == {"baseUrl": f"http://127.0.0.1:{p.llm}/openai/v1", "apiKey": "cfp_t"}
