@@ -15,6 +15,7 @@ peak RSS and the ratio ours / CLI (goal: >= 0.8x speed, <= 100 MB RSS).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -55,72 +58,55 @@ def generate(state: Path, size_mb: int, files: int) -> int:
     return total
 
 
-def run(
-    cmd: list[str] | str,
-    *,
-    shell: bool = False,
-    env: dict | None = None,
-    rss_file: Path | None = None,
-) -> tuple[float, int]:
-    """Wall seconds and peak RSS in KiB (the largest process of the command, or
-    what the command wrote to `rss_file`). Dirty pages of the previous step are
-    flushed first so that no run pays for another's writeback."""
+def run(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS in KiB of the whole process tree (the shell
+    and both sides of a pipe; the Python side and its crypto child), sampled
+    every 20 ms. Dirty pages of the previous step are flushed first so that
+    no run pays for another's writeback."""
     os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, shell=shell, env=env)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        rss = 0
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                rss += p.memory_info().rss
+        peak = max(peak, rss)
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise SystemExit(f"failed: {cmd}")
-    if rss_file is not None:
-        return seconds, int(rss_file.read_text())
-    return seconds, usage.ru_maxrss
+    return seconds, peak // 1024
 
 
-# Each Python side writes its own peak RSS plus its crypto child's to a file,
-# so the figure is the sum of both processes (the CLI's is its largest process).
-RSS_REPORT = """
-import resource
-def report_rss(path):
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    open(path, 'w').write(str(own + child))
-"""
-
-PY_CREATE = (
-    RSS_REPORT
-    + """
+PY_CREATE = """
 import sys
 from cftui.fleet import FleetHome
 from cftui.snapshots import create_snapshot
 info = create_snapshot(FleetHome(sys.argv[1]), sys.argv[2], 'bench', record=False)
 print(info.name, file=open(sys.argv[3], 'w'))
-report_rss(sys.argv[4])
 """
-)
 
-PY_EXTRACT = (
-    RSS_REPORT
-    + """
+PY_EXTRACT = """
 import sys
 from pathlib import Path
 from cftui.fleet import FleetHome
 from cftui.snapshots import extract_snapshot
 extract_snapshot(FleetHome(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
-report_rss(sys.argv[5])
 """
-)
 
-PY_RESTORE = (
-    RSS_REPORT
-    + """
+PY_RESTORE = """
 import sys
 from cftui.fleet import FleetHome
 from cftui.snapshots import restore_state
 restore_state(FleetHome(sys.argv[1]), sys.argv[2], sys.argv[3])
-report_rss(sys.argv[4])
 """
-)
 
 
 def main() -> int:
@@ -164,7 +150,6 @@ def main() -> int:
                 flush=True,
             )
 
-        rss_file = work / "rss.txt"
         dest = work / "dest"
 
         def create_cli() -> None:
@@ -179,8 +164,8 @@ def main() -> int:
         def create_cftui() -> None:
             for f in home.snapshots_dir(BOT).glob("bench--*"):
                 f.unlink()
-            cmd = [py, "-c", PY_CREATE, str(home.root), BOT, str(name_file), str(rss_file)]
-            keep("create cftui", run(cmd, env=env, rss_file=rss_file))
+            cmd = [py, "-c", PY_CREATE, str(home.root), BOT, str(name_file)]
+            keep("create cftui", run(cmd, env=env))
 
         def restore_cli() -> None:
             shutil.rmtree(dest, ignore_errors=True)
@@ -193,8 +178,8 @@ def main() -> int:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir()
             snap = home.snapshots_dir(BOT) / name_file.read_text().strip()
-            cmd = [py, "-c", PY_EXTRACT, str(home.root), BOT, str(snap), str(dest), str(rss_file)]
-            keep("restore cftui", run(cmd, env=env, rss_file=rss_file))
+            cmd = [py, "-c", PY_EXTRACT, str(home.root), BOT, str(snap), str(dest)]
+            keep("restore cftui", run(cmd, env=env))
             shutil.rmtree(dest, ignore_errors=True)
 
         for r in range(args.rounds):
@@ -208,8 +193,8 @@ def main() -> int:
                 second()
         if args.full_restore:
             snap_name = name_file.read_text().strip()
-            cmd = [py, "-c", PY_RESTORE, str(home.root), BOT, snap_name, str(rss_file)]
-            keep("full restore", run(cmd, env=env, rss_file=rss_file))
+            cmd = [py, "-c", PY_RESTORE, str(home.root), BOT, snap_name]
+            keep("full restore", run(cmd, env=env))
 
         print()
         print(
