@@ -46,8 +46,10 @@ SERVICE_IMAGES = {
 BASE_IMAGE = "clawfactory/base:bookworm"
 TAG = "latest"
 
+# One label set by the build (the classic builder turns each label into a
+# step of its own, seconds each on fuse-overlayfs); the service name is a
+# LABEL in each Dockerfile.
 HASH_LABEL = "io.clawfactory.context-hash"
-BASE_LABEL = "io.clawfactory.base-image"
 SERVICE_LABEL = "io.clawfactory.image"
 
 # Bump when the way images are assembled changes, so that every image is
@@ -446,7 +448,8 @@ def _copy_proxies_source(root: Path, dest: Path) -> Path:
 
 
 def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None:
-    """Fill `dest` with wheels for `clawfactory-proxies[extra]` and its deps.
+    """Fill `dest/deps` with the wheels `clawfactory-proxies[extra]` depends
+    on and `dest/own` with the project's own wheel.
 
     Third-party wheels are cached per (extra, proxies/pyproject.toml, Python)
     under the cache dir; the project's own wheel is built fresh each time.
@@ -477,12 +480,15 @@ def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None
             progress=progress,
             what="building the clawfactory-proxies wheel (pip wheel --no-deps)",
         )
-        dest.mkdir(parents=True, exist_ok=True)
+        # deps/ and own/ are separate layers in the Dockerfiles: a change to
+        # the proxies' code reinstalls one wheel, not mitmproxy's forty.
+        (dest / "deps").mkdir(parents=True, exist_ok=True)
+        (dest / "own").mkdir(parents=True, exist_ok=True)
         for whl in cached.glob("*.whl"):
             if not whl.name.startswith("clawfactory_proxies-"):
-                shutil.copy2(whl, dest / whl.name)
+                shutil.copy2(whl, dest / "deps" / whl.name)
         for whl in own.glob("*.whl"):
-            shutil.copy2(whl, dest / whl.name)
+            shutil.copy2(whl, dest / "own" / whl.name)
 
 
 # --- service and gateway images -----------------------------------------------
@@ -573,11 +579,7 @@ def ensure_image(
                 task=task,
                 progress=progress,
                 buildargs=buildargs,
-                labels={
-                    HASH_LABEL: want,
-                    SERVICE_LABEL: service,
-                    BASE_LABEL: buildargs.get("BASE_IMAGE", "default"),
-                },
+                labels={HASH_LABEL: want},
             )
     return tag
 
@@ -622,12 +624,7 @@ def build_gateway_image(
                 task=task,
                 progress=progress,
                 buildargs=buildargs,
-                labels={
-                    HASH_LABEL: want,
-                    SERVICE_LABEL: "gateway",
-                    "io.clawfactory.bot": bot,
-                    BASE_LABEL: buildargs.get("BASE_IMAGE", "default"),
-                },
+                labels={HASH_LABEL: want},
                 nocache=nocache,
             )
         except RuntimeOperationError as exc:
