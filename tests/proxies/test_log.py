@@ -180,3 +180,19 @@ async def test_request_over_the_size_limit_answers_413_and_is_recorded(start_pro
     assert fake.requests() == []
     (rec,) = await proxy.wait_records(1)
     assert rec["status"] == 413 and rec["error_kind"] == "request_too_large"
+
+
+async def test_large_bodies_are_recorded_whole_and_scrubbed_off_the_event_loop(start_proxy, client):
+    proxy = await start_proxy()
+    secret = "sk-ant-api03-" + "s" * 40
+    text = ("lots of context " * 8000) + secret
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages",
+        json=anthropic_body(text=text),
+        headers={**AUTH, "x-fake-reply-bytes": "100000"},
+    ) as resp:
+        assert resp.status == 200
+    (rec,) = await proxy.wait_records(1)
+    assert secret not in proxy.log_path.read_text()
+    assert rec["scrubbed"] >= 1
+    assert rec["tokens_in"] > 8000

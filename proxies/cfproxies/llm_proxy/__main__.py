@@ -26,6 +26,9 @@ def new_loop() -> asyncio.AbstractEventLoop:
 def serve(config: ProxyConfig) -> None:
     loop = new_loop()
     asyncio.set_event_loop(loop)
+    # The writer thread scrubs large records; a short switch interval hands
+    # the GIL back to the event loop within a millisecond, not five.
+    sys.setswitchinterval(0.001)
     app = make_app(config)
     print(
         f"cf-llm-proxy: bot {config.bot} listening on {config.host}:{config.port}, "

@@ -19,6 +19,7 @@ import hmac
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,7 @@ REQUEST_DROP = HOP_BY_HOP | {
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
+OFFLOAD_BYTES = 64 * 1024  # records with more body than this are sealed in the writer thread
 
 
 @dataclass
@@ -78,6 +80,7 @@ class ProxyState:
     inflight: int = 0
     tasks: set[asyncio.Task] = field(default_factory=set)
     stopping: bool = False
+    writer: ThreadPoolExecutor | None = None  # seals large records off the event loop
 
 
 STATE = web.AppKey("cf_llm_proxy_state", ProxyState)
@@ -104,6 +107,7 @@ def make_app(config: ProxyConfig) -> web.Application:
 
 async def _open_session(app: web.Application) -> None:
     cfg = app[STATE].config
+    app[STATE].writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-record")
     app[STATE].session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         auto_decompress=False,
@@ -138,6 +142,9 @@ async def _close(app: web.Application) -> None:
     state = app[STATE]
     if state.session is not None:
         await state.session.close()
+    if state.writer is not None:  # every record handed over is written before the log closes
+        await asyncio.get_running_loop().run_in_executor(None, state.writer.shutdown, True)
+        state.writer = None
     state.log.close()
 
 
@@ -321,17 +328,15 @@ class Call:
         self.record["error"] = message
 
     def finish(self) -> None:
-        """Build, scrub and append the record; never raises, never runs twice."""
+        """Complete the record and have it written; never raises, never runs
+        twice. Scrubbing and encoding a large body take milliseconds, so
+        those go to the writer thread rather than hold up other streams."""
         if self.written:
             return
         self.written = True
         rec = self.record
-        cap = self.state.config.body_cap
         rec["duration_ms"] = self.ms(time.perf_counter())
-        truncated = False
         rec["req_bytes"] = self.req_wire_bytes or len(self.request_raw)
-        rec["request"], cut = body_for_record(self.request_raw, cap, self.request_body)
-        truncated |= cut
         r = self.reassembly
         if r is not None:
             if r.usage is not None:
@@ -345,9 +350,24 @@ class Call:
             if r.error and not rec["error"]:
                 rec["error"] = r.error
                 rec["error_kind"] = "stream_error_event" if rec["stream"] else "upstream_http"
-            if rec["stream"]:
-                rec["response"] = r.as_response()
-                truncated |= r.truncated
+        self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
+        size = len(self.request_raw) + len(self.response_raw) + (r.text_len if r else 0)
+        if size < OFFLOAD_BYTES or self.state.writer is None:
+            self._seal()
+        else:
+            self.state.writer.submit(self._seal)
+
+    def _seal(self) -> None:
+        """Bodies in, secrets out, one line appended."""
+        rec = self.record
+        cap = self.state.config.body_cap
+        truncated = False
+        rec["request"], cut = body_for_record(self.request_raw, cap, self.request_body)
+        truncated |= cut
+        r = self.reassembly
+        if r is not None and rec["stream"]:
+            rec["response"] = r.as_response()
+            truncated |= r.truncated
         response_text: bytes | None = None  # the JSON text rec["response"] came from
         if not rec["stream"] and self.response_raw and rec["response"] is None:
             decoded = self.response_raw
@@ -369,7 +389,6 @@ class Call:
         except Exception as exc:  # never let a scrub bug write secrets or lose the call
             rec["request"] = rec["response"] = None
             rec["scrub_error"] = type(exc).__name__
-        self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
         self.state.log.write(rec)
 
 

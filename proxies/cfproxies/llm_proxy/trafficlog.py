@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ class TrafficLog:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.ok = True
+        self._lock = threading.Lock()
         self._open()
 
     def _fail(self, what: str) -> None:
@@ -56,8 +58,14 @@ class TrafficLog:
             os.write(self.fd, b"\n")
 
     def write(self, record: dict[str, Any]) -> bool:
-        """Append one record; False (and reported) if it could not be written."""
+        """Append one record; False (and reported) if it could not be written.
+        Called from the event loop and from the writer thread, hence the lock
+        (it guards the descriptor's reopen, not the append, which is atomic)."""
         line = dumps_line(record)
+        with self._lock:
+            return self._append(line)
+
+    def _append(self, line: bytes) -> bool:
         if self.fd is None and not self._open():
             return False
         assert self.fd is not None
