@@ -88,7 +88,7 @@ STATE = web.AppKey("cf_llm_proxy_state", ProxyState)
 
 def make_app(config: ProxyConfig) -> web.Application:
     """The proxy as an aiohttp app; run it with `handler_cancellation=True`."""
-    app = web.Application(client_max_size=config.max_request_bytes, handler_args=None)
+    app = web.Application(client_max_size=config.max_request_bytes)
     literals = [*config.keys.values(), *([config.token] if config.token else [])]
     log = TrafficLog(config.traffic_log)
     budget = Budget(config.daily_token_budget, config.rpm)
