@@ -1,0 +1,68 @@
+"""Shared by the Docker runtime's benchmarks: a throwaway fleet home with N
+demo-agent bots calling the demo's fake provider (`cftui demo`'s pieces),
+and their removal afterwards. Images must be built (or are built once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from cftui import demo
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime import Runtimes
+from cftui.runtime.docker import DockerRuntime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bench_fleet(n: int, prefix: str) -> Iterator[tuple[FleetHome, list[BotConfig]]]:
+    """N bots named `<prefix>0..`, made (not started); removed on exit."""
+    root = Path(tempfile.mkdtemp(prefix="cf-bench-"))
+    home = FleetHome(root / "home")
+    runtime = DockerRuntime(home)
+    try:
+        ip = demo.ensure_fake_llm(runtime.client())
+        names = [f"{prefix}{i}" for i in range(n)]
+        demo.ensure_demo_bots(home, f"http://{ip}:{demo.FAKE_LLM_PORT}/health", names)
+        bots = [home.update_bot(name, gateway_port=free_port()) for name in names]
+        yield home, bots
+    finally:
+
+        async def cleanup() -> None:
+            for bot in home.bots().values():
+                await runtime.remove(bot)
+            await runtime.aclose()
+
+        asyncio.run(cleanup())
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def start_all(home: FleetHome, bots: list[BotConfig], runtimes: Runtimes) -> float:
+    """Bring every bot up at once; seconds until all are healthy."""
+    from cftui import lifecycle
+
+    started = time.monotonic()
+    await asyncio.gather(*(lifecycle.start(home, b, runtimes) for b in bots))
+    return time.monotonic() - started
+
+
+def warm_images(home: FleetHome, bot: BotConfig) -> None:
+    """Build (once) every image a stack needs, outside any timing."""
+    from cftui.runtime import images
+
+    rt = DockerRuntime(home)
+    client = rt.client()
+    for service in ("front", "llm-proxy", "egress", "fake-llm"):
+        images.ensure_image(client, service)
+    images.build_gateway_image(client, bot.name, home.code_dir(bot.name))
