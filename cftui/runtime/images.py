@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
+from cftui.fleet import validate_bot_name
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 
 SERVICE_IMAGES = {
@@ -510,7 +511,8 @@ def _from_images(dockerfile: Path, base_default: str | None) -> list[str]:
         ref = m[1]
         if ref in ("${BASE_IMAGE}", "$BASE_IMAGE"):
             ref = base_default or ""
-        if ref and ref.lower() != "scratch" and ref not in stages and "$" not in ref:
+        usable = ref and ref.lower() != "scratch" and "$" not in ref
+        if usable and ref not in stages and ref not in refs:
             refs.append(ref)
         if m[2]:
             stages.add(m[2])
@@ -598,6 +600,7 @@ def build_gateway_image(
 ) -> str:
     """A bot's gateway image from its `code/` (its Dockerfile), built when
     missing or when `code/` changed; `nocache` forces a full rebuild."""
+    validate_bot_name(bot)
     code_dir = Path(code_dir)
     tag = gateway_image_name(bot)
     dockerfile = code_dir / "Dockerfile"

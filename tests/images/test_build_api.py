@@ -1,0 +1,244 @@
+"""The image build API: builds only when sources changed, the air-gapped
+fallback to clawfactory/base:bookworm, clear one-line errors, the lock that
+keeps two builders of one image apart."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imgkit import PREFIX
+
+from cftui.errors import RuntimeOperationError, UsageError
+from cftui.runtime import images
+from cftui.runtime.base import ProgressEvent
+
+DEMO_AGENT = images.REPO_ROOT / "cftui" / "templates" / "demo-agent"
+# A base that is neither here nor pullable: marked as a failed pull, so that
+# no test asks a registry anything and the fallback is taken everywhere.
+NO_SUCH_BASE = f"{PREFIX}nosuch/python:3.11"
+
+
+class Events(list):
+    def __call__(self, event: ProgressEvent) -> None:
+        self.append(event)
+
+    def text(self) -> str:
+        return "\n".join(e.message for e in self)
+
+
+@pytest.fixture
+def unpullable(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(images._unpullable, NO_SUCH_BASE, time.monotonic())
+    return NO_SUCH_BASE
+
+
+@pytest.fixture
+def bot_name(docker_client: Any):
+    name = f"t{os.urandom(4).hex()}"
+    yield name
+    with contextlib.suppress(Exception):
+        docker_client.images.remove(images.gateway_image_name(name), force=True)
+
+
+def _demo_code(tmp_path: Path, base: str) -> Path:
+    """The demo agent as a bot's code/, its default base made unpullable."""
+    code = tmp_path / "code"
+    shutil.copytree(DEMO_AGENT, code)
+    dockerfile = code / "Dockerfile"
+    text = dockerfile.read_text().replace(
+        "ARG BASE_IMAGE=python:3.11-slim", f"ARG BASE_IMAGE={base}"
+    )
+    dockerfile.write_text(text)
+    return code
+
+
+def _write_dockerfile(tmp_path: Path, text: str) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "Dockerfile").write_text(text)
+    return code
+
+
+@pytest.mark.docker
+def test_service_image_is_not_rebuilt_when_sources_are_unchanged(docker_client, service_images):
+    before = docker_client.images.get(service_images["demo-agent"]).id
+    events = Events()
+    started = time.monotonic()
+    tag = images.ensure_image(docker_client, "demo-agent", events)
+    assert tag == service_images["demo-agent"]
+    assert docker_client.images.get(tag).id == before
+    assert events == []
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_gateway_builds_on_the_base_image_when_its_default_base_cannot_be_pulled(
+    docker_client, unpullable, bot_name, tmp_path
+):
+    code = _demo_code(tmp_path, unpullable)
+    events = Events()
+    tag = images.build_gateway_image(docker_client, bot_name, code, events)
+    assert tag == f"clawfactory/gateway-{bot_name}:latest"
+    assert f"{unpullable} cannot be pulled: building on {images.BASE_IMAGE}" in events.text()
+    image = docker_client.images.get(tag)
+    assert image.attrs["Config"]["Labels"][images.HASH_LABEL] == images.tree_hash(
+        code, salt="gateway"
+    )
+    assert image.attrs["Config"]["User"] == "1000:1000"
+    # Built again with nothing changed: no build, same image.
+    again = Events()
+    assert images.build_gateway_image(docker_client, bot_name, code, again) == tag
+    assert again == []
+    assert docker_client.images.get(tag).id == image.id
+    # A change in code/ rebuilds it.
+    (code / "workspace" / "SOUL.md").write_text("# SOUL\n\nA changed soul.\n")
+    changed = Events()
+    images.build_gateway_image(docker_client, bot_name, code, changed)
+    assert any("Successfully built" in e.message for e in changed)
+    assert docker_client.images.get(tag).id != image.id
+
+
+@pytest.mark.docker
+def test_gateway_whose_from_cannot_be_pulled_and_has_no_base_arg_is_refused_clearly(
+    docker_client, unpullable, bot_name, tmp_path
+):
+    code = _write_dockerfile(tmp_path, f'FROM {unpullable}\nCMD ["true"]\n')
+    with pytest.raises(RuntimeOperationError) as exc:
+        images.build_gateway_image(docker_client, bot_name, code)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert unpullable in message
+    assert "ARG BASE_IMAGE" in message
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_failing_build_reports_the_failing_step_in_one_line(
+    docker_client, unpullable, bot_name, tmp_path
+):
+    code = _write_dockerfile(
+        tmp_path,
+        f"ARG BASE_IMAGE={unpullable}\nFROM ${{BASE_IMAGE}}\n"
+        "RUN echo fetching-the-agent && exit 7\n",
+    )
+    with pytest.raises(RuntimeOperationError) as exc:
+        images.build_gateway_image(docker_client, bot_name, code)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"building clawfactory/gateway-{bot_name}:latest failed")
+    assert "returned a non-zero code: 7" in message
+    assert f"built on {images.BASE_IMAGE} because {unpullable} cannot be pulled" in message
+
+
+def test_gateway_without_dockerfile_is_refused(docker_client, tmp_path):
+    with pytest.raises(RuntimeOperationError, match="has no Dockerfile"):
+        images.build_gateway_image(docker_client, "nodockerfile", tmp_path)
+
+
+def test_gateway_with_a_bad_bot_name_is_refused(docker_client, tmp_path):
+    with pytest.raises(UsageError, match="bad bot name"):
+        images.build_gateway_image(docker_client, "Bad/Name", tmp_path)
+
+
+def test_unknown_service_is_refused(docker_client):
+    with pytest.raises(RuntimeOperationError, match="unknown service image 'gateway'"):
+        images.ensure_image(docker_client, "gateway")
+
+
+def test_missing_sources_are_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLAWFACTORY_SOURCE", str(tmp_path))
+    with pytest.raises(RuntimeOperationError, match="set CLAWFACTORY_SOURCE"):
+        images.source_root()
+
+
+def test_tree_hash_follows_content_and_exec_bit_and_ignores_caches(tmp_path):
+    (tmp_path / "a.py").write_text("print(1)\n")
+    first = images.tree_hash(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: x\n")
+    assert images.tree_hash(tmp_path) == first
+    (tmp_path / "a.py").chmod(0o755)
+    second = images.tree_hash(tmp_path)
+    assert second != first
+    (tmp_path / "a.py").write_text("print(2)\n")
+    assert images.tree_hash(tmp_path) not in (first, second)
+
+
+def test_dockerfile_base_default_is_read_from_the_arg(tmp_path):
+    df = tmp_path / "Dockerfile"
+    df.write_text("ARG BASE_IMAGE=node:22-bookworm-slim\nFROM ${BASE_IMAGE}\n")
+    assert images.dockerfile_base_default(df) == (True, "node:22-bookworm-slim")
+    df.write_text("FROM debian:bookworm\n")
+    assert images.dockerfile_base_default(df) == (False, None)
+
+
+def test_the_openclaw_dockerfile_takes_a_base_image_arg():
+    declares, default = images.dockerfile_base_default(
+        images.REPO_ROOT / "images" / "openclaw" / "Dockerfile"
+    )
+    assert declares and default and default.startswith("node:22")
+
+
+def test_a_second_builder_waits_for_the_lock_held_by_another_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    lock = images.cache_dir() / "locks" / "base-bookworm.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX);"
+            " print('held', flush=True); sys.stdin.readline()",
+            str(lock),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        events = Events()
+        entered = threading.Event()
+
+        def second() -> None:
+            with images._file_lock("base-bookworm", events, "base image"):
+                entered.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "waiting for another build" in events.text()
+        assert not entered.is_set()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert entered.wait(10)
+        thread.join(10)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_build_images_script_refuses_an_unknown_service():
+    proc = subprocess.run(
+        [str(images.REPO_ROOT / "scripts" / "build-images.sh"), "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "unknown service 'nosuch'" in proc.stderr
