@@ -196,3 +196,21 @@ async def test_large_bodies_are_recorded_whole_and_scrubbed_off_the_event_loop(s
     assert secret not in proxy.log_path.read_text()
     assert rec["scrubbed"] >= 1
     assert rec["tokens_in"] > 8000
+
+
+async def test_plain_body_too_large_to_hold_is_relayed_in_chunks_and_still_recorded(
+    start_proxy, client
+):
+    proxy = await start_proxy()
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages",
+        json=anthropic_body(),
+        headers={**AUTH, "x-fake-reply-bytes": str(9 * 1024 * 1024)},
+    ) as resp:
+        assert resp.status == 200
+        body = await resp.read()
+    assert len(body) > 9 * 1024 * 1024
+    (rec,) = await proxy.wait_records(1)
+    assert rec["resp_bytes"] == len(body)
+    assert rec["truncated"] is True and rec["stream"] is False
+    assert rec["tokens_out"] > 0

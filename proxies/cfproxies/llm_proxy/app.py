@@ -64,6 +64,7 @@ REQUEST_DROP = HOP_BY_HOP | {
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
+BUFFERED_MAX = 8 * 1024 * 1024  # larger plain bodies are relayed chunk by chunk, not held
 OFFLOAD_BYTES = 64 * 1024  # records with more body than this are sealed in the writer thread
 
 
@@ -604,7 +605,11 @@ async def _relay(
     call.reassembly = reader
     out_headers = _response_headers(upstream)
 
-    if not is_sse and upstream.content_length is not None:
+    if (
+        not is_sse
+        and upstream.content_length is not None
+        and upstream.content_length <= BUFFERED_MAX
+    ):
         rec["stream"] = False
         try:
             raw = await upstream.read()
