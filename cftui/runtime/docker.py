@@ -299,6 +299,12 @@ class DockerRuntime(Runtime):
             # made again rather than started with no network.
             attached = set((current.get("NetworkSettings") or {}).get("Networks") or {})
             if same and attached == set(spec.networks):
+                # The kill switch also set its restart policy to `no`: restore it.
+                policy = spec.host_config["restart_policy"]
+                if (current.get("HostConfig") or {}).get("RestartPolicy", {}).get("Name") != policy[
+                    "Name"
+                ]:
+                    self.api.update_container(spec.name, restart_policy=policy)
                 return current["Id"]
             self.api.remove_container(spec.name, force=True)
         host_config = self.api.create_host_config(**spec.host_config)

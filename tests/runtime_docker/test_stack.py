@@ -212,6 +212,9 @@ async def test_kill_cuts_network_locks_and_start_is_refused_until_unlock(
     gw = _inspect(world, bot, "gateway")
     assert gw["State"]["Running"] is True
     assert list(gw["NetworkSettings"]["Networks"]) == [f"cf-{bot.name}-int"]
+    for service in ("front", "gateway", "llm-proxy", "egress"):
+        policy = _inspect(world, bot, service)["HostConfig"]["RestartPolicy"]["Name"]
+        assert policy == "unless-stopped", service
 
 
 async def test_kill_reports_containers_already_gone(
