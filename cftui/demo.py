@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -119,6 +120,15 @@ def _set_env_lines(path: Path, values: dict[str, str], *, only_empty: bool = Fal
         atomic_write_private(path, new)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def ensure_demo_bots(home: FleetHome, probe_url: str, names: Sequence[str] = DEMO_BOTS) -> list:
     """The demo bots, made on first use; their probe aimed at `probe_url`."""
     upstream = f"http://{FAKE_LLM}:{FAKE_LLM_PORT}"
@@ -127,13 +137,19 @@ def ensure_demo_bots(home: FleetHome, probe_url: str, names: Sequence[str] = DEM
     for name in names:
         if name not in existing:
             with resources.as_file(_demo_agent_source()) as src:
-                init_bot(
+                made = init_bot(
                     home,
                     name,
                     code=str(src),
                     gateway="generic",
                     upstreams={p: upstream for p in ("anthropic", "openai", "gemini")},
-                )
+                ).bot
+            # The operator's own fleet may hold the usual ports: take free ones.
+            port = made.gateway_port
+            while not _port_free(port):
+                port += 1
+            if port != made.gateway_port:
+                home.update_bot(name, gateway_port=port)
         # The fake provider takes any key; the LLM proxy insists on having one.
         keys = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
         _set_env_lines(

@@ -85,8 +85,9 @@ class _Watch:
                 self.out(
                     f"{_clock(change.ts)} [{change.bot}] {change.service}: {change.state}{detail}"
                 )
-                if change.state == RUNNING:
-                    self.started[(change.bot, change.service)].set()
+                started = self.started.get((change.bot, change.service))
+                if change.state == RUNNING and started is not None:
+                    started.set()
         except CftuiError as exc:
             self.out(f"{_clock()} state changes no longer followed: {exc}")
 

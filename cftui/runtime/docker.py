@@ -523,7 +523,7 @@ class DockerRuntime(Runtime):
             summaries = await self._run(listing)
             wanted = [s["Id"] for s in summaries if (s.get("Labels") or {}).get(LABEL_BOT) in names]
             infos = await asyncio.gather(*(self._run(self._inspect, cid) for cid in wanted))
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"docker: {_explain(exc)}") from None
         found: dict[tuple[str, str], dict] = {}
         for attrs in infos:

@@ -70,7 +70,7 @@ def service_status(service: str, attrs: dict[str, Any] | None) -> ServiceStatus:
     return ServiceStatus(
         service,
         state,
-        health=health,
+        health=health if status == "running" else None,  # Docker keeps a stale one
         started_at=parse_docker_time(st.get("StartedAt")) if status == "running" else None,
         image=image,
         detail=", ".join(details),
