@@ -45,7 +45,10 @@ def _get_or_none(url: str) -> tuple[int, bytes] | None:
 
 
 def test_base_image_has_python_311_venv_pip_nginx_and_tini(docker_client, sandbox):
-    base = images.ensure_base_image(docker_client)
+    images.ensure_base_image(docker_client)
+    events: list = []
+    base = images.ensure_base_image(docker_client, events.append)
+    assert events == [], "an up-to-date base image was built again"
     out = docker_client.containers.run(
         base,
         [
