@@ -624,7 +624,8 @@ async def _relay(
         response = web.Response(status=upstream.status, headers=out_headers, body=raw)
         await _send(request, response)
         decoded = decode_body(raw, encoding)
-        reader.body(_parse_json(decoded, ctype))
+        call.response_parsed = _parse_json(decoded, ctype)
+        reader.body(call.response_parsed)
         _note_http_error(rec, upstream.status, reader)
         return response
 
