@@ -4,17 +4,19 @@ A snapshot is a tar of `state/` (caches left out) encrypted with age to the
 bot's X25519 recipient, so the stock tool reads it:
 `age -d -i secrets/BOT/snapshot.key FILE | tar -t`.
 
-Both directions stream, so memory stays flat whatever the state's size:
-- create: a tar stream generated file by file (`_TarSource`) is pulled by
-  pyrage's `encrypt_io` and written to a temporary name, fsynced, then linked
-  to its final name; a partial file never carries a final name.
-- restore: pyrage's `decrypt_io` runs in a thread and pushes plaintext into a
-  pipe; tarfile reads the pipe in stream mode and extracts each member through
-  `tarfile.data_filter` plus the checks it lacks (setuid bits refused rather
-  than cleared, no writes through symlinks, link targets checked lexically so
-  a long symlink chain cannot fool `realpath`), into a fresh directory beside
-  `state/`. Only when everything (decryption, authentication, extraction)
-  succeeded is it swapped in; otherwise the old state was never touched.
+Both directions stream, so memory stays flat whatever the state's size, and
+pyrage does the age format in a small child process (see `_CHILD_PRELUDE`):
+- create: a tar stream generated file by file (`_TarSource`) is piped into the
+  encryptor, which writes a temporary name; it is fsynced, then linked to its
+  final name; a partial file never carries a final name.
+- restore: the decryptor pipes plaintext to tarfile, which reads it forward
+  only and extracts each member through `tarfile.data_filter` plus the checks
+  it lacks (setuid bits refused rather than cleared, devices and fifos
+  refused with a clear reason, no writes through symlinks, link targets
+  checked lexically so that a long symlink chain cannot fool `realpath`),
+  into a fresh directory beside `state/`. Only when everything (decryption,
+  authentication, extraction) succeeded is it swapped in; otherwise the old
+  state was never touched.
 """
 
 from __future__ import annotations
@@ -629,14 +631,7 @@ def _clean_partials(folder: Path) -> None:
             m = PARTIAL_RE.match(entry.name)
             if not m:
                 continue
-            pid = int(m["pid"])
-            try:
-                os.kill(pid, 0)
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
+            alive = _pid_alive(int(m["pid"]))
             if not alive:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -1011,13 +1006,14 @@ def restore_state(
     path = resolve(home, bot, name)
     check_key(home, bot, path)
     state = home.state_dir(bot)
+    repo = home.bot_repo(bot)
+    make_private_dirs(repo)
+    _recover_interrupted(repo, state)
     safety = None
     if state.is_dir():
         safety = create_snapshot(
             home, bot, SAFETY_LABEL, progress=progress, record=False, point_latest=False
         ).name
-    repo = home.bot_repo(bot)
-    make_private_dirs(repo)
     stamp = f"{os.getpid()}-{time.monotonic_ns()}"
     new = repo / f".state-restore-{stamp}"
     old = repo / f".state-old-{stamp}"
@@ -1030,14 +1026,17 @@ def restore_state(
     try:
         extract_snapshot(home, bot, path, new, progress=progress)
         _fsync_tree(new)
-        if state.exists():
-            os.rename(state, old)
-        try:
-            os.rename(new, state)
-        except OSError:
-            if old.exists():
-                os.rename(old, state)
-            raise
+        if state.exists() and _exchange(new, state):
+            old = new  # after the exchange, `new` holds the previous state
+        else:
+            if state.exists():
+                os.rename(state, old)
+            try:
+                os.rename(new, state)
+            except OSError:
+                if old.exists():
+                    os.rename(old, state)
+                raise
         fsync_dir(repo)
     except OSError as exc:
         shutil.rmtree(new, ignore_errors=True)
@@ -1047,6 +1046,48 @@ def restore_state(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return path.name, safety
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE), so
+    there is no instant without a `state/`. False where it is not supported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover_interrupted(repo: Path, state: Path) -> None:
+    """Tidy what a restore that died left: its half-extracted directory, and,
+    if it died between the two renames of the fallback swap, the old state."""
+    for entry in os.scandir(repo):
+        m = re.fullmatch(r"\.state-(restore|old)-(\d+)-\d+", entry.name)
+        if not m or _pid_alive(int(m[2])):
+            continue
+        if m[1] == "old" and not state.exists():
+            os.rename(entry.path, state)
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _fsync_tree(root: Path) -> None:

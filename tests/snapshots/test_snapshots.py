@@ -271,6 +271,26 @@ def test_create_on_a_full_disk_fails_cleanly(home: FleetHome, bot: str) -> None:
         subprocess.run(["umount", str(folder)], check=True)
 
 
+async def test_restore_recovers_the_state_a_dead_restore_left_aside(
+    home: FleetHome, bot: str
+) -> None:
+    snapshots.create_snapshot(home, bot, "good")
+    state = home.state_dir(bot)
+    expected = tree(state)
+    # A restore killed between the two renames of the fallback swap.
+    aside = home.bot_repo(bot) / ".state-old-999999999-1"
+    os.rename(state, aside)
+    (home.bot_repo(bot) / ".state-restore-999999999-1").mkdir()
+    (aside / "since").write_text("work after the snapshot")
+
+    result = await snapshots.restore(home, BotConfig(bot), "latest")
+
+    assert tree(state) == kept(expected)
+    assert leftovers(home, bot) == []
+    safety = home.snapshots_dir(bot) / str(result.safety)
+    assert safety.is_file(), "the recovered state was saved before being replaced"
+
+
 # --- atomic names, labels, latest --------------------------------------------
 
 
