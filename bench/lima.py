@@ -117,15 +117,17 @@ async def main(n_bots: int, samples: int) -> None:
         # The naive way: one SSH connection per command (one per unit).
         cfg = shell.ssh_config
         naive = []
+        gate = asyncio.Semaphore(8)
         for _ in range(3):
             t = time.monotonic()
 
             async def one(unit: str) -> None:
-                s = VMShell(vm, cfg)
-                try:
-                    await s.run(f"systemctl is-active {unit}", check=False)
-                finally:
-                    await s.close()
+                async with gate:  # sshd's MaxStartups refuses more at once
+                    s = VMShell(vm, cfg)
+                    try:
+                        await s.run(f"systemctl is-active {unit}", check=False)
+                    finally:
+                        await s.close()
 
             await asyncio.gather(*(one(unit_name(svc, b.name)) for b in bots for svc in
                                    ("front", "gateway", "llm-proxy", "egress")))  # fmt: skip
@@ -163,6 +165,8 @@ async def main(n_bots: int, samples: int) -> None:
         total = (time.monotonic() - t) * 1000
         lrt = runtimes.get("lima")
         timings = lrt.kill_timings
+        missing = [b.name for b in bots if "dead" not in timings[b.name]]
+        assert not missing, f"no in-VM kill result for {missing}"
         dead = [(timings[b.name]["dead"] - timings[b.name]["start"]) * 1000 for b in bots]
         vm_stops = [
             (tm["vm_stopped"] - tm["start"]) * 1000 for tm in timings.values() if "vm_stopped" in tm

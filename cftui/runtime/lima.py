@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncssh
 from cfproxies.envfile import read_env_file
 
 from cftui.botinit import recipient_of
@@ -65,7 +66,7 @@ from cftui.runtime.lima_plan import (
     unit_name,
     unix_user,
 )
-from cftui.runtime.lima_ssh import VMShell, rsync
+from cftui.runtime.lima_ssh import Completed, VMShell, rsync
 
 HEALTH_TIMEOUT_S = 60.0
 # A unit counts as up once it has stayed active this long (not crash-looping).
@@ -75,6 +76,7 @@ STABLE_S = 1.5
 KILL_VM_GRACE_S = 4.0
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,Result,ActiveEnterTimestamp"
 # Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
+COUNT_GATEWAYS = "systemctl list-units --state=active --no-legend --plain 'cf-gateway@*' | wc -l"
 STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
 
 
@@ -139,6 +141,7 @@ class LimaRuntime(Runtime):
         # When each kill step finished (monotonic), for the benchmark.
         self.kill_timings: dict[str, dict[str, float]] = {}
         self.stop_vm_on_kill = True
+        self._kills_inflight: dict[str, int] = {}
 
     # --- the VM ----------------------------------------------------------
     async def check(self) -> None:
@@ -526,12 +529,18 @@ class LimaRuntime(Runtime):
                     shell = await self._shell(vm)
                     for b in group:
                         self._follower(shell, b.name).start()
-                    cmd = "exec journalctl -f -n 0 -o json _PID=1 --no-pager"
+                    # The follower is attached before the states are read,
+                    # so no change falls between the two.
+                    conn = await shell.connection()
+                    proc = await conn.create_process(
+                        "sudo -n journalctl -f -n 0 -o json _PID=1 --no-pager",
+                        stderr=asyncssh.DEVNULL,
+                    )
                     seed = await self._status_vm(vm, group)
                     for st in seed.values():
                         for svc, ss in st.services.items():
                             last[(st.bot, svc)] = ss.state
-                    async for line in shell.lines(cmd):
+                    async for line in proc.stdout:
                         try:
                             unit = str(json.loads(line).get("UNIT", ""))
                         except ValueError:
@@ -590,13 +599,53 @@ class LimaRuntime(Runtime):
         another bot of that VM still runs."""
         report = KillReport(bot.name)
         vm = bot.lima.vm
+        # Kills of several bots of one VM run at once: the last to finish
+        # decides about the VM, so that no stop cuts another's kill short.
+        self._kills_inflight[vm] = self._kills_inflight.get(vm, 0) + 1
+        try:
+            res, still_running = await self._kill_in_vm(bot, report)
+        finally:
+            self._kills_inflight[vm] -= 1
+        if res is False:  # the VM was not running: nothing to do
+            return report
+        shell = self._shells.get(vm)
+        if res is not None and shell and self._kills_inflight[vm] == 0 and still_running:
+            with contextlib.suppress(CftuiError):
+                again = await shell.run(COUNT_GATEWAYS, check=False, timeout=5)
+                still_running = int(again.out.split()[-1]) if again.out.split() else 0
+        last = self._kills_inflight[vm] == 0
+        if self.stop_vm_on_kill and last and (res is None or still_running == 0):
+            async with self._lock(vm):
+                await self._stop_follower(bot.name)
+                await self._drop_shell(vm)
+                try:
+                    forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
+                    self.kill_timings[bot.name]["vm_stopped"] = time.monotonic()
+                    report.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
+                    if res is None:
+                        report.network_cut = report.gateway_killed = True
+                except CftuiError as exc:
+                    report.errors.append(str(exc))
+        else:
+            await self._stop_follower(bot.name)
+        if report.errors and report.network_cut and report.gateway_killed:
+            report.errors = [e for e in report.errors if "in-VM kill failed" not in e]
+        return report
+
+    async def _kill_in_vm(
+        self, bot: BotConfig, report: KillReport
+    ) -> tuple[Completed | bool | None, int]:
+        """The in-VM part of a kill, one SSH round trip; (its result or None
+        when the VM did not answer, or False when it was not running, and how
+        many gateways of the VM still run)."""
+        vm = bot.lima.vm
         t0 = time.monotonic()
         timings = self.kill_timings[bot.name] = {"start": t0}
         inst = await self.limactl.instance(vm) if vm not in self._shells else None
         if vm not in self._shells and (inst is None or not inst.running):
             report.network_cut = report.gateway_killed = True
             report.already_gone = list(SERVICES)
-            return report
+            return False, 0
         name = bot.name
         gw = unit_name("gateway", name)
         others = " ".join(unit_name(s, name) for s in ("front", "llm-proxy", "egress"))
@@ -612,8 +661,7 @@ class LimaRuntime(Runtime):
             f'case $st in active|activating|deactivating) ;; *) echo "@gw $was";; esac; '
             f"systemctl stop {others}; "
             f'for u in {others}; do echo "@svc $u $(systemctl is-active $u)"; done; '
-            f'echo "@running $(systemctl list-units --state=active --no-legend --plain '
-            f"'cf-gateway@*' | wc -l)\""
+            f'echo "@running $({COUNT_GATEWAYS})"'
         )
         try:
             shell = await self._shell(vm, inst)
@@ -641,23 +689,7 @@ class LimaRuntime(Runtime):
             if not report.network_cut:
                 # The chain is missing only if the bot was never set up here.
                 report.errors.append("nftables drop rule not inserted (bot not set up in VM?)")
-        if self.stop_vm_on_kill and (res is None or still_running == 0):
-            async with self._lock(vm):
-                await self._stop_follower(name)
-                await self._drop_shell(vm)
-                try:
-                    forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
-                    timings["vm_stopped"] = time.monotonic()
-                    report.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
-                    if res is None:
-                        report.network_cut = report.gateway_killed = True
-                except CftuiError as exc:
-                    report.errors.append(str(exc))
-        else:
-            await self._stop_follower(name)
-        if report.errors and report.network_cut and report.gateway_killed:
-            report.errors = [e for e in report.errors if "in-VM kill failed" not in e]
-        return report
+        return res, still_running
 
     # --- the gateway alone ---------------------------------------------------
     async def gateway_running(self, bot: BotConfig) -> bool:

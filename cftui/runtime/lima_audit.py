@@ -12,17 +12,22 @@ under a second, with no polling on either side.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shlex
 from pathlib import Path
 
 from cfproxies.jsonl import append_bytes, open_append
+from watchfiles import awatch
 
 from cftui.fleet import FleetHome
-from cftui.runtime.lima_plan import SRV
+from cftui.runtime.lima_plan import SRV, unix_user
 from cftui.runtime.lima_ssh import VMShell
+from cftui.securefs import atomic_write_private
 
+CONTROL = "egress.control.json"
+STATS = "egress.stats.json"
 # (file name on the host, its directory under the bot's audit dir in the VM)
 AUDIT_FILES = (
     ("traffic.jsonl", "llm"),
@@ -52,6 +57,8 @@ class AuditFollower:
             asyncio.create_task(self._follow(name, sub), name=f"lima-audit-{self.bot}-{name}")
             for name, sub in AUDIT_FILES
         ]
+        self._tasks.append(asyncio.create_task(self._retry(self._push_control)))
+        self._tasks.append(asyncio.create_task(self._retry(self._pull_stats)))
 
     @property
     def running(self) -> bool:
@@ -93,6 +100,57 @@ class AuditFollower:
                 proc.close()
         finally:
             os.close(fd)
+
+    async def _retry(self, step) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the VM went away or the connection dropped
+                pass
+            await asyncio.sleep(1.0)
+
+    async def _push_control(self) -> None:
+        """The egress proxy's control file (capture on/off, allowlist), which
+        `cftui capture` writes on the host, into the VM as soon as it changes."""
+        host = self.home.audit_dir(self.bot) / CONTROL
+        vm = vm_audit_path(self.bot, CONTROL, "egress")
+        owner = unix_user("egress", self.bot)
+        last: str | None = None
+
+        async def push() -> None:
+            nonlocal last
+            try:
+                text = host.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return
+            if text != last:
+                await self.shell.write_file(vm, text, owner=owner)
+                last = text
+
+        await push()
+        async for _changes in awatch(
+            host.parent,
+            watch_filter=lambda _change, path: path.endswith(CONTROL),
+            debounce=20,
+            step=10,
+        ):
+            await push()
+
+    async def _pull_stats(self) -> None:
+        """The egress proxy's stats file (which `cftui capture` reads to confirm
+        a change) back to the host whenever its content changes in the VM."""
+        vm = shlex.quote(vm_audit_path(self.bot, STATS, "egress"))
+        loop = (
+            f"prev=; while :; do cur=$(cksum < {vm} 2>/dev/null); "
+            f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
+            f'echo "$(base64 -w0 < {vm})"; fi; sleep 0.1; done'
+        )
+        dest = self.home.audit_dir(self.bot) / STATS
+        async for line in self.shell.lines(loop):
+            with contextlib.suppress(ValueError):
+                atomic_write_private(dest, base64.b64decode(line))
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -289,11 +289,11 @@ async def test_events_report_gateway_stop_and_start(lima_stack):
                     return
 
         waiter = asyncio.create_task(until(STOPPED))
-        await asyncio.sleep(1.5)  # the journal follower is attached
+        await asyncio.sleep(3)  # the journal follower is attached
         await rt.stop_gateway(lima_stack.bot)
-        await asyncio.wait_for(waiter, 10)
+        await asyncio.wait_for(waiter, 30)
         await rt.start_gateway(lima_stack.bot)
-        await asyncio.wait_for(until(RUNNING), 10)
+        await asyncio.wait_for(until(RUNNING), 30)
         await agen.aclose()
     finally:
         await rt.aclose()
@@ -307,3 +307,52 @@ async def _gateway_running(stack) -> bool:
         return await rt.gateway_running(stack.bot)
     finally:
         await rt.aclose()
+
+
+async def test_capture_toggle_reaches_the_vms_egress_proxy_and_is_confirmed(lima_stack):
+    """`cftui capture on` writes the control file on the host; the runtime
+    carries it into the VM and the proxy's stats back, so the toggle is
+    confirmed as on Docker."""
+    from cftui import capture
+
+    rt = lima_stack.runtime()
+    try:
+        await rt.follow_audit(lima_stack.bot)
+        await asyncio.sleep(1.0)
+        on = await asyncio.to_thread(capture.set_capture, lima_stack.home, "lbot", True)
+        assert on.confirmed is True
+        vm_control = lima_stack.vm_sh(
+            "cat /srv/clawfactory/audit/lbot/egress/egress.control.json"
+        ).stdout
+        assert json.loads(vm_control)["capture"] is True
+        off = await asyncio.to_thread(capture.set_capture, lima_stack.home, "lbot", False)
+        assert off.confirmed is True
+    finally:
+        await rt.aclose()
+
+
+async def test_tui_fleet_row_shows_the_lima_bot_running(lima_stack):
+    from cftui.runtime import Runtimes
+    from cftui.tui.app import make_app
+    from cftui.tui.fleet_table import FleetTable
+
+    runtimes = Runtimes(lima_stack.home)
+    app = make_app(lima_stack.home, runtimes)
+
+    def cell(column: str) -> str:
+        try:
+            return str(app.screen.query_one(FleetTable).get_cell("lbot", column))
+        except Exception:
+            return ""
+
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (
+                "running" in cell("state") and cell("gateway") == "● up"
+            ):
+                await pilot.pause(0.1)
+            assert "running" in cell("state"), cell("state")
+            assert cell("gateway") == "● up"
+    finally:
+        await runtimes.aclose()
