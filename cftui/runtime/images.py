@@ -64,6 +64,7 @@ _ARG_BASE_RE = re.compile(r"^\s*ARG\s+BASE_IMAGE(?:\s*=\s*(\S+))?\s*$", re.I | r
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.I | re.M)
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) :")
 _PULL_RETRY_S = 600.0
+IMAGE_PYTHON = (3, 11)  # python:3.11-slim and Debian bookworm alike
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,14 @@ def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None
     Third-party wheels are cached per (extra, proxies/pyproject.toml, Python)
     under the cache dir; the project's own wheel is built fresh each time.
     """
+    if sys.version_info[:2] != IMAGE_PYTHON:
+        # Binary wheels (aiohttp, mitmproxy_rs...) are chosen for the host's
+        # Python; both bases run 3.11, so other hosts' wheels cannot install.
+        want = ".".join(map(str, IMAGE_PYTHON))
+        raise RuntimeOperationError(
+            f"building the service images needs cftui on Python {want} (the images' Python), "
+            f"not {sys.version_info.major}.{sys.version_info.minor}"
+        )
     root = source_root()
     task = f"wheels[{extra}]"
     py = f"cp{sys.version_info.major}{sys.version_info.minor}"

@@ -140,19 +140,19 @@ def test_failing_build_reports_the_failing_step_in_one_line(
     assert f"built on {images.BASE_IMAGE} because {unpullable} cannot be pulled" in message
 
 
-def test_gateway_without_dockerfile_is_refused(docker_client, tmp_path):
+def test_gateway_without_dockerfile_is_refused(tmp_path):
     with pytest.raises(RuntimeOperationError, match="has no Dockerfile"):
-        images.build_gateway_image(docker_client, "nodockerfile", tmp_path)
+        images.build_gateway_image(None, "nodockerfile", tmp_path)
 
 
-def test_gateway_with_a_bad_bot_name_is_refused(docker_client, tmp_path):
+def test_gateway_with_a_bad_bot_name_is_refused(tmp_path):
     with pytest.raises(UsageError, match="bad bot name"):
-        images.build_gateway_image(docker_client, "Bad/Name", tmp_path)
+        images.build_gateway_image(None, "Bad/Name", tmp_path)
 
 
-def test_unknown_service_is_refused(docker_client):
+def test_unknown_service_is_refused():
     with pytest.raises(RuntimeOperationError, match="unknown service image 'gateway'"):
-        images.ensure_image(docker_client, "gateway")
+        images.ensure_image(None, "gateway")
 
 
 def test_missing_sources_are_reported(monkeypatch, tmp_path):
@@ -242,3 +242,9 @@ def test_build_images_script_refuses_an_unknown_service():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown service 'nosuch'" in proc.stderr
+
+
+def test_wheels_for_another_python_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(images, "IMAGE_PYTHON", (3, 99))
+    with pytest.raises(RuntimeOperationError, match=r"needs cftui on Python 3\.99"):
+        images.wheelhouse("llm", tmp_path / "wheels")

@@ -136,22 +136,43 @@ def test_fake_llm_container_answers_an_anthropic_call(docker_client, service_ima
     assert _healthcheck_passes(fake)
 
 
-def test_egress_image_runs_cf_egress_as_non_root(docker_client, service_images, sandbox):
+def test_egress_container_runs_cf_egress_as_non_root_and_exports_its_ca(
+    docker_client, service_images, sandbox
+):
+    from pyrage import x25519
+
     config = _config(docker_client, service_images["egress"])
     assert config["Cmd"][0] == "cf-egress"
-    out = docker_client.containers.run(
+    recipient = str(x25519.Identity.generate().to_public())
+    egress = sandbox.run(
         service_images["egress"],
-        [
-            "sh",
-            "-c",
-            "id -u && cf-egress --help 2>&1 | grep -q -- --allow && python3 -c 'import mitmproxy'"
-            " && mitmdump --version | head -n1",
-        ],
-        remove=True,
+        "egress",
         network_mode="none",
-    ).decode()
-    assert out.splitlines()[0] == "10001"
-    assert "11.0.2" in out
+        command=[
+            "cf-egress",
+            "--listen",
+            "0.0.0.0:8888",
+            "--bot",
+            "imgtest",
+            "--audit-dir",
+            "/audit",
+            "--confdir",
+            "/confdir",
+            "--recipient",
+            recipient,
+            "--capture",
+            "off",
+            "--ca-export",
+            "/ca-public",
+        ],
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+    )
+    wait_for(lambda: _healthcheck_passes(egress), what="egress listening on 8888")
+    assert egress.exec_run(["id", "-u"]).output.strip() == b"10001"
+    assert egress.exec_run(["test", "-s", "/ca-public/ca.pem"]).exit_code == 0
+    version = egress.exec_run(["mitmdump", "--version"]).output.decode()
+    assert "Mitmproxy: 11.0.2" in version
 
 
 _WS_ECHO = r"""
