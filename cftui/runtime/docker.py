@@ -98,6 +98,7 @@ class DockerRuntime(Runtime):
         self._client = client
         self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cf-docker")
+        self._wave: _Wave | None = None
 
     # --- plumbing ------------------------------------------------------------
     def client(self) -> Any:
@@ -651,36 +652,71 @@ class DockerRuntime(Runtime):
     async def kill(self, bot: BotConfig) -> KillReport:
         """Cut the gateway's networks, then kill it, then stop the rest in
         parallel; restart policies are set to `no` so Docker never brings
-        any of them back. Reports each step, whatever state things are in."""
+        any of them back. Reports each step, whatever state things are in.
+
+        Bots killed together form a wave: no bot's proxies are stopped until
+        every gateway of the wave is cut and killed, so the engine spends
+        its first moments on what contains the agents."""
+        wave = self._wave
+        if wave is None or wave.done.is_set():
+            wave = self._wave = _Wave()
+        wave.pending += 1
+        report = KillReport(bot.name)
+        try:
+            await self._kill_gateway(bot, report)
+        finally:
+            wave.pending -= 1
+            if wave.pending == 0:
+                wave.done.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wave.done.wait(), KILL_STOP_TIMEOUT_S)
+        await self._stop_rest(bot, report)
+        return report
+
+    async def _kill_gateway(self, bot: BotConfig, report: KillReport) -> None:
         import docker.errors
 
-        report = KillReport(bot.name)
         gateway = container_name(bot.name, "gateway")
-        try:
-            attrs = await self._run(self._inspect, gateway)
-        except docker.errors.DockerException as exc:
+        internal = int_network(bot.name)
+        # The gateway's own network is cut at once, while an inspect looks
+        # for any other network someone may have attached it to.
+        first = await asyncio.gather(
+            self._run(self._cut, gateway, internal),
+            self._run(self._inspect, gateway),
+            return_exceptions=True,
+        )
+        cut_error, attrs = first
+        if isinstance(attrs, BaseException):
+            report.errors.append(f"inspect gateway: {_explain(attrs)}")
             attrs = None
-            report.errors.append(f"inspect gateway: {_explain(exc)}")
-        if attrs is None and not report.errors:
-            report.already_gone.append("gateway")
-        elif attrs is not None:
-            networks = list((attrs.get("NetworkSettings") or {}).get("Networks") or {})
-            cuts = await asyncio.gather(*(self._run(self._cut, gateway, n) for n in networks))
-            errors = [c for c in cuts if c]
-            report.errors += errors
-            report.network_cut = not errors
-            try:
-                outcome, _ = await asyncio.gather(
-                    self._run(self._kill_container, gateway), self._run(self._no_restart, gateway)
-                )
-            except docker.errors.DockerException as exc:
-                report.errors.append(f"kill gateway: {_explain(exc)}")
-            else:
-                if outcome == "killed":
-                    report.gateway_killed = True
-                else:
-                    report.already_gone.append(f"gateway ({outcome})")
+        if isinstance(cut_error, BaseException):
+            cut_error = f"disconnect from {internal}: {_explain(cut_error)}"
+        if attrs is None:
+            if cut_error:
+                report.errors.append(cut_error)
+            elif not report.errors:
+                report.already_gone.append("gateway")
+            return
+        others = [
+            n for n in (attrs.get("NetworkSettings") or {}).get("Networks") or {} if n != internal
+        ]
+        cuts = await asyncio.gather(*(self._run(self._cut, gateway, n) for n in others))
+        errors = [c for c in (cut_error, *cuts) if c]
+        report.errors += errors
+        report.network_cut = not errors
+        try:
+            outcome, _ = await asyncio.gather(
+                self._run(self._kill_container, gateway), self._run(self._no_restart, gateway)
+            )
+        except (docker.errors.DockerException, OSError) as exc:
+            report.errors.append(f"kill gateway: {_explain(exc)}")
+            return
+        if outcome == "killed":
+            report.gateway_killed = True
+        else:
+            report.already_gone.append(f"gateway ({outcome})")
 
+    async def _stop_rest(self, bot: BotConfig, report: KillReport) -> None:
         rest = ("front", "llm-proxy", "egress")
         outcomes = await asyncio.gather(
             *(self._run(self._stop_for_kill, container_name(bot.name, s)) for s in rest),
@@ -693,7 +729,6 @@ class DockerRuntime(Runtime):
                 report.already_gone.append(service)
             else:
                 report.stopped.append(service)
-        return report
 
     # --- the gateway alone (snapshot restore) --------------------------------------
     async def gateway_running(self, bot: BotConfig) -> bool:
@@ -732,6 +767,14 @@ class DockerRuntime(Runtime):
         for vol in volume_specs(bot):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_volume(vol.name, force=True)
+
+
+class _Wave:
+    """Kills that started together; see `DockerRuntime.kill`."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.done = asyncio.Event()
 
 
 def _log_line(bot: str, service: str, raw: bytes) -> LogLine:
