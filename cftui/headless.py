@@ -187,21 +187,22 @@ async def run_bots(
         progress = _progress(out, stop)
         starting = asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if starting in done and starting.exception() is None:
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if not starting.done():
+                starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+            out(f"{_clock()} interrupted while starting")
+        elif starting.exception() is None:
             out(f"{_clock()} {', '.join(b.name for b in bots)}: up; Ctrl-C stops")
             watch.start()
             await stopper
-        elif starting in done:
+        else:
             stopper.cancel()
             exc = starting.exception()
             err(f"cftui: {exc}" if isinstance(exc, CftuiError) else f"cftui: {exc!r}")
             code = 1
-        else:
-            starting.cancel()
-            with contextlib.suppress(BaseException):
-                await starting
-            out(f"{_clock()} interrupted while starting")
     finally:
         await watch.close()
         result = await killswitch.kill(home, bots, runtimes, lock=False, action="run-stop")
