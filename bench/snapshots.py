@@ -9,7 +9,7 @@ then, each in its own process so peak RSS is its own:
            (decrypt + filtered extraction: the work both sides do; a full
             restore adds a safety snapshot and the swap, timed separately)
 Rounds alternate which side goes first; the best round of each is kept,\nand dirty pages are flushed (sync) before every timed run. Prints MB/s,
-peak RSS and the ratio ours / CLI (goal: >= 0.8x speed, <= 100 MB RSS).
+CPU seconds, peak RSS and the ratios ours / CLI (goal: >= 0.8x speed, <= 100 MB RSS).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -58,17 +59,20 @@ def generate(state: Path, size_mb: int, files: int) -> int:
     return total
 
 
-def run(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS in KiB of the whole process tree (the shell
-    and both sides of a pipe; the Python side and its crypto child), sampled
-    every 20 ms. Dirty pages of the previous step are flushed first so that
-    no run pays for another's writeback."""
+def run(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> Sample:
+    """Wall and CPU seconds (user + sys of the whole process tree) and peak RSS
+    of the tree (the shell and both sides of a pipe; the Python side and its
+    crypto child), sampled every 20 ms. Dirty pages of the previous step are
+    flushed first so that no run pays for another's writeback."""
     os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, shell=shell, env=env)
     root = psutil.Process(proc.pid)
     peak = 0
-    while proc.poll() is None:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         rss = 0
         try:
             tree = [root, *root.children(recursive=True)]
@@ -79,10 +83,18 @@ def run(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -
                 rss += p.memory_info().rss
         peak = max(peak, rss)
         time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"failed: {cmd}")
-    return seconds, peak // 1024
+    return Sample(seconds, usage.ru_utime + usage.ru_stime, peak // 1024)
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    rss_kib: int
 
 
 PY_CREATE = """
@@ -141,12 +153,20 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(HERE.parent))
         best: dict[str, tuple[float, int]] = {}
 
-        def keep(label: str, result: tuple[float, int]) -> None:
-            sec, rss = result
+        def keep(label: str, result: Sample) -> None:
             old = best.get(label)
-            best[label] = (min(sec, old[0]), max(rss, old[1])) if old else (sec, rss)
+            best[label] = (
+                Sample(
+                    min(result.wall, old.wall),
+                    min(result.cpu, old.cpu),
+                    max(result.rss_kib, old.rss_kib),
+                )
+                if old
+                else result
+            )
             print(
-                f"  {label:<16} {sec:6.2f} s  {mb / sec:7.1f} MB/s  {rss / 1024:6.1f} MB RSS",
+                f"  {label:<16} {result.wall:6.2f} s  {mb / result.wall:7.1f} MB/s  "
+                f"cpu {result.cpu:6.2f} s  {result.rss_kib / 1024:6.1f} MB RSS",
                 flush=True,
             )
 
@@ -198,19 +218,25 @@ def main() -> int:
 
         print()
         print(
-            f"{'':10} {'cli MB/s':>9} {'cftui MB/s':>11} {'speed ratio':>12} {'cli RSS':>9} {'cftui RSS':>10}"
+            "best of each (wall and CPU separately; RSS is the highest seen)\n"
+            f"{'':8} {'cli MB/s':>9} {'cftui MB/s':>11} {'wall ratio':>11} "
+            f"{'cli cpu s':>10} {'cftui cpu s':>12} {'cpu ratio':>10} {'cli RSS':>8} {'cftui RSS':>10}"
         )
         for op in ("create", "restore"):
-            cs, cr = best[f"{op} cli"]
-            os_, orss = best[f"{op} cftui"]
+            c = best[f"{op} cli"]
+            o = best[f"{op} cftui"]
             print(
-                f"{op:10} {mb / cs:9.1f} {mb / os_:11.1f} {cs / os_:11.2f}x "
-                f"{cr / 1024:7.1f}MB {orss / 1024:8.1f}MB"
+                f"{op:8} {mb / c.wall:9.1f} {mb / o.wall:11.1f} {c.wall / o.wall:10.2f}x "
+                f"{c.cpu:10.2f} {o.cpu:12.2f} {c.cpu / o.cpu:9.2f}x "
+                f"{c.rss_kib / 1024:6.1f}MB {o.rss_kib / 1024:8.1f}MB"
             )
         if "full restore" in best:
+            full = best["full restore"]
             print(
-                f"full restore (safety snapshot + extract + swap): {best['full restore'][0]:.1f} s"
+                f"full restore (safety snapshot + extract + swap + syncfs): "
+                f"{full.wall:.1f} s, cpu {full.cpu:.1f} s"
             )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
