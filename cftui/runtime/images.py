@@ -189,12 +189,13 @@ def _hash_file_or_tree(*paths: Path, salt: str = "") -> str:
 def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
     """The labels of a local image, or None when it is not here."""
     import docker.errors
+    import requests
 
     try:
         image = client.images.get(ref)
     except docker.errors.ImageNotFound:
         return None
-    except docker.errors.APIError as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise RuntimeOperationError(f"cannot inspect image {ref}: {_explain(exc)}") from None
     return dict((image.attrs.get("Config") or {}).get("Labels") or {})
 
@@ -210,6 +211,7 @@ def image_available(client: Any, ref: str, progress: Progress = no_progress) -> 
     while so that ten bots starting together do not each try again.
     """
     import docker.errors
+    import requests
     from docker.utils import parse_repository_tag
 
     if _image_labels(client, ref) is not None:
@@ -222,7 +224,7 @@ def image_available(client: Any, ref: str, progress: Progress = no_progress) -> 
     progress(ProgressEvent("pull", message=f"pulling {ref}"))
     try:
         client.api.pull(repo, tag=tag or "latest")
-    except (docker.errors.APIError, docker.errors.DockerException) as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         progress(ProgressEvent("pull", message=f"cannot pull {ref}: {_explain(exc)}"))
         with _unpullable_lock:
             _unpullable[ref] = time.monotonic()
@@ -255,6 +257,7 @@ def _docker_build(
 ) -> str:
     """Run one classic-builder build, reporting each log line; the image id."""
     import docker.errors
+    import requests
 
     last = ""
     image_id = None
@@ -293,7 +296,7 @@ def _docker_build(
                 image_id = aux["ID"]
     except docker.errors.APIError as exc:
         raise RuntimeOperationError(f"building {tag} failed: {_explain(exc)}") from None
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise RuntimeOperationError(f"building {tag} failed: {_one_line(str(exc))}") from None
     if image_id is None:
         try:
@@ -362,6 +365,7 @@ def _run_logged(cmd: list[str], *, task: str, progress: Progress, what: str, **k
 
 def _build_base(client: Any, root: Path, want: str, progress: Progress, task: str) -> None:
     import docker.errors
+    import requests
 
     if os.geteuid() != 0:
         raise RuntimeOperationError(
@@ -398,16 +402,22 @@ def _build_base(client: Any, root: Path, want: str, progress: Progress, task: st
         )
         assert tar.stdout is not None
         repo, tag = BASE_IMAGE.split(":")
+        # The engine answers only once the import is done: minutes on a slow
+        # disk, past the client's usual timeout (harmless for other callers
+        # meanwhile: theirs only grows).
+        saved_timeout = client.api.timeout
+        client.api.timeout = max(saved_timeout or 0, 1800)
         try:
             client.api.import_image(
                 src=tar.stdout, repository=repo, tag=tag, changes=changes, stream_src=True
             )
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             tar.kill()
             raise RuntimeOperationError(
                 f"building {BASE_IMAGE} failed at docker import: {_explain(exc)}"
             ) from None
         finally:
+            client.api.timeout = saved_timeout
             tar.stdout.close()
             err = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
             tar.wait()
