@@ -2,7 +2,8 @@
 and `cftui --run`.
 
 Toolong's way, improved: the file is never loaded whole. A line-offset index
-(`array('q')`, 8 bytes a line) is built from the END of the file, so the
+(`array('q')`, 8 bytes a line) is built from the END of the file with
+`pread` blocks (no mmap, so resident memory stays flat), so the
 newest calls are known first; a line is read with `os.pread` only when it is
 shown; raw lines and parsed records sit in small LRU caches. A follower polls
 the open file for appends and notices truncation and rotation (inode change),
@@ -15,7 +16,6 @@ No Textual here: the TUI drives these blocking calls from thread workers.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import re
 import threading
@@ -31,6 +31,7 @@ from typing import Any
 from cfproxies.record import parse_record_line
 
 CHUNK = 8 << 20  # filter / totals read size
+SCAN_BLOCK = 1 << 20  # index read size (pread, not mmap: RSS stays flat)
 FOLLOW_READ = 1 << 20  # follower read size
 POLL_INTERVAL_S = 0.05  # the follower's idle sleep: appends show in ≤ 250 ms
 PROGRESS_EVERY_S = 0.1
@@ -399,26 +400,31 @@ class TrafficLog:
             fd, generation, rev = self._fd, self.generation, self._rev
             pos = rev[-1]
         size = pos + 1
-        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
+        end = pos  # newlines are searched in [start, end), block by block backwards
+        next_report = 0.0  # the first block is reported at once: it holds the tail
+        while end > 0:
+            start = max(0, end - SCAN_BLOCK)
+            with self._lock:  # close() may not run between the check and the read
+                if self._fd is None or generation != self.generation:
+                    return False
+                data = os.pread(fd, end - start, start)
             batch = array("q")
-            next_report = 0.0  # the first batch is reported at once: the tail
-            rfind = mm.rfind
+            i = len(data)
+            rfind = data.rfind
             while True:
-                pos = rfind(b"\n", 0, pos)
-                batch.append(pos)  # -1 at the start of the file: the sentinel
-                if pos < 0 or len(batch) >= 4096:
-                    if generation != self.generation:
-                        return False
-                    rev.extend(batch)
-                    batch = array("q")
-                    if pos < 0:
-                        break
-                    now = time.monotonic()
-                    if now >= next_report:
-                        next_report = now + PROGRESS_EVERY_S
-                        progress(1.0 - pos / size)
-                        if cancelled():
-                            return False
+                i = rfind(b"\n", 0, i)
+                if i < 0:
+                    break
+                batch.append(start + i)
+            rev.extend(batch)
+            end = start
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + PROGRESS_EVERY_S
+                progress(1.0 - end / size)
+                if cancelled():
+                    return False
+        rev.append(-1)  # the start of the file: the sentinel
         self.scanned = True
         progress(1.0)
         return True

@@ -6,6 +6,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from cftui.audit.traffic import TrafficLog
@@ -43,6 +44,21 @@ class BotScreen(BotActionsMixin, Screen):
         self.traffic_log: TrafficLog | None = None
 
     def compose(self) -> ComposeResult:
+        self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
+        yield Header(show_clock=False)
+        yield LockedBanner()
+        yield Static("", id="bot-title")
+        # Tabs are built the first time they are shown: opening a bot costs
+        # one tab's widgets, not six.
+        with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
+            for tab in TABS:
+                with TabPane(tab.capitalize(), id=tab):
+                    if tab == self.initial_tab:
+                        yield self._make_tab(tab)
+        yield OpsLine()
+        yield Footer()
+
+    def _make_tab(self, tab: str) -> Widget:
         from cftui.tui.capture_tab import CaptureTab
         from cftui.tui.config_tab import ConfigTab
         from cftui.tui.logs_tab import LogsTab
@@ -50,25 +66,17 @@ class BotScreen(BotActionsMixin, Screen):
         from cftui.tui.snapshots_tab import SnapshotsTab
         from cftui.tui.traffic_tab import TrafficTab
 
-        self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
-        yield Header(show_clock=False)
-        yield LockedBanner()
-        yield Static("", id="bot-title")
-        with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
-            with TabPane("Overview", id="overview"):
-                yield OverviewTab(self.bot)
-            with TabPane("Logs", id="logs"):
-                yield LogsTab(self.bot)
-            with TabPane("Traffic", id="traffic"):
-                yield TrafficTab(self.traffic_log)
-            with TabPane("Capture", id="capture"):
-                yield CaptureTab(self.bot)
-            with TabPane("Snapshots", id="snapshots"):
-                yield SnapshotsTab(self.bot)
-            with TabPane("Config", id="config"):
-                yield ConfigTab(self.bot)
-        yield OpsLine()
-        yield Footer()
+        if tab == "traffic":
+            assert self.traffic_log is not None
+            return TrafficTab(self.traffic_log)
+        factory = {
+            "overview": OverviewTab,
+            "logs": LogsTab,
+            "capture": CaptureTab,
+            "snapshots": SnapshotsTab,
+            "config": ConfigTab,
+        }[tab]
+        return factory(self.bot)
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._sync)
@@ -110,8 +118,13 @@ class BotScreen(BotActionsMixin, Screen):
             self._activate(event.pane.id)
 
     def _activate(self, tab: str) -> None:
-        """Tabs load lazily: the first time they are shown."""
+        self.call_later(self._activate_tab, tab)
+
+    async def _activate_tab(self, tab: str) -> None:
+        """Build the tab if it was never shown, then let it load and focus."""
         pane = self.query_one(f"#{tab}", TabPane)
+        if not pane.children:
+            await pane.mount(self._make_tab(tab))
         for child in pane.children:
             activate = getattr(child, "activate", None)
             if activate is not None:

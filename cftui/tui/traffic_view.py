@@ -190,14 +190,20 @@ class TrafficView(ScrollView, can_focus=True):
 
     _following_started = False
 
-    @work(thread=True, exclusive=True, group="traffic-totals", exit_on_error=False)
     def _count_totals(self) -> None:
+        """Count the totals in a thread; `counting` is set here, in the UI
+        thread, so nobody sees a finished count before it started."""
+        if self.state.flt.empty:
+            self.counting = True
+            self._count_totals_thread()
+
+    @work(thread=True, exclusive=True, group="traffic-totals", exit_on_error=False)
+    def _count_totals_thread(self) -> None:
         """Totals of the lines before the follower's start, when no filter is
         set (the follower counts the rest)."""
         state = self.state
         if not state.flt.empty:
             return
-        self.counting = True
         totals = self.tlog.totals(cancelled=self._stop.is_set, end_line=state.covered)
         self.post_message(self.Counted(state.token, totals))
 

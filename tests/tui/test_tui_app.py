@@ -275,9 +275,10 @@ async def test_open_lands_on_the_asked_tab_and_number_keys_switch(make) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
         tabs = app.screen.query_one(TabbedContent)
         assert tabs.active == "snapshots"
-        app.screen.set_focus(None)
+        await wait_until(pilot, lambda: app.screen.query("#snapshots-table"))
+        await pilot.pause()
         await pilot.press("1")
-        assert tabs.active == "overview"
+        await wait_until(pilot, lambda: tabs.active == "overview")
 
 
 async def test_overview_shows_services_limits_and_allowlist(make, fleet) -> None:
