@@ -493,6 +493,16 @@ def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None
                     what=f"fetching wheels for clawfactory-proxies[{extra}] (pip wheel)",
                 )
                 (cached / ".complete").write_text("ok\n")
+                for stale in cached.parent.glob(f"{extra}-{py}-*"):
+                    if stale != cached:  # wheels for an older pyproject.toml
+                        shutil.rmtree(stale, ignore_errors=True)
+            # deps/ and own/ are separate layers in the Dockerfiles: a change
+            # to the proxies' code reinstalls one wheel, not mitmproxy's forty.
+            # Copied under the lock, which guards the cache's pruning too.
+            (dest / "deps").mkdir(parents=True, exist_ok=True)
+            for whl in cached.glob("*.whl"):
+                if not whl.name.startswith("clawfactory_proxies-"):
+                    shutil.copy2(whl, dest / "deps" / whl.name)
         own = Path(tmp) / "own"
         _pip(
             ["wheel", "--no-deps", "--wheel-dir", str(own), str(src)],
@@ -500,13 +510,7 @@ def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None
             progress=progress,
             what="building the clawfactory-proxies wheel (pip wheel --no-deps)",
         )
-        # deps/ and own/ are separate layers in the Dockerfiles: a change to
-        # the proxies' code reinstalls one wheel, not mitmproxy's forty.
-        (dest / "deps").mkdir(parents=True, exist_ok=True)
         (dest / "own").mkdir(parents=True, exist_ok=True)
-        for whl in cached.glob("*.whl"):
-            if not whl.name.startswith("clawfactory_proxies-"):
-                shutil.copy2(whl, dest / "deps" / whl.name)
         for whl in own.glob("*.whl"):
             shutil.copy2(whl, dest / "own" / whl.name)
 

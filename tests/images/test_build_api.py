@@ -248,3 +248,16 @@ def test_wheels_for_another_python_are_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(images, "IMAGE_PYTHON", (3, 99))
     with pytest.raises(RuntimeOperationError, match=r"needs cftui on Python 3\.99"):
         images.wheelhouse("llm", tmp_path / "wheels")
+
+
+def test_wheelhouse_keeps_dependencies_and_the_project_wheel_apart(tmp_path):
+    build_dir = images.REPO_ROOT / "proxies" / "build"
+    existed = build_dir.exists()
+    dest = tmp_path / "wheels"
+    images.wheelhouse("llm", dest)
+    deps = sorted(p.name for p in (dest / "deps").glob("*.whl"))
+    own = sorted(p.name for p in (dest / "own").glob("*.whl"))
+    assert any(name.startswith("aiohttp-") for name in deps)
+    assert not any(name.startswith("clawfactory_proxies-") for name in deps)
+    assert len(own) == 1 and own[0].startswith("clawfactory_proxies-")
+    assert build_dir.exists() == existed, "building the wheel wrote into the repository"
