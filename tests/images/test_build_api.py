@@ -69,6 +69,7 @@ def _write_dockerfile(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(1800)  # may be the first to build every image
 def test_service_image_is_not_rebuilt_when_sources_are_unchanged(docker_client, service_images):
     before = docker_client.images.get(service_images["demo-agent"]).id
     events = Events()
@@ -82,6 +83,7 @@ def test_service_image_is_not_rebuilt_when_sources_are_unchanged(docker_client, 
 
 @pytest.mark.docker
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # may build the base image
 def test_gateway_builds_on_the_base_image_when_its_default_base_cannot_be_pulled(
     docker_client, unpullable, bot_name, tmp_path
 ):

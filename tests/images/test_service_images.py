@@ -15,7 +15,9 @@ from imgkit import container_ip, published_port, wait_for
 
 from cftui.runtime import images
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first test to ask for the images builds them all (base included) on a
+# fresh machine: minutes, well past the default per-test timeout.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _config(client: Any, ref: str) -> dict:
