@@ -1,8 +1,9 @@
 """The one scrubber: what is replaced before anything reaches an audit log.
 
 Built-in rules cover provider keys, bearer tokens, cookies, AWS and GitHub
-tokens and private key blocks; they are written to run in linear time and are
-compiled into one pattern with the standard `re`. The operator's own rules
+tokens and private key blocks; each is found by plain substring anchors and
+its (linear-time) regex is tried only where an anchor is, so a long prompt
+costs a few substring scans rather than a regex pass per rule. The operator's own rules
 come from `scrub_rules.json` and run on the `regex` module with a timeout,
 so a rule with catastrophic backtracking costs a bounded time and fails
 closed (the string it was scanning is redacted whole) instead of hanging
@@ -108,17 +109,27 @@ SECRET_KEYS = frozenset(
     }
 )
 
+
+def _minimal(needles: Iterable[bytes]) -> tuple[bytes, ...]:
+    """Drop needles that contain another: if "sk-" is absent, so is "sk-ant-"."""
+    unique = list(dict.fromkeys(needles))
+    return tuple(n for n in unique if not any(o != n and o in n for o in unique))
+
+
 # For raw JSON: the triggers plus short needles that every SECRET_KEYS name
 # (as a quoted JSON key, lowercased) contains; fewer needles, fewer scans.
-_RAW_TRIGGERS = (
-    *(t.encode() for t in TRIGGERS),
-    b"authorization",
-    b"secret",
-    b"cookie",
-    b'key"',
-    b"passw",
-    b'token"',
+_RAW_TRIGGERS = _minimal(
+    (
+        *(t.encode() for t in TRIGGERS),
+        b"authorization",
+        b"secret",
+        b"cookie",
+        b'key"',
+        b"passw",
+        b'token"',
+    )
 )
+_TEXT_TRIGGERS = tuple(n.decode() for n in _minimal(t.encode() for t in TRIGGERS))
 assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KEYS)
 
 USER_RULE_TIMEOUT_S = 0.02  # one user rule on one string (the regex module overshoots ~3x)
@@ -252,7 +263,7 @@ class Scrubber:
 
     def _may_hold_builtin(self, text: str) -> bool:
         low = text.lower()
-        for trigger in TRIGGERS:  # a plain loop: measurably cheaper than any(genexpr)
+        for trigger in _TEXT_TRIGGERS:  # a plain loop: measurably cheaper than any(genexpr)
             if trigger in low:
                 return True
         return any(secret in text for secret in self._literals)

@@ -207,3 +207,13 @@ def test_the_proxys_own_keys_are_scrubbed_whatever_their_shape():
     raw = json.dumps({"m": f"leaked {literal}"}).encode()
     out, count = Scrubber(literals=[literal]).scrub(json.loads(raw), raw)
     assert out["m"] == "leaked [REDACTED:secret]" and count == 1
+
+
+def test_a_long_prompt_full_of_anchor_words_is_scrubbed_in_milliseconds():
+    secret = "sk-ant-api03-" + "x" * 40
+    text = "Use the bearer of the cookie jar; never show a secret token. " * 1000 + secret
+    start = time.perf_counter()
+    out, count = Scrubber().scrub({"system": text})
+    elapsed = time.perf_counter() - start
+    assert secret not in out["system"] and count == 1
+    assert elapsed < 0.5, f"{elapsed:.3f}s for {len(text)} characters"
