@@ -166,7 +166,7 @@ async def main(n_bots: int, samples: int) -> None:
         lrt = runtimes.get("lima")
         timings = lrt.kill_timings
         missing = [b.name for b in bots if "dead" not in timings[b.name]]
-        assert not missing, f"no in-VM kill result for {missing}"
+        assert not missing, [r.summary() for r in result.reports]
         dead = [(timings[b.name]["dead"] - timings[b.name]["start"]) * 1000 for b in bots]
         vm_stops = [
             (tm["vm_stopped"] - tm["start"]) * 1000 for tm in timings.values() if "vm_stopped" in tm

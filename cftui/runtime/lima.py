@@ -16,6 +16,7 @@ import shlex
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from cftui.runtime.base import (
 )
 from cftui.runtime.lima_assets import lima_dir, render_template, tree_hash, wheelhouse
 from cftui.runtime.lima_audit import AuditFollower
-from cftui.runtime.lima_ctl import Instance, Limactl
+from cftui.runtime.lima_ctl import Instance, Limactl, lima_home
 from cftui.runtime.lima_plan import (
     CONF_DIR,
     KILLED_DIR,
@@ -66,9 +67,11 @@ from cftui.runtime.lima_plan import (
     unit_name,
     unix_user,
 )
-from cftui.runtime.lima_ssh import Completed, VMShell, rsync
+from cftui.runtime.lima_ssh import VMShell, rsync
 
 HEALTH_TIMEOUT_S = 60.0
+# Connecting with a VM's last ssh.config before asking limactl.
+FAST_CONNECT_S = 2.0
 # A unit counts as up once it has stayed active this long (not crash-looping).
 STABLE_S = 1.5
 # The kill switch's own budget is 10 s (killswitch.KILL_TIMEOUT_S): the
@@ -78,6 +81,18 @@ SHOW_PROPS = "Id,LoadState,ActiveState,SubState,Result,ActiveEnterTimestamp"
 # Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
 COUNT_GATEWAYS = "systemctl list-units --state=active --no-legend --plain 'cf-gateway@*' | wc -l"
 STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
+
+
+BATCH_WINDOW_S = 0.01
+
+
+@dataclass
+class _KillBatch:
+    """The kills of one VM's bots that arrived together."""
+
+    bots: list[BotConfig] = field(default_factory=list)
+    reports: dict[str, KillReport] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _q(s: str) -> str:
@@ -141,7 +156,7 @@ class LimaRuntime(Runtime):
         # When each kill step finished (monotonic), for the benchmark.
         self.kill_timings: dict[str, dict[str, float]] = {}
         self.stop_vm_on_kill = True
-        self._kills_inflight: dict[str, int] = {}
+        self._kill_batches: dict[str, _KillBatch] = {}
 
     # --- the VM ----------------------------------------------------------
     async def check(self) -> None:
@@ -155,6 +170,21 @@ class LimaRuntime(Runtime):
         shell = self._shells.get(vm)
         if shell is not None:
             return shell
+        if inst is None:
+            # Lima's own ssh.config first: a running VM answers at once, and
+            # limactl (a process, slow on a busy host) is asked only if not.
+            cfg = lima_home() / vm / "ssh.config"
+            if cfg.is_file():
+                shell = VMShell(vm, cfg)
+                try:
+                    await shell.connection(timeout=FAST_CONNECT_S)
+                except (RuntimeUnavailable, ValueError):
+                    await shell.close()
+                else:
+                    self._shells.setdefault(vm, shell)
+                    if self._shells[vm] is not shell:
+                        await shell.close()
+                    return self._shells[vm]
         inst = inst or await self.limactl.instance(vm)
         if inst is None:
             raise RuntimeUnavailable(f"Lima VM {vm} does not exist: `cftui start` creates it")
@@ -490,6 +520,7 @@ class LimaRuntime(Runtime):
                 check=False,
                 timeout=10,
                 what="status",
+                root=False,
             )
         except RuntimeUnavailable:
             await self._drop_shell(vm)
@@ -596,100 +627,134 @@ class LimaRuntime(Runtime):
     async def kill(self, bot: BotConfig) -> KillReport:
         """nftables drop for the gateway's user first, then its unit killed, the
         rest stopped, then the VM stopped (forced after a grace period) unless
-        another bot of that VM still runs."""
+        another bot of that VM still runs.
+
+        The kill switch kills every bot at once: the kills of one VM that
+        arrive together are done as one batch, in one SSH round trip for the
+        cut and the kill (one `systemctl kill` for every gateway), so ten bots
+        cost about what one does."""
         report = KillReport(bot.name)
+        self.kill_timings[bot.name] = {"start": time.monotonic()}
         vm = bot.lima.vm
-        # Kills of several bots of one VM run at once: the last to finish
-        # decides about the VM, so that no stop cuts another's kill short.
-        self._kills_inflight[vm] = self._kills_inflight.get(vm, 0) + 1
-        try:
-            res, still_running = await self._kill_in_vm(bot, report)
-        finally:
-            self._kills_inflight[vm] -= 1
-        if res is False:  # the VM was not running: nothing to do
+        batch = self._kill_batches.get(vm)
+        leader = batch is None
+        if batch is None:
+            batch = self._kill_batches[vm] = _KillBatch()
+        batch.bots.append(bot)
+        batch.reports[bot.name] = report
+        if not leader:
+            await batch.done.wait()
             return report
-        shell = self._shells.get(vm)
-        if res is not None and shell and self._kills_inflight[vm] == 0 and still_running:
-            with contextlib.suppress(CftuiError):
-                again = await shell.run(COUNT_GATEWAYS, check=False, timeout=5)
-                still_running = int(again.out.split()[-1]) if again.out.split() else 0
-        last = self._kills_inflight[vm] == 0
-        if self.stop_vm_on_kill and last and (res is None or still_running == 0):
+        try:
+            await asyncio.sleep(BATCH_WINDOW_S)  # the other kills of this call join
+            del self._kill_batches[vm]
+            await self._kill_batch(vm, batch)
+        finally:
+            batch.done.set()
+        return report
+
+    async def _kill_batch(self, vm: str, batch: _KillBatch) -> None:
+        bots, reports = batch.bots, batch.reports
+        try:
+            shell = await self._shell(vm)
+        except RuntimeUnavailable:
+            inst = await self.limactl.instance(vm)
+            if inst is None or not inst.running:  # nothing runs: nothing to kill
+                for r in reports.values():
+                    r.network_cut = r.gateway_killed = True
+                    r.already_gone = list(SERVICES)
+                return
+            shell = None
+        names = [b.name for b in bots]
+        gws = " ".join(unit_name("gateway", n) for n in names)
+        others = " ".join(unit_name(s, n) for n in names for s in ("front", "llm-proxy", "egress"))
+        cut = "".join(
+            f"uid=$(id -u {_q(unix_user('gateway', n))} 2>/dev/null) && "
+            f"nft insert rule inet clawfactory out-{n} meta skuid $uid counter drop "
+            f"comment '\"cf-killed\"' 2>/dev/null && echo '@cut {n}'; "
+            for n in names
+        )
+        cut_and_kill = (
+            f"mkdir -p {KILLED_DIR} && cd {KILLED_DIR} && touch {' '.join(names)}; {cut}"
+            f"echo @was; systemctl is-active {gws}; "
+            f"systemctl kill -s KILL {gws} 2>/dev/null; systemctl stop {gws} 2>/dev/null; "
+            f"echo @now; systemctl is-active {gws}; true"
+        )
+        stop_rest = (
+            f"systemctl stop {others}; echo @rest; systemctl is-active {others}; "
+            f'echo "@running $({COUNT_GATEWAYS})"'
+        )
+        running_after = None
+        if shell is not None:
+            try:
+                res = await shell.run(cut_and_kill, check=False, timeout=5, what="kill")
+                now = time.monotonic()
+                for n in names:
+                    self.kill_timings[n]["dead"] = now
+                self._parse_kill(res.out, names, reports, "gateway")
+                rest = await shell.run(stop_rest, check=False, timeout=6, what="stopping the rest")
+                running_after = self._parse_kill(rest.out, names, reports, "rest")
+            except CftuiError as exc:
+                for r in reports.values():
+                    r.errors.append(f"{exc}; stopping the VM")
+        for r in reports.values():
+            if running_after is not None and not r.network_cut:
+                # The chain is missing only if the bot was never set up here.
+                r.errors.append("nftables drop rule not inserted (bot not set up in VM?)")
+        for n in names:
+            await self._stop_follower(n)
+        if self.stop_vm_on_kill and not running_after:
             async with self._lock(vm):
-                await self._stop_follower(bot.name)
                 await self._drop_shell(vm)
                 try:
                     forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
-                    self.kill_timings[bot.name]["vm_stopped"] = time.monotonic()
-                    report.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
-                    if res is None:
-                        report.network_cut = report.gateway_killed = True
                 except CftuiError as exc:
-                    report.errors.append(str(exc))
-        else:
-            await self._stop_follower(bot.name)
-        if report.errors and report.network_cut and report.gateway_killed:
-            report.errors = [e for e in report.errors if "in-VM kill failed" not in e]
-        return report
+                    for r in reports.values():
+                        r.errors.append(str(exc))
+                    return
+                stopped = time.monotonic()
+                for n, r in reports.items():
+                    self.kill_timings[n]["vm_stopped"] = stopped
+                    r.stopped.append(f"VM {vm}" + (" (forced)" if forced else ""))
+                    # A stopped VM runs nothing: the in-VM steps' failures are moot.
+                    r.network_cut = r.gateway_killed = True
+                    r.errors = [e for e in r.errors if "stopping the VM" not in e]
 
-    async def _kill_in_vm(
-        self, bot: BotConfig, report: KillReport
-    ) -> tuple[Completed | bool | None, int]:
-        """The in-VM part of a kill, one SSH round trip; (its result or None
-        when the VM did not answer, or False when it was not running, and how
-        many gateways of the VM still run)."""
-        vm = bot.lima.vm
-        t0 = time.monotonic()
-        timings = self.kill_timings[bot.name] = {"start": t0}
-        inst = await self.limactl.instance(vm) if vm not in self._shells else None
-        if vm not in self._shells and (inst is None or not inst.running):
-            report.network_cut = report.gateway_killed = True
-            report.already_gone = list(SERVICES)
-            return False, 0
-        name = bot.name
-        gw = unit_name("gateway", name)
-        others = " ".join(unit_name(s, name) for s in ("front", "llm-proxy", "egress"))
-        user = unix_user("gateway", name)
-        script = (
-            f"mkdir -p {KILLED_DIR}; touch {KILLED_DIR}/{name}; "
-            f"uid=$(id -u {_q(user)} 2>/dev/null) && "
-            f"nft insert rule inet clawfactory out-{name} meta skuid $uid counter drop "
-            f"comment '\"cf-killed\"' 2>/dev/null && echo @cut; "
-            f"was=$(systemctl is-active {gw}); "
-            f"systemctl kill -s KILL {gw} 2>/dev/null; systemctl stop {gw} 2>/dev/null; "
-            f"st=$(systemctl is-active {gw}); "
-            f'case $st in active|activating|deactivating) ;; *) echo "@gw $was";; esac; '
-            f"systemctl stop {others}; "
-            f'for u in {others}; do echo "@svc $u $(systemctl is-active $u)"; done; '
-            f'echo "@running $({COUNT_GATEWAYS})"'
-        )
-        try:
-            shell = await self._shell(vm, inst)
-            res = await shell.run(script, check=False, timeout=8, what="kill")
-        except CftuiError as exc:
-            report.errors.append(f"in-VM kill failed ({exc}); stopping the VM")
-            res = None
-        still_running = 0
-        if res is not None:
-            timings["dead"] = time.monotonic()
-            for line in res.out.splitlines():
-                if line == "@cut":
-                    report.network_cut = True
-                elif line.startswith("@gw"):
-                    report.gateway_killed = True
-                    if line.split()[-1] not in ("active", "activating", "deactivating"):
-                        report.already_gone.append("gateway")
-                elif line.startswith("@svc"):
-                    _, unit, state = line.split()
-                    svc = service_of_unit(unit)
-                    if svc and state not in ("active", "activating", "deactivating"):
-                        report.stopped.append(svc[0])
-                elif line.startswith("@running"):
-                    still_running = int(line.split()[-1] or 0)
-            if not report.network_cut:
-                # The chain is missing only if the bot was never set up here.
-                report.errors.append("nftables drop rule not inserted (bot not set up in VM?)")
-        return res, still_running
+    @staticmethod
+    def _parse_kill(
+        out: str, names: list[str], reports: dict[str, KillReport], part: str
+    ) -> int | None:
+        """Fill the reports from the kill scripts' output; for the second part,
+        how many gateways of the VM still run."""
+        active = ("active", "activating", "deactivating", "reloading")
+        section, states = "", {"@was": [], "@now": [], "@rest": []}
+        running = None
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("@cut "):
+                reports[line.split()[1]].network_cut = True
+            elif line in states:
+                section = line
+            elif line.startswith("@running"):
+                running = int(line.split()[-1]) if line.split()[-1].isdigit() else None
+            elif section:
+                states[section].append(line)
+        if part == "gateway":
+            was, now = states["@was"], states["@now"]
+            for i, n in enumerate(names):
+                if i < len(now) and now[i] not in active:
+                    reports[n].gateway_killed = True
+                    if i < len(was) and was[i] not in active:
+                        reports[n].already_gone.append("gateway")
+            return None
+        rest = states["@rest"]
+        i = 0
+        for n in names:
+            for svc in ("front", "llm-proxy", "egress"):
+                if i < len(rest) and rest[i] not in active:
+                    reports[n].stopped.append(svc)
+                i += 1
+        return running
 
     # --- the gateway alone ---------------------------------------------------
     async def gateway_running(self, bot: BotConfig) -> bool:

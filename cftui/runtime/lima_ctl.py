@@ -22,6 +22,11 @@ INSTALL_HINT = "install Lima (brew install lima, or see https://lima-vm.io/docs/
 STOP_GRACE_S = 15.0
 
 
+def lima_home() -> Path:
+    """Where Lima keeps its instances (`$LIMA_HOME`, else ~/.lima)."""
+    return Path(os.environ.get("LIMA_HOME") or Path.home() / ".lima")
+
+
 @dataclass(frozen=True)
 class Instance:
     """One line of `limactl list --json`."""
