@@ -42,7 +42,7 @@ PROVIDERS = (
 FILLER = (
     "Summarise the open issues of the repository and propose the next three "
     "steps, with the files to change and the tests to add. "
-) * 6
+) * 10
 
 
 def _template(provider: str, model: str, path: str) -> bytes:
@@ -221,6 +221,31 @@ async def wait_for(pilot, predicate, timeout: float = 30.0, step: float = 0.002)
     return time.perf_counter() - started
 
 
+def bench_reader(path: Path, results: dict) -> None:
+    """The reader alone (no Textual): newest 100 records parsed, full index."""
+    from cftui.audit.traffic import TrafficLog
+
+    log = TrafficLog(path)
+    started = time.perf_counter()
+    log.open()
+    ready = threading.Event()
+
+    def progress(_f: float) -> None:
+        if len(log) >= 100:
+            ready.set()
+
+    thread = threading.Thread(target=log.scan, kwargs={"progress": progress})
+    thread.start()
+    ready.wait()
+    newest = log.tail(100)
+    results["reader_newest_100"] = time.perf_counter() - started
+    thread.join()
+    results["reader_index"] = time.perf_counter() - started
+    results["reader_index_bytes"] = log._rev.itemsize * len(log._rev)
+    assert len(newest) == 100
+    log.close()
+
+
 async def bench_traffic(home, path: Path, results: dict) -> None:
     from cftui.tui.app import make_app
     from cftui.tui.bot_screen import BotScreen
@@ -383,6 +408,14 @@ def report(results: dict) -> None:
     )
     peak = results["peak_rss"] / 2**20
     rows.append(("peak RSS of the process (whole run)", f"{peak:.0f} MB", "≤ 150 MB", ""))
+    rows.append(
+        (
+            "RSS after opening the tab / after the filters",
+            f"{results['rss_after_open'] / 2**20:.0f} / {results['rss_after_filters'] / 2**20:.0f} MB",
+            "",
+            "",
+        )
+    )
     if "append_p95" in results:
         rows.append(
             (
@@ -434,6 +467,7 @@ def main() -> int:
         results["baseline_tail"] = min(baseline_tail(path) for _ in range(5))
         results["baseline_json"] = baseline_json_scan(path)
     with PeakRSS() as peak:
+        bench_reader(path, results)
         asyncio.run(bench_traffic(home, path, results))
         asyncio.run(bench_fleet(results))
     results["peak_rss"] = peak.peak

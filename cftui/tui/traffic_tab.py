@@ -151,6 +151,7 @@ class TrafficTab(Vertical):
             self.view.set_filter_result(flt, None, len(self.tlog), Totals())
             return
         self._busy(True)
+        self.view.pause_counting()  # the filter's own totals replace it
         self._run_filter(flt)
 
     def _busy(self, busy: bool) -> None:

@@ -149,7 +149,7 @@ class TrafficView(ScrollView, can_focus=True):
         self.rows: array | None = None  # filtered line indices, None = all lines
         self.state = FilterState(TrafficFilter(), log.generation, 0, 0)
         self._known = 0
-        self._requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._requested: set[tuple[int, int]] = set()
         self._stop = threading.Event()
         self.pending = 0
@@ -204,7 +204,11 @@ class TrafficView(ScrollView, can_focus=True):
         state = self.state
         if not state.flt.empty:
             return
-        totals = self.tlog.totals(cancelled=self._stop.is_set, end_line=state.covered)
+        token = state.token
+        totals = self.tlog.totals(
+            cancelled=lambda: self._stop.is_set() or self.state.token != token,
+            end_line=state.covered,
+        )
         self.post_message(self.Counted(state.token, totals))
 
     @dataclass
@@ -258,10 +262,10 @@ class TrafficView(ScrollView, can_focus=True):
     def _reader(self) -> None:
         log = self.tlog
         while not self._stop.is_set():
-            line = self._requests.get()
-            if line is None:
+            span = self._requests.get()
+            if span is None:
                 return
-            log.record(line)
+            log.record_at(span)
             while True:  # drain, then tell the UI once
                 try:
                     more = self._requests.get_nowait()
@@ -269,7 +273,7 @@ class TrafficView(ScrollView, can_focus=True):
                     break
                 if more is None:
                     return
-                log.record(more)
+                log.record_at(more)
             self.post_message(self.LinesRead(log.generation))
 
     @on(LinesRead)
@@ -336,6 +340,13 @@ class TrafficView(ScrollView, can_focus=True):
     class Refilter(Message):
         """The log was reset while a filter was set: the tab runs it again."""
 
+    def pause_counting(self) -> None:
+        """Stop the whole-file count (a filter is about to scan instead)."""
+        self.state = FilterState(
+            self.state.flt, self.state.generation, self.state.covered, self.state.token + 1
+        )
+        self.counting = False
+
     def set_filter_result(
         self, flt: TrafficFilter, lines: array | None, covered: int, totals: Totals
     ) -> None:
@@ -362,10 +373,13 @@ class TrafficView(ScrollView, can_focus=True):
         style = base + self.get_component_rich_style("traffic--cursor") if cursor else base
         record = self.tlog.cached(line)
         if record is MISS:
-            key = (self.tlog.generation, line)
-            if key not in self._requested:
+            # Asked by byte span, not line number: numbers shift while the
+            # index grows towards the start of the file.
+            span = self.tlog.span(line)
+            key = (self.tlog.generation, span[0] if span else -1)
+            if span is not None and key not in self._requested:
                 self._requested.add(key)
-                self._requests.put(line)
+                self._requests.put(span)
             return Strip([Segment(" " * width, style)], width)
         if record is None:
             muted = style + self.get_component_rich_style("traffic--muted")
