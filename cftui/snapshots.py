@@ -80,9 +80,11 @@ EXCLUDED_SUFFIXES = (
 EXCLUDED_PREFIXES = (".#",)
 
 CHUNK = 1 << 20
+IOV_BATCH = 512  # below the kernel's IOV_MAX of 1024
 SMALL_FILE = 256 << 10
 BLOCK = 512
 RECORD = 20 * BLOCK
+PADDING = tuple(bytes(n) for n in range(BLOCK))  # zero fill, by length
 
 # pyrage runs in a small child process in both directions, with its file API
 # on the child's stdin/stdout so that Rust does the I/O. Measured (bench/):
@@ -508,17 +510,21 @@ class _TarSource:
                 "",
             )
             if size <= SMALL_FILE:
-                # One piece for header, data and padding: most state files are small.
+                # Read in one go: most state files are small.
                 data = os.read(fd, size) if size else b""
                 while 0 < len(data) < size and (more := os.read(fd, size - len(data))):
                     data += more
                 if len(data) < size:
                     self.stats.skipped.append(f"{arcname} (shrank while read)")
                     data += b"\0" * (size - len(data))
-                piece = header + data + b"\0" * (-size % BLOCK)
+                pad = -size % BLOCK
                 self.stats.bytes += size
-                self._written += len(piece)
-                yield piece
+                self._written += len(header) + size + pad
+                yield header
+                if size:
+                    yield data
+                if pad:
+                    yield PADDING[pad]
             else:
                 self._written += len(header)
                 yield header
@@ -562,28 +568,25 @@ def _child_result(proc: subprocess.Popen) -> str | None:
 
 
 def _encrypt_into(out_fd: int, recipient: str, source: _TarSource) -> None:
-    """Stream the tar into an age encryptor writing to `out_fd`. Small tar
-    pieces (headers, padding) are batched so a pipe write carries ~1 MB."""
+    """Stream the tar into an age encryptor writing to `out_fd`. Pieces are
+    gathered so that one `writev` carries ~1 MB."""
     proc = _child(_ENCRYPT_CHILD, recipient, stdin=subprocess.PIPE, stdout=out_fd)
     assert proc.stdin is not None
     pipe = proc.stdin.fileno()
     _widen_pipe(pipe)
     failed: BaseException | None = None
     try:
-        batch = bytearray()
+        pieces: list[bytes] = []
+        size = 0
         for chunk in source.chunks():
-            if len(chunk) >= 65536:
-                if batch:
-                    _write_all(pipe, batch)
-                    batch.clear()
-                _write_all(pipe, chunk)
-            else:
-                batch += chunk
-                if len(batch) >= CHUNK:
-                    _write_all(pipe, batch)
-                    batch.clear()
-        if batch:
-            _write_all(pipe, batch)
+            pieces.append(chunk)
+            size += len(chunk)
+            if size >= CHUNK or len(pieces) >= IOV_BATCH:
+                _writev_all(pipe, pieces, size)
+                pieces.clear()
+                size = 0
+        if pieces:
+            _writev_all(pipe, pieces, size)
     except BrokenPipeError:
         pass  # the child stopped; it says why below
     except BaseException as exc:
@@ -604,6 +607,13 @@ def _widen_pipe(fd: int) -> None:
         import fcntl
 
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
+
+
+def _writev_all(fd: int, pieces: list[bytes], size: int) -> None:
+    """One gathered write for many tar pieces: no copy into a batch buffer."""
+    written = os.writev(fd, pieces)
+    if written < size:  # a pipe write cut short: send the rest plainly
+        _write_all(fd, b"".join(pieces)[written:])
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
