@@ -222,3 +222,11 @@ async def test_sigterm_with_a_stream_in_flight_still_writes_its_record(tmp_path,
     rec = json.loads(lines[0])
     assert rec["stream"] is True
     assert rec["error_kind"] == "shutdown"
+
+
+def test_unknown_flag_is_one_line_with_status_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        proxy_main(["--bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "cf-llm-proxy: unrecognized arguments: --bogus (see --help)\n"

@@ -136,4 +136,4 @@ def test_bad_chunk_settings_are_refused(capsys):
     from cfproxies.fake_llm.__main__ import main
 
     assert main(["--listen", "127.0.0.1:0", "--chunks", "0"]) == 2
-    assert "--chunks must be at least 1" in capsys.readouterr().err
+    assert "--chunks (CF_FAKE_CHUNKS) must be a number from 1" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
@@ -11,10 +10,20 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from cfproxies.fake_llm.app import make_app
+from cfproxies.llm_proxy.config import OneLineParser
+
+
+def _env_int(name: str, default: int) -> int:
+    """A numeric default from the environment; -1 (refused below) if not a number."""
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return -1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cf-fake-llm",
         description="A local fake of the Anthropic, OpenAI/OpenRouter and Gemini APIs.",
     )
@@ -24,25 +33,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--chunks",
         type=int,
-        default=int(os.environ.get("CF_FAKE_CHUNKS", "4") or 4),
+        default=_env_int("CF_FAKE_CHUNKS", 4),
         help="pieces a streamed reply comes in, unless x-fake-chunks says (CF_FAKE_CHUNKS)",
     )
     parser.add_argument(
         "--chunk-gap-ms",
         type=int,
-        default=int(os.environ.get("CF_FAKE_CHUNK_GAP_MS", "0") or 0),
+        default=_env_int("CF_FAKE_CHUNK_GAP_MS", 0),
         help="pause between pieces, unless x-fake-chunk-gap-ms says (CF_FAKE_CHUNK_GAP_MS)",
     )
-    try:
-        args = parser.parse_args(argv)
-    except ValueError:  # a non-numeric CF_FAKE_* default
-        print(
-            "cf-fake-llm: CF_FAKE_CHUNKS and CF_FAKE_CHUNK_GAP_MS must be numbers", file=sys.stderr
-        )
-        return 2
+    args = parser.parse_args(argv)
     if args.chunks < 1 or args.chunk_gap_ms < 0:
         print(
-            "cf-fake-llm: --chunks must be at least 1 and --chunk-gap-ms not negative",
+            "cf-fake-llm: --chunks (CF_FAKE_CHUNKS) must be a number from 1 and"
+            " --chunk-gap-ms (CF_FAKE_CHUNK_GAP_MS) one from 0",
             file=sys.stderr,
         )
         return 2
