@@ -186,7 +186,7 @@ async def main(n_bots: int, samples: int) -> None:
                 "≤ 200 ms",
                 f"{w95 / 200:.2f}",
             ),
-            (f"status of {n_bots} bots, cold (limactl list + connect)", f"{cold:.0f} ms", "—", "—", "—"),
+            (f"status of {n_bots} bots, cold (new runtime: first SSH connect)", f"{cold:.0f} ms", "—", "—", "—"),
             (
                 "audit record in VM → host file, median / p95 / max",
                 f"{l50:.0f} / {l95:.0f} / {lmax:.0f} ms",
