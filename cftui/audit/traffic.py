@@ -566,6 +566,11 @@ class TrafficLog:
                 stop.wait(interval)
 
     # --- lines ------------------------------------------------------------------
+    @property
+    def scanned_lines(self) -> int:
+        """Lines the backward scan has found so far (they grow at the front)."""
+        return max(len(self._rev) - 1, 0)
+
     def __len__(self) -> int:
         return max(len(self._rev) - 1, 0) + len(self._fwd) - 1
 

@@ -149,6 +149,7 @@ class TrafficView(ScrollView, can_focus=True):
         self.rows: array | None = None  # filtered line indices, None = all lines
         self.state = FilterState(TrafficFilter(), log.generation, 0, 0)
         self._known = 0
+        self._rev_known = 0
         self._requests: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._requested: set[tuple[int, int]] = set()
         self._stop = threading.Event()
@@ -227,28 +228,35 @@ class TrafficView(ScrollView, can_focus=True):
     # --- row source ------------------------------------------------------------
     @property
     def row_count(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.tlog)
+        """Rows as of the last `_grow` (stable between two messages, so the
+        screen and the cursor agree while threads find more lines)."""
+        return self._known
 
     def line_of(self, row: int) -> int | None:
-        if row < 0:
+        if row < 0 or row >= self._known:
             return None
         if self.rows is not None:
             return self.rows[row] if row < len(self.rows) else None
-        return row if row < len(self.tlog) else None
+        # Lines found at the front since the last _grow shift every number.
+        line = row + self.tlog.scanned_lines - self._rev_known
+        return line if line < len(self.tlog) else None
 
     def _grow(self) -> None:
-        """The row count changed: keep the view where the operator left it."""
-        count = self.row_count
-        added = count - self._known
+        """Take in new lines: keep the view where the operator left it."""
+        prepended = 0
+        if self.rows is None:
+            prepended = self.tlog.scanned_lines - self._rev_known
+            self._rev_known += prepended
+        count = len(self.rows) if self.rows is not None else len(self.tlog)
         self._known = count
         self.virtual_size = Size(max(self.size.width, 1), count)
         if self.following:
             self._to_end()
             self.call_after_refresh(self._to_end)  # once the new size is laid out
-        elif added > 0 and self.rows is None and not self.tlog.scanned:
+        elif prepended > 0:
             # Older lines were found at the front: shift down with them.
-            self.cursor = self.cursor + added
-            self.scroll_to(y=self.scroll_y + added, animate=False)
+            self.cursor = self.cursor + prepended
+            self.scroll_to(y=self.scroll_y + prepended, animate=False)
         self.refresh()
 
     def _to_end(self) -> None:
@@ -321,6 +329,7 @@ class TrafficView(ScrollView, can_focus=True):
             )
             self.notify("traffic.jsonl was truncated or rotated: reading it again")
             self._known = 0
+            self._rev_known = 0
             if not self.state.flt.empty:
                 self.post_message(self.Refilter())
             else:
