@@ -565,7 +565,9 @@ class DockerRuntime(Runtime):
             finally:
                 put(done)
 
-        fut = loop.run_in_executor(self._pool, pump)
+        # A daemon thread of its own, not the pool: a stream lives as long as
+        # its reader, and must never hold up the interpreter's exit.
+        threading.Thread(target=pump, name="cf-docker-stream", daemon=True).start()
         try:
             while True:
                 item = await queue.get()
@@ -580,7 +582,6 @@ class DockerRuntime(Runtime):
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await self._run(stream.close)
-            fut.cancel()
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
         names = {b.name for b in bots}
