@@ -29,14 +29,10 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway_config import dumps as config_dumps
 from cftui.gateway_config import parse_config
 from cftui.runtime.base import (
-    KILLED,
     MISSING,
-    RESTARTING,
     RUNNING,
     SERVICES,
-    STARTING,
     STOPPED,
-    UNKNOWN,
     BotStatus,
     KillReport,
     LogLine,
@@ -50,6 +46,7 @@ from cftui.runtime.base import (
 from cftui.runtime.lima_assets import lima_dir, render_template, tree_hash, wheelhouse
 from cftui.runtime.lima_audit import AuditFollower
 from cftui.runtime.lima_ctl import Instance, Limactl, lima_home
+from cftui.runtime.lima_kill import kill_scripts, parse_kill
 from cftui.runtime.lima_plan import (
     CONF_DIR,
     KILLED_DIR,
@@ -68,6 +65,7 @@ from cftui.runtime.lima_plan import (
     unix_user,
 )
 from cftui.runtime.lima_ssh import VMShell, rsync
+from cftui.runtime.lima_units import SHOW_PROPS, parse_show, service_status
 
 HEALTH_TIMEOUT_S = 60.0
 # Connecting with a VM's last ssh.config before asking limactl.
@@ -77,9 +75,7 @@ STABLE_S = 1.5
 # The kill switch's own budget is 10 s (killswitch.KILL_TIMEOUT_S): the
 # graceful VM stop gets part of it, then it is forced.
 KILL_VM_GRACE_S = 4.0
-SHOW_PROPS = "Id,LoadState,ActiveState,SubState,Result,ActiveEnterTimestamp"
 # Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
-COUNT_GATEWAYS = "systemctl list-units --state=active --no-legend --plain 'cf-gateway@*' | wc -l"
 STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
 
 
@@ -97,48 +93,6 @@ class _KillBatch:
 
 def _q(s: str) -> str:
     return shlex.quote(s)
-
-
-def _parse_show(text: str) -> dict[str, dict[str, str]]:
-    """`systemctl show -p ...` of several units: blocks split by blank lines."""
-    units: dict[str, dict[str, str]] = {}
-    block: dict[str, str] = {}
-    for line in [*text.splitlines(), ""]:
-        if not line.strip():
-            if "Id" in block:
-                units[block["Id"]] = block
-            block = {}
-            continue
-        key, _, value = line.partition("=")
-        block[key] = value
-    return units
-
-
-def _service_status(service: str, props: dict[str, str] | None, killed: bool) -> ServiceStatus:
-    if props is None or props.get("LoadState") == "not-found":
-        return ServiceStatus(service, MISSING)
-    active, sub = props.get("ActiveState", ""), props.get("SubState", "")
-    started = None
-    stamp = props.get("ActiveEnterTimestamp", "")
-    if stamp.startswith("@"):
-        with contextlib.suppress(ValueError):
-            started = datetime.fromtimestamp(int(stamp[1:]), UTC)
-    detail = f"{active}/{sub}"
-    if active == "active":
-        state = RUNNING
-    elif active == "activating" and sub == "auto-restart":
-        state = RESTARTING
-    elif active in ("activating", "reloading"):
-        state = STARTING
-    elif killed:
-        state = KILLED
-    elif active in ("inactive", "failed", "deactivating"):
-        state = STOPPED
-        if props.get("Result") not in (None, "", "success"):
-            detail += f" ({props['Result']})"
-    else:
-        state = UNKNOWN
-    return ServiceStatus(service, state, started_at=started, detail=detail)
 
 
 class LimaRuntime(Runtime):
@@ -529,14 +483,14 @@ class LimaRuntime(Runtime):
                 raise
             return await self._status_vm(vm, bots)
         shown, _, killed_text = res.out.partition("@@killed")
-        props = _parse_show(shown)
+        props = parse_show(shown)
         killed = set(killed_text.split())
         return {
             b.name: BotStatus(
                 b.name,
                 self.name,
                 {
-                    s: _service_status(s, props.get(unit_name(s, b.name)), b.name in killed)
+                    s: service_status(s, props.get(unit_name(s, b.name)), b.name in killed)
                     for s in SERVICES
                 },
             )
@@ -666,24 +620,7 @@ class LimaRuntime(Runtime):
                 return
             shell = None
         names = [b.name for b in bots]
-        gws = " ".join(unit_name("gateway", n) for n in names)
-        others = " ".join(unit_name(s, n) for n in names for s in ("front", "llm-proxy", "egress"))
-        cut = "".join(
-            f"uid=$(id -u {_q(unix_user('gateway', n))} 2>/dev/null) && "
-            f"nft insert rule inet clawfactory out-{n} meta skuid $uid counter drop "
-            f"comment '\"cf-killed\"' 2>/dev/null && echo '@cut {n}'; "
-            for n in names
-        )
-        cut_and_kill = (
-            f"mkdir -p {KILLED_DIR} && cd {KILLED_DIR} && touch {' '.join(names)}; {cut}"
-            f"echo @was; systemctl is-active {gws}; "
-            f"systemctl kill -s KILL {gws} 2>/dev/null; systemctl stop {gws} 2>/dev/null; "
-            f"echo @now; systemctl is-active {gws}; true"
-        )
-        stop_rest = (
-            f"systemctl stop {others}; echo @rest; systemctl is-active {others}; "
-            f'echo "@running $({COUNT_GATEWAYS})"'
-        )
+        cut_and_kill, stop_rest = kill_scripts(names)
         running_after = None
         if shell is not None:
             try:
@@ -691,9 +628,9 @@ class LimaRuntime(Runtime):
                 now = time.monotonic()
                 for n in names:
                     self.kill_timings[n]["dead"] = now
-                self._parse_kill(res.out, names, reports, "gateway")
+                parse_kill(res.out, names, reports, "gateway")
                 rest = await shell.run(stop_rest, check=False, timeout=6, what="stopping the rest")
-                running_after = self._parse_kill(rest.out, names, reports, "rest")
+                running_after = parse_kill(rest.out, names, reports, "rest")
             except CftuiError as exc:
                 for r in reports.values():
                     r.errors.append(f"{exc}; stopping the VM")
@@ -719,42 +656,6 @@ class LimaRuntime(Runtime):
                     # A stopped VM runs nothing: the in-VM steps' failures are moot.
                     r.network_cut = r.gateway_killed = True
                     r.errors = [e for e in r.errors if "stopping the VM" not in e]
-
-    @staticmethod
-    def _parse_kill(
-        out: str, names: list[str], reports: dict[str, KillReport], part: str
-    ) -> int | None:
-        """Fill the reports from the kill scripts' output; for the second part,
-        how many gateways of the VM still run."""
-        active = ("active", "activating", "deactivating", "reloading")
-        section, states = "", {"@was": [], "@now": [], "@rest": []}
-        running = None
-        for line in out.splitlines():
-            line = line.strip()
-            if line.startswith("@cut "):
-                reports[line.split()[1]].network_cut = True
-            elif line in states:
-                section = line
-            elif line.startswith("@running"):
-                running = int(line.split()[-1]) if line.split()[-1].isdigit() else None
-            elif section:
-                states[section].append(line)
-        if part == "gateway":
-            was, now = states["@was"], states["@now"]
-            for i, n in enumerate(names):
-                if i < len(now) and now[i] not in active:
-                    reports[n].gateway_killed = True
-                    if i < len(was) and was[i] not in active:
-                        reports[n].already_gone.append("gateway")
-            return None
-        rest = states["@rest"]
-        i = 0
-        for n in names:
-            for svc in ("front", "llm-proxy", "egress"):
-                if i < len(rest) and rest[i] not in active:
-                    reports[n].stopped.append(svc)
-                i += 1
-        return running
 
     # --- the gateway alone ---------------------------------------------------
     async def gateway_running(self, bot: BotConfig) -> bool:

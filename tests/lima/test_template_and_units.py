@@ -276,3 +276,49 @@ def test_openclaw_config_points_at_loopback_proxies_and_keeps_other_keys():
     models = {"providers": {"openai": {"baseUrl": "https://api.openai.com/v1", "apiKey": "sk-x"}}}
     got = openclaw_models_json(models, bot, proxy_token="cfp_t")["providers"]["openai"]
     assert got == {"baseUrl": f"http://127.0.0.1:{p.llm}/openai/v1", "apiKey": "cfp_t"}
+
+
+def test_kill_script_cuts_every_gateway_before_killing_any():
+    from cftui.runtime.lima_kill import kill_scripts
+
+    first, rest = kill_scripts(["a1", "b2"])
+    assert first.index("out-b2") < first.index("systemctl kill -s KILL")
+    assert "systemctl kill -s KILL cf-gateway@a1.service cf-gateway@b2.service" in first
+    assert "cf-front@a1.service" in rest and "cf-gateway" not in rest.split("@running")[0]
+
+
+def test_kill_output_fills_each_bots_report():
+    from cftui.runtime.base import KillReport
+    from cftui.runtime.lima_kill import parse_kill
+
+    names = ["a1", "b2"]
+    reports = {n: KillReport(n) for n in names}
+    first = "@cut a1\n@was\nactive\ninactive\n@now\nfailed\ninactive\n"
+    assert parse_kill(first, names, reports, "gateway") is None
+    assert reports["a1"].network_cut and not reports["b2"].network_cut
+    assert reports["a1"].gateway_killed and reports["b2"].gateway_killed
+    assert reports["b2"].already_gone == ["gateway"] and reports["a1"].already_gone == []
+    rest = "@rest\ninactive\ninactive\nactive\ninactive\ninactive\ninactive\n@running 0\n"
+    assert parse_kill(rest, names, reports, "rest") == 0
+    assert reports["a1"].stopped == ["front", "llm-proxy"]
+    assert reports["b2"].stopped == ["front", "llm-proxy", "egress"]
+
+
+def test_systemctl_show_maps_to_service_states():
+    from cftui.runtime.lima_units import parse_show, service_status
+
+    text = (
+        "Id=cf-gateway@x.service\nLoadState=loaded\nActiveState=active\nSubState=running\n"
+        "Result=success\nActiveEnterTimestamp=@1700000000\n\n"
+        "Id=cf-egress@x.service\nLoadState=loaded\nActiveState=activating\n"
+        "SubState=auto-restart\nResult=exit-code\nActiveEnterTimestamp=\n\n"
+        "Id=cf-front@x.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\n"
+    )
+    units = parse_show(text)
+    gw = service_status("gateway", units["cf-gateway@x.service"], False)
+    assert gw.state == "running" and gw.started_at.timestamp() == 1700000000
+    assert service_status("egress", units["cf-egress@x.service"], False).state == "restarting"
+    assert service_status("front", units["cf-front@x.service"], False).state == "missing"
+    dead = {"LoadState": "loaded", "ActiveState": "failed", "SubState": "failed"}
+    assert service_status("gateway", dead, True).state == "killed"
+    assert service_status("gateway", dead, False).state == "stopped"
