@@ -693,7 +693,7 @@ def create_snapshot(
     progress(ProgressEvent("snapshot", 0, total or None, f"{files} files to archive"))
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     final = snapshot_name(label or "manual", when)
-    tmp = folder / f".{final}.{os.getpid()}.partial"
+    tmp = folder / f".{final}-{threading.get_ident()}.{os.getpid()}.partial"
     source = _TarSource(state, progress, total)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)

@@ -386,6 +386,19 @@ def test_two_snapshots_in_the_same_second_both_survive(home: FleetHome, bot: str
     assert len(snapshots.list_snapshots(home, bot)) == 2
 
 
+def test_concurrent_creates_in_one_process_both_land(home: FleetHome, bot: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    with ThreadPoolExecutor(2) as pool:
+        names = list(
+            pool.map(lambda _: snapshots.create_snapshot(home, bot, "tui", now=when).name, (1, 2))
+        )
+    assert len(set(names)) == 2
+    assert sorted(s.name for s in snapshots.list_snapshots(home, bot)) == sorted(names)
+
+
 def test_rename_keeps_time_and_latest(home: FleetHome, bot: str) -> None:
     info = snapshots.create_snapshot(home, bot, "old")
     new = snapshots.rename(home, bot, info.name, "Better Name")
