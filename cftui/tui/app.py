@@ -11,6 +11,7 @@ back as one notification each.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -122,6 +123,11 @@ class ClawFactoryApp(App[int]):
     # --- startup ----------------------------------------------------------
     def on_mount(self) -> None:
         from cftui.tui.fleet_screen import FleetScreen
+
+        # Worker threads (index, filter, totals) are CPU-bound Python: with
+        # the default 5 ms GIL switch interval every wake-up of the UI thread
+        # can wait that long behind them; 1 ms keeps keys and frames prompt.
+        sys.setswitchinterval(0.001)
 
         self.push_screen(FleetScreen())
         self.read_fleet_files()
