@@ -564,7 +564,7 @@ def test_cli_create_list_rename_delete(home: FleetHome, bot: str, cli) -> None:
     assert r.code == 0 and snapshots.list_snapshots(home, bot) == []
 
 
-def test_cli_restore_without_a_runtime_restores_the_files(home: FleetHome, bot: str, cli) -> None:
+def test_cli_restore_restores_the_files_of_a_stopped_bot(home: FleetHome, bot: str, cli) -> None:
     cli("snapshot", "create", bot)
     (home.state_dir(bot) / "openclaw.json").write_text("broken")
     r = cli("snapshot", "restore", bot)
