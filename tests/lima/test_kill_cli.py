@@ -116,6 +116,17 @@ def test_start_status_kill_lock_unlock_snapshot(cli_stack):
     ).stdout
     assert "memory/" in listing
 
+    # A restore stops the gateway, swaps the state on the host, pushes it
+    # into the VM (what was written since is gone) and restarts the gateway.
+    stack.vm_sh("echo later > /srv/clawfactory/bots/kbot/state/after-snapshot.txt")
+    restored = _cftui(env, "snapshot", "restore", "kbot", archive.name)
+    assert restored.returncode == 0, restored.stderr
+    assert "gateway restarted" in restored.stdout
+    gone = stack.vm_sh("test -e /srv/clawfactory/bots/kbot/state/after-snapshot.txt", check=False)
+    assert gone.returncode != 0
+    stack.vm_sh("ls /srv/clawfactory/bots/kbot/state/memory/")
+    assert _status(env)["state"] == "running"
+
     # The real kill switch, from the CLI: cut, kill, then the VM stopped.
     t0 = time.monotonic()
     killed = _cftui(env, "kill", "kbot")
