@@ -53,6 +53,7 @@ async def test_ssh_unreachable_is_reported_with_what_to_try(tmp_path):
     _one_line(str(exc.value))
 
 
+@pytest.mark.docker
 async def test_up_refuses_an_unusable_allow_pattern_before_touching_the_vm(tmp_path, lima_env):
     home = make_lima_home(tmp_path / "h", "badallow", "never-created")
     with home.editing() as doc:

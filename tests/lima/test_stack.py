@@ -50,6 +50,13 @@ async def test_up_provisions_every_service_as_a_running_unit(lima_stack):
     assert "ReadWritePaths=/code /state" in props
 
 
+async def test_units_pass_systemd_analyze_verify_inside_the_vm(lima_stack):
+    units = " ".join(f"cf-{s}@lbot.service" for s in ("gateway", "llm-proxy", "egress", "front"))
+    res = lima_stack.vm_sh(f"systemd-analyze verify {units}", check=False)
+    assert res.returncode == 0, res.stderr
+    assert "cf-" not in res.stderr, res.stderr
+
+
 async def test_vm_created_with_qemu_after_vz_refused_and_ssh_config_read(lima_stack):
     out = subprocess.run(
         [lima_stack.env["CFTUI_LIMACTL"], "list", "--json"], capture_output=True, text=True
