@@ -452,6 +452,9 @@ class LimaRuntime(Runtime):
     async def _status_vm(self, vm: str, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
         """One SSH command for every unit of every bot of one VM."""
         shell = self._shells.get(vm)
+        if shell is None and (lima_home() / vm / "ssh.config").is_file():
+            with contextlib.suppress(RuntimeUnavailable):
+                shell = await self._shell(vm)  # a running VM answers without limactl
         if shell is None:
             inst = await self.limactl.instance(vm)
             if inst is None or not inst.running:
