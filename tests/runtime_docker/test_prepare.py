@@ -1,0 +1,71 @@
+"""What the Docker runtime does on the host before a gateway starts: the
+OpenClaw wiring written into its state, and the files handed to its user."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cftui import gateway_config
+from cftui.botinit import init_bot
+from cftui.errors import FleetError
+from cftui.fleet import FleetHome
+from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker_spec import gateway_user
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> FleetHome:
+    return FleetHome(tmp_path / "home")
+
+
+def test_openclaw_state_is_wired_before_start(fleet: FleetHome) -> None:
+    bot = init_bot(fleet, "oc").bot
+    assert bot.gateway == "openclaw"
+    agent = fleet.state_dir("oc") / "agents" / "main" / "agent"
+    agent.mkdir(parents=True)
+    (agent / "models.json").write_text(
+        json.dumps({"providers": {"anthropic": {"baseUrl": "https://api.anthropic.com"}}})
+    )
+    env = DockerRuntime(fleet)._prepare_host(bot)
+
+    config = gateway_config.read_config(fleet, "oc")
+    token = env["CF_PROXY_TOKEN"]
+    assert config["models"]["providers"]["anthropic"]["baseUrl"] == (
+        "http://llm-proxy:9090/anthropic"
+    )
+    assert config["models"]["providers"]["anthropic"]["apiKey"] == token
+    assert config["proxy"]["proxyUrl"] == "http://egress:8888"
+    assert config["gateway"]["auth"]["token"] == env["OPENCLAW_GATEWAY_TOKEN"]
+    models = json.loads((agent / "models.json").read_text())
+    assert models["providers"]["anthropic"]["baseUrl"] == "http://llm-proxy:9090/anthropic"
+    config_file = gateway_config.config_path(fleet, "oc")
+    assert config_file.stat().st_mode & 0o777 == 0o600
+    uid, gid = gateway_user()
+    for path in (config_file, agent / "models.json", fleet.state_dir("oc")):
+        assert (path.stat().st_uid, path.stat().st_gid) == (uid, gid)
+    if os.geteuid() == 0:
+        code = fleet.code_dir("oc")
+        assert code.stat().st_uid == 0  # git run by root keeps working in code/
+        assert (code / ".git").stat().st_uid == 0
+        assert (code / "workspace").stat().st_uid == uid
+
+
+def test_wiring_twice_changes_nothing(fleet: FleetHome) -> None:
+    bot = init_bot(fleet, "oc").bot
+    runtime = DockerRuntime(fleet)
+    runtime._prepare_host(bot)
+    first = gateway_config.config_path(fleet, "oc").read_bytes()
+    runtime._prepare_host(bot)
+    assert gateway_config.config_path(fleet, "oc").read_bytes() == first
+
+
+def test_missing_gateway_env_is_one_clear_error(fleet: FleetHome) -> None:
+    bot = init_bot(fleet, "oc").bot
+    fleet.gateway_env("oc").unlink()
+    with pytest.raises(FleetError, match=r"cannot read .*gateway\.env") as info:
+        DockerRuntime(fleet)._prepare_host(bot)
+    assert "\n" not in str(info.value)
