@@ -233,6 +233,16 @@ class DockerRuntime(Runtime):
             if not path.exists():
                 raise FleetError(f"{path} is missing: re-create {bot.name} with `cftui init`")
         env = self._gateway_env(bot)
+        # The egress proxy takes the control file it finds at start as its
+        # baseline (capture on/off, allowlist): make it match fleet.toml.
+        from cftui import capture
+
+        try:
+            capture.sync_control(self.home, bot.name)
+        except OSError as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: cannot write the egress control file: {exc.strerror or exc}"
+            ) from None
         if bot.gateway == "openclaw":
             self._wire_openclaw(bot, env)
         self._hand_to_gateway(bot)

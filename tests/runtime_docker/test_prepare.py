@@ -42,6 +42,8 @@ def test_openclaw_state_is_wired_before_start(fleet: FleetHome) -> None:
     assert config["gateway"]["auth"]["token"] == env["OPENCLAW_GATEWAY_TOKEN"]
     models = json.loads((agent / "models.json").read_text())
     assert models["providers"]["anthropic"]["baseUrl"] == "http://llm-proxy:9090/anthropic"
+    control = json.loads((fleet.audit_dir("oc") / "egress.control.json").read_text())
+    assert control["capture"] is False
     config_file = gateway_config.config_path(fleet, "oc")
     assert config_file.stat().st_mode & 0o777 == 0o600
     uid, gid = gateway_user()
