@@ -210,6 +210,20 @@ class LoopLag:
         return self.worst
 
 
+def screen_text(app) -> str:
+    """The screen as the terminal shows it (the compositor's last frame)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True)
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text()
+
+
 async def wait_for(pilot, predicate, timeout: float = 30.0, step: float = 0.002) -> float:
     """Poll like a watcher would: a bare sleep, not `pilot.pause` (which waits
     on every widget's queue and forces a repaint, adding load of its own)."""
@@ -261,17 +275,17 @@ async def bench_traffic(home, path: Path, results: dict) -> None:
         view = app.screen.query_one(TrafficView)
         opened = time.perf_counter()
 
-        def newest_on_screen() -> bool:
-            n = view.row_count
-            if n < 1000 or view.cursor != n - 1:
-                return False
-            top = int(view.scroll_y)
-            height = view.scrollable_content_region.height
-            if top + height < n - 1:
-                return False
-            return all(isinstance(view.tlog.cached(view.line_of(r)), dict) for r in range(top, n))
+        last = view.tlog.path.stat().st_size
+        with open(view.tlog.path, "rb") as f:
+            f.seek(max(last - 65536, 0))
+            newest = json.loads(f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1])
+        newest_time = newest["ts"][11:23]
 
-        await wait_for(pilot, newest_on_screen)
+        def newest_on_screen() -> bool:
+            """What the terminal would show, rendered: the newest call's row."""
+            return newest_time in screen_text(app)
+
+        await wait_for(pilot, newest_on_screen, step=0.05)
         await pilot.pause()  # one more frame: the rows are painted
         shown = time.perf_counter()
         results["newest_rows_from_tab"] = shown - opened
