@@ -146,7 +146,8 @@ def ensure_demo_bots(home: FleetHome, probe_url: str, names: Sequence[str] = DEM
                 ).bot
             # The operator's own fleet may hold the usual ports: take free ones.
             port = made.gateway_port
-            while not _port_free(port):
+            used = {b.gateway_port for b in home.bots().values() if b.name != name}
+            while port in used or not _port_free(port):
                 port += 1
             if port != made.gateway_port:
                 home.update_bot(name, gateway_port=port)
