@@ -60,3 +60,19 @@ def service_status(service: str, props: dict[str, str] | None, killed: bool) -> 
     else:
         state = UNKNOWN
     return ServiceStatus(service, state, started_at=started, detail=detail)
+
+
+def parse_list_units(text: str) -> dict[str, dict[str, str]]:
+    """`systemctl list-units --all --plain --no-legend`: one line per loaded
+    unit (UNIT LOAD ACTIVE SUB DESCRIPTION), as `parse_show`'s dicts."""
+    units: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) >= 4 and parts[0].endswith(".service"):
+            units[parts[0]] = {
+                "Id": parts[0],
+                "LoadState": parts[1],
+                "ActiveState": parts[2],
+                "SubState": parts[3],
+            }
+    return units

@@ -322,3 +322,15 @@ def test_systemctl_show_maps_to_service_states():
     dead = {"LoadState": "loaded", "ActiveState": "failed", "SubState": "failed"}
     assert service_status("gateway", dead, True).state == "killed"
     assert service_status("gateway", dead, False).state == "stopped"
+
+
+def test_list_units_lines_parse():
+    from cftui.runtime.lima_units import parse_list_units
+
+    text = (
+        "cf-gateway@x.service loaded active running ClawFactory gateway of bot x\n"
+        "cf-egress@x.service loaded failed failed ClawFactory egress proxy of bot x\n"
+    )
+    units = parse_list_units(text)
+    assert units["cf-gateway@x.service"]["ActiveState"] == "active"
+    assert units["cf-egress@x.service"]["SubState"] == "failed"
