@@ -392,6 +392,17 @@ class DockerRuntime(Runtime):
         except docker.errors.APIError as exc:
             raise RuntimeOperationError(f"cannot start {name}: {_explain(exc)}") from None
 
+    def _next_exit(self, name: str) -> int | str:
+        """The exit code of a crash-looping container's next crash; it is
+        stopped afterwards either way."""
+        code: int | str = "?"
+        with contextlib.suppress(Exception):
+            code = self.api.wait(name, timeout=5, condition="next-exit")["StatusCode"]
+        with contextlib.suppress(Exception):
+            self.api.update_container(name, restart_policy={"Name": "no"})
+            self.api.stop(name, timeout=1)
+        return code
+
     def _last_log(self, name: str, lines: int = 4) -> str:
         try:
             raw = self.api.logs(name, tail=lines, stdout=True, stderr=True)
@@ -425,6 +436,10 @@ class DockerRuntime(Runtime):
                 state = attrs.get("State") or {}
                 restarts = int(attrs.get("RestartCount") or 0)
                 if state.get("Status") in ("exited", "dead") or state.get("Restarting") or restarts:
+                    if state.get("Status") not in ("exited", "dead"):
+                        # Mid-restart, Docker's ExitCode may read 0: catch the
+                        # loop's next exit, then end the loop.
+                        state = {**state, "ExitCode": await self._run(self._next_exit, name)}
                     log = await self._run(self._last_log, name)
                     what = "crash-loops" if restarts or state.get("Restarting") else "exited"
                     oom = ", out of memory" if state.get("OOMKilled") else ""
