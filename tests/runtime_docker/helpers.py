@@ -129,3 +129,6 @@ def destroy_world(world: World) -> None:
             c.remove(force=True)
     with contextlib.suppress(docker.errors.NotFound):
         world.client.networks.get(world.network).remove()
+    for name in world.bots:  # each test bot's gateway image is its own
+        with contextlib.suppress(docker.errors.APIError):
+            world.client.images.remove(f"clawfactory/gateway-{name}:latest", force=True)
