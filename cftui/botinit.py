@@ -132,8 +132,15 @@ def detect_gateway_kind(code: Path) -> str:
         except (ValueError, OSError, AttributeError):
             pass
     dockerfile = code / "Dockerfile"
-    if dockerfile.is_file() and "openclaw" in dockerfile.read_text(errors="replace").lower():
-        return "openclaw"
+    if dockerfile.is_file():
+        # Only instructions count: a comment that mentions OpenClaw (the demo
+        # agent's does) does not make a gateway OpenClaw.
+        for line in dockerfile.read_text(errors="replace").lower().splitlines():
+            line = line.strip()
+            if line.startswith("#"):
+                continue
+            if "openclaw@" in line or "openclaw/openclaw" in line or '"openclaw"' in line:
+                return "openclaw"
     return "generic"
 
 

@@ -211,3 +211,12 @@ def test_failed_clone_rolls_back_everything(home: FleetHome, cli, tmp_path: Path
     assert "git clone failed" in result.err
     after = snapshot_tree(home.root)
     assert before == after
+
+
+def test_gateway_kind_comes_from_instructions_not_comments(tmp_path: Path) -> None:
+    from cftui.botinit import detect_gateway_kind
+
+    (tmp_path / "Dockerfile").write_text("# a stand-in for an OpenClaw gateway\nFROM python\n")
+    assert detect_gateway_kind(tmp_path) == "generic"
+    (tmp_path / "Dockerfile").write_text('RUN npm install -g "openclaw@latest"\n')
+    assert detect_gateway_kind(tmp_path) == "openclaw"
