@@ -653,9 +653,22 @@ class DockerRuntime(Runtime):
             return f"disconnect from {network}: {_explain(exc)}"
         return None
 
-    def _no_restart(self, name: str) -> None:
-        with contextlib.suppress(Exception):
-            self.api.update_container(name, restart_policy={"Name": "no"})
+    def _no_restart(self, name: str) -> str | None:
+        """Set the restart policy to `no`; an error text if the engine refused
+        (it can while the container changes state: tried a few times)."""
+        import docker.errors
+
+        last = ""
+        for attempt in range(4):
+            try:
+                self.api.update_container(name, restart_policy={"Name": "no"})
+                return None
+            except docker.errors.NotFound:
+                return None
+            except (docker.errors.DockerException, OSError) as exc:
+                last = _explain(exc)
+                time.sleep(0.05 * (attempt + 1))
+        return f"restart policy of {name} not changed: {last}"
 
     def _kill_container(self, name: str) -> str:
         """SIGKILL; 'killed', 'not running' or 'missing'."""
@@ -671,9 +684,12 @@ class DockerRuntime(Runtime):
             raise
         return "killed"
 
-    def _stop_for_kill(self, name: str) -> str:
-        self._no_restart(name)
-        return self._stop(name, KILL_STOP_TIMEOUT_S)
+    def _stop_for_kill(self, name: str) -> tuple[str, str | None]:
+        policy_error = self._no_restart(name)
+        outcome = self._stop(name, KILL_STOP_TIMEOUT_S)
+        if policy_error and outcome != "missing":
+            policy_error = self._no_restart(name)  # stopped now: try once more
+        return outcome, policy_error
 
     async def kill(self, bot: BotConfig) -> KillReport:
         """Cut the gateway's networks, then kill it, then stop the rest in
@@ -731,12 +747,16 @@ class DockerRuntime(Runtime):
         report.errors += errors
         report.network_cut = not errors
         try:
-            outcome, _ = await asyncio.gather(
+            outcome, policy_error = await asyncio.gather(
                 self._run(self._kill_container, gateway), self._run(self._no_restart, gateway)
             )
         except (docker.errors.DockerException, OSError) as exc:
             report.errors.append(f"kill gateway: {_explain(exc)}")
             return
+        if policy_error:  # refused mid-kill: the container is dead now, try again
+            policy_error = await self._run(self._no_restart, gateway)
+            if policy_error:
+                report.errors.append(policy_error)
         if outcome == "killed":
             report.gateway_killed = True
         else:
@@ -748,13 +768,17 @@ class DockerRuntime(Runtime):
             *(self._run(self._stop_for_kill, container_name(bot.name, s)) for s in rest),
             return_exceptions=True,
         )
-        for service, outcome in zip(rest, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                report.errors.append(f"stop {service}: {_explain(outcome)}")
-            elif outcome == "missing":
+        for service, result in zip(rest, outcomes, strict=True):
+            if isinstance(result, BaseException):
+                report.errors.append(f"stop {service}: {_explain(result)}")
+                continue
+            outcome, policy_error = result
+            if outcome == "missing":
                 report.already_gone.append(service)
             else:
                 report.stopped.append(service)
+            if policy_error:
+                report.errors.append(policy_error)
 
     # --- the gateway alone (snapshot restore) --------------------------------------
     async def gateway_running(self, bot: BotConfig) -> bool:
