@@ -138,8 +138,12 @@ class KillReport:
 
     def summary(self) -> str:
         parts = []
-        parts.append("network cut" if self.network_cut else "network not cut")
-        parts.append("gateway killed" if self.gateway_killed else "gateway not killed")
+        if "gateway" in self.already_gone:
+            # Nothing was running to cut or kill: say so, not "not killed".
+            parts.append("gateway was not running")
+        else:
+            parts.append("network cut" if self.network_cut else "network NOT cut")
+            parts.append("gateway killed" if self.gateway_killed else "gateway NOT killed")
         if self.stopped:
             parts.append("stopped " + ", ".join(self.stopped))
         if self.already_gone:
