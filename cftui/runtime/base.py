@@ -138,7 +138,7 @@ class KillReport:
 
     def summary(self) -> str:
         parts = []
-        if "gateway" in self.already_gone:
+        if any(s.startswith("gateway") for s in self.already_gone):
             # Nothing was running to cut or kill: say so, not "not killed".
             parts.append("gateway was not running")
         else:
