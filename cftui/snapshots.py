@@ -6,9 +6,10 @@ bot's X25519 recipient, so the stock tool reads it:
 
 Both directions stream, so memory stays flat whatever the state's size, and
 pyrage does the age format in a small child process (see `_CHILD_PRELUDE`):
-- create: a tar stream generated file by file (`_TarSource`) is piped into the
-  encryptor, which writes a temporary name; it is fsynced, then linked to its
-  final name; a partial file never carries a final name.
+- create: GNU tar archives the names our walk chose (`_walk`: caches left
+  out, sorted, symlinks not followed) and pipes the archive straight into
+  the encryptor, which writes a temporary name; it is fsynced, then linked
+  to its final name; a partial file never carries a final name.
 - restore: the decryptor pipes plaintext to tarfile, which reads it forward
   only and extracts each member through `tarfile.data_filter` plus the checks
   it lacks (setuid bits refused rather than cleared, devices and fifos
@@ -31,6 +32,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -80,11 +82,6 @@ EXCLUDED_SUFFIXES = (
 EXCLUDED_PREFIXES = (".#",)
 
 CHUNK = 1 << 20
-IOV_BATCH = 512  # below the kernel's IOV_MAX of 1024
-SMALL_FILE = 256 << 10
-BLOCK = 512
-RECORD = 20 * BLOCK
-PADDING = tuple(bytes(n) for n in range(BLOCK))  # zero fill, by length
 
 # pyrage runs in a small child process in both directions, with its file API
 # on the child's stdin/stdout so that Rust does the I/O. Measured (bench/):
@@ -343,211 +340,6 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.DirEntry]]:
             yield child, entry
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, value)
-
-
-def _ustar_header(
-    name: str, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes, link: str
-) -> bytes:
-    """A ustar header built directly: tarfile's `tobuf` costs ~30 µs a member,
-    which is most of the time on a state of many small files. Anything ustar
-    cannot hold (long or non-ASCII names, big ids) goes through tarfile's PAX."""
-    try:
-        bname = name.encode("ascii")
-        blink = link.encode("ascii")
-    except UnicodeEncodeError:
-        bname = blink = b""
-    if (
-        not bname
-        or len(bname) > 100
-        or len(blink) > 100
-        or (link and not blink)
-        or not 0 <= uid < 0o7777777
-        or not 0 <= gid < 0o7777777
-        or not 0 <= size < 0o77777777777
-        or not 0 <= mtime < 0o77777777777
-    ):
-        info = tarfile.TarInfo(name)
-        info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
-        info.type, info.linkname, info.uname, info.gname = kind, link, "", ""
-        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    header = b"".join(
-        (
-            bname.ljust(100, b"\0"),
-            _octal(mode & 0o7777, 8),
-            _octal(uid, 8),
-            _octal(gid, 8),
-            _octal(size, 12),
-            _octal(mtime, 12),
-            b"        ",
-            kind,
-            blink.ljust(100, b"\0"),
-            b"ustar\x0000",
-            b"\0" * 64,  # uname, gname
-            _octal(0, 8),
-            _octal(0, 8),
-            b"\0" * 167,  # prefix, padding
-        )
-    )
-    checksum = b"%06o\0 " % sum(header)
-    return header[:148] + checksum + header[156:]
-
-
-class _TarSource:
-    """A tar stream of a directory, generated on demand, piece by piece.
-
-    The pieces go straight into the encryptor, so the archive is never held
-    in memory or on disk unencrypted. Files that change while they are read
-    are archived at the size their header announced (padded or cut), as GNU
-    tar does, and counted in `stats.skipped`.
-    """
-
-    def __init__(self, root: Path, progress: Progress, total: int) -> None:
-        self.root = str(root)
-        self.progress = progress
-        self.total = total
-        self.stats = CreateStats()
-        self._last_report = 0.0
-
-    def chunks(self) -> Iterator[bytes]:
-        """The archive as a sequence of byte strings (headers, data, padding)."""
-        return self._generate()
-
-    def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_report > 0.1:
-            self._last_report = now
-            message = f"{self.stats.files} files archived" if force else ""
-            self.progress(ProgressEvent("snapshot", self.stats.bytes, self.total or None, message))
-
-    def _generate(self) -> Iterator[bytes]:
-        root_stat = os.lstat(self.root)
-        yield self._count(
-            _ustar_header(
-                ARC_ROOT + "/",
-                root_stat.st_mode,
-                root_stat.st_uid,
-                root_stat.st_gid,
-                0,
-                int(root_stat.st_mtime),
-                tarfile.DIRTYPE,
-                "",
-            )
-        )
-        for rel, entry in _walk(self.root):
-            arcname = f"{ARC_ROOT}/{rel}"
-            if entry.is_file(follow_symlinks=False):  # from the directory listing: no stat
-                yield from self._file(entry.path, arcname)
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield from self._file(entry.path, arcname)
-            elif stat.S_ISDIR(st.st_mode):
-                yield self._count(
-                    _ustar_header(
-                        arcname + "/",
-                        st.st_mode,
-                        st.st_uid,
-                        st.st_gid,
-                        0,
-                        int(st.st_mtime),
-                        tarfile.DIRTYPE,
-                        "",
-                    )
-                )
-            elif stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink(entry.path)
-                except OSError:
-                    continue
-                yield self._count(
-                    _ustar_header(
-                        arcname,
-                        st.st_mode,
-                        st.st_uid,
-                        st.st_gid,
-                        0,
-                        int(st.st_mtime),
-                        tarfile.SYMTYPE,
-                        target,
-                    )
-                )
-            else:
-                self.stats.skipped.append(f"{rel} (not a regular file)")
-        # End of archive: two zero blocks, padded to a whole record as tar does.
-        end = 2 * BLOCK
-        yield b"\0" * (end + (-(self._written + end) % RECORD))
-        self._report(force=True)
-
-    _written = 0
-
-    def _count(self, data: bytes) -> bytes:
-        self._written += len(data)
-        return data
-
-    def _file(self, path: str, arcname: str) -> Iterator[bytes]:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except (FileNotFoundError, OSError) as exc:
-            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ELOOP:
-                return  # vanished or swapped for a link since the walk
-            raise
-        try:
-            st = os.fstat(fd)
-            size = st.st_size
-            header = _ustar_header(
-                arcname,
-                st.st_mode,
-                st.st_uid,
-                st.st_gid,
-                size,
-                int(st.st_mtime),
-                tarfile.REGTYPE,
-                "",
-            )
-            if size <= SMALL_FILE:
-                # Read in one go: most state files are small.
-                data = os.read(fd, size) if size else b""
-                while 0 < len(data) < size and (more := os.read(fd, size - len(data))):
-                    data += more
-                if len(data) < size:
-                    self.stats.skipped.append(f"{arcname} (shrank while read)")
-                    data += b"\0" * (size - len(data))
-                pad = -size % BLOCK
-                self.stats.bytes += size
-                self._written += len(header) + size + pad
-                yield header
-                if size:
-                    yield data
-                if pad:
-                    yield PADDING[pad]
-            else:
-                self._written += len(header)
-                yield header
-                left = size
-                while left:
-                    data = os.read(fd, min(CHUNK, left))
-                    if not data:
-                        self.stats.skipped.append(f"{arcname} (shrank while read)")
-                        data = b"\0" * left
-                    left -= len(data)
-                    self.stats.bytes += len(data)
-                    self._written += len(data)
-                    yield data
-                pad = -size % BLOCK
-                if pad:
-                    self._written += pad
-                    yield b"\0" * pad
-        finally:
-            os.close(fd)
-        self.stats.files += 1
-        self._report()
-
-
 class _ChildFailed(Exception):
     """The crypto child process failed; its one-line reason is the message."""
 
@@ -567,38 +359,128 @@ def _child_result(proc: subprocess.Popen) -> str | None:
     return err or f"crypto process exited with {code}"
 
 
-def _encrypt_into(out_fd: int, recipient: str, source: _TarSource) -> None:
-    """Stream the tar into an age encryptor writing to `out_fd`. Pieces are
-    gathered so that one `writev` carries ~1 MB."""
-    proc = _child(_ENCRYPT_CHILD, recipient, stdin=subprocess.PIPE, stdout=out_fd)
-    assert proc.stdin is not None
-    pipe = proc.stdin.fileno()
-    _widen_pipe(pipe)
-    failed: BaseException | None = None
+# GNU tar archives the names `_walk` chose, one by one (`--no-recursion`), so
+# the exclusion rules stay ours (a directory named `logs` but not a file, any
+# virtualenv) and the order is the walk's sorted one: archives of the same
+# state are alike. Symlinks are archived as links (no `-h`); hard links as
+# plain copies, as restore expects; numeric ids and no user/group names.
+# `--verbatim-files-from`: a file named like an option is still a file name.
+_TAR_CREATE = (
+    "tar",
+    "--create",
+    "--file=-",
+    "--format=gnu",
+    "--numeric-owner",
+    "--no-recursion",
+    "--hard-dereference",
+    "--no-acls",
+    "--no-xattrs",
+    "--no-selinux",
+    "--null",
+    "--verbatim-files-from",
+)
+# Lines of tar's that mean a file changed or vanished after the walk listed
+# it: archived as tar found it (or left out) and counted in `stats.skipped`.
+_TAR_RACES = ("file changed as we read it", "No such file or directory", "File shrank by")
+
+
+def _feed_names(pipe: BinaryIO, root: str, stats: CreateStats) -> None:
+    """Write the walk's names, NUL-terminated, to tar's stdin (a thread). Only
+    directories, regular files and symlinks go in; sockets, fifos and devices
+    are counted as skipped, as before."""
+    batch: list[bytes] = [ARC_ROOT.encode() + b"\0"]
+    size = 0
     try:
-        pieces: list[bytes] = []
-        size = 0
-        for chunk in source.chunks():
-            pieces.append(chunk)
-            size += len(chunk)
-            if size >= CHUNK or len(pieces) >= IOV_BATCH:
-                _writev_all(pipe, pieces, size)
-                pieces.clear()
+        for rel, entry in _walk(root):
+            if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
+                pass
+            elif not entry.is_file(follow_symlinks=False):
+                stats.skipped.append(f"{rel} (not a regular file)")
+                continue
+            name = os.fsencode(f"{ARC_ROOT}/{rel}") + b"\0"
+            batch.append(name)
+            size += len(name)
+            if size >= 1 << 16:
+                pipe.write(b"".join(batch))
+                batch.clear()
                 size = 0
-        if pieces:
-            _writev_all(pipe, pieces, size)
-    except BrokenPipeError:
-        pass  # the child stopped; it says why below
-    except BaseException as exc:
-        failed = exc
-        proc.kill()  # never let an encryptor finish a file from a partial tar
+        pipe.write(b"".join(batch))
+    except (BrokenPipeError, ValueError):
+        pass  # tar stopped (or was stopped); its exit status says why
     finally:
-        proc.stdin.close()
-    error = _child_result(proc)
-    if failed is not None:
-        raise failed
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _archive_into(
+    out_fd: int, recipient: str, root: Path, stats: CreateStats, progress: Progress, total: int
+) -> None:
+    """`tar -c` of `root` piped straight into the age encryptor, which writes
+    `out_fd`: the plaintext never passes through Python, memory stays flat.
+    Progress is the encrypted size written so far (age adds ~0.1 %)."""
+    if root.name != ARC_ROOT:  # pragma: no cover - FleetHome.state_dir ends in state/
+        raise SnapshotError(f"a snapshot archives a directory named {ARC_ROOT}/, not {root}")
+    read_end, write_end = os.pipe()
+    _widen_pipe(write_end)
+    tar_errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    procs: list[subprocess.Popen] = []
+    feeder: threading.Thread | None = None
+    try:
+        tar = subprocess.Popen(
+            [*_TAR_CREATE, f"--directory={root.parent}", "--files-from=-"],
+            stdin=subprocess.PIPE,
+            stdout=write_end,
+            stderr=tar_errors,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        procs.append(tar)
+        crypt = _child(_ENCRYPT_CHILD, recipient, stdin=read_end, stdout=out_fd)
+        procs.append(crypt)
+        os.close(write_end)
+        os.close(read_end)
+        write_end = read_end = -1
+        assert tar.stdin is not None
+        feeder = threading.Thread(
+            target=_feed_names, args=(tar.stdin, str(root), stats), daemon=True
+        )
+        feeder.start()
+        while True:
+            try:
+                crypt.wait(0.1)
+                break
+            except subprocess.TimeoutExpired:
+                progress(ProgressEvent("snapshot", os.fstat(out_fd).st_size, total or None))
+    except BaseException:
+        for proc in procs:  # never let an encryptor finish a file from a partial tar
+            with contextlib.suppress(OSError):
+                proc.kill()
+        raise
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+        for proc in procs:
+            proc.wait()
+        if feeder is not None:
+            feeder.join()
+    error = _child_result(crypt)
+    tar_errors.seek(0)
+    lines = tar_errors.read().decode("utf-8", "replace").splitlines()
+    tar_errors.close()
     if error is not None:
         raise _ChildFailed(error)
+    for line in lines:
+        text = line.removeprefix("tar: ")
+        if any(race in text for race in _TAR_RACES):
+            stats.skipped.append(text)
+    failures = [
+        line.removeprefix("tar: ")
+        for line in lines
+        if not any(race in line for race in _TAR_RACES) and "Exiting with failure" not in line
+    ]
+    if tar.returncode not in (0, 1) and (failures or tar.returncode < 0):
+        raise _ChildFailed(failures[0] if failures else f"tar exited with {tar.returncode}")
+    progress(ProgressEvent("snapshot", total, total or None, f"{stats.files} files archived"))
 
 
 def _widen_pipe(fd: int) -> None:
@@ -607,19 +489,6 @@ def _widen_pipe(fd: int) -> None:
         import fcntl
 
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
-
-
-def _writev_all(fd: int, pieces: list[bytes], size: int) -> None:
-    """One gathered write for many tar pieces: no copy into a batch buffer."""
-    written = os.writev(fd, pieces)
-    if written < size:  # a pipe write cut short: send the rest plainly
-        _write_all(fd, b"".join(pieces)[written:])
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _measure(root: Path) -> tuple[int, int]:
@@ -694,11 +563,11 @@ def create_snapshot(
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     final = snapshot_name(label or "manual", when)
     tmp = folder / f".{final}-{threading.get_ident()}.{os.getpid()}.partial"
-    source = _TarSource(state, progress, total)
+    stats = CreateStats(files=files, bytes=total)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         with open(fd, "wb") as out:
-            _encrypt_into(out.fileno(), str(recipient), source)
+            _archive_into(out.fileno(), str(recipient), state, stats, progress, total)
             os.fsync(out.fileno())
         # Link, not rename: never replace an existing snapshot of the same second.
         for _ in range(60):
@@ -733,8 +602,8 @@ def create_snapshot(
             bot,
             op="create",
             name=final,
-            files=source.stats.files,
-            bytes=source.stats.bytes,
+            files=stats.files,
+            bytes=stats.bytes,
             size=size,
         )
     return info
