@@ -4,7 +4,9 @@ from cftui.runtime.base import KillReport
 
 
 def test_summary_of_a_bot_whose_gateway_was_already_gone_is_not_alarming() -> None:
-    report = KillReport("b1", already_gone=["gateway (not running)", "front"], stopped=["llm-proxy"])
+    report = KillReport(
+        "b1", already_gone=["gateway (not running)", "front"], stopped=["llm-proxy"]
+    )
     text = report.summary()
     assert "gateway was not running" in text and "NOT" not in text
 
