@@ -642,6 +642,7 @@ class _MemberFilter:
         self.dest = dest
         self.owner = owner
         self.real_dirs: set[str] = {""}
+        self.links: set[str] = set()  # symlinks this restore created
         self.members = 0
 
     def _rel(self, name: str, what: str) -> str:
@@ -711,15 +712,40 @@ class _MemberFilter:
             member.linkname = target
         if member.isdir():
             self.real_dirs.discard(rel)  # checked again when used as a parent
-        try:
-            filtered = tarfile.data_filter(member, path)
-        except tarfile.FilterError as exc:
-            raise _Refused(f"member {name!r} refused: {exc}") from None
+        if member.issym() or member.islnk() or rel in self.links:
+            if member.issym():
+                self.links.add(rel)
+            try:
+                filtered = tarfile.data_filter(member, path)
+            except tarfile.FilterError as exc:
+                raise _Refused(f"member {name!r} refused: {exc}") from None
+        else:
+            filtered = _data_attrs(member)
         if self.owner is not None:
             filtered.uid, filtered.gid = self.owner
             filtered.uname = filtered.gname = ""
         self.members += 1
         return filtered
+
+
+def _data_attrs(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What `tarfile.data_filter` makes of a regular file or directory whose
+    path `_MemberFilter` has already proven to be under the destination:
+    relative, no `..`, every existing parent a real directory, and the name
+    itself not a symlink this restore created. There `data_filter`'s two
+    `realpath` walks can only find the lexical path, so only its attribute
+    rules are left, applied here in place (the member is ours alone)."""
+    mode = member.mode
+    if member.isdir():
+        mode = None
+    elif mode is not None:
+        mode &= 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        mode |= 0o600
+    member.mode = mode  # type: ignore[assignment]
+    member.uid = member.gid = member.uname = member.gname = None  # type: ignore[assignment]
+    return member
 
 
 class _ForwardReader:
