@@ -3,9 +3,11 @@ leave the state intact, atomic names, labels, and the gateway around a restore."
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -96,6 +98,83 @@ async def test_round_trip_is_byte_exact(home: FleetHome, bot: str) -> None:
     await snapshots.restore(home, BotConfig(bot), "latest")
 
     assert tree(state) == expected
+
+
+def test_names_that_look_like_tar_options_are_archived_as_files(
+    home: FleetHome, bot: str, tmp_path: Path
+) -> None:
+    state = home.state_dir(bot)
+    for name in ("-C", "--checkpoint-action=exec=touch planted", "--checkpoint=1", "a\nb"):
+        (state / name).write_text(name)
+    before = kept(tree(state))
+    info = snapshots.create_snapshot(home, bot, "odd-names")
+    out = tmp_path / "out"
+    age_decrypt_extract(home, bot, home.snapshots_dir(bot) / info.name, out)
+    assert tree(out / "state") == before
+    assert not (home.bot_repo(bot) / "planted").exists()
+    assert not (state / "planted").exists()
+
+
+def test_exclusions_tell_directories_from_files(home: FleetHome, bot: str, tmp_path: Path) -> None:
+    state = home.state_dir(bot)
+    (state / "notes.log").mkdir()  # a directory named like a log: kept
+    (state / "notes.log" / "kept.md").write_text("kept")
+    (state / "workspace" / "logs").write_text("a file named like a cache directory: kept")
+    (state / "workspace" / "cache").mkdir()
+    (state / "workspace" / "cache" / "x.swp").write_text("left out")
+    info = snapshots.create_snapshot(home, bot)
+    out = tmp_path / "out"
+    age_decrypt_extract(home, bot, home.snapshots_dir(bot) / info.name, out)
+    assert (out / "state" / "notes.log" / "kept.md").read_text() == "kept"
+    assert (out / "state" / "workspace" / "logs").is_file()
+    assert os.listdir(out / "state" / "workspace" / "cache") == []
+
+
+def test_snapshots_of_the_same_state_are_alike(home: FleetHome, bot: str) -> None:
+    key = home.snapshot_key(bot)
+    plain = []
+    for label in ("one", "two"):
+        info = snapshots.create_snapshot(home, bot, label)
+        plain.append(
+            subprocess.run(
+                ["age", "-d", "-i", str(key), str(home.snapshots_dir(bot) / info.name)],
+                capture_output=True,
+                check=True,
+            ).stdout
+        )
+    assert plain[0] == plain[1]
+    with tarfile.open(fileobj=io.BytesIO(plain[0])) as tar:
+        names = tar.getnames()
+    assert names == sorted(names, key=lambda n: n.split("/")), "parents first, sorted"
+
+
+async def test_restore_applies_the_data_filters_modes(home: FleetHome, bot: str, crafted) -> None:
+    modes = (0o777, 0o750, 0o640, 0o444, 0o070, 0o000, 0o1755)
+
+    def build(tar: tarfile.TarFile) -> None:
+        add_member(tar, "state/d", kind=tarfile.DIRTYPE, mode=0o777)
+        for mode in modes:
+            add_member(tar, f"state/d/f{mode:o}", data=b"x", mode=mode)
+
+    await snapshots.restore(home, BotConfig(bot), crafted(build))
+    state = home.state_dir(bot)
+    for mode in modes:
+        member = tarfile.TarInfo(f"f{mode:o}")
+        member.mode = mode
+        expected = tarfile.data_filter(member, str(state)).mode
+        assert stat.S_IMODE((state / "d" / f"f{mode:o}").stat().st_mode) == expected
+
+
+async def test_restore_writes_a_file_over_a_link_it_made_only_inside_the_state(
+    home: FleetHome, bot: str, crafted
+) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        add_member(tar, "state/real", data=b"before")
+        add_member(tar, "state/alias", kind=tarfile.SYMTYPE, link="real")
+        add_member(tar, "state/alias", data=b"after")
+
+    await snapshots.restore(home, BotConfig(bot), crafted(build))
+    assert (home.state_dir(bot) / "real").read_bytes() == b"after"
 
 
 async def test_restore_keeps_a_safety_snapshot_of_the_replaced_state(
