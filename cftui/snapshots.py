@@ -27,6 +27,7 @@ import contextlib
 import errno
 import os
 import re
+import select
 import shutil
 import stat
 import subprocess
@@ -35,7 +36,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -413,11 +414,13 @@ def _feed_names(pipe: BinaryIO, root: str, stats: CreateStats) -> None:
 
 
 def _archive_into(
-    out_fd: int, recipient: str, root: Path, stats: CreateStats, progress: Progress, total: int
+    out_fd: int, recipient: str, root: Path, stats: CreateStats, progress: Progress
 ) -> None:
     """`tar -c` of `root` piped straight into the age encryptor, which writes
     `out_fd`: the plaintext never passes through Python, memory stays flat.
-    Progress is the encrypted size written so far (age adds ~0.1 %)."""
+    The files and bytes to archive (the progress bar's total) are counted
+    while tar and the encryptor already run. Progress is the encrypted size
+    written so far (age adds ~0.1 %)."""
     if root.name != ARC_ROOT:  # pragma: no cover - FleetHome.state_dir ends in state/
         raise SnapshotError(f"a snapshot archives a directory named {ARC_ROOT}/, not {root}")
     read_end, write_end = os.pipe()
@@ -444,11 +447,11 @@ def _archive_into(
             target=_feed_names, args=(tar.stdin, str(root), stats), daemon=True
         )
         feeder.start()
-        while True:
-            try:
-                crypt.wait(0.1)
-                break
-            except subprocess.TimeoutExpired:
+        stats.files, stats.bytes = _measure(root)
+        total = stats.bytes
+        progress(ProgressEvent("snapshot", 0, total or None, f"{stats.files} files to archive"))
+        with _exit_waiter(crypt) as exited:
+            while not exited(0.1):
                 progress(ProgressEvent("snapshot", os.fstat(out_fd).st_size, total or None))
     except BaseException:
         for proc in procs:  # never let an encryptor finish a file from a partial tar
@@ -481,6 +484,33 @@ def _archive_into(
     if tar.returncode not in (0, 1) and (failures or tar.returncode < 0):
         raise _ChildFailed(failures[0] if failures else f"tar exited with {tar.returncode}")
     progress(ProgressEvent("snapshot", total, total or None, f"{stats.files} files archived"))
+
+
+@contextlib.contextmanager
+def _exit_waiter(proc: subprocess.Popen) -> Iterator[Callable[[float], bool]]:
+    """`exited(timeout)`: whether `proc` has ended, waiting at most `timeout`
+    seconds. A pidfd wakes the moment it ends (`Popen.wait`'s timeout polls
+    in steps of up to 50 ms, which a short snapshot would wait out)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+
+    def exited(timeout: float) -> bool:
+        if pidfd >= 0:
+            select.select([pidfd], [], [], timeout)
+            return proc.poll() is not None
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    try:
+        yield exited
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -558,16 +588,14 @@ def create_snapshot(
     folder = home.snapshots_dir(bot)
     make_private_dirs(folder)
     _clean_partials(folder)
-    files, total = _measure(state)
-    progress(ProgressEvent("snapshot", 0, total or None, f"{files} files to archive"))
     when = (now or datetime.now(UTC)).replace(microsecond=0)
     final = snapshot_name(label or "manual", when)
     tmp = folder / f".{final}-{threading.get_ident()}.{os.getpid()}.partial"
-    stats = CreateStats(files=files, bytes=total)
+    stats = CreateStats()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         with open(fd, "wb") as out:
-            _archive_into(out.fileno(), str(recipient), state, stats, progress, total)
+            _archive_into(out.fileno(), str(recipient), state, stats, progress)
             os.fsync(out.fileno())
         # Link, not rename: never replace an existing snapshot of the same second.
         for _ in range(60):
