@@ -20,6 +20,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.content import Content
 from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
@@ -63,6 +64,13 @@ class ClawFactoryApp(App[int]):
     TITLE = "ClawFactory"
     SUB_TITLE = "fleet console · calls and tokens are today's (UTC)"
     COMMANDS = App.COMMANDS | {FleetCommands}
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """`title — sub title`, the dash kept with the title: a separate
+        dim run starting with a space loses it in SVG renderers."""
+        if not sub_title:
+            return Content(title)
+        return Content.assemble(f"{title} — ", Content(sub_title).stylize("dim"))
 
     BINDINGS = [
         Binding(

@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from cftui.audit.traffic import TrafficLog
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
-from cftui.tui.formatting import state_look
+from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 
@@ -45,7 +45,7 @@ class BotScreen(BotActionsMixin, Screen):
 
     def compose(self) -> ComposeResult:
         self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
-        yield Header(show_clock=False)
+        yield Header(show_clock=False, icon=HEADER_ICON)
         yield LockedBanner()
         yield Static("", id="bot-title")
         # Tabs are built the first time they are shown: opening a bot costs
@@ -96,7 +96,8 @@ class BotScreen(BotActionsMixin, Screen):
         runtime = config.runtime if config else "?"
         capture = "capture ON" if config and config.capture else "capture off"
         self.query_one("#bot-title", Static).update(
-            f"[b]{self.bot}[/b]  ·  {runtime}  ·  {word}  ·  {capture}"
+            # The gap inside the bold run: SVG renderers drop a run's leading spaces.
+            f"[b]{self.bot}  [/b]·  {runtime}  ·  {word}  ·  {capture}"
         )
 
     def current_bot(self) -> str | None:

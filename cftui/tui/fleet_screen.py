@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
 from cftui.tui.fleet_table import FleetRow, FleetTable
+from cftui.tui.formatting import HEADER_ICON
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 
@@ -25,7 +26,7 @@ class FleetScreen(BotActionsMixin, Screen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield Header(show_clock=False, icon=HEADER_ICON)
         yield LockedBanner()
         yield Static("", id="fleet-errors")
         yield FleetTable(clock=self.app.clock, id="fleet")

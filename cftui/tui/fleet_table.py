@@ -25,7 +25,7 @@ COLUMNS = (
     ("bot", "Bot", 12),
     ("runtime", "Runtime", 7),
     ("state", "State", 11),
-    *((svc, svc, 8) for svc in SERVICES),
+    *((svc, svc, max(8, len(svc))) for svc in SERVICES),
     ("uptime", "Uptime", 7),
     ("calls", "Calls", 5),
     ("tokens", "Tokens", 6),

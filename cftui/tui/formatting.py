@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from cftui.runtime import base
 
+# Header icon: a glyph every terminal font has (Textual's default ⭘ is not).
+HEADER_ICON = "◆"
+
 # state -> (glyph word, tone); tone picks a component style (ok/warn/bad/muted)
 STATE_LOOK = {
     base.RUNNING: ("● running", "ok"),

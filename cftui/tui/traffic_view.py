@@ -396,6 +396,10 @@ class TrafficView(ScrollView, can_focus=True):
             return Strip([Segment(text.ljust(width)[:width], muted)], width)
         assert isinstance(record, dict)
         before, status, after = row_cells(record)
+        # The gap after the status ends its segment rather than starting the
+        # next one: SVG renderers drop a text run's leading spaces ("2001.2k").
+        gap = len(after) - len(after.lstrip(" "))
+        status, after = status + after[:gap], after[gap:]
         tone = self.get_component_rich_style(f"traffic--{status_tone(record.get('status'))}")
         segments = [
             Segment(before, style),
