@@ -81,8 +81,11 @@ def test_the_real_binary_shows_traffic_follows_kills_and_unlocks(e2e_home) -> No
     tmux = Tmux(f"cftui-e2e-{secrets.token_hex(4)}")
     env = {**os.environ, "CLAWFACTORY_HOME": str(home.root), "TERM": "xterm-256color"}
     command = f"{CFTUI} --open {first}:traffic; echo EXITED=$?; sleep 30"
+    # -e: a tmux server that is already up gives new sessions ITS environment,
+    # not this client's, so the fleet home is set on the session itself.
+    options = ["-x", "120", "-y", "36", "-e", f"CLAWFACTORY_HOME={home.root}"]
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", tmux.name, "-x", "120", "-y", "36", command],
+        ["tmux", "new-session", "-d", "-s", tmux.name, *options, command],
         check=True,
         env=env,
     )
