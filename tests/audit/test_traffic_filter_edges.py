@@ -53,6 +53,7 @@ TRICKY = [
     rec(7, "openai", "gpt-4o", status=0),
     rec(8, 'open"ai', "gpt\\gemini"),  # escapes inside the values
     rec(9, "openai", "o3", tokens_in=None, status=429),
+    rec(10, "gemini", response={"text": "Found the NeEdLe at 4711"}),
 ]
 
 
@@ -90,6 +91,8 @@ SPECS = [
     "provider:openai status:err",
     "model:gemini status:5xx",
     "délai",
+    "needle",  # in mixed case in the file
+    "4711",  # no letters: searched as is
     "needle-absent",
 ]
 
