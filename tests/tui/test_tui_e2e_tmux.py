@@ -48,6 +48,19 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
 
+    def wait_cursor_on(self, text: str, timeout: float = 10.0) -> None:
+        """Wait for the terminal cursor to sit on a line holding `text`: a
+        focused Input puts it there. Keys sent before focus lands (Textual
+        moves focus a moment after the key) would go to the old widget."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            y = int(self.run("display", "-p", "-t", self.name, "#{cursor_y}"))
+            lines = self.screen().splitlines()
+            if y < len(lines) and text in lines[y]:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the cursor never reached {text!r}:\n{self.screen()}")
+
     def alive(self) -> bool:
         return (
             subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode
@@ -98,6 +111,7 @@ def test_the_real_binary_shows_traffic_follows_kills_and_unlocks(e2e_home) -> No
         tmux.wait_for("e2e-call-0300")
         # The filter narrows the table (typed text shown before Enter).
         tmux.keys("/")
+        tmux.wait_cursor_on("filter: provider:")
         tmux.keys("model:claude status:5xx")
         tmux.wait_for("model:claude status:5xx")
         tmux.keys("Enter")
