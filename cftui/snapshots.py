@@ -423,9 +423,39 @@ def _archive_into(
     written so far (age adds ~0.1 %)."""
     if root.name != ARC_ROOT:  # pragma: no cover - FleetHome.state_dir ends in state/
         raise SnapshotError(f"a snapshot archives a directory named {ARC_ROOT}/, not {root}")
+    with tempfile.TemporaryFile() as tar_errors:
+        crypt, tar = _run_pipeline(out_fd, recipient, root, stats, progress, tar_errors)
+        error = _child_result(crypt)
+        tar_errors.seek(0)
+        lines = tar_errors.read().decode("utf-8", "replace").splitlines()
+    if error is not None:
+        raise _ChildFailed(error)
+    failures = []
+    for line in lines:
+        text = line.removeprefix("tar: ")
+        if any(race in text for race in _TAR_RACES):
+            stats.skipped.append(text)
+        elif "Exiting with failure" not in text:
+            failures.append(text)
+    if tar.returncode not in (0, 1) and (failures or tar.returncode < 0):
+        raise _ChildFailed(failures[0] if failures else f"tar exited with {tar.returncode}")
+    progress(
+        ProgressEvent("snapshot", stats.bytes, stats.bytes or None, f"{stats.files} files archived")
+    )
+
+
+def _run_pipeline(
+    out_fd: int,
+    recipient: str,
+    root: Path,
+    stats: CreateStats,
+    progress: Progress,
+    tar_errors: BinaryIO,
+) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """Start tar and the encryptor, feed tar the names, report progress until
+    the encryptor ends; both are killed if anything (progress too) raises."""
     read_end, write_end = os.pipe()
     _widen_pipe(write_end)
-    tar_errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     procs: list[subprocess.Popen] = []
     feeder: threading.Thread | None = None
     try:
@@ -448,15 +478,21 @@ def _archive_into(
         )
         feeder.start()
         stats.files, stats.bytes = _measure(root)
-        total = stats.bytes
-        progress(ProgressEvent("snapshot", 0, total or None, f"{stats.files} files to archive"))
+        total = stats.bytes or None
+        progress(ProgressEvent("snapshot", 0, total, f"{stats.files} files to archive"))
         with _exit_waiter(crypt) as exited:
             while not exited(0.1):
-                progress(ProgressEvent("snapshot", os.fstat(out_fd).st_size, total or None))
+                progress(ProgressEvent("snapshot", os.fstat(out_fd).st_size, total))
     except BaseException:
         for proc in procs:  # never let an encryptor finish a file from a partial tar
             with contextlib.suppress(OSError):
                 proc.kill()
+        # The pipes nobody will read or close now: the feeder closes tar's
+        # stdin once started, and the caller reads the encryptor's stderr.
+        unread = [p.stderr for p in procs[1:]] + [p.stdin for p in procs[:1] if feeder is None]
+        for pipe in unread:
+            if pipe is not None:
+                pipe.close()
         raise
     finally:
         for fd in (read_end, write_end):
@@ -466,24 +502,7 @@ def _archive_into(
             proc.wait()
         if feeder is not None:
             feeder.join()
-    error = _child_result(crypt)
-    tar_errors.seek(0)
-    lines = tar_errors.read().decode("utf-8", "replace").splitlines()
-    tar_errors.close()
-    if error is not None:
-        raise _ChildFailed(error)
-    for line in lines:
-        text = line.removeprefix("tar: ")
-        if any(race in text for race in _TAR_RACES):
-            stats.skipped.append(text)
-    failures = [
-        line.removeprefix("tar: ")
-        for line in lines
-        if not any(race in line for race in _TAR_RACES) and "Exiting with failure" not in line
-    ]
-    if tar.returncode not in (0, 1) and (failures or tar.returncode < 0):
-        raise _ChildFailed(failures[0] if failures else f"tar exited with {tar.returncode}")
-    progress(ProgressEvent("snapshot", total, total or None, f"{stats.files} files archived"))
+    return crypt, tar
 
 
 @contextlib.contextmanager
