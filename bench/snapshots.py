@@ -61,7 +61,7 @@ def generate(state: Path, size_mb: int, files: int) -> int:
 
 def run(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> Sample:
     """Wall and CPU seconds (user + sys of the whole process tree) and peak RSS
-    of the tree (the shell and both sides of a pipe; the Python side and its
+    of the tree (the shell and both sides of a pipe; the Python side, its tar and
     crypto child), sampled every 20 ms. Dirty pages of the previous step are
     flushed first so that no run pays for another's writeback."""
     os.sync()
