@@ -277,9 +277,12 @@ class TrafficFilter:
                 line = chunk[ls:le]
                 limit = self.match_head(line, low)
                 return line[:limit] if limit >= 0 else None
-            a = chunk.find(b"{", ls + 1, le)
-            b = chunk.find(b"[", ls + 1, le)
-            limit = le if a < 0 and b < 0 else (b if a < 0 else (a if b < 0 else min(a, b)))
+            limit = chunk.find(b"{", ls + 1, le)
+            if limit < 0:
+                limit = le
+            b = chunk.find(b"[", ls + 1, limit)
+            if b >= 0:
+                limit = b
             head = chunk[ls:limit]
             i = head.find(pkeys[0]) if pkeys else 0
             if i < 0:
