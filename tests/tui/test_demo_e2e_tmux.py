@@ -107,7 +107,12 @@ def _remove_demo(client: Any) -> None:
         client.containers.get(FAKE_LLM).remove(force=True)
     for name in [DEMO_NETWORK, *(f(b) for b in DEMO_BOTS for f in (int_network, ext_network))]:
         with contextlib.suppress(docker.errors.NotFound):
-            client.networks.get(name).remove()
+            network = client.networks.get(name)
+            network.reload()
+            for container in network.containers:  # left by a run that died midway
+                with contextlib.suppress(docker.errors.APIError):
+                    network.disconnect(container, force=True)
+            network.remove()
     for vol in (v for b in DEMO_BOTS for v in volume_specs(b)):
         with contextlib.suppress(docker.errors.NotFound):
             client.volumes.get(vol.name).remove(force=True)
