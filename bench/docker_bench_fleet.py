@@ -31,8 +31,12 @@ def bench_fleet(n: int, prefix: str) -> Iterator[tuple[FleetHome, list[BotConfig
     root = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     home = FleetHome(root / "home")
     runtime = DockerRuntime(home)
+    client = runtime.client()
+    # Leave a fake provider (and its network) that `cftui demo` had running
+    # alone; remove only what this bench started.
+    fake_was_there = bool(client.containers.list(all=True, filters={"name": demo.FAKE_LLM}))
     try:
-        ip = demo.ensure_fake_llm(runtime.client())
+        ip = demo.ensure_fake_llm(client)
         names = [f"{prefix}{i}" for i in range(n)]
         demo.ensure_demo_bots(home, f"http://{ip}:{demo.FAKE_LLM_PORT}/health", names)
         bots = [home.update_bot(name, gateway_port=free_port()) for name in names]
@@ -45,6 +49,11 @@ def bench_fleet(n: int, prefix: str) -> Iterator[tuple[FleetHome, list[BotConfig
             await runtime.aclose()
 
         asyncio.run(cleanup())
+        if not fake_was_there:
+            with contextlib.suppress(Exception):
+                client.containers.get(demo.FAKE_LLM).remove(force=True)
+            with contextlib.suppress(Exception):
+                client.networks.get(demo.DEMO_NETWORK).remove()
         shutil.rmtree(root, ignore_errors=True)
 
 
