@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from cftui import gateway_config, snapshots
 from cftui.cli.common import (
@@ -20,7 +22,9 @@ from cftui.cli.common import (
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.base import Runtime
+from cftui.runtime.base import Progress, Runtime
+
+T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,25 +92,38 @@ async def _reachable_runtime(home: FleetHome, bot: BotConfig) -> tuple[Runtimes,
         return runtimes, None
 
 
-def cmd_create(args: argparse.Namespace) -> int:
-    home = resolve_home(args)
-    bot = home.bot(args.bot)
+def _run_with_runtime(
+    home: FleetHome, bot: BotConfig, operation: Callable[[Runtime | None, Progress], Awaitable[T]]
+) -> T:
+    """Run `operation(runtime, progress)` with the bot's runtime if it answers,
+    a progress bar, and the runtime's connections closed afterwards."""
 
-    async def go() -> snapshots.SnapshotInfo:
+    async def go() -> T:
         runtimes, runtime = await _reachable_runtime(home, bot)
         try:
             with progress_bar() as progress:
-                return await snapshots.snapshot(
-                    home, bot, args.label, runtime=runtime, progress=progress
-                )
+                return await operation(runtime, progress)
         finally:
             await runtimes.aclose()
+
+    return asyncio.run(go())
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
 
     if bot.runtime == "docker":  # state lives on the host: no runtime needed
         with progress_bar() as progress:
             info = snapshots.create_snapshot(home, bot.name, args.label, progress=progress)
     else:
-        info = asyncio.run(go())
+        info = _run_with_runtime(
+            home,
+            bot,
+            lambda runtime, progress: snapshots.snapshot(
+                home, bot, args.label, runtime=runtime, progress=progress
+            ),
+        )
     print(f"{bot.name}: created {info.name} ({_human(info.size)})")
     return 0
 
@@ -145,17 +162,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     bot = home.bot(args.bot)
     snapshots.resolve(home, bot.name, args.name)  # a bad name fails before anything
 
-    async def go() -> snapshots.RestoreResult:
-        runtimes, runtime = await _reachable_runtime(home, bot)
-        try:
-            with progress_bar() as progress:
-                return await snapshots.restore(
-                    home, bot, args.name, runtime=runtime, progress=progress
-                )
-        finally:
-            await runtimes.aclose()
-
-    result = asyncio.run(go())
+    result = _run_with_runtime(
+        home,
+        bot,
+        lambda runtime, progress: snapshots.restore(
+            home, bot, args.name, runtime=runtime, progress=progress
+        ),
+    )
     print(f"{bot.name}: restored {result.name}")
     if result.safety:
         print(f"{bot.name}: the state before it is kept as {result.safety}")
