@@ -59,11 +59,8 @@ class CaptureTab(Vertical):
 
     @work(thread=True, exclusive=True, group="capture", exit_on_error=False)
     def _load(self) -> None:
-        try:
-            from cftui.audit.capture import CaptureReader
-        except ImportError:
-            self.app.call_from_thread(self._show, None, "Capture reading is not available yet.")
-            return
+        # Imported here, in the worker: crypto stays out of the app's start-up.
+        from cftui.audit.capture import CaptureReader
         from cftui.errors import CftuiError
 
         try:

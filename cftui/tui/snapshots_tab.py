@@ -70,11 +70,8 @@ class SnapshotsTab(Vertical):
 
     @work(thread=True, exclusive=True, group="snapshots-list", exit_on_error=False)
     def _list(self) -> None:
-        try:
-            from cftui import snapshots
-        except ImportError:
-            self.app.call_from_thread(self._show, None, "Snapshots are not available yet.")
-            return
+        from cftui import snapshots  # in the worker: kept out of the app's start-up
+
         try:
             found = snapshots.list_snapshots(self.app.home, self.bot)
         except CftuiError as exc:
