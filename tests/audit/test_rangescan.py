@@ -1,0 +1,128 @@
+"""Newline-aligned ranges of a file, scanned in worker processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cftui.audit import rangescan
+from cftui.audit.rangescan import Scan, split
+
+
+def lines_of(path: str, start: int, end: int) -> list[bytes]:
+    """The worker side: read our own range, return its lines."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(end - start).split(b"\n")
+
+
+def whoami(path: str, start: int, end: int) -> tuple[int, bool]:
+    return os.getpid(), "textual" in sys.modules
+
+
+def slow(path: str, start: int, end: int, delay: float) -> int:
+    time.sleep(delay)
+    return start
+
+
+def fails(path: str, start: int, end: int) -> None:
+    raise ValueError(f"bad range {start}")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    p = tmp_path / "log.txt"
+    p.write_bytes(b"".join(b"line %d %s\n" % (i, b"x" * (i % 37)) for i in range(3000)))
+    return p
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096, 1 << 30])
+def test_split_covers_the_file_with_ranges_that_end_on_newlines(log, chunk):
+    data = log.read_bytes()
+    ranges = split(log, chunk=chunk)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
+    for (_, e), (s, _) in itertools.pairwise(ranges):
+        assert e == s and data[e - 1 : e] == b"\n"
+    assert all(e - s >= min(chunk, len(data)) or e == len(data) for s, e in ranges)
+
+
+def test_split_keeps_a_long_or_unterminated_line_whole(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"a\n" + b"b" * 5000 + b"\nc\n" + b"torn")
+    assert split(p, chunk=10) == [(0, 5003), (5003, 5009)]
+    assert split(p, chunk=1) == [(0, 2), (2, 5003), (5003, 5005), (5005, 5009)]
+    assert split(p, start=2, end=5005, chunk=10) == [(2, 5003), (5003, 5005)]
+    assert split(p, start=5009, chunk=10) == []
+    p.write_bytes(b"")
+    assert split(p) == []
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_parallel_results_equal_in_process_ones_in_order(log, reverse):
+    here = Scan(lines_of, log, chunk=500, workers=1, reverse=reverse)
+    there = Scan(lines_of, log, chunk=500, min_parallel=0, reverse=reverse)
+    assert not here.parallel and there.parallel
+    a, b = list(here), list(there)
+    assert a == b and len(a) > 20
+    starts = [s for s, _, _ in a]
+    assert starts == sorted(starts, reverse=reverse)
+    lines = [ln for _, _, part in (reversed(a) if reverse else a) for ln in part if ln]
+    assert lines == log.read_bytes().splitlines()
+
+
+def test_small_ranges_stay_in_process(log):
+    assert not Scan(lines_of, log).parallel  # 100 KB < MIN_PARALLEL
+    assert Scan(lines_of, log, min_parallel=0).parallel == (rangescan.cpu_count() > 1)
+
+
+@pytest.mark.skipif(rangescan.cpu_count() < 2, reason="one CPU: scans run in-process")
+def test_workers_are_other_processes_without_textual(log):
+    import textual  # noqa: F401 - the parent has it, as the TUI does
+
+    results = [r for _, _, r in Scan(whoami, log, chunk=100, min_parallel=0)]
+    assert {pid for pid, _ in results} - {os.getpid()} == {pid for pid, _ in results}
+    assert not any(has_textual for _, has_textual in results)
+    stats = rangescan.worker_stats()
+    assert stats and all(s.rss > 0 for s in stats)
+
+
+def test_progress_is_a_byte_fraction_reaching_one(log):
+    seen: list[float] = []
+    scan = Scan(lines_of, log, chunk=5000, min_parallel=0, progress=seen.append)
+    list(scan)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and scan.fraction == 1.0
+
+
+@pytest.mark.skipif(rangescan.cpu_count() < 2, reason="one CPU: scans run in-process")
+def test_cancel_from_another_thread_stops_a_waiting_scan(log):
+    scan = Scan(slow, log, 1.0, chunk=100, min_parallel=0)
+    out: list[int] = []
+    t = threading.Thread(target=lambda: out.extend(r for _, _, r in scan))
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.3)
+    scan.cancel()
+    t.join(0.5)
+    assert not t.is_alive() and time.monotonic() - t0 < 0.9
+    assert out == [] and scan.cancelled and scan.fraction == 0.0
+
+
+def test_closing_early_cancels_what_is_pending(log):
+    scan = Scan(slow, log, 0.05, chunk=100, min_parallel=0)
+    with scan:
+        for _ in scan:
+            break
+    assert scan.cancelled
+    # the pool is free again: a new scan runs to the end
+    assert len(list(Scan(lines_of, log, chunk=5000, min_parallel=0))) > 1
+
+
+def test_a_worker_error_reaches_the_caller(log):
+    with pytest.raises(ValueError, match="bad range 0"):
+        list(Scan(fails, log, chunk=100, min_parallel=0))
