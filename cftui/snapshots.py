@@ -5,11 +5,12 @@ bot's X25519 recipient, so the stock tool reads it:
 `age -d -i secrets/BOT/snapshot.key FILE | tar -t`.
 
 Both directions stream, so memory stays flat whatever the state's size, and
-pyrage does the age format in a small child process (see `_CHILD_PRELUDE`):
+`cftui.agestream` does the age format in a small child process (see `_CHILD`):
 - create: GNU tar archives the names our walk chose (`_walk`: caches left
   out, sorted, symlinks not followed) and pipes the archive straight into
-  the encryptor, which writes a temporary name; it is fsynced, then linked
-  to its final name; a partial file never carries a final name.
+  the encryptor, which writes a temporary name with write-behind (so the
+  fsync that follows has little left); it is then linked to its final name;
+  a partial file never carries a final name.
 - restore: the decryptor pipes plaintext to tarfile, which reads it forward
   only and extracts each member through `tarfile.data_filter` plus the checks
   it lacks (setuid bits refused rather than cleared, devices and fifos
@@ -42,9 +43,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import pyrage
-
+import cftui
 from cftui import killswitch
+from cftui.agestream import AgeError, check_first_chunk, open_payload, parse_identity
 from cftui.audit.events import record_event
 from cftui.botinit import read_identity
 from cftui.errors import CftuiError, SnapshotError, UsageError
@@ -84,49 +85,20 @@ EXCLUDED_PREFIXES = (".#",)
 
 CHUNK = 1 << 20
 
-# pyrage runs in a small child process in both directions, with its file API
-# on the child's stdin/stdout so that Rust does the I/O. Measured (bench/):
-# `encrypt_io`/`decrypt_io` call back into Python for every 8 KiB (a third of
-# the age CLI's speed), and in a thread beside the tar work the crypto holds
-# the GIL, so every file the tar side opens waits out the interpreter's switch
-# interval. A process also gives the crypto the second core. The identity
-# reaches the child on its stdin, never in its arguments or environment.
-_CHILD_PRELUDE = """
-import errno, sys, pyrage
-from pyrage import x25519
-def fail(exc):
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, BrokenPipeError) or "Broken pipe" in text:
-        sys.exit(3)
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text:
-        msg = "disk full"
-    elif isinstance(exc, OSError) and exc.errno is not None:
-        msg = exc.strerror or text
-    else:
-        msg = "age: " + text
-    sys.stderr.write(" ".join(msg.split())[:300])
-    sys.exit(2)
-"""
-_ENCRYPT_CHILD = (
-    _CHILD_PRELUDE
-    + """
-try:
-    pyrage.encrypt_file("/dev/stdin", "/dev/stdout", [x25519.Recipient.from_str(sys.argv[1])])
-except Exception as exc:
-    fail(exc)
-"""
+# The age format runs in a small child process in both directions: it gives
+# the crypto the second core (tar has its own process on create, tarfile
+# keeps the GIL busy on restore), and its failures come back as one line.
+# `-I` ignores the environment and the user's site; the package's own parent
+# directory is put on the path so that a checkout without install works too.
+# The identity reaches the decryptor on its stdin, never in its arguments or
+# environment. Set `_WRITE_BEHIND` false to leave the whole write-out to the
+# final fsync (bench/snapshots.py's like-for-like row).
+_CHILD = (
+    "import sys; sys.path[:0] = [sys.argv.pop(1)]; "
+    "from cftui.agestream import main; sys.exit(main(sys.argv[1:]))"
 )
-_DECRYPT_CHILD = (
-    _CHILD_PRELUDE
-    + """
-identity = x25519.Identity.from_str(sys.stdin.readline().strip())
-sys.stdin.close()
-try:
-    pyrage.decrypt_file(sys.argv[1], "/dev/stdout", [identity])
-except Exception as exc:
-    fail(exc)
-"""
-)
+_PACKAGE_PARENT = str(Path(cftui.__file__).resolve().parent.parent)
+_WRITE_BEHIND = True
 
 
 @dataclass(frozen=True)
@@ -345,9 +317,13 @@ class _ChildFailed(Exception):
     """The crypto child process failed; its one-line reason is the message."""
 
 
-def _child(code: str, arg: str, **kwargs) -> subprocess.Popen:
+def _child(*args: str, **kwargs) -> subprocess.Popen:
+    """`python -m cftui.agestream ARGS` with its stderr piped."""
     return subprocess.Popen(
-        [sys.executable, "-I", "-c", code, arg], stderr=subprocess.PIPE, bufsize=0, **kwargs
+        [sys.executable, "-I", "-c", _CHILD, _PACKAGE_PARENT, *args],
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        **kwargs,
     )
 
 
@@ -467,7 +443,8 @@ def _run_pipeline(
             env={**os.environ, "LC_ALL": "C"},
         )
         procs.append(tar)
-        crypt = _child(_ENCRYPT_CHILD, recipient, stdin=read_end, stdout=out_fd)
+        flags = ["--write-behind"] if _WRITE_BEHIND else []
+        crypt = _child("encrypt", *flags, recipient, stdin=read_end, stdout=out_fd)
         procs.append(crypt)
         os.close(write_end)
         os.close(read_end)
@@ -565,16 +542,18 @@ def _clean_partials(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
-def _recipient(home: FleetHome, bot: str) -> pyrage.x25519.Recipient:
+def _recipient(home: FleetHome, bot: str) -> str:
+    """The bot's `age1...` recipient."""
     try:
-        return read_identity(home.snapshot_key(bot)).to_public()
+        return str(read_identity(home.snapshot_key(bot)).to_public())
     except CftuiError as exc:
         raise SnapshotError(str(exc)) from None
 
 
-def _identity(home: FleetHome, bot: str) -> pyrage.x25519.Identity:
+def _identity(home: FleetHome, bot: str) -> str:
+    """The bot's `AGE-SECRET-KEY-1...` identity (never logged or shown)."""
     try:
-        return read_identity(home.snapshot_key(bot))
+        return str(read_identity(home.snapshot_key(bot)))
     except CftuiError as exc:
         raise SnapshotError(str(exc)) from None
 
@@ -614,7 +593,7 @@ def create_snapshot(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         with open(fd, "wb") as out:
-            _archive_into(out.fileno(), str(recipient), state, stats, progress)
+            _archive_into(out.fileno(), recipient, state, stats, progress)
             os.fsync(out.fileno())
         # Link, not rename: never replace an existing snapshot of the same second.
         for _ in range(60):
@@ -829,37 +808,23 @@ class _ForwardReader:
         return self.pos
 
 
-class _FirstChunkOnly(Exception):
-    pass
-
-
-class _StopAfterFirstWrite:
-    def write(self, _data: bytes) -> int:
-        raise _FirstChunkOnly
-
-    def flush(self) -> None:
-        pass
-
-
 def check_key(home: FleetHome, bot: str, path: Path) -> None:
     """Fail fast, before stopping anything, if the key cannot open this file:
-    decrypt its header and first chunk only."""
-    identity = _identity(home, bot)
+    authenticate its header and first chunk only."""
+    identity = parse_identity(_identity(home, bot))
     try:
         with path.open("rb") as f:
-            pyrage.decrypt_io(f, _StopAfterFirstWrite(), [identity])
-    except _FirstChunkOnly:
-        return
+            check_first_chunk(f, open_payload(f, identity))
     except OSError as exc:
         raise SnapshotError(f"cannot read {path.name}: {_os_message(exc)}") from None
-    except Exception as exc:
-        if isinstance(exc.__cause__ or exc.__context__, _FirstChunkOnly):
-            return
-        if "_FirstChunkOnly" in repr(exc):
-            return
+    except AgeError as exc:
+        if "wrong key" in str(exc) or "not an age" in str(exc):
+            raise SnapshotError(
+                f"{path.name} cannot be decrypted with {bot}'s key "
+                f"(wrong key, or not an age file): {exc}"
+            ) from None
         raise SnapshotError(
-            f"{path.name} cannot be decrypted with {bot}'s key "
-            f"(wrong key, or not an age file): {_one_line(exc)}"
+            f"{path.name} failed to decrypt: wrong key, truncated or tampered ({exc})"
         ) from None
 
 
@@ -906,7 +871,7 @@ def extract_snapshot(
     except FileNotFoundError:
         owner = None
     member_filter = _MemberFilter(os.path.realpath(dest), owner)
-    proc = _child(_DECRYPT_CHILD, str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = _child("decrypt", str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     _widen_pipe(proc.stdout.fileno())
     try:
