@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from egress_support import CF_EGRESS, STREAM_GATE
+from egress_support import CF_EGRESS, STREAM_GATE, WITH_TABLE
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
@@ -99,9 +99,10 @@ class Server:
     host: str
     port: int
     httpd: ThreadingHTTPServer
+    snis: list[str | None] = field(default_factory=list)  # TLS server names asked for
 
 
-def _serve(context: ssl.SSLContext | None) -> Iterator[Server]:
+def _serve(context: ssl.SSLContext | None, snis: list | None = None) -> Iterator[Server]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
     httpd.daemon_threads = True
     if context is not None:
@@ -109,7 +110,7 @@ def _serve(context: ssl.SSLContext | None) -> Iterator[Server]:
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
     try:
-        yield Server("localhost", httpd.server_address[1], httpd)
+        yield Server("localhost", httpd.server_address[1], httpd, snis if snis is not None else [])
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -132,6 +133,17 @@ def https_server(test_ca: trustme.CA) -> Iterator[Server]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     test_ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
     yield from _serve(ctx)
+
+
+@pytest.fixture
+def named_https_server(test_ca: trustme.CA) -> Iterator[Server]:
+    """HTTPS on 127.0.0.1 with a certificate for `api.rebind.test` only (a
+    name only the test's resolver knows); it notes the SNI of each handshake."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("api.rebind.test").configure_cert(ctx)
+    snis: list[str | None] = []
+    ctx.sni_callback = lambda _sock, name, _ctx: snis.append(name)
+    yield from _serve(ctx, snis)
 
 
 @pytest.fixture(scope="session")
@@ -193,7 +205,12 @@ def start_egress(home: FleetHome, bot: str, tmp_path: Path, test_ca_pem: Path):
     """Start cf-egress for `bot` with the given allowlist and capture state."""
     started: list[Egress] = []
 
-    def start(allow: list[str], capture: bool = False, extra: list[str] | None = None) -> Egress:
+    def start(
+        allow: list[str],
+        capture: bool = False,
+        extra: list[str] | None = None,
+        resolver: dict[str, list[str]] | None = None,
+    ) -> Egress:
         from cftui.botinit import recipient_of
         from cftui.capture import control_path, sync_control
 
@@ -201,8 +218,12 @@ def start_egress(home: FleetHome, bot: str, tmp_path: Path, test_ca_pem: Path):
         sync_control(home, bot)
         confdir = tmp_path / "confdir"
         ca_export = tmp_path / "ca-public"
+        program = [str(CF_EGRESS)]
+        if resolver is not None:
+            python = str(CF_EGRESS.parent / "python")
+            program = [python, "-c", WITH_TABLE, json.dumps(resolver)]
         cmd = [
-            str(CF_EGRESS),
+            *program,
             "--listen",
             "127.0.0.1:0",
             "--bot",

@@ -14,6 +14,31 @@ CF_EGRESS = REPO / ".venv-egress" / "bin" / "cf-egress"
 # Opens the second half of the test server's /stream response (see conftest).
 STREAM_GATE = threading.Event()
 
+# cf-egress with its resolver answering from a table (argv[1], JSON name ->
+# addresses), other names from the system: DNS is the one part a test cannot
+# run for real, and mitmproxy itself cannot resolve these names, so a request
+# that arrives proves the proxy connected to the address it checked.
+WITH_TABLE = """
+import json, socket, sys
+from cfproxies.egress import resolve
+table, system = json.loads(sys.argv[1]), resolve.system_resolve
+async def from_table(host, port):
+    if host in table:
+        if not table[host]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return table[host]
+    return await system(host, port)
+resolve.system_resolve = from_table
+from cfproxies.egress.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def local(server) -> list[str]:
+    """The patterns that reach a test server by name: the name, and the
+    loopback address it resolves to (a name never opens a private address)."""
+    return [f"localhost:{server.port}", f"127.0.0.1:{server.port}"]
+
 
 def tls_context(cafile: Path) -> ssl.SSLContext:
     """A client context that trusts exactly one CA."""

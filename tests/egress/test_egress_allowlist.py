@@ -6,11 +6,11 @@ import http.client
 import ssl
 
 import pytest
-from egress_support import get_json, https_via, raw_connect, tls_context
+from egress_support import get_json, https_via, local, raw_connect, tls_context
 
 
 def test_plain_http_to_an_allowed_host_goes_through(start_egress, http_server):
-    eg = start_egress([f"localhost:{http_server.port}"])
+    eg = start_egress(local(http_server))
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     status, body, _ = get_json(conn, f"http://localhost:{http_server.port}/hello")
     assert status == 200
@@ -62,7 +62,7 @@ def test_private_ip_literal_is_refused_unless_listed(start_egress, http_server):
 
 def test_tls_sni_naming_an_unlisted_host_is_refused_inside_the_tunnel(start_egress, https_server):
     """A CONNECT to a listed host that asks TLS for another name (domain fronting)."""
-    eg = start_egress([f"localhost:{https_server.port}"], capture=False)
+    eg = start_egress(local(https_server), capture=False)
     status, _, sock = raw_connect(eg, "localhost", https_server.port)
     assert status == 200
     tls = tls_context(eg.ca_pem).wrap_socket(sock, server_hostname="evil.example")
@@ -80,7 +80,7 @@ def test_tls_sni_naming_an_unlisted_host_is_refused_inside_the_tunnel(start_egre
 def test_https_to_an_allowed_host_is_tunnelled_untouched_when_capture_is_off(
     start_egress, https_server, test_ca_pem
 ):
-    eg = start_egress([f"localhost:{https_server.port}"], capture=False)
+    eg = start_egress(local(https_server), capture=False)
     # Trusting only the test CA works: the agent sees the server's own certificate.
     conn = https_via(eg, https_server, test_ca_pem)
     status, body, _ = get_json(conn, "/tunnel")
@@ -100,7 +100,7 @@ def test_allowlist_changes_apply_without_a_restart(start_egress, http_server, cl
     eg = start_egress(["localhost:1"])
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     assert get_json(conn, f"http://localhost:{http_server.port}/a")[0] == 403
-    r = cli("egress", "egbot", "--allow", f"localhost:{http_server.port}")
+    r = cli("egress", "egbot", *[a for p in local(http_server) for a in ("--allow", p)])
     assert r.code == 0, r.err
     assert "applied by the running egress proxy" in r.out
     assert get_json(conn, f"http://localhost:{http_server.port}/b")[0] == 200

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from egress_support import STREAM_GATE, get_json, https_via
+from egress_support import STREAM_GATE, get_json, https_via, local
 from pyrage import x25519
 
 from cftui.audit.capture import CaptureReader
@@ -32,7 +32,7 @@ def test_capture_on_intercepts_with_the_bots_ca_and_writes_encrypted_records(
     start_egress, https_server, test_ca_pem, home, cli
 ):
     marker_req, marker_resp = secrets.token_hex(12), secrets.token_hex(12)
-    eg = start_egress([f"localhost:{https_server.port}"], capture=True)
+    eg = start_egress(local(https_server), capture=True)
     # The agent trusts the bot's CA (ca.pem), not the server's own CA.
     conn = https_via(eg, https_server, eg.ca_pem)
     status, body, _ = get_json(
@@ -85,10 +85,10 @@ def test_capture_on_intercepts_with_the_bots_ca_and_writes_encrypted_records(
 
 
 def test_plain_http_is_recorded_when_capture_is_on(start_egress, http_server, cli):
-    eg = start_egress([f"localhost:{http_server.port}"], capture=True)
+    eg = start_egress(local(http_server), capture=True)
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     assert get_json(conn, f"http://localhost:{http_server.port}/plain")[0] == 200
-    assert get_json(conn, f"http://127.0.0.1:{http_server.port}/nope")[0] == 403
+    assert get_json(conn, f"http://127.0.0.2:{http_server.port}/nope")[0] == 403
     eg.wait_stats(lambda s: s["flows_captured"] >= 2)
     r = cli("decrypt", "egbot", "--json", "--oldest-first")
     records = [json.loads(x) for x in r.out.splitlines()]
@@ -103,7 +103,7 @@ def test_plain_http_is_recorded_when_capture_is_on(start_egress, http_server, cl
 def test_toggling_capture_mid_connection_keeps_open_connections(
     start_egress, https_server, test_ca_pem, home, cli
 ):
-    eg = start_egress([f"localhost:{https_server.port}"], capture=False)
+    eg = start_egress(local(https_server), capture=False)
     tunnelled = https_via(eg, https_server, test_ca_pem)
     assert get_json(tunnelled, "/before")[0] == 200
     sock_before = tunnelled.sock
@@ -145,7 +145,7 @@ def test_toggling_capture_mid_connection_keeps_open_connections(
 def test_decrypt_with_the_wrong_identity_says_so_in_one_line(
     start_egress, http_server, tmp_path, cli
 ):
-    eg = start_egress([f"localhost:{http_server.port}"], capture=True)
+    eg = start_egress(local(http_server), capture=True)
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     assert get_json(conn, f"http://localhost:{http_server.port}/secret")[0] == 200
     eg.wait_stats(lambda s: s["flows_captured"] >= 1)
@@ -180,7 +180,7 @@ def test_websocket_messages_are_captured(start_egress, tmp_path, home):
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        eg = await asyncio.to_thread(start_egress, [f"localhost:{port}"], True)
+        eg = await asyncio.to_thread(start_egress, [f"localhost:{port}", f"127.0.0.1:{port}"], True)
         try:
             async with (
                 aiohttp.ClientSession() as s,
@@ -204,7 +204,7 @@ def test_websocket_messages_are_captured(start_egress, tmp_path, home):
 
 def test_capture_does_not_hold_back_a_streamed_response(start_egress, https_server, home):
     STREAM_GATE.clear()
-    eg = start_egress([f"localhost:{https_server.port}"], capture=True)
+    eg = start_egress(local(https_server), capture=True)
     conn = https_via(eg, https_server, eg.ca_pem)
     conn.request("GET", "/stream")
     resp = conn.getresponse()
@@ -224,7 +224,7 @@ def test_capture_does_not_hold_back_a_streamed_response(start_egress, https_serv
 
 
 def test_captured_bodies_are_capped(start_egress, http_server, home):
-    eg = start_egress([f"localhost:{http_server.port}"], capture=True, extra=["--body-cap", "1000"])
+    eg = start_egress(local(http_server), capture=True, extra=["--body-cap", "1000"])
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     conn.request("GET", f"http://localhost:{http_server.port}/big/50000")
     resp = conn.getresponse()
@@ -242,7 +242,7 @@ def test_a_bad_control_file_changes_nothing_and_the_proxy_keeps_running(
 ):
     from cftui.capture import control_path
 
-    eg = start_egress([f"localhost:{http_server.port}"], capture=False)
+    eg = start_egress(local(http_server), capture=False)
     for junk in (b"{not json", b'{"capture": "yes"}', b'{"allow": ["http://x/"]}'):
         control_path(home, "egbot").write_bytes(junk)
         deadline = time.monotonic() + 10
@@ -254,7 +254,7 @@ def test_a_bad_control_file_changes_nothing_and_the_proxy_keeps_running(
     assert get_json(conn, f"http://localhost:{http_server.port}/ok")[0] == 200
     stats = eg.stats()
     assert stats["capture"] is False
-    assert stats["allow"] == [f"localhost:{http_server.port}"]
+    assert stats["allow"] == local(http_server)
 
 
 def test_compressed_bodies_are_recorded_decoded_and_passed_on_as_sent(
@@ -262,7 +262,7 @@ def test_compressed_bodies_are_recorded_decoded_and_passed_on_as_sent(
 ):
     import gzip
 
-    eg = start_egress([f"localhost:{http_server.port}"], capture=True)
+    eg = start_egress(local(http_server), capture=True)
     conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
     conn.request("GET", f"http://localhost:{http_server.port}/gzip")
     resp = conn.getresponse()

@@ -18,6 +18,9 @@ What the runtime should know (beyond CONTRACTS §8):
   start as the baseline and applies later changes only).
 - `--listen HOST:0` picks a free port; the line `cf-egress: listening on
   HOST:PORT` on stderr says which, once the proxy accepts connections.
+- A listed name is reached only at an address that is public or itself
+  listed: a service on the Docker network or the host needs its address (or
+  range) in the allowlist next to its name.
 - Exit status: 2 for a bad flag (one line on stderr), 1 if it cannot start.
 """
 

@@ -10,9 +10,10 @@ very code the proxy matches with. A pattern is one of
 
 each optionally followed by `:PORT`; without a port every port matches. IP
 literals never match a name pattern, so an address (private or not) is
-reachable only when it is listed. A host reached through a wildcard must
-also resolve to public addresses: `*.example.com` does not open the way to
-an internal service whose DNS name happens to end in `.example.com`.
+reachable only when it is listed. A host reached by name must also
+resolve to a public address, or to one that is itself listed: neither
+`*.example.com` nor `api.example.com` opens the way to an internal service
+whose DNS record points inside (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ class Allowlist:
                         return Decision(True, h, port, p)
                     found = found or p
         return Decision(found is not None, h, port, found)
+
+
+def ip_literal(host: str) -> str | None:
+    """The canonical text of `host` if the resolver would read it as an address."""
+    ip = _ip_or_none(normalise_host(host))
+    return str(ip) if ip is not None else None
 
 
 def is_public_address(addr: str) -> bool:

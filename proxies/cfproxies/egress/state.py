@@ -49,9 +49,11 @@ class EgressState:
         self.allowlist = allowlist
         log.info("allowlist: %s", ", ".join(allowlist.texts) or "(empty: nothing is reachable)")
 
-    def count_refusal(self, host: str, port: int | None, way: str) -> None:
+    def count_refusal(
+        self, host: str, port: int | None, way: str, why: str = "not on the allowlist"
+    ) -> None:
         self.refused[f"{host}:{port}" if port else host] += 1
-        log.warning("refused %s %s:%s (not on the allowlist)", way, host, port)
+        log.warning("refused %s %s:%s (%s)", way, host, port, why)
 
     def snapshot(self) -> dict:
         """The stats the operator's tools read (no secrets: no key, no bodies)."""
