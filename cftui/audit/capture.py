@@ -9,6 +9,10 @@ are looked at, and nothing decrypted is ever written anywhere: the TUI and
 A torn line (no newline yet, or not JSON) and a tampered one (bad token, or
 an unknown key) are skipped and counted; a wrong identity is an error that
 says so, because nothing at all could be read with it.
+
+A full scan of a big log runs in worker processes (`rangescan`), since
+`Fernet.decrypt` holds one core: the session keys reach the workers only
+through the pool's pipe, and the plaintext only comes back through it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import base64
 import mmap
 import os
 from array import array
-from collections import OrderedDict, deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +33,14 @@ import pyrage
 from cryptography.fernet import Fernet, InvalidToken
 from pyrage import x25519
 
+from cftui.audit import rangescan
 from cftui.botinit import read_identity
 from cftui.errors import CaptureError, CftuiError
 from cftui.fleet import FleetHome
 
 BLOCK = 1 << 20
-BATCH = 256
+SCAN_CHUNK = rangescan.CHUNK  # a worker's share of a full scan, in bytes
+SCAN_MIN = rangescan.MIN_PARALLEL  # smaller logs are scanned here, line by line
 _PREFIX = b'{"k":"'
 _MIDDLE = b'","t":"'
 _SUFFIX = b'"}'
@@ -51,6 +57,11 @@ class SkipCounts:
     @property
     def total(self) -> int:
         return self.torn + self.tampered + self.unknown_key
+
+    def add(self, other: SkipCounts) -> None:
+        self.torn += other.torn
+        self.tampered += other.tampered
+        self.unknown_key += other.unknown_key
 
     def describe(self) -> str:
         parts = [
@@ -108,6 +119,7 @@ class Keyring:
         self.public = str(identity.to_public())
         self._sealed: dict[str, dict[str, Any]] | None = None
         self._open: dict[str, Fernet] = {}
+        self._raw: dict[str, bytes] = {}
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._sealed is None:
@@ -155,7 +167,12 @@ class Keyring:
         except ValueError:
             return None  # a damaged keys line: its flows count as unknown
         self._open[key_id] = f
+        self._raw[key_id] = key
         return f
+
+    def opened(self) -> dict[bytes, bytes]:
+        """The keys opened so far, raw, by key id: what a scan's workers are given."""
+        return {k.encode("ascii", "replace"): v for k, v in self._raw.items()}
 
 
 def _split(line: bytes) -> tuple[bytes, bytes] | None:
@@ -173,24 +190,98 @@ def _split(line: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
-Job = tuple[int, bytes, Fernet, bytes]  # offset, key id, key, token
+def _decrypt_lines(
+    lines: Iterable[tuple[int, bytes]],
+    fernet_for: Callable[[bytes], Fernet | None],
+    skipped: SkipCounts,
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """(offset, key id, plaintext) of each readable line; the others are counted.
 
-
-def _decrypt_jobs(jobs: list[Job]) -> tuple[list[CaptureEntry], int]:
-    """Decrypt a batch (thread-safe: touches no shared state); returns entries, tampered."""
-    out: list[CaptureEntry] = []
-    tampered = 0
-    for offset, key_id, fernet, token in jobs:
+    The hot loop of every scan, here or in a worker: the common line shape is
+    split by hand and keys are looked up by their raw id.
+    """
+    fernets: dict[bytes, Fernet | None] = {}
+    for offset, line in lines:
+        if not line:
+            continue
+        mid = line.find(_MIDDLE, 6) if line[:6] == _PREFIX and line[-2:] == _SUFFIX else -1
+        if mid > 0:
+            key_id, token = line[6:mid], line[mid + 7 : -2]
+        else:
+            parts = _split(line)
+            if parts is None:
+                skipped.torn += 1
+                continue
+            key_id, token = parts
+        if key_id in fernets:
+            fernet = fernets[key_id]
+        else:
+            fernet = fernets[key_id] = fernet_for(key_id)
+        if fernet is None:
+            skipped.unknown_key += 1
+            continue
         try:
             plain = fernet.decrypt(token)
         except InvalidToken:
-            tampered += 1
+            skipped.tampered += 1
             continue
         if plain[:1] != b"{":
-            tampered += 1
+            skipped.tampered += 1
             continue
-        out.append(CaptureEntry(offset, key_id.decode("ascii", "replace"), plain))
-    return out, tampered
+        yield offset, key_id, plain
+
+
+Decrypted = list[tuple[int, bytes, bytes]]  # (offset, key id, plaintext), in file order
+
+
+def _scan_range(
+    path: str, start: int, end: int, fernet_for: Callable[[bytes], Fernet | None]
+) -> tuple[Decrypted, SkipCounts]:
+    """Decrypt the complete lines of [start, end), which starts a line."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        lines = f.read(end - start).split(b"\n")
+    skipped = SkipCounts()
+    if lines.pop():
+        skipped.torn += 1  # the file was cut short since the scan began
+
+    def numbered() -> Iterator[tuple[int, bytes]]:
+        pos = start
+        for line in lines:
+            yield pos, line
+            pos += len(line) + 1
+
+    return list(_decrypt_lines(numbered(), fernet_for, skipped)), skipped
+
+
+def _decrypt_range(
+    path: str, start: int, end: int, keys: dict[bytes, bytes]
+) -> tuple[Decrypted, SkipCounts, set[bytes]]:
+    """A worker's task: one range decrypted with the keys it was sent.
+
+    Returns the entries, the skip counts and the key ids it was not given (their
+    lines are counted as unknown; the caller may know them and redo the range).
+    """
+    missing: set[bytes] = set()
+
+    def fernet_for(key_id: bytes) -> Fernet | None:
+        raw = keys.get(key_id)
+        if raw is None:
+            missing.add(key_id)
+            return None
+        return Fernet(raw)
+
+    entries, skipped = _scan_range(path, start, end, fernet_for)
+    return entries, skipped, missing
+
+
+def _entries(decrypted: Iterable[tuple[int, bytes, bytes]]) -> Iterator[CaptureEntry]:
+    names: dict[bytes, str] = {}
+    for offset, key_id, plain in decrypted:
+        name = names.get(key_id)
+        if name is None:
+            name = names[key_id] = key_id.decode("ascii", "replace")
+        yield CaptureEntry(offset, name, plain)
 
 
 class CaptureReader:
@@ -223,25 +314,10 @@ class CaptureReader:
         self._fernets[key_id] = f
         return f
 
-    def _job(self, offset: int, line: bytes) -> Job | None:
-        """Split a line and find its key (here, not in a worker: it may raise)."""
-        parts = _split(line)
-        if parts is None:
-            self.skipped.torn += 1
-            return None
-        fernet = self._fernet(parts[0])
-        if fernet is None:
-            self.skipped.unknown_key += 1
-            return None
-        return offset, parts[0], fernet, parts[1]
-
     def _decrypt_line(self, offset: int, line: bytes) -> CaptureEntry | None:
-        job = self._job(offset, line)
-        if job is None:
-            return None
-        entries, tampered = _decrypt_jobs([job])
-        self.skipped.tampered += tampered
-        return entries[0] if entries else None
+        for off, key_id, plain in _decrypt_lines([(offset, line)], self._fernet, self.skipped):
+            return CaptureEntry(off, key_id.decode("ascii", "replace"), plain)
+        return None
 
     def _open(self):
         try:
@@ -254,6 +330,7 @@ class CaptureReader:
     # --- streaming ------------------------------------------------------
     def _blocks_forward(self, f) -> Iterator[list[tuple[int, bytes]]]:
         """Complete lines, oldest first, a block's worth at a time."""
+        f.seek(0)
         pos, rest = 0, b""
         while True:
             block = f.read(BLOCK)
@@ -308,80 +385,77 @@ class CaptureReader:
             yield out
         # `carry` is empty here: at pos 0 the first part is a whole line
 
-    def iter_entries(self, newest_first: bool = True, workers: int = 1) -> Iterator[CaptureEntry]:
+    def iter_entries(
+        self, newest_first: bool = True, workers: int | None = 1
+    ) -> Iterator[CaptureEntry]:
         """Every readable flow, in order, decrypted only as the caller asks for it.
 
-        With `workers` > 1 a full scan decrypts batches in threads (the
-        cryptography calls release the GIL), a few batches ahead at most.
+        `workers=1` decrypts here, line by line as the caller asks (the newest
+        page). Any other value is a full scan: in worker processes, one per
+        CPU, when the log is big enough to pay for them (`SCAN_MIN`), else
+        here as with 1. The parallel scan reads the log as it was when it
+        began; lines appended later are left for the next one.
         """
         f = self._open()
         if f is None:
             return
         with f:
+            if workers != 1:
+                size = os.fstat(f.fileno()).st_size
+                end = self._complete_end(f, size)
+                keys: dict[bytes, bytes] = {}  # sent with every task: filled before the first
+                scan = rangescan.Scan(
+                    _decrypt_range,
+                    self.log_path,
+                    keys,
+                    end=end,
+                    reverse=newest_first,
+                    chunk=SCAN_CHUNK,
+                    min_parallel=SCAN_MIN,
+                )
+                if scan.parallel:
+                    if end < size:
+                        self.skipped.torn += 1  # still being written, or cut short by a crash
+                    self._open_edge_key(f, end, newest_first)
+                    keys.update(self.keys.opened())
+                    yield from _entries(self._merge(scan, keys, newest_first))
+                    return
             blocks = self._blocks_backward(f) if newest_first else self._blocks_forward(f)
-            if workers <= 1:
-                yield from self._sequential(blocks)
-            else:
-                yield from self._parallel(blocks, workers)
+            yield from _entries(
+                _decrypt_lines(chain.from_iterable(blocks), self._fernet, self.skipped)
+            )
 
-    def _sequential(self, blocks: Iterator[list[tuple[int, bytes]]]) -> Iterator[CaptureEntry]:
-        # The hot loop of a full scan: `_job` and `_decrypt_jobs` inlined, the
-        # common line shape split by hand, keys looked up by their raw id.
-        fernets = self._fernets
-        names: dict[bytes, str] = {}
-        skipped = self.skipped
-        for block in blocks:
-            for offset, line in block:
-                if not line:
-                    continue
-                mid = line.find(_MIDDLE, 6) if line[:6] == _PREFIX and line[-2:] == _SUFFIX else -1
-                if mid > 0:
-                    key_id, token = line[6:mid], line[mid + 7 : -2]
-                else:
-                    parts = _split(line)
-                    if parts is None:
-                        skipped.torn += 1
-                        continue
-                    key_id, token = parts
-                fernet = fernets[key_id] if key_id in fernets else self._fernet(key_id)
-                if fernet is None:
-                    skipped.unknown_key += 1
-                    continue
-                try:
-                    plain = fernet.decrypt(token)
-                except InvalidToken:
-                    skipped.tampered += 1
-                    continue
-                if plain[:1] != b"{":
-                    skipped.tampered += 1
-                    continue
-                name = names.get(key_id)
-                if name is None:
-                    name = names[key_id] = key_id.decode("ascii", "replace")
-                yield CaptureEntry(offset, name, plain)
+    def _merge(
+        self, scan: rangescan.Scan, keys: dict[bytes, bytes], newest_first: bool
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """The workers' results in order, their skip counts added to ours."""
+        with scan:
+            for start, end, (entries, skipped, missing) in self._results(scan):
+                # A key the workers were not sent (a later capture session):
+                # open it here, where it may fail loudly, and redo the range.
+                if missing and [k for k in missing if self._fernet(k) is not None]:
+                    keys.update(self.keys.opened())
+                    entries, skipped = _scan_range(scan.path, start, end, self._fernet)
+                self.skipped.add(skipped)
+                yield from reversed(entries) if newest_first else entries
 
-    def _parallel(
-        self, blocks: Iterator[list[tuple[int, bytes]]], workers: int
-    ) -> Iterator[CaptureEntry]:
-        pending: deque[Future] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="cftui-decrypt") as pool:
-            try:
-                for block in blocks:
-                    jobs = [j for o, line in block if line and (j := self._job(o, line))]
-                    for i in range(0, len(jobs), BATCH):
-                        pending.append(pool.submit(_decrypt_jobs, jobs[i : i + BATCH]))
-                    while len(pending) > 2 * workers:
-                        yield from self._collect(pending.popleft())
-                while pending:
-                    yield from self._collect(pending.popleft())
-            finally:
-                for fut in pending:
-                    fut.cancel()
+    def _results(self, scan: rangescan.Scan) -> Iterator[Any]:
+        try:
+            yield from scan
+        except OSError as exc:
+            raise CaptureError(f"cannot read {self.log_path}: {exc.strerror}") from None
 
-    def _collect(self, fut: Future) -> list[CaptureEntry]:
-        entries, tampered = fut.result()
-        self.skipped.tampered += tampered
-        return entries
+    def _open_edge_key(self, f, end: int, newest_first: bool) -> None:
+        """Open the key of the first line the scan yields, so the workers start with it."""
+        if newest_first:
+            f.seek(max(0, end - BLOCK))
+            line = f.read(end - f.tell())[:-1].rsplit(b"\n", 1)[-1]
+        else:
+            f.seek(0)
+            line = f.readline(BLOCK).rstrip(b"\n")
+        parts = _split(line) if line else None
+        if parts is not None:
+            self._fernet(parts[0])
 
     def page(self, count: int = 100, newest_first: bool = True) -> list[CaptureEntry]:
         """The first `count` flows in the chosen order."""

@@ -139,9 +139,12 @@ def _noop() -> int:
     return os.getpid()
 
 
-def warm() -> None:
-    """Start the pool and all its workers now (e.g. in a background thread)."""
-    pool = _pool_for(_noop)
+def warm(fn: Callable[..., Any] = _noop) -> None:
+    """Start the pool and all its workers now (e.g. in a background thread).
+
+    `fn` is what the scans will run: its module is preloaded in the fork server.
+    """
+    pool = _pool_for(fn)
     for fut in [pool.submit(_noop) for _ in range(_pool_size)]:
         fut.result()
 

@@ -80,7 +80,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     shown = 0
-    for entry in reader.iter_entries(newest_first=not args.oldest_first):
+    # Everything: a full scan, in worker processes when the log is big; a few: here, lazily.
+    workers = None if args.limit is None else 1
+    for entry in reader.iter_entries(newest_first=not args.oldest_first, workers=workers):
         if args.limit is not None and shown >= args.limit:
             break
         if args.json:

@@ -33,8 +33,8 @@ def rbot(home) -> str:
 def test_parallel_scan_keeps_the_order(home, rbot, monkeypatch):
     import cftui.audit.capture as capture
 
-    monkeypatch.setattr(capture, "BATCH", 7)
-    monkeypatch.setattr(capture, "BLOCK", 4096)
+    monkeypatch.setattr(capture, "SCAN_CHUNK", 4096)
+    monkeypatch.setattr(capture, "SCAN_MIN", 0)
     _write_flows(home, rbot, 300)
     reader = CaptureReader(home, rbot)
     ids = [e.record["id"] for e in reader.iter_entries(newest_first=False, workers=2)]
