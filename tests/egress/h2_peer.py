@@ -7,7 +7,8 @@ Run with the egress venv's Python (mitmproxy brings `h2`):
 
 The server speaks only h2 (ALPN) and answers each stream with 201 and a JSON
 echo of what it got. The client CONNECTs through the proxy, insists on h2,
-sends every request of REQUESTS_JSON (`[[method, path, body, marker], ...]`)
+sends every request of REQUESTS_JSON (`[[method, path, body, marker], ...]`,
+a fifth item overrides `:authority`)
 on one connection before reading any answer, and prints the answers as JSON.
 """
 
@@ -98,7 +99,7 @@ def get(proxy_port: int, host: str, port: int, ca: str, requests: list[list[str]
     conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
     answers: dict[int, dict] = {}
-    for method, path, body, marker in requests:
+    for method, path, body, marker, *authority in requests:
         sid = conn.get_next_available_stream_id()
         data = body.encode()
         conn.send_headers(
@@ -106,7 +107,7 @@ def get(proxy_port: int, host: str, port: int, ca: str, requests: list[list[str]
             [
                 (":method", method),
                 (":path", path),
-                (":authority", f"{host}:{port}"),
+                (":authority", authority[0] if authority else f"{host}:{port}"),
                 (":scheme", "https"),
                 ("content-length", str(len(data))),
                 ("x-marker", marker),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
 
 import pytest
@@ -60,9 +61,12 @@ def test_private_ip_literal_is_refused_unless_listed(start_egress, http_server):
     assert body["host"] == "10.0.0.1"
 
 
-def test_tls_sni_naming_an_unlisted_host_is_refused_inside_the_tunnel(start_egress, https_server):
+@pytest.mark.parametrize("capture", [False, True])
+def test_tls_sni_naming_an_unlisted_host_is_refused_inside_the_tunnel(
+    start_egress, https_server, capture
+):
     """A CONNECT to a listed host that asks TLS for another name (domain fronting)."""
-    eg = start_egress(local(https_server), capture=False)
+    eg = start_egress(local(https_server), capture=capture)
     status, _, sock = raw_connect(eg, "localhost", https_server.port)
     assert status == 200
     tls = tls_context(eg.ca_pem).wrap_socket(sock, server_hostname="evil.example")
@@ -108,3 +112,33 @@ def test_allowlist_changes_apply_without_a_restart(start_egress, http_server, cl
     assert r.code == 0, r.err
     assert get_json(conn, f"http://localhost:{http_server.port}/c")[0] == 403
     assert eg.proc.poll() is None
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_plain_http_inside_a_connect_tunnel_is_checked_by_its_host(
+    start_egress, http_server, capture
+):
+    """A CONNECT to a listed host, then plain HTTP for another Host inside it."""
+    eg = start_egress(local(http_server), capture=capture)
+    status, _, sock = raw_connect(eg, "localhost", http_server.port)
+    assert status == 200
+    f = sock.makefile("rwb")
+    for host, expected in (("evil.example", b"HTTP/1.1 403"), ("localhost", b"HTTP/1.1 200")):
+        f.write(f"GET /in-tunnel HTTP/1.1\r\nHost: {host}:{http_server.port}\r\n\r\n".encode())
+        f.flush()
+        head = f.readline()
+        length = 0
+        while (line := f.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = json.loads(f.read(length))
+        assert head.startswith(expected), (host, head, body)
+        if expected.endswith(b"403"):
+            assert body["host"] == "evil.example"
+            assert "cftui egress egbot --allow evil.example" in body["message"]
+        else:
+            assert body["path"] == "/in-tunnel"
+    sock.close()
+    assert eg.wait_stats(lambda s: s["refused_total"] == 1)["refused"] == {
+        f"evil.example:{http_server.port}": 1
+    }

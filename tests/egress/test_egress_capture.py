@@ -272,3 +272,34 @@ def test_compressed_bodies_are_recorded_decoded_and_passed_on_as_sent(
     (entry,) = CaptureReader(home, "egbot").page(5)
     assert json.loads(entry.record["response"]["body"]) == {"zipped": "GZ-MARKER"}
     assert entry.record["response"]["decoded_from"] == "gzip"
+
+
+def test_the_session_key_reaches_disk_only_sealed_to_the_bots_identity(
+    start_egress, http_server, home, tmp_path
+):
+    import base64
+    import binascii
+
+    from cryptography.fernet import Fernet
+    from pyrage import decrypt as age_decrypt
+
+    eg = start_egress(local(http_server), capture=True)
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    assert get_json(conn, f"http://localhost:{http_server.port}/sealed")[0] == 200
+    eg.wait_stats(lambda s: s["flows_captured"] >= 1)
+    (entry,) = [json.loads(x) for x in (eg.audit / "capture.keys").read_text().splitlines()]
+    secret = next(
+        line
+        for line in home.snapshot_key("egbot").read_text().splitlines()
+        if line.startswith("AGE-SECRET-KEY-")
+    )
+    key = age_decrypt(base64.b64decode(entry["age"]), [x25519.Identity.from_str(secret)])
+    (line,) = eg.capture_lines()
+    assert json.loads(Fernet(key).decrypt(json.loads(line)["t"]))["url"].endswith("/sealed")
+    # The key opens the log, and is written nowhere in the clear, in any spelling.
+    raw = base64.urlsafe_b64decode(key)
+    spellings = [key, raw, binascii.hexlify(raw), base64.b64encode(raw)]
+    for path in _files_under(home.root, eg.confdir, eg.ca_export, tmp_path):
+        data = path.read_bytes()
+        assert not any(s in data for s in spellings), path
+    assert entry["recipient"] == str(x25519.Identity.from_str(secret).to_public())

@@ -93,3 +93,32 @@ def test_http2_is_tunnelled_untouched_when_capture_is_off(start_egress, h2_serve
     assert got["alpn"] == "h2"
     assert got["answers"][0]["status"] == 201
     assert eg.capture_lines() == []
+
+
+def test_http2_stream_for_an_unlisted_authority_is_refused_on_its_own(
+    start_egress, h2_server, home
+):
+    """Connection reuse for another name (h2 coalescing) is checked per stream."""
+    eg = start_egress(local(h2_server), capture=True)
+    got = _h2_get(
+        eg,
+        h2_server,
+        eg.ca_pem,
+        [
+            ["GET", "/h2/elsewhere", "", "x", f"evil.example:{h2_server.port}"],
+            ["GET", "/h2/here", "", "y"],
+        ],
+    )
+    refused, allowed = got["answers"]
+    assert refused["status"] == 403
+    assert refused["body"]["error"] == "egress_refused"
+    assert refused["body"]["host"] == "evil.example"
+    assert (allowed["status"], allowed["body"]["path"]) == (201, "/h2/here")
+    stats = eg.wait_stats(lambda s: s["flows_captured"] >= 2)
+    assert stats["refused"] == {f"evil.example:{h2_server.port}": 1}
+    records = {
+        e.record["url"].rsplit("/", 1)[1]: e.record
+        for e in CaptureReader(home, "egbot").iter_entries()
+    }
+    assert records["elsewhere"]["refused"] is True
+    assert records["here"]["status"] == 201
