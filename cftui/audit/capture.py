@@ -403,11 +403,10 @@ class CaptureReader:
             if workers != 1:
                 size = os.fstat(f.fileno()).st_size
                 end = self._complete_end(f, size)
-                keys: dict[bytes, bytes] = {}  # sent with every task: filled before the first
                 scan = rangescan.Scan(
                     _decrypt_range,
                     self.log_path,
-                    keys,
+                    {},  # the keys: set below, before the first task
                     end=end,
                     reverse=newest_first,
                     chunk=SCAN_CHUNK,
@@ -417,8 +416,8 @@ class CaptureReader:
                     if end < size:
                         self.skipped.torn += 1  # still being written, or cut short by a crash
                     self._open_edge_key(f, end, newest_first)
-                    keys.update(self.keys.opened())
-                    yield from _entries(self._merge(scan, keys, newest_first))
+                    scan.args = (self.keys.opened(),)
+                    yield from _entries(self._merge(scan, newest_first))
                     return
             blocks = self._blocks_backward(f) if newest_first else self._blocks_forward(f)
             yield from _entries(
@@ -426,7 +425,7 @@ class CaptureReader:
             )
 
     def _merge(
-        self, scan: rangescan.Scan, keys: dict[bytes, bytes], newest_first: bool
+        self, scan: rangescan.Scan, newest_first: bool
     ) -> Iterator[tuple[int, bytes, bytes]]:
         """The workers' results in order, their skip counts added to ours."""
         with scan:
@@ -434,7 +433,7 @@ class CaptureReader:
                 # A key the workers were not sent (a later capture session):
                 # open it here, where it may fail loudly, and redo the range.
                 if missing and [k for k in missing if self._fernet(k) is not None]:
-                    keys.update(self.keys.opened())
+                    scan.args = (self.keys.opened(),)  # a new dict: tasks in flight keep theirs
                     entries, skipped = _scan_range(scan.path, start, end, self._fernet)
                 self.skipped.add(skipped)
                 yield from reversed(entries) if newest_first else entries

@@ -19,22 +19,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import multiprocessing
 import os
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    InvalidStateError,
-    ProcessPoolExecutor,
-    wait,
-)
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:  # imported on first use: ~20 ms that the TUI's start need not pay
+    from concurrent.futures import ProcessPoolExecutor
 
 CHUNK = 4 << 20  # a task: ~50 ms of Fernet on 2 KB lines, so cancelling is quick
 MIN_PARALLEL = 16 << 20  # below this the pool's start and the pipe cost more than they save
@@ -103,6 +98,9 @@ def _pool_for(fn: Callable[..., Any]) -> ProcessPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             ctx = multiprocessing.get_context("forkserver")
             preload = ["__main__", __name__]
             if fn.__module__ not in preload:
@@ -182,6 +180,8 @@ def worker_stats() -> list[WorkerStats]:
 class Scan(Generic[R]):
     """An iterator of `(start, end, fn's result)` over a file's ranges, in order.
 
+    `args` may be replaced (never mutated: tasks in flight still hold it)
+    between results, to change what the tasks submitted from then on get.
     `fraction` is the share of bytes whose results have been yielded;
     `cancel()` (from any thread) stops it: nothing more is submitted, pending
     tasks are cancelled, and the iteration ends at the next result or at once
@@ -282,8 +282,11 @@ class Scan(Generic[R]):
                 pending.popleft()
                 try:
                     result = fut.result()
-                except BrokenProcessPool:
-                    _discard(pool)
+                except Exception as exc:
+                    from concurrent.futures.process import BrokenProcessPool
+
+                    if isinstance(exc, BrokenProcessPool):
+                        _discard(pool)  # a worker died (killed, out of memory): start afresh
                     raise
                 self._advance(s, e)
                 yield s, e, result

@@ -126,3 +126,16 @@ def test_closing_early_cancels_what_is_pending(log):
 def test_a_worker_error_reaches_the_caller(log):
     with pytest.raises(ValueError, match="bad range 0"):
         list(Scan(fails, log, chunk=100, min_parallel=0))
+
+
+def dies(path: str, start: int, end: int) -> None:
+    os._exit(3)  # as if killed, or out of memory
+
+
+@pytest.mark.skipif(rangescan.cpu_count() < 2, reason="one CPU: scans run in-process")
+def test_a_dead_worker_fails_the_scan_and_the_next_scan_starts_a_new_pool(log):
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        list(Scan(dies, log, chunk=5000, min_parallel=0))
+    assert len(list(Scan(lines_of, log, chunk=5000, min_parallel=0))) > 1
