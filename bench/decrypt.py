@@ -186,7 +186,7 @@ def main() -> int:
             ("scan oldest-first, decrypt + parse", *bench_scan(home, bot, False, True)),
             (f"  same, {procs} processes", *bench_scan(home, bot, False, True, None)),
         ]
-        workers_rss = [w.rss / 2**20 for w in rangescan.worker_stats()]
+        workers_mem = [(w.rss / 2**20, w.pss / 2**20) for w in rangescan.worker_stats()]
         med, p95 = statistics.median(page), sorted(page)[int(0.95 * (len(page) - 1))]
         load = os.getloadavg()[0]
         print(f"load average {load:.1f} on {os.cpu_count()} CPUs (the machine is shared)")
@@ -214,7 +214,8 @@ def main() -> int:
         print()
         print(
             f"worker pool: {procs} processes (forkserver), cold start {start_ms:.0f} ms; "
-            f"worker RSS {' + '.join(f'{r:.0f}' for r in workers_rss)} MB, "
+            f"worker RSS {' + '.join(f'{r:.0f}' for r, _ in workers_mem)} MB "
+            f"(PSS {' + '.join(f'{p:.0f}' for _, p in workers_mem)} MB), "
             f"this process {rss_mb():.0f} MB"
         )
         print("ceiling = one thread; per CPU-s counts this process and the workers")

@@ -150,7 +150,8 @@ def warm(fn: Callable[..., Any] = _noop) -> None:
 @dataclass(frozen=True)
 class WorkerStats:
     pid: int
-    rss: int  # bytes
+    rss: int  # bytes; counts pages shared with the fork server in full
+    pss: int  # bytes; shared pages split between their sharers (0 if unknown)
     cpu: float  # seconds, user + system
 
 
@@ -160,14 +161,24 @@ def _proc_stats(pid: int) -> WorkerStats | None:
             fields = f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
+    pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
     tick = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     # fields[0] is the state (field 3 of proc(5)): utime is field 14, stime 15, rss 24.
-    return WorkerStats(pid, int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
+    rss = int(fields[21]) * page
+    return WorkerStats(pid, rss, pss, (int(fields[11]) + int(fields[12])) / tick)
 
 
 def worker_stats() -> list[WorkerStats]:
-    """RSS and CPU time of the pool's live workers (empty before the first scan; Linux)."""
+    """Memory and CPU time of the pool's live workers (empty before the first scan; Linux)."""
     with _lock:
         pool = _pool
     if pool is None:

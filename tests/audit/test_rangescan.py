@@ -89,7 +89,7 @@ def test_workers_are_other_processes_without_textual(log):
     assert {pid for pid, _ in results} - {os.getpid()} == {pid for pid, _ in results}
     assert not any(has_textual for _, has_textual in results)
     stats = rangescan.worker_stats()
-    assert stats and all(s.rss > 0 for s in stats)
+    assert stats and all(s.rss >= s.pss > 0 and s.cpu >= 0 for s in stats)
 
 
 def test_progress_is_a_byte_fraction_reaching_one(log):
