@@ -33,7 +33,7 @@ from pathlib import Path
 from cfproxies.egress.session import CaptureSession
 from cryptography.fernet import Fernet
 
-from cftui.audit import rangescan
+from cftui.audit import capture, rangescan
 from cftui.audit.capture import CaptureReader, _decrypt_range
 from cftui.botinit import init_bot, recipient_of
 from cftui.fleet import FleetHome
@@ -177,14 +177,18 @@ def main() -> int:
         ceiling, ceiling_cpu = bench_ceiling(home, bot)
         procs = rangescan.cpu_count()
         start_ms = bench_pool_start()
+        small = os.path.getsize(home.capture_log(bot)) < capture.SCAN_MIN or procs < 2
+        procs_label = (
+            "  same, in-process (small log or one CPU)" if small else f"  same, {procs} processes"
+        )
         # Interleaved, so that a change in the machine's load hits both kinds alike.
         scans = [
             ("scan oldest-first, decrypt", *bench_scan(home, bot, False, False)),
-            (f"  same, {procs} processes", *bench_scan(home, bot, False, False, None)),
+            (procs_label, *bench_scan(home, bot, False, False, None)),
             ("scan newest-first, decrypt", *bench_scan(home, bot, True, False)),
-            (f"  same, {procs} processes", *bench_scan(home, bot, True, False, None)),
+            (procs_label, *bench_scan(home, bot, True, False, None)),
             ("scan oldest-first, decrypt + parse", *bench_scan(home, bot, False, True)),
-            (f"  same, {procs} processes", *bench_scan(home, bot, False, True, None)),
+            (procs_label, *bench_scan(home, bot, False, True, None)),
         ]
         workers_mem = [(w.rss / 2**20, w.pss / 2**20) for w in rangescan.worker_stats()]
         med, p95 = statistics.median(page), sorted(page)[int(0.95 * (len(page) - 1))]
