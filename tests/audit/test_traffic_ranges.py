@@ -1,0 +1,112 @@
+"""The traffic filter cut into byte ranges (`scan_range`), here and in
+worker processes: line numbers and totals merged from the ranges agree with
+the parsed records whatever the cut (every line a range boundary, ranges
+cutting the torn and tricky lines), and a file replaced under the scan is
+never reported as filtered."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
+from test_traffic_filter_edges import COMPACT, SPACED, TRICKY, slow, write
+
+from cftui.audit import rangescan, traffic
+from cftui.audit.traffic import TrafficFilter, TrafficLog, scan_range
+
+SPECS = ["provider:openai", "model:gemini status:5xx", "status:err", "needle", "4711", ""]
+
+
+def totals_of(log: TrafficLog, lines: list[int]) -> tuple[int, int, int]:
+    records = [log.record(i) for i in lines]
+    tokens = sum(t for r in records if isinstance(t := r["tokens_in"], int))
+    errors = sum(1 for r in records if not isinstance(s := r["status"], int) or s >= 400 or s == 0)
+    return len(records), tokens, errors
+
+
+@pytest.fixture
+def cut(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """Ranges of ~1 record, or smaller (every range ends on the next line's
+    end), in worker processes or here."""
+    where = request.param
+    monkeypatch.setattr(traffic, "RANGE", 300 if where == "tiny" else 1000)
+    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0 if where == "workers" else 1 << 40)
+    return where
+
+
+@pytest.mark.parametrize("cut", ["tiny", "here", "workers"], indirect=True)
+@pytest.mark.parametrize("style", [COMPACT, SPACED], ids=["compact", "spaced"])
+@pytest.mark.parametrize("spec", SPECS)
+def test_ranges_agree_with_parsed_records(tmp_path: Path, cut: str, style: dict, spec: str) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY * 7, style)
+    flt = TrafficFilter.parse(spec)
+    with TrafficLog(path) as log:
+        log.scan()
+        expected = slow(log, flt)  # the empty filter: every whole record
+        assert len(rangescan.split(path, chunk=traffic.RANGE)) > 10
+        result = log.filter(flt)
+        assert not result.cancelled
+        assert list(result.lines) == ([] if flt.empty else expected)  # empty: totals only
+        t = result.totals
+        assert (t.calls, t.tokens_in, t.errors) == totals_of(log, expected)
+        assert result.covered == len(log)
+    assert bool(rangescan.worker_stats()) or cut != "workers"  # the pool did run
+
+
+def test_a_range_reports_line_numbers_from_its_own_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY, COMPACT, torn=False)
+    data = path.read_bytes()
+    start = data.index(b"\n", data.index(b"\n") + 1) + 1  # the third line
+    lines, totals, count = scan_range(
+        str(path), start, len(data), TrafficFilter.parse("provider:openai"), path.stat().st_ino
+    )
+    # openai calls are records 0, 4, 5, 7, 9 (see test_traffic_filter_edges)
+    assert list(lines) == [2, 3, 5, 7] and totals.calls == 4 and count == len(TRICKY) - 2
+
+
+def test_a_file_replaced_under_the_scan_is_not_reported(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY, COMPACT, torn=False)
+    with TrafficLog(path) as log:
+        log.scan()
+        rotated = tmp_path / "new.jsonl"
+        write(rotated, TRICKY, COMPACT, torn=False)
+        os.replace(rotated, path)  # same bytes, another file: not the one indexed
+        assert log.filter(TrafficFilter.parse("provider:openai")).cancelled
+        assert scan_range(str(path), 0, 10, TrafficFilter(), log._ino) is None
+
+
+def test_a_file_cut_short_under_the_scan_is_not_reported(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY, COMPACT, torn=False)
+    with TrafficLog(path) as log:
+        log.scan()
+        os.truncate(path, path.stat().st_size // 2)
+        assert log.filter(TrafficFilter.parse("status:ok")).cancelled
+
+
+def test_a_broken_pool_falls_back_to_a_scan_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-scan (the OOM killer, an operator) costs speed,
+    not the filter."""
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY, COMPACT, torn=False)
+    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
+    real = rangescan.Scan
+    calls: list[int | None] = []
+
+    def scan(*args, workers=None, **kwargs):
+        calls.append(workers)
+        if workers != 1:
+            raise BrokenProcessPool("a worker died")
+        return real(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(rangescan, "Scan", scan)
+    with TrafficLog(path) as log:
+        result = log.filter(TrafficFilter.parse("provider:openai"))
+    assert list(result.lines) == [0, 4, 5, 7, 9] and calls == [None, 1]
