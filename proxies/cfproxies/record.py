@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,19 +50,34 @@ def parse_record_line(raw: bytes | str) -> dict[str, Any] | None:
     return value
 
 
+_last_second: tuple[int, str] = (-1, "")  # the formatted second most recently asked for
+
+
 def rfc3339_ms(epoch: float | None = None) -> str:
-    """RFC 3339 UTC with milliseconds and a `Z`, as every log here writes."""
+    """RFC 3339 UTC with milliseconds and a `Z`, as every log here writes.
+    The proxy stamps thousands of records a second: the date and time part
+    is formatted once per second, not once per call."""
+    global _last_second
     epoch = time.time() if epoch is None else epoch
     whole = int(epoch)
     millis = int((epoch - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    second, text = _last_second
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second = (whole, text)
+    return f"{text}.{millis:03d}Z"
+
+
+# Record ids need to be unique, not secret: a generator seeded from the OS
+# once gives 128 random bits without a system call per record.
+_ids = random.Random(os.urandom(32))
 
 
 def new_record(*, bot: str, provider: str, method: str, path: str, epoch: float) -> dict[str, Any]:
     """A record with every required key at its "nothing happened yet" value."""
     return {
         "v": SCHEMA_VERSION,
-        "id": os.urandom(16).hex(),
+        "id": f"{_ids.getrandbits(128):032x}",
         "ts": rfc3339_ms(epoch),
         "bot": bot,
         "provider": provider,

@@ -132,6 +132,23 @@ _RAW_TRIGGERS = _minimal(
 _TEXT_TRIGGERS = tuple(n.decode() for n in _minimal(t.encode() for t in TRIGGERS))
 assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KEYS)
 
+
+def _trie_pattern(needles: Iterable[bytes]) -> bytes:
+    """One regex for several literals, shared prefixes factored out: a single
+    scan that tries few branches per position (~3x cheaper than one `in` per needle)."""
+    groups: dict[bytes, list[bytes]] = {}
+    for needle in needles:
+        groups.setdefault(needle[:1], []).append(needle[1:])
+    branches = [
+        re.escape(head) + (b"" if b"" in rests else _trie_pattern(rests))
+        for head, rests in sorted(groups.items())
+    ]
+    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+
+_RAW_SCAN = re.compile(_trie_pattern(_RAW_TRIGGERS))
+_TEXT_SCAN = re.compile(_trie_pattern(t.encode() for t in _TEXT_TRIGGERS).decode())
+
 USER_RULE_TIMEOUT_S = 0.02  # one user rule on one string (the regex module overshoots ~3x)
 RECORD_BUDGET_S = 0.25  # all user rules on one record, then the rest is redacted whole
 
@@ -262,10 +279,8 @@ class Scrubber:
         return "".join(out), len(spans)
 
     def _may_hold_builtin(self, text: str) -> bool:
-        low = text.lower()
-        for trigger in _TEXT_TRIGGERS:  # a plain loop: measurably cheaper than any(genexpr)
-            if trigger in low:
-                return True
+        if _TEXT_SCAN.search(text.lower()) is not None:
+            return True
         return any(secret in text for secret in self._literals)
 
     def _text(self, text: str, state: _Pass) -> str:
@@ -314,10 +329,8 @@ class Scrubber:
         (which could spell a trigger that the raw text does not show)."""
         if self.user_rules or b"\\u" in raw:
             return False
-        low = raw.lower()
-        for needle in _RAW_TRIGGERS:
-            if needle in low:
-                return False
+        if _RAW_SCAN.search(raw.lower()) is not None:
+            return False
         return all(secret not in raw for secret in self._literal_bytes)
 
     def scrub(self, value: Any, raw: bytes | None = None) -> tuple[Any, int]:
@@ -325,6 +338,8 @@ class Scrubber:
         `raw`, the JSON text the value came from, lets a clean body skip the walk."""
         if raw is not None and self._raw_is_clean(raw):
             return value, 0
+        if isinstance(value, str) and not self.user_rules and not self._may_hold_builtin(value):
+            return value, 0  # a clean string (a record's path, mostly): no pass to set up
         state = _Pass(deadline=time.monotonic() + self.budget_s)
         return self._value(value, state), state.count
 

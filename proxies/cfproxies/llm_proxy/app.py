@@ -61,6 +61,7 @@ REQUEST_DROP = HOP_BY_HOP | {
     "accept-encoding",
     "expect",
 }
+REQUEST_DROP_KEYED = REQUEST_DROP | CREDENTIAL_HEADERS  # with --token: the real key goes in
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
@@ -240,9 +241,9 @@ def _connection_named(headers: Any) -> frozenset[str]:
 
 
 def _upstream_headers(request: web.Request, provider: Provider, key: str | None) -> CIMultiDict:
-    drop = REQUEST_DROP | _connection_named(request.headers)
-    if key is not None:
-        drop |= CREDENTIAL_HEADERS
+    drop = REQUEST_DROP if key is None else REQUEST_DROP_KEYED
+    if "connection" in request.headers:
+        drop = drop | _connection_named(request.headers)
     headers: CIMultiDict = CIMultiDict()
     for k, v in request.headers.items():  # repeated headers stay repeated
         if k.lower() not in drop:
@@ -261,7 +262,9 @@ def _upstream_headers(request: web.Request, provider: Provider, key: str | None)
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict:
-    drop = RESPONSE_DROP | _connection_named(upstream.headers)
+    drop = RESPONSE_DROP
+    if "connection" in upstream.headers:
+        drop = drop | _connection_named(upstream.headers)
     out: CIMultiDict = CIMultiDict()
     for k, v in upstream.headers.items():  # several Set-Cookie stay several
         if k.lower() not in drop:
