@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,14 +349,29 @@ class Scrubber:
 
 class ReloadingScrubber:
     """A `Scrubber` that rereads `scrub_rules.json` when it changes, checked at
-    most once a second, so the operator's edits apply without a restart."""
+    most once a second, so the operator's edits apply without a restart. Each
+    problem found in the file, at start or on a reload, goes to `report` (the
+    proxy prints it on stderr) as well as to `errors` (its `/health`)."""
 
-    def __init__(self, path: Path | str | None, literals: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        path: Path | str | None,
+        literals: Iterable[str] = (),
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path) if path else None
         self.literals = tuple(literals)
+        self.report = report
         self._stamp: tuple[int, int] | None = self._stat()
         self._checked = time.monotonic()
-        self.current = Scrubber.from_file(self.path, self.literals)
+        self.current = self._load()
+
+    def _load(self) -> Scrubber:
+        scrubber = Scrubber.from_file(self.path, self.literals)
+        if self.report is not None:
+            for problem in scrubber.errors:
+                self.report(problem)
+        return scrubber
 
     def _stat(self) -> tuple[int, int] | None:
         if self.path is None:
@@ -375,6 +390,6 @@ class ReloadingScrubber:
             if stamp != self._stamp:
                 self._stamp = stamp
                 timeouts = self.current.timeouts
-                self.current = Scrubber.from_file(self.path, self.literals)
+                self.current = self._load()
                 self.current.timeouts = timeouts
         return self.current

@@ -217,3 +217,49 @@ def test_a_long_prompt_full_of_anchor_words_is_scrubbed_in_milliseconds():
     elapsed = time.perf_counter() - start
     assert secret not in out["system"] and count == 1
     assert elapsed < 0.5, f"{elapsed:.3f}s for {len(text)} characters"
+
+
+async def test_a_rules_file_broken_by_an_edit_is_told_on_stderr_once(
+    start_proxy, client, audit_dir, capfd
+):
+    rules = audit_dir / "scrub_rules.json"
+    rules.write_text(json.dumps(["zebra-\\d+"]))
+    proxy = await start_proxy()
+    capfd.readouterr()
+    rules.write_text('["zebra-\\\\d+", ')  # the operator saved half an edit
+    proxy.state.scrubber._checked = 0  # skip the once-a-second wait
+    for _ in range(2):
+        async with client.post(
+            f"{proxy.url}/anthropic/v1/messages", json=anthropic_body(), headers=AUTH
+        ) as resp:
+            assert resp.status == 200
+    await proxy.wait_records(2)
+    err = capfd.readouterr().err
+    assert err.count("not valid JSON") == 1, err
+    assert err.startswith("cf-llm-proxy: scrub rules: ") and len(err.splitlines()) == 1
+    async with client.get(f"{proxy.url}/health") as resp:
+        assert "not valid JSON" in (await resp.json())["scrub"]["errors"][0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_set_cookie_values_never_reach_traffic_jsonl(start_proxy, client, stream):
+    """A cookie pasted into a prompt, sent as a JSON field, or repeated in the
+    model's answer (streamed or not) reaches the gateway but not the log."""
+    proxy = await start_proxy()
+    cookie = "Set-Cookie: sid=c00kieValue4242; Path=/; HttpOnly"
+    body = anthropic_body(stream=stream, text=f"the server answered {cookie}")
+    body["metadata"] = {"Set-Cookie": "sid=c00kieValue4243"}
+    headers = {**AUTH, "x-fake-reply": f"I saw {cookie} there"}
+    async with client.post(
+        f"{proxy.url}/anthropic/v1/messages", json=body, headers=headers
+    ) as resp:
+        assert resp.status == 200
+        answer = await resp.text()
+    if stream:  # the text arrives in pieces: join the deltas
+        events = [json.loads(line[6:]) for line in answer.splitlines() if line.startswith("data: ")]
+        answer = "".join(e["delta"].get("text", "") for e in events if "delta" in e)
+    assert "c00kieValue4242" in answer  # the gateway gets the real thing
+    (rec,) = await proxy.wait_records(1)
+    logged = proxy.log_path.read_text()
+    assert "c00kieValue4242" not in logged and "c00kieValue4243" not in logged
+    assert rec["scrubbed"] >= 3  # prompt, JSON field, answer

@@ -95,9 +95,8 @@ def make_app(config: ProxyConfig) -> web.Application:
     log = TrafficLog(config.traffic_log)
     budget = Budget(config.daily_token_budget, config.rpm)
     budget.seed_from_log(config.traffic_log, config.bot)
-    state = ProxyState(config, log, ReloadingScrubber(config.scrub_rules, literals), budget)
-    for problem in state.scrubber.current.errors:
-        print(f"cf-llm-proxy: scrub rules: {problem}", file=sys.stderr, flush=True)
+    scrubber = ReloadingScrubber(config.scrub_rules, literals, _report_rules_problem)
+    state = ProxyState(config, log, scrubber, budget)
     app[STATE] = state
     app.on_startup.append(_open_session)
     app.on_shutdown.append(_drain)
@@ -105,6 +104,10 @@ def make_app(config: ProxyConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_route("*", "/{provider}/{tail:.*}", proxy)
     return app
+
+
+def _report_rules_problem(problem: str) -> None:
+    print(f"cf-llm-proxy: scrub rules: {problem}", file=sys.stderr, flush=True)
 
 
 async def _open_session(app: web.Application) -> None:
