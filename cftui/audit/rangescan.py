@@ -191,7 +191,13 @@ def worker_stats() -> list[WorkerStats]:
 class Scan(Generic[R]):
     """An iterator of `(start, end, fn's result)` over a file's ranges, in order.
 
-    `args` may be replaced (never mutated: tasks in flight still hold it)
+    Ranges of about `chunk` bytes cover [start, end) (`start` a line start;
+    `end` the file's size when omitted), newest first with `reverse`. `fn`
+    and `args` must be picklable (a module-level function). `workers=1`, a
+    one-CPU machine or fewer than `min_parallel` bytes run `fn` here, lazily;
+    otherwise the tasks go to the shared pool (one process per CPU), at most
+    two per worker ahead of the consumer. `progress(fraction)` is called in
+    the iterating thread after each result. `args` may be replaced (never mutated: tasks in flight still hold it)
     between results, to change what the tasks submitted from then on get.
     `fraction` is the share of bytes whose results have been yielded;
     `cancel()` (from any thread) stops it: nothing more is submitted, pending
