@@ -630,6 +630,66 @@ def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) ->
     return scan.lines, scan.totals, scan.line_count
 
 
+def scan_ranges(
+    path: Path | str,
+    flt: TrafficFilter,
+    ino: int,
+    start: int,
+    end: int,
+    progress: Progress = _no_progress,
+    cancelled: Cancelled = _never,
+) -> RangeResult | None:
+    """`scan_range` over the whole lines in [start, end), cut into ranges
+    scanned by worker processes when there are PARALLEL_MIN bytes or more
+    (`rangescan`), merged: line numbers counted from `start`, totals, line
+    count. None if cancelled or the file changed. A broken pool (a worker
+    killed) costs speed, not the result: the scan is done here instead."""
+    try:
+        return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=None)
+    except BrokenProcessPool:
+        return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=1)
+    except FileNotFoundError:  # rotated away
+        return None
+
+
+def _scan_ranges(
+    path: Path | str,
+    flt: TrafficFilter,
+    ino: int,
+    start: int,
+    end: int,
+    progress: Progress,
+    cancelled: Cancelled,
+    workers: int | None,
+) -> RangeResult | None:
+    if end - start >= PARALLEL_MIN:
+        _start_resource_tracker()
+    found = array("q")
+    totals = Totals()
+    counted = 0
+    scan = rangescan.Scan(
+        scan_range,
+        path,
+        flt,
+        ino,
+        start=start,
+        end=end,
+        chunk=RANGE,
+        workers=workers,
+        min_parallel=PARALLEL_MIN,
+        progress=progress,
+    )
+    with scan:
+        for _start, _end, part in scan:
+            if part is None or cancelled():
+                return None
+            lines, part_totals, count = part
+            found.extend(map(add, lines, repeat(counted)) if counted else lines)
+            totals.add(part_totals)
+            counted += count
+    return found, totals, counted
+
+
 def _start_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (the worker pool needs it)
     with the process's own stderr: multiprocessing hands the tracker
@@ -702,7 +762,7 @@ class TrafficLog:
             self._reset_state()
             self._ino = st.st_ino
             self._size0 = self._read_pos = st.st_size
-            last = self._last_newline_before(st.st_size)
+            last = _last_newline_before(fd, st.st_size)
             self._fwd = array("q", [last])
             if last >= 0:
                 self._rev = array("q", [last])
@@ -711,17 +771,6 @@ class TrafficLog:
                 self._rev.append(-1)  # nothing before: the scan is trivially done
                 self.scanned = True
             return True
-
-    def _last_newline_before(self, end: int) -> int:
-        pos = end
-        while pos > 0:
-            start = max(0, pos - 65536)
-            chunk = os.pread(self._fd, pos - start, start)  # type: ignore[arg-type]
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                return start + i
-            pos = start
-        return -1
 
     def scan(self, progress: Progress = _no_progress, cancelled: Cancelled = _never) -> bool:
         """Index every line of the opened file, newest first, in batches so
@@ -975,12 +1024,7 @@ class TrafficLog:
             last = self.span(end_line - 1) if end_line > 0 else None
             end = last[1] + 1 if last else 0
             ino = self._ino
-        try:
-            merged = self._scan_ranges(flt, end, ino, report, cancelled, workers=None)
-        except BrokenProcessPool:  # a worker died (killed?): this scan here, not an error
-            merged = self._scan_ranges(flt, end, ino, report, cancelled, workers=1)
-        except FileNotFoundError:  # rotated away: the follower starts over
-            merged = None
+        merged = scan_ranges(self.path, flt, ino, 0, end, report, cancelled)
         changed = merged is None or merged[2] != end_line or result.generation != self.generation
         if changed or cancelled():
             result.cancelled = True  # asked to, or the file changed under the scan
@@ -989,43 +1033,6 @@ class TrafficLog:
         result.covered = end_line
         progress(1.0)
         return result
-
-    def _scan_ranges(
-        self,
-        flt: TrafficFilter,
-        end: int,
-        ino: int,
-        progress: Progress,
-        cancelled: Cancelled,
-        workers: int | None,
-    ) -> RangeResult | None:
-        """`scan_range` over [0, end) cut into ranges, their results merged
-        (line numbers made absolute); None if cancelled or the file changed."""
-        if end >= PARALLEL_MIN:
-            _start_resource_tracker()
-        found = array("q")
-        totals = Totals()
-        counted = 0
-        scan = rangescan.Scan(
-            scan_range,
-            self.path,
-            flt,
-            ino,
-            end=end,
-            chunk=RANGE,
-            workers=workers,
-            min_parallel=PARALLEL_MIN,
-            progress=progress,
-        )
-        with scan:
-            for _start, _end, part in scan:
-                if part is None or cancelled():
-                    return None
-                lines, part_totals, count = part
-                found.extend(map(add, lines, repeat(counted)) if counted else lines)
-                totals.add(part_totals)
-                counted += count
-        return found, totals, counted
 
     def totals(
         self,
@@ -1064,8 +1071,11 @@ class DailyCounter:
     """Calls and tokens since midnight UTC for one traffic.jsonl, kept up to
     date incrementally (the fleet screen asks every few seconds).
 
-    The first call scans backwards from the end until the records are older
-    than today; later calls read only what was appended."""
+    The first call finds where today starts from the end of the file, and
+    adds up today's lines with the filter's totals (`scan_ranges`: worker
+    processes for a big file); later calls read only what was appended.
+    Threads may call it at once (the TUI restarts its refresh worker while
+    one still runs): they take turns, so none re-reads the file from 0."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -1073,67 +1083,95 @@ class DailyCounter:
         self.totals = Totals()
         self._ino = 0
         self._pos = 0
+        self._lock = threading.Lock()
 
     def update(self, now: datetime | None = None) -> Totals:
         since = today_start(now)
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self.totals, self._pos, self._ino = Totals(), 0, 0
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                self.totals, self._pos, self._ino = Totals(), 0, 0
+                return self.totals
+            if since != self.day or st.st_ino != self._ino or st.st_size < self._pos:
+                self.day, self._ino = since, st.st_ino
+                self.totals, self._pos = self._scan_back(since, st.st_size)
+            elif st.st_size > self._pos:
+                self._read_forward(since, st.st_size)
             return self.totals
-        if since != self.day or st.st_ino != self._ino or st.st_size < self._pos:
-            self.day, self._ino = since, st.st_ino
-            self.totals, self._pos = self._scan_back(since, st.st_size)
-        elif st.st_size > self._pos:
-            self._read_forward(since, st.st_size)
-        return self.totals
 
     def _scan_back(self, since: str, size: int) -> tuple[Totals, int]:
-        totals = Totals()
+        """Today's totals, and where the whole lines end (the torn tail is
+        read next time)."""
         with open(self.path, "rb") as f:
             fd = f.fileno()
-            end = size
-            # Only whole lines count; the torn tail is read next time.
-            # `tail` is the start of a line cut by a chunk boundary.
-            tail = b""
-            pos = size
-            first = True
-            stop = False
-            complete_to = size
-            while pos > 0 and not stop:
-                start = max(0, pos - (1 << 20))
-                data = os.pread(fd, pos - start, start) + tail
-                lines = data.split(b"\n")
-                tail = lines[0] if start > 0 else b""
-                body = lines[1:] if start > 0 else lines
-                if first:
-                    last = body.pop()  # after the last newline: torn or empty
-                    complete_to = end - len(last)
-                    first = False
-                for line in reversed(body):
-                    if not line.strip():
-                        continue
-                    ts = field_of(line, "ts")
-                    if isinstance(ts, str) and ts < since:
-                        stop = True
-                        break
-                    if parse_ok(line):
-                        totals.add_line(line)
-                pos = start
-        return totals, complete_to
+            ino = os.fstat(fd).st_ino
+            end = _last_newline_before(fd, size) + 1
+            start = _today_start(fd, since, end)
+        merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
+        if merged is None:  # replaced meanwhile: start over next time
+            self._ino = 0
+            return Totals(), 0
+        return merged[1], end
 
     def _read_forward(self, since: str, size: int) -> None:
         with open(self.path, "rb") as f:
-            f.seek(self._pos)
-            data = f.read(size - self._pos)
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            return
-        for line in data[:cut].split(b"\n"):
-            ts = field_of(line, "ts") if line.strip() else None
-            if isinstance(ts, str) and ts >= since and parse_ok(line):
-                self.totals.add_line(line)
-        self._pos += cut + 1
+            fd = f.fileno()
+            stop = _last_newline_before(fd, size) + 1  # the torn tail: next time
+            while self._pos < stop:  # by chunks: a long gap never sits in memory whole
+                data = read_lines(fd, self._pos, stop)
+                if not data:
+                    return
+                for line in data[:-1].split(b"\n"):
+                    ts = field_of(line, "ts") if line.strip() else None
+                    if isinstance(ts, str) and ts >= since and parse_ok(line):
+                        self.totals.add_line(line)
+                self._pos += len(data)
+
+
+def _last_newline_before(fd: int, end: int) -> int:
+    """The offset of the last newline before `end`, or -1."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 65536)
+        i = os.pread(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            return start + i
+        pos = start
+    return -1
+
+
+def _today_start(fd: int, since: str, end: int) -> int:
+    """Where today's lines start in [0, end) (`end` ends a line). The log is
+    in time order, so it is found from the end by blocks: a block whose
+    first line is from today is today's whole, and only the block where
+    yesterday ends is read line by line (the first line from the end older
+    than `since` ends yesterday; a line without a time does not)."""
+    pos = end  # a line start: [pos, end) is today's
+    size = CHUNK
+    while pos > 0:
+        start = max(0, pos - size)
+        data = os.pread(fd, pos - start, start)
+        first = data.find(b"\n") + 1 if start else 0
+        if first >= len(data):  # no line starts in the block: a long one, read more
+            size *= 2
+            continue
+        size = CHUNK
+        if not _older(data[first : data.find(b"\n", first)], since):
+            pos = start + first
+            continue
+        lend = len(data) - 1  # yesterday ends in this block: find where
+        while lend >= first:
+            ls = data.rfind(b"\n", 0, lend) + 1
+            if _older(data[ls:lend], since):
+                return start + lend + 1
+            lend = ls - 1
+    return 0
+
+
+def _older(line: bytes, since: str) -> bool:
+    ts = field_of(line, "ts") if line.strip() else None
+    return isinstance(ts, str) and ts < since
 
 
 def parse_ok(line: bytes) -> bool:
