@@ -6,13 +6,19 @@ back (arrival time minus the upstream's own send stamp, proxied minus direct).
 
     .venv/bin/python bench/llm_proxy.py                 # the full table
     .venv/bin/python bench/llm_proxy.py --duration 2 --concurrency 1 16
-    .venv/bin/python bench/llm_proxy.py --pin           # proxy on CPU 0, the rest on CPU 1
+    .venv/bin/python bench/llm_proxy.py --pin           # load generator on CPU 1,
+                                                        # upstream and proxy on CPU 0
     .venv/bin/python bench/llm_proxy.py --stack httpx   # a bare pass-through with an httpx
                                                         # client instead of our proxy
 
-The upstream is `cf-fake-llm` (Anthropic Messages, ~450 B request, ~450 B
-answer; streams of 20 events 5 ms apart). Everything runs on this machine:
-load generator, proxy and upstream share its cores, as the goals assume.
+The upstream (default) answers an Anthropic Messages call (~430 B request)
+with canned bytes (~620 B JSON, or a stream of 20 text deltas 5 ms apart),
+and the load generator sends canned bytes over keep-alive connections: both
+are plain asyncio protocols, identical for the direct and the proxied side,
+so that their CPU per call is small and the figures show the proxy (the
+`gen`/`up` columns: their CPU per direct call). `--upstream fake` uses
+`cf-fake-llm` instead. Everything runs on this machine: load generator,
+proxy and upstream share its cores, as the goals assume.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -108,7 +116,10 @@ def stamps(line: bytes) -> float | None:
     return float(line[at + 10 : end].split(b",")[0])
 
 
-async def one_call(session: aiohttp.ClientSession, url: str, stream: bool, run: Run) -> None:
+def canned_request(url: str, stream: bool) -> bytes:
+    """The whole request as bytes, built once: the load generator then costs
+    the same few microseconds per call on the direct and the proxied side."""
+    parts = urlsplit(url)
     headers = {"x-api-key": TOKEN, "x-fake-reply": REPLY}
     body = BODY
     if stream:
@@ -118,43 +129,170 @@ async def one_call(session: aiohttp.ClientSession, url: str, stream: bool, run: 
             "x-fake-chunk-gap-ms": str(STREAM_GAP_MS),
             "x-fake-stamp": "1",
         }
-    t0 = time.perf_counter()
-    async with session.post(url, json=body, headers=headers) as resp:
-        if stream:
-            async for line in resp.content:
-                sent = stamps(line)
-                if sent is not None:
-                    run.chunk_lags.append(time.time() - sent)
-        else:
-            await resp.read()
-        if resp.status != 200:
-            run.errors += 1
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        + "\r\n"
+    )
+    return head.encode() + data
+
+
+class ClientConn(asyncio.Protocol):
+    """One keep-alive connection of the load generator: sends the canned
+    request, reads the answer (Content-Length or chunked), and for streams
+    notes when each stamped event arrived. Far leaner than an HTTP library,
+    so the figures show the proxy rather than the load generator."""
+
+    def __init__(self, on_lost: asyncio.Future) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.done: asyncio.Future | None = None
+        self.lags: list[float] = []
+        self.on_lost = on_lost
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.length: int | None = None  # body bytes still due (Content-Length)
+        self.chunked = False
+        self.chunk_left = -1  # -1: a chunk-size line is due
+        self.events = bytearray()  # de-chunked body not yet split into lines
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(ConnectionError("connection lost mid-answer"))
+        if not self.on_lost.done():
+            self.on_lost.set_result(None)
+
+    def call(self, request: bytes) -> asyncio.Future:
+        assert self.transport is not None
+        self.done = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.done
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        now = time.time()
+        while self.done is not None and not self.done.done():
+            if not self.status:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buf[: end + 2]).lower()  # each header line ends in CRLF
+                del self.buf[: end + 4]
+                self.status = int(head[9:12])
+                at = head.find(b"\r\ncontent-length:")
+                if at >= 0:
+                    self.length = int(head[at + 17 : head.find(b"\r\n", at + 2)])
+                self.chunked = b"transfer-encoding: chunked" in head
+                if not self.chunked and self.length is None:
+                    raise SystemExit("bench: an answer with neither length nor chunks")
+            elif not self.chunked:
+                assert self.length is not None
+                take = min(self.length, len(self.buf))
+                self._body(self.buf[:take], now)
+                del self.buf[:take]
+                self.length -= take
+                if self.length:
+                    return
+                self._finish()
+            elif self.chunk_left == -1:
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    return
+                size = int(bytes(self.buf[:end]).split(b";")[0], 16)
+                del self.buf[: end + 2]
+                self.chunk_left = size + 2 if size else 0
+                if not size:  # the last chunk: no trailers here, just its CRLF
+                    self.chunk_left = -2
+            elif self.chunk_left == -2:
+                if len(self.buf) < 2:
+                    return
+                del self.buf[:2]
+                self._finish()
+            else:
+                take = min(self.chunk_left, len(self.buf))
+                if not take:
+                    return
+                piece = self.buf[:take]
+                del self.buf[:take]
+                self.chunk_left -= take
+                self._body(piece[: max(0, len(piece) - max(0, 2 - self.chunk_left))], now)
+                if not self.chunk_left:
+                    self.chunk_left = -1
+
+    def _body(self, piece: bytes | bytearray, now: float) -> None:
+        if not self.chunked:
+            return  # plain answers are only counted
+        self.events += piece
+        end = self.events.rfind(b"\n")
+        if end < 0:
             return
-    run.latencies.append(time.perf_counter() - t0)
+        for line in bytes(self.events[:end]).split(b"\n"):
+            sent = stamps(line)
+            if sent is not None:
+                self.lags.append(now - sent)
+        del self.events[: end + 1]
+
+    def _finish(self) -> None:
+        assert self.done is not None
+        status = self.status
+        self._reset()
+        self.done.set_result(status)
 
 
 async def load(url: str, concurrency: int, stream: bool, duration: float, warmup: int) -> Run:
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        scratch = Run()
+    """Closed loop: `concurrency` connections, each sending its next call as
+    soon as the last one is answered, for `duration` seconds."""
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    request = canned_request(url, stream)
+    conns: list[ClientConn] = []
+    for _ in range(concurrency):
+        _, conn = await loop.create_connection(
+            lambda: ClientConn(loop.create_future()), parts.hostname, parts.port
+        )
+        conn.transport.get_extra_info("socket").setsockopt(  # type: ignore[union-attr]
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        conns.append(conn)
+    run = Run()
+
+    async def worker(conn: ClientConn, until: float | None, calls: int) -> None:
+        while (until is None and calls > 0) or (until is not None and loop.time() < until):
+            calls -= 1
+            t0 = time.perf_counter()
+            status = await conn.call(request)
+            if until is None:
+                continue
+            if status != 200:
+                run.errors += 1
+            else:
+                run.latencies.append(time.perf_counter() - t0)
+
+    try:
         if warmup:
-            await asyncio.gather(
-                *(
-                    one_call(session, url, stream, scratch)
-                    for _ in range(min(warmup, 4 * concurrency))
-                )
-            )
-        run = Run()
-        stop = time.perf_counter() + duration
-
-        async def worker() -> None:
-            while time.perf_counter() < stop:
-                await one_call(session, url, stream, run)
-
+            per = max(1, min(warmup, 4 * concurrency) // concurrency)
+            await asyncio.gather(*(worker(c, None, per) for c in conns))
+            for conn in conns:
+                conn.lags.clear()
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        until = loop.time() + duration
+        await asyncio.gather(*(worker(c, until, 0) for c in conns))
         run.elapsed = time.perf_counter() - t0
-        return run
+        for conn in conns:
+            run.chunk_lags += conn.lags
+    finally:
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.close()
+    return run
 
 
 def cpu_seconds(pid: int) -> float:
@@ -177,7 +315,9 @@ async def bench(args: argparse.Namespace) -> dict:
     fake_port, proxy_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
-    fake_cpu, proxy_cpu = ("1", "0") if args.pin else (None, None)
+    # Pinned as the reference harness was: the load generator alone on one
+    # core, the upstream and the proxy on the other, the same for both sides.
+    fake_cpu, proxy_cpu = ("0", "0") if args.pin else (None, None)
     if args.upstream == "fake":
         upstream_argv = [str(bindir / "cf-fake-llm"), "--listen", f"127.0.0.1:{fake_port}"]
     else:
@@ -218,7 +358,9 @@ async def bench(args: argparse.Namespace) -> dict:
         direct = f"http://127.0.0.1:{fake_port}/v1/messages"
         proxied = f"http://127.0.0.1:{proxy_port}/anthropic/v1/messages"
         print(
-            f"stack={args.stack} upstream={args.upstream} pinned={args.pin} "
+            f"stack={args.stack} upstream={args.upstream} "
+            + ("pinned: load generator CPU 1, upstream+proxy CPU 0; " if args.pin else "unpinned; ")
+            + f"{os.cpu_count()} CPUs; "
             f"duration={args.duration}s per cell; "
             f"load avg {os.getloadavg()[0]:.2f}; latencies in ms",
             flush=True,
@@ -226,7 +368,8 @@ async def bench(args: argparse.Namespace) -> dict:
         print(
             f"{'mode':8} {'conc':>4} | {'direct p50':>10} {'p99':>7} | {'proxied p50':>11} {'p99':>7} | "
             f"{'added p50':>9} {'p99':>7} | {'direct r/s':>10} {'proxied r/s':>11} {'ratio':>6}"
-            f" | {'cpu us/call':>11} | {'chunk held p50':>14} {'p99':>6} {'max':>6}",
+            f" | {'cpu us/call':>11} {'gen':>4} {'up':>4}"
+            f" | {'chunk held p50':>14} {'p99':>6} {'max':>6}",
             flush=True,
         )
         for stream in (False, True):
@@ -236,9 +379,12 @@ async def bench(args: argparse.Namespace) -> dict:
                 d, p = Run(), Run()
                 await load(direct, conc, stream, 0.3, args.warmup)
                 await load(proxied, conc, stream, 0.3, args.warmup)
-                cpu = 0.0
+                cpu = gen = up = 0.0
                 for _ in range(args.rounds):
+                    gen0, up0 = time.process_time(), cpu_seconds(fake.pid)
                     d.merge(await load(direct, conc, stream, args.duration / args.rounds, 0))
+                    gen += time.process_time() - gen0
+                    up += cpu_seconds(fake.pid) - up0
                     cpu0 = cpu_seconds(proxy.pid)
                     p.merge(await load(proxied, conc, stream, args.duration / args.rounds, 0))
                     cpu += cpu_seconds(proxy.pid) - cpu0
@@ -254,6 +400,8 @@ async def bench(args: argparse.Namespace) -> dict:
                     "proxied_rps": p.rps,
                     "errors": d.errors + p.errors,
                     "proxy_cpu_us_per_call": cpu_per_call * 1e6,
+                    "loadgen_cpu_us_per_call": gen / max(1, len(d.latencies)) * 1e6,
+                    "upstream_cpu_us_per_call": up / max(1, len(d.latencies)) * 1e6,
                 }
                 row["added_p50_ms"] = row["proxied_p50_ms"] - row["direct_p50_ms"]
                 row["added_p99_ms"] = row["proxied_p99_ms"] - row["direct_p99_ms"]
@@ -277,8 +425,9 @@ async def bench(args: argparse.Namespace) -> dict:
                     f"{ms(row['direct_p99_ms'] / 1000)} | {ms(row['proxied_p50_ms'] / 1000):>11} "
                     f"{ms(row['proxied_p99_ms'] / 1000)} | {row['added_p50_ms']:9.2f} "
                     f"{row['added_p99_ms']:7.2f} | {d.rps:10.0f} {p.rps:11.0f} {row['ratio']:6.2f}"
-                    f" | {row['proxy_cpu_us_per_call']:11.0f}{held}"
-                    + (f"  errors={row['errors']}" if row["errors"] else ""),
+                    f" | {row['proxy_cpu_us_per_call']:11.0f}"
+                    f" {row['loadgen_cpu_us_per_call']:4.0f} {row['upstream_cpu_us_per_call']:4.0f}"
+                    f"{held}" + (f"  errors={row['errors']}" if row["errors"] else ""),
                     flush=True,
                 )
                 results["rows"].append(row)
@@ -298,12 +447,70 @@ async def bench(args: argparse.Namespace) -> dict:
     return results
 
 
-def serve_upstream(port: int) -> None:
-    """The fast local upstream: canned Anthropic answers, a JSON body or a
-    stream of STREAM_CHUNKS text deltas STREAM_GAP_MS apart, each stamped
-    with its send time, so the figures show the proxy rather than the fake."""
-    from aiohttp import web
+class UpstreamConn(asyncio.Protocol):
+    """The fast local upstream, one keep-alive connection: canned Anthropic
+    answers written as prebuilt bytes (a JSON body, or a chunked stream of
+    STREAM_CHUNKS text deltas STREAM_GAP_MS apart, each stamped with its send
+    time), so the figures show the proxy rather than the upstream."""
 
+    def __init__(self, canned: dict[str, bytes]) -> None:
+        self.canned = canned
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.streaming = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while not self.streaming:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[: end + 2]).lower()  # each header line ends in CRLF
+            at = head.find(b"\r\ncontent-length:")
+            length = int(head[at + 17 : head.find(b"\r\n", at + 2)]) if at >= 0 else 0
+            if len(self.buf) < end + 4 + length:
+                return
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
+            assert self.transport is not None
+            if head.startswith(b"get /health"):
+                self.transport.write(self.canned["health"])
+            elif b'"stream": true' in body or b'"stream":true' in body:
+                self.streaming = True
+                self.transport.write(self.canned["stream_head"])
+                self._next_event(0)
+            else:
+                self.transport.write(self.canned["plain"])
+
+    def _next_event(self, i: int) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        if i == STREAM_CHUNKS:
+            self.transport.write(self.canned["stream_tail"])
+            self.streaming = False
+            if self.buf:
+                self.data_received(b"")
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(STREAM_GAP_MS / 1000.0, self._send_event, i)
+
+    def _send_event(self, i: int) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        before, after = self.canned["events"][i]
+        event = before + repr(time.time()).encode() + after
+        self.transport.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self._next_event(i + 1)
+
+
+def canned_answers() -> dict:
+    """Every byte the upstream sends, built once."""
     words = REPLY.split(" ")
     usage = {"input_tokens": 60, "cache_read_input_tokens": 0, "output_tokens": len(words)}
     plain = json.dumps(
@@ -318,60 +525,73 @@ def serve_upstream(port: int) -> None:
             "usage": usage,
         }
     ).encode()
+
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
     start = {
         "type": "message_start",
         "message": {"id": "msg_bench", "model": BODY["model"], "usage": usage},
     }
-    head = f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn"},
         "usage": {"output_tokens": len(words)},
     }
-    tail = (
-        f"event: message_delta\ndata: {json.dumps(delta)}\n\n"
-        'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-    ).encode()
     piece = max(1, len(words) // STREAM_CHUNKS)
-
-    async def messages(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        if b'"stream": true' not in body and b'"stream":true' not in body:
-            return web.Response(
-                body=plain, content_type="application/json", headers={"request-id": "req_bench"}
-            )
-        out = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "request-id": "req_bench"}
+    events = []
+    for i in range(STREAM_CHUNKS):
+        text = " ".join(words[i * piece : (i + 1) * piece]) + " "
+        event = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": text},
+            "fake_ts": 0,
+        }
+        line = f"event: content_block_delta\ndata: {json.dumps(event)}\n\n".encode()
+        before, after = line.split(b'"fake_ts": 0')
+        events.append((before + b'"fake_ts": ', after))
+    health = b'{"ok": true}'
+    return {
+        "plain": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"request-id: req_bench\r\nContent-Length: %d\r\n\r\n%s" % (len(plain), plain),
+        "health": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(health), health),
+        "stream_head": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        b"request-id: req_bench\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()),
+        "events": events,
+        "stream_tail": chunk(
+            (
+                f"event: message_delta\ndata: {json.dumps(delta)}\n\n"
+                'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+            ).encode()
         )
-        await out.prepare(request)
-        await out.write(head)
-        for i in range(STREAM_CHUNKS):
-            await asyncio.sleep(STREAM_GAP_MS / 1000.0)
-            text = " ".join(words[i * piece : (i + 1) * piece]) + " "
-            event = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
-                "fake_ts": time.time(),
-            }
-            await out.write(f"event: content_block_delta\ndata: {json.dumps(event)}\n\n".encode())
-        await out.write(tail)
-        await out.write_eof()
-        return out
+        + b"0\r\n\r\n",
+    }
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_get("/health", health)
+def serve_upstream(port: int) -> None:
+    canned = canned_answers()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: UpstreamConn(canned), "127.0.0.1", port)
+        stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        async with server:
+            await stop
+
+    run_loop(main())
+
+
+def run_loop(main: Any) -> Any:
+    """uvloop where installed (as the proxy runs), asyncio otherwise."""
     try:
         import uvloop
-
-        loop = uvloop.new_event_loop()
     except ImportError:
-        loop = asyncio.new_event_loop()
-    web.run_app(app, host="127.0.0.1", port=port, loop=loop, access_log=None, print=None)
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def serve_minimal(client: str, port: int, upstream: str) -> None:
@@ -466,7 +686,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=6, help="direct/proxied slices per cell")
     parser.add_argument(
-        "--pin", action="store_true", help="proxy on CPU 0; upstream and load on CPU 1"
+        "--pin",
+        action="store_true",
+        help="load generator on CPU 1; upstream and proxy on CPU 0 (default: unpinned)",
     )
     parser.add_argument(
         "--stack",
@@ -486,13 +708,7 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    results = runner(bench(args))
+    results = run_loop(bench(args))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
