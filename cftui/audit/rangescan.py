@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -93,6 +94,21 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the real stderr.
+
+    It is handed `sys.stderr.fileno()`, and under Textual `sys.stderr` is a
+    print capture whose `fileno()` is -1: the pool's start would fail with
+    "bad value(s) in fds_to_keep". Once running, later calls only check it.
+    """
+    from multiprocessing import resource_tracker
+
+    if sys.stderr is sys.__stderr__ or sys.__stderr__ is None:
+        return  # started when first needed, as usual
+    with contextlib.redirect_stderr(sys.__stderr__):
+        resource_tracker.ensure_running()
+
+
 def _pool_for(fn: Callable[..., Any]) -> ProcessPoolExecutor:
     """The shared pool, started on first use with `fn`'s module preloaded."""
     global _pool, _pool_size
@@ -101,6 +117,7 @@ def _pool_for(fn: Callable[..., Any]) -> ProcessPoolExecutor:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            _start_resource_tracker()
             ctx = multiprocessing.get_context("forkserver")
             preload = ["__main__", __name__]
             if fn.__module__ not in preload:

@@ -139,3 +139,35 @@ def test_a_dead_worker_fails_the_scan_and_the_next_scan_starts_a_new_pool(log):
     with pytest.raises(BrokenProcessPool):
         list(Scan(dies, log, chunk=5000, min_parallel=0))
     assert len(list(Scan(lines_of, log, chunk=5000, min_parallel=0))) > 1
+
+
+SCRIPT = """
+import io, sys
+from cftui.audit import rangescan
+
+class Capture(io.TextIOBase):  # as Textual's print capture: no file descriptor
+    def fileno(self):
+        return -1
+
+    def write(self, s):
+        return len(s)
+
+def size(path, start, end):
+    return end - start
+
+if __name__ == "__main__":
+    sys.stderr = Capture()
+    scan = rangescan.Scan(size, __file__, chunk=50, min_parallel=0)
+    print(scan.parallel, sum(r for _, _, r in scan))
+"""
+
+
+@pytest.mark.skipif(rangescan.cpu_count() < 2, reason="one CPU: scans run in-process")
+def test_the_pool_starts_when_stderr_has_no_file_descriptor(tmp_path):
+    import subprocess
+
+    script = tmp_path / "tui_like.py"
+    script.write_text(SCRIPT)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", str(len(SCRIPT.encode()))]
