@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from cfproxies.scrub import Scrubber, load_user_rules, parse_user_rules
+from cfproxies.scrub import ReloadingScrubber, Scrubber, load_user_rules, parse_user_rules
 from proxyhelpers import AUTH, anthropic_body
 
 SECRETS = {
@@ -263,3 +263,27 @@ async def test_set_cookie_values_never_reach_traffic_jsonl(start_proxy, client, 
     logged = proxy.log_path.read_text()
     assert "c00kieValue4242" not in logged and "c00kieValue4243" not in logged
     assert rec["scrubbed"] >= 3  # prompt, JSON field, answer
+
+
+def test_long_strings_found_clean_are_remembered_but_secrets_never_are():
+    """The clean-string memo (a conversation is resent on every call) must
+    not let a secret through: only strings no rule touched are remembered."""
+    scrubber = Scrubber()
+    history = "An ordinary paragraph about the weather and the tides. " * 20
+    leaky = history + SECRETS["openai-key"]
+    for _ in range(2):  # the second time comes from the memo for `history`
+        out, count = scrubber.scrub({"messages": [history, leaky]})
+        assert out["messages"][0] == history
+        assert SECRETS["openai-key"] not in json.dumps(out)
+        assert count == 1
+    assert history in scrubber._clean and leaky not in scrubber._clean
+
+
+def test_a_rules_reload_forgets_what_the_old_rules_found_clean(tmp_path):
+    rules = tmp_path / "scrub_rules.json"
+    reloading = ReloadingScrubber(rules)
+    text = "The zebra-42 crossed the road. " * 20
+    assert reloading.get().scrub(text)[0] == text
+    rules.write_text(json.dumps(["zebra-\\d+"]))
+    reloading._checked = 0  # skip the once-a-second wait
+    assert "zebra-42" not in reloading.get().scrub(text)[0]
