@@ -268,8 +268,9 @@ async def wait_for(pilot, predicate, timeout: float = 30.0, step: float = 0.002)
 
 
 def bench_reader(path: Path, results: dict) -> None:
-    """The reader alone (no Textual): newest 100 records parsed, full index."""
-    from cftui.audit.traffic import TrafficLog
+    """The reader alone (no Textual): newest 100 records parsed, full index,
+    today's totals for the fleet screen."""
+    from cftui.audit.traffic import DailyCounter, TrafficLog
 
     log = TrafficLog(path)
     started = time.perf_counter()
@@ -290,6 +291,15 @@ def bench_reader(path: Path, results: dict) -> None:
     results["reader_index_bytes"] = log._rev.itemsize * len(log._rev)
     assert len(newest) == 100
     log.close()
+    # The fleet screen's "calls today" of this bot: every record is today's.
+    t0, cpu0, wcpu0 = time.perf_counter(), time.process_time(), workers_cpu()
+    calls = DailyCounter(path).update().calls
+    results["daily_totals"] = (
+        time.perf_counter() - t0,
+        time.process_time() - cpu0,
+        workers_cpu() - wcpu0,
+        calls,
+    )
 
 
 def bench_reader_filters(path: Path, results: dict) -> None:
@@ -496,6 +506,15 @@ def report(results: dict) -> None:
             ms(results["reader_index"]),
             "",
             f"{results['reader_index_bytes'] / 2**20:.1f} MiB of offsets",
+        )
+    )
+    elapsed, cpu, wcpu, calls = results["daily_totals"]
+    rows.append(
+        (
+            f"reader alone: today's totals for the fleet screen ({calls:,} calls)",
+            f"{ms(elapsed)} (CPU {cpu:.2f} s + workers {wcpu:.2f} s)",
+            "",
+            "",
         )
     )
     rows.append(

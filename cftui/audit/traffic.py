@@ -445,31 +445,65 @@ _TOKENS_OUT = re.compile(rb'_out(?<="tokens_out)": ?(\d+)')
 _STATUS = re.compile(rb'tus(?<="status)": ?(\d+)')
 
 
+# Any value of a key (up to the next `,`, `}` or space), for whole chunks:
+# n matches in n lines prove each line holds each key once (a key is
+# matched where it stands, keys do not overlap).
+_TOKENS_IN_ANY = re.compile(rb'_in(?<="tokens_in)": ?([^,}\s]*)')
+_TOKENS_OUT_ANY = re.compile(rb'_out(?<="tokens_out)": ?([^,}\s]*)')
+_STATUS_ANY = re.compile(rb'tus(?<="status)": ?([^,}\s]*)')
+_NOT_A_RECORD = re.compile(rb"\n[^{]")  # a line that does not start like a record
+
+
+def _json_int(raw: bytes) -> int | None:
+    """A scalar as `Totals.add_line` reads it: its value if an int, else None."""
+    if raw.isdigit():
+        return int(raw)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _sum_ints(values: list[bytes]) -> int:
+    """The sum of the int values (anything else counts 0, as in `add_line`):
+    plain digits are summed by C iterators, the rest (rare) one by one."""
+    digits = list(filter(bytes.isdigit, values))
+    total = sum(map(int, digits))
+    if len(digits) < len(values):
+        total += sum(_json_int(raw) or 0 for raw in values if not raw.isdigit())
+    return total
+
+
 def _errors(statuses: list[bytes]) -> int:
-    """How many of these status codes are failures (0 = no answer, or 400+);
-    counted per distinct value (a few) rather than per record."""
-    return sum(k for s, k in Counter(statuses).items() if s == b"0" or int(s) >= 400)
+    """How many of these statuses are failures (not an int, 0 = no answer,
+    or 400+); counted per distinct value (a few) rather than per record."""
+    failed = 0
+    for raw, k in Counter(statuses).items():
+        status = _json_int(raw)
+        if status is None or status >= 400 or status == 0:
+            failed += k
+    return failed
 
 
 def _chunk_totals(chunk: bytes, totals: Totals) -> int:
     """Add a chunk of whole lines to `totals`; returns its line count.
 
-    When every line holds each key exactly once (our writer's records), the
-    sums come from three C-speed regex passes over the chunk; otherwise (a
-    body that repeats a key, a torn line) each line is read on its own."""
-    n = chunk.count(b"\n")
-    records = chunk.count(b"\n{") + (1 if chunk.startswith(b"{") else 0)
-    if (
-        records == n
-        and chunk.count(b'"tokens_in":') == n
-        and chunk.count(b'"tokens_out":') == n
-        and chunk.count(b'"status":') == n
-    ):
-        totals.calls += n
-        totals.tokens_in += sum(map(int, _TOKENS_IN.findall(chunk)))
-        totals.tokens_out += sum(map(int, _TOKENS_OUT.findall(chunk)))
-        totals.errors += _errors(_STATUS.findall(chunk))
-        return n
+    When every line starts like a record and holds each key exactly once
+    (our writer's records), the sums come from three C-speed regex passes
+    over the chunk; otherwise (a body that repeats a key, a torn line) each
+    line is read on its own."""
+    n = _newlines_in(chunk, 0, len(chunk))
+    if chunk.startswith(b"{") and _NOT_A_RECORD.search(chunk, 0, len(chunk) - 1) is None:
+        tin = _TOKENS_IN_ANY.findall(chunk)
+        tout = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else ()
+        status = _STATUS_ANY.findall(chunk) if len(tout) == n else ()
+        if len(status) == n:
+            totals.calls += n
+            totals.tokens_in += _sum_ints(tin)
+            totals.tokens_out += _sum_ints(tout)
+            totals.errors += _errors(status)
+            return n
     start = 0
     while start < len(chunk):
         end = chunk.find(b"\n", start)

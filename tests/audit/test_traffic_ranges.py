@@ -6,12 +6,13 @@ never reported as filtered."""
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
-from test_traffic_filter_edges import COMPACT, SPACED, TRICKY, slow, write
+from test_traffic_filter_edges import COMPACT, SPACED, TRICKY, rec, slow, write
 
 from cftui.audit import rangescan, traffic
 from cftui.audit.traffic import TrafficFilter, TrafficLog, scan_range
@@ -110,3 +111,26 @@ def test_a_broken_pool_falls_back_to_a_scan_here(
     with TrafficLog(path) as log:
         result = log.filter(TrafficFilter.parse("provider:openai"))
     assert list(result.lines) == [0, 4, 5, 7, 9] and calls == [None, 1]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {},
+        {"tokens_in": None, "status": 0},
+        {"tokens_in": -3, "tokens_out": True, "status": "200"},
+        {"status": None, "tokens_out": 1.5},
+        {"status": 503, "tokens_in": "12"},
+    ],
+)
+def test_chunk_totals_count_as_each_line_would(odd: dict) -> None:
+    """The C-speed totals of a chunk agree with `Totals.add_line` line by
+    line, whatever the values (the fast path reads them as raw bytes)."""
+    records = [rec(n, status=(200, 404, 0, 529)[n % 4], tokens_in=n) for n in range(30)]
+    lines = [json.dumps(r | odd if n % 3 else r) for n, r in enumerate(records)]
+    chunk = "\n".join(lines).encode() + b"\n"
+    fast, slow = traffic.Totals(), traffic.Totals()
+    assert traffic._chunk_totals(chunk, fast) == 30
+    for line in chunk.split(b"\n")[:-1]:
+        slow.add_line(line)
+    assert fast == slow
