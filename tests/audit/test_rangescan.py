@@ -171,3 +171,40 @@ def test_the_pool_starts_when_stderr_has_no_file_descriptor(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", str(len(SCRIPT.encode()))]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(rangescan.cpu_count() < 2, reason="one CPU: scans run in-process")
+def test_the_pool_is_reused_and_its_workers_end_with_the_process(tmp_path, log):
+    import subprocess
+
+    first = {pid for _, _, (pid, _) in Scan(whoami, log, chunk=100, min_parallel=0)}
+    second = {pid for _, _, (pid, _) in Scan(whoami, log, chunk=100, min_parallel=0)}
+    assert first & {w.pid for w in rangescan.worker_stats()}
+    assert second <= {w.pid for w in rangescan.worker_stats()}  # no new pool for a new scan
+
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "from cftui.audit import rangescan\n"
+        "def size(path, start, end):\n"
+        "    return end - start\n"
+        "if __name__ == '__main__':\n"
+        "    list(rangescan.Scan(size, __file__, chunk=20, min_parallel=0))\n"
+        "    print(*[w.pid for w in rangescan.worker_stats()])\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    pids = [int(p) for p in r.stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
