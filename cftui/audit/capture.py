@@ -428,20 +428,17 @@ class CaptureReader:
         self, scan: rangescan.Scan, newest_first: bool
     ) -> Iterator[tuple[int, bytes, bytes]]:
         """The workers' results in order, their skip counts added to ours."""
-        with scan:
-            for start, end, (entries, skipped, missing) in self._results(scan):
-                # A key the workers were not sent (a later capture session):
-                # open it here, where it may fail loudly, and redo the range.
-                if missing and [k for k in missing if self._fernet(k) is not None]:
-                    scan.args = (self.keys.opened(),)  # a new dict: tasks in flight keep theirs
-                    entries, skipped = _scan_range(scan.path, start, end, self._fernet)
-                self.skipped.add(skipped)
-                yield from reversed(entries) if newest_first else entries
-
-    def _results(self, scan: rangescan.Scan) -> Iterator[Any]:
         try:
-            yield from scan
-        except OSError as exc:
+            with scan:
+                for start, end, (entries, skipped, missing) in scan:
+                    # A key the workers were not sent (a later capture session):
+                    # open it here, where it may fail loudly, and redo the range.
+                    if missing and [k for k in missing if self._fernet(k) is not None]:
+                        scan.args = (self.keys.opened(),)  # a new dict: tasks in flight keep theirs
+                        entries, skipped = _scan_range(scan.path, start, end, self._fernet)
+                    self.skipped.add(skipped)
+                    yield from reversed(entries) if newest_first else entries
+        except OSError as exc:  # here or in a worker: the log went away under the scan
             raise CaptureError(f"cannot read {self.log_path}: {exc.strerror}") from None
 
     def _open_edge_key(self, f, end: int, newest_first: bool) -> None:
