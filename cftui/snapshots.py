@@ -49,6 +49,7 @@ from cftui.agestream import AgeError, check_first_chunk, open_payload, parse_ide
 from cftui.audit.events import record_event
 from cftui.botinit import read_identity
 from cftui.errors import CftuiError, SnapshotError, UsageError
+from cftui.filewriters import SMALL, FileWriters, SmallFile
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 from cftui.securefs import PRIVATE_FILE, fsync_dir, make_private_dirs
@@ -728,7 +729,7 @@ class _MemberFilter:
             self._check_symlink(rel, name, member.linkname)
         elif member.islnk():
             target = self._rel(member.linkname, "hard link target")
-            self._check_parents(target + "/x", name)
+            self._check_parents(target, name)  # its parents; lstat below checks it
             full = os.path.join(self.dest, target)
             try:
                 if not stat.S_ISREG(os.lstat(full).st_mode):
@@ -835,25 +836,73 @@ def _one_line(exc: BaseException) -> str:
 def _extract_all(tar: tarfile.TarFile, dest: Path, member_filter: _MemberFilter) -> None:
     """`extractall`, member by member, forgetting each member once extracted
     (tarfile keeps them all otherwise: memory would grow with the file count).
-    Directory attributes are set last, as extractall does, so a read-only
-    directory does not block its own contents."""
+    Small regular files whose path the filter proved are written by a pool of
+    threads (`FileWriters`) while this thread reads on. The pool is drained
+    (every file it holds written) before a member whose path or a parent is
+    still being written, before every hard link (its target must exist), and
+    before anything but a pooled file or a directory is extracted, so each
+    check and each write sees the tree as a sequential extraction would. Directory attributes are set last, as extractall does,
+    so a read-only directory does not block its own contents."""
     tar.errorlevel = 2
     directories: list[tuple[tarfile.TarInfo, str]] = []
-    while (member := tar.next()) is not None:
-        tar.members.clear()
-        filtered = member_filter(member, str(dest))
-        if filtered is None:
-            continue
-        is_dir = filtered.isdir()
-        tar.extract(
-            filtered, dest, set_attrs=not is_dir, numeric_owner=True, filter="fully_trusted"
-        )
-        if is_dir and (filtered.mode is not None or member_filter.owner is not None):
-            directories.append((filtered, os.path.join(dest, filtered.name)))
+    with FileWriters() as writers:
+        while (member := tar.next()) is not None:
+            tar.members.clear()
+            if member.islnk() or writers.busy(_lexical_rel(member.name)):
+                writers.drain()
+            filtered = member_filter(member, str(dest))
+            if filtered is None:
+                continue
+            if _poolable(filtered, member_filter):
+                writers.submit(_small_file(tar, filtered, dest, member_filter))
+                continue
+            is_dir = filtered.isdir()
+            if not is_dir:  # a link, a big file, a write through a link: alone
+                writers.drain()
+            tar.extract(
+                filtered, dest, set_attrs=not is_dir, numeric_owner=True, filter="fully_trusted"
+            )
+            if is_dir and (filtered.mode is not None or member_filter.owner is not None):
+                directories.append((filtered, os.path.join(dest, filtered.name)))
+        writers.drain()
     for info, dirpath in reversed(directories):
         tar.chown(info, dirpath, True)
         tar.utime(info, dirpath)
         tar.chmod(info, dirpath)
+
+
+def _lexical_rel(name: str) -> str:
+    """A member's path relative to the state, as `_MemberFilter` will name it
+    (it refuses the names for which this means nothing)."""
+    return "/".join([p for p in name.split("/") if p not in ("", ".")][1:])
+
+
+def _poolable(member: tarfile.TarInfo, member_filter: _MemberFilter) -> bool:
+    """A small regular file that `_data_attrs` handled: no link involved."""
+    return (
+        member.isreg()
+        and not member.issparse()
+        and member.size <= SMALL
+        and member.mode is not None
+        and member.name not in member_filter.links
+    )
+
+
+def _small_file(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, member_filter: _MemberFilter
+) -> SmallFile:
+    """Read a small file's bytes and make its parent directories (as tarfile
+    would), ready for a writer thread."""
+    parent, _, _name = member.name.rpartition("/")
+    if parent not in member_filter.real_dirs:  # the filter found it missing, or never asked
+        os.makedirs(os.path.join(dest, parent), exist_ok=True)
+    source = tar.fileobj
+    source.seek(member.offset_data)
+    data = source.read(member.size)
+    if len(data) != member.size:
+        raise tarfile.ReadError("unexpected end of data")
+    path = os.path.join(dest, member.name)
+    return SmallFile(path, member.name, data, member.mode, member.mtime, member_filter.owner)
 
 
 def extract_snapshot(

@@ -673,3 +673,78 @@ def test_cli_bad_input_is_one_line(home: FleetHome, bot: str, cli, args: tuple) 
 
 def test_recipient_matches_the_key_file(home: FleetHome, bot: str) -> None:
     assert recipient_of(home, bot).startswith("age1")
+
+
+# --- the writer threads of a restore -------------------------------------------
+
+
+def _many(tar: tarfile.TarFile, count: int = 200) -> None:
+    """Small files to keep the writer threads busy when the member under test comes."""
+    add_member(tar, "state/many", kind=tarfile.DIRTYPE, mode=0o755)
+    for i in range(count):
+        add_member(tar, f"state/many/f{i}", data=os.urandom(3000))
+
+
+async def test_restore_links_hard_to_a_file_a_writer_just_got(
+    home: FleetHome, bot: str, crafted
+) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        _many(tar)
+        add_member(tar, "state/target", data=b"linked")
+        add_member(tar, "state/hard", kind=tarfile.LNKTYPE, link="state/target")
+
+    await snapshots.restore(home, BotConfig(bot), crafted(build))
+    state = home.state_dir(bot)
+    assert (state / "hard").read_bytes() == b"linked"
+    assert (state / "hard").stat().st_ino == (state / "target").stat().st_ino
+    assert len(os.listdir(state / "many")) == 200
+
+
+async def test_restore_of_a_name_twice_keeps_the_last_even_through_a_link(
+    home: FleetHome, bot: str, crafted
+) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        _many(tar)
+        add_member(tar, "state/twice", data=b"first")
+        add_member(tar, "state/twice", data=b"second")
+        _many(tar, 50)
+        add_member(tar, "state/real", data=b"before")
+        add_member(tar, "state/alias", kind=tarfile.SYMTYPE, link="real")
+        add_member(tar, "state/alias", data=b"after")
+
+    await snapshots.restore(home, BotConfig(bot), crafted(build))
+    state = home.state_dir(bot)
+    assert (state / "twice").read_bytes() == b"second"
+    assert (state / "real").read_bytes() == b"after"
+
+
+async def test_restore_refuses_a_member_under_a_file_a_writer_just_got(
+    home: FleetHome, bot: str, crafted
+) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        _many(tar)
+        add_member(tar, "state/plain", data=b"a file")
+        add_member(tar, "state/plain/inside", data=b"under a file")
+
+    await _refused(home, bot, crafted(build), "written through a link or file")
+
+
+async def test_restore_writes_big_and_small_files_alike(home: FleetHome, bot: str) -> None:
+    from cftui.filewriters import SMALL
+
+    state = home.state_dir(bot)
+    sizes = [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL]
+    for i, size in enumerate(sizes):
+        (state / f"sized-{i}").write_bytes(os.urandom(size))
+        os.utime(state / f"sized-{i}", (1_000_000_000 + i, 1_000_000_000 + i))
+    (state / "sized-0").chmod(0o640)
+    expected = kept(tree(state))
+    mtimes = {f"sized-{i}": (state / f"sized-{i}").stat().st_mtime for i in range(len(sizes))}
+    snapshots.create_snapshot(home, bot, "sizes")
+    for i in range(len(sizes)):
+        (state / f"sized-{i}").write_bytes(b"changed")
+
+    await snapshots.restore(home, BotConfig(bot), "latest")
+
+    assert tree(state) == expected
+    assert {n: (state / n).stat().st_mtime for n in mtimes} == mtimes
