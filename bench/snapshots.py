@@ -8,14 +8,18 @@ then, each in its own process so peak RSS is its own:
   restore: `age -d -i KEY F | tar -xf -`             vs  cftui.snapshots.extract_snapshot
            (decrypt + filtered extraction: the work both sides do; a full
             restore adds a safety snapshot and the swap, timed separately)
-Rounds alternate which side goes first; the best round of each is kept,\nand dirty pages are flushed (sync) before every timed run. Prints MB/s,
+Rounds alternate which side goes first; the best round of each is kept,
+and dirty pages are flushed (sync) before every timed run. Prints MB/s,
 CPU seconds, peak RSS and the ratios ours / CLI (goal: >= 0.8x speed, <= 100 MB RSS).
+Rows: create (the shipped one: write-behind + fsync), (nosync) without either,
+(no w-b) fsync without write-behind (--write-behind-ab), restore.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import random
 import shutil
@@ -105,13 +109,25 @@ info = create_snapshot(FleetHome(sys.argv[1]), sys.argv[2], 'bench', record=Fals
 print(info.name, file=open(sys.argv[3], 'w'))
 """
 
-# The same, with fsync made a no-op: the CLI pipeline leaves its output in
-# the page cache, so this is the like-for-like figure; the shipped create
-# fsyncs before it names the file (durability the baseline does not have).
+# The same, with fsync made a no-op and no write-behind: the CLI pipeline
+# leaves its output in the page cache, so this is the like-for-like figure;
+# the shipped create writes behind and fsyncs before it names the file
+# (durability the baseline does not have).
 PY_CREATE_NOSYNC = (
     """
 import os
+import cftui.snapshots
 os.fsync = lambda fd: None
+cftui.snapshots._WRITE_BEHIND = False
+"""
+    + PY_CREATE
+)
+
+# The shipped create (fsync) without the write-behind, for --write-behind-ab.
+PY_CREATE_NOWB = (
+    """
+import cftui.snapshots
+cftui.snapshots._WRITE_BEHIND = False
 """
     + PY_CREATE
 )
@@ -138,6 +154,11 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--full-restore", action="store_true", help="also time restore_state")
+    parser.add_argument(
+        "--write-behind-ab",
+        action="store_true",
+        help="also time the fsynced create without write-behind",
+    )
     args = parser.parse_args()
     for tool in ("age", "tar"):
         if not shutil.which(tool):
@@ -181,7 +202,17 @@ def main() -> int:
                 flush=True,
             )
 
-        dest = work / "dest"
+        # Every restore extracts into a directory of its own, all removed at
+        # the end: ext4 skips inodes freed in the last ~30 s when it allocates
+        # (`recently_deleted`, the top of a kernel profile here), so removing
+        # one side's tree just before the other side extracts makes the
+        # second pay for the first.
+        dests = itertools.count()
+
+        def fresh_dest() -> Path:
+            path = work / f"dest-{next(dests)}"
+            path.mkdir()
+            return path
 
         def create_cli() -> None:
             keep(
@@ -201,21 +232,20 @@ def main() -> int:
                 f.unlink()
             cmd[2] = PY_CREATE_NOSYNC
             keep("create no fsync", run(cmd, env=env))
+            if args.write_behind_ab:
+                for f in home.snapshots_dir(BOT).glob("bench--*"):
+                    f.unlink()
+                cmd[2] = PY_CREATE_NOWB
+                keep("create no w-behind", run(cmd, env=env))
 
         def restore_cli() -> None:
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir()
-            cmd = f"age -d -i '{key}' '{cli_file}' | tar -xf - -C '{dest}'"
+            cmd = f"age -d -i '{key}' '{cli_file}' | tar -xf - -C '{fresh_dest()}'"
             keep("restore cli", run(cmd, shell=True))
-            shutil.rmtree(dest, ignore_errors=True)
 
         def restore_cftui() -> None:
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir()
             snap = home.snapshots_dir(BOT) / name_file.read_text().strip()
-            cmd = [py, "-c", PY_EXTRACT, str(home.root), BOT, str(snap), str(dest)]
+            cmd = [py, "-c", PY_EXTRACT, str(home.root), BOT, str(snap), str(fresh_dest())]
             keep("restore cftui", run(cmd, env=env))
-            shutil.rmtree(dest, ignore_errors=True)
 
         for r in range(args.rounds):
             print(f"round {r + 1}", flush=True)
@@ -237,12 +267,16 @@ def main() -> int:
             f"{'':8} {'cli MB/s':>9} {'cftui MB/s':>11} {'wall ratio':>11} "
             f"{'cli cpu s':>10} {'cftui cpu s':>12} {'cpu ratio':>10} {'cli RSS':>8} {'cftui RSS':>10}"
         )
-        for op, ours in (
+        rows = [
             ("create", "create cftui"),
             ("(nosync)", "create no fsync"),
+            ("(no w-b)", "create no w-behind"),
             ("restore", "restore cftui"),
-        ):
-            c = best[f"{'create' if op == '(nosync)' else op} cli"]
+        ]
+        for op, ours in rows:
+            if ours not in best:
+                continue
+            c = best[f"{'restore' if op == 'restore' else 'create'} cli"]
             o = best[ours]
             print(
                 f"{op:8} {mb / c.wall:9.1f} {mb / o.wall:11.1f} {c.wall / o.wall:10.2f}x "
