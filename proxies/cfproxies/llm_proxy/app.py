@@ -117,6 +117,7 @@ async def _open_session(app: web.Application) -> None:
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),  # never replay one call's cookies on another
+        skip_auto_headers=SKIP_AUTO,  # set once here, not rebuilt for every call
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
         ),
@@ -568,7 +569,6 @@ async def _forward(
             headers=headers,
             data=body if body else None,
             allow_redirects=False,
-            skip_auto_headers=SKIP_AUTO,
         )
     except TimeoutError as exc:  # aiohttp's connect/read timeouts are TimeoutErrors
         call.fail(504, "timeout", f"upstream timed out: {type(exc).__name__}")
