@@ -134,3 +134,16 @@ def test_chunk_totals_count_as_each_line_would(odd: dict) -> None:
     for line in chunk.split(b"\n")[:-1]:
         slow.add_line(line)
     assert fast == slow
+
+
+def test_workers_yield_the_cpu_to_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY * 20, COMPACT, torn=False)
+    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(traffic, "RANGE", 500)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    with TrafficLog(path) as log:
+        assert len(log.filter(TrafficFilter.parse("status:ok")).lines) == 20 * 8
+    workers = [os.getpriority(os.PRIO_PROCESS, w.pid) for w in rangescan.worker_stats()]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours
+    assert max(workers) >= ours + traffic.WORKER_NICE or max(workers) == 19
