@@ -29,7 +29,7 @@ from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import accumulate, repeat
@@ -799,6 +799,9 @@ class TrafficLog:
         # last newline before it (or -1), shared with _rev[0].
         self._fwd = array("q", [-1])
         self.scanned = False
+        # The last count of every line (an empty filter): (generation, lines,
+        # totals); counted again, only the lines after are read.
+        self._counted: tuple[int, int, Totals] = (-1, 0, Totals())
 
     # --- opening and scanning ---------------------------------------------
     def open(self) -> bool:
@@ -1077,13 +1080,22 @@ class TrafficLog:
             last = self.span(end_line - 1) if end_line > 0 else None
             end = last[1] + 1 if last else 0
             ino = self._ino
-        merged = scan_ranges(self.path, flt, ino, 0, end, report, cancelled)
-        changed = merged is None or merged[2] != end_line or result.generation != self.generation
-        if changed or cancelled():
+            first, base = 0, Totals()
+            counted = self._counted
+            if flt.empty and counted[0] == self.generation and 0 < counted[1] <= end_line:
+                first, base = counted[1], replace(counted[2])  # only the lines since
+            start = self.span(first - 1)[1] + 1 if first else 0  # type: ignore[index]
+        merged = scan_ranges(self.path, flt, ino, start, end, report, cancelled)
+        changed = merged is None or merged[2] != end_line - first
+        if changed or result.generation != self.generation or cancelled():
             result.cancelled = True  # asked to, or the file changed under the scan
             return result
-        result.lines, result.totals, _count = merged
+        result.lines, totals, _count = merged
+        base.add(totals)
+        result.totals = base
         result.covered = end_line
+        if flt.empty:
+            self._counted = (result.generation, end_line, replace(base))
         progress(1.0)
         return result
 
@@ -1093,7 +1105,9 @@ class TrafficLog:
         cancelled: Cancelled = _never,
         end_line: int | None = None,
     ) -> Totals:
-        """Calls and tokens of the whole file (or its first `end_line` lines)."""
+        """Calls and tokens of the whole file (or its first `end_line` lines).
+        The last count is kept: counted again (the filter cleared, lines
+        appended since), only the lines after it are read."""
         return self.filter(TrafficFilter(), progress, cancelled, end_line).totals
 
 

@@ -147,3 +147,37 @@ def test_workers_yield_the_cpu_to_the_app(tmp_path: Path, monkeypatch: pytest.Mo
     workers = [os.getpriority(os.PRIO_PROCESS, w.pid) for w in rangescan.worker_stats()]
     assert os.getpriority(os.PRIO_PROCESS, 0) == ours
     assert max(workers) >= ours + traffic.WORKER_NICE or max(workers) == 19
+
+
+def test_a_count_again_reads_only_the_lines_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write(path, TRICKY, COMPACT, torn=False)
+    starts: list[int] = []
+    real = traffic.scan_ranges
+
+    def spy(path, flt, ino, start, *args):
+        starts.append(start)
+        return real(path, flt, ino, start, *args)
+
+    monkeypatch.setattr(traffic, "scan_ranges", spy)
+    with TrafficLog(path) as log:
+        first = log.totals()
+        size = path.stat().st_size
+        with open(path, "ab") as f:
+            f.write(b"".join(json.dumps(r).encode() + b"\n" for r in TRICKY[:3]))
+        assert log.poll().appended == 3
+        again = log.totals()
+        assert starts == [0, size]
+        assert again == whole_count(path) != first
+        again.calls += 100  # the caller's copy: the kept count is not touched
+        assert log.totals() == whole_count(path)
+        assert log.totals(end_line=2) == whole_count(path, 2)  # a shorter count: from 0
+        assert starts[-1] == 0
+
+
+def whole_count(path: Path, end_line: int | None = None) -> traffic.Totals:
+    with TrafficLog(path) as log:
+        log.scan()
+        return traffic.Totals() if end_line == 0 else log.totals(end_line=end_line)
