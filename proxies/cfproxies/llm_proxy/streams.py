@@ -368,15 +368,18 @@ class StreamParser:
                 return
             self._buf += chunk
             return
-        self._buf += chunk
-        start = 0
-        while True:
-            nl = self._buf.find(b"\n", start)
-            if nl < 0:
-                break
-            self._line(bytes(self._buf[start:nl]).rstrip(b"\r"))
-            start = nl + 1
-        del self._buf[:start]
+        if b"\n" not in chunk:  # the middle of a line: keep it, bounded
+            self._buf += chunk
+        else:
+            if self._buf:
+                self._buf += chunk
+                chunk = bytes(self._buf)
+                self._buf.clear()
+            lines = chunk.split(b"\n")
+            rest = lines.pop()  # after the last newline: not a whole line yet
+            for line in lines:
+                self._line(line[:-1] if line[-1:] == b"\r" else line)
+            self._buf += rest
         if len(self._buf) > MAX_EVENT:  # one endless line: drop it, not the process
             self._buf.clear()
             self._skipping = True
