@@ -53,6 +53,7 @@ from cftui.filewriters import SMALL, FileWriters, SmallFile
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 from cftui.securefs import PRIVATE_FILE, fsync_dir, make_private_dirs
+from cftui.tarheader import FastTarInfo
 
 if TYPE_CHECKING:
     from cftui.runtime.base import Runtime
@@ -933,7 +934,7 @@ def extract_snapshot(
     extract_error: BaseException | None = None
     try:
         stream = _ForwardReader(reader, progress, total)
-        with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=stream, mode="r:", tarinfo=FastTarInfo) as tar:  # type: ignore[call-overload]
             _extract_all(tar, dest, member_filter)
         while reader.read(CHUNK):  # the rest, so the decryptor reaches its final check
             pass
