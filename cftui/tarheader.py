@@ -22,8 +22,6 @@ _FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s")
 _FAST_TYPES = frozenset(
     {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE}
 )
-_NUMBER_OFFSETS = (100, 108, 116, 124, 136, 148, 329, 337)
-_BASE256 = (0o200, 0o377)
 
 
 def _octal(field: bytes) -> int:
@@ -41,15 +39,11 @@ class FastTarInfo(tarfile.TarInfo):
 
     @classmethod
     def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
-        if (
-            len(buf) != tarfile.BLOCKSIZE
-            or buf[156:157] not in _FAST_TYPES
-            or any(buf[i] in _BASE256 for i in _NUMBER_OFFSETS)
-        ):
+        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] not in _FAST_TYPES:
             return super().frombuf(buf, encoding, errors)
         (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, major, minor,
          prefix) = _FIELDS.unpack_from(buf)  # fmt: skip
-        try:
+        try:  # a base-256 number starts with 0x80 or 0xff: not ASCII, so not here
             numbers = [_octal(f) for f in (mode, uid, gid, size, mtime, chksum, major, minor)]
         except (UnicodeDecodeError, ValueError):
             return super().frombuf(buf, encoding, errors)  # raises tarfile's own error
