@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import re
-import sys
 import threading
 import time
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import accumulate, repeat
-from multiprocessing import resource_tracker
 from operator import add
 from pathlib import Path
 from typing import Any
@@ -683,10 +679,14 @@ def scan_ranges(
     killed) costs speed, not the result: the scan is done here instead."""
     try:
         return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=None)
-    except BrokenProcessPool:
-        return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=1)
     except FileNotFoundError:  # rotated away
         return None
+    except Exception as exc:
+        from concurrent.futures.process import BrokenProcessPool  # multiprocessing: when used
+
+        if not isinstance(exc, BrokenProcessPool):
+            raise
+        return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=1)
 
 
 def _scan_ranges(
@@ -699,8 +699,6 @@ def _scan_ranges(
     cancelled: Cancelled,
     workers: int | None,
 ) -> RangeResult | None:
-    if end - start >= PARALLEL_MIN:
-        _start_resource_tracker()
     found = array("q")
     totals = Totals()
     counted = 0
@@ -737,22 +735,14 @@ def _yield_to_the_ui() -> None:
     the loop's worst stall during a filter, at load 5, ~100 ms instead of
     200-500 ms; the filter no slower). Never in the app's own process."""
     global _yielding
-    if not _yielding and multiprocessing.parent_process() is not None:
-        _yielding = True
+    if _yielding:
+        return
+    _yielding = True
+    import multiprocessing  # only where a scan runs (a worker imported it already)
+
+    if multiprocessing.parent_process() is not None:
         with contextlib.suppress(OSError):
             os.nice(WORKER_NICE)
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker (the worker pool needs it)
-    with the process's own stderr: multiprocessing hands the tracker
-    `sys.stderr.fileno()`, which in the TUI is Textual's print capture and
-    returns -1 (the start fails: "bad value(s) in fds_to_keep"). Once
-    running, later calls only check that it still is."""
-    if sys.stderr is sys.__stderr__ or sys.__stderr__ is None:
-        return
-    with contextlib.redirect_stderr(sys.__stderr__):
-        resource_tracker.ensure_running()
 
 
 # --- the log -----------------------------------------------------------------
