@@ -837,8 +837,8 @@ def _one_line(exc: BaseException) -> str:
 def _extract_all(tar: tarfile.TarFile, dest: Path, member_filter: _MemberFilter) -> None:
     """`extractall`, member by member, forgetting each member once extracted
     (tarfile keeps them all otherwise: memory would grow with the file count).
-    Small regular files whose path the filter proved are written by a pool of
-    threads (`FileWriters`) while this thread reads on. The pool is drained
+    Small regular files whose path the filter proved are written by a writer
+    thread (`FileWriters`) while this thread reads on. The pool is drained
     (every file it holds written) before a member whose path or a parent is
     still being written, before every hard link (its target must exist), and
     before anything but a pooled file or a directory is extracted, so each
