@@ -176,8 +176,11 @@ def _unb64(text: bytes) -> bytes:
 
 
 def _shared(secret: X25519PrivateKey, public: bytes) -> bytes:
-    shared = secret.exchange(X25519PublicKey.from_public_bytes(public))
-    if not any(shared):  # cryptography refuses this too; the spec requires the check
+    try:
+        shared = secret.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:  # cryptography refuses an all-zero result itself
+        raise AgeError("low-order X25519 share") from None
+    if not any(shared):  # the spec's check, whatever the library does
         raise AgeError("low-order X25519 share")
     return shared
 
@@ -436,6 +439,8 @@ def main(argv: list[str]) -> int:
         return 3
     except OSError as exc:
         return _fail("disk full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc))
+    except Exception as exc:  # still one line for the parent, never a traceback
+        return _fail(f"age: {type(exc).__name__}: {exc}")
     return 0
 
 

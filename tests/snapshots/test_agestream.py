@@ -222,3 +222,12 @@ def test_check_first_chunk_reads_only_the_start(keys, tmp_path: Path) -> None:
     other = agestream.parse_identity(str(x25519.Identity.generate()))
     with (tmp_path / "cut.age").open("rb") as src, pytest.raises(AgeError, match="wrong key"):
         agestream.open_payload(src, other)
+
+
+def test_a_low_order_share_is_refused(keys, tmp_path: Path) -> None:
+    identity, recipient, _key = keys
+    data = encrypt(b"x", recipient, tmp_path / "f.age")
+    line = data.split(b"\n")[1]
+    zero_share = b"-> X25519 " + agestream._b64(bytes(32))
+    (tmp_path / "bad.age").write_bytes(data.replace(line, zero_share))
+    refused(tmp_path / "bad.age", identity, tmp_path, "low-order")
