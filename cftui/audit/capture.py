@@ -23,6 +23,7 @@ import os
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -440,6 +441,10 @@ class CaptureReader:
                     yield from reversed(entries) if newest_first else entries
         except OSError as exc:  # here or in a worker: the log went away under the scan
             raise CaptureError(f"cannot read {self.log_path}: {exc.strerror}") from None
+        except BrokenExecutor:
+            raise CaptureError(
+                "a decrypting worker process died (killed, or out of memory?); run it again"
+            ) from None
 
     def _open_edge_key(self, f, end: int, newest_first: bool) -> None:
         """Open the key of the first line the scan yields, so the workers start with it."""

@@ -113,6 +113,9 @@ def _pool_for(fn: Callable[..., Any]) -> ProcessPoolExecutor:
     """The shared pool, started on first use with `fn`'s module preloaded."""
     global _pool, _pool_size
     with _lock:
+        if _pool is not None and getattr(_pool, "_broken", False):
+            _pool.shutdown(wait=False, cancel_futures=True)  # broken under a scan not iterated
+            _pool = None
         if _pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -314,16 +317,17 @@ class Scan(Generic[R]):
                 if self.cancelled:
                     return
                 pending.popleft()
-                try:
-                    result = fut.result()
-                except Exception as exc:
-                    from concurrent.futures.process import BrokenProcessPool
-
-                    if isinstance(exc, BrokenProcessPool):
-                        _discard(pool)  # a worker died (killed, out of memory): start afresh
-                    raise
+                result = fut.result()
                 self._advance(s, e)
                 yield s, e, result
+        except Exception as exc:
+            from concurrent.futures.process import BrokenProcessPool
+
+            # A worker died (killed, out of memory): seen by `submit` or by a
+            # result, whichever comes first. The next scan starts a new pool.
+            if isinstance(exc, BrokenProcessPool):
+                _discard(pool)
+            raise
         finally:
             for _, _, fut in pending:
                 fut.cancel()

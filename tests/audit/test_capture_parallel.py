@@ -155,3 +155,20 @@ def test_parallel_scan_writes_no_key_and_no_plaintext_to_disk(home, monkeypatch,
         except OSError:
             continue
         assert not any(s in data for s in secrets), p
+
+
+@needs_two_cpus
+def test_a_worker_killed_under_the_scan_is_a_clear_error_and_the_next_scan_works(home, monkeypatch):
+    import signal
+
+    init_bot(home, "kbot")
+    _session(home, "kbot", range(2000))
+    monkeypatch.setattr(capture, "SCAN_CHUNK", 100)
+    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    entries = CaptureReader(home, "kbot").iter_entries(workers=None)
+    next(entries)
+    os.kill(rangescan.worker_stats()[0].pid, signal.SIGKILL)
+    with pytest.raises(CaptureError, match="a decrypting worker process died"):
+        list(entries)
+    got, skipped, _ = _read(home, "kbot", False, None)
+    assert len(got) == 2000 and skipped == (0, 0, 0)
