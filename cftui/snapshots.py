@@ -16,7 +16,8 @@ Both directions stream, so memory stays flat whatever the state's size, and
   it lacks (setuid bits refused rather than cleared, devices and fifos
   refused with a clear reason, no writes through symlinks, link targets
   checked lexically so that a long symlink chain cannot fool `realpath`),
-  into a fresh directory beside `state/`. Only when everything (decryption,
+  into a fresh directory beside `state/`; small files are written by a
+  thread beside the reader (`cftui.filewriters`). Only when everything (decryption,
   authentication, extraction) succeeded is it swapped in; otherwise the old
   state was never touched.
 """

@@ -14,10 +14,35 @@ durable, only later.
 from __future__ import annotations
 
 import collections
+import ctypes
+import errno
 import os
+from collections.abc import Callable
 
 STEP = 8 << 20  # bytes per writeback request
 IN_FLIGHT = 4  # requests left to run before the oldest is waited for
+
+# <linux/fs.h>; Python's os module has no sync_file_range, so libc's is called.
+WAIT_BEFORE, WRITE, WAIT_AFTER = 1, 2, 4
+
+
+def _load() -> Callable[[int, int, int, int], None] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None  # not Linux, or no such call in this libc
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def sync_file_range(fd: int, offset: int, length: int, flags: int) -> None:
+        if fn(fd, offset, length, flags) != 0:  # ctypes releases the GIL meanwhile
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return sync_file_range
+
+
+_sync_file_range = _load()
 
 
 class WriteBehind:
@@ -28,24 +53,22 @@ class WriteBehind:
         self.end = offset  # bytes written so far
         self.submitted = offset  # bytes already handed to writeback
         self.pending: collections.deque[tuple[int, int]] = collections.deque()
-        self.enabled = hasattr(os, "sync_file_range")
+        self.enabled = _sync_file_range is not None
 
     def written(self, n: int) -> None:
         self.end += n
         if not self.enabled or self.end - self.submitted < STEP:
             return
+        assert _sync_file_range is not None
         start, length = self.submitted, self.end - self.submitted
         try:
-            os.sync_file_range(self.fd, start, length, os.SYNC_FILE_RANGE_WRITE)
+            _sync_file_range(self.fd, start, length, WRITE)
             self.submitted = self.end
             self.pending.append((start, length))
             if len(self.pending) > IN_FLIGHT:
                 old_start, old_length = self.pending.popleft()
-                flags = (
-                    os.SYNC_FILE_RANGE_WAIT_BEFORE
-                    | os.SYNC_FILE_RANGE_WRITE
-                    | os.SYNC_FILE_RANGE_WAIT_AFTER
-                )
-                os.sync_file_range(self.fd, old_start, old_length, flags)
-        except OSError:
-            self.enabled = False  # not supported here (ESPIPE, EINVAL): fsync does it all
+                _sync_file_range(self.fd, old_start, old_length, WAIT_BEFORE | WRITE | WAIT_AFTER)
+        except OSError as exc:
+            if exc.errno not in (errno.ESPIPE, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise  # EIO, ENOSPC: the write itself failed; say so now
+            self.enabled = False  # not supported here: the final fsync does it all
