@@ -33,7 +33,7 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 class SmallFile:
     path: str  # absolute
     rel: str  # as `busy` is asked about it
-    data: bytes
+    data: bytes | memoryview
     mode: int
     mtime: float | None
     owner: tuple[int, int] | None

@@ -900,11 +900,14 @@ def _small_file(
         os.makedirs(os.path.join(dest, parent), exist_ok=True)
     source = tar.fileobj
     source.seek(member.offset_data)
-    data = source.read(member.size)
-    if len(data) != member.size:
+    # The data and its padding in one read: `tar.next` then finds the stream
+    # at the next header and has nothing to skip.
+    data = source.read(tar.offset - member.offset_data)
+    if len(data) < member.size:
         raise tarfile.ReadError("unexpected end of data")
     path = os.path.join(dest, member.name)
-    return SmallFile(path, member.name, data, member.mode, member.mtime, member_filter.owner)
+    view = memoryview(data)[: member.size]
+    return SmallFile(path, member.name, view, member.mode, member.mtime, member_filter.owner)
 
 
 def extract_snapshot(
