@@ -4,21 +4,25 @@ and not (issue 4). Prints p50/p99 latency and the latency the proxy adds,
 req/s and the proxied/direct ratio; for streams, how long each chunk is held
 back (arrival time minus the upstream's own send stamp, proxied minus direct).
 
-    .venv/bin/python bench/llm_proxy.py                 # the full table
-    .venv/bin/python bench/llm_proxy.py --duration 2 --concurrency 1 16
-    .venv/bin/python bench/llm_proxy.py --pin           # load generator on CPU 1,
-                                                        # upstream and proxy on CPU 0
+    .venv/bin/python bench/llm_proxy.py                 # the full table, unpinned
+    .venv/bin/python bench/llm_proxy.py --pin sidecar   # proxy alone on CPU 0; load
+                                                        # generator + upstream on CPU 1
+    .venv/bin/python bench/llm_proxy.py --harness raw   # canned bytes on both ends
     .venv/bin/python bench/llm_proxy.py --stack httpx   # a bare pass-through with an httpx
                                                         # client instead of our proxy
 
-The upstream (default) answers an Anthropic Messages call (~430 B request)
-with canned bytes (~620 B JSON, or a stream of 20 text deltas 5 ms apart),
-and the load generator sends canned bytes over keep-alive connections: both
-are plain asyncio protocols, identical for the direct and the proxied side,
-so that their CPU per call is small and the figures show the proxy (the
-`gen`/`up` columns: their CPU per direct call). `--upstream fake` uses
-`cf-fake-llm` instead. Everything runs on this machine: load generator,
-proxy and upstream share its cores, as the goals assume.
+Harness `sdk` (default) is the reference harness the issue's goals were set
+on (shared/reference/proxy.md §3): the load generator is aiohttp's client, as
+an agent's SDK calls, and the upstream is an aiohttp.web server with canned
+Anthropic Messages answers (~620 B JSON, or a stream of 20 text deltas 5 ms
+apart, each stamped when sent). Harness `raw` replaces both with plain asyncio
+protocols sending prebuilt bytes (~10 us of CPU a call each), which shows the
+proxy's own cost but makes any Python proxy a tenth of "direct". Everything
+runs on this machine; `--pin` chooses how the processes share its two cores,
+the same for the direct and the proxied side, and the header says which.
+The `gen`/`up` columns are the load generator's and the upstream's CPU per
+direct call; `cpu us/call` is the proxy's. `--upstream fake` uses
+`cf-fake-llm` as the upstream.
 """
 
 from __future__ import annotations
@@ -247,7 +251,7 @@ class ClientConn(asyncio.Protocol):
         self.done.set_result(status)
 
 
-async def load(url: str, concurrency: int, stream: bool, duration: float, warmup: int) -> Run:
+async def load_raw(url: str, concurrency: int, stream: bool, duration: float, warmup: int) -> Run:
     """Closed loop: `concurrency` connections, each sending its next call as
     soon as the last one is answered, for `duration` seconds."""
     loop = asyncio.get_running_loop()
@@ -295,6 +299,57 @@ async def load(url: str, concurrency: int, stream: bool, duration: float, warmup
     return run
 
 
+async def load_sdk(url: str, concurrency: int, stream: bool, duration: float, warmup: int) -> Run:
+    """The same closed loop with aiohttp's client, as an agent's SDK would
+    call (openai-python and LiteLLM have aiohttp transports): the reference
+    harness the issue's goals were set on (shared/reference/proxy.md §3)."""
+    loop = asyncio.get_running_loop()
+    request = canned_request(url, stream)
+    head, body = request.split(b"\r\n\r\n", 1)
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, value = line.decode().split(": ", 1)
+        if name.lower() not in ("host", "content-length"):
+            headers[name] = value
+    run = Run()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+
+        async def call() -> tuple[int, list[float]]:
+            lags: list[float] = []
+            async with session.post(url, data=body, headers=headers) as resp:
+                if not stream:
+                    await resp.read()
+                    return resp.status, lags
+                async for line in resp.content:
+                    sent = stamps(line)
+                    if sent is not None:
+                        lags.append(time.time() - sent)
+                return resp.status, lags
+
+        async def worker(until: float | None, calls: int) -> None:
+            while (until is None and calls > 0) or (until is not None and loop.time() < until):
+                calls -= 1
+                t0 = time.perf_counter()
+                status, lags = await call()
+                if until is None:
+                    continue
+                if status != 200:
+                    run.errors += 1
+                else:
+                    run.latencies.append(time.perf_counter() - t0)
+                    run.chunk_lags += lags
+
+        if warmup:
+            per = max(1, min(warmup, 4 * concurrency) // concurrency)
+            await asyncio.gather(*(worker(None, per) for _ in range(concurrency)))
+        t0 = time.perf_counter()
+        until = loop.time() + duration
+        await asyncio.gather(*(worker(until, 0) for _ in range(concurrency)))
+        run.elapsed = time.perf_counter() - t0
+    return run
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU a process has used: a cost per call that the machine's
     other load does not distort as much as wall-clock figures."""
@@ -315,13 +370,16 @@ async def bench(args: argparse.Namespace) -> dict:
     fake_port, proxy_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
     (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
-    # Pinned as the reference harness was: the load generator alone on one
-    # core, the upstream and the proxy on the other, the same for both sides.
-    fake_cpu, proxy_cpu = ("0", "0") if args.pin else (None, None)
+    # --pin sidecar: the proxy alone on CPU 0, as a sidecar with a core of its
+    # own; the load generator and the upstream (which stand for the agent and
+    # a remote provider) together on CPU 1, for both sides alike. --pin
+    # loadgen: the load generator alone on CPU 1, upstream and proxy on CPU 0.
+    gen_cpus, fake_cpu, proxy_cpu = PINS[args.pin]
     if args.upstream == "fake":
         upstream_argv = [str(bindir / "cf-fake-llm"), "--listen", f"127.0.0.1:{fake_port}"]
     else:
-        upstream_argv = [py, str(Path(__file__).resolve()), "--serve-upstream", str(fake_port)]
+        serve = "--serve-upstream-sdk" if args.harness == "sdk" else "--serve-upstream"
+        upstream_argv = [py, str(Path(__file__).resolve()), serve, str(fake_port)]
     fake = spawn(upstream_argv, fake_cpu)
     if args.stack == "cfproxy":
         proxy_argv = [
@@ -349,17 +407,24 @@ async def bench(args: argparse.Namespace) -> dict:
             f"http://127.0.0.1:{fake_port}",
         ]
     proxy = spawn(proxy_argv, proxy_cpu)
-    if args.pin:
-        os.sched_setaffinity(0, {1})
-    results: dict = {"stack": args.stack, "upstream": args.upstream, "pinned": args.pin, "rows": []}
+    if gen_cpus is not None:
+        os.sched_setaffinity(0, gen_cpus)
+    load = load_sdk if args.harness == "sdk" else load_raw
+    results: dict = {
+        "stack": args.stack,
+        "upstream": args.upstream,
+        "harness": args.harness,
+        "pin": args.pin,
+        "rows": [],
+    }
     try:
         await wait_up(f"http://127.0.0.1:{fake_port}/health", fake)
         await wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
         direct = f"http://127.0.0.1:{fake_port}/v1/messages"
         proxied = f"http://127.0.0.1:{proxy_port}/anthropic/v1/messages"
         print(
-            f"stack={args.stack} upstream={args.upstream} "
-            + ("pinned: load generator CPU 1, upstream+proxy CPU 0; " if args.pin else "unpinned; ")
+            f"stack={args.stack} upstream={args.upstream} harness={args.harness} "
+            + f"pin={args.pin} ({PIN_TEXT[args.pin]}); "
             + f"{os.cpu_count()} CPUs; "
             f"duration={args.duration}s per cell; "
             f"load avg {os.getloadavg()[0]:.2f}; latencies in ms",
@@ -553,22 +618,23 @@ def canned_answers() -> dict:
         before, after = line.split(b'"fake_ts": 0')
         events.append((before + b'"fake_ts": ', after))
     health = b'{"ok": true}'
+    start_event = f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
+    tail_events = (
+        f"event: message_delta\ndata: {json.dumps(delta)}\n\n"
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ).encode()
     return {
+        "plain_body": plain,
+        "start_event": start_event,
+        "tail_events": tail_events,
         "plain": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         b"request-id: req_bench\r\nContent-Length: %d\r\n\r\n%s" % (len(plain), plain),
         "health": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(health), health),
         "stream_head": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-        b"request-id: req_bench\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + chunk(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()),
+        b"request-id: req_bench\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(start_event),
         "events": events,
-        "stream_tail": chunk(
-            (
-                f"event: message_delta\ndata: {json.dumps(delta)}\n\n"
-                'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-            ).encode()
-        )
-        + b"0\r\n\r\n",
+        "stream_tail": chunk(tail_events) + b"0\r\n\r\n",
     }
 
 
@@ -701,9 +767,67 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
     web.run_app(app, host="127.0.0.1", port=port, loop=loop, access_log=None, print=None)
 
 
+def serve_upstream_sdk(port: int) -> None:
+    """The fast local upstream of the reference harness: aiohttp.web with the
+    same canned answers (a stream's deltas STREAM_GAP_MS apart, stamped)."""
+    from aiohttp import web
+
+    canned = canned_answers()
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"ok": true}', content_type="application/json")
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if b'"stream": true' not in body and b'"stream":true' not in body:
+            return web.Response(
+                body=canned["plain_body"],
+                content_type="application/json",
+                headers={"request-id": "req_bench"},
+            )
+        out = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "request-id": "req_bench"}
+        )
+        await out.prepare(request)
+        await out.write(canned["start_event"])
+        for before, after in canned["events"]:
+            await asyncio.sleep(STREAM_GAP_MS / 1000.0)
+            await out.write(before + repr(time.time()).encode() + after)
+        await out.write(canned["tail_events"])
+        await out.write_eof()
+        return out
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/messages", messages)
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, loop=loop, access_log=None, print=None)
+
+
+PINS: dict[str, tuple[set[int] | None, str | None, str | None]] = {
+    # name: (load generator CPUs, upstream CPUs, proxy CPUs)
+    "none": (None, None, None),
+    "sidecar": ({1}, "1", "0"),
+    "loadgen": ({1}, "0", "0"),
+}
+PIN_TEXT = {
+    "none": "unpinned",
+    "sidecar": "proxy alone on CPU 0; load generator and upstream on CPU 1",
+    "loadgen": "load generator alone on CPU 1; upstream and proxy on CPU 0",
+}
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-upstream":
         serve_upstream(int(sys.argv[2]))
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-upstream-sdk":
+        serve_upstream_sdk(int(sys.argv[2]))
         return
     if len(sys.argv) == 5 and sys.argv[1] == "--serve-minimal":
         serve_minimal(sys.argv[2], int(sys.argv[3]), sys.argv[4])
@@ -717,8 +841,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="direct/proxied slices per cell")
     parser.add_argument(
         "--pin",
-        action="store_true",
-        help="load generator on CPU 1; upstream and proxy on CPU 0 (default: unpinned)",
+        default="none",
+        choices=sorted(PINS),
+        help="; ".join(f"{k}: {v}" for k, v in PIN_TEXT.items()),
+    )
+    parser.add_argument(
+        "--harness",
+        default="sdk",
+        choices=["sdk", "raw"],
+        help="sdk: aiohttp client and aiohttp.web upstream (the reference harness, "
+        "as an agent's SDK and a web server would call); raw: canned bytes over "
+        "plain asyncio protocols (~10 us a call each side)",
     )
     parser.add_argument(
         "--stack",
