@@ -54,6 +54,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "host": self.headers.get("host"),
                 "got": body.decode("utf-8", "replace"),
                 "reply": self.headers.get("x-reply", "pong"),
+                "peer_port": self.client_address[1],  # one per upstream connection
             }
         ).encode()
         self.send_response(200)

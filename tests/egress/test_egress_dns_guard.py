@@ -146,7 +146,11 @@ HOOK_SCRIPT = textwrap.dedent(
             data = ServerConnectionHookData(server=server, client=client)
             await addon.server_connect(data)
             at_connect = list(server.address)
-            addon.server_connected(data)
+            if server.error is None:
+                server.state = connection.ConnectionState.OPEN  # as mitmproxy sets it
+                addon.server_connected(data)
+            else:
+                addon.server_connect_error(data)
             out[host] = {"error": server.error, "connect_to": at_connect,
                          "after": list(server.address), "sni": server.sni}
         out["refused"] = dict(state.refused)
@@ -194,7 +198,11 @@ def test_a_listed_name_reaches_the_server_only_through_the_checked_address(
     status, body, _ = get_json(conn, f"http://api.rebind.test:{http_server.port}/in")
     assert status == 200
     assert body["host"] == f"api.rebind.test:{http_server.port}"  # Host keeps the name
+    # The upstream connection is reused for the name (it got its name back).
+    status, again, _ = get_json(conn, f"http://api.rebind.test:{http_server.port}/again")
+    assert (status, again["peer_port"]) == (200, body["peer_port"])
     assert eg.stats()["refused_total"] == 0
+    assert not [line for line in eg.stderr_lines if "Addon error" in line]
 
 
 def test_a_listed_name_resolving_inside_is_refused_with_a_readable_error(
@@ -256,6 +264,7 @@ def test_https_to_a_pinned_name_keeps_the_name_for_sni_and_verification(
     intercepted.close()
     assert (status, body["path"]) == (200, "/intercepted")
     assert server.snis == ["api.rebind.test", "api.rebind.test"]
+    assert not [line for line in eg.stderr_lines if "Addon error" in line]
     eg.wait_stats(lambda s: s["flows_captured"] >= 1)
     (entry,) = CaptureReader(home, "egbot").page(5)
     assert entry.record["url"] == f"https://api.rebind.test:{server.port}/intercepted"

@@ -194,8 +194,7 @@ class Allowlist:
             return
         if route.address != host:
             # Connect to the address just checked, not to whatever a second
-            # lookup would say; the name comes back once the socket is open
-            # (mitmproxy matches connections for reuse by it).
+            # lookup would say. The name comes back once the socket is open.
             self._names[server.id] = server.address
             server.address = (route.address, port)
 
@@ -206,9 +205,14 @@ class Allowlist:
         self._restore(data.server)
 
     def _restore(self, server: connection.Server) -> None:
+        """Give the connection its name back: mitmproxy reuses connections by
+        address, and the HTTP layer reads the origin-form host from it. The
+        socket is already connected to the checked address; only the label
+        changes, so mitmproxy's guard against re-addressing an open
+        connection (`Server.__setattr__`) is stepped around on purpose."""
         name = self._names.pop(server.id, None)
         if name is not None:
-            server.address = name
+            object.__setattr__(server, "address", name)
 
 
 def _inner_why(route: Route) -> str:
