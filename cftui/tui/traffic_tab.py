@@ -120,11 +120,18 @@ class TrafficTab(Vertical):
         return self.query_one(TrafficView)
 
     def activate(self) -> None:
+        """Start reading (once) and focus the table, unless the focus is
+        already in the tab: the screen may activate a tab twice (when shown,
+        and once more after its first refresh), and a second focus would take
+        the filter field from under the operator's typing."""
         self.view.start()
-        self.view.focus()
+        if not self.has_focus_within:
+            self.view.focus()
 
     def action_focus_filter(self) -> None:
-        self.query_one("#traffic-filter", Input).focus()
+        # At once: `focus()` queues the change behind keys already read, which
+        # would reach the bot's keys instead (s starts it, x stops it).
+        self.screen.set_focus(self.query_one("#traffic-filter", Input))
 
     def action_toggle_detail(self) -> None:
         self.query_one("#traffic-detail").toggle_class("-hidden")
@@ -141,7 +148,7 @@ class TrafficTab(Vertical):
             self.notify(str(exc), severity="error")
             return
         self._apply(flt)
-        self.view.focus()
+        self.screen.set_focus(self.view)  # at once, as in action_focus_filter
 
     def _apply(self, flt: TrafficFilter) -> None:
         self.flt = flt

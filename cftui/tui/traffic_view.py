@@ -252,12 +252,18 @@ class TrafficView(ScrollView, can_focus=True):
         self.virtual_size = Size(max(self.size.width, 1), count)
         if self.following:
             self._to_end()
-            self.call_after_refresh(self._to_end)  # once the new size is laid out
+            self.call_after_refresh(self._to_end_if_following)  # the new size laid out
         elif prepended > 0:
             # Older lines were found at the front: shift down with them.
             self.cursor = self.cursor + prepended
             self.scroll_to(y=self.scroll_y + prepended, animate=False)
         self.refresh()
+
+    def _to_end_if_following(self) -> None:
+        """`_to_end`, unless the operator moved the cursor meanwhile (a key
+        read between the new lines and the refresh must not be undone)."""
+        if self.following:
+            self._to_end()
 
     def _to_end(self) -> None:
         count = self.row_count
