@@ -675,17 +675,17 @@ def test_recipient_matches_the_key_file(home: FleetHome, bot: str) -> None:
     assert recipient_of(home, bot).startswith("age1")
 
 
-# --- the writer threads of a restore -------------------------------------------
+# --- small files written directly, in order with the other members ---------------
 
 
 def _many(tar: tarfile.TarFile, count: int = 200) -> None:
-    """Small files to keep the writer threads busy when the member under test comes."""
+    """Small files (the direct path) before the member under test."""
     add_member(tar, "state/many", kind=tarfile.DIRTYPE, mode=0o755)
     for i in range(count):
         add_member(tar, f"state/many/f{i}", data=os.urandom(3000))
 
 
-async def test_restore_links_hard_to_a_file_a_writer_just_got(
+async def test_restore_links_hard_to_a_small_file_just_written(
     home: FleetHome, bot: str, crafted
 ) -> None:
     def build(tar: tarfile.TarFile) -> None:
@@ -718,7 +718,7 @@ async def test_restore_of_a_name_twice_keeps_the_last_even_through_a_link(
     assert (state / "real").read_bytes() == b"after"
 
 
-async def test_restore_refuses_a_member_under_a_file_a_writer_just_got(
+async def test_restore_refuses_a_member_under_a_small_file_just_written(
     home: FleetHome, bot: str, crafted
 ) -> None:
     def build(tar: tarfile.TarFile) -> None:
@@ -730,7 +730,7 @@ async def test_restore_refuses_a_member_under_a_file_a_writer_just_got(
 
 
 async def test_restore_writes_big_and_small_files_alike(home: FleetHome, bot: str) -> None:
-    from cftui.filewriters import SMALL
+    from cftui.snapshots import SMALL
 
     state = home.state_dir(bot)
     sizes = [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL]
