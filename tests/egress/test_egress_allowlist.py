@@ -59,6 +59,18 @@ def test_private_ip_literal_is_refused_unless_listed(start_egress, http_server):
     status, body, _ = get_json(conn, "http://10.0.0.1/")
     assert status == 403
     assert body["host"] == "10.0.0.1"
+    for url, host in (
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        (f"http://[::1]:{http_server.port}/", "::1"),
+        ("http://2130706433:1/", "2130706433"),  # 127.0.0.1, listed for another port
+    ):
+        status, body, _ = get_json(conn, url)
+        assert (status, body["host"]) == (403, host), url
+    # ... and on the listed port, the same address in another spelling is listed.
+    assert get_json(conn, f"http://2130706433:{http_server.port}/")[0] == 200
+    status, body, sock = raw_connect(eg, "[::1]", http_server.port)
+    sock.close()
+    assert (status, body["host"], body["via"]) == (403, "::1", "CONNECT")
 
 
 @pytest.mark.parametrize("capture", [False, True])
