@@ -163,6 +163,7 @@ class Egress:
     confdir: Path
     ca_export: Path
     stderr_lines: list[str] = field(default_factory=list)
+    stderr_closed: threading.Event = field(default_factory=threading.Event)
 
     @property
     def audit(self) -> Path:
@@ -259,6 +260,7 @@ def start_egress(home: FleetHome, bot: str, tmp_path: Path, test_ca_pem: Path):
                 if "listening on" in line:
                     eg.port = int(line.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1])
                     ready.set()
+            eg.stderr_closed.set()
             ready.set()
 
         threading.Thread(target=drain, daemon=True).start()

@@ -3,12 +3,13 @@ in one line with nothing lost."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 
 import pytest
 from cfproxies.egress.patterns import Allowlist, PatternError, is_public_address, parse_pattern
-from egress_support import CF_EGRESS
+from egress_support import CF_EGRESS, local
 
 from cftui.audit.events import read_events
 from cftui.botinit import init_bot
@@ -134,11 +135,20 @@ def test_numeric_host_spellings_are_addresses_not_names(host):
     assert Allowlist.parse(["127.0.0.0/8"]).check(host, 80).allowed
 
 
-def test_cf_egress_stops_cleanly_on_sigterm_and_says_it_is_down(start_egress, home, cli):
-    eg = start_egress(["localhost"], capture=True)
+def test_cf_egress_stops_cleanly_on_sigterm_and_says_it_is_down(
+    start_egress, home, cli, http_server
+):
+    eg = start_egress(local(http_server), capture=True)
     eg.wait_stats(lambda s: s["running"] and s["capture"])
+    # A client still connected when the proxy stops is cut off quietly.
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    conn.request("GET", f"http://localhost:{http_server.port}/open")
+    assert conn.getresponse().read()
     eg.proc.terminate()
     assert eg.proc.wait(15) == 0
+    assert eg.stderr_closed.wait(5)
+    assert not [line for line in eg.stderr_lines if "Traceback" in line], eg.stderr_lines
+    conn.close()
     stats = eg.stats()
     assert stats["running"] is False
     assert stats["capture"] is False  # the session key is gone with the process

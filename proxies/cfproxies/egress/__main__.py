@@ -105,6 +105,14 @@ async def serve(config: EgressConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
     await master.run()
+    # asyncio.run then cancels the connections still open; saying so with a
+    # traceback each would make a clean stop look like a crash in the log.
+    loop.set_exception_handler(_quiet_when_cancelled)
+
+
+def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
