@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group
 from rich.json import JSON
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -132,6 +132,26 @@ class TrafficTab(Vertical):
         # At once: `focus()` queues the change behind keys already read, which
         # would reach the bot's keys instead (s starts it, x stops it).
         self.screen.set_focus(self.query_one("#traffic-filter", Input))
+
+    async def on_key(self, event: events.Key) -> None:
+        """Keys typed right after '/' (fast, or tmux send-keys): Textual hands
+        each key to the widget focused when it was read, and '/' moves the
+        focus only once handled, so the keys behind it reach the table and
+        come up here. '/' moves the focus at once, and while the field has it
+        the characters coming up (the field keeps those it gets itself) are
+        typed into it and Enter submits it: none reaches the bot's keys (s
+        starts the bot, x stops it)."""
+        field = self.query_one("#traffic-filter", Input)
+        if self.screen.focused is not field:
+            if event.key == "slash":
+                event.stop()
+                self.action_focus_filter()
+        elif event.is_printable and event.character:
+            event.stop()
+            field.insert_text_at_cursor(event.character)
+        elif event.key == "enter":
+            event.stop()
+            await field.action_submit()
 
     def action_toggle_detail(self) -> None:
         self.query_one("#traffic-detail").toggle_class("-hidden")
