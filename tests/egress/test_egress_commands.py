@@ -123,6 +123,11 @@ def test_ip_literals_never_match_name_patterns_and_private_ranges_are_known():
     for addr in ("127.0.0.1", "10.0.0.1", "192.168.1.1", "169.254.169.254", "::1", "fd00::1"):
         assert not is_public_address(addr), addr
     assert not is_public_address("::ffff:10.0.0.1")
+    # IPv6 addresses that lead to an IPv4 one are judged by it (NAT64, 6to4).
+    for addr in ("64:ff9b::a00:1", "64:ff9b:1::7f00:1", "2002:a00:1::1"):
+        assert not is_public_address(addr), addr
+    assert is_public_address("64:ff9b::5db8:d822")  # 93.184.216.34
+    assert is_public_address("2606:2800:220:1:248:1893:25c8:1946")
     assert is_public_address("93.184.216.34")
     with pytest.raises(PatternError):
         parse_pattern("0.0.0.0/0")

@@ -210,13 +210,24 @@ def ip_literal(host: str) -> str | None:
     return str(ip) if ip is not None else None
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (RFC 6052,
+# RFC 8215): on a network with NAT64 they lead to that IPv4 address.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def is_public_address(addr: str) -> bool:
-    """False for loopback, private, link-local, CGNAT, reserved, multicast..."""
+    """False for loopback, private, link-local, CGNAT, reserved, multicast...,
+    judging an IPv6 address that embeds an IPv4 one (mapped, NAT64, 6to4) by it."""
     ip = _ip_or_none(addr.split("%", 1)[0])
     if ip is None:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif any(ip in net for net in _NAT64):
+            ip = ipaddress.IPv4Address(ip.packed[-4:])
     return ip.is_global and not ip.is_multicast
 
 
