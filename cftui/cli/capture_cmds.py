@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "show or edit a bot's egress allowlist (host, *.domain, IP or network, :PORT optional)",
         cmd_egress,
     )
+    p.epilog = (
+        "A listed name is reached only at addresses that are public or listed themselves: "
+        "a name that resolves to a private, loopback or link-local address (a Docker "
+        "service, localhost) needs that address or its network listed too."
+    )
     p.add_argument("bot")
     p.add_argument("--allow", action="append", default=[], metavar="PATTERN")
     p.add_argument("--remove", action="append", default=[], metavar="PATTERN")
