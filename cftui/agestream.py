@@ -1,13 +1,15 @@
-"""The age v1 file format for one X25519 recipient, streamed on `cryptography`.
+"""The age v1 file format for X25519 recipients, on `cryptography`: cftui's
+one age implementation (bot identities, the sealed capture session keys, and
+snapshot streams).
 
 Written from the spec (C2SP age.md) because pyrage's payload cipher runs at
 half the speed of the stock `age` CLI here, while OpenSSL's ChaCha20-Poly1305
 (behind `cryptography`) is SIMD-accelerated: the snapshot pipeline was bound
-by the encryptor. Only what snapshots need: encrypt to one `age1...`
-recipient, decrypt with one `AGE-SECRET-KEY-1...` identity (other stanzas are
-skipped), binary files only (no armor). Memory is a pair of fixed buffers of
-`BATCH` chunks: plaintext and ciphertext move through them with `readinto`
-and one write per batch.
+by the encryptor. Only what cftui needs: encrypt to one `age1...` recipient,
+decrypt with one `AGE-SECRET-KEY-1...` identity (other stanzas are skipped),
+binary files only (no armor). Memory is a pair of fixed buffers of `BATCH`
+chunks: plaintext and ciphertext move through them with `readinto` and one
+write per batch.
 
 Run as a child process by `cftui.snapshots` (the identity arrives on stdin,
 never in argv or the environment):
@@ -27,7 +29,7 @@ import hmac
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -58,6 +60,10 @@ AfterWrite = Callable[[int], None] | None
 
 class AgeError(Exception):
     """A key or file the age format refuses; the message is one line."""
+
+
+class WrongKeyError(AgeError):
+    """The file is sealed to recipients this identity is not one of."""
 
 
 # --- bech32 (BIP-173), for the key strings ----------------------------------
@@ -149,6 +155,16 @@ def parse_identity(text: str) -> X25519PrivateKey:
 def recipient_of(identity: X25519PrivateKey) -> str:
     """The `age1...` recipient of an identity."""
     return bech32_encode(RECIPIENT_HRP, identity.public_key().public_bytes_raw())
+
+
+def identity_text(identity: X25519PrivateKey) -> str:
+    """The `AGE-SECRET-KEY-1...` form of an identity, as age-keygen writes it."""
+    return bech32_encode(IDENTITY_HRP, identity.private_bytes_raw()).upper()
+
+
+def generate_identity() -> X25519PrivateKey:
+    """A new X25519 identity (the private key of a bot's snapshots and captures)."""
+    return X25519PrivateKey.generate()
 
 
 # --- header --------------------------------------------------------------------
@@ -258,7 +274,7 @@ def _unwrap(stanzas: list[tuple[list[bytes], bytes]], identity: X25519PrivateKey
             return ChaCha20Poly1305(wrap_key).decrypt(bytes(12), body, None)
         except InvalidTag:
             continue
-    raise AgeError("no identity matched any of the recipients (wrong key)")
+    raise WrongKeyError("no identity matched any of the recipients (wrong key)")
 
 
 class Payload:
@@ -356,6 +372,21 @@ def decrypt(src: Readable, dst: int, payload: Payload) -> None:
     """Decrypt the chunks of `src` (after `open_payload`) to the file descriptor
     `dst`. Each batch is written once authenticated; the caller must treat
     what it received as untrusted until this returns."""
+    for batch in _plain_batches(src, payload):
+        _write_all(dst, batch, None)
+
+
+def decrypt_bytes(data: bytes, identity: X25519PrivateKey) -> bytes:
+    """A small age file (a sealed session key) decrypted in memory; AgeError
+    if it is not one or `identity` cannot open it."""
+    src = io.BufferedReader(io.BytesIO(data))
+    payload = open_payload(src, identity)
+    return b"".join(bytes(batch) for batch in _plain_batches(src, payload))
+
+
+def _plain_batches(src: Readable, payload: Payload) -> Iterator[memoryview]:
+    """The authenticated plaintext of `src`, a batch of chunks at a time (each
+    view is valid until the next one is asked for)."""
     sealed, plain = memoryview(bytearray(BATCH * SEALED)), memoryview(bytearray(BATCH * CHUNK))
     held = 0
     while True:
@@ -371,7 +402,7 @@ def decrypt(src: Readable, dst: int, payload: Payload) -> None:
                 payload, piece, plain[out : out + len(piece) - TAG], eof and i == pieces - 1
             )
             out += len(piece) - TAG
-        _write_all(dst, plain[:out], None)
+        yield plain[:out]
         if eof:
             return
         sealed[:SEALED] = sealed[(BATCH - 1) * SEALED :]

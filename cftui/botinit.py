@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from pyrage import x25519
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from cftui import agestream
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
@@ -36,31 +37,36 @@ class InitResult:
     recipient: str
 
 
-def age_keygen_text(identity: x25519.Identity, now: datetime | None = None) -> str:
+def age_keygen_text(identity: X25519PrivateKey, now: datetime | None = None) -> str:
     """An identity in the exact file format of `age-keygen`."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"# created: {stamp}\n# public key: {identity.to_public()}\n{identity}\n"
+    return (
+        f"# created: {stamp}\n# public key: {agestream.recipient_of(identity)}\n"
+        f"{agestream.identity_text(identity)}\n"
+    )
 
 
-def read_identity(path: Path) -> x25519.Identity:
+def read_identity(path: Path) -> X25519PrivateKey:
     """Load an age-keygen style identity file (comments allowed)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CftuiError(f"cannot read identity {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CftuiError(f"{path} holds no valid age X25519 identity") from None
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("AGE-SECRET-KEY-"):
             try:
-                return x25519.Identity.from_str(line)
-            except Exception:
+                return agestream.parse_identity(line)
+            except agestream.AgeError:
                 break
     raise CftuiError(f"{path} holds no valid age X25519 identity")
 
 
 def recipient_of(home: FleetHome, bot: str) -> str:
     """The bot's public age recipient (age1...)."""
-    return str(read_identity(home.snapshot_key(bot)).to_public())
+    return agestream.recipient_of(read_identity(home.snapshot_key(bot)))
 
 
 def _check_home_writable(root: Path) -> None:
@@ -216,7 +222,7 @@ def init_bot(
         _populate_code(code_dir, code)
         _ensure_workspace(home.workspace_dir(name))
 
-        identity = x25519.Identity.generate()
+        identity = agestream.generate_identity()
         proxy_token = "cfp_" + secrets.token_urlsafe(32)
         gateway_token = "cfg_" + secrets.token_urlsafe(32)
         write_new_private_file(home.snapshot_key(name), age_keygen_text(identity))
@@ -245,4 +251,4 @@ def init_bot(
             shutil.rmtree(path, ignore_errors=True)
         raise
     record_event(home, "init", name, runtime=runtime, gateway=kind)
-    return InitResult(config, str(identity.to_public()))
+    return InitResult(config, agestream.recipient_of(identity))

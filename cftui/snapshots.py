@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import cftui
 from cftui import killswitch
-from cftui.agestream import AgeError, check_first_chunk, open_payload, parse_identity
+from cftui.agestream import (
+    AgeError,
+    check_first_chunk,
+    identity_text,
+    open_payload,
+    parse_identity,
+    recipient_of,
+)
 from cftui.audit.events import record_event
 from cftui.botinit import read_identity
 from cftui.errors import CftuiError, SnapshotError, UsageError
@@ -546,7 +553,7 @@ def _clean_partials(folder: Path) -> None:
 def _recipient(home: FleetHome, bot: str) -> str:
     """The bot's `age1...` recipient."""
     try:
-        return str(read_identity(home.snapshot_key(bot)).to_public())
+        return recipient_of(read_identity(home.snapshot_key(bot)))
     except CftuiError as exc:
         raise SnapshotError(str(exc)) from None
 
@@ -554,7 +561,7 @@ def _recipient(home: FleetHome, bot: str) -> str:
 def _identity(home: FleetHome, bot: str) -> str:
     """The bot's `AGE-SECRET-KEY-1...` identity (never logged or shown)."""
     try:
-        return str(read_identity(home.snapshot_key(bot)))
+        return identity_text(read_identity(home.snapshot_key(bot)))
     except CftuiError as exc:
         raise SnapshotError(str(exc)) from None
 

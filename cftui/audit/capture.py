@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyrage
 from cryptography.fernet import Fernet, InvalidToken
-from pyrage import x25519
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from cftui import agestream
 from cftui.audit import rangescan
 from cftui.botinit import read_identity
 from cftui.errors import CaptureError, CftuiError
@@ -113,11 +113,11 @@ class CaptureEntry:
 class Keyring:
     """The session keys of `capture.keys`, each opened only when first needed."""
 
-    def __init__(self, keys_path: Path, identity: x25519.Identity, identity_path: Path) -> None:
+    def __init__(self, keys_path: Path, identity: X25519PrivateKey, identity_path: Path) -> None:
         self.path = keys_path
         self.identity = identity
         self.identity_path = identity_path
-        self.public = str(identity.to_public())
+        self.public = agestream.recipient_of(identity)
         self._sealed: dict[str, dict[str, Any]] | None = None
         self._open: dict[str, Fernet] = {}
         self._raw: dict[str, bytes] = {}
@@ -161,10 +161,12 @@ class Keyring:
         if isinstance(recipient, str) and recipient != self.public:
             raise wrong
         try:
-            key = pyrage.decrypt(base64.b64decode(entry.get("age", "")), [self.identity])
+            key = agestream.decrypt_bytes(base64.b64decode(entry.get("age", "")), self.identity)
             f = Fernet(key)
-        except pyrage.DecryptError:
+        except agestream.WrongKeyError:
             raise wrong from None
+        except agestream.AgeError:
+            return None  # a damaged keys line: its flows count as unknown
         except ValueError:
             return None  # a damaged keys line: its flows count as unknown
         self._open[key_id] = f
