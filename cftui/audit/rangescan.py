@@ -90,8 +90,18 @@ _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 
 
+WORKER_NICE = 10
+
+
 def _worker_init() -> None:
+    """Ctrl-C is the caller's to handle; and a scan is background work for an
+    interactive process, so its workers yield the CPU: the TUI's event loop
+    must get a core at once when a key is pressed on a busy machine (at load
+    5, the loop's worst stall during a filter was ~100 ms instead of
+    200-500 ms, the filter no slower)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
 
 
 def _start_resource_tracker() -> None:

@@ -17,7 +17,6 @@ No Textual here: the TUI drives these blocking calls from thread workers.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -42,7 +41,6 @@ from cftui.audit import rangescan
 CHUNK = 1 << 20  # filter / totals read size: small enough to stay in the CPU cache
 RANGE = 32 << 20  # a worker's task: ~30 ms, so a new filter cancels the old one quickly
 PARALLEL_MIN = 16 << 20  # smaller files are filtered here: a worker's start costs more
-WORKER_NICE = 10  # scan workers yield the CPU to the UI (see _yield_to_the_ui)
 SCAN_BLOCK = 1 << 20  # index read size (pread, not mmap: RSS stays flat)
 FOLLOW_READ = 1 << 20  # follower read size
 POLL_INTERVAL_S = 0.05  # the follower's idle sleep: appends show in ≤ 250 ms
@@ -641,7 +639,6 @@ def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) ->
     line count). Runs in a worker process (`cftui.audit.rangescan`), which
     opens the file itself; None when the file at `path` is no longer the
     one indexed (inode `ino`, at least `end` bytes): rotated or truncated."""
-    _yield_to_the_ui()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -723,26 +720,6 @@ def _scan_ranges(
             totals.add(part_totals)
             counted += count
     return found, totals, counted
-
-
-_yielding = False
-
-
-def _yield_to_the_ui() -> None:
-    """In a worker process, lower its priority once (WORKER_NICE): the scan
-    is background work for an interactive process, whose event loop must
-    get a core at once when a key is pressed on a busy machine (measured:
-    the loop's worst stall during a filter, at load 5, ~100 ms instead of
-    200-500 ms; the filter no slower). Never in the app's own process."""
-    global _yielding
-    if _yielding:
-        return
-    _yielding = True
-    import multiprocessing  # only where a scan runs (a worker imported it already)
-
-    if multiprocessing.parent_process() is not None:
-        with contextlib.suppress(OSError):
-            os.nice(WORKER_NICE)
 
 
 # --- the log -----------------------------------------------------------------
