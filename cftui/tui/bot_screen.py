@@ -42,6 +42,7 @@ class BotScreen(BotActionsMixin, Screen):
         self.bot = bot
         self.initial_tab = tab if tab in TABS else "overview"
         self.traffic_log: TrafficLog | None = None
+        self._activated: str | None = None
 
     def compose(self) -> ComposeResult:
         self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
@@ -110,15 +111,24 @@ class BotScreen(BotActionsMixin, Screen):
         self.show_tab(tab)
 
     def show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        self._activate(tab)
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            self._activate(tab, again=True)  # the key of the tab on show: focus it again
+        else:
+            tabs.active = tab  # TabActivated follows and activates it
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
             self._activate(event.pane.id)
 
-    def _activate(self, tab: str) -> None:
+    def _activate(self, tab: str, again: bool = False) -> None:
+        """Activate a tab once per time it is shown: the mount, TabActivated
+        and `show_tab` can all ask for the same one, and a second activation
+        would take the focus back from where the operator has moved it."""
+        if tab == self._activated and not again:
+            return
+        self._activated = tab
         self.call_later(self._activate_tab, tab)
 
     async def _activate_tab(self, tab: str) -> None:
