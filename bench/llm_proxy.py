@@ -38,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -266,36 +268,51 @@ async def load_raw(url: str, concurrency: int, stream: bool, duration: float, wa
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
         )
         conns.append(conn)
+
+    async def call(conn: ClientConn) -> tuple[int, list[float]]:
+        status = await conn.call(request)
+        lags, conn.lags = conn.lags, []
+        return status, lags
+
+    try:
+        return await closed_loop([partial(call, c) for c in conns], duration, warmup)
+    finally:
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+async def closed_loop(
+    calls: list[Callable[[], Awaitable[tuple[int, list[float]]]]], duration: float, warmup: int
+) -> Run:
+    """Each of `calls` (one per connection) awaited again as soon as it
+    returns (its status and its stream chunks' lags), first `warmup` calls in
+    all unrecorded, then for `duration` seconds."""
+    loop = asyncio.get_running_loop()
     run = Run()
 
-    async def worker(conn: ClientConn, until: float | None, calls: int) -> None:
-        while (until is None and calls > 0) or (until is not None and loop.time() < until):
-            calls -= 1
+    async def worker(
+        call: Callable[[], Awaitable[tuple[int, list[float]]]], until: float | None, n: int
+    ) -> None:
+        while (until is None and n > 0) or (until is not None and loop.time() < until):
+            n -= 1
             t0 = time.perf_counter()
-            status = await conn.call(request)
+            status, lags = await call()
             if until is None:
                 continue
             if status != 200:
                 run.errors += 1
             else:
                 run.latencies.append(time.perf_counter() - t0)
+                run.chunk_lags += lags
 
-    try:
-        if warmup:
-            per = max(1, min(warmup, 4 * concurrency) // concurrency)
-            await asyncio.gather(*(worker(c, None, per) for c in conns))
-            for conn in conns:
-                conn.lags.clear()
-        t0 = time.perf_counter()
-        until = loop.time() + duration
-        await asyncio.gather(*(worker(c, until, 0) for c in conns))
-        run.elapsed = time.perf_counter() - t0
-        for conn in conns:
-            run.chunk_lags += conn.lags
-    finally:
-        for conn in conns:
-            if conn.transport is not None:
-                conn.transport.close()
+    if warmup:
+        per = max(1, min(warmup, 4 * len(calls)) // len(calls))
+        await asyncio.gather(*(worker(c, None, per) for c in calls))
+    t0 = time.perf_counter()
+    until = loop.time() + duration
+    await asyncio.gather(*(worker(c, until, 0) for c in calls))
+    run.elapsed = time.perf_counter() - t0
     return run
 
 
@@ -303,7 +320,6 @@ async def load_sdk(url: str, concurrency: int, stream: bool, duration: float, wa
     """The same closed loop with aiohttp's client, as an agent's SDK would
     call (openai-python and LiteLLM have aiohttp transports): the reference
     harness the issue's goals were set on (shared/reference/proxy.md §3)."""
-    loop = asyncio.get_running_loop()
     request = canned_request(url, stream)
     head, body = request.split(b"\r\n\r\n", 1)
     headers = {}
@@ -311,7 +327,6 @@ async def load_sdk(url: str, concurrency: int, stream: bool, duration: float, wa
         name, value = line.decode().split(": ", 1)
         if name.lower() not in ("host", "content-length"):
             headers[name] = value
-    run = Run()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
 
@@ -327,27 +342,7 @@ async def load_sdk(url: str, concurrency: int, stream: bool, duration: float, wa
                         lags.append(time.time() - sent)
                 return resp.status, lags
 
-        async def worker(until: float | None, calls: int) -> None:
-            while (until is None and calls > 0) or (until is not None and loop.time() < until):
-                calls -= 1
-                t0 = time.perf_counter()
-                status, lags = await call()
-                if until is None:
-                    continue
-                if status != 200:
-                    run.errors += 1
-                else:
-                    run.latencies.append(time.perf_counter() - t0)
-                    run.chunk_lags += lags
-
-        if warmup:
-            per = max(1, min(warmup, 4 * concurrency) // concurrency)
-            await asyncio.gather(*(worker(None, per) for _ in range(concurrency)))
-        t0 = time.perf_counter()
-        until = loop.time() + duration
-        await asyncio.gather(*(worker(until, 0) for _ in range(concurrency)))
-        run.elapsed = time.perf_counter() - t0
-    return run
+        return await closed_loop([call] * concurrency, duration, warmup)
 
 
 def cpu_seconds(pid: int) -> float:
