@@ -53,7 +53,3 @@ class CaptureError(CftuiError):
 
 class ConfigError(CftuiError):
     """The gateway configuration is invalid or cannot be changed."""
-
-
-class NotYetAvailable(CftuiError):
-    """A command whose capability has not landed yet."""

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,8 +316,3 @@ class FleetHome:
         while port in used:
             port += 1
         return port
-
-
-def with_changes(config: BotConfig, **changes: Any) -> BotConfig:
-    """A copy of `config` with some fields replaced."""
-    return replace(config, **changes)

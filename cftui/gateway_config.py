@@ -208,11 +208,6 @@ def set_keys(
     return changed
 
 
-def set_key(home: FleetHome, bot: str, key: str, value: Any, *, actor: str = "operator") -> None:
-    """Set one dotted key to a JSON value (already typed)."""
-    set_keys(home, bot, [f"{key}={json.dumps(value)}"], actor=actor)
-
-
 def show(home: FleetHome, bot: str, *, reveal: bool = False) -> str:
     """The config as JSON text, with credentials masked unless `reveal`."""
     data = read_config(home, bot)

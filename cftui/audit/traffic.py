@@ -24,7 +24,7 @@ import threading
 import time
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -757,7 +757,6 @@ class TrafficLog:
 
     def _reset_state(self) -> None:
         self._ino = 0
-        self._size0 = 0
         self._read_pos = 0
         # Newline offsets found by the backward scan, newest first; a -1
         # sentinel is appended when the scan reaches the start of the file.
@@ -784,7 +783,7 @@ class TrafficLog:
             self._fd = fd
             self._reset_state()
             self._ino = st.st_ino
-            self._size0 = self._read_pos = st.st_size
+            self._read_pos = st.st_size
             last = _last_newline_before(fd, st.st_size)
             self._fwd = array("q", [last])
             if last >= 0:
@@ -1079,20 +1078,6 @@ class TrafficLog:
 
 
 # --- helpers for the CLI, --run and the fleet view ---------------------------
-
-
-def iter_records(path: Path | str) -> Iterator[dict[str, Any] | None]:
-    """Every line of a file in order, parsed (None for a torn/malformed one)."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                return  # a torn last line: not yet a record
-            if line.strip():
-                yield parse_record_line(line)
 
 
 def today_start(now: datetime | None = None) -> str:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from cftui.errors import NotYetAvailable
 from cftui.fleet import FleetHome
 from cftui.runtime.base import Progress, ProgressEvent
 
@@ -46,10 +45,6 @@ def warn(message: str) -> None:
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
-
-
-def not_yet(what: str) -> NoReturn:
-    raise NotYetAvailable(f"{what} is not yet available in this version of cftui")
 
 
 def add_command(

@@ -8,7 +8,7 @@ import asyncio
 
 from cftui import killswitch, lifecycle
 from cftui.cli.common import add_command, progress_bar, resolve_home
-from cftui.errors import NotYetAvailable, UsageError
+from cftui.errors import UsageError
 from cftui.runtime import Runtimes
 
 
@@ -93,7 +93,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cftui import demo, headless
+    from cftui import demo
 
     home = demo.demo_home(getattr(args, "home", None))
 
@@ -111,13 +111,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"demo fleet running in {home.root}: {names}")
         print(f"  watch: cftui --home {home.root}   stop: cftui --home {home.root} kill --all")
         return 0
-    try:
-        from cftui.tui.app import run_app  # Textual only here
+    from cftui.tui.app import run_app  # Textual only here
 
-        return run_app(home)
-    except NotYetAvailable:
-        print(f"the app is not available yet: running {names} headless (Ctrl-C stops)")
-        return asyncio.run(headless.run_bots(home, bots))
+    return run_app(home)
 
 
 def run_headless(args: argparse.Namespace) -> int:
