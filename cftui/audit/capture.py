@@ -200,22 +200,18 @@ def _decrypt_lines(
 ) -> Iterator[tuple[int, bytes, bytes]]:
     """(offset, key id, plaintext) of each readable line; the others are counted.
 
-    The hot loop of every scan, here or in a worker: the common line shape is
-    split by hand and keys are looked up by their raw id.
+    The hot loop of every scan, here or in a worker: keys are looked up by
+    their raw id.
     """
     fernets: dict[bytes, Fernet | None] = {}
     for offset, line in lines:
         if not line:
             continue
-        mid = line.find(_MIDDLE, 6) if line[:6] == _PREFIX and line[-2:] == _SUFFIX else -1
-        if mid > 0:
-            key_id, token = line[6:mid], line[mid + 7 : -2]
-        else:
-            parts = _split(line)
-            if parts is None:
-                skipped.torn += 1
-                continue
-            key_id, token = parts
+        parts = _split(line)
+        if parts is None:
+            skipped.torn += 1
+            continue
+        key_id, token = parts
         if key_id in fernets:
             fernet = fernets[key_id]
         else:
