@@ -121,9 +121,8 @@ class TrafficTab(Vertical):
 
     def activate(self) -> None:
         """Start reading (once) and focus the table, unless the focus is
-        already in the tab: the screen may activate a tab twice (when shown,
-        and once more after its first refresh), and a second focus would take
-        the filter field from under the operator's typing."""
+        already in the tab (the tab's key pressed again while it is shown
+        keeps the operator's place, the filter field included)."""
         self.view.start()
         if not self.has_focus_within:
             self.view.focus()

@@ -30,6 +30,12 @@ def _session(home, bot: str, ids: range, marker: str = "") -> None:
     s.close()
 
 
+def _small_ranges(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Scan ranges of `chunk` bytes, in workers even for these small logs."""
+    monkeypatch.setattr(capture, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+
+
 def _damage(path: Path) -> None:
     """Tampered, torn, unknown-key, empty and loosely spaced lines, and a torn tail."""
     lines = path.read_bytes().splitlines(keepends=True)
@@ -72,8 +78,7 @@ def test_parallel_scan_agrees_with_sequential_at_every_boundary(
 ):
     home, bot = damaged
     seq, seq_skipped, _ = _read(home, bot, newest_first, 1)
-    monkeypatch.setattr(capture, "SCAN_CHUNK", chunk)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, chunk)
     par, par_skipped, reader = _read(home, bot, newest_first, None)
     assert par == seq
     assert par_skipped == seq_skipped == (3, 3, 1)  # torn: half line, not json, the tail
@@ -87,8 +92,7 @@ def test_parallel_scan_counts_a_torn_tail_once(home, monkeypatch):
     _session(home, "tbot", range(20))
     path = home.capture_log("tbot")
     path.write_bytes(path.read_bytes() + b'{"k":"x","t":"gAAA')
-    monkeypatch.setattr(capture, "SCAN_CHUNK", 100)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, 100)
     for newest_first in (True, False):
         got, skipped, _ = _read(home, "tbot", newest_first, None)
         assert len(got) == 20 and skipped == (1, 0, 0)
@@ -99,8 +103,7 @@ def test_parallel_scan_with_the_wrong_identity_is_a_clear_error(home, monkeypatc
     init_bot(home, "wbot")
     init_bot(home, "other")
     _session(home, "wbot", range(30))
-    monkeypatch.setattr(capture, "SCAN_CHUNK", 200)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, 200)
     reader = CaptureReader(home, "wbot", identity_path=home.snapshot_key("other"))
     with pytest.raises(CaptureError, match=r"cannot open capture key .* use the bot's own"):
         list(reader.iter_entries(workers=None))
@@ -110,8 +113,7 @@ def test_parallel_scan_with_the_wrong_identity_is_a_clear_error(home, monkeypatc
 def test_a_log_removed_under_the_scan_is_a_clear_error(home, monkeypatch):
     init_bot(home, "gbot")
     _session(home, "gbot", range(200))
-    monkeypatch.setattr(capture, "SCAN_CHUNK", 200)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, 200)
     entries = CaptureReader(home, "gbot").iter_entries(workers=None)
     next(entries)
     home.capture_log("gbot").unlink()
@@ -137,8 +139,7 @@ def _files_since(root: str, since: float) -> list[Path]:
 def test_parallel_scan_writes_no_key_and_no_plaintext_to_disk(home, monkeypatch, cli):
     init_bot(home, "sbot")
     _session(home, "sbot", range(100), marker="PLAINTEXT-MARKER-")
-    monkeypatch.setattr(capture, "SCAN_CHUNK", 500)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, 500)
     since = time.time() - 1
     r = cli("decrypt", "sbot", "--json", "--oldest-first")  # no --limit: the parallel scan
     assert r.code == 0
@@ -163,8 +164,7 @@ def test_a_worker_killed_under_the_scan_is_a_clear_error_and_the_next_scan_works
 
     init_bot(home, "kbot")
     _session(home, "kbot", range(2000))
-    monkeypatch.setattr(capture, "SCAN_CHUNK", 100)
-    monkeypatch.setattr(capture, "SCAN_MIN", 0)
+    _small_ranges(monkeypatch, 100)
     entries = CaptureReader(home, "kbot").iter_entries(workers=None)
     next(entries)
     os.kill(rangescan.worker_stats()[0].pid, signal.SIGKILL)

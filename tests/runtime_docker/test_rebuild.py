@@ -6,7 +6,6 @@ is stopped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,18 +14,9 @@ from cftui.audit.events import read_events
 from cftui.errors import BotLocked
 from cftui.runtime import Runtimes
 
-from .helpers import World, destroy_world, http_get, make_world, wait_for
+from .helpers import World, http_get, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def world(docker_client: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = make_world(docker_client, tmp_path_factory.mktemp("rebuild"))
-    try:
-        yield w
-    finally:
-        destroy_world(w)
 
 
 def _gateway(world: World, bot: str) -> dict:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,9 @@ from cftui.runtime import Runtimes
 from cftui.runtime.base import KILLED, RUNNING, STARTING
 from cftui.runtime.docker import DockerRuntime
 
-from .helpers import World, destroy_world, http_get, make_world, wait_for
+from .helpers import World, http_get, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def world(docker_client: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = make_world(docker_client, tmp_path_factory.mktemp("docker"))
-    try:
-        yield w
-    finally:
-        destroy_world(w)
 
 
 @pytest.fixture(scope="module")
