@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from cfproxies.egress.session import CaptureSession
 from cryptography.fernet import Fernet
 
@@ -138,14 +139,6 @@ def bench_pool_start() -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def bench_ceiling(home: FleetHome, bot: str) -> tuple[float, float]:
     """Bare Fernet.decrypt over in-memory tokens: no file, no line split, no parse."""
     reader = CaptureReader(home, bot)
@@ -224,7 +217,7 @@ def main() -> int:
             f"worker pool: {procs} processes (forkserver), cold start {start_ms:.0f} ms; "
             f"worker RSS {' + '.join(f'{r:.0f}' for r, _ in workers_mem)} MB "
             f"(PSS {' + '.join(f'{p:.0f}' for _, p in workers_mem)} MB), "
-            f"this process {rss_mb():.0f} MB"
+            f"this process {psutil.Process().memory_info().rss / 2**20:.0f} MB"
         )
         print(
             "ceiling = one thread; per CPU-s counts this process and the workers; est. quiet = "
