@@ -66,6 +66,10 @@ class WrongKeyError(AgeError):
     """The file is sealed to recipients this identity is not one of."""
 
 
+class NotAgeFileError(AgeError):
+    """The file does not start with an age v1 header (or it is cut short)."""
+
+
 # --- bech32 (BIP-173), for the key strings ----------------------------------
 
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -216,7 +220,7 @@ def _read_line(src: io.BufferedReader, seen: int) -> bytes:
     if not line.endswith(b"\n"):
         if len(line) > MAX_HEADER - seen:
             raise AgeError("header too long")
-        raise AgeError("truncated header (not an age file?)")
+        raise NotAgeFileError("truncated header (not an age file?)")
     return line
 
 
@@ -227,7 +231,7 @@ def _read_stanzas(src: io.BufferedReader) -> tuple[list[tuple[list[bytes], bytes
     if first.rstrip(b"\n") != VERSION_LINE:
         if first.startswith(b"-----BEGIN AGE ENCRYPTED FILE"):
             raise AgeError("armored age files are not supported")
-        raise AgeError("not an age v1 file")
+        raise NotAgeFileError("not an age v1 file")
     covered = [first]
     seen = len(first)
     stanzas: list[tuple[list[bytes], bytes]] = []

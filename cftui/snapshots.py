@@ -47,6 +47,8 @@ import cftui
 from cftui import killswitch
 from cftui.agestream import (
     AgeError,
+    NotAgeFileError,
+    WrongKeyError,
     check_first_chunk,
     identity_text,
     open_payload,
@@ -825,12 +827,12 @@ def check_key(home: FleetHome, bot: str, path: Path) -> None:
             check_first_chunk(f, open_payload(f, identity))
     except OSError as exc:
         raise SnapshotError(f"cannot read {path.name}: {_os_message(exc)}") from None
+    except (WrongKeyError, NotAgeFileError) as exc:
+        raise SnapshotError(
+            f"{path.name} cannot be decrypted with {bot}'s key "
+            f"(wrong key, or not an age file): {exc}"
+        ) from None
     except AgeError as exc:
-        if "wrong key" in str(exc) or "not an age" in str(exc):
-            raise SnapshotError(
-                f"{path.name} cannot be decrypted with {bot}'s key "
-                f"(wrong key, or not an age file): {exc}"
-            ) from None
         raise SnapshotError(
             f"{path.name} failed to decrypt: wrong key, truncated or tampered ({exc})"
         ) from None
