@@ -2,8 +2,8 @@
 chunk, with the key swapped in, and one record per call.
 
 Why it is shaped this way (see shared/reference/proxy.md):
-- the upstream client never decompresses (`auto_decompress=False`): bytes go
-  to the gateway exactly as the provider sent them, and only the side parser
+- the upstream client (`upstream.py`) never decompresses: bytes go to the
+  gateway exactly as the provider sent them, and only the side parser
   decodes; the upstream is offered only encodings that parser can decode;
 - every response is sent before its record is built, so scrubbing and the
   log write cost the gateway nothing;
@@ -34,6 +34,7 @@ from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.llm_proxy.providers import Provider, dialect_for, upstream_path
 from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body
 from cfproxies.llm_proxy.trafficlog import TrafficLog
+from cfproxies.llm_proxy.upstream import Answer, Origin, UpstreamBrokeOff, UpstreamPool
 from cfproxies.record import body_for_record, new_record
 from cfproxies.scrub import ReloadingScrubber
 
@@ -64,7 +65,6 @@ REQUEST_DROP = HOP_BY_HOP | {
 REQUEST_DROP_KEYED = REQUEST_DROP | CREDENTIAL_HEADERS  # with --token: the real key goes in
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
-SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Accept", "Content-Type")
 BUFFERED_MAX = 8 * 1024 * 1024  # larger plain bodies are relayed chunk by chunk, not held
 OFFLOAD_BYTES = 64 * 1024  # records with more body than this are sealed in the writer thread
 
@@ -77,7 +77,10 @@ class ProxyState:
     log: TrafficLog
     scrubber: ReloadingScrubber
     budget: Budget
-    session: aiohttp.ClientSession | None = None
+    upstream: UpstreamPool | None = None
+    origins: dict[str, tuple[Origin, str]] = field(
+        default_factory=dict
+    )  # provider: where, base path
     started: float = field(default_factory=time.time)
     inflight: int = 0
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -111,18 +114,15 @@ def _report_rules_problem(problem: str) -> None:
 
 
 async def _open_session(app: web.Application) -> None:
-    cfg = app[STATE].config
-    app[STATE].writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-record")
-    app[STATE].session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),  # never replay one call's cookies on another
-        skip_auto_headers=SKIP_AUTO,  # set once here, not rebuilt for every call
-        timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
-        ),
-        trust_env=False,
+    state = app[STATE]
+    cfg = state.config
+    state.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-record")
+    state.upstream = UpstreamPool(
+        connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
     )
+    for name, provider in cfg.providers.items():
+        base = URL(provider.base_url, encoded=True)
+        state.origins[name] = (Origin.of(base), base.raw_path.rstrip("/"))
 
 
 SHUTDOWN_GRACE_S = 3.0
@@ -146,8 +146,8 @@ async def _drain(app: web.Application) -> None:
 
 async def _close(app: web.Application) -> None:
     state = app[STATE]
-    if state.session is not None:
-        await state.session.close()
+    if state.upstream is not None:
+        state.upstream.close()
     if state.writer is not None:  # every record handed over is written before the log closes
         await asyncio.get_running_loop().run_in_executor(None, state.writer.shutdown, True)
         state.writer = None
@@ -244,28 +244,28 @@ def _connection_named(headers: Any) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def _upstream_headers(request: web.Request, provider: Provider, key: str | None) -> CIMultiDict:
+def _upstream_headers(
+    request: web.Request, provider: Provider, key: str | None
+) -> list[tuple[str, str]]:
     drop = REQUEST_DROP if key is None else REQUEST_DROP_KEYED
     if "connection" in request.headers:
         drop = drop | _connection_named(request.headers)
-    headers: CIMultiDict = CIMultiDict()
-    for k, v in request.headers.items():  # repeated headers stay repeated
-        if k.lower() not in drop:
-            headers.add(k, v)
+    # repeated headers stay repeated
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
     ae = _accept_encoding(request.headers.get("accept-encoding"))
     if ae is not None:
-        headers["Accept-Encoding"] = ae
+        headers.append(("Accept-Encoding", ae))
     if key is not None:
         if provider.auth == "x-api-key":
-            headers["x-api-key"] = key
+            headers.append(("x-api-key", key))
         elif provider.auth == "x-goog-api-key":
-            headers["x-goog-api-key"] = key
+            headers.append(("x-goog-api-key", key))
         else:
-            headers["Authorization"] = f"Bearer {key}"
+            headers.append(("Authorization", f"Bearer {key}"))
     return headers
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict:
+def _response_headers(upstream: Answer) -> CIMultiDict:
     drop = RESPONSE_DROP
     if "connection" in upstream.headers:
         drop = drop | _connection_named(upstream.headers)
@@ -556,24 +556,17 @@ async def _forward(
         return await _send(request, _refusal_response(refusal))
 
     qs = "&".join(part for _, part in query)
-    url = URL(
-        provider.base_url + upstream_path(provider, tail) + (f"?{qs}" if qs else ""), encoded=True
-    )
+    origin, base_path = state.origins[name]
+    target = (base_path + upstream_path(provider, tail) or "/") + (f"?{qs}" if qs else "")
     headers = _upstream_headers(request, provider, key)
     dialect = dialect_for(provider, tail)
-    assert state.session is not None
+    assert state.upstream is not None
     try:
-        upstream = await state.session.request(
-            request.method,
-            url,
-            headers=headers,
-            data=body if body else None,
-            allow_redirects=False,
-        )
-    except TimeoutError as exc:  # aiohttp's connect/read timeouts are TimeoutErrors
-        call.fail(504, "timeout", f"upstream timed out: {type(exc).__name__}")
+        upstream = await state.upstream.request(origin, request.method, target, headers, body)
+    except TimeoutError as exc:  # the connect and the read timeouts
+        call.fail(504, "timeout", f"upstream timed out: {exc or type(exc).__name__}")
         return await _send(request, _gateway_error(504, "upstream timed out", provider))
-    except (aiohttp.ClientError, OSError) as exc:
+    except (OSError, ValueError) as exc:  # unreachable, TLS, broke off; a header it refused
         call.fail(502, "connect", f"upstream unreachable: {type(exc).__name__}: {exc}")
         return await _send(request, _gateway_error(502, "upstream unreachable", provider))
 
@@ -589,7 +582,7 @@ async def _relay(
     cfg: ProxyConfig,
     provider: Provider,
     dialect: str,
-    upstream: aiohttp.ClientResponse,
+    upstream: Answer,
 ) -> web.StreamResponse:
     rec = call.record
     t_headers = time.perf_counter()
@@ -622,8 +615,8 @@ async def _relay(
         except TimeoutError:
             call.fail(504, "timeout", "upstream timed out while sending its body")
             return await _send(request, _gateway_error(504, "upstream timed out", provider))
-        except aiohttp.ClientError as exc:
-            call.fail(502, "upstream_disconnect", f"upstream broke off: {type(exc).__name__}")
+        except UpstreamBrokeOff as exc:
+            call.fail(502, "upstream_disconnect", f"upstream broke off: {exc}")
             return await _send(request, _gateway_error(502, "upstream broke off", provider))
         call.response_raw = raw
         rec["resp_bytes"] = len(raw)
@@ -647,7 +640,7 @@ async def _relay(
     chunks = 0
     last = t_headers
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.iter_chunks():
             await out.write(chunk)  # the chunk goes first; the side parser after
             now = time.perf_counter()
             gap = now - last
@@ -666,12 +659,8 @@ async def _relay(
         call.fail(upstream.status, "timeout", "upstream went silent mid-stream (read timeout)")
         _abort(request)
         return out
-    except aiohttp.ClientError as exc:
-        call.fail(
-            upstream.status,
-            "upstream_disconnect",
-            f"upstream broke off mid-stream: {type(exc).__name__}",
-        )
+    except UpstreamBrokeOff as exc:
+        call.fail(upstream.status, "upstream_disconnect", f"upstream broke off mid-stream: {exc}")
         _abort(request)
         return out
     finally:
