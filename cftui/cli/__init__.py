@@ -13,9 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cfproxies.cli import OneLineParser
+
 from cftui import __version__
 from cftui.cli import audit_cmds, capture_cmds, fleet_cmds, snapshot_cmds, stack_cmds
-from cftui.cli.common import OneLineParser, add_home_option, fail, resolve_home
+from cftui.cli.common import add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import validate_bot_name
 

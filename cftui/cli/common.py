@@ -8,17 +8,10 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 from cftui.fleet import FleetHome
 from cftui.runtime.base import Progress, ProgressEvent
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def add_home_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:

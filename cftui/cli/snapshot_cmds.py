@@ -9,9 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from cfproxies.cli import OneLineParser
+
 from cftui import gateway_config, snapshots
 from cftui.cli.common import (
-    OneLineParser,
     add_command,
     add_home_option,
     print_json,

@@ -229,4 +229,4 @@ def test_unknown_flag_is_one_line_with_status_2(capsys):
         proxy_main(["--bogus"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err == "cf-llm-proxy: unrecognized arguments: --bogus (see --help)\n"
+    assert err == "cf-llm-proxy: unrecognized arguments: --bogus (see cf-llm-proxy --help)\n"

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
+from cfproxies.cli import OneLineParser
 from cfproxies.egress.patterns import Allowlist, PatternError
 
 BOT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -59,14 +59,9 @@ def _env_list(name: str) -> list[str]:
     return [p for p in re.split(r"[,\s]+", os.environ.get(name, "")) if p]
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="cf-egress",
         description="The bot's egress proxy: an allowlist, and MITM capture when asked.",
     )

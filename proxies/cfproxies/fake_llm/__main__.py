@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from cfproxies.cli import OneLineParser
 from cfproxies.fake_llm.app import make_app
-from cfproxies.llm_proxy.config import OneLineParser
 
 
 def _env_int(name: str, default: int) -> int:

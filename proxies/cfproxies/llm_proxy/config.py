@@ -8,9 +8,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlsplit
 
+from cfproxies.cli import OneLineParser
 from cfproxies.envfile import read_env_file
 from cfproxies.llm_proxy.providers import KNOWN, Provider, provider_for
 
@@ -86,13 +86,6 @@ def _float_option(flag: str, value: str | None, default: float) -> float:
     if number <= 0:
         raise ConfigError(f"{flag} {value!r}: must be positive")
     return number
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
