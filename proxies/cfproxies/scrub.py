@@ -2,8 +2,9 @@
 
 Built-in rules cover provider keys, bearer tokens, cookies, AWS and GitHub
 tokens and private key blocks; each is found by plain substring anchors and
-its (linear-time) regex is tried only where an anchor is, so a long prompt
-costs a few substring scans rather than a regex pass per rule. The operator's own rules
+its (linear-time) regex is tried only where an anchor is. One Aho-Corasick scan
+for all anchors tells whether a string holds any, so a long prompt with none
+costs that one scan rather than a regex pass per rule. The operator's own rules
 come from `scrub_rules.json` and run on the `regex` module with a timeout,
 so a rule with catastrophic backtracking costs a bounded time and fails
 closed (the string it was scanning is redacted whole) instead of hanging
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ahocorasick_rs
 import regex
 
 REDACTED = "[REDACTED:{}]"
@@ -110,49 +112,50 @@ SECRET_KEYS = frozenset(
 )
 
 
-def _minimal(needles: Iterable[bytes]) -> tuple[bytes, ...]:
-    """Drop needles that contain another: if "sk-" is absent, so is "sk-ant-"."""
-    unique = list(dict.fromkeys(needles))
-    return tuple(n for n in unique if not any(o != n and o in n for o in unique))
-
-
 # For raw JSON: the triggers plus short needles that every SECRET_KEYS name
-# (as a quoted JSON key, lowercased) contains; fewer needles, fewer scans.
-_RAW_TRIGGERS = _minimal(
-    (
-        *(t.encode() for t in TRIGGERS),
-        b"authorization",
-        b"secret",
-        b"cookie",
-        b'key"',
-        b"passw",
-        b'token"',
+# (as a quoted JSON key, lowercased) contains.
+_RAW_TRIGGERS = tuple(
+    dict.fromkeys(
+        (
+            *(t.encode() for t in TRIGGERS),
+            b"authorization",
+            b"secret",
+            b"cookie",
+            b'key"',
+            b"passw",
+            b'token"',
+        )
     )
 )
-_TEXT_TRIGGERS = tuple(n.decode() for n in _minimal(t.encode() for t in TRIGGERS))
 assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KEYS)
 
-
-def _trie_pattern(needles: Iterable[bytes]) -> bytes:
-    """One regex for several literals, shared prefixes factored out: a single
-    scan that tries few branches per position (~3x cheaper than one `in` per needle)."""
-    groups: dict[bytes, list[bytes]] = {}
-    for needle in needles:
-        groups.setdefault(needle[:1], []).append(needle[1:])
-    branches = [
-        re.escape(head) + (b"" if b"" in rests else _trie_pattern(rests))
-        for head, rests in sorted(groups.items())
-    ]
-    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+# One Aho-Corasick automaton per needle set, built once: one pass over the
+# lowercased text for all needles (~2.3 ns a byte of JSON, ~4x less than a
+# regex of the same needles as a trie; text far from ASCII, which the str
+# automaton reads as UTF-8, costs more). Only ever asked yes or no, which the
+# default non-overlapping search answers exactly: any needle present, some
+# match is reported. The str automaton, not bytes, for text: it reads an ASCII
+# str in place, where an encode would copy it (most strings are short).
+assert all(t.isascii() and t == t.lower() for t in TRIGGERS)
+_RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_TRIGGERS))
+_TEXT_SCAN = ahocorasick_rs.AhoCorasick(list(TRIGGERS))
 
 
-_RAW_SCAN = re.compile(_trie_pattern(_RAW_TRIGGERS))
-_TEXT_SCAN = re.compile(_trie_pattern(t.encode() for t in _TEXT_TRIGGERS).decode())
+def _has_trigger(text: str) -> bool:
+    """Whether the lowercased text holds any of TRIGGERS."""
+    low = text.lower()
+    try:
+        return bool(_TEXT_SCAN.find_matches_as_indexes(low))
+    except UnicodeEncodeError:
+        # A lone surrogate (a JSON string may hold one) has no UTF-8 form; as
+        # "?", like every other non-ASCII character, it leaves the needles as they were.
+        return bool(_TEXT_SCAN.find_matches_as_indexes(low.encode("ascii", "replace").decode()))
+
 
 # An agent resends its whole conversation on every call, so most of a large
 # request is text this scrubber has already found clean: long strings found
 # clean are remembered (per Scrubber, so a rules reload forgets them) and
-# large bodies skip the raw pre-check, whose cost (~20 ns a byte) the walk
+# large bodies skip the raw pre-check, whose cost (~3 ns a byte) the walk
 # then saves on every string seen before.
 MEMO_MIN_CHARS = 256
 MEMO_MAX_CHARS = 4 * 1024 * 1024  # all remembered strings together; then start over
@@ -290,7 +293,7 @@ class Scrubber:
         return "".join(out), len(spans)
 
     def _may_hold_builtin(self, text: str) -> bool:
-        if _TEXT_SCAN.search(text.lower()) is not None:
+        if _has_trigger(text):
             return True
         return any(secret in text for secret in self._literals)
 
@@ -353,7 +356,7 @@ class Scrubber:
         (which could spell a trigger that the raw text does not show)."""
         if self.user_rules or b"\\u" in raw:
             return False
-        if _RAW_SCAN.search(raw.lower()) is not None:
+        if _RAW_SCAN.find_matches_as_indexes(raw.lower()):
             return False
         return all(secret not in raw for secret in self._literal_bytes)
 

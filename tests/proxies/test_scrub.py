@@ -7,7 +7,14 @@ import json
 import time
 
 import pytest
-from cfproxies.scrub import ReloadingScrubber, Scrubber, load_user_rules, parse_user_rules
+from cfproxies.scrub import (
+    BUILTIN_RULES,
+    SECRET_KEYS,
+    ReloadingScrubber,
+    Scrubber,
+    load_user_rules,
+    parse_user_rules,
+)
 from proxyhelpers import AUTH, anthropic_body
 
 SECRETS = {
@@ -287,3 +294,90 @@ def test_a_rules_reload_forgets_what_the_old_rules_found_clean(tmp_path):
     rules.write_text(json.dumps(["zebra-\\d+"]))
     reloading._checked = 0  # skip the once-a-second wait
     assert "zebra-42" not in reloading.get().scrub(text)[0]
+
+
+# The anchor pre-checks: a string they call clean skips every built-in rule,
+# so a miss there is a secret in the log.
+ANCHORS = [anchor for rule in BUILTIN_RULES for anchor in rule.anchors]
+
+
+def anchor_placements(anchor: str) -> list[str]:
+    """The anchor alone, first, last, in upper case, among non-ASCII text, next
+    to every other anchor and overlapping each whose tail is its head."""
+    out = [
+        anchor,
+        anchor + " and then some ordinary words",
+        "some ordinary words and then " + anchor,
+        "some ordinary " + anchor.upper() + " words",
+        "ünïcödé " + anchor.title() + " 日本語",
+    ]
+    for other in ANCHORS:
+        out += [other + anchor, anchor + other, other.upper() + anchor]
+        out += [
+            other + anchor[k:]
+            for k in range(1, min(len(anchor), len(other)))
+            if other.endswith(anchor[:k])
+        ]
+    return out
+
+
+def test_anchor_placements_include_overlapping_anchors():
+    overlapping = [p for a in ANCHORS for p in anchor_placements(a) if len(p) < 2 * len(a) - 1]
+    assert "awsk-" in anchor_placements("sk-") and "akiaiza" in anchor_placements("aiza")
+    assert overlapping
+
+
+@pytest.mark.parametrize("anchor", ANCHORS)
+def test_an_anchor_anywhere_is_never_reported_clean(anchor):
+    scrubber = Scrubber()
+    for text in anchor_placements(anchor):
+        assert scrubber._may_hold_builtin(text), text
+        assert not scrubber._raw_is_clean(text.encode()), text
+        body = json.dumps({"messages": [{"role": "user", "content": text}]}, ensure_ascii=False)
+        assert not scrubber._raw_is_clean(body.encode()), body
+    # A lone surrogate (which a JSON string may hold) does not hide it either.
+    assert scrubber._may_hold_builtin("\ud800" + anchor + "\udfff")
+
+
+@pytest.mark.parametrize("key", sorted(SECRET_KEYS))
+def test_a_secret_key_name_in_any_case_forces_the_walk(key):
+    for spelled in (key, key.upper(), key.title()):
+        raw = json.dumps({"model": "m", "headers": {spelled: "plain-value"}}).encode()
+        assert not Scrubber()._raw_is_clean(raw), raw
+        out, count = Scrubber().scrub(json.loads(raw), raw)
+        assert out["headers"][spelled] == f"[REDACTED:{key}]" and count == 1
+
+
+@pytest.mark.parametrize(("kind", "secret"), SECRETS.items())
+def test_a_secret_at_either_end_of_a_raw_body_is_scrubbed(kind, secret):
+    for text in (secret, secret + " tail", "head " + secret):
+        raw = json.dumps({"m": text}).encode()
+        out, count = Scrubber().scrub(json.loads(raw), raw)
+        assert secret not in json.dumps(out) and count == 1, (kind, text)
+        out, count = Scrubber().scrub([text])
+        assert secret not in out[0] and count == 1, (kind, text)
+
+
+def test_a_body_without_any_anchor_is_reported_clean():
+    near_misses = (
+        "s k- bear er cook ie ke y ya29 -----beg in gh_p github-pat a.w.s xo-x ai za "
+        "ak ia token auth passage secre t ünïcödé 日本語"
+    )
+    value = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": "You are a helpful assistant; answer briefly.",
+        "messages": [{"role": "user", "content": near_misses}],
+        "metadata": {"user_id": "user_0123456789abcdef"},
+    }
+    raw = json.dumps(value, ensure_ascii=False).encode()
+    scrubber = Scrubber()
+    assert scrubber._raw_is_clean(raw)
+    assert scrubber.scrub(value, raw) == (value, 0)
+    assert scrubber.scrub(value, raw)[0] is value  # the walk was skipped
+    assert not scrubber._may_hold_builtin(near_misses)
+    assert not scrubber._may_hold_builtin("a lone surrogate \ud800 is no anchor")
+    assert scrubber.scrub("a lone surrogate \ud800 is no anchor") == (
+        "a lone surrogate \ud800 is no anchor",
+        0,
+    )
