@@ -141,6 +141,17 @@ _RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_TRIGGERS))
 _TEXT_SCAN = ahocorasick_rs.AhoCorasick(list(TRIGGERS))
 
 
+def _lower_in_place(text: str) -> str:
+    """`text.lower()` with every character where it was: a few characters
+    lowercase to two ("İ" to "i̇"), which would shift every anchor found after
+    them off the text the rules are matched on. Those few stay as they are
+    (no anchor contains them)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(lc := c.lower()) != 1 else lc for c in text)
+
+
 def _has_trigger(text: str) -> bool:
     """Whether the lowercased text holds any of TRIGGERS."""
     low = text.lower()
@@ -268,7 +279,7 @@ class Scrubber:
                 if free(at, at + len(secret)):
                     spans.append((at, at + len(secret), REDACTED.format("secret")))
                 at = text.find(secret, at + len(secret))
-        low = text.lower()
+        low = _lower_in_place(text)
         for rule, compiled in zip(BUILTIN_RULES, _COMPILED, strict=True):
             for anchor in rule.anchors:
                 at = low.find(anchor)

@@ -381,3 +381,12 @@ def test_a_body_without_any_anchor_is_reported_clean():
         "a lone surrogate \ud800 is no anchor",
         0,
     )
+
+
+def test_a_character_that_lowercases_to_two_does_not_shift_the_anchors() -> None:
+    """ "İ".lower() is two characters: found in the lowercased text, every
+    anchor after it used to point one character off, and the key stayed."""
+    key = "sk-proj-" + "Q" * 48
+    for text in (f"İstanbul {key}", f"İİİ x {key} İ", f"{key} İ"):
+        scrubbed, n = Scrubber().scrub(text)
+        assert key not in scrubbed and n == 1, text
