@@ -687,8 +687,11 @@ def run_loop(main: Any) -> Any:
 
 
 def serve_minimal(client: str, port: int, upstream: str) -> None:
-    """A bare pass-through (no record, no parsing): aiohttp.web server with
-    an aiohttp or an httpx client, the two stacks issue 4 asks to compare."""
+    """A bare pass-through (no record, no parsing): an aiohttp.web server
+    with one of the upstream clients compared in bench/README.md: aiohttp's,
+    httpx (the two issue 4 names), cf-llm-proxy's own (`upstream.py`), and
+    pyreqwest or aiosonic (not installed here: `--stack-python` a venv that
+    has them)."""
     from aiohttp import web
 
     drop = {"host", "content-length", "transfer-encoding", "connection"}
@@ -723,6 +726,83 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
                     await out.write(chunk)
             finally:
                 await resp.aclose()
+            await out.write_eof()
+            return out
+
+    elif client == "pyreqwest":
+        from pyreqwest.client import ClientBuilder
+
+        async def startup(app: web.Application) -> None:
+            builder = ClientBuilder().gzip(False).brotli(False).zstd(False).deflate(False)
+            app["c"] = builder.build()
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+            tail = request.match_info["tail"]
+            req = request.app["c"].request(request.method, f"{upstream}/{tail}")
+            async with req.headers(hdrs).body_bytes(body).build_streamed() as resp:
+                out = web.StreamResponse(
+                    status=resp.status,
+                    headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
+                )
+                await out.prepare(request)
+                reader = resp.body_reader
+                while (chunk := await reader.read_chunk()) is not None:
+                    await out.write(bytes(chunk))
+                await out.write_eof()
+                return out
+
+    elif client == "own":
+        from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
+        from yarl import URL
+
+        async def startup(app: web.Application) -> None:
+            app["c"] = UpstreamPool(connect_timeout=10, read_timeout=300)
+
+        origin = Origin.of(URL(upstream))
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            hdrs = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
+            tail = request.match_info["tail"]
+            answer = await request.app["c"].request(origin, request.method, f"/{tail}", hdrs, body)
+            try:
+                out = web.StreamResponse(
+                    status=answer.status,
+                    headers={k: v for k, v in answer.headers.items() if k.lower() not in drop},
+                )
+                await out.prepare(request)
+                async for chunk in answer.iter_chunks():
+                    await out.write(chunk)
+                await out.write_eof()
+                return out
+            finally:
+                answer.release()
+
+    elif client == "aiosonic":
+        import aiosonic
+
+        async def startup(app: web.Application) -> None:
+            app["c"] = aiosonic.HTTPClient()
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
+            tail = request.match_info["tail"]
+            resp = await request.app["c"].request(
+                f"{upstream}/{tail}", method=request.method, headers=hdrs, data=body
+            )
+            out = web.StreamResponse(
+                status=resp.status_code,
+                headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
+            )
+            await out.prepare(request)
+            if resp.chunked:
+                async for chunk in resp.read_chunks():
+                    await out.write(chunk)
+            else:
+                await out.write(await resp.content())
             await out.write_eof()
             return out
 
@@ -852,9 +932,10 @@ def main() -> None:
     parser.add_argument(
         "--stack",
         default="cfproxy",
-        choices=["cfproxy", "aiohttp", "httpx"],
-        help="cfproxy: the real cf-llm-proxy; aiohttp/httpx: a bare pass-through "
-        "(this file's --serve-minimal) with that client, for the stack comparison",
+        choices=["cfproxy", "aiohttp", "httpx", "own", "pyreqwest", "aiosonic"],
+        help="cfproxy: the real cf-llm-proxy; the others: a bare pass-through "
+        "(this file's --serve-minimal: aiohttp.web server) with that upstream client "
+        "(own: cf-llm-proxy's upstream.py), for the stack comparison",
     )
     parser.add_argument(
         "--stack-python", help="interpreter for the bare pass-through (needs its client)"
