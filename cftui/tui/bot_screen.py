@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -111,11 +112,20 @@ class BotScreen(BotActionsMixin, Screen):
         self.show_tab(tab)
 
     def show_tab(self, tab: str) -> None:
-        tabs = self.query_one(TabbedContent)
-        if tabs.active == tab:
-            self._activate(tab, again=True)  # the key of the tab on show: focus it again
-        else:
-            tabs.active = tab  # TabActivated follows and activates it
+        # On a busy machine a key can arrive before the tabs are up: Textual
+        # then has no TabbedContent yet, or refuses the tab ("No Tab with
+        # id"). The tab is asked for again after the next refresh (and is
+        # the one compose opens, if compose is still to come) rather than the
+        # error taking the app down.
+        try:
+            tabs = self.query_one(TabbedContent)
+            if tabs.active == tab:
+                self._activate(tab, again=True)  # the key of the tab on show: focus it again
+            else:
+                tabs.active = tab  # TabActivated follows and activates it
+        except (NoMatches, ValueError):
+            self.initial_tab = tab
+            self.call_after_refresh(self.show_tab, tab)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -281,6 +281,38 @@ async def test_open_lands_on_the_asked_tab_and_number_keys_switch(make) -> None:
         await wait_until(pilot, lambda: tabs.active == "overview")
 
 
+async def test_a_tab_key_before_the_tabs_are_mounted_is_not_lost(make) -> None:
+    """On a busy machine a number key can reach the bot screen before its
+    tabs are mounted: Textual then refuses the tab ("No Tab with id"), which
+    took the whole TUI down."""
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = BotScreen("alpha")
+        app.push_screen(screen)
+        screen.show_tab("traffic")  # the same tick: nothing is mounted yet
+        await wait_until(pilot, lambda: screen.is_mounted)
+        await wait_until(pilot, lambda: screen.query_one(TabbedContent).active == "traffic")
+        await wait_until(pilot, lambda: screen.query("#traffic TrafficTab"))
+
+
+async def test_a_tab_key_between_compose_and_mount_is_not_lost(make) -> None:
+    """The same key once the tabs are composed but not yet mounted."""
+
+    class Early(BotScreen):
+        def compose(self):
+            yield from super().compose()
+            self.call_next(self.show_tab, "traffic")  # tabs composed, not mounted
+
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = Early("alpha")
+        app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.is_mounted)
+        await wait_until(pilot, lambda: screen.query_one(TabbedContent).active == "traffic")
+
+
 async def test_overview_shows_services_limits_and_allowlist(make, fleet) -> None:
     fleet.update_bot("alpha", egress_allow=("api.example.com",))
     app = make(open_bot="alpha")
