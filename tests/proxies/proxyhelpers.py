@@ -3,7 +3,10 @@ fixtures themselves live in conftest.py)."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import ssl
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -92,3 +95,42 @@ def check_record_shape(rec: dict[str, Any]) -> None:
     assert rec["error"] is None or isinstance(rec["error"], str)
     assert isinstance(rec["request"], dict | list | str | type(None))
     assert isinstance(rec["response"], dict | list | str | type(None))
+
+
+def self_signed_tls(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
+    """A server context for `localhost`, a client context trusting only it,
+    and the certificate's path (for SSL_CERT_FILE)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = tmp_path / "cert.pem"
+    key_pem = tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_pem, key_pem)
+    client = ssl.create_default_context(cafile=str(cert_pem))
+    return server, client, cert_pem

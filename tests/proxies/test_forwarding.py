@@ -8,7 +8,7 @@ import gzip
 import json
 import time
 
-from proxyhelpers import AUTH, BEARER, anthropic_body, openai_body, sse_events
+from proxyhelpers import AUTH, BEARER, anthropic_body, openai_body, self_signed_tls, sse_events
 
 
 async def test_non_streamed_call_is_forwarded_and_recorded(start_proxy, fake, client):
@@ -220,3 +220,44 @@ async def test_gzip_request_body_reaches_the_provider_consistent_and_is_recorded
     (rec,) = await proxy.wait_records(1)
     assert rec["request"]["messages"][0]["content"] == "compressed question"
     assert rec["req_bytes"] == len(raw)
+
+
+async def test_an_https_provider_is_reached_with_its_certificate_checked(
+    start_proxy, client, tmp_path, monkeypatch
+):
+    """Every real provider is https: the proxy's client checks the chain
+    against the system's CAs (here SSL_CERT_FILE) and the host name."""
+    from aiohttp import web
+    from cfproxies.fake_llm import make_app as make_fake_app
+
+    server_tls, _, cert = self_signed_tls(tmp_path)
+    runner = web.AppRunner(make_fake_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        proxy = await start_proxy(upstream=f"https://localhost:{port}")
+        for stream in (False, True):
+            async with client.post(
+                f"{proxy.url}/anthropic/v1/messages",
+                json=anthropic_body(stream=stream),
+                headers=AUTH,
+            ) as resp:
+                assert resp.status == 200
+                await resp.read()
+        recs = await proxy.wait_records(2)
+        assert [r["status"] for r in recs] == [200, 200]
+        assert recs[1]["stream"] is True and recs[1]["tokens_out"] > 0
+
+        monkeypatch.delenv("SSL_CERT_FILE")  # a proxy that does not trust it refuses
+        other = await start_proxy(upstream=f"https://localhost:{port}")
+        async with client.post(
+            f"{other.url}/anthropic/v1/messages", json=anthropic_body(), headers=AUTH
+        ) as resp:
+            assert resp.status == 502
+        rec = (await other.wait_records(3))[-1]  # the same bot's log as the first proxy's
+        assert rec["status"] == 502 and "CERTIFICATE_VERIFY_FAILED" in rec["error"]
+    finally:
+        await runner.cleanup()

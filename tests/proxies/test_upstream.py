@@ -7,15 +7,14 @@ TLS and header injection."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from cfproxies.llm_proxy import upstream as up
 from cfproxies.llm_proxy.upstream import Origin, UpstreamBrokeOff, UpstreamPool
+from proxyhelpers import self_signed_tls
 from yarl import URL
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
@@ -365,46 +364,8 @@ async def test_header_with_a_line_break_is_refused(serve, pool, header) -> None:
     assert server.connections == 0
 
 
-def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context for `localhost` and a client context trusting only it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = tmp_path / "cert.pem"
-    key_pem = tmp_path / "key.pem"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_pem, key_pem)
-    client = ssl.create_default_context(cafile=str(cert_pem))
-    return server, client
-
-
 async def test_tls_checks_the_certificate(serve, tmp_path) -> None:
-    server_ctx, client_ctx = _self_signed(tmp_path)
+    server_ctx, client_ctx, _ = self_signed_tls(tmp_path)
     server, origin = await serve(keep_answering, tls=server_ctx)
     trusting = UpstreamPool(connect_timeout=5.0, read_timeout=5.0, ssl_context=client_ctx)
     for _ in range(2):
