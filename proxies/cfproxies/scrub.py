@@ -37,7 +37,10 @@ class BuiltinRule:
     """A secret shape, found in two steps so that long text stays cheap: a
     plain substring search for an anchor (on the lowercased text), then the
     rule's regex matched only where an anchor is. A group named `keep` stays
-    in front of the redaction (the "Bearer " of a header)."""
+    in front of the redaction (the "Bearer " of a header). Case is ignored
+    for ASCII letters only (`(?ai:...)`), as the raw pre-check's
+    `bytes.lower()` does: otherwise a Kelvin sign would be a "k" to the rule
+    and not to the pre-check, which would then skip a body the rule redacts."""
 
     name: str
     anchors: tuple[str, ...]  # lowercase; the match starts where one is found
@@ -71,14 +74,14 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
     BuiltinRule(
         "aws-secret",
         ("aws",),
-        r"(?i)(?P<keep>aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
+        r"(?P<keep>(?ai:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
     ),
     BuiltinRule("slack-token", ("xox",), r"xox[abposr]-[A-Za-z0-9\-]{10,}"),
-    BuiltinRule("bearer", ("bearer",), r"(?i)(?P<keep>bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    BuiltinRule("bearer", ("bearer",), r"(?P<keep>(?ai:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,}"),
     BuiltinRule(
         "cookie",
         ("cookie",),
-        r"(?i)(?P<keep>cookie[\"']?\s*:\s*[\"']?)[^\"'\r\n]+",
+        r"(?P<keep>(?ai:cookie)[\"']?\s*:\s*[\"']?)[^\"'\r\n]+",
         word_start=False,
     ),
 )
@@ -139,6 +142,16 @@ assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KE
 assert all(t.isascii() and t == t.lower() for t in TRIGGERS)
 _RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_TRIGGERS))
 _TEXT_SCAN = ahocorasick_rs.AhoCorasick(list(TRIGGERS))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """Lowercase A-Z only, as `bytes.lower()` does for the raw pre-check: a
+    name is a secret key for the walk exactly when the raw text shows it
+    (a Kelvin sign is not a K there, and must not be one here)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 def _lower_in_place(text: str) -> str:
@@ -350,9 +363,13 @@ class Scrubber:
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
-                if isinstance(key, str) and key.lower() in SECRET_KEYS and item not in (None, ""):
+                if (
+                    isinstance(key, str)
+                    and _ascii_lower(key) in SECRET_KEYS
+                    and item not in (None, "")
+                ):
                     state.count += 1
-                    out[key] = REDACTED.format(key.lower())
+                    out[key] = REDACTED.format(_ascii_lower(key))
                 else:
                     out[key] = self._value(item, state)
             return out

@@ -390,3 +390,23 @@ def test_a_character_that_lowercases_to_two_does_not_shift_the_anchors() -> None
     for text in (f"İstanbul {key}", f"İİİ x {key} İ", f"{key} İ"):
         scrubbed, n = Scrubber().scrub(text)
         assert key not in scrubbed and n == 1, text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"headers": {"coo\u212aie": "session=abc123xyz789"}},  # Kelvin sign K
+        {"api_\u212aey": "not-a-key-name-for-http"},
+        {"note": "Coo\u212aie: session=abc123xyz789"},
+        {"note": "Bearer\u00a0" + "t" * 20},  # a no-break space is still a space
+    ],
+)
+def test_the_raw_precheck_and_the_walk_agree(body) -> None:
+    """Skipping the walk on a body the raw pre-check calls clean must give
+    the very result the walk would: otherwise a trick of Unicode case (a
+    Kelvin sign for a K) hides a secret from the pre-check only."""
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    scrubber = Scrubber()
+    walked, _ = scrubber.scrub(body)
+    checked, _ = scrubber.scrub(body, raw)
+    assert checked == walked
