@@ -447,7 +447,10 @@ _STATUS = re.compile(rb'tus(?<="status)": ?(\d+)')
 _TOKENS_IN_ANY = re.compile(rb'_in(?<="tokens_in)": ?([^,}\s]*)')
 _TOKENS_OUT_ANY = re.compile(rb'_out(?<="tokens_out)": ?([^,}\s]*)')
 _STATUS_ANY = re.compile(rb'tus(?<="status)": ?([^,}\s]*)')
-_NOT_A_RECORD = re.compile(rb"\n[^{]")  # a line that does not start like a record
+# A line that does not start like a record, or (the newline not after "}")
+# the line before it does not end like one: a line torn after the keys
+# summed would otherwise pass for a call. One literal-prefix scan for both.
+_NOT_A_RECORD = re.compile(rb"\n(?:(?!\{)|(?<!\}\n))")
 
 
 def _json_int(raw: bytes) -> int | None:
@@ -490,7 +493,11 @@ def _chunk_totals(chunk: bytes, totals: Totals) -> int:
     over the chunk; otherwise (a body that repeats a key, a torn line) each
     line is read on its own."""
     n = _newlines_in(chunk, 0, len(chunk))
-    if chunk.startswith(b"{") and _NOT_A_RECORD.search(chunk, 0, len(chunk) - 1) is None:
+    if (
+        chunk.startswith(b"{")
+        and chunk.endswith(b"}\n")
+        and _NOT_A_RECORD.search(chunk, 0, len(chunk) - 1) is None
+    ):
         tin = _TOKENS_IN_ANY.findall(chunk)
         tout = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else ()
         status = _STATUS_ANY.findall(chunk) if len(tout) == n else ()

@@ -69,6 +69,19 @@ def test_today_is_found_from_the_end_and_added_up(
     assert (totals.calls, totals.tokens_in, totals.errors) == expected(records)
 
 
+def test_a_line_torn_in_the_middle_of_the_file_is_not_a_call(tmp_path: Path, mode: str) -> None:
+    """A proxy that died mid-write leaves a torn line, then the next one ends
+    it with a newline and goes on: a line cut in its last field still holds
+    every key the fast path sums, and must not count."""
+    path = tmp_path / "traffic.jsonl"
+    records = [rec(n, 24) for n in range(100, 160)]
+    torn = json.dumps(rec(999, 24)).encode()[:-8] + b"\n"  # cut in "error": null
+    write(path, records[:30], torn)
+    write(path, records[30:])
+    totals = DailyCounter(path).update(NOW)
+    assert (totals.calls, totals.tokens_in, totals.errors) == expected(records)
+
+
 def test_appends_are_read_forward_by_chunks(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "traffic.jsonl"
     records = [rec(n, 23) for n in range(10)] + [rec(n, 24) for n in range(10, 20)]
