@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -44,6 +43,7 @@ class BotScreen(BotActionsMixin, Screen):
         self.initial_tab = tab if tab in TABS else "overview"
         self.traffic_log: TrafficLog | None = None
         self._activated: str | None = None
+        self._pending_tab: str | None = None  # asked for before the tabs were mounted
 
     def compose(self) -> ComposeResult:
         self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
@@ -84,6 +84,9 @@ class BotScreen(BotActionsMixin, Screen):
         self.app.fleet_signal.subscribe(self, self._sync)
         self._sync(None)
         self.call_after_refresh(self._activate, self.initial_tab)
+        if self._pending_tab is not None:
+            self.call_after_refresh(self.show_tab, self._pending_tab)
+            self._pending_tab = None
 
     def on_unmount(self) -> None:
         if self.traffic_log is not None:
@@ -112,20 +115,18 @@ class BotScreen(BotActionsMixin, Screen):
         self.show_tab(tab)
 
     def show_tab(self, tab: str) -> None:
-        # On a busy machine a key can arrive before the tabs are up: Textual
-        # then has no TabbedContent yet, or refuses the tab ("No Tab with
-        # id"). The tab is asked for again after the next refresh (and is
-        # the one compose opens, if compose is still to come) rather than the
-        # error taking the app down.
-        try:
-            tabs = self.query_one(TabbedContent)
-            if tabs.active == tab:
-                self._activate(tab, again=True)  # the key of the tab on show: focus it again
-            else:
-                tabs.active = tab  # TabActivated follows and activates it
-        except (NoMatches, ValueError):
-            self.initial_tab = tab
-            self.call_after_refresh(self.show_tab, tab)
+        if not self.is_mounted:
+            # On a busy machine a key can arrive before the tabs are up:
+            # before compose it picks the initial tab; after it, Textual
+            # would refuse the tab ("No Tab with id") or its own mount would
+            # switch back to the initial one, so it is shown once mounted.
+            self.initial_tab = self._pending_tab = tab
+            return
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            self._activate(tab, again=True)  # the key of the tab on show: focus it again
+        else:
+            tabs.active = tab  # TabActivated follows and activates it
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
