@@ -94,6 +94,8 @@ async def test_keep_alive_connections_are_reused(serve, pool) -> None:
         assert ans.status == 200 and await ans.read() == b'{"ok":true}'
         ans.release()
     assert server.connections == 1 and len(server.requests) == 3
+    ans.release()  # a second release changes nothing
+    assert len(pool._idle[origin]) == 1
     first = server.requests[0]
     assert first.startswith(b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
     assert b"X-A: 1\r\n" in first and b"Content-Length: 7\r\n" in first

@@ -124,7 +124,6 @@ class _Connection(asyncio.Protocol):
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = False  # an exchange ran on it before: a reused connection
         self.idle_since = 0.0
         self._reset(None)
 
@@ -219,7 +218,6 @@ class _Connection(asyncio.Protocol):
     # --- the exchange ----------------------------------------------------------------
     def send(self, method: str, head: bytes, body: bytes) -> None:
         self._reset(method)
-        self.used = True
         self.last_read = self.loop.time()
         assert self.transport is not None
         if body and len(body) > 64 * 1024:
@@ -299,6 +297,8 @@ class _Connection(asyncio.Protocol):
         return Answer(self, self.status, CIMultiDictProxy(headers))
 
     def finish_exchange(self) -> None:
+        if self.method is None:
+            return  # finished already: released twice, or aborted
         if self.complete and self.reusable and not self.chunks:
             self.method = None
             self._stop_timer()
