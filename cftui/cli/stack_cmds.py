@@ -106,14 +106,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await runtimes.aclose()
 
     bots = asyncio.run(go())
-    names = ", ".join(b.name for b in bots)
     if args.no_tui:
-        print(f"demo fleet running in {home.root}: {names}")
-        print(f"  watch: cftui --home {home.root}   stop: cftui --home {home.root} kill --all")
+        _print_demo_left_running(home.root, [b.name for b in bots])
         return 0
     from cftui.tui.app import run_app  # Textual only here
 
-    return run_app(home)
+    status = run_app(home)
+    # Quitting the app leaves the fleet running, as it always does; the
+    # demo's home is not the usual one, so say how to reach and stop it.
+    _print_demo_left_running(home.root, [b.name for b in bots])
+    return status
+
+
+def _print_demo_left_running(root: object, names: list[str]) -> None:
+    at = f"cftui --home {root}"
+    print(f"demo fleet running in {root}: {', '.join(names)}")
+    print(f"  watch: {at}")
+    print("  stop:  " + " && ".join(f"{at} stop {name}" for name in names))
 
 
 def run_headless(args: argparse.Namespace) -> int:

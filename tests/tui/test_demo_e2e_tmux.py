@@ -189,6 +189,10 @@ def test_the_demo_runs_its_bots_shows_their_calls_kills_and_unlocks(
         tmux.wait_for("the banner gone", lambda s: "KILL SWITCH" not in s and "Runtime" in s)
         # ctrl+q quits cleanly.
         tmux.keys("C-q")
-        assert "EXITED=0" in tmux.wait_text("EXITED=")
+        screen = tmux.wait_text("EXITED=")
+        assert "EXITED=0" in screen
+        # The fleet is left running; the demo's own home says how to stop it.
+        assert f"demo fleet running in {home.root}: demo-ada, demo-bob" in screen
+        assert f"cftui --home {home.root} stop demo-ada" in screen.replace("\n", "")
     finally:
         tmux.kill()
