@@ -281,6 +281,28 @@ async def test_connection_refused_is_an_os_error(pool) -> None:
             await pool.request(Origin.of(URL(f"http://127.0.0.1:{port}")), "GET", "/", [], b"")
 
 
+async def test_every_address_of_a_name_is_tried(serve, pool, monkeypatch) -> None:
+    """A name with several addresses (IPv6 and IPv4, say): one that refuses
+    is passed over for the next (Happy Eyeballs, as aiohttp's client does)."""
+    import socket
+
+    server, origin = await serve(keep_answering)
+    loop = asyncio.get_running_loop()
+
+    async def two_addresses(host, port, **kwargs):
+        assert host == "127.0.0.1"
+        stream = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        with socket.socket() as s:  # bound, never listening: refuses
+            s.bind(("127.0.0.2", 0))
+            dead = s.getsockname()[1]
+        return [(*stream, ("127.0.0.2", dead)), (*stream, ("127.0.0.1", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    ans = await pool.request(origin, "GET", "/", [], b"")
+    assert await ans.read() == b'{"ok":true}'
+    assert server.connections == 1
+
+
 async def test_a_pooled_connection_the_server_closed_is_not_reused(serve, pool) -> None:
     async def one_then_close(reader, writer, server: Server) -> None:
         await server.read_request(reader)

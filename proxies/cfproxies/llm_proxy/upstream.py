@@ -11,6 +11,7 @@ the gateway as the provider sent them), no proxies, one request per
 connection at a time, a body that is already in memory.
 
 What it does do, because a provider or the network can:
+- every address of a name tried, IPv6 and IPv4 raced (Happy Eyeballs);
 - TLS with certificate and host name checks (the system's CA store, or
   `SSL_CERT_FILE`);
 - answers with Content-Length, chunked, or delimited by the connection's
@@ -28,11 +29,13 @@ What it does do, because a provider or the network can:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohappyeyeballs
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -43,6 +46,7 @@ PAUSE_ABOVE = 1024 * 1024  # bytes received but not yet taken by the caller
 RESUME_BELOW = 256 * 1024
 IDLE_KEEP_S = 15.0  # a pooled connection idle longer than this is closed, not reused
 IDLE_PER_ORIGIN = 100
+HAPPY_EYEBALLS_S = 0.25  # the next address family is tried after this long
 
 
 class UpstreamBrokeOff(ConnectionError):
@@ -366,16 +370,26 @@ class UpstreamPool:
         return None
 
     async def _connect(self, origin: Origin) -> _Connection:
+        """Resolve, connect (Happy Eyeballs, as aiohttp does: a host whose
+        IPv6 goes nowhere is reached over IPv4 after 250 ms, not after the
+        connect timeout; uvloop's own create_connection cannot), then TLS."""
         tls = self._tls() if origin.scheme == "https" else None
         conn = _Connection(self, origin)
         async with asyncio.timeout(self.connect_timeout):
-            await self.loop.create_connection(
-                lambda: conn,
-                origin.host,
-                origin.port,
-                ssl=tls,
-                server_hostname=origin.host if tls is not None else None,
+            infos = await self.loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=HAPPY_EYEBALLS_S, interleave=1
             )
+            try:
+                await self.loop.create_connection(
+                    lambda: conn,
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=origin.host if tls is not None else None,
+                )
+            except BaseException:
+                sock.close()
+                raise
         self._all.add(conn)
         return conn
 
