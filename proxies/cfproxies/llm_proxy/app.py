@@ -78,9 +78,8 @@ class ProxyState:
     scrubber: ReloadingScrubber
     budget: Budget
     upstream: UpstreamPool | None = None
-    origins: dict[str, tuple[Origin, str]] = field(
-        default_factory=dict
-    )  # provider: where, base path
+    # Each provider's origin and base path, parsed once.
+    origins: dict[str, tuple[Origin, str]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     inflight: int = 0
     tasks: set[asyncio.Task] = field(default_factory=set)
