@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import ssl
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,8 +117,13 @@ async def _open_session(app: web.Application) -> None:
     state = app[STATE]
     cfg = state.config
     state.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-record")
+    # The TLS context loads the system's CA store (~25 ms): here at start,
+    # not on the event loop under the first calls.
+    https = any(p.base_url.startswith("https:") for p in cfg.providers.values())
     state.upstream = UpstreamPool(
-        connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        ssl_context=ssl.create_default_context() if https else None,
     )
     for name, provider in cfg.providers.items():
         base = URL(provider.base_url, encoded=True)

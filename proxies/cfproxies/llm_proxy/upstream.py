@@ -84,32 +84,29 @@ class Answer:
 
     async def read(self) -> bytes:
         """The whole body."""
-        conn = self._conn
         parts = []
-        while True:
-            chunk = conn.take()
-            if chunk:
-                parts.append(chunk)
-            elif conn.complete:
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-            elif conn.error is not None:
-                raise conn.error
-            else:
-                await conn.wait()
+        while (chunk := await self._next_chunk()) is not None:
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, de-chunked, each piece as soon as it is here."""
+        while (chunk := await self._next_chunk()) is not None:
+            yield chunk
+
+    async def _next_chunk(self) -> bytes | None:
+        """All that arrived since the last call (waiting for some), or None
+        at the end; the answer's error once what came before it is taken."""
         conn = self._conn
         while True:
             chunk = conn.take()
             if chunk:
-                yield chunk
-            elif conn.complete:
-                return
-            elif conn.error is not None:
+                return chunk
+            if conn.complete:
+                return None
+            if conn.error is not None:
                 raise conn.error
-            else:
-                await conn.wait()
+            await conn.wait()
 
     def release(self) -> None:
         """Back to the pool if the answer was read to its end, else closed."""
