@@ -696,6 +696,25 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
 
     drop = {"host", "content-length", "transfer-encoding", "connection"}
 
+    def kept(headers: Any) -> dict[str, str]:
+        return {k: v for k, v in headers.items() if k.lower() not in drop}
+
+    async def outgoing(request: web.Request) -> tuple[bytes, dict[str, str], str]:
+        """The gateway's request as each client sends it on: body, headers, URL."""
+        tail = request.match_info["tail"]
+        return await request.read(), kept(request.headers), f"{upstream}/{tail}"
+
+    async def relay(
+        request: web.Request, status: int, headers: Any, chunks: Any
+    ) -> web.StreamResponse:
+        """The upstream's answer to the gateway, chunk by chunk as it comes."""
+        out = web.StreamResponse(status=status, headers=kept(headers))
+        await out.prepare(request)
+        async for chunk in chunks:
+            await out.write(bytes(chunk))
+        await out.write_eof()
+        return out
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -709,25 +728,13 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
             )
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
-            tail = request.match_info["tail"]
-            req = request.app["c"].build_request(
-                request.method, f"{upstream}/{tail}", headers=hdrs, content=body
-            )
+            body, hdrs, url = await outgoing(request)
+            req = request.app["c"].build_request(request.method, url, headers=hdrs, content=body)
             resp = await request.app["c"].send(req, stream=True)
-            out = web.StreamResponse(
-                status=resp.status_code,
-                headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
-            )
-            await out.prepare(request)
             try:
-                async for chunk in resp.aiter_raw():
-                    await out.write(chunk)
+                return await relay(request, resp.status_code, resp.headers, resp.aiter_raw())
             finally:
                 await resp.aclose()
-            await out.write_eof()
-            return out
 
     elif client == "pyreqwest":
         from pyreqwest.client import ClientBuilder
@@ -736,22 +743,15 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
             builder = ClientBuilder().gzip(False).brotli(False).zstd(False).deflate(False)
             app["c"] = builder.build()
 
+        async def chunks_of(reader: Any) -> Any:
+            while (chunk := await reader.read_chunk()) is not None:
+                yield chunk
+
         async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
-            tail = request.match_info["tail"]
-            req = request.app["c"].request(request.method, f"{upstream}/{tail}")
+            body, hdrs, url = await outgoing(request)
+            req = request.app["c"].request(request.method, url)
             async with req.headers(hdrs).body_bytes(body).build_streamed() as resp:
-                out = web.StreamResponse(
-                    status=resp.status,
-                    headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
-                )
-                await out.prepare(request)
-                reader = resp.body_reader
-                while (chunk := await reader.read_chunk()) is not None:
-                    await out.write(bytes(chunk))
-                await out.write_eof()
-                return out
+                return await relay(request, resp.status, resp.headers, chunks_of(resp.body_reader))
 
     elif client == "own":
         from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
@@ -763,20 +763,12 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
         origin = Origin.of(URL(upstream))
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            hdrs = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
-            tail = request.match_info["tail"]
-            answer = await request.app["c"].request(origin, request.method, f"/{tail}", hdrs, body)
+            body, hdrs, url = await outgoing(request)
+            target = url.removeprefix(upstream)
+            pool = request.app["c"]
+            answer = await pool.request(origin, request.method, target, [*hdrs.items()], body)
             try:
-                out = web.StreamResponse(
-                    status=answer.status,
-                    headers={k: v for k, v in answer.headers.items() if k.lower() not in drop},
-                )
-                await out.prepare(request)
-                async for chunk in answer.iter_chunks():
-                    await out.write(chunk)
-                await out.write_eof()
-                return out
+                return await relay(request, answer.status, answer.headers, answer.iter_chunks())
             finally:
                 answer.release()
 
@@ -786,25 +778,16 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
         async def startup(app: web.Application) -> None:
             app["c"] = aiosonic.HTTPClient()
 
+        async def whole(resp: Any) -> Any:
+            yield await resp.content()
+
         async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
-            tail = request.match_info["tail"]
+            body, hdrs, url = await outgoing(request)
             resp = await request.app["c"].request(
-                f"{upstream}/{tail}", method=request.method, headers=hdrs, data=body
+                url, method=request.method, headers=hdrs, data=body
             )
-            out = web.StreamResponse(
-                status=resp.status_code,
-                headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
-            )
-            await out.prepare(request)
-            if resp.chunked:
-                async for chunk in resp.read_chunks():
-                    await out.write(chunk)
-            else:
-                await out.write(await resp.content())
-            await out.write_eof()
-            return out
+            chunks = resp.read_chunks() if resp.chunked else whole(resp)
+            return await relay(request, resp.status_code, resp.headers, chunks)
 
     else:
 
@@ -814,21 +797,11 @@ def serve_minimal(client: str, port: int, upstream: str) -> None:
             )
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            hdrs = {k: v for k, v in request.headers.items() if k.lower() not in drop}
-            tail = request.match_info["tail"]
+            body, hdrs, url = await outgoing(request)
             async with request.app["c"].request(
-                request.method, f"{upstream}/{tail}", headers=hdrs, data=body
+                request.method, url, headers=hdrs, data=body
             ) as resp:
-                out = web.StreamResponse(
-                    status=resp.status,
-                    headers={k: v for k, v in resp.headers.items() if k.lower() not in drop},
-                )
-                await out.prepare(request)
-                async for chunk in resp.content.iter_any():
-                    await out.write(chunk)
-                await out.write_eof()
-                return out
+                return await relay(request, resp.status, resp.headers, resp.content.iter_any())
 
     app = web.Application()
     app.on_startup.append(startup)
