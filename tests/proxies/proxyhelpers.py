@@ -62,14 +62,17 @@ BEARER = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"
 GOOG = {"x-goog-api-key": TOKEN, "content-type": "application/json"}
 
 
-async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Serve `app` on a free loopback port, as the console scripts do."""
+async def start_site(
+    app: web.Application, tls: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port, as the console scripts do (over
+    TLS for `localhost` when given a server context)."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
+    return runner, f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
 
 
 def check_record_shape(rec: dict[str, Any]) -> None:

@@ -8,7 +8,15 @@ import gzip
 import json
 import time
 
-from proxyhelpers import AUTH, BEARER, anthropic_body, openai_body, self_signed_tls, sse_events
+from proxyhelpers import (
+    AUTH,
+    BEARER,
+    anthropic_body,
+    openai_body,
+    self_signed_tls,
+    sse_events,
+    start_site,
+)
 
 
 async def test_non_streamed_call_is_forwarded_and_recorded(start_proxy, fake, client):
@@ -227,18 +235,13 @@ async def test_an_https_provider_is_reached_with_its_certificate_checked(
 ):
     """Every real provider is https: the proxy's client checks the chain
     against the system's CAs (here SSL_CERT_FILE) and the host name."""
-    from aiohttp import web
     from cfproxies.fake_llm import make_app as make_fake_app
 
     server_tls, _, cert = self_signed_tls(tmp_path)
-    runner = web.AppRunner(make_fake_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, provider_url = await start_site(make_fake_app(), server_tls)
     try:
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        proxy = await start_proxy(upstream=f"https://localhost:{port}")
+        proxy = await start_proxy(upstream=provider_url)
         for stream in (False, True):
             async with client.post(
                 f"{proxy.url}/anthropic/v1/messages",
@@ -252,7 +255,7 @@ async def test_an_https_provider_is_reached_with_its_certificate_checked(
         assert recs[1]["stream"] is True and recs[1]["tokens_out"] > 0
 
         monkeypatch.delenv("SSL_CERT_FILE")  # a proxy that does not trust it refuses
-        other = await start_proxy(upstream=f"https://localhost:{port}")
+        other = await start_proxy(upstream=provider_url)
         async with client.post(
             f"{other.url}/anthropic/v1/messages", json=anthropic_body(), headers=AUTH
         ) as resp:
