@@ -43,7 +43,6 @@ class BotScreen(BotActionsMixin, Screen):
         self.initial_tab = tab if tab in TABS else "overview"
         self.traffic_log: TrafficLog | None = None
         self._activated: str | None = None
-        self._pending_tab: str | None = None  # asked for before the tabs were mounted
 
     def compose(self) -> ComposeResult:
         self.traffic_log = TrafficLog(self.app.home.traffic_log(self.bot))
@@ -83,10 +82,8 @@ class BotScreen(BotActionsMixin, Screen):
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._sync)
         self._sync(None)
-        self.call_after_refresh(self._activate, self.initial_tab)
-        if self._pending_tab is not None:
-            self.call_after_refresh(self.show_tab, self._pending_tab)
-            self._pending_tab = None
+        # The initial tab, or the one a key asked for before the tabs were up.
+        self.call_after_refresh(self._show, self.initial_tab, False)
 
     def on_unmount(self) -> None:
         if self.traffic_log is not None:
@@ -119,12 +116,15 @@ class BotScreen(BotActionsMixin, Screen):
             # On a busy machine a key can arrive before the tabs are up:
             # before compose it picks the initial tab; after it, Textual
             # would refuse the tab ("No Tab with id") or its own mount would
-            # switch back to the initial one, so it is shown once mounted.
-            self.initial_tab = self._pending_tab = tab
+            # switch back to the initial one, so on_mount shows it.
+            self.initial_tab = tab
             return
+        self._show(tab, again=True)  # the key of the tab on show: focus it again
+
+    def _show(self, tab: str, again: bool) -> None:
         tabs = self.query_one(TabbedContent)
         if tabs.active == tab:
-            self._activate(tab, again=True)  # the key of the tab on show: focus it again
+            self._activate(tab, again=again)
         else:
             tabs.active = tab  # TabActivated follows and activates it
 
