@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from cftui import killswitch, lifecycle
+from cftui import killswitch, lifecycle, locks
 from cftui.audit.traffic import Change, TrafficLog, format_call
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -221,5 +221,5 @@ def run(home: FleetHome, names: Sequence[str]) -> int:
     """`cftui --run BOT`: the blocking entry point."""
     bots = [home.bot(n) for n in names]
     for bot in bots:
-        killswitch.ensure_unlocked(home, bot.name)
+        locks.ensure_unlocked(home, bot.name)
     return asyncio.run(run_bots(home, bots))

@@ -1,71 +1,36 @@
 """The kill switch: the one implementation behind `cftui kill`, the TUI's
 kill key and `cftui --run`'s signal path (CONTRACTS §6).
 
-Order matters. The lock is written first, so that from that instant nothing
-of ours (`start`, a TUI action, a restart) can bring a bot back; then every
-bot is killed at once, each by its own runtime, which cuts the gateway's
-network before killing it. The result says exactly what happened per bot.
+Order matters. The lock is written first, so that from that instant the
+gate (`cftui.locks`) refuses every start of ours; operations in flight are
+cancelled; then every bot is killed at once, each by its own runtime, which
+cuts the gateway's network before killing it. A bot whose gate was held
+when the lock landed (a start past its check, mid-call) is killed again
+once that call has finished, so the report is true. The result says
+exactly what happened per bot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cftui.audit.events import record_event, utc_now_iso
-from cftui.errors import BotLocked, RuntimeUnavailable
-from cftui.fleet import BotConfig, FleetHome, validate_bot_name
+from cftui import locks
+from cftui.audit.events import record_event
+from cftui.errors import RuntimeUnavailable
+from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KillReport
-from cftui.securefs import atomic_write_private, make_private_dirs
 
 # A runtime that does not answer within this time is reported, not waited on.
 KILL_TIMEOUT_S = 10.0
 
 
-def _lock_path(home: FleetHome, bot: str) -> os.PathLike:
-    return home.locks_dir / f"{validate_bot_name(bot)}.lock"
-
-
-def lock_bots(home: FleetHome, bots: Sequence[str], reason: str = "kill") -> None:
-    """Mark bots locked; survives restarts of cftui and of the machine."""
-    make_private_dirs(home.locks_dir)
-    body = json.dumps({"ts": utc_now_iso(), "reason": reason}) + "\n"
-    for bot in bots:
-        atomic_write_private(_lock_path(home, bot), body)  # type: ignore[arg-type]
-
-
-def is_locked(home: FleetHome, bot: str) -> bool:
-    return os.path.exists(_lock_path(home, bot))
-
-
-def locked_bots(home: FleetHome) -> list[str]:
-    try:
-        names = os.listdir(home.locks_dir)
-    except FileNotFoundError:
-        return []
-    return sorted(n.removesuffix(".lock") for n in names if n.endswith(".lock"))
-
-
-def ensure_unlocked(home: FleetHome, bot: str) -> None:
-    """Raise BotLocked if the kill switch holds this bot."""
-    if is_locked(home, bot):
-        raise BotLocked(f"{bot} is locked by the kill switch: run `cftui unlock {bot}` first")
-
-
 def unlock(home: FleetHome, bots: Sequence[str]) -> list[str]:
     """Lift the lock; returns the bots that were locked. Records an event."""
-    lifted = []
-    for bot in bots:
-        try:
-            os.unlink(_lock_path(home, bot))
-            lifted.append(bot)
-        except FileNotFoundError:
-            pass
+    lifted = locks.remove_locks(home, bots)
     if lifted:
         record_event(home, "unlock", bots=lifted)
     return lifted
@@ -100,6 +65,59 @@ async def _kill_one(runtimes: Runtimes, bot: BotConfig) -> KillReport:
     return report
 
 
+@dataclass
+class _InFlight:
+    """What was under way on the bots when the lock landed."""
+
+    busy_gates: set[str]
+    mine: list[locks.Operation]
+    others: list[locks.OtherOperation]
+
+    def bots(self) -> set[str]:
+        return self.busy_gates | {op.bot for op in self.mine} | {op.bot for op in self.others}
+
+    def cancelled(self, bot: str) -> list[str]:
+        return [op.action for op in self.mine if op.bot == bot] + [
+            f"{op.action} (pid {op.pid})" for op in self.others if op.bot == bot
+        ]
+
+
+async def _in_flight(home: FleetHome, names: Sequence[str]) -> _InFlight:
+    """Looked at right after the lock is written, before any runtime call:
+    this process's operations are cancelled on the spot."""
+    mine = locks.cancel_operations(names)
+
+    def elsewhere() -> tuple[list[locks.OtherOperation], set[str]]:
+        busy = {n for n in names if locks.gate_busy(home, n)}
+        return locks.other_operations(home, names), busy
+
+    others, busy = await asyncio.to_thread(elsewhere)
+    return _InFlight(busy, mine, others)
+
+
+async def _settle(
+    home: FleetHome, runtimes: Runtimes, bots: Sequence[BotConfig], flight: _InFlight
+) -> dict[str, KillReport]:
+    """Wait for the interrupted starts and operations to end, then kill the
+    bots they touched once more: whatever they managed to bring up."""
+    touched = [b for b in bots if b.name in flight.bots()]
+    if not touched:
+        return {}
+    gates = await asyncio.gather(
+        *(asyncio.to_thread(locks.wait_gate, home, b.name) for b in touched)
+    )
+    left = await locks.wait_operations_ended(home, flight.mine, flight.others)
+    sweeps = await asyncio.gather(*(_kill_one(runtimes, b) for b in touched))
+    out = {}
+    for bot, gate_free, sweep in zip(touched, gates, sweeps, strict=True):
+        if not gate_free:
+            sweep.errors.append(f"a start still held the gate after {locks.GATE_WAIT_S:.0f} s")
+        sweep.errors += [text for text in left if f" of {bot.name}" in text]
+        sweep.cancelled = flight.cancelled(bot.name)
+        out[bot.name] = sweep
+    return out
+
+
 async def kill(
     home: FleetHome,
     bots: Sequence[BotConfig],
@@ -108,26 +126,35 @@ async def kill(
     lock: bool = True,
     action: str = "kill",
 ) -> KillResult:
-    """Lock, then kill every bot in parallel; record one event.
+    """Lock, cancel what is in flight, then kill every bot in parallel;
+    record one event.
 
     `lock=False` is for `cftui --run`'s signal path: the same fast stop, but the
-    operator stopping their own foreground run does not leave the bot locked.
-    """
+    operator stopping their own foreground run does not leave the bot locked
+    (its own start, if any, it has cancelled itself)."""
     started = time.monotonic()
+    names = [b.name for b in bots]
+    flight = _InFlight(set(), [], [])
     if lock:
-        lock_bots(home, [b.name for b in bots])
+        locks.lock_bots(home, names)
+        flight = await _in_flight(home, names)
     own = runtimes is None
     runtimes = runtimes or Runtimes(home)
     try:
         reports = await asyncio.gather(*(_kill_one(runtimes, b) for b in bots))
+        sweeps = await _settle(home, runtimes, bots, flight)
     finally:
         if own:
             await runtimes.aclose()
+    for report in reports:
+        if report.bot in sweeps:
+            report.merge(sweeps[report.bot])
+            report.seconds = time.monotonic() - started  # until the second kill
     result = KillResult(list(reports), time.monotonic() - started)
     record_event(
         home,
         action,
-        bots=[b.name for b in bots],
+        bots=names,
         ok=result.ok,
         seconds=round(result.seconds, 3),
         reports=[r.summary() for r in result.reports],

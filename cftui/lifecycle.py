@@ -1,9 +1,9 @@
 """Start, stop, restart, rebuild and status of bots, whatever their runtime.
 
-The one place that puts the domain rules around a runtime call: a locked bot
-never starts, every operator action lands in `audit/events.jsonl`, and a
-runtime that does not answer turns into a per-bot error instead of failing
-the whole fleet view.
+The one place that puts the domain rules around a runtime call: a start runs
+as an operation the kill switch can cancel (`cftui.locks`), every operator
+action lands in `audit/events.jsonl`, and a runtime that does not answer
+turns into a per-bot error instead of failing the whole fleet view.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from cftui import killswitch
+from cftui import locks
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -23,8 +23,8 @@ from cftui.runtime.base import BotStatus, Progress, no_progress
 async def start(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
 ) -> None:
-    killswitch.ensure_unlocked(home, bot.name)
-    await runtimes.get(bot.runtime).up(bot, progress)
+    async with locks.operation(home, bot.name, "start"):
+        await runtimes.get(bot.runtime).up(bot, progress)
     record_event(home, "start", bot.name)
 
 
@@ -36,16 +36,16 @@ async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
 async def restart(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
 ) -> None:
-    killswitch.ensure_unlocked(home, bot.name)
-    await runtimes.get(bot.runtime).restart(bot, progress)
+    async with locks.operation(home, bot.name, "restart"):
+        await runtimes.get(bot.runtime).restart(bot, progress)
     record_event(home, "restart", bot.name)
 
 
 async def rebuild(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
 ) -> None:
-    killswitch.ensure_unlocked(home, bot.name)
-    await runtimes.get(bot.runtime).rebuild(bot, progress)
+    async with locks.operation(home, bot.name, "rebuild"):
+        await runtimes.get(bot.runtime).rebuild(bot, progress)
     record_event(home, "rebuild", bot.name)
 
 
@@ -79,7 +79,7 @@ async def fleet_status(
         statuses.update(found)
         if err:
             errors.append(err)
-    locked = set(killswitch.locked_bots(home))
+    locked = set(locks.locked_bots(home))
     ordered = {}
     for bot in bots:
         st = statuses.get(bot.name) or BotStatus(bot.name, bot.runtime)

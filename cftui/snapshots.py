@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import cftui
-from cftui import killswitch
+from cftui import locks
 from cftui.agestream import (
     AgeError,
     NotAgeFileError,
@@ -1101,7 +1101,26 @@ async def restore(
 ) -> RestoreResult:
     """Restore a snapshot: stop the gateway if it runs, keep a safety snapshot,
     swap the state in, and start the gateway again if it was running (never
-    for a locked bot). `runtime=None` restores the files alone."""
+    for a locked bot). `runtime=None` restores the files alone.
+
+    An operation the kill switch cancels (`cftui.locks`); the swap itself,
+    once begun, ends (or rolls back) before the cancellation takes effect."""
+    if locks.is_locked(home, bot.name):
+        # Rolling a killed bot back before unlocking it is allowed: the gate
+        # keeps its gateway down, and there is nothing for a kill to cancel.
+        return await _restore(home, bot, name, runtime, progress, None)
+    async with locks.operation(home, bot.name, "restore") as op:
+        return await _restore(home, bot, name, runtime, progress, op)
+
+
+async def _restore(
+    home: FleetHome,
+    bot: BotConfig,
+    name: str,
+    runtime: Runtime | None,
+    progress: Progress,
+    op: locks.Operation | None,
+) -> RestoreResult:
     result = RestoreResult(name=name)
     path = await asyncio.to_thread(resolve, home, bot.name, name)
     result.name = path.name
@@ -1114,17 +1133,24 @@ async def restore(
             progress(ProgressEvent("restore", 0, None, "stopping the gateway"))
             await runtime.stop_gateway(bot)
         await runtime.pull_state(bot)
-    error: BaseException | None = None
-    try:
+
+    async def swap() -> None:
         _restored, result.safety = await asyncio.to_thread(
             restore_state, home, bot.name, path.name, progress=progress
         )
         if runtime is not None:
             await runtime.push_state(bot)
+
+    error: BaseException | None = None
+    killed: asyncio.CancelledError | None = None
+    try:
+        await locks.finish_first(swap())
+    except asyncio.CancelledError as exc:  # the kill came; the swap has ended
+        killed = exc
     except BaseException as exc:
         error = exc
     if result.gateway_was_running and runtime is not None:
-        if killswitch.is_locked(home, bot.name):
+        if killed is not None or locks.is_locked(home, bot.name):
             result.notes.append("the bot is locked by the kill switch: gateway left stopped")
         else:
             try:
@@ -1133,6 +1159,8 @@ async def restore(
                 result.gateway_restarted = True
             except CftuiError as exc:
                 result.notes.append(f"gateway did not restart: {exc}")
+            except asyncio.CancelledError as exc:
+                killed = exc
     record_event(
         home,
         "restore",
@@ -1142,9 +1170,14 @@ async def restore(
         safety=result.safety,
         error=_one_line(error) if error else None,
         gateway_restarted=result.gateway_restarted,
+        **({"cancelled": "kill switch"} if killed is not None else {}),
     )
+    if op is not None:
+        op.recorded = True
     if error is not None:
         if isinstance(error, SnapshotError):
             raise SnapshotError(f"{error}; the previous state is unchanged") from None
         raise error
+    if killed is not None:
+        raise killed
     return result

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cftui import killswitch, lifecycle, snapshots
+from cftui import lifecycle, locks, snapshots
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, RuntimeOperationError, UsageError
 from cftui.fleet import BotConfig, FleetHome
@@ -124,8 +124,21 @@ async def update(
     progress: Progress = no_progress,
 ) -> UpdateResult:
     """Fetch, snapshot, fast-forward `code/` and rebuild. `runtimes=None` (or
-    `rebuild=False`) updates the source alone."""
-    killswitch.ensure_unlocked(home, bot.name)
+    `rebuild=False`) updates the source alone. An operation the kill switch
+    cancels (`cftui.locks`), its rebuild included."""
+    async with locks.operation(home, bot.name, "update"):
+        return await _update(home, bot, runtimes, force=force, rebuild=rebuild, progress=progress)
+
+
+async def _update(
+    home: FleetHome,
+    bot: BotConfig,
+    runtimes: Runtimes | None,
+    *,
+    force: bool,
+    rebuild: bool,
+    progress: Progress,
+) -> UpdateResult:
     await asyncio.to_thread(check_worktree, home, bot.name, force=force)
     progress(ProgressEvent("update", 0, None, "fetching upstream"))
     head, target, upstream = await asyncio.to_thread(fetch, home, bot.name, force=force)

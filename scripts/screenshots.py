@@ -54,7 +54,7 @@ async def shoot(make, name: str, tab: str | None, bot: str | None, prepare=None)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from cftui import killswitch
+    from cftui import locks
     from cftui.fleet import FleetHome
     from cftui.tui.app import make_app
 
@@ -83,7 +83,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
         def locker(app) -> None:
             home, runtime = made[-1]
-            killswitch.lock_bots(home, list(home.bots()))
+            locks.lock_bots(home, list(home.bots()))
             for name in home.bots():
                 runtime._set(name, "stopped")
                 runtime._set(name, "killed", ("gateway",))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from cftui import killswitch, lifecycle
+from cftui import killswitch, lifecycle, locks
 from cftui.cli.common import add_command, progress_bar, resolve_home
 from cftui.errors import UsageError
 from cftui.runtime import Runtimes
@@ -81,9 +81,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     if not args.bots and not args.all:
         raise UsageError("name the bots to unlock, or use --all")
-    names = (
-        killswitch.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
-    )
+    names = locks.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
     lifted = killswitch.unlock(home, names)
     if lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")

@@ -8,8 +8,9 @@ above all) ever waits on one.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -131,10 +132,24 @@ class KillReport:
     already_gone: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Operations in flight (a start, a restore) that the kill cancelled.
+    cancelled: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def merge(self, later: KillReport) -> None:
+        """Fold in a second kill of the same bot (after what was in flight
+        ended): whatever it found running it cut and killed."""
+        if later.gateway_killed:
+            self.gateway_killed = True
+            self.network_cut = later.network_cut or self.network_cut
+            self.already_gone = [g for g in self.already_gone if not g.startswith("gateway")]
+        self.stopped += [s for s in later.stopped if s not in self.stopped]
+        self.already_gone = [g for g in self.already_gone if g not in self.stopped]
+        self.errors += [e for e in later.errors if e not in self.errors]
+        self.cancelled += [c for c in later.cancelled if c not in self.cancelled]
 
     def summary(self) -> str:
         parts = []
@@ -148,6 +163,8 @@ class KillReport:
             parts.append("stopped " + ", ".join(self.stopped))
         if self.already_gone:
             parts.append("already gone: " + ", ".join(self.already_gone))
+        if self.cancelled:
+            parts.append("cancelled " + ", ".join(self.cancelled))
         if self.errors:
             parts.append("errors: " + "; ".join(self.errors))
         return f"{self.bot}: " + ", ".join(parts) + f" ({self.seconds * 1000:.0f} ms)"
@@ -160,6 +177,17 @@ class Runtime(ABC):
 
     def __init__(self, home: FleetHome) -> None:
         self.home = home
+
+    @contextlib.contextmanager
+    def gate(self, bot: BotConfig, what: str = "") -> Iterator[None]:
+        """Hold around every call that creates, starts or sets a restart
+        policy on anything of the bot: raises BotLocked, before the call, if
+        the kill switch holds it (`cftui.locks`). Every implementation uses
+        it, so no caller can forget the lock."""
+        from cftui import locks
+
+        with locks.gate(self.home, bot.name, what):
+            yield
 
     @abstractmethod
     async def check(self) -> None:
@@ -209,7 +237,7 @@ class Runtime(ABC):
 
     @abstractmethod
     async def start_gateway(self, bot: BotConfig) -> None:
-        """Start the gateway alone (refused by callers while the bot is locked)."""
+        """Start the gateway alone (refused, through the gate, while locked)."""
 
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""

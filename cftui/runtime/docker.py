@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 
 from cfproxies.envfile import read_env_file
 
-from cftui import gateway_config
+from cftui import gateway_config, locks
 from cftui.errors import (
-    BotLocked,
     CftuiError,
     FleetError,
     RuntimeOperationError,
@@ -297,8 +296,14 @@ class DockerRuntime(Runtime):
                         found.add(net)
         return sorted(found)
 
-    def _ensure_container(self, spec: ContainerSpec) -> str:
-        """Create the container unless one with the same spec exists; its id."""
+    def _ensure_container(self, bot: BotConfig, spec: ContainerSpec) -> str:
+        """Create the container unless one with the same spec exists; its id.
+        Through the gate: a container made, or given its restart policy
+        back, while the bot is locked could be started by the engine."""
+        with self.gate(bot, f"creating {spec.name}"):
+            return self._ensure_container_gated(spec)
+
+    def _ensure_container_gated(self, spec: ContainerSpec) -> str:
         import docker.errors
 
         image_id = self.api.inspect_image(spec.image)["Id"]
@@ -384,11 +389,12 @@ class DockerRuntime(Runtime):
             "front": front_spec(bot, images["front"]),
         }
 
-    def _start(self, name: str) -> None:
+    def _start(self, bot: BotConfig, name: str) -> None:
         import docker.errors
 
         try:
-            self.api.start(name)
+            with self.gate(bot, f"starting {name}"):
+                self.api.start(name)
         except docker.errors.APIError as exc:
             raise RuntimeOperationError(f"cannot start {name}: {_explain(exc)}") from None
 
@@ -461,19 +467,10 @@ class DockerRuntime(Runtime):
             await asyncio.sleep(_POLL_S)
 
     # --- the interface -------------------------------------------------------------
-    def _ensure_unlocked(self, bot: BotConfig) -> None:
-        from cftui import killswitch
-
-        if killswitch.is_locked(self.home, bot.name):
-            raise BotLocked(
-                f"{bot.name} is locked by the kill switch: run `cftui unlock {bot.name}` first"
-            )
-
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         await self._bring_up(bot, progress)
 
     async def _bring_up(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> None:
-        self._ensure_unlocked(bot)
         await self.check()
         task = f"start {bot.name}"
         progress(ProgressEvent(task, 0, 4, "images"))
@@ -484,7 +481,9 @@ class DockerRuntime(Runtime):
         specs = self._specs(bot, images, env, extra)
         try:
             await self._run(self._ensure_infra, bot)
-            await asyncio.gather(*(self._run(self._ensure_container, s) for s in specs.values()))
+            await asyncio.gather(
+                *(self._run(self._ensure_container, bot, s) for s in specs.values())
+            )
         except CftuiError:
             raise
         except Exception as exc:
@@ -494,16 +493,18 @@ class DockerRuntime(Runtime):
         try:
             progress(ProgressEvent(task, 2, 4, "proxies"))
             first = [*PROXY_SERVICES, "front"]
-            await asyncio.gather(*(self._run(self._start, specs[s].name) for s in first))
+            await asyncio.gather(*(self._run(self._start, bot, specs[s].name) for s in first))
             # The gateway starts once the egress proxy has exported its CA.
             await self._wait_ready(bot, PROXY_SERVICES, START_TIMEOUT_S)
             progress(ProgressEvent(task, 3, 4, "gateway"))
-            await self._run(self._start, specs["gateway"].name)
+            await self._run(self._start, bot, specs["gateway"].name)
             await self._wait_ready(bot, ("gateway", "front"), START_TIMEOUT_S)
         except BaseException:
-            # Never leave a half stack (or a crash-looping gateway) running.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.down(bot))
+            # Never leave a half stack (or a crash-looping gateway) running;
+            # after a kill, the kill switch has already seen to that.
+            if not locks.is_locked(self.home, bot.name):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.down(bot))
             raise
         progress(ProgressEvent(task, 4, 4, "healthy"))
 
@@ -528,12 +529,12 @@ class DockerRuntime(Runtime):
             raise RuntimeOperationError(f"{bot.name}: cannot stop: {_explain(exc)}") from None
 
     async def restart(self, bot: BotConfig, progress: Progress = no_progress) -> None:
-        self._ensure_unlocked(bot)
+        locks.ensure_unlocked(self.home, bot.name)  # before anything is stopped
         await self.down(bot)
         await self.up(bot, progress)
 
     async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
-        self._ensure_unlocked(bot)
+        locks.ensure_unlocked(self.home, bot.name)  # before anything is stopped
         await self.down(bot)
         await self._bring_up(bot, progress, nocache=True)
 
@@ -789,14 +790,14 @@ class DockerRuntime(Runtime):
         await self._run(self._stop, container_name(bot.name, "gateway"), STOP_TIMEOUT_S)
 
     async def start_gateway(self, bot: BotConfig) -> None:
-        self._ensure_unlocked(bot)
+        locks.ensure_unlocked(self.home, bot.name)  # before the host is rewired
         name = container_name(bot.name, "gateway")
         if await self._run(self._inspect, name) is None:
             raise RuntimeOperationError(
                 f"{bot.name} has no gateway container: start the bot (`cftui start {bot.name}`)"
             )
         await self._run(self._prepare_host, bot)  # a restored state: rewire, re-own
-        await self._run(self._start, name)
+        await self._run(self._start, bot, name)
         await self._wait_ready(bot, ("gateway",), START_TIMEOUT_S)
 
     # --- beyond the interface ------------------------------------------------------

@@ -265,9 +265,10 @@ class LimaRuntime(Runtime):
         """Settings, users, containment, secrets and files of one bot in the VM."""
         name = bot.name
         conf = f"{CONF_DIR}/{name}"
-        await shell.run(
-            f"install -d -m 0755 {conf} && rm -f {KILLED_DIR}/{name}", what="config dir"
-        )
+        with self.gate(bot, "clearing its kill marker in the VM"):
+            await shell.run(
+                f"install -d -m 0755 {conf} && rm -f {KILLED_DIR}/{name}", what="config dir"
+            )
         await shell.write_file(f"{conf}/bot.env", plan["bot.env"], mode="0644")
         res = await shell.run(
             f"bash /usr/local/lib/clawfactory/bot-setup.sh {name} 2>&1", check=False, timeout=120
@@ -357,9 +358,10 @@ class LimaRuntime(Runtime):
         await self._prepare_bot(shell, bot, plan, progress)
         units = " ".join(self._units(bot.name))
         progress(ProgressEvent("start", message=f"starting {bot.name}'s services"))
-        res = await shell.run(
-            f"systemctl reset-failed {units} 2>/dev/null; systemctl start {units}", check=False
-        )
+        with self.gate(bot, "starting its services"):
+            res = await shell.run(
+                f"systemctl reset-failed {units} 2>/dev/null; systemctl start {units}", check=False
+            )
         if res.code != 0:
             raise RuntimeOperationError(
                 f"{bot.name}: starting its services failed: {res.reason()}"
@@ -742,10 +744,11 @@ class LimaRuntime(Runtime):
 
     async def start_gateway(self, bot: BotConfig) -> None:
         shell = await self._shell(bot.lima.vm)
-        await shell.run(
-            f"rm -f {KILLED_DIR}/{bot.name}; systemctl start {unit_name('gateway', bot.name)}",
-            what="starting the gateway",
-        )
+        with self.gate(bot, "starting the gateway"):
+            await shell.run(
+                f"rm -f {KILLED_DIR}/{bot.name}; systemctl start {unit_name('gateway', bot.name)}",
+                what="starting the gateway",
+            )
 
     # --- state sync for snapshots ------------------------------------------
     async def pull_state(self, bot: BotConfig) -> None:

@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from cftui import killswitch, lifecycle
+from cftui import killswitch, lifecycle, locks
 from cftui.audit.traffic import DailyCounter, Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -153,7 +153,7 @@ class ClawFactoryApp(App[int]):
             error = None
         except CftuiError as exc:
             configs, error = {}, str(exc)
-        locked = frozenset(killswitch.locked_bots(self.home))
+        locked = frozenset(locks.locked_bots(self.home))
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
         now = self.clock()
         totals = {}
@@ -293,6 +293,8 @@ class ClawFactoryApp(App[int]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self._unlock(names)
+            else:
+                self.notify(f"Unlock cancelled: {', '.join(names)} stay locked.")
 
         self.push_screen(ConfirmModal(question, "Unlock"), answered)
 

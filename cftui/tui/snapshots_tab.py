@@ -126,7 +126,7 @@ class SnapshotsTab(Vertical):
         )
         self.app.push_screen(
             ConfirmModal(question, "Restore"),
-            lambda yes: self._run("restore", name=name) if yes else None,
+            lambda yes: self._run("restore", name=name) if yes else self._kept("restore", name),
         )
 
     def action_rename(self) -> None:
@@ -146,8 +146,12 @@ class SnapshotsTab(Vertical):
             return
         self.app.push_screen(
             ConfirmModal(f"Delete snapshot {name}?\n\nThis cannot be undone.", "Delete"),
-            lambda yes: self._run("delete", name=name) if yes else None,
+            lambda yes: self._run("delete", name=name) if yes else self._kept("delete", name),
         )
+
+    def _kept(self, action: str, name: str) -> None:
+        """Say that a question answered no changed nothing."""
+        self.notify(f"{self.bot}: {action} of {name} cancelled; nothing changed")
 
     def _run(self, action: str, **kw: str) -> None:
         bar = self.query_one(ProgressBar)

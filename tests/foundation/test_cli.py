@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cftui import killswitch
+from cftui import locks
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
 
@@ -108,12 +108,12 @@ def test_home_option_and_environment(tmp_path, cli, monkeypatch: pytest.MonkeyPa
 def test_kill_locks_and_start_refuses_until_unlock(home: FleetHome, cli) -> None:
     assert cli("init", "bot1").code == 0
     cli("kill", "bot1")  # whatever the runtime says, the lock must hold
-    assert killswitch.is_locked(home, "bot1")
+    assert locks.is_locked(home, "bot1")
     result = cli("start", "bot1")
     assert result.code == 1
     assert "locked" in result.err and "cftui unlock bot1" in result.err
     assert cli("unlock", "bot1").code == 0
-    assert not killswitch.is_locked(home, "bot1")
+    assert not locks.is_locked(home, "bot1")
     actions = [e["action"] for e in read_events(home)]
     assert "kill" in actions and actions[-1] == "unlock"
 
@@ -121,13 +121,13 @@ def test_kill_locks_and_start_refuses_until_unlock(home: FleetHome, cli) -> None
 def test_kill_needs_bots_or_all(home: FleetHome, cli) -> None:
     assert cli("init", "bot1").code == 0
     assert cli("kill").code == 2
-    assert not killswitch.is_locked(home, "bot1")
+    assert not locks.is_locked(home, "bot1")
 
 
 def test_kill_refuses_a_bad_name_without_locking_anything(home: FleetHome, cli) -> None:
     assert cli("init", "bot1").code == 0
     assert cli("kill", "bot1", "BAD").code == 2
-    assert killswitch.locked_bots(home) == []
+    assert locks.locked_bots(home) == []
 
 
 def test_headless_commands_never_import_textual() -> None:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cftui import killswitch
+from cftui import killswitch, locks
 from cftui.fleet import FleetHome
 from cftui.runtime import Runtimes
 from cftui.securefs import atomic_write_private
@@ -177,4 +177,4 @@ def test_run_boots_the_stopped_vm_and_stops_cleanly_on_sigterm(cli_stack):
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped kbot: network cut, gateway killed" in out
-    assert not killswitch.is_locked(stack.home, "kbot")
+    assert not locks.is_locked(stack.home, "kbot")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from cftui import killswitch, lifecycle
+from cftui import killswitch, lifecycle, locks
 from cftui.audit.events import read_events
 from cftui.errors import BotLocked
 from cftui.runtime import Runtimes
@@ -58,7 +58,7 @@ async def test_rebuild_makes_a_new_gateway_image_and_keeps_state(world: World) -
 async def test_rebuild_of_a_locked_bot_is_refused_and_stops_nothing(world: World) -> None:
     bot = world.home.bot(world.bots[0])
     runtimes = Runtimes(world.home)
-    killswitch.lock_bots(world.home, [bot.name])
+    locks.lock_bots(world.home, [bot.name])
     try:
         with pytest.raises(BotLocked):
             await lifecycle.rebuild(world.home, bot, runtimes)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui import killswitch, lifecycle
+from cftui import killswitch, lifecycle, locks
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig
 from cftui.runtime import Runtimes
@@ -186,7 +186,7 @@ async def test_kill_cuts_network_locks_and_start_is_refused_until_unlock(
     await asyncio.wait_for(watcher, 10)
     assert any(c.service == "gateway" and c.state == KILLED for c in seen)
 
-    assert killswitch.is_locked(world.home, bot.name)
+    assert locks.is_locked(world.home, bot.name)
     with pytest.raises(BotLocked):
         await lifecycle.start(world.home, bot, Runtimes(world.home))
     res = await asyncio.to_thread(cli, "--home", str(world.home.root), "start", bot.name)
@@ -217,7 +217,7 @@ async def test_kill_reports_containers_already_gone(
     assert report.gateway_killed and report.network_cut
     assert "front" in report.already_gone
     assert "front" not in report.stopped
-    assert not killswitch.is_locked(world.home, bot.name)
+    assert not locks.is_locked(world.home, bot.name)
 
 
 def test_run_stops_the_stack_on_sigterm(world: World, bot: BotConfig) -> None:
@@ -251,7 +251,7 @@ def test_run_stops_the_stack_on_sigterm(world: World, bot: BotConfig) -> None:
     assert "network cut, gateway killed" in out
     for service in ("front", "gateway", "llm-proxy", "egress"):
         assert _inspect(world, bot, service)["State"]["Running"] is False
-    assert not killswitch.is_locked(world.home, bot.name)
+    assert not locks.is_locked(world.home, bot.name)
 
 
 def test_run_refuses_an_unknown_or_bad_bot(world: World, cli: object) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui import killswitch, snapshots
+from cftui import locks, snapshots
 from cftui.audit.events import read_events
 from cftui.botinit import recipient_of
 from cftui.errors import SnapshotError, UsageError
@@ -602,7 +602,7 @@ async def test_restore_restarts_the_gateway_after_a_failure(
 async def test_restore_never_restarts_a_locked_bot(home: FleetHome, bot: str) -> None:
     snapshots.create_snapshot(home, bot)
     runtime = RecordingRuntime(home, running=True)
-    killswitch.lock_bots(home, [bot])
+    locks.lock_bots(home, [bot])
     result = await snapshots.restore(home, BotConfig(bot), runtime=runtime)
     assert "start" not in runtime.calls
     assert any("locked" in note for note in result.notes)

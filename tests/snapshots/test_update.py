@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui import killswitch, snapshots
+from cftui import locks, snapshots
 from cftui.audit.events import read_events
 from cftui.botinit import init_bot
 from cftui.errors import BotLocked, UsageError
@@ -104,7 +104,7 @@ async def test_update_refuses_a_diverged_history(home: FleetHome, bot: str, upst
 
 async def test_update_refuses_a_locked_bot(home: FleetHome, bot: str, upstream: Path) -> None:
     new_upstream_commit(upstream)
-    killswitch.lock_bots(home, [bot])
+    locks.lock_bots(home, [bot])
     with pytest.raises(BotLocked):
         await update(home, home.bot(bot), None)
 

@@ -41,6 +41,10 @@ class MemoryRuntime(Runtime):
         self.calls: list[tuple[str, str]] = []
         self.events_queue: asyncio.Queue[StateChange] | None = None
         self.log_lines: dict[tuple[str, str], list[str]] = {}
+        # Set `building` to an unset Event to hold up() and rebuild() in their
+        # build step (a slow image build); `build_started` says one is there.
+        self.building: asyncio.Event | None = None
+        self.build_started = asyncio.Event()
         for bot in running:
             self.states[bot] = dict.fromkeys(SERVICES, RUNNING)
 
@@ -54,10 +58,22 @@ class MemoryRuntime(Runtime):
     async def check(self) -> None:
         return None
 
+    async def _build(self, bot: BotConfig) -> None:
+        """Where a slow image build would be: held while `building` is set."""
+        if self.building is not None:
+            self.build_started.set()
+            await self.building.wait()
+
+    def _start(self, bot: BotConfig, services: Sequence[str] = SERVICES) -> None:
+        """Through the gate, as every runtime starts anything."""
+        with self.gate(bot, "starting"):
+            self._set(bot.name, RUNNING, services)
+
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         self.calls.append(("up", bot.name))
+        await self._build(bot)
         progress(ProgressEvent("start", 1, 2, "starting services"))
-        self._set(bot.name, RUNNING)
+        self._start(bot)
 
     async def down(self, bot: BotConfig) -> None:
         self.calls.append(("down", bot.name))
@@ -65,7 +81,9 @@ class MemoryRuntime(Runtime):
 
     async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         self.calls.append(("rebuild", bot.name))
-        self._set(bot.name, RUNNING)
+        self._set(bot.name, STOPPED)
+        await self._build(bot)
+        self._start(bot)
 
     async def status(self, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
         out = {}
@@ -113,7 +131,7 @@ class MemoryRuntime(Runtime):
 
     async def start_gateway(self, bot: BotConfig) -> None:
         self.calls.append(("start_gateway", bot.name))
-        self._set(bot.name, RUNNING, ("gateway",))
+        self._start(bot, ("gateway",))
 
 
 class MemoryRuntimes(Runtimes):

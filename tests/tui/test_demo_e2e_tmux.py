@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cftui import killswitch
+from cftui import locks
 from cftui.demo import DEMO_BOTS, DEMO_NETWORK, FAKE_LLM
 from cftui.fleet import FleetHome
 from cftui.runtime.docker_spec import (
@@ -179,12 +179,12 @@ def test_the_demo_runs_its_bots_shows_their_calls_kills_and_unlocks(
         _wait(
             "every demo gateway stopped and disconnected", lambda: _gateways_down(demo_engine), 20
         )
-        assert killswitch.locked_bots(home) == sorted(DEMO_BOTS)
+        assert locks.locked_bots(home) == sorted(DEMO_BOTS)
         # Unlock asks first; confirming lifts every lock.
         tmux.keys("U")
         tmux.wait_text("Unlock demo-ada, demo-bob?")
         tmux.keys("Tab", "Enter")
-        _wait("the locks lifted", lambda: not killswitch.locked_bots(home), 10)
+        _wait("the locks lifted", lambda: not locks.locked_bots(home), 10)
         assert not list(home.root.glob("locks/*.lock"))
         tmux.wait_for("the banner gone", lambda s: "KILL SWITCH" not in s and "Runtime" in s)
         # ctrl+q quits cleanly.

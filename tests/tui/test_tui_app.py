@@ -8,9 +8,9 @@ import json
 
 from memory_runtime import MemoryRuntime
 from textual.widgets import Button, DataTable, Input, Log, TabbedContent, TextArea
-from tui_helpers import append_records, make_record, wait_until
+from tui_helpers import append_records, make_record, notified, wait_until
 
-from cftui import killswitch
+from cftui import locks
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
 from cftui.tui.bot_screen import BotScreen
@@ -141,7 +141,7 @@ async def test_ctrl_k_kills_the_whole_fleet_even_from_a_text_input(
             ),
         )
         assert app.screen.query_one(Input).value == ""  # the key was not typed into the field
-        assert killswitch.locked_bots(fleet) == ["alpha", "beta"]
+        assert locks.locked_bots(fleet) == ["alpha", "beta"]
         banner = app.screen.query_one(LockedBanner)
         await wait_until(pilot, lambda: banner.has_class("-locked"))
         assert "WHOLE FLEET LOCKED" in str(banner.content)
@@ -155,7 +155,7 @@ async def test_ctrl_k_works_with_a_dialog_open(make, runtime: MemoryRuntime, fle
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("ctrl+k")
-        await wait_until(pilot, lambda: killswitch.locked_bots(fleet) == ["alpha", "beta"])
+        await wait_until(pilot, lambda: locks.locked_bots(fleet) == ["alpha", "beta"])
         await wait_until(pilot, lambda: len([c for c in runtime.calls if c[0] == "kill"]) == 2)
 
 
@@ -166,25 +166,25 @@ async def test_k_kills_only_the_selected_bot_without_asking(make, runtime, fleet
         await pilot.press("k")
         await wait_until(pilot, lambda: ("kill", "alpha") in runtime.calls)
         assert not isinstance(app.screen, ConfirmModal)
-        assert killswitch.locked_bots(fleet) == ["alpha"]
+        assert locks.locked_bots(fleet) == ["alpha"]
         await wait_until(pilot, lambda: "LOCKED" in cell(app, "alpha", "state"))
         assert "LOCKED" not in cell(app, "beta", "state")
         assert cell(app, "alpha", "gateway") == "✖ killed"
 
 
 async def test_a_locked_bot_refuses_to_start(make, runtime, fleet) -> None:
-    killswitch.lock_bots(fleet, ["beta"])
+    locks.lock_bots(fleet, ["beta"])
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.screen.query_one(FleetTable).move_cursor(row=1)
         await pilot.press("s")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: notified(app, "beta is locked by the kill switch"))
         assert ("up", "beta") not in runtime.calls
 
 
 async def test_unlock_asks_first_with_the_focus_on_cancel(make, fleet) -> None:
-    killswitch.lock_bots(fleet, ["alpha", "beta"])
+    locks.lock_bots(fleet, ["alpha", "beta"])
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -194,12 +194,12 @@ async def test_unlock_asks_first_with_the_focus_on_cancel(make, fleet) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         assert isinstance(app.focused, Button) and app.focused.id == "cancel"
         await pilot.press("enter")  # Enter answers "no"
-        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
-        assert killswitch.locked_bots(fleet) == ["alpha", "beta"]
+        await wait_until(pilot, lambda: notified(app, "Unlock cancelled"))
+        assert locks.locked_bots(fleet) == ["alpha", "beta"]
         await pilot.press("U")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("tab", "enter")  # move to Unlock on purpose
-        await wait_until(pilot, lambda: killswitch.locked_bots(fleet) == [])
+        await wait_until(pilot, lambda: locks.locked_bots(fleet) == [])
         await wait_until(pilot, lambda: not banner.has_class("-locked"))
         assert any(e["action"] == "unlock" for e in read_events(fleet))
 
@@ -447,7 +447,7 @@ async def test_snapshots_tab_creates_renames_and_deletes_with_confirmation(
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         assert app.focused.id == "cancel"
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: notified(app, "delete of renamed--"))
         assert any(fleet.snapshots_dir("beta").glob("renamed--*"))  # Cancel kept it
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
@@ -474,8 +474,9 @@ async def test_snapshots_tab_restores_only_after_confirmation(
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         assert app.focused.id == "cancel"
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: notified(app, "restore of keep--"))
         assert memo.read_text() == "new"
+        assert ("stop_gateway", "alpha") not in runtime.calls
         await pilot.press("R")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("tab", "enter")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import append_records, make_record
 
-from cftui import killswitch
+from cftui import locks
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 
@@ -122,8 +122,8 @@ def test_the_real_binary_shows_traffic_follows_kills_and_unlocks(e2e_home) -> No
         screen = tmux.wait_for("KILL SWITCH ENGAGED")
         assert "WHOLE FLEET LOCKED" in screen
         deadline = time.monotonic() + 10
-        while killswitch.locked_bots(home) != sorted([first, second]):
-            assert time.monotonic() < deadline, killswitch.locked_bots(home)
+        while locks.locked_bots(home) != sorted([first, second]):
+            assert time.monotonic() < deadline, locks.locked_bots(home)
             time.sleep(0.1)
         deadline = time.monotonic() + 15  # the event is written once every bot answered
         while not any(e["action"] == "kill" for e in _events(home)):
@@ -135,13 +135,13 @@ def test_the_real_binary_shows_traffic_follows_kills_and_unlocks(e2e_home) -> No
         tmux.keys("U")
         tmux.wait_for("Unlock e2e-")
         tmux.keys("Enter")
-        time.sleep(0.5)
-        assert killswitch.locked_bots(home)
+        tmux.wait_for("Unlock cancelled")
+        assert locks.locked_bots(home)
         tmux.keys("U")
         tmux.wait_for("Unlock e2e-")
         tmux.keys("Tab", "Enter")
         deadline = time.monotonic() + 10
-        while killswitch.locked_bots(home):
+        while locks.locked_bots(home):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         # q quits cleanly.

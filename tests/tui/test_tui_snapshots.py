@@ -48,10 +48,10 @@ class TestFleetScreen:
         assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_ready)
 
     def test_fleet_locked(self, snap_compare, tmp_path: Path) -> None:
-        from cftui import killswitch
+        from cftui import locks
 
         app, home, runtime = scene_app(tmp_path / "fleet")
-        killswitch.lock_bots(home, ["scout", "scribe", "sentinel", "tinker"])
+        locks.lock_bots(home, ["scout", "scribe", "sentinel", "tinker"])
         for bot in ("scout", "scribe", "sentinel"):
             runtime._set(bot, "stopped")
             runtime._set(bot, "killed", ("gateway",))

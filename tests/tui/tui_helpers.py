@@ -62,3 +62,8 @@ async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 5.
         if loop.time() > deadline:
             raise AssertionError("UI condition not met in time")
         await pilot.pause(0.02)
+
+
+def notified(app, text: str) -> bool:
+    """Whether a notification holding `text` has been shown."""
+    return any(text in n.message for n in app._notifications)

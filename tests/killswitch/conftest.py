@@ -1,0 +1,35 @@
+"""The kill switch's own promises, against the in-memory runtime the TUI
+tests use (tests/tui/memory_runtime.py) and real lock, gate and event files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from cftui.botinit import init_bot
+from cftui.fleet import FleetHome
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
+
+from memory_runtime import MemoryRuntime, MemoryRuntimes
+
+BOTS = ("alpha", "beta", "gamma")
+
+
+@pytest.fixture
+def fleet(home: FleetHome) -> FleetHome:
+    for bot in BOTS:
+        init_bot(home, bot)
+    return home
+
+
+@pytest.fixture
+def runtime(fleet: FleetHome) -> MemoryRuntime:
+    return MemoryRuntime(fleet)
+
+
+@pytest.fixture
+def runtimes(fleet: FleetHome, runtime: MemoryRuntime) -> MemoryRuntimes:
+    return MemoryRuntimes(fleet, runtime)
