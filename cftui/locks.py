@@ -302,17 +302,14 @@ async def operation(home: FleetHome, bot: str, action: str) -> AsyncIterator[Ope
             _uncancel(task)
             if not op.recorded:
                 record_event(home, action, bot, ok=False, cancelled="kill switch")
-            raise BotLocked(
-                f"{bot}: {action} cancelled by the kill switch; "
-                f"it stays locked until `cftui unlock {bot}`"
-            ) from None
+            raise BotLocked(f"{action} cancelled: " + locked_message(bot)) from None
         except BaseException:
             if op.killed:
                 _uncancel(task)
             raise
         if op.killed:  # it ended in the instant the kill came
             _uncancel(task)
-            raise BotLocked(locked_message(bot, action))
+            raise BotLocked(f"{action} cancelled: " + locked_message(bot))
     finally:
         watcher.cancel()
         _ACTIVE[bot].remove(op)

@@ -16,9 +16,10 @@ import functools
 import glob
 import json
 import os
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from cfproxies.envfile import read_env_file
 
 from cftui import gateway_config, locks
 from cftui.errors import (
+    BotLocked,
     CftuiError,
     FleetError,
     RuntimeOperationError,
@@ -98,6 +100,7 @@ class DockerRuntime(Runtime):
         self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cf-docker")
         self._wave: _Wave | None = None
+        self._builds: dict[str, _BuildAborter] = {}
 
     # --- plumbing ------------------------------------------------------------
     def client(self) -> Any:
@@ -364,14 +367,22 @@ class DockerRuntime(Runtime):
                 raise RuntimeOperationError(
                     f"{bot.name}: the {service} image ({ref}) is not available: {exc}"
                 ) from None
+        aborter = _BuildAborter()
+        self._builds[bot.name] = aborter
         try:
-            out["gateway"] = images.build_gateway_image(
-                client, bot.name, self.home.code_dir(bot.name), progress, nocache=nocache
-            )
+            with aborter.client(self.api.api_version) as build_client:
+                out["gateway"] = images.build_gateway_image(
+                    build_client, bot.name, self.home.code_dir(bot.name), progress, nocache=nocache
+                )
         except CftuiError as exc:
+            if aborter.aborted:
+                raise BotLocked(locks.locked_message(bot.name, "its build")) from None
             raise RuntimeOperationError(
                 f"{bot.name}: the gateway image failed to build: {exc}"
             ) from None
+        finally:
+            if self._builds.get(bot.name) is aborter:
+                del self._builds[bot.name]
         return out
 
     def _specs(
@@ -474,7 +485,15 @@ class DockerRuntime(Runtime):
         await self.check()
         task = f"start {bot.name}"
         progress(ProgressEvent(task, 0, 4, "images"))
-        images = await self._run(self._images, bot, progress, nocache=nocache)
+        try:
+            images = await self._run(self._images, bot, progress, nocache=nocache)
+        except asyncio.CancelledError:
+            # The kill cancelled this start: hang up on the build, so the
+            # engine stops it and its thread does not outlive the start.
+            aborter = self._builds.get(bot.name)
+            if aborter is not None:
+                aborter.abort()
+            raise
         progress(ProgressEvent(task, 1, 4, "containers"))
         env = await self._run(self._prepare_host, bot)
         extra = await self._run(self._upstream_networks, bot)
@@ -818,6 +837,39 @@ class DockerRuntime(Runtime):
         for vol in volume_specs(bot):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_volume(vol.name, force=True)
+
+
+class _BuildAborter:
+    """A gateway build on a client of its own, that can be hung up on from
+    another thread: the classic builder stops a build whose client went away,
+    and the thread reading its output returns at once."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self._responses: list[Any] = []
+
+    @contextlib.contextmanager
+    def client(self, version: str) -> Iterator[Any]:
+        import docker
+
+        client = docker.from_env(version=version, timeout=60)
+        client.api.hooks["response"].append(self._keep)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def _keep(self, response: Any, *_args: Any, **_kwargs: Any) -> Any:
+        self._responses.append(response)
+        return response
+
+    def abort(self) -> None:
+        self.aborted = True
+        for response in list(self._responses):
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Wave:

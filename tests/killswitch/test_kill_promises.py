@@ -98,7 +98,7 @@ async def test_a_kill_during_a_start_cancels_it_and_leaves_nothing_running(
     result = await killswitch.kill(fleet, [bot], runtimes)
     runtime.building.set()  # the "build" would finish now: nothing may start
 
-    with pytest.raises(BotLocked, match="start cancelled by the kill switch"):
+    with pytest.raises(BotLocked, match="start cancelled: "):
         await start
     assert result.reports[0].cancelled == ["start"]
     assert "cancelled start" in result.reports[0].summary()
@@ -122,7 +122,7 @@ async def test_a_kill_during_a_rebuild_cancels_it_and_leaves_nothing_running(
     await killswitch.kill(fleet, [bot], runtimes)
     runtime.building.set()
 
-    with pytest.raises(BotLocked, match="rebuild cancelled"):
+    with pytest.raises(BotLocked, match="rebuild cancelled: beta is locked"):
         await rebuild
     await asyncio.sleep(0.05)
     assert running(runtime, "beta") == []
@@ -252,7 +252,7 @@ async def test_a_kill_cancels_an_operation_of_another_process(
     finally:
         proc.kill()
     assert proc.returncode == 1
-    assert "start cancelled by the kill switch" in out
+    assert "start cancelled: " in out
     assert result.reports[0].cancelled == [f"start (pid {proc.pid})"]
     assert result.reports[0].ok
     assert seconds < locks.OPERATION_WAIT_S  # it waited for the start to end, not for the bound
