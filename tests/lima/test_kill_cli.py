@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from cftui import killswitch, locks
+from cftui import killswitch, lifecycle, locks
+from cftui.errors import BotLocked
 from cftui.fleet import FleetHome
 from cftui.runtime import Runtimes
 from cftui.securefs import atomic_write_private
@@ -178,3 +179,42 @@ def test_run_boots_the_stopped_vm_and_stops_cleanly_on_sigterm(cli_stack):
     assert proc.returncode == 0, err
     assert "stopped kbot: network cut, gateway killed" in out
     assert not locks.is_locked(stack.home, "kbot")
+
+
+def test_a_kill_during_a_start_wins_in_the_vm(cli_stack):
+    """The kill lands while the start pushes code/ into the VM: the start
+    ends with the lock's error and no unit of the bot comes up."""
+    stack, env = cli_stack
+
+    async def start_and_kill():
+        runtimes = Runtimes(stack.home)
+        runtimes.get("lima").stop_vm_on_kill = False  # to look inside afterwards
+        loop = asyncio.get_running_loop()
+        kills: list[asyncio.Future] = []
+
+        def kill_now() -> None:
+            if not kills:
+                kills.append(
+                    asyncio.ensure_future(killswitch.kill(stack.home, [stack.bot], runtimes))
+                )
+
+        def progress(event) -> None:
+            if "pushing code/" in event.message:
+                loop.call_soon_threadsafe(kill_now)
+
+        try:
+            with pytest.raises(BotLocked, match="start cancelled: kbot is locked"):
+                await lifecycle.start(stack.home, stack.bot, runtimes, progress)
+            assert kills, "the start never reached its push"
+            return await kills[0]
+        finally:
+            await runtimes.aclose()
+
+    result = asyncio.run(start_and_kill())
+    assert result.reports[0].cancelled == ["start"], result.reports[0].summary()
+    # Both have ended: nothing of ours is under way that could still start a unit.
+    for unit in ("gateway", "llm-proxy", "egress", "front"):
+        state = stack.vm_sh(f"systemctl is-active cf-{unit}@kbot", check=False).stdout.strip()
+        assert state in ("inactive", "failed"), (unit, state)
+    assert _status(env)["state"] == "locked"
+    assert _cftui(env, "unlock", "kbot").returncode == 0

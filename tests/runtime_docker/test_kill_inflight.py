@@ -116,7 +116,6 @@ async def test_a_kill_during_a_slow_start_in_another_process_wins(
     # Nothing runs now, nor once the build step would have finished.
     assert_nothing_runs(world, bot.name)
     wait_for(lambda: not building(world, marker), 60, "the cancelled build to end")
-    await asyncio.sleep(1)
     assert_nothing_runs(world, bot.name)
     assert cancelled_events(world, bot.name, "start")
     assert any(e["action"] == "kill" for e in read_events(world.home))
@@ -191,7 +190,6 @@ async def test_a_kill_as_a_restore_starts_the_gateway_wins(world: World, tmp_pat
         assert result.reports[0].cancelled == ["restore"], result.reports[0].summary()
     finally:
         await runtimes.aclose()
-    await asyncio.sleep(1)
     assert_nothing_runs(world, bot.name)
     assert cancelled_events(world, bot.name, "restore")
     assert locks.is_locked(world.home, bot.name)
