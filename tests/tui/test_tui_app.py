@@ -183,6 +183,24 @@ async def test_a_locked_bot_refuses_to_start(make, runtime, fleet) -> None:
         assert ("up", "beta") not in runtime.calls
 
 
+async def test_a_kill_during_a_start_worker_cancels_it(make, runtime, fleet) -> None:
+    import asyncio
+
+    runtime.building = asyncio.Event()  # beta's start holds in its "build"
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        app.screen.query_one(FleetTable).move_cursor(row=1)
+        await pilot.press("s")
+        await wait_until(pilot, runtime.build_started.is_set)
+        await pilot.press("ctrl+k")
+        await wait_until(pilot, lambda: notified(app, "start cancelled: beta is locked"))
+        runtime.building.set()
+        await app.workers.wait_for_complete()
+        assert "running" not in runtime.states["beta"].values()
+        assert locks.locked_bots(fleet) == ["alpha", "beta"]
+
+
 async def test_unlock_asks_first_with_the_focus_on_cancel(make, fleet) -> None:
     locks.lock_bots(fleet, ["alpha", "beta"])
     app = make()
