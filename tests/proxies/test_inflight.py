@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from cfproxies.record import START_PREFIX, estimate_tokens
 from proxyhelpers import AUTH, anthropic_body
+
+START_PREFIX = b'{"v":1,"phase":"start","id":"'  # how the proxy writes a start line
 
 
 async def _post(client: aiohttp.ClientSession, proxy, body: dict, **headers: str):
@@ -107,6 +108,8 @@ async def test_a_call_is_in_the_log_from_its_start(start_proxy, client):
 
 
 def test_the_estimate_is_the_asked_limit_plus_the_prompt():
+    from cfproxies.record import estimate_tokens
+
     assert estimate_tokens({"max_tokens": 100}, 400) == 200
     assert estimate_tokens({"max_completion_tokens": 7}, 0) == 7
     assert estimate_tokens({"generationConfig": {"maxOutputTokens": 9}}, 8) == 11
