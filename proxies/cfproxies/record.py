@@ -133,6 +133,8 @@ def line_phase(line: bytes) -> tuple[str, bytes] | None:
     ident = line[at : at + ID_LEN]
     if len(ident) != ID_LEN or line[at + ID_LEN : at + ID_LEN + 1] != b'"':
         return None
+    if ident.strip(b"0123456789abcdef"):  # the proxy's ids are lowercase hex
+        return None
     return phase, ident
 
 
@@ -170,7 +172,9 @@ def start_line(record: dict[str, Any], tokens_est: int) -> dict[str, Any]:
     upstream is asked (unscrubbed: `scrub_record` it like the end)."""
     line = {k: v for k, v in record.items() if k in _START_KEYS}
     line["phase"] = START
-    line["status"] = 0
+    # Nothing has happened yet, whatever the record says: readers count a
+    # start line's keys as zeros without reading them.
+    line.update(status=0, tokens_in=0, tokens_out=0, cache_read=0, cache_write=0)
     line["request"] = line["response"] = None
     line["tokens_est"] = tokens_est
     return line
