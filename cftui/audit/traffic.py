@@ -473,7 +473,7 @@ class Totals:
         self.calls += len(pending)
         self.errors += len(pending)
         self.unfinished += len(pending)
-        self.tokens_est += sum(est for _line, est in pending.values())
+        self.tokens_est += sum(est for _line, est, _end in pending.values())
 
     @property
     def tokens(self) -> int:
@@ -482,17 +482,16 @@ class Totals:
 
 # --- pairing start lines with their ends ------------------------------------
 
-# id -> (line number, tokens_est) of the start lines still waiting for an end
-Pending = dict[bytes, tuple[int, int]]
+# id -> (line number, tokens_est, file offset where the start line ends) of
+# the start lines still waiting for their end
+Pending = dict[bytes, tuple[int, int, int]]
 
-# The start and end lines of a chunk, found after a newline (the chunk's
-# first line is checked on its own): each begins with a literal (re skips
-# to it), and only the proxy's own line starts can match (a body is never
-# at the start of a line).
-_START_IDS = re.compile(rb'\n\{"v":1,"phase":"start","id":"([0-9a-f]{32})"')
-_END_IDS = re.compile(rb'\n\{"v":1,"phase":"end","id":"([0-9a-f]{32})"')
-_PHASE = b'"phase":"'
+# Start and end lines after a newline (a chunk's first line is checked on
+# its own): each begins with a literal (re skips to it), and only the
+# proxy's own line starts match (a body is never at the start of a line).
+_HALF_IDS = re.compile(rb'\n\{"v":1,"phase":"(?:(s)tart|end)","id":"([0-9a-f]{32})"')
 _HEAD = len(START_PREFIX) + ID_LEN + 1
+TARGETED_MAX = 8  # more starts open than this: one pass for all ends, not a search each
 
 
 def is_start(line: bytes) -> bool:
@@ -503,82 +502,96 @@ def is_start(line: bytes) -> bool:
     return half is not None and half[0] == START
 
 
-def _halves(chunk: bytes) -> tuple[list[bytes], list[bytes]]:
-    """The ids of the start lines and of the end lines of a chunk of whole lines."""
-    if _PHASE not in chunk:  # a log from before start lines: nothing to pair
-        return [], []
-    starts = _START_IDS.findall(chunk)
-    ends = _END_IDS.findall(chunk)
+def _start_id(line: bytes) -> bytes:
+    return line[len(START_PREFIX) : len(START_PREFIX) + ID_LEN]
+
+
+def halves(chunk: bytes) -> tuple[list[bytes], set[bytes]]:
+    """The ids of a chunk's start lines (in order) and of its end lines, in
+    one pass over the chunk."""
+    found = _HALF_IDS.findall(chunk)
+    starts = [ident for s, ident in found if s]
+    ends = {ident for s, ident in found if not s}
     first = line_phase(chunk[:_HEAD])
     if first is not None:
-        (starts if first[0] == START else ends).insert(0, first[1])
+        if first[0] == START:
+            starts.insert(0, first[1])
+        else:
+            ends.add(first[1])
     return starts, ends
 
 
 class Pairing:
-    """The start lines of one pass over consecutive chunks still waiting for
-    their end: `pending` (those the filter matched: id -> line number and
-    estimate), `open` (all of them), and `orphans`, end lines whose start
-    came before the pass (the merge of ranges closes them there)."""
+    """The start lines of one pass over consecutive chunks (a range, or the
+    lines since the last count) that the filter matched and whose end has
+    not been seen yet. Old logs (no start lines) cost nothing here. A start
+    is closed by a search for its own end line from where it stands (it is
+    usually a few lines on) or, when many are open, by one pass over the
+    chunk for all its end lines. Only the starts left open are numbered
+    and read (a few a chunk). A start still open at the end of the pass is
+    looked for further on by the caller (`end_after`)."""
 
     def __init__(self) -> None:
         self.pending: Pending = {}
-        self.open: set[bytes] = set()
-        self.orphans: set[bytes] = set()
 
     def feed(
         self,
         chunk: bytes,
-        halves: tuple[list[bytes], list[bytes]],
         first_line: int,
-        matched: set[bytes] | None,
+        offset: int,
+        lines: int,
+        starts: list[tuple[bytes, int]] | list[bytes],
+        ends: set[bytes] | None = None,
     ) -> None:
-        """Pair the halves of a chunk (`first_line`: the number of its first
-        line; `matched`: the start ids the filter passed, None for all)."""
-        starts, ends = halves
-        if not starts and not ends:
+        """Open `starts` (ids, with where their line starts in `chunk` when
+        known), then close every open start whose end line is in the chunk
+        (`ends`, when the caller has them). `first_line`: the number of the
+        chunk's first line, `lines` how many it has; `offset`: where it
+        begins in the file."""
+        pending = self.pending
+        if not starts and not pending:
             return
-        s, e = set(starts), set(ends)
-        if s and e:  # most calls start and end in the same chunk: set operations in C
-            both = s & e
-            s -= both
-            e -= both
-        for ident in e:
-            if ident in self.open:
-                self.open.discard(ident)
-                self.pending.pop(ident, None)
-            else:
-                self.orphans.add(ident)
-        for ident in s:
-            self.open.add(ident)
-            if matched is not None and ident not in matched:
+        targeted = ends is None and len(starts) + len(pending) <= TARGETED_MAX
+        if ends is None and not targeted:
+            ends = halves(chunk)[1]
+        if targeted:
+            for ident in list(pending):
+                if (
+                    chunk.startswith(END_PREFIX + ident)
+                    or chunk.find(b"\n" + END_PREFIX + ident) >= 0
+                ):
+                    del pending[ident]
+        else:
+            assert ends is not None
+            for ident in ends.intersection(pending):
+                del pending[ident]
+        left = []
+        for item in starts:
+            ident, at = item if isinstance(item, tuple) else (item, -1)
+            if not targeted and ident in ends:  # type: ignore[operator]
+                continue  # (most: before any search for where it is)
+            if at < 0:
+                # From the end (0 if not after a newline: the first line):
+                # a start left open is mostly one whose end is in the next chunk.
+                at = 1 + chunk.rfind(b"\n" + START_PREFIX + ident)
+            if targeted and chunk.find(b"\n" + END_PREFIX + ident, at) >= 0:
                 continue
-            at = chunk.find(START_PREFIX + ident)
+            left.append((at, ident))
+        # Numbered from the chunk's end: the starts left open are mostly near it.
+        number, counted = first_line + lines, len(chunk)
+        for at, ident in sorted(left, reverse=True):
+            number -= _newlines_in(chunk, at, counted)
+            counted = at
             line_end = chunk.find(b"\n", at)
             est = field_of(chunk[at:line_end], "tokens_est")
-            number = first_line + _newlines_in(chunk, 0, at)
-            self.pending[ident] = (number, est if isinstance(est, int) and est > 0 else 0)
-
-
-def merge_pending(
-    pending: Pending, orphans: set[bytes], later: Pending, later_orphans: set[bytes], offset: int
-) -> None:
-    """Fold the pass that follows into `pending` and `orphans` (those of the
-    passes so far): its orphan ends close what is open here (or stay
-    orphans: their start is before all of them), its open starts (numbered
-    from `offset`) join."""
-    for ident in later_orphans:
-        if pending.pop(ident, None) is None:
-            orphans.add(ident)
-    for ident, (number, est) in later.items():
-        pending[ident] = (number + offset, est)
+            pending[ident] = (number, est if isinstance(est, int) else 0, offset + line_end)
 
 
 def _with_pending(found: array, pending: Pending) -> array:
     """The matching line numbers with the unfinished calls' start lines in place."""
     if not pending:
         return found
-    return array("q", sorted([*found, *(number for number, _est in pending.values())]))
+    return array("q", sorted([*found, *(number for number, _est, _end in pending.values())]))
 
 
 # Each pattern starts with a literal that is rare in a record (re's search
@@ -633,10 +646,14 @@ def _errors(statuses: list[bytes]) -> int:
     return failed
 
 
-def _chunk_totals(chunk: bytes, totals: Totals, starts: int = 0) -> int:
-    """Add a chunk of whole lines to `totals`; returns its line count.
-    `starts`: how many of them are start lines (not calls: status 0, no
-    tokens, each key once, as the proxy writes them).
+def _chunk_totals(
+    chunk: bytes, totals: Totals
+) -> tuple[int, tuple[list[bytes], set[bytes]] | None]:
+    """Add a chunk of whole lines to `totals`; returns its line count and
+    its `halves` (None when it has none), whose starts are not calls: they hold status
+    0 and no tokens (each key once, as the proxy writes them), so the sums
+    stand and only calls and errors are corrected; a chunk with no status 0
+    holds none, and is not searched for them.
 
     When every line starts like a record and holds each key exactly once
     (our writer's records), the sums come from three C-speed regex passes
@@ -652,19 +669,21 @@ def _chunk_totals(chunk: bytes, totals: Totals, starts: int = 0) -> int:
         tout = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else ()
         status = _STATUS_ANY.findall(chunk) if len(tout) == n else ()
         if len(status) == n:
+            found = halves(chunk) if b"0" in status else None
+            starts = len(found[0]) if found else 0
             totals.calls += n - starts
             totals.tokens_in += _sum_ints(tin)
             totals.tokens_out += _sum_ints(tout)
             totals.errors += _errors(status) - starts
-            return n
+            return n, found
     start = 0
     while start < len(chunk):
         end = chunk.find(b"\n", start)
         line = chunk[start:end]
         if parse_ok(line):
-            totals.add_line(line)
+            totals.add_line(line)  # skips start lines
         start = end + 1
-    return n
+    return n, halves(chunk)
 
 
 def _lines_totals(heads: list[bytes], chunk: bytes, starts: list[int], totals: Totals) -> None:
@@ -752,14 +771,18 @@ class RangeScan:
         self._driver = flt.driver()
         self._match = flt.span_matcher()
 
-    def feed(self, chunk: bytes) -> None:
-        halves = _halves(chunk)
+    def feed(self, chunk: bytes, offset: int = 0) -> None:
+        """Scan a chunk of whole lines that begins at file offset `offset`."""
         first_line = self.line_count
         if self._driver is None:  # only an empty filter has no needle: count all
-            self.line_count += _chunk_totals(chunk, self.totals, len(halves[0]))
-            self.pairing.feed(chunk, halves, first_line, None)
+            count, found = _chunk_totals(chunk, self.totals)
+            self.line_count += count
+            if found is not None:
+                self.pairing.feed(chunk, first_line, offset, count, found[0], found[1])
+            elif self.pairing.pending:  # no start line, but maybe the ends of open ones
+                self.pairing.feed(chunk, first_line, offset, count, [])
             return
-        matched: set[bytes] = set()
+        matched: list[tuple[bytes, int]] = []  # the start lines that pass
         number = self.line_count  # of the line starting at `counted`
         find, lowered = self._driver
         match = self._match
@@ -773,8 +796,8 @@ class RangeScan:
             ls = chunk.rfind(b"\n", 0, pos) + 1
             le = chunk.find(b"\n", pos)
             head = match(chunk, ls, le, hay, pos)
-            if head is not None and halves[0] and is_start(head):
-                matched.add(head[len(START_PREFIX) : len(START_PREFIX) + ID_LEN])
+            if head is not None and is_start(head):
+                matched.append((_start_id(head), ls))
             elif head is not None:
                 number += _newlines_in(chunk, counted, ls)
                 counted = ls
@@ -784,7 +807,7 @@ class RangeScan:
             pos = find(hay, le + 1)
         self.line_count = number + _newlines_in(chunk, counted, len(chunk))
         _lines_totals(heads, chunk, starts, self.totals)
-        self.pairing.feed(chunk, halves, first_line, matched)
+        self.pairing.feed(chunk, first_line, offset, self.line_count - first_line, matched)
 
 
 def _newlines_in(data: bytes, start: int, end: int) -> int:
@@ -796,14 +819,14 @@ def _newlines_in(data: bytes, start: int, end: int) -> int:
 
 
 # matching line numbers, totals of the whole calls among them, line count,
-# starts left open (matched by the filter), ends of starts before the range
-RangeResult = tuple[array, Totals, int, Pending, set[bytes]]
+# the start lines the filter matched whose end is not in the range
+RangeResult = tuple[array, Totals, int, Pending]
 
 
 def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) -> RangeResult | None:
     """`flt` over the whole lines in [start, end) of `path`: (numbers of the
     matching lines from the range's first line, their totals, the range's
-    line count, its open start lines, its orphan ends: see `Pairing`). Runs in a worker process (`cftui.audit.rangescan`), which
+    line count, its start lines left open: see `Pairing`). Runs in a worker process (`cftui.audit.rangescan`), which
     opens the file itself; None when the file at `path` is no longer the
     one indexed (inode `ino`, at least `end` bytes): rotated or truncated."""
     try:
@@ -820,12 +843,11 @@ def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) ->
             data = read_lines(fd, pos, end)
             if not data:
                 break
-            scan.feed(data)
+            scan.feed(data, pos)
             pos += len(data)
     finally:
         os.close(fd)
-    p = scan.pairing
-    return scan.lines, scan.totals, scan.line_count, p.pending, p.orphans
+    return scan.lines, scan.totals, scan.line_count, scan.pairing.pending
 
 
 def scan_ranges(
@@ -840,8 +862,8 @@ def scan_ranges(
     """`scan_range` over the whole lines in [start, end), cut into ranges
     scanned by worker processes when there are PARALLEL_MIN bytes or more
     (`rangescan`), merged: line numbers counted from `start`, totals of the
-    whole calls, line count, the start lines left open and the ends of
-    starts before `start` (see `Pairing`). None if cancelled or the file changed. A broken pool (a worker
+    whole calls, line count, the start lines left open (see `Pairing`).
+    None if cancelled or the file changed. A broken pool (a worker
     killed) costs speed, not the result: the scan is done here instead."""
     try:
         return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=None)
@@ -869,7 +891,6 @@ def _scan_ranges(
     totals = Totals()
     counted = 0
     pending: Pending = {}
-    orphans: set[bytes] = set()
     scan = rangescan.Scan(
         scan_range,
         path,
@@ -886,12 +907,13 @@ def _scan_ranges(
         for _start, _end, part in scan:
             if part is None or cancelled():
                 return None
-            lines, part_totals, count, part_pending, part_orphans = part
+            lines, part_totals, count, part_pending = part
             found.extend(map(add, lines, repeat(counted)) if counted else lines)
             totals.add(part_totals)
-            merge_pending(pending, orphans, part_pending, part_orphans, counted)
+            for ident, (number, est, end_at) in part_pending.items():
+                pending[ident] = (number + counted, est, end_at)
             counted += count
-    return found, totals, counted, pending, orphans
+    return found, totals, counted, pending
 
 
 UNFINISHED = "unfinished: no end record (the proxy stopped mid-call, or the call still runs)"
@@ -1206,10 +1228,6 @@ class TrafficLog:
         self.record_at(span)
         return (self.generation, span[0]) in self.hidden
 
-    def _ended_line(self, ident: bytes, line: int) -> bool:
-        span = self.span(line)
-        return span is not None and self.ended(ident, span[1])
-
     def ended(self, ident: bytes, after: int) -> bool:
         """Whether the end line of call `ident` is in the file past offset
         `after` (the end of its start line). An end, once there, stays: a
@@ -1302,11 +1320,12 @@ class TrafficLog:
         if changed or result.generation != self.generation or cancelled():
             result.cancelled = True  # asked to, or the file changed under the scan
             return result
-        lines, totals, _count, later, orphans = merged
-        merge_pending(pending, set(), later, orphans, first)
-        # A start whose end came after `end_line` finished: its end line is
-        # counted by whoever counts those lines (the follower), not here.
-        pending = {i: v for i, v in pending.items() if not self._ended_line(i, v[0])}
+        lines, totals, _count, later = merged
+        pending.update((i, (n + first, est, at)) for i, (n, est, at) in later.items())
+        # Open at the end of the pass: its end may be further on (after a
+        # range's end, or after `end_line`: then the call is counted by
+        # whoever counts those lines, the follower, not here).
+        pending = {i: v for i, v in pending.items() if not self.ended(i, v[2])}
         base.add(totals)
         if flt.empty:
             self._counted = (result.generation, end_line, replace(base), pending)
@@ -1387,11 +1406,12 @@ class DailyCounter:
             ino = os.fstat(fd).st_ino
             end = _last_newline_before(fd, size) + 1
             start = _today_start(fd, since, end)
-        merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
-        if merged is None:  # replaced meanwhile: start over next time
-            self._ino = 0
-            return Totals(), {}, 0
-        return merged[1], merged[3], end
+            merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
+            if merged is None:  # replaced meanwhile: start over next time
+                self._ino = 0
+                return Totals(), {}, 0
+            pending = {i: v for i, v in merged[3].items() if not end_after(fd, i, v[2])[0]}
+        return merged[1], pending, end
 
     def _read_forward(self, since: str, size: int) -> None:
         with open(self.path, "rb") as f:
@@ -1409,7 +1429,7 @@ class DailyCounter:
                     if isinstance(ts, str) and ts >= since and parse_ok(line):
                         if half is not None and half[0] == START:
                             est = field_of(line, "tokens_est")
-                            self._pending[half[1]] = (0, est if isinstance(est, int) else 0)
+                            self._pending[half[1]] = (0, est if isinstance(est, int) else 0, 0)
                         else:
                             self._finished.add_line(line)
                 self._pos += len(data)
