@@ -12,6 +12,19 @@ one C-level search each and touch only the lines that can match; a big file
 is cut into byte ranges scanned by worker processes, and this process only
 merges their results (a 1 GB log: ~0.03 s of its CPU; `TrafficLog.filter`).
 
+A call may take two lines (see `cfproxies.record`): a start line written
+before the request went upstream and the end line (the whole record), with
+the same `id`. Every view and total pairs them: a call counts once, as its
+end line; a start line whose end is in the file is hidden (`record` is None
+for it, `is_hidden` says so, and it is not malformed); a start line with no
+end is a call that never finished (its proxy died, or it is still running),
+shown once as a record marked `"unfinished": true` and counted in the
+totals as a call, a failure, and its `tokens_est`. Pairing costs two
+literal-prefixed regex passes over a chunk that holds start lines (none over
+an older log) and a few set operations; only the starts a chunk leaves open
+are looked at one by one. Following (`poll`, `matches_line`, `add_line`)
+skips start lines: a live call shows when it ends.
+
 No Textual here: the TUI drives these blocking calls from thread workers.
 """
 
@@ -34,7 +47,14 @@ from pathlib import Path
 from typing import Any
 
 import regex
-from cfproxies.record import parse_record_line
+from cfproxies.record import (
+    END_PREFIX,
+    ID_LEN,
+    START,
+    START_PREFIX,
+    line_phase,
+    parse_record_line,
+)
 
 from cftui.audit import rangescan
 
@@ -89,7 +109,16 @@ class LRU:
 
 _KEYS = {
     key: b'"' + key.encode() + b'":'
-    for key in ("ts", "provider", "model", "status", "tokens_in", "tokens_out", "error")
+    for key in (
+        "ts",
+        "provider",
+        "model",
+        "status",
+        "tokens_in",
+        "tokens_out",
+        "error",
+        "tokens_est",
+    )
 }
 _MISSING = object()
 MISS = object()  # `TrafficLog.cached`: not read yet
@@ -221,8 +250,10 @@ class TrafficFilter:
         return self._needle_set
 
     def matches_line(self, line: bytes, lowered: bytes | None = None) -> bool:
-        """Whether a raw record line passes; torn/malformed lines never do."""
-        return self.match_head(line, lowered) >= 0
+        """Whether a raw record line passes; torn/malformed lines never do,
+        nor start lines (a call is shown by its end, or as unfinished by a
+        whole-file pass)."""
+        return not is_start(line) and self.match_head(line, lowered) >= 0
 
     def match_head(self, line: bytes, lowered: bytes | None = None) -> int:
         """`matches_line`, returning where the line's top-level header ends
@@ -404,14 +435,21 @@ def _regex_finder(pattern: re.Pattern[bytes]) -> Callable[[bytes, int], int]:
 
 @dataclass
 class Totals:
-    """Calls and tokens over a set of records."""
+    """Calls and tokens over a set of records. An unfinished call (a start
+    line with no end) is a call and a failure, and its estimate
+    (`tokens_est`, what the proxy's budget charges it) is in `tokens`."""
 
     calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     errors: int = 0
+    unfinished: int = 0
+    tokens_est: int = 0
 
     def add_line(self, line: bytes) -> None:
+        """Count one whole-call line (a start line is not one: skipped)."""
+        if is_start(line):
+            return
         self.calls += 1
         limit = top_limit(line)
         tin = field_of(line, "tokens_in", limit)
@@ -427,10 +465,133 @@ class Totals:
         self.tokens_in += other.tokens_in
         self.tokens_out += other.tokens_out
         self.errors += other.errors
+        self.unfinished += other.unfinished
+        self.tokens_est += other.tokens_est
+
+    def add_unfinished(self, pending: Pending) -> None:
+        """Count the calls still open at the end of a pass."""
+        self.calls += len(pending)
+        self.errors += len(pending)
+        self.unfinished += len(pending)
+        self.tokens_est += sum(est for _line, est, _end in pending.values())
 
     @property
     def tokens(self) -> int:
-        return self.tokens_in + self.tokens_out
+        return self.tokens_in + self.tokens_out + self.tokens_est
+
+
+# --- pairing start lines with their ends ------------------------------------
+
+# id -> (line number, tokens_est, file offset where the start line ends) of
+# the start lines still waiting for their end
+Pending = dict[bytes, tuple[int, int, int]]
+
+# Start and end lines after a newline (a chunk's first line is checked on
+# its own): each begins with a literal (re skips to it), and only the
+# proxy's own line starts match (a body is never at the start of a line).
+_HALF_IDS = re.compile(rb'\n\{"v":1,"phase":"(?:(s)tart|end)","id":"([0-9a-f]{32})"')
+_HEAD = len(START_PREFIX) + ID_LEN + 1
+TARGETED_MAX = 8  # more starts open than this: one pass for all ends, not a search each
+
+
+def is_start(line: bytes) -> bool:
+    """Whether a line is the start line of a call (see `cfproxies.record`)."""
+    if not line.startswith(START_PREFIX):
+        return False
+    half = line_phase(line[:_HEAD])
+    return half is not None and half[0] == START
+
+
+def _start_id(line: bytes) -> bytes:
+    return line[len(START_PREFIX) : len(START_PREFIX) + ID_LEN]
+
+
+def halves(chunk: bytes) -> tuple[list[bytes], set[bytes]]:
+    """The ids of a chunk's start lines (in order) and of its end lines, in
+    one pass over the chunk."""
+    found = _HALF_IDS.findall(chunk)
+    starts = [ident for s, ident in found if s]
+    ends = {ident for s, ident in found if not s}
+    first = line_phase(chunk[:_HEAD])
+    if first is not None:
+        if first[0] == START:
+            starts.insert(0, first[1])
+        else:
+            ends.add(first[1])
+    return starts, ends
+
+
+class Pairing:
+    """The start lines of one pass over consecutive chunks (a range, or the
+    lines since the last count) that the filter matched and whose end has
+    not been seen yet. Old logs (no start lines) cost nothing here. A start
+    is closed by a search for its own end line from where it stands (it is
+    usually a few lines on) or, when many are open, by one pass over the
+    chunk for all its end lines. Only the starts left open are numbered
+    and read (a few a chunk). A start still open at the end of the pass is
+    looked for further on by the caller (`end_after`)."""
+
+    def __init__(self) -> None:
+        self.pending: Pending = {}
+
+    def feed(
+        self,
+        chunk: bytes,
+        first_line: int,
+        offset: int,
+        lines: int,
+        starts: list[tuple[bytes, int]] | list[bytes],
+        ends: set[bytes] | None = None,
+    ) -> None:
+        """Open `starts` (ids, with where their line starts in `chunk` when
+        known), then close every open start whose end line is in the chunk
+        (`ends`, when the caller has them). `first_line`: the number of the
+        chunk's first line, `lines` how many it has; `offset`: where it
+        begins in the file."""
+        pending = self.pending
+        if not starts and not pending:
+            return
+        targeted = ends is None and len(starts) + len(pending) <= TARGETED_MAX
+        if ends is None and not targeted:
+            ends = halves(chunk)[1]
+        if targeted:
+            for ident in list(pending):
+                if (
+                    chunk.startswith(END_PREFIX + ident)
+                    or chunk.find(b"\n" + END_PREFIX + ident) >= 0
+                ):
+                    del pending[ident]
+        else:
+            assert ends is not None
+            for ident in ends.intersection(pending):
+                del pending[ident]
+        left = []
+        for item in starts:
+            ident, at = item if isinstance(item, tuple) else (item, -1)
+            if not targeted and ident in ends:  # type: ignore[operator]
+                continue  # (most: before any search for where it is)
+            if at < 0:
+                # From the end (0 if not after a newline: the first line):
+                # a start left open is mostly one whose end is in the next chunk.
+                at = 1 + chunk.rfind(b"\n" + START_PREFIX + ident)
+            if targeted and chunk.find(b"\n" + END_PREFIX + ident, at) >= 0:
+                continue
+            left.append((at, ident))
+        # Numbered from the chunk's end: the starts left open are mostly near it.
+        number, counted = first_line + lines, len(chunk)
+        for at, ident in sorted(left, reverse=True):
+            number -= _newlines_in(chunk, at, counted)
+            counted = at
+            line_end = chunk.find(b"\n", at)
+            est = field_of(chunk[at:line_end], "tokens_est")
+            pending[ident] = (number, est if isinstance(est, int) else 0, offset + line_end)
+
+
+def _with_pending(found: array, pending: Pending) -> array:
+    """The matching line numbers with the unfinished calls' start lines in place."""
+    if not pending:
+        return found
+    return array("q", sorted([*found, *(number for number, _est, _end in pending.values())]))
 
 
 # Each pattern starts with a literal that is rare in a record (re's search
@@ -485,8 +646,14 @@ def _errors(statuses: list[bytes]) -> int:
     return failed
 
 
-def _chunk_totals(chunk: bytes, totals: Totals) -> int:
-    """Add a chunk of whole lines to `totals`; returns its line count.
+def _chunk_totals(
+    chunk: bytes, totals: Totals
+) -> tuple[int, tuple[list[bytes], set[bytes]] | None]:
+    """Add a chunk of whole lines to `totals`; returns its line count and
+    its `halves` (None when it has none), whose starts are not calls: they hold status
+    0 and no tokens (each key once, as the proxy writes them), so the sums
+    stand and only calls and errors are corrected; a chunk with no status 0
+    holds none, and is not searched for them.
 
     When every line starts like a record and holds each key exactly once
     (our writer's records), the sums come from three C-speed regex passes
@@ -502,19 +669,21 @@ def _chunk_totals(chunk: bytes, totals: Totals) -> int:
         tout = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else ()
         status = _STATUS_ANY.findall(chunk) if len(tout) == n else ()
         if len(status) == n:
-            totals.calls += n
+            found = halves(chunk) if b"0" in status else None
+            starts = len(found[0]) if found else 0
+            totals.calls += n - starts
             totals.tokens_in += _sum_ints(tin)
             totals.tokens_out += _sum_ints(tout)
-            totals.errors += _errors(status)
-            return n
+            totals.errors += _errors(status) - starts
+            return n, found
     start = 0
     while start < len(chunk):
         end = chunk.find(b"\n", start)
         line = chunk[start:end]
         if parse_ok(line):
-            totals.add_line(line)
+            totals.add_line(line)  # skips start lines
         start = end + 1
-    return n
+    return n, halves(chunk)
 
 
 def _lines_totals(heads: list[bytes], chunk: bytes, starts: list[int], totals: Totals) -> None:
@@ -596,15 +765,24 @@ class RangeScan:
     def __init__(self, flt: TrafficFilter) -> None:
         self.flt = flt
         self.lines = array("q")
-        self.totals = Totals()
+        self.totals = Totals()  # of the whole-call lines; `pairing` holds the open starts
         self.line_count = 0
+        self.pairing = Pairing()
         self._driver = flt.driver()
         self._match = flt.span_matcher()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, offset: int = 0) -> None:
+        """Scan a chunk of whole lines that begins at file offset `offset`."""
+        first_line = self.line_count
         if self._driver is None:  # only an empty filter has no needle: count all
-            self.line_count += _chunk_totals(chunk, self.totals)
+            count, found = _chunk_totals(chunk, self.totals)
+            self.line_count += count
+            if found is not None:
+                self.pairing.feed(chunk, first_line, offset, count, found[0], found[1])
+            elif self.pairing.pending:  # no start line, but maybe the ends of open ones
+                self.pairing.feed(chunk, first_line, offset, count, [])
             return
+        matched: list[tuple[bytes, int]] = []  # the start lines that pass
         number = self.line_count  # of the line starting at `counted`
         find, lowered = self._driver
         match = self._match
@@ -618,7 +796,9 @@ class RangeScan:
             ls = chunk.rfind(b"\n", 0, pos) + 1
             le = chunk.find(b"\n", pos)
             head = match(chunk, ls, le, hay, pos)
-            if head is not None:
+            if head is not None and is_start(head):
+                matched.append((_start_id(head), ls))
+            elif head is not None:
                 number += _newlines_in(chunk, counted, ls)
                 counted = ls
                 add(number)
@@ -627,6 +807,7 @@ class RangeScan:
             pos = find(hay, le + 1)
         self.line_count = number + _newlines_in(chunk, counted, len(chunk))
         _lines_totals(heads, chunk, starts, self.totals)
+        self.pairing.feed(chunk, first_line, offset, self.line_count - first_line, matched)
 
 
 def _newlines_in(data: bytes, start: int, end: int) -> int:
@@ -637,13 +818,15 @@ def _newlines_in(data: bytes, start: int, end: int) -> int:
     return len(part) - len(part.replace(b"\n", b""))
 
 
-RangeResult = tuple[array, Totals, int]
+# matching line numbers, totals of the whole calls among them, line count,
+# the start lines the filter matched whose end is not in the range
+RangeResult = tuple[array, Totals, int, Pending]
 
 
 def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) -> RangeResult | None:
     """`flt` over the whole lines in [start, end) of `path`: (numbers of the
     matching lines from the range's first line, their totals, the range's
-    line count). Runs in a worker process (`cftui.audit.rangescan`), which
+    line count, its start lines left open: see `Pairing`). Runs in a worker process (`cftui.audit.rangescan`), which
     opens the file itself; None when the file at `path` is no longer the
     one indexed (inode `ino`, at least `end` bytes): rotated or truncated."""
     try:
@@ -660,11 +843,11 @@ def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) ->
             data = read_lines(fd, pos, end)
             if not data:
                 break
-            scan.feed(data)
+            scan.feed(data, pos)
             pos += len(data)
     finally:
         os.close(fd)
-    return scan.lines, scan.totals, scan.line_count
+    return scan.lines, scan.totals, scan.line_count, scan.pairing.pending
 
 
 def scan_ranges(
@@ -678,8 +861,9 @@ def scan_ranges(
 ) -> RangeResult | None:
     """`scan_range` over the whole lines in [start, end), cut into ranges
     scanned by worker processes when there are PARALLEL_MIN bytes or more
-    (`rangescan`), merged: line numbers counted from `start`, totals, line
-    count. None if cancelled or the file changed. A broken pool (a worker
+    (`rangescan`), merged: line numbers counted from `start`, totals of the
+    whole calls, line count, the start lines left open (see `Pairing`).
+    None if cancelled or the file changed. A broken pool (a worker
     killed) costs speed, not the result: the scan is done here instead."""
     try:
         return _scan_ranges(path, flt, ino, start, end, progress, cancelled, workers=None)
@@ -706,6 +890,7 @@ def _scan_ranges(
     found = array("q")
     totals = Totals()
     counted = 0
+    pending: Pending = {}
     scan = rangescan.Scan(
         scan_range,
         path,
@@ -722,11 +907,41 @@ def _scan_ranges(
         for _start, _end, part in scan:
             if part is None or cancelled():
                 return None
-            lines, part_totals, count = part
+            lines, part_totals, count, part_pending = part
             found.extend(map(add, lines, repeat(counted)) if counted else lines)
             totals.add(part_totals)
+            for ident, (number, est, end_at) in part_pending.items():
+                pending[ident] = (number + counted, est, end_at)
             counted += count
-    return found, totals, counted
+    return found, totals, counted, pending
+
+
+UNFINISHED = "unfinished: no end record (the proxy stopped mid-call, or the call still runs)"
+_FIRST_WINDOW = 8192  # an end usually follows its start within a few lines
+_MAX_WINDOW = 4 << 20
+
+
+def unfinished(record: dict[str, Any]) -> dict[str, Any]:
+    """A start line shown as the call it began, which never finished."""
+    return {**record, "unfinished": True, "error": record.get("error") or UNFINISHED}
+
+
+def end_after(fd: int, ident: bytes, pos: int) -> tuple[bool, int]:
+    """Whether the end line of call `ident` starts after offset `pos` (a
+    newline, or before one); and the file size searched to. Windows grow
+    from a few KB (the usual case: the end is near) to a few MB."""
+    needle = b"\n" + END_PREFIX + ident
+    size = os.fstat(fd).st_size
+    window = _FIRST_WINDOW
+    while pos < size:
+        data = os.pread(fd, min(window, size - pos), pos)
+        if needle in data:
+            return True, size
+        if len(data) <= len(needle):
+            break
+        pos += len(data) - len(needle)  # a needle across two windows is found in the next
+        window = min(window * 4, _MAX_WINDOW)
+    return False, max(pos, 0)
 
 
 # --- the log -----------------------------------------------------------------
@@ -756,6 +971,7 @@ class TrafficLog:
         self.path = Path(path)
         self.generation = 0
         self.malformed: set[tuple[int, int]] = set()
+        self.hidden: set[tuple[int, int]] = set()  # start lines of finished calls
         self._raw = LRU(raw_cache)
         self._rec = LRU(record_cache)
         self._lock = threading.RLock()
@@ -773,8 +989,10 @@ class TrafficLog:
         self._fwd = array("q", [-1])
         self.scanned = False
         # The last count of every line (an empty filter): (generation, lines,
-        # totals); counted again, only the lines after are read.
-        self._counted: tuple[int, int, Totals] = (-1, 0, Totals())
+        # totals of the whole calls, starts still open); counted again, only
+        # the lines after are read.
+        self._counted: tuple[int, int, Totals, Pending] = (-1, 0, Totals(), {})
+        self._ends = LRU(4096)  # start id -> True (its end is in the file) or offset searched to
 
     # --- opening and scanning ---------------------------------------------
     def open(self) -> bool:
@@ -903,6 +1121,8 @@ class TrafficLog:
         self._raw.clear()
         self._rec.clear()
         self.malformed.clear()
+        self.hidden.clear()
+        self._ends.clear()
         self.generation += 1
         self._reset_state()
         if self.open():
@@ -973,24 +1193,58 @@ class TrafficLog:
         return self.record_at(self.span(i))
 
     def record_at(self, span: tuple[int, int] | None) -> dict[str, Any] | None:
-        """The record at a span (stable while the scan renumbers lines)."""
+        """The record at a span (stable while the scan renumbers lines);
+        None for a torn or malformed line (counted in `malformed`) and for
+        the start line of a finished call (in `hidden`); the start line of
+        an unfinished one comes marked `"unfinished": true`."""
         if span is None:
             return None
         key = (self.generation, span[0])
         rec = self._rec.get(key)
         if rec is None:
+            if key in self.hidden:
+                return None
             line = self.raw_at(span)
             rec = parse_record_line(line) if line is not None else None
             if rec is None:
                 if line is not None and line.strip():
                     self.malformed.add(key)
                 return None
+            if line is not None and is_start(line):
+                if self.ended(line[len(START_PREFIX) : len(START_PREFIX) + ID_LEN], span[1]):
+                    self.hidden.add(key)
+                    return None
+                rec = unfinished(rec)  # as of now: not cached, its end may come
+                return rec
             self._rec.put(key, rec)
         return rec
 
+    def is_hidden(self, i: int) -> bool:
+        """Whether line i is the start line of a finished call, which a view
+        skips (its end line is the call). Reads the file: a worker's call."""
+        span = self.span(i)
+        if span is None:
+            return False
+        self.record_at(span)
+        return (self.generation, span[0]) in self.hidden
+
+    def ended(self, ident: bytes, after: int) -> bool:
+        """Whether the end line of call `ident` is in the file past offset
+        `after` (the end of its start line). An end, once there, stays: a
+        yes is remembered, and a no only up to where the file was read."""
+        known = self._ends.get(ident)
+        if known is True:
+            return True
+        with self._lock:
+            if self._fd is None:
+                return False
+            found, upto = end_after(self._fd, ident, max(after, known or 0))
+        self._ends.put(ident, True if found else upto)
+        return found
+
     def cached(self, i: int) -> dict[str, Any] | object | None:
-        """Line i's record if already parsed (None if malformed), else MISS;
-        never reads the file, so a UI thread may call it."""
+        """Line i's record if already parsed (None if malformed or hidden),
+        else MISS; never reads the file, so a UI thread may call it."""
         span = self.span(i)
         if span is None:
             return None
@@ -998,10 +1252,12 @@ class TrafficLog:
         rec = self._rec.get(key)
         if rec is not None:
             return rec
-        return None if key in self.malformed else MISS
+        return None if key in self.malformed or key in self.hidden else MISS
 
     def tail(self, n: int) -> list[tuple[int, dict[str, Any]]]:
-        """The last n well-formed records, oldest first, with their indices."""
+        """The last n calls (well-formed records, unfinished calls' start
+        lines, not the start lines of finished ones), oldest first, with
+        their indices."""
         out: list[tuple[int, dict[str, Any]]] = []
         i = len(self) - 1
         while i >= 0 and len(out) < n:
@@ -1053,22 +1309,32 @@ class TrafficLog:
             last = self.span(end_line - 1) if end_line > 0 else None
             end = last[1] + 1 if last else 0
             ino = self._ino
-            first, base = 0, Totals()
+            first, base, pending = 0, Totals(), {}
             counted = self._counted
             if flt.empty and counted[0] == self.generation and 0 < counted[1] <= end_line:
-                first, base = counted[1], replace(counted[2])  # only the lines since
+                # only the lines since
+                first, base, pending = counted[1], replace(counted[2]), dict(counted[3])
             start = self.span(first - 1)[1] + 1 if first else 0  # type: ignore[index]
         merged = scan_ranges(self.path, flt, ino, start, end, report, cancelled)
         changed = merged is None or merged[2] != end_line - first
         if changed or result.generation != self.generation or cancelled():
             result.cancelled = True  # asked to, or the file changed under the scan
             return result
-        result.lines, totals, _count = merged
+        lines, totals, _count, later = merged
+        pending.update((i, (n + first, est, at)) for i, (n, est, at) in later.items())
+        # Open at the end of the pass: its end may be further on (after a
+        # range's end, or after `end_line`: then the call is counted by
+        # whoever counts those lines, the follower, not here).
+        pending = {i: v for i, v in pending.items() if not self.ended(i, v[2])}
         base.add(totals)
+        if flt.empty:
+            self._counted = (result.generation, end_line, replace(base), pending)
+        else:
+            lines = _with_pending(lines, pending)
+        base.add_unfinished(pending)
+        result.lines = lines
         result.totals = base
         result.covered = end_line
-        if flt.empty:
-            self._counted = (result.generation, end_line, replace(base))
         progress(1.0)
         return result
 
@@ -1107,6 +1373,8 @@ class DailyCounter:
         self.path = Path(path)
         self.day = ""
         self.totals = Totals()
+        self._finished = Totals()  # today's whole calls; `totals` adds the open starts
+        self._pending: Pending = {}
         self._ino = 0
         self._pos = 0
         self._lock = threading.Lock()
@@ -1118,27 +1386,32 @@ class DailyCounter:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 self.totals, self._pos, self._ino = Totals(), 0, 0
+                self._finished, self._pending = Totals(), {}
                 return self.totals
             if since != self.day or st.st_ino != self._ino or st.st_size < self._pos:
                 self.day, self._ino = since, st.st_ino
-                self.totals, self._pos = self._scan_back(since, st.st_size)
+                self._finished, self._pending, self._pos = self._scan_back(since, st.st_size)
             elif st.st_size > self._pos:
                 self._read_forward(since, st.st_size)
+            self.totals = replace(self._finished)
+            self.totals.add_unfinished(self._pending)
             return self.totals
 
-    def _scan_back(self, since: str, size: int) -> tuple[Totals, int]:
-        """Today's totals, and where the whole lines end (the torn tail is
-        read next time)."""
+    def _scan_back(self, since: str, size: int) -> tuple[Totals, Pending, int]:
+        """Today's totals of whole calls, today's starts still open (keyed
+        by id; the line number is not kept), and where the whole lines end
+        (the torn tail is read next time)."""
         with open(self.path, "rb") as f:
             fd = f.fileno()
             ino = os.fstat(fd).st_ino
             end = _last_newline_before(fd, size) + 1
             start = _today_start(fd, since, end)
-        merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
-        if merged is None:  # replaced meanwhile: start over next time
-            self._ino = 0
-            return Totals(), 0
-        return merged[1], end
+            merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
+            if merged is None:  # replaced meanwhile: start over next time
+                self._ino = 0
+                return Totals(), {}, 0
+            pending = {i: v for i, v in merged[3].items() if not end_after(fd, i, v[2])[0]}
+        return merged[1], pending, end
 
     def _read_forward(self, since: str, size: int) -> None:
         with open(self.path, "rb") as f:
@@ -1149,9 +1422,16 @@ class DailyCounter:
                 if not data:
                     return
                 for line in data[:-1].split(b"\n"):
+                    half = line_phase(line[:_HEAD])
+                    if half is not None and half[0] != START:  # an end closes its start
+                        self._pending.pop(half[1], None)
                     ts = field_of(line, "ts") if line.strip() else None
                     if isinstance(ts, str) and ts >= since and parse_ok(line):
-                        self.totals.add_line(line)
+                        if half is not None and half[0] == START:
+                            est = field_of(line, "tokens_est")
+                            self._pending[half[1]] = (0, est if isinstance(est, int) else 0, 0)
+                        else:
+                            self._finished.add_line(line)
                 self._pos += len(data)
 
 

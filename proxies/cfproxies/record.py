@@ -1,7 +1,20 @@
 """The `traffic.jsonl` record (CONTRACTS §3): the keys every record carries,
-how a record is started and how provider usage is normalised into it, and the
-one parser every reader uses (a torn or malformed line is `None`, never an
-exception)."""
+how a record is started and how provider usage is normalised into it, how
+every field is scrubbed before it is written, and the one parser every reader
+uses (a torn or malformed line is `None`, never an exception).
+
+A call may take two lines, sharing its `id` (both carry every required key):
+- a *start* line, `"phase": "start"`, written before the request goes
+  upstream: status 0, no usage, and `tokens_est`, what the call may cost
+  (`estimate_tokens`), so a proxy that dies mid-call still leaves the call
+  visible and charged;
+- the *end* line, `"phase": "end"`, the whole record, written once the
+  call is over. A call refused before it went upstream has only this line.
+Both lines begin `{"v":1,"phase":"...","id":"...` (the writer keeps these keys
+first and compact), which is how readers pair them without a parse
+(`line_phase`). A line without `phase` (written before it existed) is a
+whole call. A start with no end is a call that never finished.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+START = "start"
+END = "end"
+# Every line of the proxy begins with one of these (then the 32 hex digits of its id).
+START_PREFIX = b'{"v":1,"phase":"start","id":"'
+END_PREFIX = b'{"v":1,"phase":"end","id":"'
+ID_LEN = 32
 
 REQUIRED_KEYS = (
     "v",
@@ -74,9 +93,11 @@ _ids = random.Random(os.urandom(32))
 
 
 def new_record(*, bot: str, provider: str, method: str, path: str, epoch: float) -> dict[str, Any]:
-    """A record with every required key at its "nothing happened yet" value."""
+    """A record with every required key at its "nothing happened yet" value
+    (`v`, `phase`, `id` first: see the module's docstring)."""
     return {
         "v": SCHEMA_VERSION,
+        "phase": END,
         "id": f"{_ids.getrandbits(128):032x}",
         "ts": rfc3339_ms(epoch),
         "bot": bot,
@@ -98,6 +119,115 @@ def new_record(*, bot: str, provider: str, method: str, path: str, epoch: float)
         "response": None,
         "error": None,
     }
+
+
+def line_phase(line: bytes) -> tuple[str, bytes] | None:
+    """(`start` or `end`, id) of a line the proxy wrote as one half of a
+    call; None for anything else (an old whole-call line, a torn one)."""
+    if line.startswith(START_PREFIX):
+        phase, at = START, len(START_PREFIX)
+    elif line.startswith(END_PREFIX):
+        phase, at = END, len(END_PREFIX)
+    else:
+        return None
+    ident = line[at : at + ID_LEN]
+    if len(ident) != ID_LEN or line[at + ID_LEN : at + ID_LEN + 1] != b'"':
+        return None
+    if ident.strip(b"0123456789abcdef"):  # the proxy's ids are lowercase hex
+        return None
+    return phase, ident
+
+
+# Keys a start line keeps of its record: everything known before the upstream answers.
+_START_KEYS = frozenset(REQUIRED_KEYS) | {"phase", "tokens_est"}
+DEFAULT_MAX_OUTPUT = 4096  # tokens an unfinished call is charged when it asked no limit
+BYTES_PER_TOKEN = 4  # the usual rule of thumb for a prompt's size in tokens
+_MAX_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def estimate_tokens(body: Any, req_bytes: int) -> int:
+    """What an unfinished call is charged (the budget and the reader's totals
+    both use this number, written in its start line as `tokens_est`): the
+    output limit it asked for (`max_tokens`, `max_completion_tokens`,
+    `max_output_tokens`, Gemini's `generationConfig.maxOutputTokens`;
+    DEFAULT_MAX_OUTPUT if none) plus its prompt estimated from the request
+    size (BYTES_PER_TOKEN bytes a token). Deliberately high: a call whose
+    end was lost is charged at most what it could have cost, not nothing."""
+    asked = 0
+    if isinstance(body, dict):
+        asked = max((_int(body[k]) for k in _MAX_KEYS if k in body), default=0)
+        config = body.get("generationConfig")
+        if isinstance(config, dict):
+            asked = max(asked, _int(config.get("maxOutputTokens")))
+    return (asked or DEFAULT_MAX_OUTPUT) + max(req_bytes, 0) // BYTES_PER_TOKEN
+
+
+def start_line(record: dict[str, Any], tokens_est: int) -> dict[str, Any]:
+    """The start line of a call, from its record as it stands before the
+    upstream is asked (unscrubbed: `scrub_record` it like the end)."""
+    line = {k: v for k, v in record.items() if k in _START_KEYS}
+    line["phase"] = START
+    # Nothing has happened yet, whatever the record says: readers count a
+    # start line's keys as zeros without reading them.
+    line.update(status=0, tokens_in=0, tokens_out=0, cache_read=0, cache_write=0)
+    line["request"] = line["response"] = None
+    line["tokens_est"] = tokens_est
+    return line
+
+
+# Keys the proxy itself fills with its own values; every other string in a
+# record may come from the agent or the upstream and is scrubbed.
+_TRUSTED = frozenset({"v", "phase", "id", "ts", "bot"})
+_TEXTUAL = (str, dict, list)  # a tuple: isinstance with a union is several times slower
+
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the proxy's extra installs it
+    orjson = None
+
+
+def _json_bytes(value: Any) -> bytes:
+    """JSON text of a small value, for the scrubber's raw pre-check."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value, default=str)
+        except TypeError:
+            pass
+    return json.dumps(value, ensure_ascii=False, default=str).encode()
+
+
+def scrub_record(record: dict[str, Any], scrubber: Any, raws: dict[str, bytes | None]) -> None:
+    """Scrub every field of a record in place, the one place that does:
+    the bodies (with the raw text they came from, which lets a clean one
+    skip the walk) and every other value (model, model_resp, usage_raw,
+    ids, path, error, provider...). Fails closed: if the scrubber breaks,
+    every field it did not finish is dropped, never written as it was."""
+    try:
+        count = 0
+        for key in ("request", "response"):
+            if record.get(key) is not None:
+                record[key], n = scrubber.scrub(record[key], raws.get(key))
+                count += n
+        rest = {
+            k: v
+            for k, v in record.items()
+            if k not in _TRUSTED and k not in ("request", "response") and isinstance(v, _TEXTUAL)
+        }
+        if rest:
+            # The JSON text of these few fields lets a clean record (most)
+            # skip the walk: one scan of a few hundred bytes.
+            raw = _json_bytes(rest)
+            clean, n = scrubber.scrub(rest, raw)
+            record.update(clean)
+            count += n
+        record["scrubbed"] = count
+    except Exception as exc:  # never let a scrub bug write secrets or lose the call
+        for key, value in list(record.items()):
+            if key not in _TRUSTED and isinstance(value, _TEXTUAL):
+                record[key] = None
+        record["path"] = record["provider"] = record["method"] = ""
+        record["scrub_error"] = type(exc).__name__
 
 
 # --- usage -------------------------------------------------------------------

@@ -45,7 +45,11 @@ class BuiltinRule:
     name: str
     anchors: tuple[str, ...]  # lowercase; the match starts where one is found
     pattern: str
-    word_start: bool = True  # the anchor must not follow a letter or digit
+    # A key glued to a letter or digit before it ("x" + key, to slip past a
+    # word-boundary check) is still a key. Only a rule whose anchor is common
+    # inside words ("sk-" in "task-...") asks more of a glued match: that it
+    # looks random (see `_looks_random`).
+    glued_strict: bool = False
 
 
 BUILTIN_RULES: tuple[BuiltinRule, ...] = (
@@ -54,11 +58,15 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
         ("-----begin",),
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?"
         r"(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
-        word_start=False,
     ),
     BuiltinRule("anthropic-key", ("sk-ant-",), r"sk-ant-[A-Za-z0-9]{2,10}-[A-Za-z0-9_\-]{16,}"),
     BuiltinRule("openrouter-key", ("sk-or-",), r"sk-or-(?:v1-)?[A-Za-z0-9]{32,}"),
-    BuiltinRule("openai-key", ("sk-",), r"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"),
+    BuiltinRule(
+        "openai-key",
+        ("sk-",),
+        r"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}",
+        glued_strict=True,
+    ),
     BuiltinRule("google-key", ("aiza",), r"AIza[0-9A-Za-z_\-]{35}"),
     BuiltinRule("google-oauth", ("ya29.",), r"ya29\.[0-9A-Za-z_\-]{20,}"),
     BuiltinRule(
@@ -82,10 +90,22 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
         "cookie",
         ("cookie",),
         r"(?P<keep>(?ai:cookie)[\"']?\s*:\s*[\"']?)[^\"'\r\n]+",
-        word_start=False,
     ),
 )
 _COMPILED = tuple(re.compile(rule.pattern) for rule in BUILTIN_RULES)
+
+
+def _looks_random(key: str) -> bool:
+    """A glued `sk-...` is taken for a key when it reads like one: 32
+    characters or more with an upper-case letter, a lower-case one and a
+    digit (every OpenAI key format; "task-force-alpha-bravo-charlie" is not)."""
+    return (
+        len(key) >= 32
+        and any(c.isdigit() for c in key)
+        and any(c.isupper() for c in key)
+        and any(c.islower() for c in key)
+    )
+
 
 # Every anchor: a string holding none of them skips the rules entirely,
 # which is most of the text in an LLM call.
@@ -298,12 +318,13 @@ class Scrubber:
                 at = low.find(anchor)
                 while at >= 0:
                     nxt = at + 1
-                    if not (rule.word_start and at and text[at - 1].isalnum()):
-                        m = compiled.match(text, at)
-                        if m and free(m.start(), m.end()):
-                            keep = m.groupdict().get("keep") or ""
-                            spans.append((m.start(), m.end(), keep + REDACTED.format(rule.name)))
-                            nxt = m.end()
+                    m = compiled.match(text, at)
+                    if m and rule.glued_strict and at and text[at - 1].isalnum():
+                        m = m if _looks_random(m.group()) else None
+                    if m and free(m.start(), m.end()):
+                        keep = m.groupdict().get("keep") or ""
+                        spans.append((m.start(), m.end(), keep + REDACTED.format(rule.name)))
+                        nxt = m.end()
                     at = low.find(anchor, nxt)
         if not spans:
             return text, 0

@@ -62,7 +62,7 @@ def test_a_range_reports_line_numbers_from_its_own_first_line(tmp_path: Path) ->
     write(path, TRICKY, COMPACT, torn=False)
     data = path.read_bytes()
     start = data.index(b"\n", data.index(b"\n") + 1) + 1  # the third line
-    lines, totals, count = scan_range(
+    lines, totals, count, _pending = scan_range(
         str(path), start, len(data), TrafficFilter.parse("provider:openai"), path.stat().st_ino
     )
     # openai calls are records 0, 4, 5, 7, 9 (see test_traffic_filter_edges)
@@ -130,7 +130,7 @@ def test_chunk_totals_count_as_each_line_would(odd: dict) -> None:
     lines = [json.dumps(r | odd if n % 3 else r) for n, r in enumerate(records)]
     chunk = "\n".join(lines).encode() + b"\n"
     fast, slow = traffic.Totals(), traffic.Totals()
-    assert traffic._chunk_totals(chunk, fast) == 30
+    assert traffic._chunk_totals(chunk, fast)[0] == 30
     for line in chunk.split(b"\n")[:-1]:
         slow.add_line(line)
     assert fast == slow

@@ -41,7 +41,8 @@ class Proxy:
     def log_path(self) -> Path:
         return self.config.traffic_log
 
-    def records(self) -> list[dict[str, Any]]:
+    def lines(self) -> list[dict[str, Any]]:
+        """Every line of the log, start lines included."""
         try:
             lines = self.log_path.read_bytes().splitlines()
         except FileNotFoundError:
@@ -51,6 +52,13 @@ class Proxy:
         for rec in records:
             check_record_shape(rec)
         return records
+
+    def records(self) -> list[dict[str, Any]]:
+        """The whole-call records (the end lines), in order."""
+        return [r for r in self.lines() if r.get("phase") != "start"]
+
+    def starts(self) -> list[dict[str, Any]]:
+        return [r for r in self.lines() if r.get("phase") == "start"]
 
     async def wait_records(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The records once there are `n` of them (a record follows its response)."""

@@ -143,10 +143,10 @@ async def test_console_scripts_serve_a_call_end_to_end(tmp_path):
             assert resp.status == 200
         log = tmp_path / "audit" / "traffic.jsonl"
         for _ in range(100):
-            if log.exists() and log.read_bytes().endswith(b"\n"):
+            if log.exists() and log.read_text().count("\n") >= 2:
                 break
             await asyncio.sleep(0.02)
-        assert log.read_text().count("\n") == 1
+        assert log.read_text().count("\n") == 2  # the start line and the record
     finally:
         for proc in (proxy, fake):
             proc.terminate()
@@ -218,8 +218,9 @@ async def test_sigterm_with_a_stream_in_flight_still_writes_its_record(tmp_path,
         proc.communicate(timeout=10)
     assert code == 0
     lines = (tmp_path / "traffic.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    rec = json.loads(lines[0])
+    assert len(lines) == 2  # the call's start line, then its record
+    start, rec = map(json.loads, lines)
+    assert start["phase"] == "start" and rec["phase"] == "end" and start["id"] == rec["id"]
     assert rec["stream"] is True
     assert rec["error_kind"] == "shutdown"
 

@@ -103,15 +103,29 @@ async def test_error_status_in_each_providers_format(fake, client, path, body, c
         assert check(await resp.json())
 
 
-async def test_requests_are_listed_with_their_headers_and_can_be_cleared(fake, client):
+async def test_requests_are_listed_without_credentials_and_can_be_cleared(fake, client):
+    creds = {
+        "x-api-key": "seen-key-1",
+        "Authorization": "Bearer seen-key-2",
+        "x-goog-api-key": "seen-key-3",
+        "Cookie": "session=seen-key-4",
+        "x-fake-reply": "ok",
+    }
     async with client.post(
-        f"{fake.url}/v1/messages", json=anthropic_body(), headers={"x-api-key": "seen-key"}
+        f"{fake.url}/v1/messages?key=seen-key-5&x=1", json=anthropic_body(), headers=creds
     ) as resp:
         assert resp.status == 200
     async with client.get(f"{fake.url}/_fake/requests") as resp:
-        seen = await resp.json()
-    assert seen[-1]["headers"]["x-api-key"] == "seen-key"
+        text = await resp.text()
+        seen = json.loads(text)
+    for n in range(1, 6):
+        assert f"seen-key-{n}" not in text
+    headers = {k.lower(): v for k, v in seen[-1]["headers"].items()}
+    assert headers["x-api-key"] == headers["authorization"] == "[REDACTED]"
+    assert headers["x-fake-reply"] == "ok"
+    assert seen[-1]["query"] == "key=[REDACTED]&x=1"
     assert seen[-1]["body"]["model"] == "claude-sonnet-4-5"
+    assert fake.requests()[-1]["headers"]["x-api-key"] == "seen-key-1"  # in-process only
     async with client.delete(f"{fake.url}/_fake/requests"):
         pass
     async with client.get(f"{fake.url}/_fake/requests") as resp:

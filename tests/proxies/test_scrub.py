@@ -410,3 +410,29 @@ def test_the_raw_precheck_and_the_walk_agree(body) -> None:
     walked, _ = scrubber.scrub(body)
     checked, _ = scrubber.scrub(body, raw)
     assert checked == walked
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-ant-api03-" + "aB3" * 10,
+        "sk-proj-" + "Ab1" * 12,
+        "sk-" + "Xy9" * 16,
+        "sk-or-v1-" + "a1" * 20,
+        "AIza" + "B" * 35,
+        "ghp_" + "c" * 36,
+        "AKIA" + "ABCDEFGH12345678",
+        "xoxb-" + "1" * 12,
+        "ya29." + "d" * 24,
+    ],
+)
+@pytest.mark.parametrize("glue", ["x", "7", "Z"])
+def test_a_key_glued_to_a_letter_or_digit_is_still_redacted(secret, glue):
+    out, count = Scrubber().scrub(f"here: {glue}{secret} end")
+    assert secret not in out and count == 1
+    assert out.startswith(f"here: {glue}[REDACTED:")
+
+
+def test_words_that_hold_sk_dash_are_not_taken_for_glued_keys():
+    text = "task-force-alpha-bravo-charlie-delta and risk-assessment-framework-version-two"
+    assert Scrubber().scrub(text) == (text, 0)

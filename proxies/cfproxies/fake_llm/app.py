@@ -20,8 +20,11 @@ it (all optional):
     x-fake-no-length: 1         a non-streamed body without Content-Length
     x-fake-stamp: 1             each streamed event carries "fake_ts" (epoch s)
 
-`GET /_fake/requests` lists the last requests received (headers included, so
-tests can see which credential reached the "provider"); `DELETE` clears it.
+`GET /_fake/requests` lists the last requests received, with every credential
+(auth headers, cookies, a `key=` query parameter) replaced by `[REDACTED]`:
+whoever can reach the fake (the demo shares one between bots) must not read
+the keys that reached it. Tests in the same process see what arrived in
+`FakeState.requests`; `DELETE` clears it.
 """
 
 from __future__ import annotations
@@ -528,8 +531,27 @@ def _route(handler: Callable[..., Any]) -> Callable[[web.Request], Any]:
     return wrapped
 
 
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "cookie"}
+)
+
+
+def shown(entry: dict[str, Any]) -> dict[str, Any]:
+    """A request as `/_fake/requests` shows it: no credential in it."""
+    headers = {
+        k: "[REDACTED]" if k.lower() in CREDENTIAL_HEADERS else v
+        for k, v in entry["headers"].items()
+    }
+    query = "&".join(
+        "key=[REDACTED]" if part.partition("=")[0].lower() in ("key", "api_key") else part
+        for part in entry["query"].split("&")
+        if part
+    )
+    return {**entry, "headers": headers, "query": query}
+
+
 async def requests_seen(request: web.Request) -> web.Response:
-    return web.json_response(list(request.app[STATE].requests))
+    return web.json_response([shown(e) for e in request.app[STATE].requests])
 
 
 async def requests_clear(request: web.Request) -> web.Response:

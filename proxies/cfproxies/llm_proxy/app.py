@@ -20,6 +20,7 @@ import json
 import ssl
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +34,18 @@ from cfproxies.llm_proxy.budget import Budget, Refusal
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.llm_proxy.providers import Provider, dialect_for, upstream_path
-from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body
+from cfproxies.llm_proxy.reflect import KeyStripper
+from cfproxies.llm_proxy.routes import Allowed, allowed_for, decoded, route_path, split_target
+from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body, decoder_for
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Answer, Origin, UpstreamBrokeOff, UpstreamPool
-from cfproxies.record import body_for_record, new_record
+from cfproxies.record import (
+    body_for_record,
+    estimate_tokens,
+    new_record,
+    scrub_record,
+    start_line,
+)
 from cfproxies.scrub import ReloadingScrubber
 
 HOP_BY_HOP = frozenset(
@@ -78,11 +87,14 @@ class ProxyState:
     log: TrafficLog
     scrubber: ReloadingScrubber
     budget: Budget
+    keys: KeyStripper
+    allowed: dict[str, Allowed]
     upstream: UpstreamPool | None = None
     # Each provider's origin and base path, parsed once.
     origins: dict[str, tuple[Origin, str]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     inflight: int = 0
+    inflight_bytes: int = 0  # request bytes held by calls not yet written (see Call.hold)
     tasks: set[asyncio.Task] = field(default_factory=set)
     stopping: bool = False
     writer: ThreadPoolExecutor | None = None  # seals large records off the event loop
@@ -99,7 +111,8 @@ def make_app(config: ProxyConfig) -> web.Application:
     budget = Budget(config.daily_token_budget, config.rpm)
     budget.seed_from_log(config.traffic_log, config.bot)
     scrubber = ReloadingScrubber(config.scrub_rules, literals, _report_rules_problem)
-    state = ProxyState(config, log, scrubber, budget)
+    allowed = {name: allowed_for(p, config.extra_routes) for name, p in config.providers.items()}
+    state = ProxyState(config, log, scrubber, budget, KeyStripper(literals), allowed)
     app[STATE] = state
     app.on_startup.append(_open_session)
     app.on_shutdown.append(_drain)
@@ -190,11 +203,14 @@ async def health(request: web.Request) -> web.Response:
             },
             "budget": state.budget.snapshot(),
             "token_required": cfg.token is not None,
+            # Not the upstream URLs: the gateway may read this, and a URL may
+            # name an internal host or carry a credential.
             "providers": {
-                name: {"upstream": p.base_url, "key_configured": p.key_env in cfg.keys}
+                name: {"key_configured": p.key_env in cfg.keys}
                 for name, p in sorted(cfg.providers.items())
             },
             "inflight": state.inflight,
+            "inflight_bytes": state.inflight_bytes,
             "uptime_s": round(time.time() - state.started, 1),
         },
     )
@@ -270,14 +286,16 @@ def _upstream_headers(
     return headers
 
 
-def _response_headers(upstream: Answer) -> CIMultiDict:
+def _response_headers(upstream: Answer, keys: KeyStripper, decoding: bool) -> CIMultiDict:
     drop = RESPONSE_DROP
     if "connection" in upstream.headers:
         drop = drop | _connection_named(upstream.headers)
+    if decoding:  # the proxy decodes the body to look for keys: it is sent as is
+        drop = drop | {"content-encoding"}
     out: CIMultiDict = CIMultiDict()
     for k, v in upstream.headers.items():  # several Set-Cookie stay several
         if k.lower() not in drop:
-            out.add(k, v)
+            out.add(keys.strip_text(k), keys.strip_text(v))
     return out
 
 
@@ -308,6 +326,7 @@ class Call:
     def __init__(self, state: ProxyState, request: web.Request, provider_name: str) -> None:
         self.state = state
         self.t0 = time.perf_counter()
+        self.held_bytes = 0
         raw_path, _, query = request.raw_path.partition("?")
         self.query = _split_query(query)
         shown = "&".join(
@@ -331,6 +350,27 @@ class Call:
         self.written = False
         self.t_first_chunk: float | None = None
         self.max_gap = 0.0
+
+    def hold(self, size: int) -> bool:
+        """Reserve `size` request bytes in the proxy-wide budget (released
+        once the record is written): False if that would go over it."""
+        state = self.state
+        if state.inflight_bytes + size > state.config.max_inflight_bytes:
+            return False
+        state.inflight_bytes += size
+        self.held_bytes += size
+        return True
+
+    def release_bytes(self) -> None:
+        held, self.held_bytes = self.held_bytes, 0
+        self.state.inflight_bytes -= held
+
+    def started(self, tokens_est: int) -> None:
+        """The start line: written before the upstream is asked, so that a
+        proxy that dies mid-call leaves the call in the log (and charged)."""
+        line = start_line(self.record, tokens_est)
+        scrub_record(line, self.state.scrubber.get(), {})
+        self.state.log.write(line)
 
     def ms(self, t: float) -> float:
         return round((t - self.t0) * 1000.0, 3)
@@ -368,9 +408,19 @@ class Call:
         if size < OFFLOAD_BYTES or self.state.writer is None:
             self._seal()
         else:
-            self.state.writer.submit(self._seal)
+            # The body stays held until written: a slow writer slows new calls,
+            # it does not pile up bodies in memory.
+            loop = asyncio.get_running_loop()
+            job = self.state.writer.submit(self._seal_only)
+            job.add_done_callback(lambda _job: loop.call_soon_threadsafe(self.release_bytes))
 
     def _seal(self) -> None:
+        try:
+            self._seal_only()
+        finally:
+            self.release_bytes()
+
+    def _seal_only(self) -> None:
         """Bodies in, secrets out, one line appended."""
         rec = self.record
         cap = self.state.config.body_cap
@@ -390,18 +440,8 @@ class Call:
             response_text = decoded
             truncated |= cut
         rec["truncated"] = truncated
-        try:
-            scrubber = self.state.scrubber.get()
-            scrubbed = 0
-            raws = {"request": self.request_raw, "response": response_text}
-            for key in ("request", "response", "error", "path"):
-                if rec.get(key) is not None:
-                    rec[key], n = scrubber.scrub(rec[key], raws.get(key))
-                    scrubbed += n
-            rec["scrubbed"] = scrubbed
-        except Exception as exc:  # never let a scrub bug write secrets or lose the call
-            rec["request"] = rec["response"] = None
-            rec["scrub_error"] = type(exc).__name__
+        raws = {"request": self.request_raw, "response": response_text}
+        scrub_record(rec, self.state.scrubber.get(), raws)
         self.state.log.write(rec)
 
 
@@ -468,48 +508,107 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         call.finish()
 
 
+async def _refuse(
+    request: web.Request,
+    call: Call,
+    status: int,
+    kind: str,
+    message: str,
+    etype: str | None = None,
+    **extra: Any,
+) -> web.Response:
+    """Answer a call the proxy will not forward: the reason in its record
+    (`kind`), one line of JSON to the gateway (of type `etype`, else `kind`)."""
+    call.fail(status, kind, message)
+    error = {"type": etype or kind, "message": f"cf-llm-proxy: {message}", **extra}
+    return await _send(request, _json_response(status, {"error": error}))
+
+
 async def _forward(
     request: web.Request, call: Call, state: ProxyState, cfg: ProxyConfig, name: str
 ) -> web.StreamResponse:
     rec = call.record
+    target = split_target(call.raw_path)
+    if isinstance(target, str):
+        return await _refuse(request, call, 400, "bad_request_target", target)
+    name, tail = target
     provider = cfg.providers.get(name)
     if provider is None:
-        call.fail(404, "unknown_provider", f"no provider {name!r}")
         known = ", ".join(sorted(cfg.providers))
-        return await _send(
+        return await _refuse(
             request,
-            _json_response(
-                404,
-                {
-                    "error": {
-                        "type": "not_found",
-                        "message": f"unknown provider {name!r}; known: {known}",
-                    }
-                },
-            ),
+            call,
+            404,
+            "unknown_provider",
+            f"unknown provider {name!r}; known: {known}",
+            "not_found",
+        )
+    path = upstream_path(provider, tail)
+    if not state.allowed[name].permits(request.method, decoded(route_path(provider, path))):
+        return await _refuse(
+            request,
+            call,
+            403,
+            "route_not_allowed",
+            f"{request.method} on this path is not part of {name}'s inference API, which is "
+            "all the proxy forwards (the operator may allow more with --allow-route)",
         )
 
+    key: str | None = None
+    query = call.query
+    if cfg.token is not None:  # before the body is read: a stranger's body is never held
+        if not _token_ok(_presented_credentials(request, query), cfg.token):
+            return await _refuse(
+                request,
+                call,
+                401,
+                "auth",
+                "present the bot's proxy token as the API key",
+                "authentication_error",
+            )
+        key = cfg.keys.get(provider.key_env)
+        if not key:
+            return await _refuse(
+                request,
+                call,
+                503,
+                "no_key",
+                f"{provider.key_env} is not set in providers.env",
+                "provider_key_missing",
+                variable=provider.key_env,
+            )
+        query = [(n, part) for n, part in query if n != "key"]
+
+    limit = cfg.max_request_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return await _refuse(
+            request, call, 413, "request_too_large", f"request body over {limit} bytes"
+        )
+    # A body of unknown size (chunked, or compressed: aiohttp inflates it)
+    # is held at the largest size until it is read.
+    plain = declared is not None and "content-encoding" not in request.headers
+    if not call.hold(declared if plain and declared is not None else limit):
+        return await _refuse(
+            request,
+            call,
+            503,
+            "overloaded",
+            f"the proxy already holds {state.inflight_bytes} bytes of requests in flight "
+            f"(limit {cfg.max_inflight_bytes}); retry shortly",
+        )
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = cfg.max_request_bytes
-        call.fail(413, "request_too_large", f"request body over {limit} bytes")
-        return await _send(
-            request,
-            _json_response(
-                413,
-                {
-                    "error": {
-                        "type": "request_too_large",
-                        "message": f"cf-llm-proxy: request body over {limit} bytes",
-                    }
-                },
-            ),
+        return await _refuse(
+            request, call, 413, "request_too_large", f"request body over {limit} bytes"
         )
+    if not plain:  # now it is known
+        call.release_bytes()
+        call.hold(len(body))
     call.request_raw = body
     call.req_wire_bytes = request.content_length or len(body)  # before any decoding
     call.request_body = _parse_json(body, request.headers.get("content-type", ""))
-    tail = call.raw_path[len(name) + 1 :]
     if isinstance(call.request_body, dict):
         model = call.request_body.get("model")
         rec["model"] = model if isinstance(model, str) else None
@@ -519,41 +618,6 @@ async def _forward(
     if ":streamGenerateContent" in tail:
         rec["stream"] = True
 
-    key: str | None = None
-    query = call.query
-    if cfg.token is not None:
-        if not _token_ok(_presented_credentials(request, query), cfg.token):
-            call.fail(401, "auth", "missing or wrong proxy token")
-            return await _send(
-                request,
-                _json_response(
-                    401,
-                    {
-                        "error": {
-                            "type": "authentication_error",
-                            "message": "cf-llm-proxy: present the bot's proxy token as the API key",
-                        }
-                    },
-                ),
-            )
-        key = cfg.keys.get(provider.key_env)
-        if not key:
-            call.fail(503, "no_key", f"{provider.key_env} is not set in providers.env")
-            return await _send(
-                request,
-                _json_response(
-                    503,
-                    {
-                        "error": {
-                            "type": "provider_key_missing",
-                            "message": f"cf-llm-proxy: {provider.key_env} is not set in providers.env",
-                            "variable": provider.key_env,
-                        }
-                    },
-                ),
-            )
-        query = [(n, part) for n, part in query if n != "key"]
-
     refusal = state.budget.check()
     if refusal is not None:
         call.fail(429, "budget", refusal.message)
@@ -562,12 +626,16 @@ async def _forward(
 
     qs = "&".join(part for _, part in query)
     origin, base_path = state.origins[name]
-    target = (base_path + upstream_path(provider, tail) or "/") + (f"?{qs}" if qs else "")
+    upstream_target = (base_path + path or "/") + (f"?{qs}" if qs else "")
     headers = _upstream_headers(request, provider, key)
     dialect = dialect_for(provider, tail)
     assert state.upstream is not None
+    rec["req_bytes"] = call.req_wire_bytes
+    call.started(estimate_tokens(call.request_body, len(body)))
     try:
-        upstream = await state.upstream.request(origin, request.method, target, headers, body)
+        upstream = await state.upstream.request(
+            origin, request.method, upstream_target, headers, body
+        )
     except TimeoutError as exc:  # the connect and the read timeouts
         call.fail(504, "timeout", f"upstream timed out: {exc or type(exc).__name__}")
         return await _send(request, _gateway_error(504, "upstream timed out", provider))
@@ -607,7 +675,17 @@ async def _relay(
     is_sse = ctype.startswith("text/event-stream")
     reader = READERS[dialect](cfg.body_cap)
     call.reassembly = reader
-    out_headers = _response_headers(upstream)
+    keys = call.state.keys
+    # Keys are looked for in what the gateway reads: a compressed body is
+    # decoded for it (and one the proxy cannot decode is not relayed).
+    decoding = keys.active and bool(encoding) and encoding.strip().lower() != "identity"
+    if decoding and decoder_for(encoding) is None:
+        call.fail(502, "upstream_encoding", f"upstream answered in {encoding!r}, never offered")
+        return await _send(
+            request,
+            _gateway_error(502, "upstream answered in an encoding it was not offered", provider),
+        )
+    out_headers = _response_headers(upstream, keys, decoding)
 
     if (
         not is_sse
@@ -625,9 +703,10 @@ async def _relay(
             return await _send(request, _gateway_error(502, "upstream broke off", provider))
         call.response_raw = raw
         rec["resp_bytes"] = len(raw)
-        response = web.Response(status=upstream.status, headers=out_headers, body=raw)
-        await _send(request, response)
         decoded = decode_body(raw, encoding)
+        sent = keys.strip(decoded if decoding else raw)
+        response = web.Response(status=upstream.status, headers=out_headers, body=sent)
+        await _send(request, response)
         call.response_parsed = _parse_json(decoded, ctype)
         reader.body(call.response_parsed)
         _note_http_error(rec, upstream.status, reader)
@@ -638,15 +717,18 @@ async def _relay(
     out = web.StreamResponse(status=upstream.status, headers=out_headers)
     if is_sse:
         out.headers["X-Accel-Buffering"] = "no"
-    if upstream.content_length is not None:
-        out.content_length = upstream.content_length
+    if upstream.content_length is not None and not decoding:
+        out.content_length = upstream.content_length  # masking keeps the length
     await out.prepare(request)
     size = 0
     chunks = 0
     last = t_headers
+    stripper = keys.stream()
+    inflate = decoder_for(encoding) if decoding else None
     try:
         async for chunk in upstream.iter_chunks():
-            await out.write(chunk)  # the chunk goes first; the side parser after
+            # the chunk goes first; the side parser after
+            await out.write(stripper.feed(inflate.decompress(chunk) if inflate else chunk))
             now = time.perf_counter()
             gap = now - last
             last = now
@@ -668,6 +750,12 @@ async def _relay(
         call.fail(upstream.status, "upstream_disconnect", f"upstream broke off mid-stream: {exc}")
         _abort(request)
         return out
+    except zlib.error as exc:  # only when decoding for the key check
+        call.fail(
+            upstream.status, "upstream_encoding", f"upstream sent a corrupt {encoding}: {exc}"
+        )
+        _abort(request)
+        return out
     finally:
         rec["resp_bytes"] = size
         rec["chunks"] = chunks
@@ -675,6 +763,8 @@ async def _relay(
         parser.close()
         if not rec["stream"] and not parser.overflow:
             call.response_raw, call.response_decoded = bytes(parser._buf), True
+    await out.write(stripper.feed(inflate.flush()) if inflate else b"")
+    await out.write(stripper.flush())
     await out.write_eof()
     _note_http_error(rec, upstream.status, reader)
     return out
@@ -698,7 +788,8 @@ def _gateway_error(status: int, message: str, provider: Provider) -> web.Respons
         {
             "error": {
                 "type": "upstream_error" if status == 502 else "upstream_timeout",
-                "message": f"cf-llm-proxy: {message} ({provider.name} at {provider.base_url})",
+                # not the upstream's URL: the gateway has no business knowing it
+                "message": f"cf-llm-proxy: {message} ({provider.name})",
             }
         },
     )

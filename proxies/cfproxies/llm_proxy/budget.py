@@ -1,7 +1,11 @@
 """The operator's limits on a bot: tokens per UTC day and requests per minute.
 
 Tokens are counted when a call ends, so calls already in flight when the
-budget runs out still finish (the overshoot is at most their usage)."""
+budget runs out still finish (the overshoot is at most their usage). A call
+whose proxy died before its end was written (a start line with no end in
+`traffic.jsonl`) is counted at its start line's `tokens_est` when the next
+proxy starts (see `cfproxies.record.estimate_tokens`): a crash does not make a
+call free."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cfproxies.record import parse_record_line
+from cfproxies.record import START, line_phase, parse_record_line
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,11 @@ class Refusal:
 
     def retry_after(self, now: float) -> int:
         return max(1, int(self.resets_at - now + 0.999))
+
+
+def _count(value: object) -> int:
+    """A token count read back from the log (anything else counts 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _day(epoch: float) -> str:
@@ -78,7 +87,8 @@ class Budget:
 
     def seed_from_log(self, path: Path, bot: str) -> None:
         """Count today's tokens already in traffic.jsonl, so that a restart
-        does not hand the bot a fresh budget."""
+        does not hand the bot a fresh budget: every finished call's usage,
+        and each unfinished call's estimate."""
         if self.daily_tokens is None:
             return
         marker = self._day.encode()
@@ -86,15 +96,24 @@ class Budget:
             f = path.open("rb")
         except OSError:
             return
+        unfinished: dict[bytes, int] = {}  # start lines with no end yet: id -> estimate
         with f:
             for line in f:
                 if marker not in line:
                     continue
                 rec = parse_record_line(line)
-                if rec and rec.get("bot") == bot and str(rec.get("ts", "")).startswith(self._day):
-                    self.used_today += int(rec.get("tokens_in") or 0) + int(
-                        rec.get("tokens_out") or 0
-                    )
+                if not (
+                    rec and rec.get("bot") == bot and str(rec.get("ts", "")).startswith(self._day)
+                ):
+                    continue
+                half = line_phase(line)
+                if half is not None and half[0] == START:
+                    unfinished[half[1]] = _count(rec.get("tokens_est"))
+                    continue
+                if half is not None:
+                    unfinished.pop(half[1], None)
+                self.used_today += _count(rec.get("tokens_in")) + _count(rec.get("tokens_out"))
+        self.used_today += sum(unfinished.values())
 
     def snapshot(self) -> dict:
         return {

@@ -13,10 +13,16 @@ from urllib.parse import urlsplit
 from cfproxies.cli import OneLineParser
 from cfproxies.envfile import read_env_file
 from cfproxies.llm_proxy.providers import KNOWN, Provider, provider_for
+from cfproxies.llm_proxy.routes import Route, RouteError, parse_routes
 
 DEFAULT_LISTEN = "0.0.0.0:9090"
 DEFAULT_BODY_CAP = 256 * 1024
-MAX_REQUEST_BYTES = 64 * 1024 * 1024  # Anthropic itself refuses above 32 MB
+# Request bodies are held whole while a call runs (and parsed once for its
+# record): in a 512 MiB container, one body of at most 32 MiB (what Anthropic
+# itself accepts) and 128 MiB of bodies in flight across all calls leave
+# room for their parsed copies and the records being written.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+MAX_INFLIGHT_BYTES = 128 * 1024 * 1024
 BOT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # CONTRACTS §2
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 
@@ -40,6 +46,9 @@ class ProxyConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     max_request_bytes: int = MAX_REQUEST_BYTES
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES
+    # Methods and paths forwarded beyond each provider's inference API.
+    extra_routes: tuple[Route, ...] = ()
 
     @property
     def traffic_log(self) -> Path:
@@ -112,6 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-cap", help="bytes of each body kept in a record (CF_BODY_CAP)")
     p.add_argument("--connect-timeout", help="seconds to connect upstream (CF_CONNECT_TIMEOUT)")
     p.add_argument("--read-timeout", help="seconds an upstream may stay silent (CF_READ_TIMEOUT)")
+    p.add_argument(
+        "--max-request-bytes",
+        help=f"largest request body, else 413 (CF_MAX_REQUEST_BYTES; default {MAX_REQUEST_BYTES})",
+    )
+    p.add_argument(
+        "--max-inflight-bytes",
+        help="request bytes held across all calls at once, else 503 "
+        f"(CF_MAX_INFLIGHT_BYTES; default {MAX_INFLIGHT_BYTES})",
+    )
+    p.add_argument(
+        "--allow-route",
+        action="append",
+        default=[],
+        metavar="'PROVIDER METHOD /PATH'",
+        help="forward this method and path too (CF_ALLOW_ROUTES, ';'-separated); only each "
+        "provider's inference API is forwarded otherwise; * is one path segment or any "
+        "provider/method, ** any path: '* * /**' forwards everything; repeatable",
+    )
     return p
 
 
@@ -164,6 +191,23 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
     if token is not None and len(token) < 8:
         raise ConfigError("--token: too short to be a credential (8 characters at least)")
     body_cap = _int_option("--body-cap", pick(args.body_cap, "CF_BODY_CAP"), 0)
+    max_request = _int_option(
+        "--max-request-bytes", pick(args.max_request_bytes, "CF_MAX_REQUEST_BYTES"), 1
+    )
+    max_inflight = _int_option(
+        "--max-inflight-bytes", pick(args.max_inflight_bytes, "CF_MAX_INFLIGHT_BYTES"), 1
+    )
+    max_request = MAX_REQUEST_BYTES if max_request is None else max_request
+    max_inflight = MAX_INFLIGHT_BYTES if max_inflight is None else max_inflight
+    if max_inflight < max_request:
+        raise ConfigError(
+            f"--max-inflight-bytes {max_inflight} is below --max-request-bytes {max_request}: "
+            "no body of the largest size could ever be taken"
+        )
+    try:
+        extra_routes = parse_routes([environ.get("CF_ALLOW_ROUTES", ""), *args.allow_route])
+    except RouteError as exc:
+        raise ConfigError(str(exc)) from None
     return ProxyConfig(
         host=host,
         port=port,
@@ -183,4 +227,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
         read_timeout=_float_option(
             "--read-timeout", pick(args.read_timeout, "CF_READ_TIMEOUT"), 300.0
         ),
+        max_request_bytes=max_request,
+        max_inflight_bytes=max_inflight,
+        extra_routes=extra_routes,
     )
