@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import docker_firewall, images
 from cftui.runtime.docker import DockerRuntime
@@ -142,3 +143,32 @@ def test_host_reach_rules_are_added_once_and_removed_with_the_bot(docker_client,
     rt._remove(bot.name)
     for tool in tools:
         assert docker_firewall._tagged(tool, bot.name, what) == []
+
+
+@pytest.mark.docker
+def test_host_reach_a_missing_or_refusing_iptables_is_one_clear_line(
+    docker_client, infra, tmp_path, monkeypatch
+):
+    if docker_firewall.engine_isolates(docker_client.api):
+        pytest.skip("this engine isolates internal networks itself: iptables is not used")
+    _, bot = infra
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(RuntimeOperationError) as exc:
+        docker_firewall.isolate_host(docker_client.api, bot.name, int_network(bot.name))
+    assert "\n" not in str(exc.value)
+    assert "iptables is not installed" in str(exc.value)
+    # An iptables that refuses (as it does for a non-root operator).
+    refusing = empty / "iptables"
+    refusing.write_text(
+        "#!/bin/sh\necho 'iptables v1.8.9: Permission denied (you must be root)' >&2\nexit 4\n"
+    )
+    refusing.chmod(0o755)
+    (empty / "ip6tables").symlink_to(refusing)
+    with pytest.raises(RuntimeOperationError) as exc:
+        docker_firewall.isolate_host(docker_client.api, bot.name, int_network(bot.name))
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot keep {int_network(bot.name)} off the host: iptables refused")
+    assert "Permission denied" in message
