@@ -667,16 +667,33 @@ def ensure_image(
             text = (context / "Dockerfile").read_text(encoding="utf-8", errors="replace")
             instructions, _ = _parse(text, f"{source.context}/Dockerfile")
             buildargs = _choose_base(client, instructions, progress, task, tag)
-            _docker_build(
-                client,
-                context,
-                tag,
-                task=task,
-                progress=progress,
-                buildargs=buildargs,
-                labels={HASH_LABEL: want},
-            )
+            with _fallback_noted(buildargs, instructions):
+                _docker_build(
+                    client,
+                    context,
+                    tag,
+                    task=task,
+                    progress=progress,
+                    buildargs=buildargs,
+                    labels={HASH_LABEL: want},
+                )
     return tag
+
+
+@contextmanager
+def _fallback_noted(
+    buildargs: dict[str, str], instructions: list[dockerfile.Instruction]
+) -> Iterator[None]:
+    """A failed build on the fallback base says so (its default could not be had)."""
+    try:
+        yield
+    except RuntimeOperationError as exc:
+        if "BASE_IMAGE" not in buildargs:
+            raise
+        _, default = dockerfile.base_arg_default(instructions)
+        raise RuntimeOperationError(
+            f"{exc} (built on {BASE_IMAGE} because {default} cannot be pulled)"
+        ) from None
 
 
 def gateway_image_name(bot: str) -> str:
@@ -741,7 +758,7 @@ def build_gateway_image(
             # The label is the hash of what this tar holds, read in this pass.
             want = build_context.context_digest(code_dir, raw, _GATEWAY_SALT, out=ctx)
             ctx.seek(0)
-            try:
+            with _fallback_noted(buildargs, instructions):
                 _docker_build(
                     client,
                     ctx,
@@ -753,11 +770,4 @@ def build_gateway_image(
                     nocache=nocache,
                     contained=True,
                 )
-            except RuntimeOperationError as exc:
-                if "BASE_IMAGE" in buildargs:
-                    _, default = dockerfile.base_arg_default(instructions)
-                    raise RuntimeOperationError(
-                        f"{exc} (built on {BASE_IMAGE} because {default} cannot be pulled)"
-                    ) from None
-                raise
     return tag
