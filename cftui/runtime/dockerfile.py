@@ -268,22 +268,96 @@ def onbuild_remote_sources(triggers: list[str]) -> list[RemoteSource]:
     return remote_add_sources(instructions, "\\")
 
 
+_VAR_RE = re.compile(r"\$\{([A-Za-z_]\w*)(?:(:?[-+])([^}]*))?\}|\$([A-Za-z_]\w*)")
+
+
+def _expand(word: str, env: dict[str, str]) -> tuple[str, bool]:
+    """`word` with `$NAME`, `${NAME}`, `${NAME:-x}`, `${NAME:+x}` replaced
+    from `env`; and whether a variable was left that `env` cannot resolve."""
+    unresolved = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal unresolved
+        name = m[1] or m[4]
+        op, alt = m[2], m[3] or ""
+        value = env.get(name)
+        if op in ("-", ":-"):
+            return value if (value if op == ":-" else value is not None) else alt
+        if op in ("+", ":+"):
+            return alt if (value if op == ":+" else value is not None) else ""
+        if value is None:
+            unresolved = True
+            return m[0]
+        return value
+
+    return _VAR_RE.sub(sub, word), unresolved
+
+
+def _global_args(instructions: list[Instruction], buildargs: dict[str, str]) -> dict[str, str]:
+    """The ARGs declared before the first FROM (the only ones FROM sees),
+    with their defaults, overridden by the build args given."""
+    env: dict[str, str] = {}
+    for ins in instructions:
+        if ins.cmd == "from":
+            break
+        if ins.cmd != "arg":
+            continue
+        for word in ins.args:
+            name, sep, value = word.partition("=")
+            if name in buildargs:
+                env[name] = buildargs[name]
+            elif sep:
+                env[name] = _expand(value.strip("\"'"), env)[0]
+    return env
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image a build takes files from: a FROM line or a `COPY --from=`."""
+
+    line: int
+    how: str  # "FROM" or "COPY --from"
+    ref: str
+    unresolved: bool
+
+
+def image_refs(instructions: list[Instruction], buildargs: dict[str, str]) -> list[ImageRef]:
+    """Every image the build reads, stages and scratch left out, with the
+    global ARGs expanded (`unresolved`: a variable is left that cftui
+    cannot know)."""
+    env = _global_args(instructions, buildargs)
+    stages: set[str] = set()
+    out: list[ImageRef] = []
+    for ins in instructions:
+        target = ins.trigger if ins.cmd == "onbuild" else ins
+        if target is None:
+            continue
+        if target.cmd == "from" and target.args:
+            ref, unresolved = _expand(target.args[0], env)
+            if ref.lower() not in stages and ref.lower() != "scratch":
+                out.append(ImageRef(ins.line, "FROM", ref, unresolved))
+            if len(target.args) >= 3 and target.args[1].lower() == "as":
+                stages.add(target.args[2].lower())
+        elif target.cmd == "copy":
+            for flag in target.flags:
+                name, _, value = flag.partition("=")
+                if name.lstrip("-").lower() != "from":
+                    continue
+                if value.lower() in stages or value.isdigit():
+                    continue
+                # COPY --from is not expanded by the classic builder: any $ is literal.
+                out.append(ImageRef(ins.line, "COPY --from", value, "$" in value))
+    return out
+
+
 def from_images(instructions: list[Instruction], base_default: str | None) -> list[str]:
     """The images FROM lines need, in order (stages, scratch and names still
     holding a variable left out; `${BASE_IMAGE}` read as its default)."""
-    stages: set[str] = set()
+    buildargs = {"BASE_IMAGE": base_default} if base_default else {}
     refs: list[str] = []
-    for ins in instructions:
-        if ins.cmd != "from" or not ins.args:
-            continue
-        ref = ins.args[0]
-        if ref in ("${BASE_IMAGE}", "$BASE_IMAGE"):
-            ref = base_default or ""
-        usable = ref and ref.lower() != "scratch" and "$" not in ref
-        if usable and ref not in stages and ref not in refs:
-            refs.append(ref)
-        if len(ins.args) >= 3 and ins.args[1].lower() == "as":
-            stages.add(ins.args[2])
+    for r in image_refs(instructions, buildargs):
+        if r.how == "FROM" and r.ref and not r.unresolved and r.ref not in refs:
+            refs.append(r.ref)
     return refs
 
 

@@ -59,6 +59,8 @@ TAG = "latest"
 # LABEL in each Dockerfile.
 HASH_LABEL = "io.clawfactory.context-hash"
 SERVICE_LABEL = "io.clawfactory.image"
+# Which bot a gateway image was built for; inherited by any image built FROM it.
+GATEWAY_LABEL = "io.clawfactory.gateway"
 
 # Bump when the way images are assembled changes, so that every image is
 # rebuilt once even though its sources did not change.
@@ -199,18 +201,23 @@ def _hash_file_or_tree(*paths: Path, salt: str = "") -> str:
 # --- docker helpers ---------------------------------------------------------
 
 
-def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
-    """The labels of a local image, or None when it is not here."""
+def _image_attrs(client: Any, ref: str) -> dict[str, Any] | None:
+    """A local image's inspect data, or None when it is not here."""
     import docker.errors
     import requests
 
     try:
-        image = client.images.get(ref)
+        return dict(client.images.get(ref).attrs)
     except docker.errors.ImageNotFound:
         return None
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise RuntimeOperationError(f"cannot inspect image {ref}: {_explain(exc)}") from None
-    return dict((image.attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when it is not here."""
+    attrs = _image_attrs(client, ref)
+    return None if attrs is None else dict((attrs.get("Config") or {}).get("Labels") or {})
 
 
 _unpullable: dict[str, float] = {}
@@ -574,15 +581,32 @@ def _refuse_remote_sources(found: list[dockerfile.RemoteSource], where: str, wha
     )
 
 
-def _onbuild_triggers(client: Any, ref: str) -> list[str]:
-    import docker.errors
-    import requests
-
-    try:
-        attrs = client.images.get(ref).attrs
-    except (docker.errors.DockerException, requests.RequestException):
-        return []
-    return list((attrs.get("Config") or {}).get("OnBuild") or [])
+def _refuse_foreign_images(
+    client: Any, bot: str, instructions: list[dockerfile.Instruction], buildargs: dict[str, str]
+) -> None:
+    """A gateway's build reads no image of another bot's gateway (FROM or
+    COPY --from): those hold that bot's code/ as it was built. An image
+    named with a variable cftui cannot resolve is refused for the same
+    reason: it cannot be checked."""
+    what = f"the gateway of {bot}"
+    own = gateway_image_name(bot)
+    for ref in dockerfile.image_refs(instructions, buildargs):
+        where = f"cannot build {what}: code/Dockerfile line {ref.line}: {ref.how} {_inert(ref.ref)}"
+        if ref.unresolved:
+            raise RuntimeOperationError(
+                f"{where} names its image with a variable cftui cannot resolve: "
+                "give it a default (`ARG NAME=image`) or write the image name"
+            )
+        attrs = _image_attrs(client, ref.ref)
+        if attrs is None:
+            continue
+        owner = ((attrs.get("Config") or {}).get("Labels") or {}).get(GATEWAY_LABEL)
+        tags = attrs.get("RepoTags") or []
+        foreign_tag = any(t.startswith("clawfactory/gateway-") and t != own for t in tags)
+        if (owner and owner != bot) or foreign_tag:
+            raise RuntimeOperationError(
+                f"{where} is another bot's gateway image: refused (it holds that bot's code/)"
+            )
 
 
 def _project_base_service(ref: str) -> str | None:
@@ -629,7 +653,9 @@ def _choose_base(
                 f"`FROM ${{BASE_IMAGE}}` so cftui can build it on {BASE_IMAGE}, or `docker load` it"
             )
         if check_onbuild:
-            found = dockerfile.onbuild_remote_sources(_onbuild_triggers(client, ref))
+            attrs = _image_attrs(client, ref) or {}
+            triggers = list((attrs.get("Config") or {}).get("OnBuild") or [])
+            found = dockerfile.onbuild_remote_sources(triggers)
             _refuse_remote_sources(found, f"the ONBUILD triggers of {_inert(ref)}", what)
     return buildargs
 
@@ -754,6 +780,7 @@ def build_gateway_image(
             return tag
         progress(ProgressEvent(task, 0, None, f"building {tag} from {code_dir}"))
         buildargs = _choose_base(client, instructions, progress, task, what, check_onbuild=True)
+        _refuse_foreign_images(client, bot, instructions, buildargs)
         with tempfile.TemporaryFile(prefix=f"ctx-gateway-{bot}-", dir=cache_dir()) as ctx:
             # The label is the hash of what this tar holds, read in this pass.
             want = build_context.context_digest(code_dir, raw, _GATEWAY_SALT, out=ctx)
@@ -766,7 +793,7 @@ def build_gateway_image(
                     task=task,
                     progress=progress,
                     buildargs=buildargs,
-                    labels={HASH_LABEL: want},
+                    labels={HASH_LABEL: want, GATEWAY_LABEL: bot},
                     nocache=nocache,
                     contained=True,
                 )

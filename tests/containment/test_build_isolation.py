@@ -271,3 +271,51 @@ def test_build_refuses_a_dockerignore_link_instead_of_reading_through_it(
         _unblock(fifo)
     assert result != "hung"
     assert ".dockerignore must be a regular file" in result
+
+
+@pytest.fixture
+def other_bot_image(docker_client: Any, tmp_path: Path, base_image: str) -> Iterator[str]:
+    """Another bot's gateway image, holding a file of that bot's code/."""
+    name = f"tb{secrets.token_hex(4)}"
+    code = tmp_path / "other" / "code"
+    code.mkdir(parents=True)
+    (code / "Dockerfile").write_text(f"FROM {BUILD_BASE}\nCOPY memory.md /code/memory.md\n")
+    (code / "memory.md").write_text("the other bot's private memory\n")
+    tag = images.build_gateway_image(docker_client, name, code)
+    try:
+        yield tag
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM {other}\n",
+        "ARG X={other}\nFROM ${{X}}\n",
+        "FROM {other_id}\n",
+        f"FROM {BUILD_BASE}\nCOPY --from={{other}} /code/memory.md /stolen.md\n",
+    ],
+    ids=["from", "from-variable", "from-image-id", "copy-from"],
+)
+def test_build_refuses_reading_another_bots_gateway_image(
+    docker_client, bot, tmp_path, other_bot_image, dockerfile
+):
+    other_id = docker_client.images.get(other_bot_image).id
+    code = _code(tmp_path, dockerfile.format(other=other_bot_image, other_id=other_id))
+    with pytest.raises(RuntimeOperationError) as exc:
+        images.build_gateway_image(docker_client, bot, code)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "is another bot's gateway image: refused" in message
+    assert images._image_labels(docker_client, images.gateway_image_name(bot)) is None
+
+
+@pytest.mark.docker
+def test_build_refuses_an_image_named_by_a_variable_it_cannot_resolve(docker_client, bot, tmp_path):
+    code = _code(tmp_path, f"ARG WHICH\nFROM {BUILD_BASE}\nCOPY --from=$WHICH /a /b\n")
+    with pytest.raises(RuntimeOperationError, match="line 3: COPY --from \\$WHICH names its image"):
+        images.build_gateway_image(docker_client, bot, code)

@@ -189,3 +189,21 @@ def test_an_oversized_context_is_refused_in_one_line(code, monkeypatch):
     with pytest.raises(RuntimeOperationError, match="over 1 MiB") as exc:
         _members(code)
     assert "\n" not in str(exc.value)
+
+
+def test_image_refs_expand_global_args_and_skip_stages():
+    instructions, _ = dockerfile.parse(
+        "ARG REG=r.test\nARG IMG=${REG}/app:1\nARG UNSET\nFROM ${IMG} AS Build\n"
+        "FROM ${UNSET:-fallback:2}\nCOPY --from=build /a /a\nCOPY --from=0 /a /a\n"
+        "COPY --from=tools:3 /t /t\nONBUILD COPY --from=other:4 /o /o\nFROM $UNSET\n"
+    )
+    refs = [(r.line, r.how, r.ref, r.unresolved) for r in dockerfile.image_refs(instructions, {})]
+    assert refs == [
+        (4, "FROM", "r.test/app:1", False),
+        (5, "FROM", "fallback:2", False),
+        (8, "COPY --from", "tools:3", False),
+        (9, "COPY --from", "other:4", False),
+        (10, "FROM", "$UNSET", True),
+    ]
+    given = dockerfile.image_refs(instructions, {"UNSET": "given:5"})
+    assert given[-1].ref == "given:5" and not given[-1].unresolved
