@@ -1,6 +1,8 @@
 """`python -m cftui.runtime.build_images [--rebuild] [SERVICE ...]`: build the
 service images (and the base image when a shipped base cannot be pulled),
-one progress line a step; what `scripts/build-images.sh` runs."""
+one progress line a step; what `scripts/build-images.sh` runs. Project bases
+(`openclaw-base`) are built only when named, or when a bot's Dockerfile
+needs one."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 
 from cftui.errors import CftuiError
 from cftui.runtime.base import ProgressEvent
-from cftui.runtime.images import SERVICE_IMAGES, ensure_image
+from cftui.runtime.images import PROJECT_BASES, SERVICE_IMAGES, ensure_image
 
 
 def _show(event: ProgressEvent) -> None:
@@ -20,14 +22,15 @@ def _show(event: ProgressEvent) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="build-images", description=__doc__)
-    parser.add_argument("services", nargs="*", metavar="SERVICE", help=", ".join(SERVICE_IMAGES))
+    known = [*SERVICE_IMAGES, *PROJECT_BASES]
+    parser.add_argument("services", nargs="*", metavar="SERVICE", help=", ".join(known))
     parser.add_argument("--rebuild", action="store_true", help="build even if up to date")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the results")
     args = parser.parse_args(argv)
-    unknown = [s for s in args.services if s not in SERVICE_IMAGES]
+    unknown = [s for s in args.services if s not in known]
     if unknown:
         print(
-            f"build-images: unknown service {unknown[0]!r}: use {', '.join(SERVICE_IMAGES)}",
+            f"build-images: unknown service {unknown[0]!r}: use {', '.join(known)}",
             file=sys.stderr,
         )
         return 2

@@ -254,6 +254,8 @@ class DockerRuntime(Runtime):
     def _ensure_infra(self, bot: BotConfig) -> None:
         import docker.errors
 
+        from cftui.runtime import docker_firewall
+
         labels = {LABEL_BOT: bot.name}
         for name, internal in ((int_network(bot.name), True), (ext_network(bot.name), False)):
             try:
@@ -266,6 +268,9 @@ class DockerRuntime(Runtime):
                         internal=internal,
                         labels=labels,
                         check_duplicate=True,
+                        options=docker_firewall.internal_network_options(self.api)
+                        if internal
+                        else None,
                     )
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:
@@ -276,6 +281,7 @@ class DockerRuntime(Runtime):
                     f"network {name} exists but is {'not ' if internal else ''}internal: "
                     f"remove it (`docker network rm {name}`) and start again"
                 )
+        docker_firewall.isolate_host(self.api, bot.name, int_network(bot.name))
         for vol in volume_specs(bot.name):
             try:
                 self.api.inspect_volume(vol.name)
@@ -828,12 +834,15 @@ class DockerRuntime(Runtime):
     def _remove(self, bot: str) -> None:
         import docker.errors
 
+        from cftui.runtime import docker_firewall
+
         for summary in self.api.containers(all=True, filters={"label": f"{LABEL_BOT}={bot}"}):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_container(summary["Id"], force=True)
         for net in (int_network(bot), ext_network(bot)):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_network(net)
+        docker_firewall.release_host(bot)
         for vol in volume_specs(bot):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_volume(vol.name, force=True)

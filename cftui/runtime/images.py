@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import validate_bot_name
+from cftui.runtime import build_context, dockerfile
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 
 SERVICE_IMAGES = {
@@ -44,6 +45,12 @@ SERVICE_IMAGES = {
     "fake-llm": "clawfactory/fake-llm",
     "demo-agent": "clawfactory/demo-agent",
 }
+# Bases built from the project's own Dockerfiles, on demand: when a bot's
+# Dockerfile names one in a FROM. They are the only builds of a gateway's
+# chain that get a network (npm), and only the project writes them.
+PROJECT_BASES = {
+    "openclaw-base": "clawfactory/openclaw-base",
+}
 BASE_IMAGE = "clawfactory/base:bookworm"
 TAG = "latest"
 
@@ -52,6 +59,8 @@ TAG = "latest"
 # LABEL in each Dockerfile.
 HASH_LABEL = "io.clawfactory.context-hash"
 SERVICE_LABEL = "io.clawfactory.image"
+# Which bot a gateway image was built for; inherited by any image built FROM it.
+GATEWAY_LABEL = "io.clawfactory.gateway"
 
 # Bump when the way images are assembled changes, so that every image is
 # rebuilt once even though its sources did not change.
@@ -60,10 +69,11 @@ _RECIPE = "2"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IGNORED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
-_ARG_BASE_RE = re.compile(r"^\s*ARG\s+BASE_IMAGE(?:\s*=\s*(\S+))?\s*$", re.I | re.M)
-_FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.I | re.M)
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) :")
 _PULL_RETRY_S = 600.0
+# Each RUN of a gateway build gets no more than this (the classic builder's
+# per-step limits; no pids limit exists there).
+GATEWAY_BUILD_LIMITS = {"memory": 2 << 30, "memswap": 2 << 30, "cpushares": 512}
 IMAGE_PYTHON = (3, 11)  # python:3.11-slim and Debian bookworm alike
 
 
@@ -98,7 +108,12 @@ def service_sources(root: Path | None = None) -> dict[str, ServiceSource]:
         "egress": ServiceSource(root / "images" / "egress", "egress"),
         "fake-llm": ServiceSource(root / "images" / "fake-llm", "fake"),
         "demo-agent": ServiceSource(root / "cftui" / "templates" / "demo-agent", None),
+        "openclaw-base": ServiceSource(root / "images" / "openclaw-base", None),
     }
+
+
+def _project_image(service: str) -> str | None:
+    return SERVICE_IMAGES.get(service) or PROJECT_BASES.get(service)
 
 
 def cache_dir() -> Path:
@@ -186,18 +201,23 @@ def _hash_file_or_tree(*paths: Path, salt: str = "") -> str:
 # --- docker helpers ---------------------------------------------------------
 
 
-def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
-    """The labels of a local image, or None when it is not here."""
+def _image_attrs(client: Any, ref: str) -> dict[str, Any] | None:
+    """A local image's inspect data, or None when it is not here."""
     import docker.errors
     import requests
 
     try:
-        image = client.images.get(ref)
+        return dict(client.images.get(ref).attrs)
     except docker.errors.ImageNotFound:
         return None
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise RuntimeOperationError(f"cannot inspect image {ref}: {_explain(exc)}") from None
-    return dict((image.attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _image_labels(client: Any, ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when it is not here."""
+    attrs = _image_attrs(client, ref)
+    return None if attrs is None else dict((attrs.get("Config") or {}).get("Labels") or {})
 
 
 _unpullable: dict[str, float] = {}
@@ -246,7 +266,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _docker_build(
     client: Any,
-    context: Path,
+    context: Path | IO[bytes],
     tag: str,
     *,
     task: str,
@@ -254,16 +274,28 @@ def _docker_build(
     buildargs: dict[str, str],
     labels: dict[str, str],
     nocache: bool = False,
+    contained: bool = False,
 ) -> str:
-    """Run one classic-builder build, reporting each log line; the image id."""
+    """Run one classic-builder build, reporting each log line; the image id.
+
+    `context` is a directory, or a ready tar. `contained`: the build of a
+    Dockerfile the agent wrote: no network for its RUN steps, and bounded.
+    """
     import docker.errors
     import requests
 
     last = ""
     image_id = None
+    where: dict[str, Any] = (
+        {"path": str(context)}
+        if isinstance(context, Path)
+        else {"fileobj": context, "custom_context": True}
+    )
+    if contained:
+        where.update(network_mode="none", container_limits=dict(GATEWAY_BUILD_LIMITS))
     try:
         stream = client.api.build(
-            path=str(context),
+            **where,
             tag=tag,
             buildargs=buildargs,
             labels=labels,
@@ -518,72 +550,134 @@ def wheelhouse(extra: str, dest: Path, progress: Progress = no_progress) -> None
 # --- service and gateway images -----------------------------------------------
 
 
-def dockerfile_base_default(dockerfile: Path) -> tuple[bool, str | None]:
+def _parse(text: str, what: str) -> tuple[list[dockerfile.Instruction], str]:
+    try:
+        return dockerfile.parse(text)
+    except dockerfile.DockerfileError as exc:
+        raise RuntimeOperationError(f"{what}: {exc}") from None
+
+
+def dockerfile_base_default(path: Path) -> tuple[bool, str | None]:
     """(declares ARG BASE_IMAGE, its default) for a Dockerfile."""
-    text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    m = _ARG_BASE_RE.search(text)
-    return (m is not None, m[1].strip("\"'") if m and m[1] else None)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return dockerfile.base_arg_default(_parse(text, str(path))[0])
 
 
-def _from_images(dockerfile: Path, base_default: str | None) -> list[str]:
-    """The images a Dockerfile's FROM lines need (stages and scratch left out)."""
-    text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    stages: set[str] = set()
-    refs: list[str] = []
-    for m in _FROM_RE.finditer(text):
-        ref = m[1]
-        if ref in ("${BASE_IMAGE}", "$BASE_IMAGE"):
-            ref = base_default or ""
-        usable = ref and ref.lower() != "scratch" and "$" not in ref
-        if usable and ref not in stages and ref not in refs:
-            refs.append(ref)
-        if m[2]:
-            stages.add(m[2])
-    return refs
+def _inert(text: str, limit: int = 120) -> str:
+    """Agent-written text made safe for one line of an error message."""
+    shown = text.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _refuse_remote_sources(found: list[dockerfile.RemoteSource], where: str, what: str) -> None:
+    if not found:
+        return
+    first = found[0]
+    line = f" line {first.line}" if first.line else ""
+    raise RuntimeOperationError(
+        f"cannot build {what}: {where}{line}: ADD from {first.why} ({_inert(first.source)}) "
+        "is refused (dockerd would fetch it on the host's network); put the file in "
+        "code/ and COPY it"
+    )
+
+
+def _refuse_foreign_images(
+    client: Any, bot: str, instructions: list[dockerfile.Instruction], buildargs: dict[str, str]
+) -> None:
+    """A gateway's build reads no image of another bot's gateway (FROM or
+    COPY --from): those hold that bot's code/ as it was built. An image
+    named with a variable cftui cannot resolve is refused for the same
+    reason: it cannot be checked."""
+    what = f"the gateway of {bot}"
+    own = gateway_image_name(bot)
+    for ref in dockerfile.image_refs(instructions, buildargs):
+        where = f"cannot build {what}: code/Dockerfile line {ref.line}: {ref.how} {_inert(ref.ref)}"
+        if ref.unresolved:
+            raise RuntimeOperationError(
+                f"{where} names its image with a variable cftui cannot resolve: "
+                "give it a default (`ARG NAME=image`) or write the image name"
+            )
+        attrs = _image_attrs(client, ref.ref)
+        if attrs is None:
+            continue
+        owner = ((attrs.get("Config") or {}).get("Labels") or {}).get(GATEWAY_LABEL)
+        tags = attrs.get("RepoTags") or []
+        foreign_tag = any(t.startswith("clawfactory/gateway-") and t != own for t in tags)
+        if (owner and owner != bot) or foreign_tag:
+            raise RuntimeOperationError(
+                f"{where} is another bot's gateway image: refused (it holds that bot's code/)"
+            )
+
+
+def _project_base_service(ref: str) -> str | None:
+    """The PROJECT_BASES entry a FROM reference names, if any."""
+    name, _, tag = ref.partition(":")
+    for service, image in PROJECT_BASES.items():
+        if name == image and tag in ("", TAG):
+            return service
+    return None
 
 
 def _choose_base(
-    client: Any, dockerfile: Path, progress: Progress, task: str, what: str
+    client: Any,
+    instructions: list[dockerfile.Instruction],
+    progress: Progress,
+    task: str,
+    what: str,
+    *,
+    check_onbuild: bool = False,
 ) -> dict[str, str]:
     """Build args that make the build possible here: {} when every FROM image
     is available, BASE_IMAGE=clawfactory/base:bookworm when the default base
-    is not; a clear error when a needed image cannot be had."""
-    declares, default = dockerfile_base_default(dockerfile)
+    is not; a clear error when a needed image cannot be had. A project base
+    (PROJECT_BASES) is built from images/ first. `check_onbuild`: refuse a
+    base whose ONBUILD triggers would fetch from a URL."""
+    declares, default = dockerfile.base_arg_default(instructions)
     buildargs: dict[str, str] = {}
-    for ref in _from_images(dockerfile, default):
-        if image_available(client, ref, progress):
-            continue
-        if declares and ref == default:
+    for ref in dockerfile.from_images(instructions, default):
+        project = _project_base_service(ref)
+        if project is not None:
+            ensure_image(client, project, progress)
+        elif image_available(client, ref, progress):
+            pass
+        elif declares and ref == default:
             progress(
                 ProgressEvent(task, message=f"{ref} cannot be pulled: building on {BASE_IMAGE}")
             )
             buildargs["BASE_IMAGE"] = ensure_base_image(client, progress)
             continue
-        raise RuntimeOperationError(
-            f"cannot build {what}: its Dockerfile needs {ref}, which is not on this machine "
-            f"and cannot be pulled; declare `ARG BASE_IMAGE={ref}` and `FROM ${{BASE_IMAGE}}` "
-            f"so cftui can build it on {BASE_IMAGE}, or `docker load` {ref}"
-        )
+        else:
+            raise RuntimeOperationError(
+                f"cannot build {what}: its Dockerfile needs {_inert(ref)}, which is not on this "
+                f"machine and cannot be pulled; declare `ARG BASE_IMAGE={_inert(ref)}` and "
+                f"`FROM ${{BASE_IMAGE}}` so cftui can build it on {BASE_IMAGE}, or `docker load` it"
+            )
+        if check_onbuild:
+            attrs = _image_attrs(client, ref) or {}
+            triggers = list((attrs.get("Config") or {}).get("OnBuild") or [])
+            found = dockerfile.onbuild_remote_sources(triggers)
+            _refuse_remote_sources(found, f"the ONBUILD triggers of {_inert(ref)}", what)
     return buildargs
 
 
 def ensure_image(
     client: Any, service: str, progress: Progress = no_progress, *, rebuild: bool = False
 ) -> str:
-    """The image of a service (`SERVICE_IMAGES`), built if missing or stale."""
-    if service not in SERVICE_IMAGES:
-        raise RuntimeOperationError(
-            f"unknown service image {service!r}: one of {', '.join(SERVICE_IMAGES)}"
-        )
+    """The image of a service (`SERVICE_IMAGES`) or project base
+    (`PROJECT_BASES`), built from the project's sources if missing or stale."""
+    image = _project_image(service)
+    if image is None:
+        known = ", ".join([*SERVICE_IMAGES, *PROJECT_BASES])
+        raise RuntimeOperationError(f"unknown service image {service!r}: one of {known}")
     root = source_root()
     source = service_sources(root)[service]
-    tag = f"{SERVICE_IMAGES[service]}:{TAG}"
+    tag = f"{image}:{TAG}"
     want = _service_hash(source, root)
     labels = _image_labels(client, tag)
     if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
         return tag
     task = f"image {service}"
-    with _file_lock(SERVICE_IMAGES[service].replace("/", "-"), progress, task):
+    with _file_lock(image.replace("/", "-"), progress, task):
         labels = _image_labels(client, tag)
         if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
             return tag
@@ -596,21 +690,62 @@ def ensure_image(
                 wheelhouse(source.extra, wheels, progress)
             else:
                 wheels.mkdir(exist_ok=True)
-            buildargs = _choose_base(client, context / "Dockerfile", progress, task, tag)
-            _docker_build(
-                client,
-                context,
-                tag,
-                task=task,
-                progress=progress,
-                buildargs=buildargs,
-                labels={HASH_LABEL: want},
-            )
+            text = (context / "Dockerfile").read_text(encoding="utf-8", errors="replace")
+            instructions, _ = _parse(text, f"{source.context}/Dockerfile")
+            buildargs = _choose_base(client, instructions, progress, task, tag)
+            with _fallback_noted(buildargs, instructions):
+                _docker_build(
+                    client,
+                    context,
+                    tag,
+                    task=task,
+                    progress=progress,
+                    buildargs=buildargs,
+                    labels={HASH_LABEL: want},
+                )
     return tag
+
+
+@contextmanager
+def _fallback_noted(
+    buildargs: dict[str, str], instructions: list[dockerfile.Instruction]
+) -> Iterator[None]:
+    """A failed build on the fallback base says so (its default could not be had)."""
+    try:
+        yield
+    except RuntimeOperationError as exc:
+        if "BASE_IMAGE" not in buildargs:
+            raise
+        _, default = dockerfile.base_arg_default(instructions)
+        raise RuntimeOperationError(
+            f"{exc} (built on {BASE_IMAGE} because {default} cannot be pulled)"
+        ) from None
 
 
 def gateway_image_name(bot: str) -> str:
     return f"clawfactory/gateway-{bot}:{TAG}"
+
+
+_GATEWAY_SALT = f"{_RECIPE}-gateway"
+
+
+def gateway_source_hash(code_dir: Path) -> str:
+    """The label a gateway image built from `code_dir` carries."""
+    raw = build_context.read_dockerfile(Path(code_dir))
+    return build_context.context_digest(Path(code_dir), raw, _GATEWAY_SALT)
+
+
+def _gateway_dockerfile(code_dir: Path, what: str) -> tuple[bytes, list[dockerfile.Instruction]]:
+    """code/Dockerfile, read once without following links, and parsed; a
+    remote ADD source is refused here, before anything is built."""
+    try:
+        raw = build_context.read_dockerfile(code_dir)
+    except RuntimeOperationError as exc:
+        raise RuntimeOperationError(f"cannot build {what}: {exc}") from None
+    instructions, escape = _parse(raw.decode("utf-8", errors="replace"), f"{code_dir}/Dockerfile")
+    found = dockerfile.remote_add_sources(instructions, escape)
+    _refuse_remote_sources(found, "code/Dockerfile", what)
+    return raw, instructions
 
 
 def build_gateway_image(
@@ -622,16 +757,19 @@ def build_gateway_image(
     nocache: bool = False,
 ) -> str:
     """A bot's gateway image from its `code/` (its Dockerfile), built when
-    missing or when `code/` changed; `nocache` forces a full rebuild."""
+    missing or when `code/` changed; `nocache` forces a full rebuild.
+
+    The Dockerfile is the agent's to write, so its build is contained: no
+    network for RUN (`network_mode="none"`), no ADD from a URL (dockerd would
+    fetch it itself, on the host's network), a context tar that follows no
+    link (`build_context`), and per-step memory limits.
+    """
     validate_bot_name(bot)
     code_dir = Path(code_dir)
     tag = gateway_image_name(bot)
-    dockerfile = code_dir / "Dockerfile"
-    if not dockerfile.is_file():
-        raise RuntimeOperationError(
-            f"cannot build the gateway of {bot}: {code_dir} has no Dockerfile"
-        )
-    want = tree_hash(code_dir, salt="gateway")
+    what = f"the gateway of {bot}"
+    raw, instructions = _gateway_dockerfile(code_dir, what)
+    want = build_context.context_digest(code_dir, raw, _GATEWAY_SALT)
     labels = _image_labels(client, tag)
     if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
         return tag
@@ -641,23 +779,22 @@ def build_gateway_image(
         if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
             return tag
         progress(ProgressEvent(task, 0, None, f"building {tag} from {code_dir}"))
-        buildargs = _choose_base(client, dockerfile, progress, task, f"the gateway of {bot}")
-        try:
-            _docker_build(
-                client,
-                code_dir,
-                tag,
-                task=task,
-                progress=progress,
-                buildargs=buildargs,
-                labels={HASH_LABEL: want},
-                nocache=nocache,
-            )
-        except RuntimeOperationError as exc:
-            if "BASE_IMAGE" in buildargs:
-                _, default = dockerfile_base_default(dockerfile)
-                raise RuntimeOperationError(
-                    f"{exc} (built on {BASE_IMAGE} because {default} cannot be pulled)"
-                ) from None
-            raise
+        buildargs = _choose_base(client, instructions, progress, task, what, check_onbuild=True)
+        _refuse_foreign_images(client, bot, instructions, buildargs)
+        with tempfile.TemporaryFile(prefix=f"ctx-gateway-{bot}-", dir=cache_dir()) as ctx:
+            # The label is the hash of what this tar holds, read in this pass.
+            want = build_context.context_digest(code_dir, raw, _GATEWAY_SALT, out=ctx)
+            ctx.seek(0)
+            with _fallback_noted(buildargs, instructions):
+                _docker_build(
+                    client,
+                    ctx,
+                    tag,
+                    task=task,
+                    progress=progress,
+                    buildargs=buildargs,
+                    labels={HASH_LABEL: want, GATEWAY_LABEL: bot},
+                    nocache=nocache,
+                    contained=True,
+                )
     return tag

@@ -93,9 +93,7 @@ def test_gateway_builds_on_the_base_image_when_its_default_base_cannot_be_pulled
     assert tag == f"clawfactory/gateway-{bot_name}:latest"
     assert f"{unpullable} cannot be pulled: building on {images.BASE_IMAGE}" in events.text()
     image = docker_client.images.get(tag)
-    assert image.attrs["Config"]["Labels"][images.HASH_LABEL] == images.tree_hash(
-        code, salt="gateway"
-    )
+    assert image.attrs["Config"]["Labels"][images.HASH_LABEL] == images.gateway_source_hash(code)
     assert image.attrs["Config"]["User"] == "1000:1000"
     # Built again with nothing changed: no build, same image.
     again = Events()
@@ -186,11 +184,26 @@ def test_dockerfile_base_default_is_read_from_the_arg(tmp_path):
     assert images.dockerfile_base_default(df) == (False, None)
 
 
-def test_the_openclaw_dockerfile_takes_a_base_image_arg():
+def test_the_openclaw_dockerfile_builds_from_the_project_base_which_takes_a_node_base_arg():
     declares, default = images.dockerfile_base_default(
         images.REPO_ROOT / "images" / "openclaw" / "Dockerfile"
     )
+    assert declares and default == f"{images.PROJECT_BASES['openclaw-base']}:{images.TAG}"
+    declares, default = images.dockerfile_base_default(
+        images.REPO_ROOT / "images" / "openclaw-base" / "Dockerfile"
+    )
     assert declares and default and default.startswith("node:22")
+
+
+def test_the_openclaw_dockerfile_needs_no_network_and_no_remote_source():
+    """The bot's own Dockerfile (which the agent can write, and which builds
+    with no network) has no RUN step and no ADD: npm runs in the base."""
+    from cftui.runtime import dockerfile
+
+    text = (images.REPO_ROOT / "images" / "openclaw" / "Dockerfile").read_text()
+    instructions, escape = dockerfile.parse(text)
+    assert not [i for i in instructions if i.cmd in ("run", "add")]
+    assert dockerfile.remote_add_sources(instructions, escape) == []
 
 
 def test_a_second_builder_waits_for_the_lock_held_by_another_process(tmp_path, monkeypatch):
