@@ -766,6 +766,9 @@ class LimaRuntime(Runtime):
             "--delete",
             "--no-owner",
             "--no-group",
+            # The agent wrote this tree: no device or fifo of its making on the host.
+            "--no-devices",
+            "--no-specials",
             "--chmod=Du=rwx,go=,Fu=rw,go=",
             "--rsync-path=sudo rsync",
             *(f"--exclude={e}" for e in STATE_EXCLUDES),
