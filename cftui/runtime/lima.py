@@ -98,6 +98,12 @@ def _q(s: str) -> str:
     return shlex.quote(s)
 
 
+def gateway_rsync_path(user: str) -> str:
+    """rsync's `--rsync-path` for the VM side of a transfer of a gateway's
+    tree: run as that gateway's user, never as root."""
+    return f"--rsync-path=sudo -n -u {_q(user)} rsync"
+
+
 class LimaRuntime(Runtime):
     """Bots as systemd services in Lima VMs (one VM may hold several bots)."""
 
@@ -340,8 +346,10 @@ class LimaRuntime(Runtime):
         user = unix_user("gateway", bot.name)
         args = [
             "-a",
-            "--rsync-path=sudo rsync",
-            f"--chown={user}:{user}",
+            # The receiver runs as the gateway's user (so the files are its
+            # own): no privilege is used in a tree the agent can write, where a
+            # link swapped in mid-transfer would otherwise steer root.
+            gateway_rsync_path(user),
             "--chmod=Du=rwx,go=,Fu=rw,go=",
         ]
         if delete:
@@ -770,7 +778,8 @@ class LimaRuntime(Runtime):
             "--no-devices",
             "--no-specials",
             "--chmod=Du=rwx,go=,Fu=rw,go=",
-            "--rsync-path=sudo rsync",
+            # Sent as the gateway's user: it reads nothing the agent could not.
+            gateway_rsync_path(unix_user("gateway", bot.name)),
             *(f"--exclude={e}" for e in STATE_EXCLUDES),
             f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/state/",
             f"{dest}/",
