@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cftui import agestream
+from cftui import agestream, hostgit
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
@@ -87,24 +86,14 @@ def _is_git_url(code: str) -> bool:
     return bool(GIT_URL_RE.match(code))
 
 
-def _git(args: list[str], cwd: Path | None = None) -> None:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
-        )
-    except FileNotFoundError:
-        raise CftuiError("git is not installed: install it (apt-get install git)") from None
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise CftuiError(
-            f"git {args[0]} failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}"
-        )
+def _git(args: list[str], cwd: Path | None = None, *, repo: Path | None = None) -> None:
+    """The one host git (`cftui.hostgit`): in `repo`, or outside any repository."""
+    hostgit.git(repo, *args, cwd=cwd, timeout=600)
 
 
 def _commit_all(repo: Path, message: str) -> None:
     _git(["init", "-q", "-b", "main"], cwd=repo)
-    _git(["add", "-A"], cwd=repo)
+    _git(["add", "-A"], repo=repo)
     _git(
         [
             "-c",
@@ -116,7 +105,7 @@ def _commit_all(repo: Path, message: str) -> None:
             "-m",
             message,
         ],
-        cwd=repo,
+        repo=repo,
     )
 
 

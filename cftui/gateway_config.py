@@ -6,6 +6,10 @@ validated first, keeps the previous valid file as `openclaw.json.known-good`
 (so a change that breaks the gateway can be reverted), replaces the file
 atomically at 0600 and records a `config` event naming the changed keys,
 never their values (the file holds the bot's proxy token).
+
+`state/` is the gateway's to write, so the file and its known-good copy are
+read and written only through `securefs`'s agent-tree helpers: a link, a
+fifo or a hard link planted there is refused, never followed.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ import json5
 from cftui.audit.events import record_event
 from cftui.errors import ConfigError, UsageError
 from cftui.fleet import FleetHome
-from cftui.securefs import atomic_write_private, make_private_dirs
+from cftui.securefs import make_private_dirs, read_agent_file, write_agent_file
 
 CONFIG_NAME = "openclaw.json"
 KNOWN_GOOD_SUFFIX = ".known-good"
+KNOWN_GOOD_NAME = CONFIG_NAME + KNOWN_GOOD_SUFFIX
+# OpenClaw's config is a few KiB; anything this large is not one.
+CONFIG_MAX_BYTES = 8 << 20
 SECRET_KEY_RE = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|authorization)")
 MASK = "********"
 
@@ -39,7 +46,26 @@ def config_path(home: FleetHome, bot: str) -> Path:
 
 
 def known_good_path(home: FleetHome, bot: str) -> Path:
-    return home.state_dir(bot) / (CONFIG_NAME + KNOWN_GOOD_SUFFIX)
+    return home.state_dir(bot) / KNOWN_GOOD_NAME
+
+
+def read_state_file(home: FleetHome, bot: str, relpath: str) -> bytes | None:
+    """A JSON file of the gateway's `state/` (None when absent), read without
+    following links; ConfigError when it cannot be read."""
+    state = home.state_dir(bot)
+    try:
+        return read_agent_file(state, relpath, CONFIG_MAX_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {state / relpath}: {exc.strerror or exc}") from None
+
+
+def write_state_file(home: FleetHome, bot: str, relpath: str, data: bytes | str) -> None:
+    """Replace a file of `state/` at 0600, refusing links; ConfigError on failure."""
+    state = home.state_dir(bot)
+    try:
+        write_agent_file(state, relpath, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {state / relpath}: {exc.strerror or exc}") from None
 
 
 def parse_config(text: str, source: str = CONFIG_NAME) -> dict[str, Any]:
@@ -85,12 +111,13 @@ def _one_line(exc: Exception) -> str:
 def read_config(home: FleetHome, bot: str) -> dict[str, Any]:
     """The gateway's config as a dict; an empty dict when the file is absent."""
     path = config_path(home, bot)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    raw = read_state_file(home, bot, CONFIG_NAME)
+    if raw is None:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
     return parse_config(text, str(path))
 
 
@@ -114,24 +141,13 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def _current(home: FleetHome, bot: str) -> tuple[bytes | None, dict[str, Any] | None]:
     """The raw current file and its parsed form (None when absent or invalid)."""
-    try:
-        raw = config_path(home, bot).read_bytes()
-    except FileNotFoundError:
+    raw = read_state_file(home, bot, CONFIG_NAME)
+    if raw is None:
         return None, None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config_path(home, bot)}: {exc.strerror}") from None
     try:
         return raw, parse_config(raw.decode("utf-8"))
     except (ConfigError, UnicodeDecodeError):
         return raw, None
-
-
-def _keep_owner(path: Path, stat: os.stat_result | None) -> None:
-    """The gateway runs as its own user: keep the file owned by whoever owned it."""
-    if stat is None or os.geteuid() != 0:
-        return
-    with contextlib.suppress(OSError):
-        os.chown(path, stat.st_uid, stat.st_gid)
 
 
 def write_config(
@@ -148,18 +164,10 @@ def write_config(
     if current is not None and current == data:
         return
     make_private_dirs(path.parent)
-    try:
-        stat = path.stat() if raw is not None else path.parent.stat()
-    except OSError:
-        stat = None
-    try:
-        if raw is not None and current is not None:
-            atomic_write_private(known_good_path(home, bot), raw)
-            _keep_owner(known_good_path(home, bot), stat)
-        atomic_write_private(path, dumps(data))
-        _keep_owner(path, stat)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    # Both files go to the owner of state/ (the gateway's user once it ran).
+    if raw is not None and current is not None:
+        write_state_file(home, bot, KNOWN_GOOD_NAME, raw)
+    write_state_file(home, bot, CONFIG_NAME, dumps(data))
     record_event(
         home,
         "config",
@@ -267,11 +275,12 @@ def revert(home: FleetHome, bot: str, *, actor: str = "operator") -> None:
     """Bring back the known-good config; the replaced one (if valid) becomes the
     known-good in turn, so a revert can itself be reverted."""
     good = known_good_path(home, bot)
+    raw = read_state_file(home, bot, KNOWN_GOOD_NAME)
+    if raw is None:
+        raise ConfigError(f"no known-good config to revert to ({good} does not exist)")
     try:
-        text = good.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no known-good config to revert to ({good} does not exist)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read {good}: {exc}") from None
     data = parse_config(text, str(good))
     _raw, current = _current(home, bot)

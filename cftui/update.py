@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cftui import lifecycle, locks, snapshots
+from cftui import hostgit, lifecycle, locks, snapshots
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, RuntimeOperationError, UsageError
 from cftui.fleet import BotConfig, FleetHome
@@ -45,23 +44,12 @@ class UpdateResult:
 
 
 def git(code: Path, *args: str, timeout: float = 300) -> str:
-    """Run git in `code/`; UpdateError with git's last line on failure."""
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    """Run git in `code/` through the one host git (`cftui.hostgit`), which
+    honours nothing the agent may have written there; UpdateError on failure."""
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(code), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UpdateError(f"git {args[0]} failed: {exc}") from None
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise UpdateError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
-    return proc.stdout.rstrip()
+        return hostgit.git(code, *args, timeout=timeout)
+    except hostgit.GitError as exc:
+        raise UpdateError(str(exc)) from None
 
 
 def uncommitted(code: Path) -> list[str]:
@@ -84,7 +72,7 @@ def _upstream(code: Path) -> str:
 def check_worktree(home: FleetHome, bot: str, *, force: bool = False) -> Path:
     """Refuse a `code/` that is not a git checkout or has uncommitted work."""
     code = home.code_dir(bot)
-    if not (code / ".git").exists():
+    if not os.path.lexists(code / ".git"):
         raise UpdateError(f"{code} is not a git checkout: nothing to update from")
     changed = uncommitted(code)
     if changed and not force:

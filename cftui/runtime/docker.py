@@ -13,20 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import glob
-import json
 import os
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cfproxies.envfile import read_env_file
 
-from cftui import gateway_config, locks
+from cftui import locks
 from cftui.errors import (
     BotLocked,
     CftuiError,
@@ -38,9 +35,8 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway_wiring import (
     GATEWAY_PORT,
     gateway_environment,
-    wire_models_json,
-    wire_openclaw_config,
 )
+from cftui.runtime import host_prep
 from cftui.runtime.base import (
     SERVICES,
     BotStatus,
@@ -65,7 +61,6 @@ from cftui.runtime.docker_spec import (
     ext_network,
     front_spec,
     gateway_spec,
-    gateway_user,
     int_network,
     llm_proxy_spec,
     upstream_hosts,
@@ -176,64 +171,17 @@ class DockerRuntime(Runtime):
 
     def _wire_openclaw(self, bot: BotConfig, env: dict[str, str]) -> None:
         """CONTRACTS §4: OpenClaw ignores env on many paths; its config holds it."""
-        token = env["CF_PROXY_TOKEN"]
-        config = gateway_config.read_config(self.home, bot.name)
-        wired = wire_openclaw_config(
-            config, proxy_token=token, gateway_token=env.get("OPENCLAW_GATEWAY_TOKEN", "")
-        )
-        gateway_config.write_config(
-            self.home, bot.name, wired, reason="runtime wiring", actor="cftui"
-        )
-        state = self.home.state_dir(bot.name)
-        for name in glob.glob(str(state / "agents" / "*" / "agent" / "models.json")):
-            path = Path(name)
-            try:
-                data = gateway_config.parse_config(path.read_text(encoding="utf-8"), str(path))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RuntimeOperationError(f"cannot read {path}: {exc}") from None
-            new = wire_models_json(data, proxy_token=token)
-            if new != data:
-                st = path.stat()
-                from cftui.securefs import atomic_write_private
-
-                atomic_write_private(path, json.dumps(new, indent=2) + "\n")
-                with contextlib.suppress(OSError):
-                    os.chown(path, st.st_uid, st.st_gid)
+        host_prep.wire_openclaw(self.home, bot, env)
 
     def _hand_to_gateway(self, bot: BotConfig) -> None:
-        """Let the gateway's user own `state/` and what is in `code/`.
-
-        Only needed when cftui runs as root (the gateway then runs as uid
-        1000). `code/` itself and `code/.git` stay root's, with the gateway's
-        group allowed in `code/`, so that git run by root in the checkout does
-        not refuse it as owned by someone else.
-        """
-        if os.geteuid() != 0:
-            return
-        uid, gid = gateway_user()
-        code, state = self.home.code_dir(bot.name), self.home.state_dir(bot.name)
-
-        def own(path: str) -> None:
-            st = os.lstat(path)
-            if st.st_uid != uid or st.st_gid != gid:
-                os.lchown(path, uid, gid)
-
-        own(str(state))
-        for root in (state, code):
-            for dirpath, dirnames, filenames in os.walk(root):
-                if Path(dirpath) == code:
-                    dirnames[:] = [d for d in dirnames if d != ".git"]
-                for name in dirnames + filenames:
-                    own(os.path.join(dirpath, name))
-        st = os.stat(code)
-        if st.st_gid != gid:
-            os.chown(code, st.st_uid, gid)
-        os.chmod(code, 0o770)
+        """Let the gateway's user own `state/` and what is in `code/` (host_prep)."""
+        host_prep.hand_to_gateway(self.home, bot.name)
 
     def _prepare_host(self, bot: BotConfig) -> dict[str, str]:
         for path in bind_paths(self.home, bot.name):
             if not path.exists():
                 raise FleetError(f"{path} is missing: re-create {bot.name} with `cftui init`")
+        host_prep.check_gitdir(self.home, bot.name)
         env = self._gateway_env(bot)
         # The egress proxy takes the control file it finds at start as its
         # baseline (capture on/off, allowlist): make it match fleet.toml.

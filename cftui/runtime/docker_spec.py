@@ -7,10 +7,12 @@ changed config or a rebuilt image recreates the container and nothing else
 does.
 
 Who owns what. The gateway never runs as root: when cftui itself runs as
-root, the gateway runs as uid/gid 1000 (the user of OpenClaw's `node` image
-and of the demo agent) and the runtime chowns `code/` and `state/` to it at
+root, the gateway runs as GATEWAY_UID:GATEWAY_GID (below), a uid no host
+account has, and the runtime chowns `state/` and what is in `code/` to it at
 each start; otherwise it runs as the operator's own uid/gid, who already
-owns those files. The proxies run as the operator's uid/gid with every
+owns those files. Either way `code/.git` is mounted read-only over
+`/code/.git`: a mount point cannot be renamed or replaced, so the gateway
+can neither change the repository host git reads nor plant its own. The proxies run as the operator's uid/gid with every
 capability dropped, so they can read `providers.env` (0600) and append to
 `audit/<bot>/` exactly as the operator could, and nothing more.
 """
@@ -32,7 +34,21 @@ LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
 LABEL_SPEC = "io.clawfactory.spec"
 
-GATEWAY_UID = 1000
+# The gateway's uid and gid when cftui runs as root. Chosen so that no host
+# account, container mapping or directory service is likely to hold it:
+# above every regular and system account (0-60000, systemd's homed/dynamic
+# users 60001-65519, nobody 65534, the 16-bit -1 65535), and below the
+# subordinate id ranges that useradd hands out for rootless containers and
+# Docker's userns-remap (100000 + 65536 per user, Debian's and Fedora's
+# SUB_UID_MIN), SSSD's AD id mapping (from 200000) and systemd-nspawn's
+# container ranges (from 524288). A process of some user's rootless
+# container sharing the uid could otherwise signal or ptrace the gateway,
+# and a file the gateway made would belong to a real person. It also stays
+# below 2097151, so tar headers (snapshots) keep plain octal owner fields.
+# The shipped gateway Dockerfiles create their user with this id.
+GATEWAY_UID = 70_000
+GATEWAY_GID = 70_000
+GIT_MOUNT = f"{CODE_MOUNT}/.git"
 FRONT_PORT = 8080
 LLM_PROXY_PORT = 9090
 EGRESS_PORT = 8888
@@ -82,7 +98,7 @@ def proxies_user() -> str:
 def gateway_user() -> tuple[int, int]:
     """The uid/gid the gateway runs as (never root; see the module docstring)."""
     if os.getuid() == 0:
-        return GATEWAY_UID, GATEWAY_UID
+        return GATEWAY_UID, GATEWAY_GID
     return os.getuid(), os.getgid()
 
 
@@ -188,6 +204,9 @@ def gateway_spec(
         tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
         mounts=[
             _mount(CODE_MOUNT, str(home.code_dir(bot.name))),
+            # Read-only, and a mount point: the gateway cannot write, rename
+            # or replace the repository that host git runs in (hostgit).
+            _mount(GIT_MOUNT, str(home.code_dir(bot.name) / ".git"), read_only=True),
             _mount(STATE_MOUNT, str(home.state_dir(bot.name))),
             _mount(CA_DIR, ca_volume(bot.name), "volume", read_only=True),
         ],

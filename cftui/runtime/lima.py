@@ -98,6 +98,12 @@ def _q(s: str) -> str:
     return shlex.quote(s)
 
 
+def gateway_rsync_path(user: str) -> str:
+    """rsync's `--rsync-path` for the VM side of a transfer of a gateway's
+    tree: run as that gateway's user, never as root."""
+    return f"--rsync-path=sudo -n -u {_q(user)} rsync"
+
+
 class LimaRuntime(Runtime):
     """Bots as systemd services in Lima VMs (one VM may hold several bots)."""
 
@@ -311,34 +317,40 @@ class LimaRuntime(Runtime):
     async def _wire_openclaw(self, shell: VMShell, bot: BotConfig, plan: dict[str, str]) -> None:
         """Point OpenClaw's own config (and any per-agent models.json, which
         would win over it) at the bot's loopback proxies, in the VM's state."""
+        # state/ is the gateway's: read, found and written as its user, so
+        # a link it planted there reaches nothing it could not reach itself.
         state = f"{SRV}/bots/{bot.name}/state"
         user = unix_user("gateway", bot.name)
-        cur = await shell.run(f"cat {state}/openclaw.json 2>/dev/null || true", what="config read")
-        config = parse_config(cur.out) if cur.out.strip() else {}
+        cur = await shell.read_file_as(user, f"{state}/openclaw.json")
+        config = parse_config(cur) if cur and cur.strip() else {}
         wired = openclaw_config(
             config, bot, proxy_token=plan["proxy_token"], gateway_token=plan["gateway_token"]
         )
-        await shell.write_file(f"{state}/openclaw.json", config_dumps(wired), owner=user)
+        await shell.write_file_as(user, f"{state}/openclaw.json", config_dumps(wired))
         found = await shell.run(
-            f"find {state}/agents -path '*/agent/models.json' 2>/dev/null || true", what="find"
+            f"runuser -u {_q(user)} -- find {state}/agents -path '*/agent/models.json' "
+            "2>/dev/null || true",
+            what="find",
         )
         for path in found.out.split():
-            text = (await shell.run(f"cat {_q(path)}", what="models.json read")).out
+            text = await shell.read_file_as(user, path)
             try:
-                data = json.loads(text)
+                data = json.loads(text or "")
             except ValueError:
                 continue
             new = openclaw_models_json(data, bot, proxy_token=plan["proxy_token"])
             if new != data:
-                await shell.write_file(path, json.dumps(new, indent=2) + "\n", owner=user)
+                await shell.write_file_as(user, path, json.dumps(new, indent=2) + "\n")
 
     async def _push(self, shell: VMShell, bot: BotConfig, which: str, *, delete: bool) -> None:
         src = self.home.code_dir(bot.name) if which == "code" else self.home.state_dir(bot.name)
         user = unix_user("gateway", bot.name)
         args = [
             "-a",
-            "--rsync-path=sudo rsync",
-            f"--chown={user}:{user}",
+            # The receiver runs as the gateway's user (so the files are its
+            # own): no privilege is used in a tree the agent can write, where a
+            # link swapped in mid-transfer would otherwise steer root.
+            gateway_rsync_path(user),
             "--chmod=Du=rwx,go=,Fu=rw,go=",
         ]
         if delete:
@@ -765,8 +777,12 @@ class LimaRuntime(Runtime):
             "--delete",
             "--no-owner",
             "--no-group",
+            # The agent wrote this tree: no device or fifo of its making on the host.
+            "--no-devices",
+            "--no-specials",
             "--chmod=Du=rwx,go=,Fu=rw,go=",
-            "--rsync-path=sudo rsync",
+            # Sent as the gateway's user: it reads nothing the agent could not.
+            gateway_rsync_path(unix_user("gateway", bot.name)),
             *(f"--exclude={e}" for e in STATE_EXCLUDES),
             f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/state/",
             f"{dest}/",

@@ -178,6 +178,49 @@ class VMShell:
             what=f"writing {path}",
         )
 
+    async def read_file_as(self, user: str, path: str, *, max_bytes: int = 8 << 20) -> str | None:
+        """A regular file in a tree `user` (a gateway) can write, read as that
+        user: a link the agent planted gets it nothing it could not read
+        itself. None when absent; a link or special file is refused."""
+        q = shlex.quote
+        res = await self.run(
+            f"runuser -u {q(user)} -- sh -c "
+            + q(
+                'f=$1; [ -e "$f" ] || [ -L "$f" ] || exit 4; '
+                '{ [ -L "$f" ] || [ ! -f "$f" ]; } && exit 3; '
+                'head -c "$2" -- "$f"'
+            )
+            + f" sh {q(path)} {max_bytes + 1}",
+            check=False,
+            what=f"reading {path}",
+        )
+        if res.code == 4:
+            return None
+        if res.code == 3:
+            raise RuntimeOperationError(
+                f"VM {self.vm}: refusing {path}: it is a link or not a regular file, in a "
+                "tree the gateway can write: remove it, or restore a snapshot, and try again"
+            )
+        if res.code != 0:
+            raise RuntimeOperationError(f"VM {self.vm}: reading {path} failed: {res.reason()}")
+        if len(res.out.encode()) > max_bytes:
+            raise RuntimeOperationError(f"VM {self.vm}: {path} is larger than {max_bytes} bytes")
+        return res.out
+
+    async def write_file_as(self, user: str, path: str, data: str, *, mode: str = "0600") -> None:
+        """Replace a file in a tree `user` (a gateway) can write, as that user,
+        so that no privilege is used there: `mv -T` replaces a planted link
+        instead of moving the file into the directory it points at."""
+        q = shlex.quote
+        tmp = f"{path}.cftui-tmp"
+        await self.run(
+            f"runuser -u {q(user)} -- sh -c "
+            + q('umask 077 && cat > "$1" && chmod "$3" "$1" && mv -fT -- "$1" "$2"')
+            + f" sh {q(tmp)} {q(path)} {q(mode)}",
+            input=data,
+            what=f"writing {path}",
+        )
+
     async def http_get(self, port: int, path: str, timeout: float = 2.0) -> int | None:
         """Status of GET http://127.0.0.1:PORT/PATH inside the VM, over the SSH
         connection (direct-tcpip); None when nothing answers."""

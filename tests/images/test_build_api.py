@@ -20,6 +20,7 @@ from imgkit import PREFIX
 from cftui.errors import RuntimeOperationError, UsageError
 from cftui.runtime import images
 from cftui.runtime.base import ProgressEvent
+from cftui.runtime.docker_spec import GATEWAY_GID, GATEWAY_UID
 
 DEMO_AGENT = images.REPO_ROOT / "cftui" / "templates" / "demo-agent"
 # A base that is neither here nor pullable: marked as a failed pull, so that
@@ -94,7 +95,7 @@ def test_gateway_builds_on_the_base_image_when_its_default_base_cannot_be_pulled
     assert f"{unpullable} cannot be pulled: building on {images.BASE_IMAGE}" in events.text()
     image = docker_client.images.get(tag)
     assert image.attrs["Config"]["Labels"][images.HASH_LABEL] == images.gateway_source_hash(code)
-    assert image.attrs["Config"]["User"] == "1000:1000"
+    assert image.attrs["Config"]["User"] == f"{GATEWAY_UID}:{GATEWAY_GID}"
     # Built again with nothing changed: no build, same image.
     again = Events()
     assert images.build_gateway_image(docker_client, bot_name, code, again) == tag

@@ -14,6 +14,7 @@ import pytest
 from imgkit import container_ip, published_port, wait_for
 
 from cftui.runtime import images
+from cftui.runtime.docker_spec import GATEWAY_GID, GATEWAY_UID
 
 # The first test to ask for the images builds them all (base included) on a
 # fresh machine: minutes, well past the default per-test timeout.
@@ -265,7 +266,7 @@ def test_demo_agent_serves_health_calls_its_model_and_cannot_reach_out(
             "CF_DEMO_PROBE_URL": probe_url,
         },
         read_only=True,
-        tmpfs={"/tmp": "", "/state": "uid=1000,gid=1000"},
+        tmpfs={"/tmp": "", "/state": f"uid={GATEWAY_UID},gid={GATEWAY_GID}"},
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],
     )
@@ -300,7 +301,7 @@ def test_demo_agent_serves_health_calls_its_model_and_cannot_reach_out(
         assert res.output.strip() == b"200", path
     memory = agent.exec_run(["sh", "-c", "cat /state/memory/*.md"]).output.decode()
     assert "cycle" in memory
-    assert agent.exec_run(["id", "-u"]).output.strip() == b"1000"
+    assert agent.exec_run(["id", "-u"]).output.strip() == str(GATEWAY_UID).encode()
     # The fake provider saw the agent's calls with the token it was given.
     seen = fake.exec_run(
         [

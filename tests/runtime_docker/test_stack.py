@@ -134,8 +134,9 @@ async def test_gateway_hardening_in_place(world: World, bot: BotConfig) -> None:
     assert "/tmp" in hc["Tmpfs"]
     assert not hc["Privileged"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert set(mounts) == {"/code", "/state", "/ca-public"}
+    assert set(mounts) == {"/code", "/code/.git", "/state", "/ca-public"}
     assert mounts["/ca-public"]["RW"] is False
+    assert mounts["/code/.git"]["RW"] is False
     home = str(world.home.root)
     assert mounts["/code"]["Source"] == str(world.home.code_dir(bot.name))
     assert mounts["/state"]["Source"] == str(world.home.state_dir(bot.name))

@@ -136,8 +136,12 @@ def test_gateway_container_is_hardened_and_mounts_only_code_and_state(fleet: Fle
     assert hc["nano_cpus"] == 500_000_000
     assert not gw.user.startswith("0:")
     targets = {m["Target"]: m for m in hc["mounts"]}
-    assert set(targets) == {"/code", "/state", "/ca-public"}
+    assert set(targets) == {"/code", "/code/.git", "/state", "/ca-public"}
     assert targets["/ca-public"]["ReadOnly"] is True
+    # The repository host git runs in: read-only, and a mount point the
+    # gateway cannot rename or replace.
+    assert targets["/code/.git"]["ReadOnly"] is True
+    assert targets["/code/.git"]["Source"] == str(fleet.code_dir("b") / ".git")
     sources = " ".join(m["Source"] for m in hc["mounts"])
     for forbidden in ("secrets", "audit", "snapshots", "docker.sock"):
         assert forbidden not in sources
