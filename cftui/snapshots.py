@@ -654,10 +654,14 @@ async def snapshot(
     progress: Progress = no_progress,
 ) -> SnapshotInfo:
     """Create a snapshot, first bringing `state/` to the host if the runtime keeps
-    it elsewhere (Lima). The work runs in a thread so no event loop waits."""
-    if runtime is not None:
-        await runtime.pull_state(bot)
-    return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
+    it elsewhere (Lima), with the gateway held still while it is read (the
+    agent must not change links under the walk). The work runs in a thread
+    so no event loop waits."""
+    if runtime is None:
+        return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
+    await runtime.pull_state(bot)
+    async with runtime.held_still(bot):
+        return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
 
 
 # --- restore ---------------------------------------------------------------

@@ -239,6 +239,14 @@ class Runtime(ABC):
     async def start_gateway(self, bot: BotConfig) -> None:
         """Start the gateway alone (refused, through the gate, while locked)."""
 
+    @contextlib.asynccontextmanager
+    async def held_still(self, bot: BotConfig) -> AsyncIterator[None]:
+        """The gateway frozen while the host reads its `state/` (a snapshot),
+        so the agent cannot swap a directory for a link in the middle of the
+        walk and have the host archive what the link points at. A no-op
+        where the host reads a copy (Lima pulls one first)."""
+        yield
+
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""
 

@@ -773,6 +773,28 @@ class DockerRuntime(Runtime):
         await self._run(self._start, bot, name)
         await self._wait_ready(bot, ("gateway",), START_TIMEOUT_S)
 
+    @contextlib.asynccontextmanager
+    async def held_still(self, bot: BotConfig) -> AsyncIterator[None]:
+        """`docker pause` (the cgroup freezer) on a running gateway for as
+        long as its state/ is read; the kill switch still kills it at once
+        (SIGKILL reaches a frozen container)."""
+        import docker.errors
+
+        name = container_name(bot.name, "gateway")
+        paused = False
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            attrs = await self._run(self._inspect, name)
+            state = (attrs or {}).get("State") or {}
+            if state.get("Running") and not state.get("Paused"):
+                await self._run(self.api.pause, name)
+                paused = True
+        try:
+            yield
+        finally:
+            if paused:  # gone or killed meanwhile: nothing to thaw
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    await self._run(self.api.unpause, name)
+
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
         """Remove the bot's containers, networks and volumes (tests, demo reset).
