@@ -196,7 +196,7 @@ async def test_a_kill_during_a_start_worker_cancels_it(make, runtime, fleet) -> 
         await pilot.press("ctrl+k")
         await wait_until(pilot, lambda: notified(app, "start cancelled: beta is locked"))
         runtime.building.set()
-        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: not [w for w in app.workers if w.group == "op-beta"])
         assert "running" not in runtime.states["beta"].values()
         assert locks.locked_bots(fleet) == ["alpha", "beta"]
 
