@@ -153,3 +153,20 @@ def test_json_nested_deeper_than_the_parser_goes_is_a_value_error() -> None:
     sse = StreamParser(READERS["openai"](CAP), sse=True, encoding=None)
     sse.feed(b"data: " + b"[" * 100_000 + b"\n\n")
     _checked(sse.close())
+
+
+def test_the_stream_atheris_found_is_reassembled() -> None:
+    """`make fuzz` (streams), against the code before the fix: a text delta
+    whose text is an object went into the text and broke the join."""
+    sse = (
+        b'data: {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {}}}\n\n'
+        b'data: {"type": "content_block_start", "content_block": {"type": "tool_use", "name": "t"}}'
+        b'\n\ndata: {"type": "content_block_delta", "delta": {"type": "text_delta", "text": '
+        b'{"input_tokens": 1}}}\n\n'
+        b'data: {"candidates": [{"content": {"parts": [{"text": "g"}]}}], "usageMetadata": {}}\n\n'
+    )
+    parser = StreamParser(READERS["anthropic"](CAP), sse=True, encoding=None)
+    for at in range(0, len(sse), 10):
+        parser.feed(sse[at : at + 10])
+    out = _checked(parser.close())
+    assert out["id"] == "m" and out["tool_calls"] == [{"name": "t", "arguments": ""}]
