@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Group
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -28,10 +28,12 @@ def body_view(value: Any) -> Any:
     """A body the agent (or its provider) wrote, shown inert: JSON with the
     characters JSON leaves raw escaped, text with its controls escaped."""
     if isinstance(value, dict | list):
+        # Highlighted as it is: rich's JSON() would parse and re-serialise
+        # it, putting back the raw C1 and bidi characters just escaped.
         text = inert_json_text(json.dumps(value, indent=2, ensure_ascii=False))
-        if len(text) <= DETAIL_MAX:
-            return JSON(text)
-        return Text(text[:DETAIL_MAX] + "\n…")
+        shown = Text(text if len(text) <= DETAIL_MAX else text[:DETAIL_MAX] + "\n…")
+        JSONHighlighter().highlight(shown)
+        return shown
     if value is None:
         return Text("(none)", style="dim")
     text = str(value)

@@ -108,7 +108,7 @@ def hostile_record(bot: str, **over: object) -> dict:
         model=HOSTILE_MODEL,
         status=200,
         error=f"boom{OSC52}\nsecond line",
-        response={"text": f"hi{CURSOR_UP}"},
+        response={"text": f"hi{CURSOR_UP}\x9b2J\u202eevil\u2028"},
     )
     rec.update(over)
     return rec
