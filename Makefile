@@ -6,7 +6,7 @@ VENV := .venv
 EGRESS_VENV := .venv-egress
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format host-deps venv images screenshots bench clean
+.PHONY: demo test lint format host-deps venv images screenshots bench clean fuzz
 
 demo: venv host-deps
 	$(BIN)/cftui demo
@@ -48,6 +48,22 @@ host-deps:
 
 images: venv
 	$(BIN)/python -m cftui.runtime.build_images
+
+# Coverage-guided fuzzing (atheris) of the parsers that read agent or upstream
+# bytes, FUZZ_SECONDS per target; corpus and crashes under /tmp/cftui-fuzz.
+# The bounded properties of the same parsers run in `make test` (tests/fuzz).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= streams traffic tarheader patterns age
+
+fuzz: venv
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install -q -e '.[fuzz]'
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t ($(FUZZ_SECONDS) s)"; log=$$(mktemp); \
+		if $(BIN)/python fuzz/run.py $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+			>$$log 2>&1; then grep -E "^Done" $$log; rm -f $$log; \
+		else tail -40 $$log; rm -f $$log; \
+			echo "fuzz: $$t failed (a crash input is kept in /tmp/cftui-fuzz/crashes/$$t)"; exit 1; fi; \
+	done
 
 screenshots: venv
 	$(BIN)/python scripts/screenshots.py

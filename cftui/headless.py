@@ -24,6 +24,7 @@ from cftui import killswitch, lifecycle, locks
 from cftui.audit.traffic import Change, TrafficLog, format_call
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.inert import inert
 from cftui.runtime import Runtimes
 from cftui.runtime.base import RUNNING, SERVICES, ProgressEvent, Runtime
 
@@ -136,6 +137,10 @@ class _Watch:
             log.close()
 
 
+def _inert_lines(out: Out) -> Out:
+    return lambda line: out(inert(line))
+
+
 class Interrupted(Exception):
     """Raised from the progress callback to end a build the operator stopped."""
 
@@ -180,6 +185,9 @@ async def run_bots(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
+    # Every line shows what the agent wrote (its logs, its model names, its
+    # build output): each is made inert where it is printed, one line each.
+    out, err = _inert_lines(out), _inert_lines(err)
     runtimes = Runtimes(home)
     watch = _Watch(home, bots, runtimes, out)
     code = 0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 
 from cftui.audit.traffic import Change, TrafficLog, format_call
 from cftui.cli.common import add_command, resolve_home, warn
 from cftui.errors import UsageError
+from cftui.inert import inert, inert_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def _print_lines(log: TrafficLog, first: int, end: int, as_json: bool) -> None:
         record = log.record(i)
         if record is None:
             continue
-        out.write(json.dumps(record, ensure_ascii=False) if as_json else format_call(record))
+        out.write(inert_json(record) if as_json else inert(format_call(record)))
         out.write("\n")
     out.flush()
 

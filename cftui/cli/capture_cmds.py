@@ -11,6 +11,7 @@ import orjson
 from cftui.capture import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
 from cftui.cli.common import add_command, print_json, resolve_home, warn
 from cftui.errors import UsageError
+from cftui.inert import inert, inert_json_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,11 +92,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         if args.limit is not None and shown >= args.limit:
             break
         if args.json:
-            out.write(orjson.dumps(entry.record).decode() + "\n")
+            out.write(inert_json_text(orjson.dumps(entry.record).decode()) + "\n")
         else:
             ts, method, status, url, size, ms = entry.summary()
             dur = f"{ms:.0f}ms" if isinstance(ms, int | float) else "-"
-            out.write(f"{ts}  {method:<7} {status:>4}  {url}  {_human_bytes(size)}  {dur}\n")
+            line = f"{ts}  {method:<7} {status:>4}  {url}  {_human_bytes(size)}  {dur}"
+            out.write(inert(line) + "\n")
         shown += 1
     if reader.skipped.total:
         warn(f"skipped {reader.skipped.total} unreadable lines ({reader.skipped.describe()})")
@@ -131,9 +133,9 @@ def cmd_egress(args: argparse.Namespace) -> int:
     allow = list(config.egress_allow)
     print(f"{args.bot}: {len(allow)} egress pattern(s){' ' + _applied(result) if result else ''}")
     for p in allow:
-        print(f"  {p}")
+        print(f"  {inert(p)}")
     if stats and stats.get("refused"):
         print(f"refused so far: {stats.get('refused_total', 0)}")
         for target, n in stats["refused"].items():
-            print(f"  {n:>6}  {target}")
+            print(f"  {n!s:>6}  {inert(target)}")
     return 0

@@ -4,13 +4,13 @@ rich progress bar for long operations."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from cftui.fleet import FleetHome
+from cftui.inert import inert, inert_json
 from cftui.runtime.base import Progress, ProgressEvent
 
 
@@ -28,16 +28,17 @@ def resolve_home(args: argparse.Namespace) -> FleetHome:
 
 
 def fail(message: str, code: int = 1) -> int:
-    print(f"cftui: {message}", file=sys.stderr)
+    # Messages often quote what the agent wrote (a file name, a host): one line, inert.
+    print(f"cftui: {inert(message)}", file=sys.stderr)
     return code
 
 
 def warn(message: str) -> None:
-    print(f"cftui: {message}", file=sys.stderr)
+    print(f"cftui: {inert(message)}", file=sys.stderr)
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(inert_json(value, indent=2, default=str, ensure_ascii=True))
 
 
 def add_command(
@@ -56,7 +57,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 
         def plain(event: ProgressEvent) -> None:
             if event.message:
-                print(f"{event.task}: {event.message}", file=sys.stderr)
+                print(inert(f"{event.task}: {event.message}"), file=sys.stderr)
 
         yield plain
         return
@@ -66,7 +67,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     with RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.fields[message]}"),
+        # Build output is the agent's Dockerfile talking: never Rich markup.
+        TextColumn("{task.fields[message]}", markup=False),
         TimeElapsedColumn(),
         transient=True,
     ) as bar:
@@ -79,7 +81,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
                 tasks[event.task],
                 completed=event.done,
                 total=event.total,
-                message=event.message[:60],
+                message=inert(event.message)[:60],
             )
 
         yield update

@@ -8,6 +8,7 @@ import asyncio
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome
+from cftui.inert import inert
 from cftui.lifecycle import fleet_status
 from cftui.runtime import Runtimes
 from cftui.runtime.base import BotStatus
@@ -133,7 +134,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = statuses[b.name]
         lock = "  LOCKED (cftui unlock " + b.name + ")" if st.locked else ""
         print(
-            f"{b.name}  {b.runtime}  {st.state}  uptime {format_uptime(st.uptime_seconds())}{lock}"
+            inert(
+                f"{b.name}  {b.runtime}  {st.state}  "
+                f"uptime {format_uptime(st.uptime_seconds())}{lock}"
+            )
         )
         if st.error:
             continue
@@ -153,6 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(inert(c) for c in r) for r in rows]  # states and images come from the engine
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -22,6 +22,7 @@ from cftui.cli.common import (
 )
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.inert import inert, inert_json_text
 from cftui.runtime import Runtimes
 from cftui.runtime.base import Progress, Runtime
 
@@ -150,11 +151,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not snaps:
         print(f"{bot.name} has no snapshots (create one: cftui snapshot create {bot.name})")
         return 0
-    width = max(len(s.label) for s in snaps)
-    for s in snaps:
+    labels = [inert(s.label) for s in snaps]
+    width = max(map(len, labels))
+    for s, label in zip(snaps, labels, strict=True):
         when = s.created.strftime("%Y-%m-%d %H:%M:%S UTC")
         mark = "  <- latest" if s.latest else ""
-        print(f"{when}  {_human(s.size):>9}  {s.label:<{width}}  {s.name}{mark}")
+        print(f"{when}  {_human(s.size):>9}  {label:<{width}}  {inert(s.name)}{mark}")
     return 0
 
 
@@ -170,13 +172,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
             home, bot, args.name, runtime=runtime, progress=progress
         ),
     )
-    print(f"{bot.name}: restored {result.name}")
+    print(f"{bot.name}: restored {inert(result.name)}")
     if result.safety:
-        print(f"{bot.name}: the state before it is kept as {result.safety}")
+        print(f"{bot.name}: the state before it is kept as {inert(result.safety)}")
     if result.gateway_restarted:
         print(f"{bot.name}: gateway restarted")
-    for note in result.notes:
-        print(f"{bot.name}: {note}")
+    for note in result.notes:  # may name what the archive (the agent's state) held
+        print(f"{bot.name}: {inert(note)}")
     return 0
 
 
@@ -184,7 +186,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
     new = snapshots.rename(home, bot.name, args.old, args.new)
-    print(f"{bot.name}: renamed to {new}")
+    print(f"{bot.name}: renamed to {inert(new)}")
     return 0
 
 
@@ -218,7 +220,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not args.name:
         raise UsageError("name the snapshot to delete (see `cftui snapshot list`), or use --all")
     snapshots.delete(home, bot.name, args.name)
-    print(f"{bot.name}: deleted {args.name}")
+    print(f"{bot.name}: deleted {inert(args.name)}")
     return 0
 
 
@@ -230,7 +232,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         raise UsageError("use one of --set, --edit or --revert at a time")
     if args.set:
         changed = gateway_config.set_keys(home, bot.name, args.set)
-        print(f"{bot.name}: " + (f"changed {', '.join(changed)}" if changed else "no change"))
+        print(
+            f"{bot.name}: " + (inert(f"changed {', '.join(changed)}") if changed else "no change")
+        )
         return 0
     if args.edit:
         written = gateway_config.edit(home, bot.name)
@@ -244,7 +248,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"{bot.name} has no {path.name} yet (the gateway writes one on first start)")
         return 0
-    sys.stdout.write(gateway_config.show(home, bot.name, reveal=args.reveal))
+    # The gateway writes this file: its strings may hold what JSON leaves raw.
+    sys.stdout.write(inert_json_text(gateway_config.show(home, bot.name, reveal=args.reveal)))
     return 0
 
 
@@ -264,11 +269,15 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     result = asyncio.run(go())
     if result.changed:
-        print(f"{bot.name}: code {result.before[:12]} -> {result.after[:12]} ({result.upstream})")
+        print(
+            inert(
+                f"{bot.name}: code {result.before[:12]} -> {result.after[:12]} ({result.upstream})"
+            )
+        )
     if result.snapshot:
         print(f"{bot.name}: state saved first as {result.snapshot}")
     if result.rebuilt:
         print(f"{bot.name}: gateway rebuilt")
     for note in result.notes:
-        print(f"{bot.name}: {note}")
+        print(f"{bot.name}: {inert(note)}")
     return 0

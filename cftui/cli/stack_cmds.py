@@ -9,6 +9,7 @@ import asyncio
 from cftui import killswitch, lifecycle, locks
 from cftui.cli.common import add_command, progress_bar, resolve_home
 from cftui.errors import UsageError
+from cftui.inert import inert
 from cftui.runtime import Runtimes
 
 
@@ -69,7 +70,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         return 0
     result = asyncio.run(killswitch.kill(home, bots))
     for report in result.reports:
-        print(report.summary())
+        print(inert(report.summary()))  # may quote the engine's errors
     print(
         f"killed {len(result.reports)} bot(s) in {result.seconds * 1000:.0f} ms; "
         "locked until `cftui unlock`"

@@ -29,6 +29,7 @@ from cftui import killswitch, lifecycle, locks
 from cftui.audit.traffic import DailyCounter, Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.inert import inert
 from cftui.runtime import Runtimes
 from cftui.runtime.base import ProgressEvent, ServiceStatus
 from cftui.tui.commands import FleetCommands
@@ -271,10 +272,10 @@ class ClawFactoryApp(App[int]):
             f"Killed {len(names)} bot(s) in {result.seconds * 1000:.0f} ms; "
             "locked until you unlock (U)."
         )
-        failed = [r.summary() for r in result.reports if not r.ok]
+        failed = [inert(r.summary()) for r in result.reports if not r.ok]
         if failed:
             text += "\n" + "\n".join(failed[:5])
-        self.notify(text, severity="error" if failed else "warning", timeout=8)
+        self.notify(text, severity="error" if failed else "warning", timeout=8, markup=False)
         self.read_fleet_files()
         self.refresh_status()
 
@@ -385,7 +386,10 @@ class ClawFactoryApp(App[int]):
         self._set_op(message.bot, None)
         if message.error:
             self.notify(
-                f"{message.action} {message.bot}: {message.error}", severity="error", timeout=8
+                inert(f"{message.action} {message.bot}: {message.error}"),
+                severity="error",
+                timeout=8,
+                markup=False,
             )
         else:
             self.notify(f"{message.action} {message.bot}: done")
@@ -406,7 +410,12 @@ class ClawFactoryApp(App[int]):
             text = (
                 str(error) if isinstance(error, CftuiError) else f"{type(error).__name__}: {error}"
             )
-            self.notify(f"{event.worker.name or 'worker'}: {text}", severity="error", timeout=8)
+            self.notify(
+                inert(f"{event.worker.name or 'worker'}: {text}"),
+                severity="error",
+                timeout=8,
+                markup=False,
+            )
 
     # --- navigation, help, theme ---------------------------------------------
     def open_bot(self, bot: str, tab: str = "overview") -> None:

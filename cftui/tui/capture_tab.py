@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from cftui.tui.formatting import human_bytes
+from cftui.tui.formatting import agent_text, human_bytes
 from cftui.tui.traffic_tab import body_view
 
 PAGE = 500
@@ -78,7 +78,7 @@ class CaptureTab(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         if entries is None:
-            status.update(note)
+            status.update(agent_text(note))
             return
         self.entries = entries
         for i, entry in enumerate(entries):
@@ -87,7 +87,11 @@ class CaptureTab(Vertical):
             except Exception:
                 table.add_row("?", "", "", Text("unreadable flow", style="dim"), "", key=str(i))
                 continue
-            table.add_row(ts, method, st, url[:52], human_bytes(size), key=str(i))
+            # The flow is what the agent sent: Text cells, never DataTable's markup.
+            cells = (agent_text(v) for v in (ts, method, st))
+            url_cell = agent_text(url)
+            url_cell.truncate(52)
+            table.add_row(*cells, url_cell, human_bytes(size), key=str(i))
         config = self.app.configs.get(self.bot)
         state = "ON" if config and config.capture else "off"
         text = f"capture {state} · {len(entries)} newest flows (decrypted in memory only)"
@@ -95,7 +99,7 @@ class CaptureTab(Vertical):
             text = f"capture {state} · nothing captured yet (turn it on with c)"
         if note:
             text += f" · skipped: {note}"
-        status.update(text)
+        status.update(agent_text(text))
         if entries:
             table.move_cursor(row=len(entries) - 1)
 

@@ -12,6 +12,8 @@ from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
 from cftui.errors import CftuiError
+from cftui.inert import inert_json_text
+from cftui.tui.formatting import agent_text
 
 
 def unmask(edited: Any, original: Any, mask: str) -> Any:
@@ -65,7 +67,7 @@ class ConfigTab(Vertical):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#config-status", Static)
-        status.update(text)
+        status.update(agent_text(text))  # errors quote the gateway's own file
         status.set_class(error, "-error")
 
     def action_reload(self) -> None:
@@ -77,7 +79,9 @@ class ConfigTab(Vertical):
 
         try:
             data = gc.read_config(self.app.home, self.bot)
-            text = gc.dumps(gc.mask_secrets(data))
+            # The gateway wrote this file: what JSON leaves raw (C1, bidi) is
+            # escaped, which parses back to the same config when saved.
+            text = inert_json_text(gc.dumps(gc.mask_secrets(data)))
         except CftuiError as exc:
             self.app.call_from_thread(self._status, str(exc), True)
             return

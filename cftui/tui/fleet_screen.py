@@ -8,9 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from cftui.inert import inert
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
 from cftui.tui.fleet_table import FleetRow, FleetTable
-from cftui.tui.formatting import HEADER_ICON
+from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 
@@ -51,7 +52,9 @@ class FleetScreen(BotActionsMixin, Screen):
         ]
         self.table.sync(rows)
         errors = self.query_one("#fleet-errors", Static)
-        errors.update("\n".join(f"⚠ {e}" for e in app.status_errors))
+        errors.update(
+            agent_text("\n".join(f"⚠ {inert(e)}" for e in app.status_errors), multiline=True)
+        )
         errors.display = bool(app.status_errors)
         if not rows and app.configs_loaded:
             errors.update("No bots yet: create one with `cftui init BOT` or run `cftui demo`.")

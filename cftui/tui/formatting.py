@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
+from cftui.inert import inert
 from cftui.runtime import base
 
 # Header icon: a glyph every terminal font has (Textual's default ⭘ is not).
@@ -21,6 +24,13 @@ STATE_LOOK = {
     "absent": ("· absent", "muted"),
     "locked": ("■ LOCKED", "locked"),
 }
+
+
+def agent_text(value: object, style: str = "", *, multiline: bool = False) -> Text:
+    """What the agent wrote (or the engine relayed), as a widget shows it:
+    a `Text`, so no Rich markup in it is interpreted, with its control and
+    format characters escaped, so none reaches the terminal."""
+    return Text(inert(value, multiline=multiline), style=style)
 
 
 def state_look(state: str) -> tuple[str, str]:

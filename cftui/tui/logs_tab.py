@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Log, Select
 
 from cftui.errors import CftuiError
+from cftui.inert import inert
 from cftui.runtime.base import SERVICES
 
 MAX_LINES = 5000
@@ -66,8 +67,8 @@ class LogsTab(Vertical):
         try:
             runtime = self.app.runtimes.get(config.runtime)
             async for line in runtime.logs(config, service, follow=True, tail=200):
-                log.write_line(line.text.rstrip("\n"))
+                log.write_line(inert(line.text.rstrip("\n")))  # the agent's own output
         except CftuiError as exc:
-            log.write_line(f"logs not available: {exc}")
+            log.write_line(inert(f"logs not available: {exc}"))
             return
         log.write_line("── end of log stream ──")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
+from cftui.tui.formatting import agent_text
+
 
 class OpsLine(Static):
     """Follows the app's `ops_text`; hidden when nothing runs."""
@@ -18,4 +20,4 @@ class OpsLine(Static):
 
     def _show(self, text: str) -> None:
         self.set_class(bool(text), "-busy")
-        self.update(text)
+        self.update(agent_text(text))  # progress lines quote the agent's build

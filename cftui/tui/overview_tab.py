@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from rich.table import Table
-from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from cftui.cli.fleet_cmds import format_uptime
 from cftui.runtime.base import SERVICES
-from cftui.tui.formatting import human_count, state_look
+from cftui.tui.formatting import agent_text, human_count, state_look
 
 
 class OverviewTab(VerticalScroll):
@@ -48,16 +47,18 @@ class OverviewTab(VerticalScroll):
                 services.add_row(svc, "-", "-", "-", "-", "")
                 continue
             word, _tone = state_look(s.state)
+            # Rich tables read str cells as markup; the engine relays what
+            # the gateway says (health output, exit reasons): Text cells.
             services.add_row(
                 svc,
-                word,
-                s.health or "-",
+                agent_text(word),
+                agent_text(s.health or "-"),
                 format_uptime(s.uptime_seconds(app.clock())),
-                s.image or "-",
-                s.detail,
+                agent_text(s.image or "-"),
+                agent_text(s.detail),
             )
         if status and status.error:
-            services.caption = f"runtime: {status.error}"
+            services.caption = agent_text(f"runtime: {status.error}")
         self.query_one("#overview-services", Static).update(services)
         if config is None:
             self.query_one("#overview-config", Static).update("(not in fleet.toml)")
@@ -92,5 +93,5 @@ class OverviewTab(VerticalScroll):
             ("State", str(app.home.state_dir(self.bot))),
         ]
         for key, value in rows:
-            info.add_row(key, Text(value))
+            info.add_row(key, agent_text(value))
         self.query_one("#overview-config", Static).update(info)

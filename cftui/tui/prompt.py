@@ -31,7 +31,7 @@ class PromptModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question)
+            yield Static(self.question, markup=False)  # may name a snapshot
             yield Input(self.value, placeholder=self.placeholder, id="answer")
 
     @on(Input.Submitted)

@@ -13,9 +13,10 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from cftui.errors import CftuiError
+from cftui.inert import inert
 from cftui.runtime.base import ProgressEvent
 from cftui.tui.confirm import ConfirmModal
-from cftui.tui.formatting import human_bytes
+from cftui.tui.formatting import agent_text, human_bytes
 from cftui.tui.prompt import PromptModal
 
 
@@ -85,13 +86,18 @@ class SnapshotsTab(Vertical):
         table.clear()
         self.names = []
         if found is None:
-            status.update(note)
+            status.update(agent_text(note))
             return
         for info in found:
             created = info.created.strftime("%Y-%m-%d %H:%M:%S")
             latest = "◀" if info.latest else ""
             table.add_row(
-                info.name, latest, info.label, created, human_bytes(info.size), key=info.name
+                agent_text(info.name),
+                latest,
+                agent_text(info.label),
+                created,
+                human_bytes(info.size),
+                key=info.name,
             )
             self.names.append(info.name)
         status.update(
@@ -201,7 +207,11 @@ class SnapshotsTab(Vertical):
 
     def _done(self, text: str, error: bool = False) -> None:
         self.query_one(ProgressBar).remove_class("-busy")
-        self.notify(f"{self.bot}: {text}", severity="error" if error else "information")
+        self.notify(
+            inert(f"{self.bot}: {text}"),
+            severity="error" if error else "information",
+            markup=False,
+        )
         self._list()
 
     @on(Progressed)
@@ -209,4 +219,4 @@ class SnapshotsTab(Vertical):
         ev = message.event
         bar = self.query_one(ProgressBar)
         bar.update(total=ev.total, progress=ev.done)
-        self.query_one("#snapshots-status", Static).update(f"{ev.task}: {ev.message}")
+        self.query_one("#snapshots-status", Static).update(agent_text(f"{ev.task}: {ev.message}"))

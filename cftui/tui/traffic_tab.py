@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Group
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -17,22 +17,29 @@ from textual.widgets import Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from cftui.audit.traffic import FilterResult, Totals, TrafficFilter, TrafficLog
-from cftui.tui.formatting import human_count
+from cftui.inert import inert_json_text
+from cftui.tui.formatting import agent_text, human_count
 from cftui.tui.traffic_view import TrafficView, header_text
 
 DETAIL_MAX = 20_000  # characters of a body shown before "…"
 
 
 def body_view(value: Any) -> Any:
+    """A body the agent (or its provider) wrote, shown inert: JSON with the
+    characters JSON leaves raw escaped, text with its controls escaped."""
     if isinstance(value, dict | list):
-        text = json.dumps(value, indent=2, ensure_ascii=False)
-        if len(text) <= DETAIL_MAX:
-            return JSON(text)
-        return Text(text[:DETAIL_MAX] + "\n…")
+        # Highlighted as it is: rich's JSON() would parse and re-serialise
+        # it, putting back the raw C1 and bidi characters just escaped.
+        text = inert_json_text(json.dumps(value, indent=2, ensure_ascii=False))
+        shown = Text(text if len(text) <= DETAIL_MAX else text[:DETAIL_MAX] + "\n…")
+        JSONHighlighter().highlight(shown)
+        return shown
     if value is None:
         return Text("(none)", style="dim")
     text = str(value)
-    return Text(text if len(text) <= DETAIL_MAX else text[:DETAIL_MAX] + "\n…")
+    return agent_text(
+        text if len(text) <= DETAIL_MAX else text[:DETAIL_MAX] + "\n…", multiline=True
+    )
 
 
 def render_detail(record: dict[str, Any] | None) -> Any:
@@ -42,17 +49,24 @@ def render_detail(record: dict[str, Any] | None) -> Any:
     head = Text()
     for key in ("ts", "id", "provider", "method", "path", "model", "status", "stream"):
         head.append(f"{key}: ", style="bold")
-        head.append(f"{record.get(key)}\n")
+        head.append(agent_text(record.get(key)))
+        head.append("\n")
     head.append("tokens: ", style="bold")
     head.append(
-        f"in {record.get('tokens_in')} (cache read {record.get('cache_read')}, "
-        f"write {record.get('cache_write')}), out {record.get('tokens_out')}\n"
+        agent_text(
+            f"in {record.get('tokens_in')} (cache read {record.get('cache_read')}, "
+            f"write {record.get('cache_write')}), out {record.get('tokens_out')}"
+        )
     )
-    head.append("timing: ", style="bold")
-    head.append(f"ttfb {record.get('ttfb_ms')} ms, total {record.get('duration_ms')} ms\n")
+    head.append("\ntiming: ", style="bold")
+    head.append(
+        agent_text(f"ttfb {record.get('ttfb_ms')} ms, total {record.get('duration_ms')} ms")
+    )
+    head.append("\n")
     if record.get("error"):
         head.append("error: ", style="bold")
-        head.append(f"{record.get('error')}\n", style="bold red")
+        head.append(agent_text(record.get("error"), "bold red"))
+        head.append("\n")
     return Group(
         head,
         Text("request", style="bold underline"),
@@ -164,7 +178,7 @@ class TrafficTab(Vertical):
         try:
             flt = TrafficFilter.parse(event.value)
         except ValueError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self._apply(flt)
         self.screen.set_focus(self.view)  # at once, as in action_focus_filter
@@ -232,4 +246,4 @@ class TrafficTab(Vertical):
             text += f" · skipped {len(self.tlog.malformed)} malformed"
         if view.pending:
             text += f" · {view.pending} new below (End to follow)"
-        self.query_one("#traffic-totals", Static).update(text)
+        self.query_one("#traffic-totals", Static).update(Text(text))  # the filter is typed text

@@ -26,6 +26,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from cftui.audit.traffic import MISS, Totals, TrafficFilter, TrafficLog
+from cftui.inert import inert
 from cftui.tui.formatting import human_count, status_tone
 
 COLUMNS = (("Time", 12), ("Provider", 10), ("Model", 26), ("St", 3), ("In", 7), ("Out", 7))
@@ -47,13 +48,14 @@ def _ms(value: Any) -> str:
 
 def row_cells(record: dict[str, Any]) -> tuple[str, str, str]:
     """(before status, status, after status) texts of one row."""
-    ts = str(record.get("ts") or "")
+    ts = inert(record.get("ts") or "")
     when = ts[11:23] if len(ts) >= 23 else ts
-    model = str(record.get("model") or "-")
+    model = inert(record.get("model") or "-")
     if len(model) > 26:
         model = model[:25] + "…"
-    before = f"{when:<12} {record.get('provider', '')!s:<10.10} {model:<26} "
-    status = f"{record.get('status', '')!s:<3.3}"
+    provider = inert(record.get("provider", ""))
+    before = f"{when:<12} {provider:<10.10} {model:<26} "
+    status = f"{inert(record.get('status', '')):<3.3}"
     flags = ("⇣" if record.get("stream") else " ") + ("!" if record.get("error") else " ")
     after = (
         f" {human_count(int(record.get('tokens_in') or 0)):>7}"

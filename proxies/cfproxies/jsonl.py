@@ -19,9 +19,28 @@ class AppendError(OSError):
     """The line could not be written whole; nothing of it was left behind."""
 
 
+TOO_DEEP = {"truncated": True, "reason": "nested too deep to record"}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def encode_line(record: dict[str, Any]) -> bytes:
-    """One compact UTF-8 JSON line ending in a newline."""
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One compact UTF-8 JSON line ending in a newline. A value nested past
+    the recursion limit (an agent's body: found by tests/fuzz) is replaced by
+    a marker rather than losing the whole record."""
+    try:
+        text = _dumps(record)
+    except RecursionError:
+        kept = {}
+        for key, value in record.items():
+            try:
+                _dumps(value)
+            except RecursionError:
+                value = TOO_DEEP
+            kept[key] = value
+        text = _dumps(kept)
     return text.encode("utf-8") + b"\n"
 
 

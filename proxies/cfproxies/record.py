@@ -19,6 +19,7 @@ whole call. A start with no end is a call that never finished.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -62,7 +63,7 @@ def parse_record_line(raw: bytes | str) -> dict[str, Any] | None:
     """One line of traffic.jsonl as a dict, or None if torn or not a record."""
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: tests/fuzz
         return None
     if not isinstance(value, dict) or not isinstance(value.get("v"), int):
         return None
@@ -261,6 +262,8 @@ def _int(value: Any) -> int:
     """A token count from untrusted JSON: non-numbers count as 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0  # JSON's 1e999 or NaN (found by tests/fuzz): int() would raise
     return max(int(value), 0)
 
 

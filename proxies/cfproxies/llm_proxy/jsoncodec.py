@@ -22,7 +22,10 @@ def loads(raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # json.loads accepts a little more (NaN); let it decide
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # nested past orjson's 1024 levels (found by tests/fuzz)
+        raise ValueError("JSON nested too deep") from None
 
 
 def dumps_line(record: dict[str, Any]) -> bytes:

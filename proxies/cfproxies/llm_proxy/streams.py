@@ -9,8 +9,10 @@ feeds it here afterwards. Buffers are bounded (an event larger than
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from cfproxies.llm_proxy.jsoncodec import loads
@@ -42,6 +44,22 @@ def decode_body(raw: bytes, encoding: str | None) -> bytes:
         return raw
 
 
+def _tolerant(method: Callable[..., None]) -> Callable[..., None]:
+    """A reader's `event`/`body` that skips a payload of a shape it does not
+    expect (a string where an object goes, a number for text) and counts it,
+    instead of raising out of the relay loop: the bytes already went to the
+    client, and the record must still be written (found by tests/fuzz)."""
+
+    @functools.wraps(method)
+    def read(self: Reassembly, *args: Any) -> None:
+        try:
+            method(self, *args)
+        except (AttributeError, TypeError, ValueError):
+            self.malformed += 1
+
+    return read
+
+
 class Reassembly:
     """What a response comes to, whichever provider sent it."""
 
@@ -60,10 +78,11 @@ class Reassembly:
         self.finished = False  # the provider's end-of-stream marker was seen
         self.first_content_at: float | None = None
         self.events = 0
+        self.malformed = 0  # payloads of an unexpected shape, skipped
         self.truncated = False
 
     def add_text(self, piece: str, into: list[str] | None = None) -> None:
-        if not piece:
+        if not piece or not isinstance(piece, str):
             return
         if self.first_content_at is None:
             self.first_content_at = time.perf_counter()
@@ -84,6 +103,8 @@ class Reassembly:
 
     def add_arguments(self, tool: dict[str, Any], piece: str) -> None:
         """Streamed tool-call arguments, counted against the same cap as text."""
+        if not isinstance(piece, str):
+            return
         if self.first_content_at is None:
             self.first_content_at = time.perf_counter()
         room = self.cap - self.text_len
@@ -138,6 +159,7 @@ class AnthropicReader(Reassembly):
         self.usage = usage_anthropic(merged)
         self.usage_final = self.usage_final or final
 
+    @_tolerant
     def event(self, name: str | None, data: Any) -> None:
         if not isinstance(data, dict):
             return
@@ -172,6 +194,7 @@ class AnthropicReader(Reassembly):
         elif kind == "error":
             self.error = _error_text(data.get("error"))
 
+    @_tolerant
     def body(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
@@ -197,6 +220,7 @@ class OpenAIReader(Reassembly):
             self.usage = usage_openai(usage)
             self.usage_final = True
 
+    @_tolerant
     def event(self, name: str | None, data: Any) -> None:
         if data == "[DONE]":
             self.finished = True
@@ -254,6 +278,7 @@ class OpenAIReader(Reassembly):
             resp = data.get("response") or {}
             self.response_id, self.model = resp.get("id"), resp.get("model")
 
+    @_tolerant
     def body(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
@@ -281,6 +306,7 @@ class OpenAIReader(Reassembly):
 
 
 class GeminiReader(Reassembly):
+    @_tolerant
     def event(self, name: str | None, data: Any) -> None:
         if not isinstance(data, dict):
             return
@@ -313,6 +339,7 @@ class GeminiReader(Reassembly):
         if isinstance(meta, dict) and meta:
             self.usage = usage_gemini(meta)
 
+    @_tolerant
     def body(self, data: Any) -> None:
         for item in data if isinstance(data, list) else [data]:
             self.event(None, item)
