@@ -123,7 +123,8 @@ class _Watch:
                 end = len(log)
                 for i in range(shown, end):
                     record = log.record(i)
-                    if record is not None:
+                    # A call is one line, when it ends (its start line is not).
+                    if record is not None and record.get("phase") != "start":
                         line = f"{_clock()} [{bot.name}/llm] {format_call(record)}"
                         loop.call_soon_threadsafe(self.out, line)
                 shown = end

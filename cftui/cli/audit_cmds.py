@@ -48,11 +48,15 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_lines(log: TrafficLog, first: int, end: int, as_json: bool) -> None:
+def _print_lines(
+    log: TrafficLog, first: int, end: int, as_json: bool, *, following: bool = False
+) -> None:
+    """Lines first..end as calls. Following, a call's start line is left out:
+    the call is printed once, when its end line comes."""
     out = sys.stdout
     for i in range(first, end):
         record = log.record(i)
-        if record is None:
+        if record is None or (following and record.get("phase") == "start"):
             continue
         out.write(inert_json(record) if as_json else inert(format_call(record)))
         out.write("\n")
@@ -70,7 +74,7 @@ def _follow(log: TrafficLog, as_json: bool) -> None:
         if change.reset:
             shown = 0
         end = len(log)
-        _print_lines(log, shown, end, as_json)
+        _print_lines(log, shown, end, as_json, following=True)
         shown = end
 
     try:

@@ -42,8 +42,13 @@ def body_view(value: Any) -> Any:
     )
 
 
-def render_detail(record: dict[str, Any] | None) -> Any:
+def render_detail(record: dict[str, Any] | None, started_only: bool = False) -> Any:
     """A call pretty printed: summary, request, response."""
+    if record is None and started_only:
+        return Text(
+            "This line is where a call started; the call, finished, is its end line.",
+            style="dim",
+        )
     if record is None:
         return Text("This line is torn or malformed; it was skipped.", style="dim")
     head = Text()
@@ -229,7 +234,7 @@ class TrafficTab(Vertical):
     @on(TrafficView.Highlighted)
     def _highlighted(self, message: TrafficView.Highlighted) -> None:
         detail = self.query_one("#traffic-detail Static", Static)
-        detail.update(render_detail(message.record))
+        detail.update(render_detail(message.record, message.started_only))
 
     @on(TrafficView.TotalsChanged)
     def _totals(self, message: TrafficView.TotalsChanged) -> None:

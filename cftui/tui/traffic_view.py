@@ -77,6 +77,11 @@ class FilterState:
     totals: Totals = field(default_factory=Totals)
 
 
+# The unfiltered view shows every line of the file: a call's start line, once
+# its end is written, reads as this (filters and totals count the call once).
+STARTED_ONLY = "· start of a call; its record is its end line, further on"
+
+
 class TrafficView(ScrollView, can_focus=True):
     """The calls of one traffic.jsonl, newest last, following by default."""
 
@@ -114,11 +119,13 @@ class TrafficView(ScrollView, can_focus=True):
 
     @dataclass
     class Highlighted(Message):
-        """The cursor moved onto a row; `record` is None for a malformed line."""
+        """The cursor moved onto a row; `record` is None for a malformed line
+        and for the start line of a finished call (`started_only`)."""
 
         view: TrafficView
         line: int
         record: dict[str, Any] | None
+        started_only: bool = False
 
     @dataclass
     class Scanned(Message):
@@ -400,7 +407,7 @@ class TrafficView(ScrollView, can_focus=True):
             return Strip([Segment(" " * width, style)], width)
         if record is None:
             muted = style + self.get_component_rich_style("traffic--muted")
-            text = "⚠ malformed or torn line, skipped"
+            text = STARTED_ONLY if self._started_only(line) else "⚠ malformed or torn line, skipped"
             return Strip([Segment(text.ljust(width)[:width], muted)], width)
         assert isinstance(record, dict)
         before, status, after = row_cells(record)
@@ -419,6 +426,12 @@ class TrafficView(ScrollView, can_focus=True):
             segments.append(Segment(" " * (width - used), style))
         return Strip(segments).crop(0, width)
 
+    def _started_only(self, line: int) -> bool:
+        """Whether a line already read is the start line of a finished call:
+        the unfiltered view shows every line, and this one is not a fault."""
+        span = self.tlog.span(line)
+        return span is not None and (self.tlog.generation, span[0]) in self.tlog.hidden
+
     # --- cursor ----------------------------------------------------------------
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
@@ -431,7 +444,8 @@ class TrafficView(ScrollView, can_focus=True):
         record = self.tlog.cached(line)
         if record is MISS:
             return
-        self.post_message(self.Highlighted(self, line, record))  # type: ignore[arg-type]
+        started_only = record is None and self._started_only(line)
+        self.post_message(self.Highlighted(self, line, record, started_only))  # type: ignore[arg-type]
 
     def _set_cursor(self, row: int) -> None:
         count = self.row_count
