@@ -21,7 +21,7 @@ import psutil
 import pytest
 from runtime_docker.helpers import wait_for
 
-from cftui import killswitch
+from cftui import killswitch, locks
 
 from .conftest import MEMORY_MB, EscapeStack
 
@@ -412,7 +412,7 @@ def test_the_kill_survives_sigterm_ignoring_processes_and_leaves_nothing(escape)
             assert attrs["State"]["Running"] is False, (bot.name, service)
         for pid in host_pids[bot.name]:
             assert not _alive(pid), (bot.name, pid)
-        assert killswitch.is_locked(escape.world.home, bot.name)
+        assert locks.is_locked(escape.world.home, bot.name)
     time.sleep(2)  # nothing brings them back: no restart policy, no restart
     for bot in (escape.a, escape.b):
         attrs = client.api.inspect_container(f"cf-{bot.name}-gateway")

@@ -73,13 +73,18 @@ async def test_a_too_deep_request_through_the_proxy_leaves_a_record(tmp_path: Pa
         ):
             await resp.read()
         log = audit / "traffic.jsonl"
-        for _ in range(100):
-            if log.exists() and log.read_bytes().endswith(b"\n"):
+
+        def ends() -> list[dict]:
+            lines = log.read_bytes().splitlines() if log.exists() else []
+            recs = [parse_record_line(line) for line in lines]
+            return [r for r in recs if r is not None and r.get("phase") == "end"]
+
+        for _ in range(250):
+            if ends():
                 break
             await asyncio.sleep(0.02)
-        (line,) = log.read_bytes().splitlines()
-        rec = parse_record_line(line)
-        assert rec is not None and rec["bot"] == "b" and rec["path"] == "/anthropic/v1/messages"
+        (rec,) = ends()  # the call's end line (its start line came first)
+        assert rec["bot"] == "b" and rec["path"] == "/anthropic/v1/messages"
     finally:
         await proxy_runner.cleanup()
         await fake_runner.cleanup()
