@@ -212,7 +212,9 @@ def _register_file(home: FleetHome, bot: str, action: str) -> Path | None:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists: what a file left by a dead one (a stale
+    operation here, a half-done restore's directory) is told apart by."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -248,7 +250,7 @@ def other_operations(home: FleetHome, bots: Sequence[str]) -> list[OtherOperatio
         pid = int(parts[1])
         if pid == os.getpid():
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
             continue
@@ -365,7 +367,7 @@ async def wait_operations_ended(
             await asyncio.wait_for(op.done.wait(), max(0.0, deadline - time.monotonic()))
     pending = list(others)
     while pending and time.monotonic() < deadline:
-        pending = [o for o in pending if os.path.lexists(o.path) and _pid_alive(o.pid)]
+        pending = [o for o in pending if os.path.lexists(o.path) and pid_alive(o.pid)]
         if pending:
             await asyncio.sleep(0.01)
     left = [f"{op.action} of {op.bot} still running" for op in mine if not op.done.is_set()]

@@ -546,7 +546,7 @@ def _clean_partials(folder: Path) -> None:
             m = PARTIAL_RE.match(entry.name)
             if not m:
                 continue
-            alive = _pid_alive(int(m["pid"]))
+            alive = locks.pid_alive(int(m["pid"]))
             if not alive:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -1059,22 +1059,12 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _recover_interrupted(repo: Path, state: Path) -> None:
     """Tidy what a restore that died left: its half-extracted directory, and,
     if it died between the two renames of the fallback swap, the old state."""
     for entry in os.scandir(repo):
         m = re.fullmatch(r"\.state-(restore|old)-(\d+)-\d+", entry.name)
-        if not m or _pid_alive(int(m[2])):
+        if not m or locks.pid_alive(int(m[2])):
             continue
         if m[1] == "old" and not state.exists():
             os.rename(entry.path, state)
