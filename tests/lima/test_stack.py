@@ -363,3 +363,28 @@ async def test_tui_fleet_row_shows_the_lima_bot_running(lima_stack):
             assert cell("gateway") == "● up"
     finally:
         await runtimes.aclose()
+
+
+async def test_the_running_gateway_holds_no_privilege_and_has_its_limits(lima_stack):
+    """The escape suite's checks that apply in a VM, read off the running
+    gateway process: no capability in any set, no new privileges, seccomp
+    on, and the memory and task limits its drop-in sets in force."""
+    pid = lima_stack.vm_sh("systemctl show -p MainPID --value cf-gateway@lbot").stdout.strip()
+    assert pid and pid != "0"
+    status = dict(
+        line.split(":", 1)
+        for line in lima_stack.vm_sh(f"cat /proc/{pid}/status").stdout.splitlines()
+        if ":" in line
+    )
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[cap].strip(), 16) == 0, (cap, status[cap])
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+
+    def prop(name: str) -> str:
+        return lima_stack.vm_sh(f"systemctl show -p {name} --value cf-gateway@lbot").stdout.strip()
+
+    memory_max, tasks_max, user = prop("MemoryMax"), prop("TasksMax"), prop("User")
+    assert memory_max.isdigit() and int(memory_max) > 0, memory_max
+    assert tasks_max.isdigit() and int(tasks_max) > 0, tasks_max
+    assert user == unix_user("gateway", "lbot")
