@@ -40,7 +40,12 @@ from typing import TypeVar
 from cftui.audit.events import record_event, utc_now_iso
 from cftui.errors import BotLocked
 from cftui.fleet import FleetHome, validate_bot_name
-from cftui.securefs import PRIVATE_FILE, atomic_write_private, make_private_dirs
+from cftui.securefs import (
+    PRIVATE_FILE,
+    atomic_write_private,
+    make_private_dirs,
+    write_new_private_file,
+)
 
 # How often an operation of another process looks for the lock.
 WATCH_INTERVAL_S = 0.05
@@ -201,12 +206,15 @@ def _ops_dir(home: FleetHome) -> Path:
 
 
 def _register_file(home: FleetHome, bot: str, action: str) -> Path | None:
-    """`locks/ops/<bot>.<pid>.<n>`: how a kill in another process sees it."""
+    """`locks/ops/<bot>.<pid>.<n>`: how a kill in another process sees it.
+    Written in place, not fsynced: it only has to outlive this process's
+    operation, not a crash (a dead pid's file is ignored), so it costs a few
+    microseconds and may be written from an event loop."""
     try:
         make_private_dirs(_ops_dir(home))
         path = _ops_dir(home) / f"{bot}.{os.getpid()}.{next(_seq)}"
         body = json.dumps({"bot": bot, "action": action, "pid": os.getpid(), "ts": utc_now_iso()})
-        atomic_write_private(path, body + "\n")
+        write_new_private_file(path, body + "\n", durable=False)
     except OSError:
         return None  # the in-process registry and the gate still hold
     return path
@@ -292,18 +300,19 @@ async def operation(home: FleetHome, bot: str, action: str) -> AsyncIterator[Ope
         return
     ensure_unlocked(home, bot)
     op = Operation(bot, action, task)
-    op.file = await asyncio.to_thread(_register_file, home, bot, action)
-    _ACTIVE.setdefault(bot, []).append(op)
+    _ACTIVE.setdefault(bot, []).append(op)  # from here a kill here cancels it
     watcher = asyncio.create_task(_watch(home, op), name=f"cf-lock-watch-{bot}")
     try:
         try:
+            op.file = _register_file(home, bot, action)
             yield op
         except asyncio.CancelledError:
             if not op.killed:
                 raise
             _uncancel(task)
             if not op.recorded:
-                record_event(home, action, bot, ok=False, cancelled="kill switch")
+                with contextlib.suppress(OSError):  # the refusal matters more
+                    record_event(home, action, bot, ok=False, cancelled="kill switch")
             raise BotLocked(f"{action} cancelled: " + locked_message(bot)) from None
         except BaseException:
             if op.killed:

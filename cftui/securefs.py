@@ -38,14 +38,16 @@ def make_private_dirs(path: Path) -> list[Path]:
     return created
 
 
-def write_new_private_file(path: Path, data: bytes | str) -> None:
-    """Write a file that must not exist yet, created at 0600."""
+def write_new_private_file(path: Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Write a file that must not exist yet, created at 0600 (fsynced unless
+    `durable=False`: a file that need not outlive a crash)."""
     raw = data.encode() if isinstance(data, str) else data
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
     with os.fdopen(fd, "wb") as f:
         f.write(raw)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
 
 
 def atomic_write_private(path: Path, data: bytes | str) -> None:
