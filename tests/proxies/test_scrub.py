@@ -421,7 +421,7 @@ def test_the_raw_precheck_and_the_walk_agree(body) -> None:
         "sk-or-v1-" + "a1" * 20,
         "AIza" + "B" * 35,
         "ghp_" + "c" * 36,
-        "AKIA" + "ABCDEFGH12345678",
+        "AKIA" + "X" * 16,
         "xoxb-" + "1" * 12,
         "ya29." + "d" * 24,
     ],
