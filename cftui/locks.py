@@ -137,17 +137,7 @@ def gate(home: FleetHome, bot: str, what: str = "") -> Iterator[None]:
 
 def gate_busy(home: FleetHome, bot: str) -> bool:
     """Whether a start holds the bot's gate right now (without waiting)."""
-    fd = _open_gate(home, bot)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-            raise
-        return False
-    finally:
-        os.close(fd)
+    return not wait_gate(home, bot, timeout=0)
 
 
 def wait_gate(home: FleetHome, bot: str, timeout: float = GATE_WAIT_S) -> bool:
