@@ -683,7 +683,7 @@ def _chunk_totals(
         if parse_ok(line):
             totals.add_line(line)  # skips start lines
         start = end + 1
-    return n, halves(chunk)
+    return n, (halves(chunk) if b'"phase":"start"' in chunk else None)
 
 
 def _lines_totals(heads: list[bytes], chunk: bytes, starts: list[int], totals: Totals) -> None:
@@ -1211,11 +1211,10 @@ class TrafficLog:
                     self.malformed.add(key)
                 return None
             if line is not None and is_start(line):
-                if self.ended(line[len(START_PREFIX) : len(START_PREFIX) + ID_LEN], span[1]):
+                if self.ended(_start_id(line), span[1]):
                     self.hidden.add(key)
                     return None
-                rec = unfinished(rec)  # as of now: not cached, its end may come
-                return rec
+                return unfinished(rec)  # as of now: not cached, its end may come
             self._rec.put(key, rec)
         return rec
 

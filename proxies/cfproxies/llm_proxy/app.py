@@ -481,7 +481,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if task is not None:
         state.tasks.add(task)
     try:
-        return await _forward(request, call, state, cfg, name)
+        return await _forward(request, call, state, cfg)
     except asyncio.CancelledError:
         # The gateway hung up (handler cancellation) or the proxy is stopping:
         # the upstream is closed by the cancellation itself; the record still
@@ -525,7 +525,7 @@ async def _refuse(
 
 
 async def _forward(
-    request: web.Request, call: Call, state: ProxyState, cfg: ProxyConfig, name: str
+    request: web.Request, call: Call, state: ProxyState, cfg: ProxyConfig
 ) -> web.StreamResponse:
     rec = call.record
     target = split_target(call.raw_path)
