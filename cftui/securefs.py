@@ -90,8 +90,8 @@ def fsync_dir(path: Path) -> None:
 # chmod-ed on its descriptor.
 
 AGENT_FILE_MAX = 16 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -136,7 +136,7 @@ def _open_root(root: Path) -> int:
     """The tree's top. Its own path is the host's (the gateway cannot rename
     its mount point), but a link there is still refused."""
     try:
-        return os.open(root, _DIR_FLAGS)
+        return os.open(root, DIR_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise _refuse(root, _kind(os.lstat(root))) from None
@@ -149,7 +149,7 @@ def _open_dirs(root: Path, parts: list[str]) -> int | None:
     fd = _open_root(root)
     for i, part in enumerate(parts):
         try:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
             here = root.joinpath(*parts[: i + 1])
             code = exc.errno
@@ -208,7 +208,7 @@ def read_agent_file(root: Path, relpath: str, max_bytes: int = AGENT_FILE_MAX) -
             return None
         try:
             # O_NONBLOCK: opening a fifo must not wait for a writer.
-            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=dfd)
+            fd = os.open(parts[-1], READ_FLAGS, dir_fd=dfd)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -327,7 +327,7 @@ def _own_dir(
             continue
         if stat.S_ISDIR(st.st_mode):
             try:
-                child = os.open(entry.name, _DIR_FLAGS, dir_fd=dfd)
+                child = os.open(entry.name, DIR_FLAGS, dir_fd=dfd)
             except OSError:
                 continue  # gone, or swapped for something else since the listing
             try:

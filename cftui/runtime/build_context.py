@@ -16,6 +16,7 @@ whether the image must be rebuilt.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -29,6 +30,7 @@ from typing import IO, Any
 from docker.utils.build import PatternMatcher
 
 from cftui.errors import RuntimeOperationError
+from cftui.securefs import DIR_FLAGS, MAX_DEPTH, READ_FLAGS
 
 DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
@@ -38,8 +40,6 @@ MAX_DOCKERIGNORE_BYTES = 1 << 16
 # may hold credentials) and caches that would only slow the build.
 EXCLUDED_NAMES = frozenset({".git", "__pycache__", ".pytest_cache", ".ruff_cache"})
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _max_context_bytes() -> int:
@@ -63,7 +63,7 @@ def _small_regular_file(dir_fd: int, name: str, limit: int, shown: str) -> bytes
     """A file's bytes, None when it does not exist; refused when it is a
     link, not a regular file, or larger than `limit`."""
     try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -84,7 +84,7 @@ def _small_regular_file(dir_fd: int, name: str, limit: int, shown: str) -> bytes
 def open_code_dir(code_dir: Path) -> int:
     """A descriptor on code/ itself, refusing a link in its place."""
     try:
-        return os.open(code_dir, _DIR_FLAGS)
+        return os.open(code_dir, DIR_FLAGS)
     except OSError as exc:
         raise RuntimeOperationError(
             f"cannot read {code_dir}: {exc.strerror or exc} (code/ must be a directory, not a link)"
@@ -112,9 +112,14 @@ def _ignore_matcher(dir_fd: int, shown: str) -> PatternMatcher | None:
     return PatternMatcher([*patterns, f"!{DOCKERFILE}"])
 
 
-def _walk(dir_fd: int, rel: str, ignore: PatternMatcher | None) -> Iterator[Entry]:
+def _walk(dir_fd: int, rel: str, ignore: PatternMatcher | None, depth: int = 0) -> Iterator[Entry]:
     """The entries under an open directory, in name order; each file's
-    `open` is valid until the next entry is taken."""
+    `open` is valid until the next entry is taken. A tree nested deeper than
+    securefs.MAX_DEPTH is refused (each level holds a descriptor open)."""
+    if depth > MAX_DEPTH:
+        raise RuntimeOperationError(
+            f"code/{rel} is nested more than {MAX_DEPTH} directories deep: refused"
+        )
     with os.scandir(dir_fd) as it:
         names = sorted(e.name for e in it)
     for name in names:
@@ -130,13 +135,17 @@ def _walk(dir_fd: int, rel: str, ignore: PatternMatcher | None) -> Iterator[Entr
             if ignored and not _reincluded_under(ignore, path):
                 continue
             try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError:
-                continue  # swapped for a link, or gone: not followed
+                sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    continue  # swapped for a link, or gone: not followed
+                raise RuntimeOperationError(
+                    f"cannot read code/{path}: {exc.strerror or exc}"
+                ) from None
             try:
                 if not ignored:
                     yield Entry(path, "dir", stat.S_IMODE(st.st_mode) & 0o777)
-                yield from _walk(sub, path, ignore)
+                yield from _walk(sub, path, ignore, depth + 1)
             finally:
                 os.close(sub)
         elif ignored:
@@ -163,7 +172,7 @@ def _reincluded_under(ignore: PatternMatcher | None, path: str) -> bool:
 def _opener(dir_fd: int, name: str, rel: str) -> Callable[[], IO[bytes]]:
     def open_it() -> IO[bytes]:
         try:
-            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             raise RuntimeOperationError(
                 f"code/{rel} cannot be read for the build ({exc.strerror or exc}): "

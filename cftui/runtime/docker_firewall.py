@@ -116,9 +116,7 @@ def _refused(tool: str, proc: subprocess.CompletedProcess[str], what: str) -> Ru
 
 def _tagged(tool: str, bot: str, what: str) -> list[tuple[str, list[str]]]:
     """This bot's rules in INPUT: (their interface, the arguments that delete them)."""
-    proc = _run(tool, ["-S", _CHAIN], what)
-    if proc.returncode != 0:
-        raise _refused(tool, proc, what)
+    proc = _must(tool, ["-S", _CHAIN], what)
     found = []
     for line in proc.stdout.splitlines():
         words = shlex.split(line)
@@ -154,10 +152,12 @@ def isolate_host(api: Any, bot: str, network: str) -> None:
         _must(tool, ["-I", _CHAIN, "1", *want], what)
 
 
-def _must(tool: str, args: list[str], what: str) -> None:
+def _must(tool: str, args: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    """Run the tool; its result, or a one-line error if it refused."""
     proc = _run(tool, args, what)
     if proc.returncode != 0:
         raise _refused(tool, proc, what)
+    return proc
 
 
 def release_host(bot: str) -> None:

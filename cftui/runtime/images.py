@@ -769,14 +769,15 @@ def build_gateway_image(
     tag = gateway_image_name(bot)
     what = f"the gateway of {bot}"
     raw, instructions = _gateway_dockerfile(code_dir, what)
-    want = build_context.context_digest(code_dir, raw, _GATEWAY_SALT)
+    # A rebuild (`nocache`) compares with nothing: the tree is read once, into the tar.
+    want = None if nocache else build_context.context_digest(code_dir, raw, _GATEWAY_SALT)
     labels = _image_labels(client, tag)
-    if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
+    if want is not None and labels is not None and labels.get(HASH_LABEL) == want:
         return tag
     task = f"gateway {bot}"
     with _file_lock(f"gateway-{bot}", progress, task):
         labels = _image_labels(client, tag)
-        if not nocache and labels is not None and labels.get(HASH_LABEL) == want:
+        if want is not None and labels is not None and labels.get(HASH_LABEL) == want:
             return tag
         progress(ProgressEvent(task, 0, None, f"building {tag} from {code_dir}"))
         buildargs = _choose_base(client, instructions, progress, task, what, check_onbuild=True)

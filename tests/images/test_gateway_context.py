@@ -207,3 +207,15 @@ def test_image_refs_expand_global_args_and_skip_stages():
     ]
     given = dockerfile.image_refs(instructions, {"UNSET": "given:5"})
     assert given[-1].ref == "given:5" and not given[-1].unresolved
+
+
+def test_a_context_nested_deeper_than_the_bound_is_refused_in_one_line(code):
+    """The agent nests code/ 200 directories deep: the build is refused with
+    one line, not a RecursionError, and no subtree is silently left out."""
+    deep = code
+    for _ in range(200):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    raw = build_context.read_dockerfile(code)
+    with pytest.raises(RuntimeOperationError, match="nested more than 128 directories deep"):
+        build_context.context_digest(code, raw, "t")
