@@ -100,7 +100,8 @@ async def _settle(
 ) -> dict[str, KillReport]:
     """Wait for the interrupted starts and operations to end, then kill the
     bots they touched once more: whatever they managed to bring up."""
-    touched = [b for b in bots if b.name in flight.bots()]
+    busy = flight.bots()
+    touched = [b for b in bots if b.name in busy]
     if not touched:
         return {}
     gates = await asyncio.gather(
@@ -112,7 +113,7 @@ async def _settle(
     for bot, gate_free, sweep in zip(touched, gates, sweeps, strict=True):
         if not gate_free:
             sweep.errors.append(f"a start still held the gate after {locks.GATE_WAIT_S:.0f} s")
-        sweep.errors += [text for text in left if f" of {bot.name}" in text]
+        sweep.errors += [text for owner, text in left if owner == bot.name]
         sweep.cancelled = flight.cancelled(bot.name)
         out[bot.name] = sweep
     return out

@@ -358,8 +358,9 @@ async def wait_operations_ended(
     mine: Sequence[Operation],
     others: Sequence[OtherOperation],
     timeout: float = OPERATION_WAIT_S,
-) -> list[str]:
-    """Wait until the cancelled operations have ended; what had not, as text."""
+) -> list[tuple[str, str]]:
+    """Wait until the cancelled operations have ended; those that had not,
+    as (bot, what to report)."""
     deadline = time.monotonic() + timeout
     for op in mine:
         with contextlib.suppress(TimeoutError):
@@ -369,6 +370,6 @@ async def wait_operations_ended(
         pending = [o for o in pending if os.path.lexists(o.path) and pid_alive(o.pid)]
         if pending:
             await asyncio.sleep(0.01)
-    left = [f"{op.action} of {op.bot} still running" for op in mine if not op.done.is_set()]
-    left += [f"{o.action} of {o.bot} (pid {o.pid}) still running" for o in pending]
+    left = [(op.bot, f"{op.action} still running") for op in mine if not op.done.is_set()]
+    left += [(o.bot, f"{o.action} (pid {o.pid}) still running") for o in pending]
     return left
