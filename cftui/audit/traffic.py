@@ -1222,10 +1222,15 @@ class TrafficLog:
         """Whether line i is the start line of a finished call, which a view
         skips (its end line is the call). Reads the file: a worker's call."""
         span = self.span(i)
-        if span is None:
-            return False
-        self.record_at(span)
-        return (self.generation, span[0]) in self.hidden
+        if span is not None:
+            self.record_at(span)
+        return self.known_hidden(i)
+
+    def known_hidden(self, i: int) -> bool:
+        """`is_hidden` as far as line i has been read already (no I/O: the
+        UI thread's question)."""
+        span = self.span(i)
+        return span is not None and (self.generation, span[0]) in self.hidden
 
     def ended(self, ident: bytes, after: int) -> bool:
         """Whether the end line of call `ident` is in the file past offset

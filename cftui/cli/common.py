@@ -4,13 +4,14 @@ rich progress bar for long operations."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from cftui.fleet import FleetHome
-from cftui.inert import inert, inert_json
+from cftui.inert import inert
 from cftui.runtime.base import Progress, ProgressEvent
 
 
@@ -38,7 +39,9 @@ def warn(message: str) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(inert_json(value, indent=2, default=str, ensure_ascii=True))
+    # json.dumps escapes every character outside printable ASCII (ensure_ascii
+    # is its default): agent text in it reaches no terminal raw.
+    print(json.dumps(value, indent=2, default=str))
 
 
 def add_command(

@@ -407,7 +407,11 @@ class TrafficView(ScrollView, can_focus=True):
             return Strip([Segment(" " * width, style)], width)
         if record is None:
             muted = style + self.get_component_rich_style("traffic--muted")
-            text = STARTED_ONLY if self._started_only(line) else "⚠ malformed or torn line, skipped"
+            text = (
+                STARTED_ONLY
+                if self.tlog.known_hidden(line)
+                else "⚠ malformed or torn line, skipped"
+            )
             return Strip([Segment(text.ljust(width)[:width], muted)], width)
         assert isinstance(record, dict)
         before, status, after = row_cells(record)
@@ -426,12 +430,6 @@ class TrafficView(ScrollView, can_focus=True):
             segments.append(Segment(" " * (width - used), style))
         return Strip(segments).crop(0, width)
 
-    def _started_only(self, line: int) -> bool:
-        """Whether a line already read is the start line of a finished call:
-        the unfiltered view shows every line, and this one is not a fault."""
-        span = self.tlog.span(line)
-        return span is not None and (self.tlog.generation, span[0]) in self.tlog.hidden
-
     # --- cursor ----------------------------------------------------------------
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
@@ -444,7 +442,7 @@ class TrafficView(ScrollView, can_focus=True):
         record = self.tlog.cached(line)
         if record is MISS:
             return
-        started_only = record is None and self._started_only(line)
+        started_only = record is None and self.tlog.known_hidden(line)
         self.post_message(self.Highlighted(self, line, record, started_only))  # type: ignore[arg-type]
 
     def _set_cursor(self, row: int) -> None:
