@@ -17,7 +17,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class EscapeStack:
     listener: Any
     listener_ip: str  # on the test's own network
     listener_ext_ip: str  # on the first bot's outside network, beside its egress proxy
-    logs_seen: int = field(default=0)
 
     def container(self, bot: BotConfig, service: str) -> Any:
         return self.world.client.containers.get(f"cf-{bot.name}-{service}")
