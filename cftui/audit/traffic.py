@@ -54,6 +54,7 @@ from cfproxies.record import (
     START_PREFIX,
     line_phase,
     parse_record_line,
+    token_count,
 )
 
 from cftui.audit import rangescan
@@ -584,7 +585,7 @@ class Pairing:
             counted = at
             line_end = chunk.find(b"\n", at)
             est = field_of(chunk[at:line_end], "tokens_est")
-            pending[ident] = (number, est if isinstance(est, int) else 0, offset + line_end)
+            pending[ident] = (number, token_count(est), offset + line_end)
 
 
 def _with_pending(found: array, pending: Pending) -> array:
@@ -1433,7 +1434,7 @@ class DailyCounter:
                     if isinstance(ts, str) and ts >= since and parse_ok(line):
                         if half is not None and half[0] == START:
                             est = field_of(line, "tokens_est")
-                            self._pending[half[1]] = (0, est if isinstance(est, int) else 0, 0)
+                            self._pending[half[1]] = (0, token_count(est), 0)
                         else:
                             self._finished.add_line(line)
                 self._pos += len(data)

@@ -156,10 +156,10 @@ def estimate_tokens(body: Any, req_bytes: int) -> int:
     end was lost is charged at most what it could have cost, not nothing."""
     asked = 0
     if isinstance(body, dict):
-        asked = max((_int(body[k]) for k in _MAX_KEYS if k in body), default=0)
+        asked = max((token_count(body[k]) for k in _MAX_KEYS if k in body), default=0)
         config = body.get("generationConfig")
         if isinstance(config, dict):
-            asked = max(asked, _int(config.get("maxOutputTokens")))
+            asked = max(asked, token_count(config.get("maxOutputTokens")))
     return (asked or DEFAULT_MAX_OUTPUT) + max(req_bytes, 0) // BYTES_PER_TOKEN
 
 
@@ -258,7 +258,7 @@ class Usage:
         record["usage_raw"] = self.raw
 
 
-def _int(value: Any) -> int:
+def token_count(value: Any) -> int:
     """A token count from untrusted JSON: non-numbers count as 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
@@ -269,16 +269,16 @@ def _int(value: Any) -> int:
 
 def _sub(usage: dict[str, Any], key: str, inner: str) -> int:
     details = usage.get(key)
-    return _int(details.get(inner)) if isinstance(details, dict) else 0
+    return token_count(details.get(inner)) if isinstance(details, dict) else 0
 
 
 def usage_anthropic(usage: dict[str, Any]) -> Usage:
     """Anthropic Messages: `input_tokens` excludes the cache counts."""
-    read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    write = token_count(usage.get("cache_creation_input_tokens"))
     return Usage(
-        tokens_in=_int(usage.get("input_tokens")) + read + write,
-        tokens_out=_int(usage.get("output_tokens")),
+        tokens_in=token_count(usage.get("input_tokens")) + read + write,
+        tokens_out=token_count(usage.get("output_tokens")),
         cache_read=read,
         cache_write=write,
         raw=usage,
@@ -291,17 +291,17 @@ def usage_openai(usage: dict[str, Any]) -> Usage:
     includes reasoning tokens."""
     if "prompt_tokens" not in usage and "input_tokens" in usage:  # Responses API
         return Usage(
-            tokens_in=_int(usage.get("input_tokens")),
-            tokens_out=_int(usage.get("output_tokens")),
+            tokens_in=token_count(usage.get("input_tokens")),
+            tokens_out=token_count(usage.get("output_tokens")),
             cache_read=_sub(usage, "input_tokens_details", "cached_tokens"),
             tokens_reasoning=_sub(usage, "output_tokens_details", "reasoning_tokens"),
             raw=usage,
         )
     return Usage(
-        tokens_in=_int(usage.get("prompt_tokens")),
-        tokens_out=_int(usage.get("completion_tokens")),
+        tokens_in=token_count(usage.get("prompt_tokens")),
+        tokens_out=token_count(usage.get("completion_tokens")),
         cache_read=_sub(usage, "prompt_tokens_details", "cached_tokens"),
-        cache_write=_int(usage.get("cache_write_tokens")),
+        cache_write=token_count(usage.get("cache_write_tokens")),
         tokens_reasoning=_sub(usage, "completion_tokens_details", "reasoning_tokens"),
         raw=usage,
     )
@@ -310,11 +310,11 @@ def usage_openai(usage: dict[str, Any]) -> Usage:
 def usage_gemini(meta: dict[str, Any]) -> Usage:
     """Gemini `usageMetadata`: `candidatesTokenCount` leaves out the thoughts,
     which `tokens_out` counts."""
-    thoughts = _int(meta.get("thoughtsTokenCount"))
+    thoughts = token_count(meta.get("thoughtsTokenCount"))
     return Usage(
-        tokens_in=_int(meta.get("promptTokenCount")),
-        tokens_out=_int(meta.get("candidatesTokenCount")) + thoughts,
-        cache_read=_int(meta.get("cachedContentTokenCount")),
+        tokens_in=token_count(meta.get("promptTokenCount")),
+        tokens_out=token_count(meta.get("candidatesTokenCount")) + thoughts,
+        cache_read=token_count(meta.get("cachedContentTokenCount")),
         tokens_reasoning=thoughts,
         raw=meta,
     )

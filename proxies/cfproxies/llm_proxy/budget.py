@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cfproxies.record import START, line_phase, parse_record_line
+from cfproxies.record import START, line_phase, parse_record_line, token_count
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,6 @@ class Refusal:
 
     def retry_after(self, now: float) -> int:
         return max(1, int(self.resets_at - now + 0.999))
-
-
-def _count(value: object) -> int:
-    """A token count read back from the log (anything else counts 0)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _day(epoch: float) -> str:
@@ -108,11 +103,13 @@ class Budget:
                     continue
                 half = line_phase(line)
                 if half is not None and half[0] == START:
-                    unfinished[half[1]] = _count(rec.get("tokens_est"))
+                    unfinished[half[1]] = token_count(rec.get("tokens_est"))
                     continue
                 if half is not None:
                     unfinished.pop(half[1], None)
-                self.used_today += _count(rec.get("tokens_in")) + _count(rec.get("tokens_out"))
+                self.used_today += token_count(rec.get("tokens_in")) + token_count(
+                    rec.get("tokens_out")
+                )
         self.used_today += sum(unfinished.values())
 
     def snapshot(self) -> dict:
