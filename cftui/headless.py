@@ -122,9 +122,8 @@ class _Watch:
                     shown = 0
                 end = len(log)
                 for i in range(shown, end):
-                    record = log.record(i)
-                    # A call is one line, when it ends (its start line is not).
-                    if record is not None and record.get("phase") != "start":
+                    record = log.call(i)  # a call once, when it ends
+                    if record is not None:
                         line = f"{_clock()} [{bot.name}/llm] {format_call(record)}"
                         loop.call_soon_threadsafe(self.out, line)
                 shown = end

@@ -1219,6 +1219,12 @@ class TrafficLog:
             self._rec.put(key, rec)
         return rec
 
+    def call(self, i: int) -> dict[str, Any] | None:
+        """Line i as a call for a follower: None for any start line (the
+        call is shown once, when its end comes), without looking for the end."""
+        raw = self.raw(i)
+        return None if raw is None or is_start(raw) else self.record(i)
+
     def is_hidden(self, i: int) -> bool:
         """Whether line i is the start line of a finished call, which a view
         skips (its end line is the call). Reads the file: a worker's call."""

@@ -55,8 +55,8 @@ def _print_lines(
     the call is printed once, when its end line comes."""
     out = sys.stdout
     for i in range(first, end):
-        record = log.record(i)
-        if record is None or (following and record.get("phase") == "start"):
+        record = log.call(i) if following else log.record(i)
+        if record is None:
             continue
         out.write(inert_json(record) if as_json else inert(format_call(record)))
         out.write("\n")
