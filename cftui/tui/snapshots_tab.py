@@ -157,7 +157,9 @@ class SnapshotsTab(Vertical):
 
     def _kept(self, action: str, name: str) -> None:
         """Say that a question answered no changed nothing."""
-        self.notify(f"{self.bot}: {action} of {name} cancelled; nothing changed")
+        self.notify(
+            inert(f"{self.bot}: {action} of {name} cancelled; nothing changed"), markup=False
+        )
 
     def _run(self, action: str, **kw: str) -> None:
         bar = self.query_one(ProgressBar)
