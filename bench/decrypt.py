@@ -36,8 +36,9 @@ from cryptography.fernet import Fernet
 
 from cftui.audit import capture, rangescan
 from cftui.audit.capture import CaptureReader, _decrypt_range
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.identity import recipient_of
 
 TARGET_PAGE_MS = 50.0
 TARGET_SCAN_LPS = 50_000

@@ -39,9 +39,9 @@ from cftui import killswitch  # noqa: E402
 from cftui.botinit import init_bot  # noqa: E402
 from cftui.fleet import FleetHome  # noqa: E402
 from cftui.runtime import Runtimes  # noqa: E402
-from cftui.runtime.lima import LimaRuntime  # noqa: E402
-from cftui.runtime.lima_plan import unit_name, unix_user  # noqa: E402
-from cftui.runtime.lima_ssh import VMShell  # noqa: E402
+from cftui.runtime.lima.plan import unit_name, unix_user  # noqa: E402
+from cftui.runtime.lima.runtime import LimaRuntime  # noqa: E402
+from cftui.runtime.lima.ssh import VMShell  # noqa: E402
 from cftui.securefs import atomic_write_private  # noqa: E402
 
 STANDIN = REPO / "tests" / "lima" / "standin"

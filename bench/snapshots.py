@@ -35,8 +35,9 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cftui.botinit import init_bot, recipient_of  # noqa: E402
+from cftui.botinit import init_bot  # noqa: E402
 from cftui.fleet import FleetHome  # noqa: E402
+from cftui.identity import recipient_of  # noqa: E402
 
 BOT = "bench"
 

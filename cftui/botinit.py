@@ -14,16 +14,14 @@ import re
 import secrets
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cftui import agestream, hostgit
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
+from cftui.identity import age_keygen_text
 from cftui.securefs import make_private_dirs, write_new_private_file
 
 GIT_URL_RE = re.compile(r"^(https?://|ssh://|git://|git@[^:]+:|file://)")
@@ -34,38 +32,6 @@ PROVIDER_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENR
 class InitResult:
     bot: BotConfig
     recipient: str
-
-
-def age_keygen_text(identity: X25519PrivateKey, now: datetime | None = None) -> str:
-    """An identity in the exact file format of `age-keygen`."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (
-        f"# created: {stamp}\n# public key: {agestream.recipient_of(identity)}\n"
-        f"{agestream.identity_text(identity)}\n"
-    )
-
-
-def read_identity(path: Path) -> X25519PrivateKey:
-    """Load an age-keygen style identity file (comments allowed)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CftuiError(f"cannot read identity {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise CftuiError(f"{path} holds no valid age X25519 identity") from None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("AGE-SECRET-KEY-"):
-            try:
-                return agestream.parse_identity(line)
-            except agestream.AgeError:
-                break
-    raise CftuiError(f"{path} holds no valid age X25519 identity")
-
-
-def recipient_of(home: FleetHome, bot: str) -> str:
-    """The bot's public age recipient (age1...)."""
-    return agestream.recipient_of(read_identity(home.snapshot_key(bot)))
 
 
 def _check_home_writable(root: Path) -> None:

@@ -23,8 +23,6 @@ from cftui.errors import UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.securefs import atomic_write_private, make_private_dirs
 
-CONTROL_FILE = "egress.control.json"
-STATS_FILE = "egress.stats.json"
 CONFIRM_SECONDS = 2.0
 
 
@@ -37,12 +35,12 @@ class ApplyResult:
 
 
 def control_path(home: FleetHome, bot: str) -> Path:
-    """The control file on the host (`/audit/egress.control.json` in the container)."""
-    return home.audit_dir(bot) / CONTROL_FILE
+    """The control file on the host (under `/audit/` in the egress container)."""
+    return home.egress_control(bot)
 
 
 def stats_path(home: FleetHome, bot: str) -> Path:
-    return home.audit_dir(bot) / STATS_FILE
+    return home.egress_stats(bot)
 
 
 def read_stats(home: FleetHome, bot: str) -> dict[str, Any] | None:

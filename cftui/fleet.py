@@ -26,6 +26,11 @@ BOT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 RUNTIMES = ("docker", "lima")
 GATEWAY_KINDS = ("openclaw", "generic")
 FIRST_GATEWAY_PORT = 18801
+# How cftui talks to a running egress proxy (capture on/off, the allowlist)
+# and how it answers: two files of the bot's audit dir, under these names on
+# the host, in the egress container's /audit/ and in the Lima VM alike.
+EGRESS_CONTROL_NAME = "egress.control.json"
+EGRESS_STATS_NAME = "egress.stats.json"
 
 RuntimeName = Literal["docker", "lima"]
 GatewayKind = Literal["openclaw", "generic"]
@@ -230,6 +235,12 @@ class FleetHome:
 
     def scrub_rules(self, bot: str) -> Path:
         return self.audit_dir(bot) / "scrub_rules.json"
+
+    def egress_control(self, bot: str) -> Path:
+        return self.audit_dir(bot) / EGRESS_CONTROL_NAME
+
+    def egress_stats(self, bot: str) -> Path:
+        return self.audit_dir(bot) / EGRESS_STATS_NAME
 
     # --- fleet.toml ------------------------------------------------------
     def exists(self) -> bool:

@@ -56,9 +56,9 @@ from cftui.agestream import (
     recipient_of,
 )
 from cftui.audit.events import record_event
-from cftui.botinit import read_identity
 from cftui.errors import CftuiError, SnapshotError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.identity import read_identity
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 from cftui.securefs import PRIVATE_FILE, fsync_dir, make_private_dirs
 from cftui.tarheader import FastTarInfo

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cftui import agestream
 from cftui.audit import rangescan
-from cftui.botinit import read_identity
 from cftui.errors import CaptureError, CftuiError
 from cftui.fleet import FleetHome
+from cftui.identity import read_identity
 
 BLOCK = 1 << 20
 SCAN_CHUNK = rangescan.CHUNK  # a worker's share of a full scan, in bytes

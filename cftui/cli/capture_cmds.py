@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from cftui.capture import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
 from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.egress_control import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
 from cftui.errors import UsageError
 from cftui.inert import inert, inert_json_text
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from cfproxies.cli import OneLineParser
 
-from cftui import gateway_config, snapshots
+from cftui import snapshots
 from cftui.cli.common import (
     add_command,
     add_home_option,
@@ -22,6 +22,7 @@ from cftui.cli.common import (
 )
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.gateway import config as gateway_config
 from cftui.inert import inert, inert_json_text
 from cftui.runtime import Runtimes
 from cftui.runtime.base import Progress, Runtime

@@ -125,6 +125,6 @@ def _print_demo_left_running(root: object, names: list[str]) -> None:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    from cftui import headless
+    from cftui.cli import headless
 
     return headless.run(resolve_home(args), [args.run])

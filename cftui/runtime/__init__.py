@@ -25,7 +25,7 @@ def runtime_for(kind: str, home: FleetHome) -> Runtime:
         return DockerRuntime(home)
     if kind == "lima":
         try:
-            from cftui.runtime.lima import LimaRuntime
+            from cftui.runtime.lima.runtime import LimaRuntime
         except ImportError as exc:  # pragma: no cover
             raise RuntimeUnavailable(f"lima runtime not yet available ({exc})") from None
         return LimaRuntime(home)

@@ -32,7 +32,7 @@ from cftui.errors import (
     RuntimeUnavailable,
 )
 from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway_wiring import (
+from cftui.gateway.wiring import (
     GATEWAY_PORT,
     gateway_environment,
 )
@@ -165,7 +165,7 @@ class DockerRuntime(Runtime):
         return values
 
     def _recipient(self, bot: BotConfig) -> str:
-        from cftui.botinit import recipient_of
+        from cftui.identity import recipient_of
 
         return recipient_of(self.home, bot.name)
 
@@ -185,10 +185,10 @@ class DockerRuntime(Runtime):
         env = self._gateway_env(bot)
         # The egress proxy takes the control file it finds at start as its
         # baseline (capture on/off, allowlist): make it match fleet.toml.
-        from cftui import capture
+        from cftui import egress_control
 
         try:
-            capture.sync_control(self.home, bot.name)
+            egress_control.sync_control(self.home, bot.name)
         except OSError as exc:
             raise RuntimeOperationError(
                 f"{bot.name}: cannot write the egress control file: {exc.strerror or exc}"

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway_wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, STATE_MOUNT
+from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
+from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, STATE_MOUNT
 
 LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
@@ -53,7 +53,7 @@ FRONT_PORT = 8080
 LLM_PROXY_PORT = 9090
 EGRESS_PORT = 8888
 PROVIDERS_ENV_MOUNT = "/run/secrets/providers.env"
-CONTROL_FILE = "/audit/egress.control.json"
+CONTROL_FILE = f"/audit/{EGRESS_CONTROL_NAME}"
 
 # Small fixed limits for the services we ship; the gateway's come from fleet.toml.
 _SERVICE_LIMITS = {

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 
-from cftui import gateway_config, hostgit
+from cftui import hostgit
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway_wiring import wire_models_json, wire_openclaw_config
+from cftui.gateway import config as gateway_config
+from cftui.gateway.wiring import wire_models_json, wire_openclaw_config
 from cftui.runtime.docker_spec import gateway_user
 from cftui.securefs import list_agent_dir, own_tree
 

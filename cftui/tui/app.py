@@ -356,9 +356,11 @@ class ClawFactoryApp(App[int]):
             elif action == "rebuild":
                 await lifecycle.rebuild(self.home, config, self.runtimes, progress)
             elif action == "capture":
-                from cftui import capture
+                from cftui import egress_control
 
-                await asyncio.to_thread(capture.set_capture, self.home, bot, not config.capture)
+                await asyncio.to_thread(
+                    egress_control.set_capture, self.home, bot, not config.capture
+                )
             elif action == "snapshot":
                 from cftui import snapshots
 

@@ -75,7 +75,7 @@ class ConfigTab(Vertical):
 
     @work(thread=True, exclusive=True, group="config", exit_on_error=False)
     def _load(self) -> None:
-        from cftui import gateway_config as gc
+        from cftui.gateway import config as gc
 
         try:
             data = gc.read_config(self.app.home, self.bot)
@@ -97,7 +97,7 @@ class ConfigTab(Vertical):
         )
 
     def _parsed(self) -> dict[str, Any] | None:
-        from cftui import gateway_config as gc
+        from cftui.gateway import config as gc
 
         try:
             edited = gc.parse_config(self.query_one(TextArea).text, "the edited config")
@@ -117,7 +117,7 @@ class ConfigTab(Vertical):
 
     @work(thread=True, exclusive=True, group="config", exit_on_error=False)
     def _write(self, data: dict[str, Any]) -> None:
-        from cftui import gateway_config as gc
+        from cftui.gateway import config as gc
 
         try:
             gc.write_config(self.app.home, self.bot, data, reason="tui edit")
@@ -132,7 +132,7 @@ class ConfigTab(Vertical):
 
     @work(thread=True, exclusive=True, group="config", exit_on_error=False)
     def _revert(self) -> None:
-        from cftui import gateway_config as gc
+        from cftui.gateway import config as gc
 
         try:
             gc.revert(self.app.home, self.bot)

@@ -15,8 +15,9 @@ from cfproxies.egress.session import CaptureSession
 import cftui.audit.capture as capture
 from cftui.audit import rangescan
 from cftui.audit.capture import CaptureReader
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.errors import CaptureError
+from cftui.identity import recipient_of
 
 needs_two_cpus = pytest.mark.skipif(
     rangescan.cpu_count() < 2, reason="one CPU: the full scan runs in-process"

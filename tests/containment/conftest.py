@@ -120,7 +120,7 @@ def escape(world: World) -> Iterator[EscapeStack]:  # noqa: F811
         world.client.networks.get(f"cf-{a_name}-ext").connect(listener)
         listener.reload()
         ext_ip = listener.attrs["NetworkSettings"]["Networks"][f"cf-{a_name}-ext"]["IPAddress"]
-        from cftui.capture import edit_allowlist
+        from cftui.egress_control import edit_allowlist
 
         edit_allowlist(world.home, a_name, add=[f"{ext_ip}:8443"])
         a = world.home.bot(a_name)

@@ -21,8 +21,9 @@ import pytest
 from cfproxies.egress.session import CaptureSession
 from cfproxies.record import new_record
 
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.identity import recipient_of
 from cftui.inert import inert, inert_json, inert_json_text
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
@@ -187,7 +188,7 @@ def test_errors_quoting_agent_text_stay_one_inert_line(home, red, cli) -> None:
 
 async def test_run_prints_hostile_logs_and_calls_inert(home, red, monkeypatch) -> None:
     """`cftui --run`: a service log line and a call, both the agent's words."""
-    from cftui import headless
+    from cftui.cli import headless
 
     runtime = MemoryRuntime(home)
     monkeypatch.setattr(headless, "Runtimes", lambda home: MemoryRuntimes(home, runtime))

@@ -280,7 +280,7 @@ def test_egress_refuses_host_connect_and_sni_tricks(escape, batch) -> None:
 
 
 def test_listing_the_address_opens_it_so_the_refusals_were_the_proxys(escape, batch) -> None:
-    from cftui.capture import edit_allowlist
+    from cftui.egress_control import edit_allowlist
 
     X = escape.listener_ext_ip
     result = edit_allowlist(escape.world.home, escape.a.name, add=[f"{X}:8080"])

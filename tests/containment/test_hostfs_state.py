@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cftui import gateway_config
 from cftui.botinit import init_bot
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.gateway import config as gateway_config
 from cftui.runtime.docker import DockerRuntime
 
 SECRET = "sk-host-only-0600-secret"

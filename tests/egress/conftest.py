@@ -213,8 +213,8 @@ def start_egress(home: FleetHome, bot: str, tmp_path: Path, test_ca_pem: Path):
         extra: list[str] | None = None,
         resolver: dict[str, list[str]] | None = None,
     ) -> Egress:
-        from cftui.botinit import recipient_of
-        from cftui.capture import control_path, sync_control
+        from cftui.egress_control import control_path, sync_control
+        from cftui.identity import recipient_of
 
         home.update_bot(bot, capture=capture, egress_allow=allow)
         sync_control(home, bot)

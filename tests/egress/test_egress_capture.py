@@ -18,7 +18,7 @@ from pyrage import x25519
 from cftui import agestream
 from cftui.audit.capture import CaptureReader
 from cftui.audit.events import read_events
-from cftui.botinit import age_keygen_text
+from cftui.identity import age_keygen_text
 
 
 def _files_under(*roots: Path) -> list[Path]:
@@ -241,7 +241,7 @@ def test_captured_bodies_are_capped(start_egress, http_server, home):
 def test_a_bad_control_file_changes_nothing_and_the_proxy_keeps_running(
     start_egress, http_server, home
 ):
-    from cftui.capture import control_path
+    from cftui.egress_control import control_path
 
     eg = start_egress(local(http_server), capture=False)
     for junk in (b"{not json", b'{"capture": "yes"}', b'{"allow": ["http://x/"]}'):

@@ -13,7 +13,7 @@ from egress_support import CF_EGRESS, local
 
 from cftui.audit.events import read_events
 from cftui.botinit import init_bot
-from cftui.capture import control_path
+from cftui.egress_control import control_path
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 from cfproxies.egress.session import CaptureSession
 
 from cftui.audit.capture import CaptureReader
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.errors import CaptureError
+from cftui.identity import recipient_of
 
 
 def _write_flows(home, bot: str, n: int, start: int = 0) -> CaptureSession:

@@ -11,8 +11,8 @@ import pytest
 from pyrage import decrypt, encrypt, x25519
 
 from cftui import agestream
-from cftui.botinit import read_identity, recipient_of
 from cftui.fleet import FleetHome
+from cftui.identity import read_identity, recipient_of
 
 
 def mode(path: Path) -> int:

@@ -24,7 +24,7 @@ import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime.lima import LimaRuntime
+from cftui.runtime.lima.runtime import LimaRuntime
 from cftui.securefs import atomic_write_private
 
 HERE = Path(__file__).parent

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
-from cftui.runtime.lima import LimaRuntime
-from cftui.runtime.lima_ssh import VMShell
+from cftui.runtime.lima.runtime import LimaRuntime
+from cftui.runtime.lima.ssh import VMShell
 
 from .conftest import make_lima_home
 

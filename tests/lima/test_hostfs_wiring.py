@@ -11,7 +11,7 @@ import shlex
 import pytest
 
 from cftui.errors import CftuiError
-from cftui.runtime.lima_plan import unix_user
+from cftui.runtime.lima.plan import unix_user
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

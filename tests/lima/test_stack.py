@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from cftui.runtime.base import RUNNING, STOPPED
-from cftui.runtime.lima_plan import ports_for, unix_user
+from cftui.runtime.lima.plan import ports_for, unix_user
 
 pytestmark = pytest.mark.docker
 
@@ -320,7 +320,7 @@ async def test_capture_toggle_reaches_the_vms_egress_proxy_and_is_confirmed(lima
     """`cftui capture on` writes the control file on the host; the runtime
     carries it into the VM and the proxy's stats back, so the toggle is
     confirmed as on Docker."""
-    from cftui import capture
+    from cftui import egress_control as capture
 
     rt = lima_stack.runtime()
     try:

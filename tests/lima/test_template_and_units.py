@@ -15,9 +15,9 @@ import yaml
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig, LimaVM, Limits
-from cftui.runtime.lima_assets import render_template
-from cftui.runtime.lima_ctl import parse_list_json
-from cftui.runtime.lima_plan import (
+from cftui.runtime.lima.assets import render_template
+from cftui.runtime.lima.ctl import parse_list_json
+from cftui.runtime.lima.plan import (
     MAX_USER,
     bot_env,
     command_from_dockerfile,
@@ -29,7 +29,7 @@ from cftui.runtime.lima_plan import (
     unit_name,
     unix_user,
 )
-from cftui.runtime.lima_ssh import parse_ssh_config
+from cftui.runtime.lima.ssh import parse_ssh_config
 
 from .lima_schema import ARCHES, PROBE_MODES, PROVISION_MODES, VM_TYPES, unknown_keys
 
@@ -258,7 +258,7 @@ def test_ssh_config_in_limas_format_is_read(tmp_path):
 
 
 def test_openclaw_config_points_at_loopback_proxies_and_keeps_other_keys():
-    from cftui.runtime.lima_plan import openclaw_config, openclaw_models_json
+    from cftui.runtime.lima.plan import openclaw_config, openclaw_models_json
 
     bot = BotConfig(name="oc", runtime="lima", gateway="openclaw", gateway_port=18803)
     p = ports_for(bot)
@@ -279,7 +279,7 @@ def test_openclaw_config_points_at_loopback_proxies_and_keeps_other_keys():
 
 
 def test_kill_script_cuts_every_gateway_before_killing_any():
-    from cftui.runtime.lima_kill import kill_scripts
+    from cftui.runtime.lima.kill import kill_scripts
 
     first, rest = kill_scripts(["a1", "b2"])
     assert first.index("out-b2") < first.index("systemctl kill -s KILL")
@@ -289,7 +289,7 @@ def test_kill_script_cuts_every_gateway_before_killing_any():
 
 def test_kill_output_fills_each_bots_report():
     from cftui.runtime.base import KillReport
-    from cftui.runtime.lima_kill import parse_kill
+    from cftui.runtime.lima.kill import parse_kill
 
     names = ["a1", "b2"]
     reports = {n: KillReport(n) for n in names}
@@ -305,7 +305,7 @@ def test_kill_output_fills_each_bots_report():
 
 
 def test_systemctl_show_maps_to_service_states():
-    from cftui.runtime.lima_units import parse_show, service_status
+    from cftui.runtime.lima.units import parse_show, service_status
 
     text = (
         "Id=cf-gateway@x.service\nLoadState=loaded\nActiveState=active\nSubState=running\n"
@@ -325,7 +325,7 @@ def test_systemctl_show_maps_to_service_states():
 
 
 def test_list_units_lines_parse():
-    from cftui.runtime.lima_units import parse_list_units
+    from cftui.runtime.lima.units import parse_list_units
 
     text = (
         "cf-gateway@x.service loaded active running ClawFactory gateway of bot x\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cftui import gateway_config
 from cftui.botinit import init_bot
 from cftui.errors import FleetError
 from cftui.fleet import FleetHome
+from cftui.gateway import config as gateway_config
 from cftui.runtime.docker import DockerRuntime
 from cftui.runtime.docker_spec import gateway_user
 

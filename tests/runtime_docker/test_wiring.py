@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cftui.fleet import BotConfig, FleetHome, Limits
-from cftui.gateway_wiring import (
+from cftui.gateway.wiring import (
     CA_BUNDLE,
     CA_PEM,
     EGRESS_PROXY,

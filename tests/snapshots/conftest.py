@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.identity import recipient_of
 
 BOT = "alpha"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cftui import gateway_config as gc
 from cftui.audit.events import read_events
 from cftui.errors import ConfigError, UsageError
 from cftui.fleet import FleetHome
+from cftui.gateway import config as gc
 
 
 def config_events(home: FleetHome, bot: str) -> list[dict]:

@@ -18,9 +18,9 @@ import pytest
 
 from cftui import locks, snapshots
 from cftui.audit.events import read_events
-from cftui.botinit import recipient_of
 from cftui.errors import SnapshotError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.identity import recipient_of
 from cftui.runtime.base import KillReport, Runtime
 
 from .conftest import EXCLUDED, add_member, age_encrypt, kept, require_age, tree

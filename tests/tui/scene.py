@@ -11,8 +11,9 @@ from pathlib import Path
 from memory_runtime import STARTED, MemoryRuntime, MemoryRuntimes
 from tui_helpers import NOW, append_records, make_record
 
-from cftui.botinit import init_bot, recipient_of
+from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.identity import recipient_of
 
 BOTS = ("scout", "scribe", "sentinel", "tinker")
 CALLS = 240
@@ -20,7 +21,8 @@ CALLS = 240
 
 def build_scene(root: Path) -> tuple[FleetHome, MemoryRuntime]:
     """Create the fleet home under `root` and a runtime that knows its state."""
-    from cftui import gateway_config, snapshots
+    from cftui import snapshots
+    from cftui.gateway import config as gateway_config
 
     home = FleetHome(root)
     for bot in BOTS:

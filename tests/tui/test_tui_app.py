@@ -503,7 +503,7 @@ async def test_snapshots_tab_restores_only_after_confirmation(
 
 
 async def test_config_tab_edits_validates_and_reverts(make, fleet: FleetHome) -> None:
-    from cftui import gateway_config as gc
+    from cftui.gateway import config as gc
 
     gc.write_config(fleet, "alpha", {"gateway": {"port": 1}, "apiKey": "sk-secret"}, reason="t")
     app = make(open_bot="alpha", open_tab="config")

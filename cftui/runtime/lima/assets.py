@@ -20,7 +20,7 @@ from pathlib import Path
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SYSTEM_SH_MARK = "#CF-SYSTEM-SH#"
 
 

@@ -21,13 +21,11 @@ from pathlib import Path
 from cfproxies.jsonl import append_bytes, open_append
 from watchfiles import awatch
 
-from cftui.fleet import FleetHome
-from cftui.runtime.lima_plan import SRV, unix_user
-from cftui.runtime.lima_ssh import VMShell
+from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_STATS_NAME, FleetHome
+from cftui.runtime.lima.plan import SRV, unix_user
+from cftui.runtime.lima.ssh import VMShell
 from cftui.securefs import atomic_write_private
 
-CONTROL = "egress.control.json"
-STATS = "egress.stats.json"
 # (file name on the host, its directory under the bot's audit dir in the VM)
 AUDIT_FILES = (
     ("traffic.jsonl", "llm"),
@@ -114,8 +112,8 @@ class AuditFollower:
     async def _push_control(self) -> None:
         """The egress proxy's control file (capture on/off, allowlist), which
         `cftui capture` writes on the host, into the VM as soon as it changes."""
-        host = self.home.audit_dir(self.bot) / CONTROL
-        vm = vm_audit_path(self.bot, CONTROL, "egress")
+        host = self.home.egress_control(self.bot)
+        vm = vm_audit_path(self.bot, EGRESS_CONTROL_NAME, "egress")
         owner = unix_user("egress", self.bot)
         last: str | None = None
 
@@ -132,7 +130,7 @@ class AuditFollower:
         await push()
         async for _changes in awatch(
             host.parent,
-            watch_filter=lambda _change, path: path.endswith(CONTROL),
+            watch_filter=lambda _change, path: path.endswith(EGRESS_CONTROL_NAME),
             debounce=20,
             step=10,
         ):
@@ -141,13 +139,13 @@ class AuditFollower:
     async def _pull_stats(self) -> None:
         """The egress proxy's stats file (which `cftui capture` reads to confirm
         a change) back to the host whenever its content changes in the VM."""
-        vm = shlex.quote(vm_audit_path(self.bot, STATS, "egress"))
+        vm = shlex.quote(vm_audit_path(self.bot, EGRESS_STATS_NAME, "egress"))
         loop = (
             f"prev=; while :; do cur=$(cksum < {vm} 2>/dev/null); "
             f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
             f'echo "$(base64 -w0 < {vm})"; fi; sleep 0.1; done'
         )
-        dest = self.home.audit_dir(self.bot) / STATS
+        dest = self.home.egress_stats(self.bot)
         async for line in self.shell.lines(loop):
             with contextlib.suppress(ValueError):
                 atomic_write_private(dest, base64.b64decode(line))

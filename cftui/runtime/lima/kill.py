@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 
 from cftui.runtime.base import KillReport
-from cftui.runtime.lima_plan import KILLED_DIR, unit_name, unix_user
+from cftui.runtime.lima.plan import KILLED_DIR, unit_name, unix_user
 
 COUNT_GATEWAYS = "systemctl list-units --state=active --no-legend --plain 'cf-gateway@*' | wc -l"
 _ACTIVE = ("active", "activating", "deactivating", "reloading")

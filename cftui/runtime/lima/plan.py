@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cftui import gateway_wiring as wiring
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
-from cftui.gateway_wiring import node_heap_mb
+from cftui.gateway import wiring
+from cftui.gateway.wiring import node_heap_mb
 
 # Where things live in the VM (lima/provision/*.sh use the same paths).
 SRV = "/srv/clawfactory"
@@ -333,7 +333,7 @@ def openclaw_config(
     config: dict[str, Any], bot: BotConfig, *, proxy_token: str, gateway_token: str
 ) -> dict[str, Any]:
     """`state/openclaw.json` for the VM: the Docker runtime's wiring (one
-    implementation, cftui.gateway_wiring), its proxy URLs moved to the bot's
+    implementation, cftui.gateway.wiring), its proxy URLs moved to the bot's
     loopback ports, and the gateway bound to loopback behind the front."""
     out = _to_loopback(
         wiring.wire_openclaw_config(config, proxy_token=proxy_token, gateway_token=gateway_token),

@@ -23,11 +23,11 @@ from pathlib import Path
 import asyncssh
 from cfproxies.envfile import read_env_file
 
-from cftui.botinit import recipient_of
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway_config import dumps as config_dumps
-from cftui.gateway_config import parse_config
+from cftui.gateway.config import dumps as config_dumps
+from cftui.gateway.config import parse_config
+from cftui.identity import recipient_of
 from cftui.runtime.base import (
     MISSING,
     RUNNING,
@@ -43,11 +43,11 @@ from cftui.runtime.base import (
     StateChange,
     no_progress,
 )
-from cftui.runtime.lima_assets import lima_dir, render_template, tree_hash, wheelhouse
-from cftui.runtime.lima_audit import AuditFollower
-from cftui.runtime.lima_ctl import Instance, Limactl, lima_home
-from cftui.runtime.lima_kill import kill_scripts, parse_kill
-from cftui.runtime.lima_plan import (
+from cftui.runtime.lima.assets import lima_dir, render_template, tree_hash, wheelhouse
+from cftui.runtime.lima.audit import AuditFollower
+from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
+from cftui.runtime.lima.kill import kill_scripts, parse_kill
+from cftui.runtime.lima.plan import (
     CONF_DIR,
     KILLED_DIR,
     PROVISION_DIR,
@@ -64,8 +64,8 @@ from cftui.runtime.lima_plan import (
     unit_name,
     unix_user,
 )
-from cftui.runtime.lima_ssh import VMShell, rsync
-from cftui.runtime.lima_units import SHOW_PROPS, parse_list_units, parse_show, service_status
+from cftui.runtime.lima.ssh import VMShell, rsync
+from cftui.runtime.lima.units import SHOW_PROPS, parse_list_units, parse_show, service_status
 
 HEALTH_TIMEOUT_S = 60.0
 # Connecting with a VM's last ssh.config before asking limactl.
@@ -292,7 +292,7 @@ class LimaRuntime(Runtime):
         )
         for host_file, sub, svc in (
             (self.home.scrub_rules(name), "llm", "llm-proxy"),
-            (self.home.audit_dir(name) / "egress.control.json", "egress", "egress"),
+            (self.home.egress_control(name), "egress", "egress"),
         ):
             if host_file.is_file():
                 await shell.write_file(

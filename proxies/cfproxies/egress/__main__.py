@@ -13,7 +13,7 @@ What the runtime should know (beyond CONTRACTS §8):
 - Run the container as the operator's uid:gid (`user="UID:GID"`): the proxy
   writes `traffic.enc.jsonl`, `capture.keys` and `egress.stats.json` into
   /audit at 0600 and reads the 0600 control file that cftui writes there.
-- Before starting the stack, call `cftui.capture.sync_control(home, bot)` so
+- Before starting the stack, call `cftui.egress_control.sync_control(home, bot)` so
   the control file matches fleet.toml (the proxy treats what is there at
   start as the baseline and applies later changes only).
 - `--listen HOST:0` picks a free port; the line `cf-egress: listening on
