@@ -22,6 +22,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,15 +140,54 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "."]
 
 
+def _parsed(raw: bytes | None) -> dict[str, Any] | None:
+    """A current file's parsed form; None when it is absent or invalid."""
+    if raw is None:
+        return None
+    try:
+        return parse_config(raw.decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError):
+        return None
+
+
 def _current(home: FleetHome, bot: str) -> tuple[bytes | None, dict[str, Any] | None]:
     """The raw current file and its parsed form (None when absent or invalid)."""
     raw = read_state_file(home, bot, CONFIG_NAME)
-    if raw is None:
-        return None, None
-    try:
-        return raw, parse_config(raw.decode("utf-8"))
-    except (ConfigError, UnicodeDecodeError):
-        return raw, None
+    return raw, _parsed(raw)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """What writing a new config takes: the files of `state/` to write, in
+    order (the previous valid config as known-good first), and the keys
+    that change, which the `config` event names."""
+
+    files: tuple[tuple[str, bytes | str], ...]
+    changed: tuple[str, ...]
+
+
+def replacement(raw: bytes | None, data: dict[str, Any]) -> Replacement | None:
+    """How `data` replaces the current file `raw` (None: absent); None when
+    it is what is there already, so a runtime may write before every start.
+
+    The one decision every writer of `openclaw.json` follows, whichever
+    runtime holds the file."""
+    validate_config(data)
+    current = _parsed(raw)
+    if current is not None and current == data:
+        return None
+    files: list[tuple[str, bytes | str]] = []
+    if raw is not None and current is not None:
+        files.append((KNOWN_GOOD_NAME, raw))
+    files.append((CONFIG_NAME, dumps(data)))
+    return Replacement(tuple(files), tuple(changed_keys(current or {}, data)[:50]))
+
+
+def record_replacement(
+    home: FleetHome, bot: str, done: Replacement, *, reason: str, actor: str
+) -> None:
+    """The `config` event of a written replacement: keys, never values."""
+    record_event(home, "config", bot, reason=reason, actor=actor, changed=list(done.changed))
 
 
 def write_config(
@@ -158,24 +198,20 @@ def write_config(
     Writing what is already there changes nothing and records nothing, so a
     runtime may call this before every start.
     """
-    validate_config(data)
-    path = config_path(home, bot)
-    raw, current = _current(home, bot)
-    if current is not None and current == data:
-        return
-    make_private_dirs(path.parent)
+    todo = replacement(read_state_file(home, bot, CONFIG_NAME), data)
+    if todo is not None:
+        write_replacement(home, bot, todo, reason=reason, actor=actor)
+
+
+def write_replacement(
+    home: FleetHome, bot: str, todo: Replacement, *, reason: str, actor: str
+) -> None:
+    """Write a replacement into the host's `state/` and record it."""
+    make_private_dirs(config_path(home, bot).parent)
     # Both files go to the owner of state/ (the gateway's user once it ran).
-    if raw is not None and current is not None:
-        write_state_file(home, bot, KNOWN_GOOD_NAME, raw)
-    write_state_file(home, bot, CONFIG_NAME, dumps(data))
-    record_event(
-        home,
-        "config",
-        bot,
-        reason=reason,
-        actor=actor,
-        changed=changed_keys(current or {}, data)[:50],
-    )
+    for name, content in todo.files:
+        write_state_file(home, bot, name, content)
+    record_replacement(home, bot, todo, reason=reason, actor=actor)
 
 
 def parse_assignment(text: str) -> tuple[list[str], Any]:

@@ -21,8 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from cfproxies.envfile import read_env_file
-
 from cftui import locks
 from cftui.errors import (
     BotLocked,
@@ -153,16 +151,7 @@ class DockerRuntime(Runtime):
 
     # --- preparing the host side -----------------------------------------------
     def _gateway_env(self, bot: BotConfig) -> dict[str, str]:
-        path = self.home.gateway_env(bot.name)
-        try:
-            values = read_env_file(path)
-        except OSError as exc:
-            raise FleetError(
-                f"cannot read {path}: {exc.strerror} (was {bot.name} made with `cftui init`?)"
-            ) from None
-        if not values.get("CF_PROXY_TOKEN"):
-            raise FleetError(f"{path} has no CF_PROXY_TOKEN: the gateway could not use the proxy")
-        return values
+        return host_prep.gateway_env(self.home, bot.name)
 
     def _recipient(self, bot: BotConfig) -> str:
         from cftui.identity import recipient_of

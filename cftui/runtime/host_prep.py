@@ -1,6 +1,7 @@
-"""What the Docker runtime does to a bot's files on the host before its
-gateway starts: the proxy wiring written into OpenClaw's state, `code/.git`
-checked, and `state/` and `code/` handed to the gateway's user.
+"""The host side of a bot's start: the gateway's environment file read and
+checked (both runtimes), and for the Docker runtime, whose `state/` and
+`code/` are on the host, the proxy wiring written into OpenClaw's state,
+`code/.git` checked, and `state/` and `code/` handed to the gateway's user.
 
 All of it happens inside trees the gateway can write, as root when cftui
 runs as root, so every read, write and chown goes through `securefs`'s
@@ -10,50 +11,68 @@ rewritten) and a refusal is one line saying what to do.
 
 from __future__ import annotations
 
-import json
 import os
 
+from cfproxies.envfile import read_env_file
+
 from cftui import hostgit
-from cftui.errors import RuntimeOperationError
+from cftui.errors import FleetError, RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway import config as gateway_config
+from cftui.gateway.state_wiring import (
+    AGENTS_DIR,
+    WIRING_ACTOR,
+    WIRING_REASON,
+    models_json_of,
+    plan_wiring,
+)
 from cftui.gateway.wiring import wire_models_json, wire_openclaw_config
 from cftui.runtime.docker_spec import gateway_user
 from cftui.securefs import list_agent_dir, own_tree
 
-AGENTS_DIR = "agents"
+
+def gateway_env(home: FleetHome, bot: str) -> dict[str, str]:
+    """The bot's `gateway.env`, which must hold the proxy token the gateway
+    presents instead of a provider key."""
+    path = home.gateway_env(bot)
+    try:
+        values = read_env_file(path)
+    except OSError as exc:
+        raise FleetError(
+            f"cannot read {path}: {exc.strerror} (was {bot} made with `cftui init`?)"
+        ) from None
+    if not values.get("CF_PROXY_TOKEN"):
+        raise FleetError(f"{path} has no CF_PROXY_TOKEN: the gateway could not use the proxy")
+    return values
 
 
 def models_json_paths(home: FleetHome, bot: str) -> list[str]:
     """`agents/<id>/agent/models.json` for each agent directory in `state/`,
     relative to it (a link among them is refused when it is read)."""
-    return [
-        f"{AGENTS_DIR}/{agent}/agent/models.json"
-        for agent in list_agent_dir(home.state_dir(bot), AGENTS_DIR)
-    ]
+    return [models_json_of(agent) for agent in list_agent_dir(home.state_dir(bot), AGENTS_DIR)]
 
 
 def wire_openclaw(home: FleetHome, bot: BotConfig, env: dict[str, str]) -> None:
     """CONTRACTS §4: OpenClaw ignores env on many paths; its config holds it,
-    and a per-agent `models.json` (which would win over it) is rewritten too."""
+    and a per-agent `models.json` (which would win over it) is rewritten too
+    (gateway.state_wiring decides what; this reads and writes on the host)."""
     token = env["CF_PROXY_TOKEN"]
-    config = gateway_config.read_config(home, bot.name)
-    wired = wire_openclaw_config(
-        config, proxy_token=token, gateway_token=env.get("OPENCLAW_GATEWAY_TOKEN", "")
+    read = gateway_config.read_state_file
+    wiring = plan_wiring(
+        str(home.state_dir(bot.name)),
+        read(home, bot.name, gateway_config.CONFIG_NAME),
+        {rel: read(home, bot.name, rel) for rel in models_json_paths(home, bot.name)},
+        wire_config=lambda config: wire_openclaw_config(
+            config, proxy_token=token, gateway_token=env.get("OPENCLAW_GATEWAY_TOKEN", "")
+        ),
+        wire_models=lambda data: wire_models_json(data, proxy_token=token),
     )
-    gateway_config.write_config(home, bot.name, wired, reason="runtime wiring", actor="cftui")
-    for rel in models_json_paths(home, bot.name):
-        raw = gateway_config.read_state_file(home, bot.name, rel)
-        if raw is None:
-            continue
-        source = str(home.state_dir(bot.name) / rel)
-        try:
-            data = gateway_config.parse_config(raw.decode("utf-8"), source)
-        except UnicodeDecodeError as exc:
-            raise RuntimeOperationError(f"cannot read {source}: {exc}") from None
-        new = wire_models_json(data, proxy_token=token)
-        if new != data:
-            gateway_config.write_state_file(home, bot.name, rel, json.dumps(new, indent=2) + "\n")
+    if wiring.config is not None:
+        gateway_config.write_replacement(
+            home, bot.name, wiring.config, reason=WIRING_REASON, actor=WIRING_ACTOR
+        )
+    for rel, text in wiring.models:
+        gateway_config.write_state_file(home, bot.name, rel, text)
 
 
 def check_gitdir(home: FleetHome, bot: str) -> None:
