@@ -1,9 +1,10 @@
 """The Lima runtime: a bot's whole stack as systemd services in a Lima VM.
 
-`runtime` is the Runtime itself; `ctl` drives `limactl`, `ssh` the one
-connection per VM, `plan` computes what a bot looks like inside the VM,
-`units` reads systemd's answers, `kill` the kill switch's in-VM steps,
-`audit` brings the audit files back to the host, `assets` the VM's template
-and wheels, `sync` moves `code/` and `state/`, `wiring` points OpenClaw at
-the proxies in the VM. The VM side is `lima/` (template, scripts, units).
+`runtime` is the Runtime itself. `vms` creates, boots, connects to and sets
+up the VMs; `ctl` drives `limactl`, `ssh` the one connection per VM, `sync`
+moves `code/` and `state/`, `assets` the VM's template and wheels. `plan`
+computes what a bot looks like inside the VM, `wiring` points its OpenClaw
+at the proxies there, `status` and `units` read systemd's answers, `kill`
+is the kill switch's in-VM steps, `audit` brings the audit files back to
+the host. The VM side is `lima/` (template, provisioning scripts, units).
 """

@@ -46,6 +46,11 @@ EGRESS_OFFSET = 4000
 USER_PREFIXES = {"gateway": "cfgw", "llm-proxy": "cfllm", "egress": "cfeg", "front": "cffr"}
 
 
+def vm_tree(bot: str, which: str) -> str:
+    """A bot's `code` or `state` tree in the VM."""
+    return f"{SRV}/bots/{bot}/{which}"
+
+
 def unit_name(service: str, bot: str) -> str:
     return UNITS[service].format(bot=bot)
 

@@ -1,10 +1,10 @@
 """The Lima runtime: a bot's whole stack as systemd services in a Lima VM.
 
-VM lifecycle goes through `limactl` (lima_ctl), everything inside the VM
-through one reused asyncssh connection per VM (lima_ssh), files through
-rsync over the same SSH settings, audit files back to the host as they grow
-(lima_audit). What a bot looks like inside the VM is computed in lima_plan;
-the VM side is `lima/` (template, provisioning scripts, units).
+VM lifecycle goes through `limactl` (lima.ctl), everything inside the VM
+through one reused asyncssh connection per VM (lima.ssh), files through
+rsync over the same SSH settings (lima.sync), audit files back to the host
+as they grow (lima.audit). What a bot looks like inside the VM is computed
+in lima.plan; the VM side is `lima/` (template, provisioning scripts, units).
 """
 
 from __future__ import annotations
@@ -12,22 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shlex
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
-from cfproxies.envfile import read_env_file
 
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway.config import dumps as config_dumps
-from cftui.gateway.config import parse_config
 from cftui.identity import recipient_of
+from cftui.runtime import host_prep
 from cftui.runtime.base import (
     MISSING,
     RUNNING,
@@ -39,69 +34,40 @@ from cftui.runtime.base import (
     Progress,
     ProgressEvent,
     Runtime,
-    ServiceStatus,
     StateChange,
     no_progress,
 )
-from cftui.runtime.lima.assets import lima_dir, render_template, tree_hash, wheelhouse
 from cftui.runtime.lima.audit import AuditFollower
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
-from cftui.runtime.lima.kill import kill_scripts, parse_kill
+from cftui.runtime.lima.kill import KillBatch, KillBatches, kill_in_vm
 from cftui.runtime.lima.plan import (
     CONF_DIR,
     KILLED_DIR,
-    PROVISION_DIR,
     SRV,
     bot_env,
     gateway_argv,
     gateway_conf,
     gateway_secret_env,
     llm_secret_env,
-    openclaw_config,
-    openclaw_models_json,
     ports_for,
     service_of_unit,
     unit_name,
     unix_user,
+    vm_tree,
 )
-from cftui.runtime.lima.ssh import VMShell, rsync
-from cftui.runtime.lima.units import SHOW_PROPS, parse_list_units, parse_show, service_status
+from cftui.runtime.lima.ssh import VMShell
+from cftui.runtime.lima.status import query_states, vm_down
+from cftui.runtime.lima.sync import pull_state, push_tree
+from cftui.runtime.lima.units import ShowCache, parse_journal_line
+from cftui.runtime.lima.vms import VMs
+from cftui.runtime.lima.wiring import wire_openclaw
 
 HEALTH_TIMEOUT_S = 60.0
-# Connecting with a VM's last ssh.config before asking limactl.
-FAST_CONNECT_S = 2.0
 # A unit counts as up once it has stayed active this long (not crash-looping).
 STABLE_S = 1.5
-# How long a unit's start time, read with `systemctl show`, is trusted while its
-# state stays the same (bounds a restart missed between two status calls).
-SHOW_TTL_S = 30.0
 # The kill switch's own budget is 10 s (killswitch.KILL_TIMEOUT_S): the
 # graceful VM stop gets part of it, then it is forced.
 KILL_VM_GRACE_S = 4.0
-# Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
-STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
-
-
-BATCH_WINDOW_S = 0.01
-
-
-@dataclass
-class _KillBatch:
-    """The kills of one VM's bots that arrived together."""
-
-    bots: list[BotConfig] = field(default_factory=list)
-    reports: dict[str, KillReport] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _q(s: str) -> str:
-    return shlex.quote(s)
-
-
-def gateway_rsync_path(user: str) -> str:
-    """rsync's `--rsync-path` for the VM side of a transfer of a gateway's
-    tree: run as that gateway's user, never as root."""
-    return f"--rsync-path=sudo -n -u {_q(user)} rsync"
 
 
 class LimaRuntime(Runtime):
@@ -112,134 +78,32 @@ class LimaRuntime(Runtime):
     def __init__(self, home: FleetHome, limactl: Limactl | None = None) -> None:
         super().__init__(home)
         self.limactl = limactl or Limactl()
-        self._shells: dict[str, VMShell] = {}
+        self._shows = ShowCache()
+        self.vms = VMs(self.limactl, self._shows)
         self._followers: dict[str, AuditFollower] = {}
-        self._vm_locks: dict[str, asyncio.Lock] = {}
-        self._setup_done: set[str] = set()
         # When each kill step finished (monotonic), for the benchmark.
         self.kill_timings: dict[str, dict[str, float]] = {}
         self.stop_vm_on_kill = True
-        self._kill_batches: dict[str, _KillBatch] = {}
-        # (vm, unit) -> (its state then, when, its start time and result)
-        self._show_cache: dict[tuple[str, str], tuple[tuple[str, str], float, dict]] = {}
+        self._kill_batches = KillBatches()
 
     # --- the VM ----------------------------------------------------------
     async def check(self) -> None:
         self.limactl.path()
 
-    def _lock(self, vm: str) -> asyncio.Lock:
-        return self._vm_locks.setdefault(vm, asyncio.Lock())
+    @property
+    def _shells(self) -> dict[str, VMShell]:
+        """The open shell of each VM (the tests and bench count its connections)."""
+        return self.vms.shells
 
     async def _shell(self, vm: str, inst: Instance | None = None) -> VMShell:
-        """The VM's reused SSH connection; the VM must be running."""
-        shell = self._shells.get(vm)
-        if shell is not None:
-            return shell
-        if inst is None:
-            # Lima's own ssh.config first: a running VM answers at once, and
-            # limactl (a process, slow on a busy host) is asked only if not.
-            cfg = lima_home() / vm / "ssh.config"
-            if cfg.is_file():
-                shell = VMShell(vm, cfg)
-                try:
-                    await shell.connection(timeout=FAST_CONNECT_S)
-                except (RuntimeUnavailable, ValueError):
-                    await shell.close()
-                else:
-                    self._shells.setdefault(vm, shell)
-                    if self._shells[vm] is not shell:
-                        await shell.close()
-                    return self._shells[vm]
-        inst = inst or await self.limactl.instance(vm)
-        if inst is None:
-            raise RuntimeUnavailable(f"Lima VM {vm} does not exist: `cftui start` creates it")
-        if not inst.running:
-            raise RuntimeUnavailable(f"Lima VM {vm} is {inst.status or 'not running'}")
-        cfg = Path(inst.ssh_config_file or Path(inst.dir) / "ssh.config")
-        shell = VMShell(vm, cfg)
-        self._shells[vm] = shell
-        return shell
+        return await self.vms.shell(vm, inst)
 
     async def _drop_shell(self, vm: str) -> None:
-        for key in [k for k in self._show_cache if k[0] == vm]:
-            del self._show_cache[key]  # a VM seen again may have rebooted
-        shell = self._shells.pop(vm, None)
-        if shell is not None:
-            await shell.close()
-        self._setup_done.discard(vm)
+        await self.vms.drop(vm)
 
     async def ensure_vm(self, bot: BotConfig, progress: Progress = no_progress) -> VMShell:
         """Create and boot the bot's VM if needed, and set up what its bots share."""
-        vm = bot.lima.vm
-        async with self._lock(vm):
-            inst = await self.limactl.instance(vm)
-            if inst is None:
-                progress(ProgressEvent("vm", message=f"creating Lima VM {vm}"))
-                with tempfile.TemporaryDirectory(prefix="cftui-lima-") as tmp:
-                    template = render_template(Path(tmp) / "clawfactory.yaml")
-                    await self.limactl.create(
-                        vm,
-                        template,
-                        cpus=bot.lima.cpus,
-                        memory_gib=bot.lima.memory_gib,
-                        disk_gib=bot.lima.disk_gib,
-                    )
-                inst = await self.limactl.instance(vm)
-            if inst is None or not inst.running:
-                await self._drop_shell(vm)
-                progress(ProgressEvent("vm", message=f"booting Lima VM {vm}"))
-                await self.limactl.start(vm)
-                inst = await self.limactl.instance(vm)
-                if inst is None or not inst.running:
-                    raise RuntimeOperationError(
-                        f"VM {vm} failed to boot: limactl reports it stopped"
-                    )
-            shell = await self._shell(vm, inst)
-            if vm not in self._setup_done:
-                await self._vm_setup(shell, progress)
-                self._setup_done.add(vm)
-            return shell
-
-    async def _vm_setup(self, shell: VMShell, progress: Progress) -> None:
-        """Push lima/ and the wheels, run vm-setup.sh when their content changed."""
-        wheels = await wheelhouse(progress)
-        src = lima_dir()
-        digest = tree_hash(src, wheels)
-        stamp = "/var/lib/clawfactory/vm-setup.hash"
-        cur = await shell.run(f"cat {stamp} 2>/dev/null || true", what="reading the setup stamp")
-        if cur.out.strip() == digest:
-            return
-        progress(ProgressEvent("vm", message="installing the proxies and units in the VM"))
-        await shell.run(f"install -d -m 0700 {PROVISION_DIR}", what="provision dir")
-        await rsync(
-            shell,
-            "-a",
-            "--delete",
-            "--rsync-path=sudo rsync",
-            "--exclude=wheels/",
-            f"{src}/",
-            f"{shell.rsync_shell()[1]}:{PROVISION_DIR}/",
-            what="lima/",
-        )
-        await rsync(
-            shell,
-            "-a",
-            "--delete",
-            "--rsync-path=sudo rsync",
-            f"{wheels}/",
-            f"{shell.rsync_shell()[1]}:{PROVISION_DIR}/wheels/",
-            what="the wheelhouse",
-        )
-        res = await shell.run(
-            f"bash {PROVISION_DIR}/provision/vm-setup.sh {PROVISION_DIR} 2>&1",
-            check=False,
-            timeout=900,
-        )
-        if res.code != 0:
-            raise RuntimeOperationError(
-                f"VM {shell.vm}: provisioning step vm-setup.sh failed: {res.reason()}"
-            )
-        await shell.run(f"echo {digest} > {stamp}", what="writing the setup stamp")
+        return await self.vms.ensure(bot, progress)
 
     # --- one bot ---------------------------------------------------------
     def _units(self, bot: str) -> list[str]:
@@ -249,7 +113,7 @@ class LimaRuntime(Runtime):
         """Every file the bot needs in the VM, rendered on the host first, so
         that a bad value is refused before the VM is touched."""
         name = bot.name
-        host_env = read_env_file(self.home.gateway_env(name))
+        host_env = host_prep.gateway_env(self.home, name)
         argv, image_env = gateway_argv(bot, self.home.code_dir(name))
         # The demo agent's direct probe: sshd answers everyone in the VM but
         # the gateway's user, whose packets nftables drops.
@@ -304,7 +168,7 @@ class LimaRuntime(Runtime):
         await self._push(shell, bot, "code", delete=True)
         pending = self._pending_push(name)
         has_state = await shell.run(
-            f'test -n "$(ls -A {SRV}/bots/{name}/state)"', check=False, what="state check"
+            f'test -n "$(ls -A {vm_tree(name, "state")})"', check=False, what="state check"
         )
         if pending.exists():  # a restore happened while the VM was stopped
             await self._push(shell, bot, "state", delete=True)
@@ -317,51 +181,17 @@ class LimaRuntime(Runtime):
     async def _wire_openclaw(self, shell: VMShell, bot: BotConfig, plan: dict[str, str]) -> None:
         """Point OpenClaw's own config (and any per-agent models.json, which
         would win over it) at the bot's loopback proxies, in the VM's state."""
-        # state/ is the gateway's: read, found and written as its user, so
-        # a link it planted there reaches nothing it could not reach itself.
-        state = f"{SRV}/bots/{bot.name}/state"
-        user = unix_user("gateway", bot.name)
-        cur = await shell.read_file_as(user, f"{state}/openclaw.json")
-        config = parse_config(cur) if cur and cur.strip() else {}
-        wired = openclaw_config(
-            config, bot, proxy_token=plan["proxy_token"], gateway_token=plan["gateway_token"]
+        await wire_openclaw(
+            self.home,
+            shell,
+            bot,
+            proxy_token=plan["proxy_token"],
+            gateway_token=plan["gateway_token"],
         )
-        await shell.write_file_as(user, f"{state}/openclaw.json", config_dumps(wired))
-        found = await shell.run(
-            f"runuser -u {_q(user)} -- find {state}/agents -path '*/agent/models.json' "
-            "2>/dev/null || true",
-            what="find",
-        )
-        for path in found.out.split():
-            text = await shell.read_file_as(user, path)
-            try:
-                data = json.loads(text or "")
-            except ValueError:
-                continue
-            new = openclaw_models_json(data, bot, proxy_token=plan["proxy_token"])
-            if new != data:
-                await shell.write_file_as(user, path, json.dumps(new, indent=2) + "\n")
 
     async def _push(self, shell: VMShell, bot: BotConfig, which: str, *, delete: bool) -> None:
         src = self.home.code_dir(bot.name) if which == "code" else self.home.state_dir(bot.name)
-        user = unix_user("gateway", bot.name)
-        args = [
-            "-a",
-            # The receiver runs as the gateway's user (so the files are its
-            # own): no privilege is used in a tree the agent can write, where a
-            # link swapped in mid-transfer would otherwise steer root.
-            gateway_rsync_path(user),
-            "--chmod=Du=rwx,go=,Fu=rw,go=",
-        ]
-        if delete:
-            args.append("--delete")
-        await rsync(
-            shell,
-            *args,
-            f"{src}/",
-            f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/{which}/",
-            what=f"{bot.name}'s {which}/",
-        )
+        await push_tree(shell, src, bot.name, which, delete=delete)
 
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         plan = self._plan(bot)
@@ -472,112 +302,23 @@ class LimaRuntime(Runtime):
 
     async def _status_vm(self, vm: str, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
         """One SSH command for every unit of every bot of one VM."""
-        shell = self._shells.get(vm)
+        shell = self.vms.shells.get(vm)
         if shell is None and (lima_home() / vm / "ssh.config").is_file():
             with contextlib.suppress(RuntimeUnavailable):
                 shell = await self._shell(vm)  # a running VM answers without limactl
         if shell is None:
             inst = await self.limactl.instance(vm)
             if inst is None or not inst.running:
-                why = "VM absent" if inst is None else f"VM {inst.status or 'stopped'}"
-                state = MISSING if inst is None else STOPPED
-                return {
-                    b.name: BotStatus(
-                        b.name,
-                        self.name,
-                        {s: ServiceStatus(s, state, detail=why) for s in SERVICES},
-                    )
-                    for b in bots
-                }
+                return vm_down(self.name, bots, inst)
             shell = await self._shell(vm, inst)
-        units = " ".join(unit_name(s, b.name) for b in bots for s in SERVICES)
         try:
-            # list-units is one D-Bus call for every unit; `systemctl show`
-            # costs one per unit (160 ms for 40), so it is asked only for
-            # the units whose state changed, and its answers are cached.
-            res = await shell.run(
-                f"systemctl list-units --all --plain --no-legend --full {units}; "
-                f"echo @@killed; ls {KILLED_DIR} 2>/dev/null; echo @@bots; ls {CONF_DIR} 2>/dev/null",
-                check=False,
-                timeout=10,
-                what="status",
-                root=False,
-            )
-            listed, _, rest = res.out.partition("@@killed")
-            killed_text, _, setup_text = rest.partition("@@bots")
-            props = parse_list_units(listed)
-            setup = set(setup_text.split())
-            need = self._needs_show(vm, bots, props, setup)
-            if need:
-                shown = await shell.run(
-                    f"systemctl show --timestamp=unix -p {SHOW_PROPS} {' '.join(need)}",
-                    check=False,
-                    timeout=10,
-                    what="status",
-                    root=False,
-                )
-                self._remember_show(vm, need, props, parse_show(shown.out))
+            return await query_states(self.name, shell, bots, self._shows)
         except RuntimeUnavailable:
             await self._drop_shell(vm)
             inst = await self.limactl.instance(vm)
             if inst is not None and inst.running:
                 raise
             return await self._status_vm(vm, bots)
-        killed = set(killed_text.split())
-        return {
-            b.name: BotStatus(
-                b.name,
-                self.name,
-                {
-                    s: service_status(s, props.get(unit_name(s, b.name)), b.name in killed)
-                    for s in SERVICES
-                },
-            )
-            for b in bots
-        }
-
-    def _needs_show(
-        self,
-        vm: str,
-        bots: Sequence[BotConfig],
-        props: dict[str, dict[str, str]],
-        setup: set[str],
-    ) -> list[str]:
-        """Fill `props` from the cache where the state is unchanged; the units
-        that need a `systemctl show` (start time, result)."""
-        now = time.monotonic()
-        need = []
-        for b in bots:
-            for s in SERVICES:
-                unit = unit_name(s, b.name)
-                p = props.get(unit)
-                if p is None:
-                    if b.name in setup:  # an inactive unit systemd has unloaded
-                        props[unit] = {"Id": unit, "LoadState": "loaded",
-                                       "ActiveState": "inactive", "SubState": "dead"}  # fmt: skip
-                    continue
-                cached = self._show_cache.get((vm, unit))
-                state = (p["ActiveState"], p["SubState"])
-                if cached and cached[0] == state and now - cached[1] < SHOW_TTL_S:
-                    p.update(cached[2])
-                else:
-                    need.append(unit)
-        return need
-
-    def _remember_show(
-        self,
-        vm: str,
-        units: list[str],
-        props: dict[str, dict[str, str]],
-        shown: dict[str, dict[str, str]],
-    ) -> None:
-        now = time.monotonic()
-        for unit in units:
-            got = shown.get(unit, {})
-            extra = {k: got.get(k, "") for k in ("Result", "ActiveEnterTimestamp")}
-            props[unit].update(extra)
-            state = (props[unit]["ActiveState"], props[unit]["SubState"])
-            self._show_cache[(vm, unit)] = (state, now, extra)
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
         """State changes from systemd itself: PID 1's own journal entries about
@@ -647,17 +388,9 @@ class LimaRuntime(Runtime):
             f"--output-fields=MESSAGE --no-pager" + (" -f" if follow else "")
         )
         async for line in shell.lines(cmd):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            msg = entry.get("MESSAGE", "")
-            if isinstance(msg, list):  # journald sends non-UTF-8 messages as bytes
-                msg = bytes(msg).decode(errors="replace")
-            ts = None
-            with contextlib.suppress(KeyError, ValueError, TypeError):
-                ts = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
-            yield LogLine(bot.name, service, str(msg), ts)
+            entry = parse_journal_line(line)
+            if entry is not None:
+                yield LogLine(bot.name, service, *entry)
 
     # --- the kill switch ---------------------------------------------------
     async def kill(self, bot: BotConfig) -> KillReport:
@@ -671,25 +404,10 @@ class LimaRuntime(Runtime):
         cost about what one does."""
         report = KillReport(bot.name)
         self.kill_timings[bot.name] = {"start": time.monotonic()}
-        vm = bot.lima.vm
-        batch = self._kill_batches.get(vm)
-        leader = batch is None
-        if batch is None:
-            batch = self._kill_batches[vm] = _KillBatch()
-        batch.bots.append(bot)
-        batch.reports[bot.name] = report
-        if not leader:
-            await batch.done.wait()
-            return report
-        try:
-            await asyncio.sleep(BATCH_WINDOW_S)  # the other kills of this call join
-            del self._kill_batches[vm]
-            await self._kill_batch(vm, batch)
-        finally:
-            batch.done.set()
+        await self._kill_batches.join(bot.lima.vm, bot, report, self._kill_batch)
         return report
 
-    async def _kill_batch(self, vm: str, batch: _KillBatch) -> None:
+    async def _kill_batch(self, vm: str, batch: KillBatch) -> None:
         bots, reports = batch.bots, batch.reports
         try:
             shell = await self._shell(vm)
@@ -702,28 +420,13 @@ class LimaRuntime(Runtime):
                 return
             shell = None
         names = [b.name for b in bots]
-        cut_and_kill, stop_rest = kill_scripts(names)
         running_after = None
         if shell is not None:
-            try:
-                res = await shell.run(cut_and_kill, check=False, timeout=5, what="kill")
-                now = time.monotonic()
-                for n in names:
-                    self.kill_timings[n]["dead"] = now
-                parse_kill(res.out, names, reports, "gateway")
-                rest = await shell.run(stop_rest, check=False, timeout=6, what="stopping the rest")
-                running_after = parse_kill(rest.out, names, reports, "rest")
-            except CftuiError as exc:
-                for r in reports.values():
-                    r.errors.append(f"{exc}; stopping the VM")
-        for r in reports.values():
-            if running_after is not None and not r.network_cut:
-                # The chain is missing only if the bot was never set up here.
-                r.errors.append("nftables drop rule not inserted (bot not set up in VM?)")
+            running_after = await kill_in_vm(shell, names, reports, self.kill_timings)
         for n in names:
             await self._stop_follower(n)
         if self.stop_vm_on_kill and not running_after:
-            async with self._lock(vm):
+            async with self.vms.lock(vm):
                 await self._drop_shell(vm)
                 try:
                     forced = await self.limactl.stop(vm, grace_s=KILL_VM_GRACE_S)
@@ -769,25 +472,7 @@ class LimaRuntime(Runtime):
             shell = await self._shell(bot.lima.vm)
         except RuntimeUnavailable:
             return  # VM stopped: the host copy is the last one pulled
-        dest = self.home.state_dir(bot.name)
-        dest.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await rsync(
-            shell,
-            "-a",
-            "--delete",
-            "--no-owner",
-            "--no-group",
-            # The agent wrote this tree: no device or fifo of its making on the host.
-            "--no-devices",
-            "--no-specials",
-            "--chmod=Du=rwx,go=,Fu=rw,go=",
-            # Sent as the gateway's user: it reads nothing the agent could not.
-            gateway_rsync_path(unix_user("gateway", bot.name)),
-            *(f"--exclude={e}" for e in STATE_EXCLUDES),
-            f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/state/",
-            f"{dest}/",
-            what=f"{bot.name}'s state/",
-        )
+        await pull_state(shell, bot.name, self.home.state_dir(bot.name))
 
     async def push_state(self, bot: BotConfig) -> None:
         """The host's state/ to the VM's, after a restore."""
@@ -805,5 +490,4 @@ class LimaRuntime(Runtime):
     async def aclose(self) -> None:
         for name in list(self._followers):
             await self._stop_follower(name)
-        for vm in list(self._shells):
-            await self._drop_shell(vm)
+        await self.vms.aclose()
