@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cftui.botinit import init_bot
-from cftui.errors import FleetError
+from cftui.errors import CftuiError, FleetError
 from cftui.fleet import FleetHome
 from cftui.gateway import config as gateway_config
 from cftui.runtime.docker import DockerRuntime
@@ -71,3 +71,33 @@ def test_missing_gateway_env_is_one_clear_error(fleet: FleetHome) -> None:
     with pytest.raises(FleetError, match=r"cannot read .*gateway\.env") as info:
         DockerRuntime(fleet)._prepare_host(bot)
     assert "\n" not in str(info.value)
+
+
+def test_json5_models_json_is_wired_and_the_known_good_config_kept(fleet: FleetHome) -> None:
+    """The same wiring decision as the Lima runtime's (gateway.state_wiring)."""
+    bot = init_bot(fleet, "oc").bot
+    config_file = gateway_config.config_path(fleet, "oc")
+    config_file.write_text("{\n  // mine\n  agents: {defaults: {}},\n}\n")
+    agent = fleet.state_dir("oc") / "agents" / "main" / "agent"
+    agent.mkdir(parents=True)
+    (agent / "models.json").write_text("{providers: {openai: {baseUrl: 'https://x',},},}")
+    DockerRuntime(fleet)._prepare_host(bot)
+    good = gateway_config.known_good_path(fleet, "oc")
+    assert good.read_text() == "{\n  // mine\n  agents: {defaults: {}},\n}\n"
+    models = json.loads((agent / "models.json").read_text())
+    assert models["providers"]["openai"]["baseUrl"] == "http://llm-proxy:9090/openai/v1"
+
+
+def test_a_bad_models_json_is_refused_before_anything_is_written(fleet: FleetHome) -> None:
+    bot = init_bot(fleet, "oc").bot
+    config_file = gateway_config.config_path(fleet, "oc")
+    config_file.write_text('{"agents": {}}\n')
+    agent = fleet.state_dir("oc") / "agents" / "main" / "agent"
+    agent.mkdir(parents=True)
+    (agent / "models.json").write_text("{providers: ")
+    with pytest.raises(CftuiError) as info:
+        DockerRuntime(fleet)._prepare_host(bot)
+    message = str(info.value)
+    assert "\n" not in message and "models.json is not valid JSON5" in message
+    assert config_file.read_text() == '{"agents": {}}\n'
+    assert not gateway_config.known_good_path(fleet, "oc").exists()
