@@ -4,7 +4,8 @@
 up the VMs; `ctl` drives `limactl`, `ssh` the one connection per VM, `sync`
 moves `code/` and `state/`, `assets` the VM's template and wheels. `plan`
 computes what a bot looks like inside the VM, `wiring` points its OpenClaw
-at the proxies there, `status` and `units` read systemd's answers, `kill`
-is the kill switch's in-VM steps, `audit` brings the audit files back to
-the host. The VM side is `lima/` (template, provisioning scripts, units).
+at the proxies there, `status` and `units` read systemd's answers,
+`kill_batch` and `kill` are the kill switch's in-VM steps, and `audit`
+brings the audit files back to the host. The VM side is `lima/` (template,
+provisioning scripts, units).
 """

@@ -39,7 +39,7 @@ from cftui.runtime.base import (
 )
 from cftui.runtime.lima.audit import AuditFollower
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
-from cftui.runtime.lima.kill import KillBatch, KillBatches, kill_in_vm
+from cftui.runtime.lima.kill_batch import KillBatch, KillBatches, kill_in_vm
 from cftui.runtime.lima.plan import (
     CONF_DIR,
     KILLED_DIR,
@@ -56,9 +56,9 @@ from cftui.runtime.lima.plan import (
     vm_tree,
 )
 from cftui.runtime.lima.ssh import VMShell
-from cftui.runtime.lima.status import query_states, vm_down
+from cftui.runtime.lima.status import ShowCache, query_states, vm_down
 from cftui.runtime.lima.sync import pull_state, push_tree
-from cftui.runtime.lima.units import ShowCache, parse_journal_line
+from cftui.runtime.lima.units import parse_journal_line
 from cftui.runtime.lima.vms import VMs
 from cftui.runtime.lima.wiring import wire_openclaw
 

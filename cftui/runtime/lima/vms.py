@@ -16,7 +16,7 @@ from cftui.runtime.lima.assets import lima_dir, render_template, tree_hash, whee
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
 from cftui.runtime.lima.plan import PROVISION_DIR
 from cftui.runtime.lima.ssh import VMShell, rsync
-from cftui.runtime.lima.units import ShowCache
+from cftui.runtime.lima.status import ShowCache
 
 # Connecting with a VM's last ssh.config before asking limactl.
 FAST_CONNECT_S = 2.0
