@@ -51,9 +51,7 @@ class StateWiring:
     models: tuple[tuple[str, str], ...]
 
 
-def _text(raw: bytes | str, source: str) -> str:
-    if isinstance(raw, str):
-        return raw
+def _text(raw: bytes, source: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
