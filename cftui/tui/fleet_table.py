@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from cftui.audit.traffic import Totals
+from cftui.audit.traffic.totals import Totals
 from cftui.cli.fleet_cmds import format_uptime
 from cftui.fleet import BotConfig
 from cftui.runtime.base import SERVICES, BotStatus

@@ -25,7 +25,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from cftui.audit.traffic import MISS, Totals, TrafficFilter, TrafficLog
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import MISS, TrafficLog
+from cftui.audit.traffic.totals import Totals
 from cftui.inert import inert
 from cftui.tui.formatting import human_count, status_tone
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cftui.audit import traffic
-from cftui.audit.traffic import DailyCounter
+from cftui.audit.traffic import lineio
+from cftui.audit.traffic import scan as traffic_scan
+from cftui.audit.traffic.daily import DailyCounter
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -49,10 +50,10 @@ def expected(records: list[dict]) -> tuple[int, int, int]:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """As is; blocks smaller than a line; worker processes over tiny ranges."""
     if request.param == "blocks":
-        monkeypatch.setattr(traffic, "CHUNK", 100)
+        monkeypatch.setattr(lineio, "CHUNK", 100)
     if request.param == "workers":
-        monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
-        monkeypatch.setattr(traffic, "RANGE", 3000)
+        monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(traffic_scan, "RANGE", 3000)
     return request.param
 
 
