@@ -1,6 +1,8 @@
 """Today's calls and tokens of one bot (`DailyCounter`), for the fleet
-view: where today starts is found from the end of the log, today's lines
-are added up by the filter's scan, and later counts read only the appends."""
+view. What is today's, and what a call counts, is `cfproxies.today`'s rule,
+the one the proxy's daily budget applies: where today starts is found from
+the end of the log, the bulk of today is added up by the filter's scan (its
+C-speed totals), and later counts feed only the appends to `TodayLines`."""
 
 from __future__ import annotations
 
@@ -10,21 +12,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cfproxies.record import START, line_phase, token_count
+from cfproxies.today import TodayLines, day_start
 
 from cftui.audit.traffic import lineio
-from cftui.audit.traffic.fields import HALF_HEAD, field_of, parse_ok
+from cftui.audit.traffic.fields import field_of
 from cftui.audit.traffic.filter import TrafficFilter
 from cftui.audit.traffic.lineio import last_newline_before, read_lines
-from cftui.audit.traffic.pairing import Pending, end_after
+from cftui.audit.traffic.pairing import end_after
 from cftui.audit.traffic.scan import scan_ranges
 from cftui.audit.traffic.totals import Totals
-
-
-def today_start(now: datetime | None = None) -> str:
-    """Midnight UTC today as a record's `ts` prefix compares (RFC 3339)."""
-    now = now or datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT00:00:00.000Z")
 
 
 class DailyCounter:
@@ -42,46 +38,51 @@ class DailyCounter:
         self.day = ""
         self.totals = Totals()
         self._finished = Totals()  # today's whole calls; `totals` adds the open starts
-        self._pending: Pending = {}
+        self._today = TodayLines("")  # the appends since the last count, by the shared rule
         self._ino = 0
         self._pos = 0
         self._lock = threading.Lock()
 
     def update(self, now: datetime | None = None) -> Totals:
-        since = today_start(now)
+        if now is not None and now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)  # a naive time is UTC's
+        since = day_start(None if now is None else now.timestamp())
         with self._lock:
             try:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 self.totals, self._pos, self._ino = Totals(), 0, 0
-                self._finished, self._pending = Totals(), {}
+                self._finished, self._today = Totals(), TodayLines(since)
                 return self.totals
             if since != self.day or st.st_ino != self._ino or st.st_size < self._pos:
                 self.day, self._ino = since, st.st_ino
-                self._finished, self._pending, self._pos = self._scan_back(since, st.st_size)
+                self._finished, self._today, self._pos = self._scan_back(since, st.st_size)
             elif st.st_size > self._pos:
-                self._read_forward(since, st.st_size)
+                self._read_forward(st.st_size)
             self.totals = replace(self._finished)
-            self.totals.add_unfinished(self._pending)
+            self.totals.add_open(self._today.open.values())
             return self.totals
 
-    def _scan_back(self, since: str, size: int) -> tuple[Totals, Pending, int]:
-        """Today's totals of whole calls, today's starts still open (keyed
-        by id; the line number is not kept), and where the whole lines end
-        (the torn tail is read next time)."""
+    def _scan_back(self, since: str, size: int) -> tuple[Totals, TodayLines, int]:
+        """Today's totals of whole calls, today's starts still open (in the
+        `TodayLines` that reads the appends next), and where the whole lines
+        end (the torn tail is read next time)."""
         with open(self.path, "rb") as f:
             fd = f.fileno()
             ino = os.fstat(fd).st_ino
             end = last_newline_before(fd, size) + 1
             start = _today_start(fd, since, end)
             merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
+            today = TodayLines(since)
             if merged is None:  # replaced meanwhile: start over next time
                 self._ino = 0
-                return Totals(), {}, 0
-            pending = {i: v for i, v in merged[3].items() if not end_after(fd, i, v[2])[0]}
-        return merged[1], pending, end
+                return Totals(), today, 0
+            for ident, (_line, est, line_end) in merged[3].items():
+                if not end_after(fd, ident, line_end)[0]:
+                    today.open[ident] = est
+        return merged[1], today, end
 
-    def _read_forward(self, since: str, size: int) -> None:
+    def _read_forward(self, size: int) -> None:
         with open(self.path, "rb") as f:
             fd = f.fileno()
             stop = last_newline_before(fd, size) + 1  # the torn tail: next time
@@ -90,16 +91,8 @@ class DailyCounter:
                 if not data:
                     return
                 for line in data[:-1].split(b"\n"):
-                    half = line_phase(line[:HALF_HEAD])
-                    if half is not None and half[0] != START:  # an end closes its start
-                        self._pending.pop(half[1], None)
-                    ts = field_of(line, "ts") if line.strip() else None
-                    if isinstance(ts, str) and ts >= since and parse_ok(line):
-                        if half is not None and half[0] == START:
-                            est = field_of(line, "tokens_est")
-                            self._pending[half[1]] = (0, token_count(est), 0)
-                        else:
-                            self._finished.add_line(line)
+                    if self._today.feed(line):
+                        self._finished.add_line(line)
                 self._pos += len(data)
 
 
@@ -118,7 +111,7 @@ def _today_start(fd: int, since: str, end: int) -> int:
         if first >= len(data):  # no line starts in the block: a long one, read more
             size *= 2
             continue
-        size = lineio.CHUNK  # at call time: a test shrinks it
+        size = lineio.CHUNK
         if not _older(data[first : data.find(b"\n", first)], since):
             pos = start + first
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cftui.audit.traffic.fields import field_of, is_start, parse_ok, top_limit
@@ -53,10 +54,14 @@ class Totals:
 
     def add_unfinished(self, pending: Pending) -> None:
         """Count the calls still open at the end of a pass."""
-        self.calls += len(pending)
-        self.errors += len(pending)
-        self.unfinished += len(pending)
-        self.tokens_est += sum(est for _line, est, _end in pending.values())
+        self.add_open([est for _line, est, _end in pending.values()])
+
+    def add_open(self, estimates: Collection[int]) -> None:
+        """Count calls still open, from their `tokens_est`."""
+        self.calls += len(estimates)
+        self.errors += len(estimates)
+        self.unfinished += len(estimates)
+        self.tokens_est += sum(estimates)
 
     @property
     def tokens(self) -> int:
