@@ -70,7 +70,9 @@ class TodayLines:
     """The rule applied to lines fed in file order: `feed` says which are
     today's finished calls (the caller adds up their usage its own way),
     and `open` holds today's starts still waiting for their end (id ->
-    `tokens_est`). `bot`, when given, leaves other bots' lines out."""
+    `tokens_est`). `bot`, when given, leaves other bots' lines out.
+    `record` is the last line's record when `feed` had to parse it (a line
+    not as the proxy writes it), else None: a caller need not parse it again."""
 
     def __init__(self, since: str, bot: str | None = None) -> None:
         self.since = since
@@ -79,6 +81,7 @@ class TodayLines:
         # `"bot":"name",` right after the ts's closing quote, as the proxy writes it
         self._bot_key = None if bot is None else b'","bot":' + json.dumps(bot).encode() + b","
         self.open: dict[bytes, int] = {}
+        self.record: dict[str, Any] | None = None
 
     @property
     def estimates(self) -> int:
@@ -88,6 +91,7 @@ class TodayLines:
     def feed(self, line: bytes) -> bool:
         """Take one line (with or without its newline); True when it is a
         finished call of today. A torn or malformed line is nothing."""
+        self.record = None
         line = line.strip()
         if not (line.startswith(b"{") and line.endswith(b"}")):
             return False
@@ -101,7 +105,7 @@ class TodayLines:
         if head is not None and (self._bot_key is None or line.startswith(self._bot_key, head[1])):
             today = head[0] >= self._since
         else:  # not as the proxy writes it: read the record
-            record = parse_record_line(line)
+            record = self.record = parse_record_line(line)
             if record is None or (self.bot is not None and record.get("bot") != self.bot):
                 return False
             ts = record.get("ts")
@@ -128,6 +132,6 @@ def tokens_today(path: Path, bot: str, epoch: float | None = None) -> int:
     with f:
         for line in f:
             if today.feed(line):
-                record = parse_record_line(line)
+                record = today.record or parse_record_line(line)
                 used += call_tokens(record) if record is not None else 0
     return used + today.estimates
