@@ -107,8 +107,8 @@ HOST_SECRET = "sk-host-operator-only-secret"
 
 def test_links_in_the_vms_state_are_never_read_through_on_the_host(lima_stack, cli, tmp_path):
     """The agent names host paths in links in its state/: a snapshot pulls
-    state/ to the host and a restore pushes it back into the VM, and neither
-    the host copy, the archive nor the VM ever holds the linked file's bytes."""
+    state/ to the host (links stay links), a restore of it is refused, and
+    neither the host copy, the archive nor the VM holds the linked bytes."""
     secret_dir = tmp_path / "operator"
     secret_dir.mkdir(mode=0o700)
     secret = secret_dir / "only-mine.txt"
@@ -135,8 +135,11 @@ def test_links_in_the_vms_state_are_never_read_through_on_the_host(lima_stack, c
             check=True,
         ).stdout
         assert HOST_SECRET.encode() not in stream
+        # Restoring that snapshot is refused, in one line, the state unchanged.
         restored = cli("snapshot", "restore", "lbot", archive.name)
-        assert restored.code == 0, restored.err
+        assert restored.code == 1, restored.err
+        last = restored.err.strip().splitlines()[-1]
+        assert "points to the absolute path" in last and "unchanged" in last, last
         found = lima_stack.vm_sh(f"grep -rl {HOST_SECRET} {STATE}", check=False)
         assert found.returncode == 1 and found.stdout == "", found.stdout
     finally:
