@@ -104,9 +104,7 @@ def git(repo: Path | None, *args: str, cwd: Path | None = None, timeout: float =
     return _run(repo, args, cwd=cwd, timeout=timeout).decode("utf-8", "replace").rstrip()
 
 
-def git_bytes(
-    repo: Path, *args: str, input: bytes | None = None, timeout: float = 300
-) -> bytes:
+def git_bytes(repo: Path, *args: str, input: bytes | None = None, timeout: float = 300) -> bytes:
     """`git` for a command that reads stdin or writes bytes (`cat-file
     --batch`): the same safeguards, its raw stdout."""
     return _run(repo, args, cwd=None, timeout=timeout, input=input)

@@ -115,7 +115,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     bot = home.bot(args.bot)
     text = diff(home, bot.name, args.path)
     # The agent's bytes: escaped line by line, newlines kept.
-    sys.stdout.write("".join(inert(line.rstrip("\n")) + "\n" for line in text.splitlines()))
+    sys.stdout.write(inert(text, multiline=True))
     return 0
 
 
@@ -219,7 +219,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         return 0
     print(inert(f"{bot.name}: openclaw.json drifted: {', '.join(found.changed)}"))
     text = config_drift.diff_text(home, bot.name)
-    sys.stdout.write("".join(inert(line.rstrip("\n")) + "\n" for line in text.splitlines()))
+    sys.stdout.write(inert(text, multiline=True))
     return 0
 
 
