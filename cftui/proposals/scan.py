@@ -9,8 +9,11 @@ Only the files that differ are read again, to count their lines.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from cftui.errors import CftuiError, ProposalError
@@ -21,6 +24,20 @@ from cftui.proposals.content import blob_id, is_binary, line_counts, read_at
 from cftui.proposals.hostile import file_refusal, link_refusal
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.proposals.walk import open_tree, walk
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The walk makes no cycles but tens of thousands of objects: the cyclic
+    collector would rescan the cache's entries again and again (a third of
+    a 50,000-file scan)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def git_mode(st: os.stat_result) -> int:
@@ -61,14 +78,15 @@ def scan_with_contents(
     seen: set[str] = set()
     refused_dirs: list[str] = []
     try:
-        for e in walk(fd):
-            seen.add(e.rel)
-            if e.refused is not None:
-                result.refused.append(Refusal(e.rel, e.refused))
-                if stat.S_ISDIR(e.st.st_mode):
-                    refused_dirs.append(e.rel + "/")
-                continue
-            _judge(e, tree.get(e.rel), cache, started, result, contents)
+        with _no_gc():
+            for e in walk(fd):
+                seen.add(e.rel)
+                if e.refused is not None:
+                    result.refused.append(Refusal(e.rel, e.refused))
+                    if stat.S_ISDIR(e.st.st_mode):
+                        refused_dirs.append(e.rel + "/")
+                    continue
+                _judge(e, tree.get(e.rel), cache, started, result, contents)
     finally:
         os.close(fd)
     _removed(tree, seen, refused_dirs, result)

@@ -177,6 +177,7 @@ def _clone(code: Path, head: str, dest: Path) -> None:
 def _write_blobs(code: Path, tree: dict[str, Blob], dest: Path) -> None:
     """The approved files, byte for byte, into the private copy."""
     by_sha: dict[str, list[tuple[str, Blob]]] = {}
+    made: set[Path] = set()
     for path, blob in tree.items():
         if blob.mode == GITLINK:
             (dest / path).mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,9 @@ def _write_blobs(code: Path, tree: dict[str, Blob], dest: Path) -> None:
     for sha, data in approved.blobs(code, by_sha):
         for path, blob in by_sha[sha]:
             target = dest / path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             if blob.mode == SYMLINK:
                 os.symlink(os.fsdecode(data), target)
                 continue

@@ -42,9 +42,15 @@ class StatCache:
     def lookup(self, rel: str, st: os.stat_result) -> str | None:
         """The recorded blob id if the file is provably unchanged since."""
         entry = self.files.get(rel)
-        if entry is None or tuple(entry[:5]) != key(st):
-            return None
-        if st.st_ctime_ns + RACY_NS > self.stamp:
+        if (
+            entry is None
+            or entry[2] != st.st_ctime_ns
+            or entry[1] != st.st_mtime_ns
+            or entry[0] != st.st_size
+            or entry[3] != st.st_ino
+            or entry[4] != st.st_mode
+            or st.st_ctime_ns + RACY_NS > self.stamp
+        ):
             return None
         return entry[5]
 

@@ -40,7 +40,7 @@ def walk(root_fd: int) -> Iterator[Entry]:
 def _walk(dfd: int, rel: str, depth: int) -> Iterator[Entry]:
     try:
         with os.scandir(dfd) as it:
-            entries = [(e.name, e.stat(follow_symlinks=False)) for e in _existing(it)]
+            entries = list(_lstats(it))
     except OSError as exc:
         st = os.fstat(dfd)
         yield Entry(rel or ".", st, dfd, "", f"cannot be listed: {exc.strerror or exc}")
@@ -75,13 +75,12 @@ def _walk(dfd: int, rel: str, depth: int) -> Iterator[Entry]:
             os.close(child)
 
 
-def _existing(it: Iterator[os.DirEntry]) -> Iterator[os.DirEntry]:
+def _lstats(it: Iterator[os.DirEntry]) -> Iterator[tuple[str, os.stat_result]]:
     for entry in it:
         try:
-            entry.stat(follow_symlinks=False)
+            yield entry.name, entry.stat(follow_symlinks=False)
         except FileNotFoundError:
-            continue
-        yield entry
+            continue  # gone since the listing
 
 
 def open_tree(root: Path) -> int | None:
