@@ -29,7 +29,14 @@ from cftui.audit.traffic import MISS, Totals, TrafficFilter, TrafficLog
 from cftui.inert import inert
 from cftui.tui.formatting import human_count, status_tone
 
-COLUMNS = (("Time", 12), ("Provider", 10), ("Model", 26), ("St", 3), ("In", 7), ("Out", 7))
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("Time", 12),
+    ("Provider", 10),
+    ("Model", 26),
+    ("St", 3),
+    ("In", 7),
+    ("Out", 7),
+)
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
