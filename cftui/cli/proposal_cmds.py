@@ -190,7 +190,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
     if args.accept or args.revert:
-        keys = asyncio.run(_change_drift(home, bot.name, accept=args.accept))
+        keys = asyncio.run(config_drift.settle(home, bot.name, accept=args.accept))
         verb = "accepted" if args.accept else "reverted"
         print(inert(f"{bot.name}: config drift {verb}: {', '.join(keys) or 'whole file'}"))
         if args.revert:
@@ -221,13 +221,3 @@ def cmd_drift(args: argparse.Namespace) -> int:
     text = config_drift.diff_text(home, bot.name)
     sys.stdout.write(inert(text, multiline=True))
     return 0
-
-
-async def _change_drift(home, bot: str, *, accept: bool) -> list[str]:
-    from cftui import locks
-    from cftui.proposals import config_drift
-
-    async with locks.operation(home, bot, "drift"):
-        return await asyncio.to_thread(
-            config_drift.accept if accept else config_drift.revert, home, bot
-        )

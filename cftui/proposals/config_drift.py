@@ -126,7 +126,7 @@ def diff_text(home: FleetHome, bot: str) -> str:
     )
 
 
-def accept(home: FleetHome, bot: str) -> list[str]:
+def accept_drift(home: FleetHome, bot: str) -> list[str]:
     """The current config becomes the approved one; the keys that changed."""
     from cftui import gateway_config
 
@@ -160,3 +160,14 @@ def revert(home: FleetHome, bot: str) -> list[str]:
     gateway_config.write_config(home, bot, approved_data, reason="revert drift")
     record_event(home, "config-drift", bot, op="revert", changed=found.changed[:50])
     return found.changed
+
+
+async def settle(home: FleetHome, bot: str, *, accept: bool) -> list[str]:
+    """`accept` or `revert`, as an operation refused while the bot is locked
+    (what the CLI and the TUI call); the keys settled."""
+    import asyncio
+
+    from cftui import locks
+
+    async with locks.operation(home, bot, "drift"):
+        return await asyncio.to_thread(accept_drift if accept else revert, home, bot)

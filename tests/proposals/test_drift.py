@@ -65,11 +65,11 @@ def test_a_cftui_write_does_not_approve_the_drift_in_passing(home: FleetHome, wi
 def test_accept_makes_the_current_config_the_approved_one(home: FleetHome, wired: str) -> None:
     changed = {**WIRED, "tools": {"exec": {"enabled": False}}}
     agent_writes(home, wired, changed)
-    assert config_drift.accept(home, wired) == ["tools"]
+    assert config_drift.accept_drift(home, wired) == ["tools"]
     assert config_drift.drift(home, wired).changed == []
     assert config_drift.read_approved(home, wired) == changed
     with pytest.raises(ProposalError, match="not drifted"):
-        config_drift.accept(home, wired)
+        config_drift.accept_drift(home, wired)
 
 
 def test_revert_writes_the_approved_config_back(home: FleetHome, wired: str) -> None:
@@ -86,6 +86,20 @@ def test_an_unparsable_config_is_drift_that_only_revert_fixes(home: FleetHome, w
     found = config_drift.drift(home, wired)
     assert found.drifted and not found.current_valid
     with pytest.raises(ProposalError, match="not a valid config"):
-        config_drift.accept(home, wired)
+        config_drift.accept_drift(home, wired)
     config_drift.revert(home, wired)
     assert gc.read_config(home, wired) == WIRED
+
+
+def test_accept_and_revert_are_refused_while_locked(home: FleetHome, wired: str) -> None:
+    import asyncio
+
+    from cftui import locks
+    from cftui.errors import BotLocked
+
+    agent_writes(home, wired, {**WIRED, "tools": {}})
+    locks.lock_bots(home, [wired])
+    for accept in (True, False):
+        with pytest.raises(BotLocked):
+            asyncio.run(config_drift.settle(home, wired, accept=accept))
+    assert config_drift.drift(home, wired).changed == ["tools"]
