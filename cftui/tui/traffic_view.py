@@ -32,7 +32,14 @@ from cftui.humanize import human_count
 from cftui.inert import inert
 from cftui.tui.formatting import status_tone
 
-COLUMNS = (("Time", 12), ("Provider", 10), ("Model", 26), ("St", 3), ("In", 7), ("Out", 7))
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("Time", 12),
+    ("Provider", 10),
+    ("Model", 26),
+    ("St", 3),
+    ("In", 7),
+    ("Out", 7),
+)
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
