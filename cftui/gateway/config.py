@@ -31,6 +31,7 @@ import json5
 from cftui.audit.events import record_event
 from cftui.errors import ConfigError, UsageError
 from cftui.fleet import FleetHome
+from cftui.proposals import config_drift
 from cftui.securefs import make_private_dirs, read_agent_file, write_agent_file
 
 CONFIG_NAME = "openclaw.json"
@@ -164,6 +165,8 @@ class Replacement:
 
     files: tuple[tuple[str, bytes | str], ...]
     changed: tuple[str, ...]
+    before: dict[str, Any]
+    after: dict[str, Any]
 
 
 def replacement(raw: bytes | None, data: dict[str, Any]) -> Replacement | None:
@@ -180,13 +183,17 @@ def replacement(raw: bytes | None, data: dict[str, Any]) -> Replacement | None:
     if raw is not None and current is not None:
         files.append((KNOWN_GOOD_NAME, raw))
     files.append((CONFIG_NAME, dumps(data)))
-    return Replacement(tuple(files), tuple(changed_keys(current or {}, data)[:50]))
+    before = current or {}
+    return Replacement(tuple(files), tuple(changed_keys(before, data)[:50]), before, data)
 
 
 def record_replacement(
     home: FleetHome, bot: str, done: Replacement, *, reason: str, actor: str
 ) -> None:
-    """The `config` event of a written replacement: keys, never values."""
+    """What follows a written replacement: the approved version moves with
+    it (cftui's writes are the operator's), and a `config` event names the
+    changed keys, never their values."""
+    config_drift.record_write(home, bot, done.before, done.after)
     record_event(home, "config", bot, reason=reason, actor=actor, changed=list(done.changed))
 
 
