@@ -26,7 +26,8 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from cftui import killswitch, lifecycle, locks
-from cftui.audit.traffic import DailyCounter, Totals
+from cftui.audit.traffic.daily import DailyCounter
+from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from cftui.audit.traffic import TrafficLog
+from cftui.audit.traffic.log import TrafficLog
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
 from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner

@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from cftui.tui.formatting import agent_text, human_bytes
+from cftui.humanize import human_bytes
+from cftui.tui.formatting import agent_text
 from cftui.tui.traffic_tab import body_view
 
 PAGE = 500

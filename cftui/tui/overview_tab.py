@@ -7,8 +7,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from cftui.cli.fleet_cmds import format_uptime
+from cftui.humanize import human_count
 from cftui.runtime.base import SERVICES
-from cftui.tui.formatting import agent_text, human_count, state_look
+from cftui.tui.formatting import agent_text, state_look
 
 
 class OverviewTab(VerticalScroll):
