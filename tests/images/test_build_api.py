@@ -277,3 +277,13 @@ def test_wheelhouse_keeps_dependencies_and_the_project_wheel_apart(tmp_path):
     assert not any(name.startswith("clawfactory_proxies-") for name in deps)
     assert len(own) == 1 and own[0].startswith("clawfactory_proxies-")
     assert build_dir.exists() == existed, "building the wheel wrote into the repository"
+
+
+def test_tree_hash_of_a_file_root_follows_its_bytes(tmp_path):
+    """A service image's sources name proxies/pyproject.toml itself: a change
+    to its dependencies alone must rebuild the image."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('dependencies = ["aiohttp>=3.9"]\n')
+    first = hashing.tree_hash(tmp_path / "src-missing", pyproject)
+    pyproject.write_text('dependencies = ["aiohttp>=3.10"]\n')
+    assert hashing.tree_hash(tmp_path / "src-missing", pyproject) != first

@@ -25,6 +25,9 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo")
 
 
 def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():  # a root may be one file (proxies/pyproject.toml): it counts
+        yield root
+        return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_PARTS)
         dirnames[:] = [d for d in dirnames if not d.endswith(".egg-info")]
@@ -46,7 +49,7 @@ def tree_hash(*roots: Path, salt: str = "") -> str:
                 mode = path.stat().st_mode
             except OSError:
                 continue  # vanished or unreadable: the build itself will say
-            rel = path.relative_to(root).as_posix()
+            rel = path.relative_to(root).as_posix() if path != root else ""
             h.update(f"{rel}\0{mode & 0o111:o}\0{len(data)}\0".encode())
             h.update(data)
     return h.hexdigest()[:24]
