@@ -12,7 +12,8 @@ from pathlib import Path
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
-from cftui.runtime.lima.assets import lima_dir, render_template, tree_hash, wheelhouse
+from cftui.runtime.images.hashing import tree_hash
+from cftui.runtime.lima.assets import lima_dir, render_template, wheelhouse
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
 from cftui.runtime.lima.plan import PROVISION_DIR
 from cftui.runtime.lima.ssh import VMShell, rsync
