@@ -23,8 +23,9 @@ from cftui.cli.common import (
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert, inert_json_text
+from cftui.progress import Progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import Progress, Runtime
+from cftui.runtime.base import Runtime
 
 T = TypeVar("T")
 

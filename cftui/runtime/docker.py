@@ -36,18 +36,9 @@ from cftui.gateway_wiring import (
     GATEWAY_PORT,
     gateway_environment,
 )
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import host_prep
-from cftui.runtime.base import (
-    SERVICES,
-    BotStatus,
-    KillReport,
-    LogLine,
-    Progress,
-    ProgressEvent,
-    Runtime,
-    StateChange,
-    no_progress,
-)
+from cftui.runtime.base import SERVICES, BotStatus, KillReport, LogLine, Runtime, StateChange
 from cftui.runtime.docker_health import service_ready
 from cftui.runtime.docker_spec import (
     EGRESS_PORT,

@@ -35,8 +35,8 @@ from typing import IO, Any
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import validate_bot_name
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import build_context, dockerfile
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
 
 SERVICE_IMAGES = {
     "front": "clawfactory/front",

@@ -18,8 +18,8 @@ import pytest
 from imgkit import PREFIX
 
 from cftui.errors import RuntimeOperationError, UsageError
+from cftui.progress import ProgressEvent
 from cftui.runtime import images
-from cftui.runtime.base import ProgressEvent
 from cftui.runtime.docker_spec import GATEWAY_GID, GATEWAY_UID
 
 DEMO_AGENT = images.REPO_ROOT / "cftui" / "templates" / "demo-agent"
