@@ -4,4 +4,5 @@ import sys
 
 from cftui.age.child import main
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # imported (a walk of the package), it does nothing
+    sys.exit(main(sys.argv[1:]))
