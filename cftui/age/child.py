@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
         elif argv[:1] == ["decrypt"] and len(argv) == 2:
             identity = parse_identity(sys.stdin.readline())
             sys.stdin.close()
-            with open(argv[1], "rb", buffering=SEALED) as src:
+            with io.BufferedReader(io.FileIO(argv[1]), SEALED) as src:  # open(), typed
                 decrypt(src, 1, open_payload(src, identity))
         else:
             return _fail("usage: cftui.age encrypt [--write-behind] RECIPIENT | decrypt FILE")

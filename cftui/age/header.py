@@ -9,7 +9,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import io
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +22,12 @@ from cftui.age.errors import AgeError, NotAgeFileError, WrongKeyError
 VERSION_LINE = b"age-encryption.org/v1"
 X25519_INFO = b"age-encryption.org/v1/X25519"
 MAX_HEADER = 64 * 1024  # far above one stanza; a bound on what a hostile file makes us buffer
+
+
+class LineReader(Protocol):
+    """What the header is read from: a buffered binary file."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
@@ -68,7 +74,7 @@ def header_bytes(file_key: bytes, recipient: bytes) -> bytes:
     return head + b" " + b64(mac) + b"\n"
 
 
-def _read_line(src: io.BufferedReader, seen: int) -> bytes:
+def _read_line(src: LineReader, seen: int) -> bytes:
     line = src.readline(MAX_HEADER - seen + 1)
     if not line.endswith(b"\n"):
         if len(line) > MAX_HEADER - seen:
@@ -77,7 +83,7 @@ def _read_line(src: io.BufferedReader, seen: int) -> bytes:
     return line
 
 
-def _read_stanzas(src: io.BufferedReader) -> tuple[list[tuple[list[bytes], bytes]], bytes, bytes]:
+def _read_stanzas(src: LineReader) -> tuple[list[tuple[list[bytes], bytes]], bytes, bytes]:
     """Parse the header: its stanzas (arguments, body), the bytes the MAC covers
     and the MAC."""
     first = _read_line(src, 0)
@@ -134,7 +140,7 @@ def _unwrap(stanzas: list[tuple[list[bytes], bytes]], identity: X25519PrivateKey
     raise WrongKeyError("no identity matched any of the recipients (wrong key)")
 
 
-def read_file_key(src: io.BufferedReader, identity: X25519PrivateKey) -> bytes:
+def read_file_key(src: LineReader, identity: X25519PrivateKey) -> bytes:
     """Read and authenticate the header of `src` and return its file key,
     leaving `src` at the payload nonce."""
     stanzas, covered, mac = _read_stanzas(src)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from cftui.age.errors import AgeError
-from cftui.age.header import header_bytes, hkdf, read_file_key
+from cftui.age.header import LineReader, header_bytes, hkdf, read_file_key
 
 CHUNK = 64 * 1024
 TAG = 16
@@ -29,6 +29,10 @@ _NOT_LAST = b"\x00"
 
 class Readable(Protocol):
     def readinto(self, buf: memoryview, /) -> int | None: ...
+
+
+class Source(Readable, LineReader, Protocol):
+    """A file the header and then the payload are read from."""
 
 
 AfterWrite = Callable[[int], None] | None
@@ -63,7 +67,7 @@ class Payload:
         return True
 
 
-def open_payload(src: io.BufferedReader, identity: X25519PrivateKey) -> Payload:
+def open_payload(src: Source, identity: X25519PrivateKey) -> Payload:
     """Read and authenticate the header of `src`, leaving it at the first chunk."""
     file_key = read_file_key(src, identity)
     nonce = bytearray(16)

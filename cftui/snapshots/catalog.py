@@ -147,7 +147,7 @@ def rename(home: FleetHome, bot: str, old: str, new_label: str) -> str:
     if old in ("latest", LATEST):
         raise UsageError("name the snapshot itself, not `latest` (see `cftui snapshot list`)")
     src = resolve(home, bot, old)
-    _label, created = parse_name(src.name)  # type: ignore[misc]
+    _label, created = parse_name(src.name)  # type: ignore[misc]  # resolve() parsed it
     new = snapshot_name(new_label, created)
     if new == src.name:
         return new

@@ -132,12 +132,14 @@ def extract_snapshot(
             ) from None
         raise SnapshotError(f"cannot read {path.name}: {error}") from None
     if extract_error is not None:
-        exc = extract_error
-        if isinstance(exc, SnapshotError):
-            raise SnapshotError(f"{path.name}: {exc}") from None
-        if isinstance(exc, OSError):
-            raise SnapshotError(f"cannot extract {path.name}: {os_message(exc)}") from None
-        if isinstance(exc, tarfile.TarError):
-            raise SnapshotError(f"{path.name} is not a valid archive: {one_line(exc)}") from None
-        raise exc
+        failure = extract_error
+        if isinstance(failure, SnapshotError):
+            raise SnapshotError(f"{path.name}: {failure}") from None
+        if isinstance(failure, OSError):
+            raise SnapshotError(f"cannot extract {path.name}: {os_message(failure)}") from None
+        if isinstance(failure, tarfile.TarError):
+            raise SnapshotError(
+                f"{path.name} is not a valid archive: {one_line(failure)}"
+            ) from None
+        raise failure
     return member_filter.members

@@ -129,7 +129,7 @@ def _data_attrs(member: tarfile.TarInfo) -> tarfile.TarInfo:
     itself not a symlink this restore created. There `data_filter`'s two
     `realpath` walks can only find the lexical path, so only its attribute
     rules are left, applied here in place (the member is ours alone)."""
-    mode = member.mode
+    mode: int | None = member.mode
     if member.isdir():
         mode = None
     elif mode is not None:
@@ -137,6 +137,7 @@ def _data_attrs(member: tarfile.TarInfo) -> tarfile.TarInfo:
         if not mode & 0o100:
             mode &= ~0o111
         mode |= 0o600
+    # None is tarfile's own "leave as is" (its filters return it); typeshed says int.
     member.mode = mode  # type: ignore[assignment]
     member.uid = member.gid = member.uname = member.gname = None  # type: ignore[assignment]
     return member
@@ -152,7 +153,7 @@ def extract_members(tar: tarfile.TarFile, dest: Path, member_filter: MemberFilte
     tar.errorlevel = 2
     directories: list[tuple[tarfile.TarInfo, str]] = []
     while (member := tar.next()) is not None:
-        tar.members.clear()
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile's, missing from typeshed
         filtered = member_filter(member, str(dest))
         if filtered is None:
             continue

@@ -119,6 +119,6 @@ def _fsync_tree(root: Path) -> None:
     except OSError:
         return
     try:
-        os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()  # type: ignore[attr-defined]
+        os.syncfs(fd) if hasattr(os, "syncfs") else os.sync()
     finally:
         os.close(fd)
