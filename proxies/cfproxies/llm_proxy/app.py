@@ -30,22 +30,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from cfproxies.jsoncodec import loads
 from cfproxies.llm_proxy.budget import Budget, Refusal
 from cfproxies.llm_proxy.config import ProxyConfig
-from cfproxies.llm_proxy.jsoncodec import loads
 from cfproxies.llm_proxy.providers import Provider, dialect_for, upstream_path
 from cfproxies.llm_proxy.reflect import KeyStripper
 from cfproxies.llm_proxy.routes import Allowed, allowed_for, decoded, route_path, split_target
+from cfproxies.llm_proxy.sealing import sealed_line
 from cfproxies.llm_proxy.streams import READERS, StreamParser, decode_body, decoder_for
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Answer, Origin, UpstreamBrokeOff, UpstreamPool
-from cfproxies.record import (
-    body_for_record,
-    estimate_tokens,
-    new_record,
-    scrub_record,
-    start_line,
-)
+from cfproxies.record import body_for_record, estimate_tokens, new_record, start_line
 from cfproxies.scrub import ReloadingScrubber
 
 HOP_BY_HOP = frozenset(
@@ -292,11 +287,9 @@ def _response_headers(upstream: Answer, keys: KeyStripper, decoding: bool) -> CI
         drop = drop | _connection_named(upstream.headers)
     if decoding:  # the proxy decodes the body to look for keys: it is sent as is
         drop = drop | {"content-encoding"}
-    out: CIMultiDict = CIMultiDict()
-    for k, v in upstream.headers.items():  # several Set-Cookie stay several
-        if k.lower() not in drop:
-            out.add(keys.strip_text(k), keys.strip_text(v))
-    return out
+    # several Set-Cookie stay several
+    kept = [(k, v) for k, v in upstream.headers.items() if k.lower() not in drop]
+    return CIMultiDict(keys.strip_headers(kept))
 
 
 def _parse_json(raw: bytes, content_type: str) -> Any:
@@ -369,8 +362,7 @@ class Call:
         """The start line: written before the upstream is asked, so that a
         proxy that dies mid-call leaves the call in the log (and charged)."""
         line = start_line(self.record, tokens_est)
-        scrub_record(line, self.state.scrubber.get(), {})
-        self.state.log.write(line)
+        self.state.log.write_line(sealed_line(line, self.state.scrubber.get(), {}))
 
     def ms(self, t: float) -> float:
         return round((t - self.t0) * 1000.0, 3)
@@ -441,8 +433,7 @@ class Call:
             truncated |= cut
         rec["truncated"] = truncated
         raws = {"request": self.request_raw, "response": response_text}
-        scrub_record(rec, self.state.scrubber.get(), raws)
-        self.state.log.write(rec)
+        self.state.log.write_line(sealed_line(rec, self.state.scrubber.get(), raws))
 
 
 async def _send(request: web.Request, response: web.Response) -> web.Response:

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from cfproxies.llm_proxy.jsoncodec import loads
+from cfproxies.jsoncodec import loads
 from cfproxies.record import Usage, usage_anthropic, usage_gemini, usage_openai
 
 MAX_EVENT = 4 * 1024 * 1024  # one SSE event; larger ones are skipped, not buffered
