@@ -161,7 +161,8 @@ assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KE
 # str in place, where an encode would copy it (most strings are short).
 assert all(t.isascii() and t == t.lower() for t in TRIGGERS)
 # The raw scan also looks for `\u` (see `Scrubber._raw_is_clean`): one pass for all.
-_RAW_SCAN = ahocorasick_rs.BytesAhoCorasick([*_RAW_TRIGGERS, b"\\u"])
+_RAW_NEEDLES = (*_RAW_TRIGGERS, b"\\u")
+_RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_NEEDLES))
 _TEXT_SCAN = ahocorasick_rs.AhoCorasick(list(TRIGGERS))
 
 
@@ -288,11 +289,14 @@ class Scrubber:
         self.budget_s = budget_s
         self.timeouts = 0  # user-rule timeouts since start, for /health
         self._literals = tuple(s for s in literals if s and len(s) >= 8)
-        self._literal_bytes = tuple(s.encode() for s in self._literals)
-        self._literal_scan = (  # all of them in one pass, as for the triggers
-            ahocorasick_rs.BytesAhoCorasick(list(self._literal_bytes))
-            if self._literal_bytes
-            else None
+        # The raw pre-check's needles and these literals, lowercased like the
+        # text it scans: one pass for all (a literal in another case only
+        # costs a walk, which then tells).
+        lowered = {s.encode().lower() for s in self._literals}
+        self._raw_scan = (
+            ahocorasick_rs.BytesAhoCorasick([*_RAW_NEEDLES, *sorted(lowered)])
+            if lowered
+            else _RAW_SCAN
         )
         # `encoded_is_clean` finds a literal in a line only if the encoder
         # writes it as it is: no quote, backslash or control character in it.
@@ -414,10 +418,8 @@ class Scrubber:
         a rule would replace, so the walk over the value can be skipped. Only
         with no user rules (those can match anything) and no `\\u` escapes
         (which could spell a trigger that the raw text does not show)."""
-        if self.user_rules or _RAW_SCAN.find_matches_as_indexes(raw.lower()):
-            return False  # (lowered, a `\U` counts as a `\u` too: at worst a walk more)
-        scan = self._literal_scan
-        return scan is None or not scan.find_matches_as_indexes(raw)
+        # (Lowered, a `\U` counts as a `\u` too: at worst a walk more.)
+        return not self.user_rules and not self._raw_scan.find_matches_as_indexes(raw.lower())
 
     def encoded_is_clean(self, line: bytes) -> bool:
         """Whether a value this package's JSON encoder wrote (`jsoncodec`:
