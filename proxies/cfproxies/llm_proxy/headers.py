@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from cfproxies.llm_proxy.providers import Provider
 from cfproxies.llm_proxy.reflect import KeyStripper
@@ -65,6 +64,8 @@ def connection_named(headers: Any) -> frozenset[str]:
 def upstream_headers(
     request: web.Request, provider: Provider, key: str | None
 ) -> list[tuple[str, str]]:
+    """The gateway's headers as the provider gets them, with the real key
+    in place of the bot's token when there is one."""
     drop = REQUEST_DROP if key is None else REQUEST_DROP_KEYED
     if "connection" in request.headers:
         drop = drop | connection_named(request.headers)
@@ -83,7 +84,9 @@ def upstream_headers(
     return headers
 
 
-def response_headers(upstream: Answer, keys: KeyStripper, decoding: bool) -> CIMultiDict:
+def response_headers(upstream: Answer, keys: KeyStripper, decoding: bool) -> list[tuple[str, str]]:
+    """The upstream's headers as the gateway gets them (pairs: the response
+    builds its own multidict from them, once)."""
     drop = RESPONSE_DROP
     if "connection" in upstream.headers:
         drop = drop | connection_named(upstream.headers)
@@ -91,4 +94,4 @@ def response_headers(upstream: Answer, keys: KeyStripper, decoding: bool) -> CIM
         drop = drop | {"content-encoding"}
     # several Set-Cookie stay several
     kept = [(k, v) for k, v in upstream.headers.items() if k.lower() not in drop]
-    return CIMultiDict(keys.strip_headers(kept))
+    return keys.strip_headers(kept)
