@@ -19,7 +19,8 @@ def sealed_line(record: dict[str, Any], scrubber: Scrubber, raws: dict[str, byte
     scan finds something. The line is the same either way; the one scan
     costs less than a check per field and a second encoding
     (bench/README.md, LLM proxy)."""
-    if sum(len(raw) for raw in raws.values() if raw) <= RAW_CHECK_MAX:
+    request, response = raws.get("request"), raws.get("response")
+    if len(request or b"") + len(response or b"") <= RAW_CHECK_MAX:
         prior = record.get("scrubbed", _MISSING)
         record["scrubbed"] = 0  # what scrub_record counts in a clean record
         line = orjson_line(record)
