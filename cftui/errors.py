@@ -53,3 +53,7 @@ class CaptureError(CftuiError):
 
 class ConfigError(CftuiError):
     """The gateway configuration is invalid or cannot be changed."""
+
+
+class ProposalError(CftuiError):
+    """A proposal of the gateway could not be read, promoted or rejected."""
