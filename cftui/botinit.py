@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from cftui import agestream, hostgit
+from cftui import age, hostgit
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
@@ -177,7 +177,7 @@ def init_bot(
         _populate_code(code_dir, code)
         _ensure_workspace(home.workspace_dir(name))
 
-        identity = agestream.generate_identity()
+        identity = age.generate_identity()
         proxy_token = "cfp_" + secrets.token_urlsafe(32)
         gateway_token = "cfg_" + secrets.token_urlsafe(32)
         write_new_private_file(home.snapshot_key(name), age_keygen_text(identity))
@@ -206,4 +206,4 @@ def init_bot(
             shutil.rmtree(path, ignore_errors=True)
         raise
     record_event(home, "init", name, runtime=runtime, gateway=kind)
-    return InitResult(config, agestream.recipient_of(identity))
+    return InitResult(config, age.recipient_of(identity))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cftui import agestream
+from cftui import age
 from cftui.errors import CftuiError
 from cftui.fleet import FleetHome
 
@@ -21,8 +21,8 @@ def age_keygen_text(identity: X25519PrivateKey, now: datetime | None = None) -> 
     """An identity in the exact file format of `age-keygen`."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
-        f"# created: {stamp}\n# public key: {agestream.recipient_of(identity)}\n"
-        f"{agestream.identity_text(identity)}\n"
+        f"# created: {stamp}\n# public key: {age.recipient_of(identity)}\n"
+        f"{age.identity_text(identity)}\n"
     )
 
 
@@ -38,12 +38,12 @@ def read_identity(path: Path) -> X25519PrivateKey:
         line = line.strip()
         if line.startswith("AGE-SECRET-KEY-"):
             try:
-                return agestream.parse_identity(line)
-            except agestream.AgeError:
+                return age.parse_identity(line)
+            except age.AgeError:
                 break
     raise CftuiError(f"{path} holds no valid age X25519 identity")
 
 
 def recipient_of(home: FleetHome, bot: str) -> str:
     """The bot's public age recipient (age1...)."""
-    return agestream.recipient_of(read_identity(home.snapshot_key(bot)))
+    return age.recipient_of(read_identity(home.snapshot_key(bot)))

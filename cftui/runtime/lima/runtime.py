@@ -22,6 +22,7 @@ import asyncssh
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.identity import recipient_of
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import host_prep
 from cftui.runtime.base import (
     MISSING,
@@ -31,11 +32,8 @@ from cftui.runtime.base import (
     BotStatus,
     KillReport,
     LogLine,
-    Progress,
-    ProgressEvent,
     Runtime,
     StateChange,
-    no_progress,
 )
 from cftui.runtime.lima.audit import AuditFollower
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from cftui.runtime.lima.plan import unix_user, vm_tree
 from cftui.runtime.lima.ssh import VMShell, rsync
+from cftui.snapshot_exclusions import rsync_filter_args
 
-# Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
-STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
 # What the files become on the host and in the VM: the owner's only.
 PRIVATE_MODES = "--chmod=Du=rwx,go=,Fu=rw,go="
 
@@ -46,7 +45,7 @@ async def push_tree(shell: VMShell, src: Path, bot: str, which: str, *, delete: 
 
 
 async def pull_state(shell: VMShell, bot: str, dest: Path) -> None:
-    """The VM's `state/` into the host's `dest`, caches left out."""
+    """The VM's `state/` into the host's `dest`, without what a snapshot leaves out."""
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     await rsync(
         shell,
@@ -60,7 +59,7 @@ async def pull_state(shell: VMShell, bot: str, dest: Path) -> None:
         PRIVATE_MODES,
         # Sent as the gateway's user: it reads nothing the agent could not.
         gateway_rsync_path(unix_user("gateway", bot)),
-        *(f"--exclude={e}" for e in STATE_EXCLUDES),
+        *rsync_filter_args(),  # what the snapshot leaves out, left in the VM
         f"{shell.rsync_shell()[1]}:{vm_tree(bot, 'state')}/",
         f"{dest}/",
         what=f"{bot}'s state/",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images.hashing import tree_hash
 from cftui.runtime.lima.assets import lima_dir, render_template, wheelhouse
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
