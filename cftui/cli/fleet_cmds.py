@@ -8,6 +8,7 @@ import asyncio
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome
+from cftui.humanize import format_uptime
 from cftui.inert import inert
 from cftui.lifecycle import fleet_status
 from cftui.runtime import Runtimes
@@ -41,19 +42,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
     print(f"  start it with: cftui start {bot.name}")
     return 0
-
-
-def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
