@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
@@ -144,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     rows = [tuple(inert(c) for c in r) for r in rows]  # states and images come from the engine
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
