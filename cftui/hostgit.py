@@ -132,7 +132,8 @@ def _run(
             env=git_env(),
             timeout=timeout,
             check=False,
-            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
         )
     except FileNotFoundError:
         raise GitError("git is not installed: install it (apt-get install git)") from None

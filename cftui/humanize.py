@@ -26,3 +26,17 @@ def human_count(n: int) -> str:
             value = n / size
             return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
     return str(n)
+
+
+def format_uptime(seconds: float | None) -> str:
+    """An uptime in its two largest units (`3m07s`, `2d04h`); `-` when not running."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -246,7 +246,7 @@ class Scan(Generic[R]):
         chunk: int = CHUNK,
         workers: int | None = None,
         min_parallel: int = MIN_PARALLEL,
-        progress: Callable[[float], None] | None = None,
+        progress: Callable[[float], object] | None = None,
     ) -> None:
         self.fn = fn
         self.path = os.fspath(path)
@@ -323,7 +323,8 @@ class Scan(Generic[R]):
                 if not pending or self.cancelled:
                     return
                 s, e, fut = pending[0]
-                wait([fut, self._wake], return_when=FIRST_COMPLETED)
+                waiting: list[Future[Any]] = [fut, self._wake]
+                wait(waiting, return_when=FIRST_COMPLETED)
                 if self.cancelled:
                     return
                 pending.popleft()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome
+from cftui.humanize import format_uptime
 from cftui.inert import inert
 from cftui.lifecycle import fleet_status
 from cftui.runtime import Runtimes
@@ -41,19 +43,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
     print(f"  start it with: cftui start {bot.name}")
     return 0
-
-
-def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
@@ -156,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     rows = [tuple(inert(c) for c in r) for r in rows]  # states and images come from the engine
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

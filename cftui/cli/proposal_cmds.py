@@ -89,8 +89,8 @@ def print_proposals(found: Proposals) -> None:
         print(inert(f"  config drift in openclaw.json: {keys} (`cftui drift {found.bot}`)"))
     if found.commits:
         print("agent commits:")
-        for c in found.commits:
-            print(inert(f"  {c.id[:12]} {c.date} {c.summary}  ({c.author})"))
+        for commit in found.commits:
+            print(inert(f"  {commit.id[:12]} {commit.date} {commit.summary}  ({commit.author})"))
     if found.commits_note:
         print(inert(f"  ({found.commits_note})"))
 

@@ -149,7 +149,7 @@ class _Objects:
         return os.fdopen(fd, "rb")
 
     def commit(self, sha: str):
-        from dulwich.objects import Commit, ShaFile
+        from dulwich.objects import Commit, ObjectID, ShaFile
 
         raw = read_agent_file(self.root, f".git/objects/{sha[:2]}/{sha[2:]}", _OBJECT_MAX)
         if raw is not None:
@@ -162,7 +162,7 @@ class _Objects:
             return obj if isinstance(obj, Commit) else None
         for pack in self.packs:
             try:
-                type_num, content = pack.get_raw(sha.encode())
+                type_num, content = pack.get_raw(ObjectID(sha.encode()))
             except KeyError:
                 continue
             if type_num != 1:
@@ -173,7 +173,8 @@ class _Objects:
 
 def _walk(root: Path, head: str, stop: set[str]) -> dict:
     objects = _Objects(root)
-    out, note = [], None
+    out: list[dict[str, str]] = []
+    note = None
     queue, seen = [head], set()
     while queue:
         sha = queue.pop(0)

@@ -109,10 +109,10 @@ def select(changes: list[Change], refused: list[Refusal], paths: Sequence[str]) 
 def build_inputs(code: Path) -> str | None:
     """The digest that decides whether the gateway image is rebuilt (the
     same one the image builder labels images with); None without one."""
-    from cftui.runtime import images
+    from cftui.runtime.images.gateway import gateway_source_hash
 
     try:
-        return images.gateway_source_hash(code)
+        return gateway_source_hash(code)
     except CftuiError:
         return None
 

@@ -16,9 +16,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from cftui.audit.traffic.totals import Totals
-from cftui.cli.fleet_cmds import format_uptime
 from cftui.fleet import BotConfig
-from cftui.humanize import human_count
+from cftui.humanize import format_uptime, human_count
 from cftui.runtime.base import SERVICES, BotStatus
 from cftui.tui.formatting import state_look
 

@@ -8,8 +8,7 @@ from rich.table import Table
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from cftui.cli.fleet_cmds import format_uptime
-from cftui.humanize import human_count
+from cftui.humanize import format_uptime, human_count
 from cftui.runtime.base import SERVICES
 from cftui.tui.formatting import agent_text, state_look
 

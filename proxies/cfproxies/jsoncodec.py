@@ -13,7 +13,7 @@ from cfproxies.jsonl import encode_line
 try:
     import orjson
 except ImportError:  # pragma: no cover - the llm extra installs it
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # the stdlib json path below
 
 
 def loads(raw: bytes) -> Any:

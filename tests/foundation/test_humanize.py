@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui.humanize import human_bytes, human_count
+from cftui.humanize import format_uptime, human_bytes, human_count
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,3 +46,11 @@ def test_no_face_keeps_a_formatter_of_its_own() -> None:
                     elt.value for elt in node.elts if isinstance(elt, ast.Constant)
                 }:
                     raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno}: a unit list")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (0, "0s"), (59.9, "59s"), (187, "3m07s"), (7260, "2h01m"), (187200, "2d04h")],
+)
+def test_an_uptime_is_its_two_largest_units(seconds: float | None, shown: str) -> None:
+    assert format_uptime(seconds) == shown

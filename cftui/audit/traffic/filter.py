@@ -133,7 +133,7 @@ class TrafficFilter:
         general way (`header_value`, or a full parse when a field is not
         plain or comes after a body)."""
         provider = self.provider
-        pkeys = ()
+        pkeys: tuple[bytes, ...] = ()
         if provider is not None:
             value = json.dumps(provider, ensure_ascii=False).encode()
             pkeys = (b'"provider":' + value, b'"provider": ' + value)
@@ -266,7 +266,7 @@ def _finder(needle: bytes) -> Callable[[bytes, int], int]:
     return find
 
 
-def _regex_finder(pattern: re.Pattern[bytes]) -> Callable[[bytes, int], int]:
+def _regex_finder(pattern: re.Pattern[bytes] | regex.Pattern[bytes]) -> Callable[[bytes, int], int]:
     def find(hay: bytes, start: int) -> int:
         m = pattern.search(hay, start)
         return m.start() if m else -1

@@ -456,7 +456,7 @@ class TrafficLog:
             start = self.span(first - 1)[1] + 1 if first else 0  # type: ignore[index]
         merged = scan_ranges(self.path, flt, ino, start, end, report, cancelled)
         changed = merged is None or merged[2] != end_line - first
-        if changed or result.generation != self.generation or cancelled():
+        if merged is None or changed or result.generation != self.generation or cancelled():
             result.cancelled = True  # asked to, or the file changed under the scan
             return result
         lines, totals, _count, later = merged

@@ -22,7 +22,7 @@ from cftui.audit.traffic.totals import Totals, chunk_totals, lines_totals
 RANGE = 32 << 20  # a worker's task: ~30 ms, so a new filter cancels the old one quickly
 PARALLEL_MIN = 16 << 20  # smaller files are filtered here: a worker's start costs more
 
-Progress = Callable[[float], None]
+Progress = Callable[[float], object]  # what it returns is ignored
 Cancelled = Callable[[], bool]
 
 

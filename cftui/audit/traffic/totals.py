@@ -138,8 +138,8 @@ def chunk_totals(chunk: bytes, totals: Totals) -> tuple[int, tuple[list[bytes], 
         and _NOT_A_RECORD.search(chunk, 0, len(chunk) - 1) is None
     ):
         tin = _TOKENS_IN_ANY.findall(chunk)
-        tout = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else ()
-        status = _STATUS_ANY.findall(chunk) if len(tout) == n else ()
+        tout: list[bytes] = _TOKENS_OUT_ANY.findall(chunk) if len(tin) == n else []
+        status: list[bytes] = _STATUS_ANY.findall(chunk) if len(tout) == n else []
         if len(status) == n:
             found = halves(chunk) if b"0" in status else None
             starts = len(found[0]) if found else 0

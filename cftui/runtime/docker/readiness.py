@@ -46,7 +46,7 @@ class StackReadiness(DockerEngine):
         if service == "front":
             return "127.0.0.1", bot.gateway_port
         nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        net = nets.get(int_network(bot.name)) or next(iter(nets.values()), {})
+        net: dict[str, Any] = nets.get(int_network(bot.name)) or next(iter(nets.values()), {})
         port = {"gateway": GATEWAY_PORT, "llm-proxy": LLM_PROXY_PORT, "egress": EGRESS_PORT}
         return net.get("IPAddress") or "", port[service]
 

@@ -126,7 +126,8 @@ def _walk(dir_fd: int, rel: str, ignore: PatternMatcher | None, depth: int = 0) 
         if name in EXCLUDED_NAMES or name.endswith((".pyc", ".pyo")):
             continue
         path = f"{rel}/{name}" if rel else name
-        ignored = ignore is not None and ignore.matches(path)
+        # The stub asks for a PathLike; the SDK normalises any path string.
+        ignored = ignore is not None and ignore.matches(path)  # type: ignore[arg-type]
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:

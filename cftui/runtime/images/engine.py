@@ -130,8 +130,8 @@ def docker_build(
         for chunk in stream:
             if "error" in chunk:
                 error = one_line(str(chunk["error"]))
-                where = f" (after: {last})" if last and last not in error else ""
-                raise RuntimeOperationError(f"building {tag} failed: {error}{where}")
+                after = f" (after: {last})" if last and last not in error else ""
+                raise RuntimeOperationError(f"building {tag} failed: {error}{after}")
             text = chunk.get("stream")
             if text:
                 for line in text.splitlines():

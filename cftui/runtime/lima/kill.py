@@ -52,7 +52,8 @@ def parse_kill(out: str, names: list[str], reports: dict[str, KillReport], part:
     """Fill the reports from the kill scripts' output; for the second part,
     how many gateways of the VM still run."""
     active = _ACTIVE
-    section, states = "", {"@was": [], "@now": [], "@rest": []}
+    section = ""
+    states: dict[str, list[str]] = {"@was": [], "@now": [], "@rest": []}
     running = None
     for line in out.splitlines():
         line = line.strip()

@@ -55,7 +55,7 @@ async def anthropic_messages(request: web.Request, body: Any, entry: dict) -> we
         return await json_reply(request, knobs, 200, payload, headers)
 
     async def events() -> AsyncIterator[bytes]:
-        start = {
+        start: dict[str, Any] = {
             "id": msg_id,
             "type": "message",
             "role": "assistant",

@@ -58,7 +58,7 @@ async def relay(
     keys = call.state.keys
     # Keys are looked for in what the gateway reads: a compressed body is
     # decoded for it (and one the proxy cannot decode is not relayed).
-    decoding = keys.active and bool(encoding) and encoding.strip().lower() != "identity"
+    decoding = keys.active and bool(encoding) and (encoding or "").strip().lower() != "identity"
     if decoding and decoder_for(encoding) is None:
         call.fail(502, "upstream_encoding", f"upstream answered in {encoding!r}, never offered")
         return await send_whole(

@@ -91,6 +91,14 @@ class Reassembly:
         self.malformed = 0  # payloads of an unexpected shape, skipped
         self.truncated = False
 
+    def event(self, name: str | None, data: Any) -> None:
+        """One SSE event (its name and parsed data): each dialect's reader."""
+        raise NotImplementedError
+
+    def body(self, data: Any) -> None:
+        """A whole JSON response that is not a stream: each dialect's reader."""
+        raise NotImplementedError
+
     def add_text(self, piece: str, into: list[str] | None = None) -> None:
         if not piece or not isinstance(piece, str):
             return

@@ -235,6 +235,8 @@ class _Connection(asyncio.Protocol):
         if self.complete or self.error is not None:
             return
         timeout = self.pool.read_timeout
+        if not timeout:  # no read timeout: no timer was set
+            return
         now = self.loop.time()
         if self.paused:  # the proxy stopped reading, not the upstream stopping sending
             self.last_read = now
