@@ -281,7 +281,7 @@ def _expand(word: str, env: dict[str, str]) -> tuple[str, bool]:
         name = m[1] or m[4]
         op, alt = m[2], m[3] or ""
         value = env.get(name)
-        is_set = bool(value) if op.startswith(":") else value is not None
+        is_set = bool(value) if op and op.startswith(":") else value is not None
         if op in ("-", ":-"):
             return value if is_set and value is not None else alt
         if op in ("+", ":+"):
