@@ -53,3 +53,7 @@ class CaptureError(CftuiError):
 
 class ConfigError(CftuiError):
     """The gateway configuration is invalid or cannot be changed."""
+
+
+class DiskError(CftuiError):
+    """A bot's disk image could not be made, mounted, grown or released."""

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from cftui import locks
+from cftui import botdisk, locks
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -22,10 +22,14 @@ from cftui.runtime.base import BotStatus, Progress, no_progress
 
 async def start(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
+    """Bring the bot up; returns notes for the operator (its disk's)."""
     async with locks.operation(home, bot.name, "start"):
-        await runtimes.get(bot.runtime).up(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.up(bot, progress)
     record_event(home, "start", bot.name)
+    return notes
 
 
 async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
@@ -35,18 +39,24 @@ async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
 
 async def restart(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
     async with locks.operation(home, bot.name, "restart"):
-        await runtimes.get(bot.runtime).restart(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.restart(bot, progress)
     record_event(home, "restart", bot.name)
+    return notes
 
 
 async def rebuild(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
     async with locks.operation(home, bot.name, "rebuild"):
-        await runtimes.get(bot.runtime).rebuild(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.rebuild(bot, progress)
     record_event(home, "rebuild", bot.name)
+    return notes
 
 
 async def fleet_status(
@@ -72,7 +82,19 @@ async def fleet_status(
             err = str(exc)
             return {b.name: BotStatus(b.name, kind, error=err) for b in group}, err
 
-    results = await asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items()))
+    host_tree: dict[str, bool] = {}
+    for bot in bots:
+        try:
+            host_tree[bot.name] = runtimes.get(bot.runtime).gateway_writes_host_tree
+        except CftuiError:
+            host_tree[bot.name] = False
+
+    def disks() -> dict[str, botdisk.DiskStatus | None]:
+        return {b.name: botdisk.status(home, b, host_tree[b.name]) for b in bots}
+
+    results, disk = await asyncio.gather(
+        asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items())), asyncio.to_thread(disks)
+    )
     statuses: dict[str, BotStatus] = {}
     errors: list[str] = []
     for found, err in results:
@@ -83,5 +105,5 @@ async def fleet_status(
     ordered = {}
     for bot in bots:
         st = statuses.get(bot.name) or BotStatus(bot.name, bot.runtime)
-        ordered[bot.name] = replace(st, locked=bot.name in locked)
+        ordered[bot.name] = replace(st, locked=bot.name in locked, disk=disk[bot.name])
     return ordered, errors

@@ -81,6 +81,7 @@ def _status_json(bot: BotConfig, st: BotStatus) -> dict:
         "locked": st.locked,
         "uptime_s": st.uptime_seconds(),
         "error": st.error,
+        "disk": st.disk.to_json() if st.disk else None,
         "services": {
             name: {
                 "state": s.state,
@@ -139,6 +140,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"uptime {format_uptime(st.uptime_seconds())}{lock}"
             )
         )
+        if st.disk is not None:
+            print(inert(f"  disk  {st.disk.line()}"))
         if st.error:
             continue
         rows = [("  SERVICE", "STATE", "HEALTH", "UPTIME", "IMAGE")]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cftui.botdisk import DiskStatus
     from cftui.fleet import BotConfig, FleetHome
 
 SERVICES = ("front", "gateway", "llm-proxy", "egress")
@@ -74,6 +75,7 @@ class BotStatus:
     services: dict[str, ServiceStatus] = field(default_factory=dict)
     locked: bool = False
     error: str | None = None
+    disk: DiskStatus | None = None  # filled by lifecycle.fleet_status (botdisk)
 
     @property
     def state(self) -> str:
@@ -174,6 +176,9 @@ class Runtime(ABC):
     """A place where bots' stacks run."""
 
     name: str = "abstract"
+    # Whether the gateway writes the bot's tree on this host (bind mounts):
+    # such a tree is held on a disk image of fixed size (cftui.botdisk).
+    gateway_writes_host_tree: bool = False
 
     def __init__(self, home: FleetHome) -> None:
         self.home = home

@@ -88,6 +88,7 @@ class DockerRuntime(Runtime):
     """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
 
     name = "docker"
+    gateway_writes_host_tree = True  # code/ and state/ are bind mounts
 
     def __init__(self, home: FleetHome, client: Any = None) -> None:
         super().__init__(home)

@@ -89,8 +89,9 @@ class OverviewTab(VerticalScroll):
                 f"{totals.calls} calls · {human_count(totals.tokens)} tokens" if totals else "-",
             ),
             ("Locked", "YES: kill switch engaged" if self.bot in app.locked else "no"),
-            ("Code", str(app.home.code_dir(self.bot))),
-            ("State", str(app.home.state_dir(self.bot))),
+            ("Disk", status.disk.line() if status and status.disk else "-"),
+            ("Code", str(app.home.code_dir(self.bot, mount=False))),
+            ("State", str(app.home.state_dir(self.bot, mount=False))),
         ]
         for key, value in rows:
             info.add_row(key, agent_text(value))
