@@ -123,7 +123,14 @@ def destroy_world(world: World) -> None:
         finally:
             await rt.aclose()
 
-    asyncio.run(remove_all())
+    from cftui import botdisk
+
+    try:
+        asyncio.run(remove_all())
+    finally:
+        for name in world.bots:  # a bot started by lifecycle has its tree on an image
+            with contextlib.suppress(Exception):
+                botdisk.delete(world.home, name)
     for c in world.client.containers.list(all=True, filters={"label": TEST_LABEL}):
         if c.labels.get(TEST_LABEL) == world.suffix:
             c.remove(force=True)
