@@ -341,6 +341,12 @@ class FleetHome:
                 raise UsageError(f"bot {config.name!r} already exists in {self.fleet_toml}")
             doc["bots"][config.name] = config.to_toml()
 
+    def remove_bot(self, name: str) -> None:
+        """Drop a bot's table from fleet.toml, keeping the rest as written."""
+        self.bot(name)
+        with self.editing() as doc:
+            del doc["bots"][name]
+
     def update_bot(self, name: str, **changes: Any) -> BotConfig:
         """Change top-level keys of a bot's table, keeping the rest as written."""
         self.bot(name)

@@ -9,8 +9,10 @@ turns into a per-bot error instead of failing the whole fleet view.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from cftui import botdisk, locks
 from cftui.audit.events import record_event
@@ -57,6 +59,23 @@ async def rebuild(
         await runtime.rebuild(bot, progress)
     record_event(home, "rebuild", bot.name)
     return notes
+
+
+async def delete(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> list[Path]:
+    """Remove a bot for good: what its runtime made, its disk (unmounted, the
+    loop device released), its tree and its fleet.toml entry. Its secrets,
+    snapshots and audit stay, so that its history and snapshots can still be
+    read; returns those paths. A failure leaves the fleet.toml entry, so that
+    the delete can be run again."""
+    await runtimes.get(bot.runtime).remove(bot)
+    await asyncio.to_thread(botdisk.delete, home, bot.name)
+    tree = home.bot_repo(bot.name)
+    if tree.exists():
+        await asyncio.to_thread(shutil.rmtree, tree)  # fd-based: follows no link out
+    home.remove_bot(bot.name)
+    record_event(home, "delete", bot.name)
+    kept = (home.secrets_dir(bot.name), home.snapshots_dir(bot.name), home.audit_dir(bot.name))
+    return [p for p in kept if p.exists()]
 
 
 async def fleet_status(

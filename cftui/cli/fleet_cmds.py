@@ -7,6 +7,7 @@ import asyncio
 
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.errors import UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome
 from cftui.inert import inert
 from cftui.lifecycle import fleet_status
@@ -21,6 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bot")
     p.add_argument("--runtime", choices=RUNTIMES, default="docker")
     p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
+
+    p = add_command(
+        sub,
+        "delete",
+        "remove a bot: its stack, disk, code/ and state/ (snapshots stay)",
+        cmd_delete,
+    )
+    p.add_argument("bot")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
     p.add_argument("--json", action="store_true")
@@ -40,6 +50,31 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  snapshot recipient: {result.recipient}")
     print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
     print(f"  start it with: cftui start {bot.name}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from cftui.lifecycle import delete
+
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
+    if not args.yes:
+        raise UsageError(
+            f"delete removes {bot.name}'s stack, code/ and state/ for good "
+            "(its snapshots, secrets and audit stay): add --yes"
+        )
+
+    async def go() -> list:
+        runtimes = Runtimes(home)
+        try:
+            return await delete(home, bot, runtimes)
+        finally:
+            await runtimes.aclose()
+
+    kept = asyncio.run(go())
+    print(f"deleted {bot.name}")
+    for path in kept:
+        print(f"  kept {path}")
     return 0
 
 

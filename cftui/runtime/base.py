@@ -252,6 +252,13 @@ class Runtime(ABC):
         where the host reads a copy (Lima pulls one first)."""
         yield
 
+    async def remove(self, bot: BotConfig) -> None:
+        """Remove everything the runtime made for the bot (`cftui delete`);
+        files in the fleet home are not touched."""
+        from cftui.errors import RuntimeOperationError
+
+        raise RuntimeOperationError(f"{bot.name}: the {self.name} runtime cannot delete a bot yet")
+
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""
 

@@ -798,8 +798,8 @@ class DockerRuntime(Runtime):
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
-        """Remove the bot's containers, networks and volumes (tests, demo reset).
-        Files in the fleet home are not touched."""
+        """Remove the bot's containers, networks and volumes (`cftui delete`,
+        tests). Files in the fleet home are not touched."""
         await self._run(self._remove, bot.name)
 
     def _remove(self, bot: str) -> None:

@@ -384,3 +384,23 @@ async def _stop(home: FleetHome, bot: BotConfig) -> None:
         await lifecycle.stop(home, bot, runtimes)
     finally:
         await runtimes.aclose()
+
+
+@pytest.mark.docker
+def test_quota_cftui_delete_removes_the_stack_and_releases_the_disk(fleet: Fleet, cli):
+    home, bot, client = fleet.world.home, fleet.other, fleet.world.client
+    image, tree = home.disk_image(bot.name), home.bot_repo(bot.name, mount=False)
+    assert len(loops_of(image)) == 1
+    refused = cli("--home", str(home.root), "delete", bot.name)
+    assert refused.code == 2 and "--yes" in refused.err and refused.err.count("\n") == 1
+    assert loopdisk.is_mounted(image, tree)  # nothing happened without --yes
+    result = cli("--home", str(home.root), "delete", bot.name, "--yes")
+    assert result.code == 0, result.err
+    assert f"kept {home.snapshots_dir(bot.name)}" in result.out
+    assert (
+        client.containers.list(all=True, filters={"label": f"io.clawfactory.bot={bot.name}"}) == []
+    )
+    wait_for(lambda: loops_of(image) == [], 30, "the loop device to be released")
+    assert not image.exists() and not os.path.lexists(tree)
+    assert bot.name not in home.bots() and home.secrets_dir(bot.name).is_dir()
+    assert [e["action"] for e in read_events(home, bot.name)][-1] == "delete"
