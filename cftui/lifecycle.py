@@ -69,7 +69,7 @@ async def delete(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> list[Pa
     the delete can be run again."""
     await runtimes.get(bot.runtime).remove(bot)
     await asyncio.to_thread(botdisk.delete, home, bot.name)
-    tree = home.bot_repo(bot.name)
+    tree = home.bot_repo(bot.name, mount=False)  # plain, or gone with its image
     if tree.exists():
         await asyncio.to_thread(shutil.rmtree, tree)  # fd-based: follows no link out
     home.remove_bot(bot.name)
