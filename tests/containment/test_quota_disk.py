@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from runtime_docker.helpers import World, wait_for
 
-from cftui import botdisk, lifecycle, loopdisk
+from cftui import botdisk, killswitch, lifecycle, loopdisk
 from cftui.audit.events import read_events
 from cftui.botinit import init_bot
 from cftui.errors import DiskError
@@ -229,7 +229,11 @@ def test_quota_after_a_reboot_nothing_reads_the_empty_directory_under_the_image(
         result = cli("--home", str(host.home.root), "snapshot", "create", "qbot", "x")
     assert result.code == 1 and result.err.count("\n") == 1 and "not mounted" in result.err
     assert list(host.home.snapshots_dir("qbot").iterdir()) == []
-    # As root, the first reader mounts it: the snapshot holds the real state.
+    # As root, the first reader mounts it: the gateway's config, a snapshot.
+    result = cli("--home", str(host.home.root), "config", "qbot")
+    assert result.code == 0 and '"agents"' in result.out, result.err
+    assert loopdisk.state_of(host.image, host.tree) == "mounted"
+    loopdisk.release(host.image, host.tree)
     result = cli("--home", str(host.home.root), "snapshot", "create", "qbot", "after-reboot")
     assert result.code == 0, result.err
     assert loopdisk.state_of(host.image, host.tree) == "mounted"
@@ -357,11 +361,14 @@ def test_quota_a_gateway_filling_its_disk_gets_enospc_and_nothing_else_fills(fle
 
 @pytest.mark.docker
 def test_quota_after_a_reboot_docker_cannot_start_the_gateway_on_the_empty_directory(
-    fleet: Fleet,
+    fleet: Fleet, cli
 ):
     home, bot, client = fleet.world.home, fleet.full, fleet.world.client
     image, tree = home.disk_image(bot.name), home.bot_repo(bot.name, mount=False)
-    asyncio.run(_stop(home, bot))
+    killed = cli("--home", str(home.root), "kill", bot.name)
+    assert killed.code == 0, killed.err
+    assert loopdisk.is_mounted(image, tree)  # the kill unmounts nothing: it stays instant
+    assert killswitch.unlock(home, [bot.name]) == [bot.name]
     loopdisk.release(image, tree)  # what a host reboot leaves
     # The kernel detaches it once the stopped gateway's namespace is gone.
     wait_for(lambda: loops_of(image) == [], 30, "the loop device to be detached")
@@ -376,14 +383,6 @@ def test_quota_after_a_reboot_docker_cannot_start_the_gateway_on_the_empty_direc
     code, out = fleet.sh(bot, "cat /state/kept.txt")
     assert code == 0 and out == "written before the move\n"
     assert len(loops_of(image)) == 1
-
-
-async def _stop(home: FleetHome, bot: BotConfig) -> None:
-    runtimes = Runtimes(home)
-    try:
-        await lifecycle.stop(home, bot, runtimes)
-    finally:
-        await runtimes.aclose()
 
 
 @pytest.mark.docker
