@@ -16,7 +16,7 @@ test: venv host-deps
 	$(BIN)/ruff format --check .
 	@# Build (or find cached) the images first, with progress, so no test
 	@# waits minutes inside a fixture; a failure here shows again in the tests.
-	-$(BIN)/python -m cftui.runtime.build_images --quiet
+	-$(BIN)/python -m cftui.cli.build_images --quiet
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -47,7 +47,7 @@ host-deps:
 	@bash scripts/host-deps.sh
 
 images: venv
-	$(BIN)/python -m cftui.runtime.build_images
+	$(BIN)/python -m cftui.cli.build_images
 
 # Coverage-guided fuzzing (atheris) of the parsers that read agent or upstream
 # bytes, FUZZ_SECONDS per target; corpus and crashes under /tmp/cftui-fuzz.

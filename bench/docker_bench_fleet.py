@@ -16,7 +16,7 @@ from pathlib import Path
 from cftui import demo
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 
 def free_port() -> int:
@@ -68,10 +68,10 @@ async def start_all(home: FleetHome, bots: list[BotConfig], runtimes: Runtimes) 
 
 def warm_images(home: FleetHome, bot: BotConfig) -> None:
     """Build (once) every image a stack needs, outside any timing."""
-    from cftui.runtime import images
+    from cftui.runtime.images import gateway, services
 
     rt = DockerRuntime(home)
     client = rt.client()
     for service in ("front", "llm-proxy", "egress", "fake-llm"):
-        images.ensure_image(client, service)
-    images.build_gateway_image(client, bot.name, home.code_dir(bot.name))
+        services.ensure_image(client, service)
+    gateway.build_gateway_image(client, bot.name, home.code_dir(bot.name))

@@ -17,7 +17,7 @@ from docker_bench_fleet import bench_fleet, start_all, warm_images
 
 from cftui import lifecycle
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 
 async def _stop_all(home, bots, *, remove: bool) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import docker
 
-from cftui.runtime import images
+from cftui.runtime.images import base_image, catalog, gateway, services
 
 FLEET_START_BUDGET_S = 30.0
 
@@ -38,25 +38,25 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true", help="also time code-change rebuilds")
     args = parser.parse_args()
     client = docker.from_env(timeout=300)
-    for service in images.SERVICE_IMAGES:
-        images.ensure_image(client, service)
-    base = images.ensure_base_image(client)
+    for service in catalog.SERVICE_IMAGES:
+        services.ensure_image(client, service)
+    base = base_image.ensure_base_image(client)
 
     check_services = timed(
-        lambda: [images.ensure_image(client, s) for s in ("front", "llm-proxy", "egress")]
+        lambda: [services.ensure_image(client, s) for s in ("front", "llm-proxy", "egress")]
     )
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-images-"))
     bots = [f"benchimg{i}" for i in range(args.bots)]
     try:
         for bot in bots:
             code = tmp / bot
-            shutil.copytree(images.REPO_ROOT / "cftui" / "templates" / "demo-agent", code)
+            shutil.copytree(catalog.REPO_ROOT / "cftui" / "templates" / "demo-agent", code)
         started = time.perf_counter()
         for bot in bots:
-            images.build_gateway_image(client, bot, tmp / bot)
+            gateway.build_gateway_image(client, bot, tmp / bot)
         first_builds = time.perf_counter() - started
         check_gateways = timed(
-            lambda: [images.build_gateway_image(client, b, tmp / b) for b in bots]
+            lambda: [gateway.build_gateway_image(client, b, tmp / b) for b in bots]
         )
         per_fleet = check_services * args.bots + check_gateways
         print(f"base image: {base}")
@@ -71,18 +71,18 @@ def main() -> int:
         )
         if args.rebuild:
             started = time.perf_counter()
-            images.ensure_image(client, "llm-proxy", rebuild=True)
+            services.ensure_image(client, "llm-proxy", rebuild=True)
             print(f"llm-proxy rebuild after a code change: {time.perf_counter() - started:.1f} s")
             (tmp / bots[0] / "agent.py").write_text(
                 (tmp / bots[0] / "agent.py").read_text() + "\n# changed\n"
             )
             started = time.perf_counter()
-            images.build_gateway_image(client, bots[0], tmp / bots[0])
+            gateway.build_gateway_image(client, bots[0], tmp / bots[0])
             print(f"gateway rebuild after a code change: {time.perf_counter() - started:.1f} s")
     finally:
         for bot in bots:
             with contextlib.suppress(docker.errors.DockerException):
-                client.images.remove(images.gateway_image_name(bot), force=True)
+                client.images.remove(catalog.gateway_image_name(bot), force=True)
         shutil.rmtree(tmp, ignore_errors=True)
         client.close()
     return 0

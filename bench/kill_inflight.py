@@ -32,7 +32,7 @@ from cftui import killswitch, lifecycle
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 
 def _slow(home: FleetHome, bot: BotConfig) -> str:

@@ -22,7 +22,7 @@ from docker_bench_fleet import bench_fleet, start_all, warm_images
 
 from cftui import killswitch
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 
 async def _kill_round(home, bots) -> tuple[float, float]:

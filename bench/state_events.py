@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from docker_bench_fleet import bench_fleet, start_all, warm_images
 
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 
 async def _measure(home, bot, rounds: int) -> list[float]:

@@ -270,7 +270,8 @@ async def wait_for(pilot, predicate, timeout: float = 30.0, step: float = 0.002)
 def bench_reader(path: Path, results: dict) -> None:
     """The reader alone (no Textual): newest 100 records parsed, full index,
     today's totals for the fleet screen."""
-    from cftui.audit.traffic import DailyCounter, TrafficLog
+    from cftui.audit.traffic.daily import DailyCounter
+    from cftui.audit.traffic.log import TrafficLog
 
     log = TrafficLog(path)
     started = time.perf_counter()
@@ -305,7 +306,8 @@ def bench_reader(path: Path, results: dict) -> None:
 def bench_reader_filters(path: Path, results: dict) -> None:
     """Each filter through the reader alone (no Textual, one thread): what
     the TUI's worker costs, without the event loop competing for the GIL."""
-    from cftui.audit.traffic import TrafficFilter, TrafficLog
+    from cftui.audit.traffic.filter import TrafficFilter
+    from cftui.audit.traffic.log import TrafficLog
 
     with TrafficLog(path) as log:
         log.scan()

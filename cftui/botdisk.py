@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from cftui import loopdisk
 from cftui.audit.events import record_event
 from cftui.fleet import BotConfig, FleetHome
+from cftui.humanize import human_bytes
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
-from cftui.sizes import format_size, human_size
+from cftui.sizes import format_size
 
 if TYPE_CHECKING:
     from cftui.runtime.base import Runtime
@@ -43,7 +44,7 @@ class DiskStatus:
     def line(self) -> str:
         """One line, such as "1.2 GiB of 4.0 GiB used" or "FULL: ..."."""
         if self.size is not None and self.used is not None:
-            text = f"{human_size(self.used)} of {human_size(self.size)} used"
+            text = f"{human_bytes(self.used)} of {human_bytes(self.size)} used"
             if self.full:
                 return f"FULL: {text} (the gateway's writes fail with ENOSPC)"
             return text
@@ -108,7 +109,7 @@ async def prepare_for_start(
     if state == "plain":
         progress(
             ProgressEvent(
-                f"start {bot.name}", message=f"moving its tree onto a {human_size(size)} disk"
+                f"start {bot.name}", message=f"moving its tree onto a {human_bytes(size)} disk"
             )
         )
         if await asyncio.to_thread(loopdisk.bind, image, tree, size):
@@ -121,7 +122,7 @@ async def prepare_for_start(
     current = image.stat().st_size
     if current > size:
         notes.append(
-            f"{bot.name}: its disk stays {human_size(current)}: fleet.toml asks "
+            f"{bot.name}: its disk stays {human_bytes(current)}: fleet.toml asks "
             f"{format_size(size)}, and a disk is never shrunk"
         )
     disk = status(home, bot)

@@ -60,10 +60,10 @@ def ensure_fake_llm(client: Any, progress: Progress = no_progress) -> str:
     Blocking (docker SDK): call it in a thread."""
     import docker.errors
 
-    from cftui.runtime import images
-    from cftui.runtime.docker_health import http_status
+    from cftui.runtime.docker.health import http_status
+    from cftui.runtime.images import services
 
-    image = images.ensure_image(client, "fake-llm", progress)
+    image = services.ensure_image(client, "fake-llm", progress)
     labels = {DEMO_LABEL: "1"}
     try:
         client.networks.get(DEMO_NETWORK)

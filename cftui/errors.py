@@ -55,5 +55,9 @@ class ConfigError(CftuiError):
     """The gateway configuration is invalid or cannot be changed."""
 
 
+class ProposalError(CftuiError):
+    """A proposal of the gateway could not be read, promoted or rejected."""
+
+
 class DiskError(CftuiError):
     """A bot's disk image could not be made, mounted, grown or released."""

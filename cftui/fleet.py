@@ -242,6 +242,21 @@ class FleetHome:
         directory."""
         return self.root / "disks" / f"{validate_bot_name(bot)}.ext4"
 
+    def proposals_dir(self, bot: str) -> Path:
+        """The gateway's proposals work tree (CONTRACTS §9): a copy of the
+        approved `code/` it may write, with its own git; untrusted input."""
+        return self.bot_repo(bot) / "proposals"
+
+    def proposals_index(self, bot: str) -> Path:
+        """cftui's stat cache of the proposals tree: beside it, never in it
+        (nothing the gateway can write may vouch for a file's content)."""
+        return self.bot_repo(bot) / ".proposals-index"
+
+    def approved_config(self, bot: str) -> Path:
+        """The openclaw.json the operator last approved: out of `state/`, so
+        the gateway cannot rewrite it; holds the proxy token, so 0600."""
+        return self.secrets_dir(bot) / "openclaw.approved.json"
+
     def secrets_dir(self, bot: str) -> Path:
         return self.root / "secrets" / validate_bot_name(bot)
 

@@ -30,6 +30,7 @@ import json5
 from cftui.audit.events import record_event
 from cftui.errors import ConfigError, UsageError
 from cftui.fleet import FleetHome
+from cftui.proposals import config_drift
 from cftui.securefs import make_private_dirs, read_agent_file, write_agent_file
 
 CONFIG_NAME = "openclaw.json"
@@ -168,6 +169,8 @@ def write_config(
     if raw is not None and current is not None:
         write_state_file(home, bot, KNOWN_GOOD_NAME, raw)
     write_state_file(home, bot, CONFIG_NAME, dumps(data))
+    # cftui's writes are the operator's: the approved version moves with them.
+    config_drift.record_write(home, bot, current or {}, data)
     record_event(
         home,
         "config",

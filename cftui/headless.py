@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from cftui import killswitch, lifecycle, locks
-from cftui.audit.traffic import Change, TrafficLog, format_call
+from cftui.audit.traffic.display import format_call
+from cftui.audit.traffic.log import Change, TrafficLog
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert

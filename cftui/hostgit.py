@@ -101,6 +101,23 @@ def git(repo: Path | None, *args: str, cwd: Path | None = None, timeout: float =
     """Run git on `repo` (checked by `verify_gitdir`), or outside any
     repository when `repo` is None (`clone`, `init`); its stdout. GitError
     with git's last line on failure."""
+    return _run(repo, args, cwd=cwd, timeout=timeout).decode("utf-8", "replace").rstrip()
+
+
+def git_bytes(repo: Path, *args: str, input: bytes | None = None, timeout: float = 300) -> bytes:
+    """`git` for a command that reads stdin or writes bytes (`cat-file
+    --batch`): the same safeguards, its raw stdout."""
+    return _run(repo, args, cwd=None, timeout=timeout, input=input)
+
+
+def _run(
+    repo: Path | None,
+    args: tuple[str, ...],
+    *,
+    cwd: Path | None,
+    timeout: float,
+    input: bytes | None = None,
+) -> bytes:
     argv = ["git"]
     if repo is not None:
         gitdir = verify_gitdir(repo)
@@ -112,18 +129,17 @@ def git(repo: Path | None, *args: str, cwd: Path | None = None, timeout: float =
             argv,
             cwd=cwd,
             capture_output=True,
-            text=True,
             env=git_env(),
             timeout=timeout,
             check=False,
-            stdin=subprocess.DEVNULL,
+            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
         )
     except FileNotFoundError:
         raise GitError("git is not installed: install it (apt-get install git)") from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(f"git {args[0]} failed: {exc}") from None
     if proc.returncode != 0:
-        text = (proc.stderr or proc.stdout).strip()
+        text = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
         if "safe.directory" in text or "dubious ownership" in text:
             where = repo or cwd
             raise GitError(
@@ -132,4 +148,4 @@ def git(repo: Path | None, *args: str, cwd: Path | None = None, timeout: float =
             )
         lines = text.splitlines()
         raise GitError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
-    return proc.stdout.rstrip()
+    return proc.stdout

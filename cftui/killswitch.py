@@ -82,9 +82,15 @@ class _InFlight:
         ]
 
 
-async def _in_flight(home: FleetHome, names: Sequence[str]) -> _InFlight:
+async def _in_flight(
+    home: FleetHome, names: Sequence[str], before: Sequence[locks.OtherOperation]
+) -> _InFlight:
     """Looked at right after the lock is written, before any runtime call:
-    this process's operations are cancelled on the spot."""
+    this process's operations are cancelled on the spot.
+
+    `before` is what other processes had under way just before the lock: one
+    that sees the lock and ends before this second look (its watcher polls
+    every 50 ms) was still cancelled by this kill, and is reported so."""
     mine = locks.cancel_operations(names)
 
     def elsewhere() -> tuple[list[locks.OtherOperation], set[str]]:
@@ -92,6 +98,8 @@ async def _in_flight(home: FleetHome, names: Sequence[str]) -> _InFlight:
         return locks.other_operations(home, names), busy
 
     others, busy = await asyncio.to_thread(elsewhere)
+    seen = {op.path for op in others}
+    others += [op for op in before if op.path not in seen]
     return _InFlight(busy, mine, others)
 
 
@@ -137,8 +145,9 @@ async def kill(
     names = [b.name for b in bots]
     flight = _InFlight(set(), [], [])
     if lock:
+        before = locks.other_operations(home, names)  # one small directory read
         locks.lock_bots(home, names)
-        flight = await _in_flight(home, names)
+        flight = await _in_flight(home, names, before)
     own = runtimes is None
     runtimes = runtimes or Runtimes(home)
     try:

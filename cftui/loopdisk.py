@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cftui.errors import DiskError
-from cftui.sizes import human_size
+from cftui.humanize import human_bytes
 
 MARKER = ".cf-disk-not-mounted"
 MOUNT_OPTIONS = "nosuid,nodev,noatime,discard"  # discard: freed blocks go back to the host
@@ -357,13 +357,13 @@ def bind(image: Path, tree: Path, size: int) -> bool:
         need = tree_bytes(tree)
         if need >= size:
             raise DiskError(
-                f"{what}: the tree takes {human_size(need)}, more than its disk "
-                f"({human_size(size)}): raise `disk` in fleet.toml"
+                f"{what}: the tree takes {human_bytes(need)}, more than its disk "
+                f"({human_bytes(size)}): raise `disk` in fleet.toml"
             )
         try:
             _make_image(image, tree, size, what)
         except DiskError as exc:
-            raise DiskError(f"{exc} (the tree takes {human_size(need)})") from None
+            raise DiskError(f"{exc} (the tree takes {human_bytes(need)})") from None
         _write_marker(tree)  # from here the image is the tree
         _mount_locked(image, tree, what)
         return True

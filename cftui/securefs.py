@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -346,3 +347,53 @@ def _own_dir(
             continue
         with contextlib.suppress(FileNotFoundError):
             os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+
+
+def make_agent_dirs(root: Path, reldir: str, mode: int = 0o755) -> None:
+    """Create `root/reldir` and its missing parents, each made relative to
+    its parent's descriptor: a link planted on the way is refused, never
+    followed. When cftui runs as root each new directory goes to the owner
+    of its parent (the gateway's user in a tree handed to it)."""
+    parts = _split(reldir)
+    fd = _open_root(root)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+                made = True
+            except FileExistsError:
+                made = False
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                    raise _refuse(root.joinpath(*parts[: i + 1]), _kind(st)) from None
+                raise
+            if made and os.geteuid() == 0:
+                parent = os.fstat(fd)
+                os.fchown(child, parent.st_uid, parent.st_gid)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+
+
+def remove_agent_entry(root: Path, relpath: str) -> bool:
+    """Remove the name `root/relpath` (a file, a link or any special file,
+    never what a link points at; a directory with all it holds), reaching it
+    without following links; whether there was anything to remove."""
+    parts = _split(relpath)
+    with agent_dir(root, "/".join(parts[:-1])) as dfd:
+        if dfd is None:
+            return False
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            # rmtree with dir_fd walks by descriptor and never follows a link.
+            shutil.rmtree(parts[-1], dir_fd=dfd)
+        else:
+            os.unlink(parts[-1], dir_fd=dfd)
+        return True

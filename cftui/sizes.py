@@ -1,6 +1,7 @@
 """Sizes as the operator writes them in fleet.toml (`disk = "4GiB"`) and as
-they are shown back. Every unit is binary, as Docker reads memory sizes:
-"4G", "4GB" and "4GiB" are all 4 * 2^30 bytes."""
+they are written back there (for people to read: `humanize.human_bytes`).
+Every unit is binary, as Docker reads memory sizes: "4G", "4GB" and "4GiB"
+are all 4 * 2^30 bytes."""
 
 from __future__ import annotations
 
@@ -28,11 +29,3 @@ def format_size(n: int) -> str:
         if n >= factor and n % factor == 0:
             return f"{n // factor}{unit}"
     return f"{n}B"
-
-
-def human_size(n: int) -> str:
-    """A size for a person to read, one decimal ("1.2 GiB")."""
-    for unit, factor in _SHOWN:
-        if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n} B"

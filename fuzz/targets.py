@@ -25,7 +25,9 @@ with atheris.instrument_imports():
     from cfproxies.llm_proxy.streams import READERS, StreamParser
 
     from cftui import agestream
-    from cftui.audit.traffic import TrafficFilter, TrafficLog, format_call
+    from cftui.audit.traffic.display import format_call
+    from cftui.audit.traffic.filter import TrafficFilter
+    from cftui.audit.traffic.log import TrafficLog
     from cftui.inert import inert
     from cftui.tarheader import FastTarInfo
 

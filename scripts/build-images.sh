@@ -11,4 +11,4 @@ py=${PYTHON:-}
 if [ -z "$py" ]; then
     if [ -x "$here/.venv/bin/python" ]; then py="$here/.venv/bin/python"; else py=python3; fi
 fi
-exec "$py" -m cftui.runtime.build_images "$@"
+exec "$py" -m cftui.cli.build_images "$@"

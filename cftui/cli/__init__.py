@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from cfproxies.cli import OneLineParser
 
 from cftui import __version__
-from cftui.cli import audit_cmds, capture_cmds, fleet_cmds, snapshot_cmds, stack_cmds
+from cftui.cli import (
+    audit_cmds,
+    capture_cmds,
+    fleet_cmds,
+    proposal_cmds,
+    snapshot_cmds,
+    stack_cmds,
+)
 from cftui.cli.common import add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import validate_bot_name
@@ -40,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds):
+    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds, proposal_cmds):
         module.register(sub)
     return parser
 

@@ -6,7 +6,8 @@ import argparse
 import sys
 import threading
 
-from cftui.audit.traffic import Change, TrafficLog, format_call
+from cftui.audit.traffic.display import format_call
+from cftui.audit.traffic.log import Change, TrafficLog
 from cftui.cli.common import add_command, resolve_home, warn
 from cftui.errors import UsageError
 from cftui.inert import inert, inert_json

@@ -11,6 +11,7 @@ import orjson
 from cftui.capture import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
 from cftui.cli.common import add_command, print_json, resolve_home, warn
 from cftui.errors import UsageError
+from cftui.humanize import human_bytes
 from cftui.inert import inert, inert_json_text
 
 
@@ -66,14 +67,6 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1024:
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n:.1f}GB"
-
-
 def cmd_decrypt(args: argparse.Namespace) -> int:
     from cftui.audit.capture import CaptureReader
 
@@ -96,7 +89,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         else:
             ts, method, status, url, size, ms = entry.summary()
             dur = f"{ms:.0f}ms" if isinstance(ms, int | float) else "-"
-            line = f"{ts}  {method:<7} {status:>4}  {url}  {_human_bytes(size)}  {dur}"
+            line = f"{ts}  {method:<7} {status:>4}  {url}  {human_bytes(size)}  {dur}"
             out.write(inert(line) + "\n")
         shown += 1
     if reader.skipped.total:

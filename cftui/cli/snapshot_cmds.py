@@ -22,6 +22,7 @@ from cftui.cli.common import (
 )
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.humanize import human_bytes
 from cftui.inert import inert, inert_json_text
 from cftui.runtime import Runtimes
 from cftui.runtime.base import Progress, Runtime
@@ -74,14 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="update despite uncommitted changes")
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"  # pragma: no cover
-
-
 async def _reachable_runtime(home: FleetHome, bot: BotConfig) -> tuple[Runtimes, Runtime | None]:
     """The bot's runtime if it answers; None (said once on stderr) otherwise."""
     runtimes = Runtimes(home)
@@ -126,7 +119,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 home, bot, args.label, runtime=runtime, progress=progress
             ),
         )
-    print(f"{bot.name}: created {info.name} ({_human(info.size)})")
+    print(f"{bot.name}: created {info.name} ({human_bytes(info.size)})")
     return 0
 
 
@@ -156,7 +149,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for s, label in zip(snaps, labels, strict=True):
         when = s.created.strftime("%Y-%m-%d %H:%M:%S UTC")
         mark = "  <- latest" if s.latest else ""
-        print(f"{when}  {_human(s.size):>9}  {label:<{width}}  {inert(s.name)}{mark}")
+        print(f"{when}  {human_bytes(s.size):>10}  {label:<{width}}  {inert(s.name)}{mark}")
     return 0
 
 

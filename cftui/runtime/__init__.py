@@ -19,7 +19,7 @@ def runtime_for(kind: str, home: FleetHome) -> Runtime:
     """The runtime implementation for a bot's `runtime` key."""
     if kind == "docker":
         try:
-            from cftui.runtime.docker import DockerRuntime
+            from cftui.runtime.docker.runtime import DockerRuntime
         except ImportError as exc:  # pragma: no cover - only before the module lands
             raise RuntimeUnavailable(f"docker runtime not yet available ({exc})") from None
         return DockerRuntime(home)

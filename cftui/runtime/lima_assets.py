@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.runtime.images.hashing import tree_hash
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_SH_MARK = "#CF-SYSTEM-SH#"
@@ -39,17 +40,6 @@ def proxies_dir() -> Path:
     if not (path / "pyproject.toml").is_file():
         raise RuntimeUnavailable(f"{path}/pyproject.toml not found: set CFTUI_PROXIES_DIR")
     return path
-
-
-def tree_hash(*roots: Path) -> str:
-    """Content hash of every file under `roots` (names and bytes)."""
-    h = hashlib.sha256()
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
-                h.update(str(path.relative_to(root)).encode() + b"\0")
-                h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def render_template(dest: Path) -> Path:

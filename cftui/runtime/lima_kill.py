@@ -28,10 +28,17 @@ def kill_scripts(names: list[str]) -> tuple[str, str]:
         f"comment '\"cf-killed\"' 2>/dev/null && echo '@cut {n}'; "
         for n in names
     )
+    # Every process of a gateway's user, in its unit or not: one the agent
+    # forked from a process cftui runs as that user (rsync, runuser) lives
+    # outside the unit's cgroup. kill(-1) as that user reaches them all in
+    # one pass of the kernel, which a fork cannot outrun.
+    strays = "".join(
+        f"runuser -u {_q(unix_user('gateway', n))} -- kill -KILL -1 2>/dev/null; " for n in names
+    )
     cut_and_kill = (
         f"mkdir -p {KILLED_DIR} && cd {KILLED_DIR} && touch {' '.join(names)}; {cut}"
         f"echo @was; systemctl is-active {gws}; "
-        f"systemctl kill -s KILL {gws} 2>/dev/null; systemctl stop {gws} 2>/dev/null; "
+        f"systemctl kill -s KILL {gws} 2>/dev/null; {strays}systemctl stop {gws} 2>/dev/null; "
         f"echo @now; systemctl is-active {gws}; true"
     )
     stop_rest = (

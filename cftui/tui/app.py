@@ -21,12 +21,14 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from cftui import killswitch, lifecycle, locks
-from cftui.audit.traffic import DailyCounter, Totals
+from cftui.audit.traffic.daily import DailyCounter
+from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
@@ -456,7 +458,7 @@ def binding_groups() -> list[tuple[str, list[Binding]]]:
     from cftui.tui.traffic_tab import TrafficTab
     from cftui.tui.traffic_view import TrafficView
 
-    def own(cls: type) -> list[Binding]:
+    def own(cls: type[DOMNode]) -> list[Binding]:
         return [b for b in cls.BINDINGS if isinstance(b, Binding)]
 
     return [

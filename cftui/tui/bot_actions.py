@@ -3,7 +3,13 @@ bot screen (its bot): same keys, same palette entries, same code path."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.binding import Binding
+
+if TYPE_CHECKING:
+    from cftui.tui.app import ClawFactoryApp
+
 
 BOT_BINDINGS = [
     Binding("s", "bot('start')", "Start", id="bot.start", tooltip="Start the bot's stack"),
@@ -35,12 +41,17 @@ ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "kill")
 class BotActionsMixin:
     """For a Screen: `action_bot(name)` runs the action on `current_bot()`."""
 
+    if TYPE_CHECKING:  # the screen it is mixed into is a Screen of this app
+
+        @property
+        def app(self) -> ClawFactoryApp: ...
+
     def current_bot(self) -> str | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def action_bot(self, action: str) -> None:
         bot = self.current_bot()
         if bot is None:
-            self.app.notify("no bot selected", severity="warning")  # type: ignore[attr-defined]
+            self.app.notify("no bot selected", severity="warning")
             return
-        self.app.run_bot_action(bot, action)  # type: ignore[attr-defined]
+        self.app.run_bot_action(bot, action)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,17 +11,25 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from cftui.audit.traffic import TrafficLog
+from cftui.audit.traffic.log import TrafficLog
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
 from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
 
 TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
 
 
 class BotScreen(BotActionsMixin, Screen):
     """A bot's screen, opened on one of its tabs."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     BINDINGS = [
         Binding("escape", "back", "Fleet", id="bot.back", tooltip="Back to the fleet"),

@@ -3,7 +3,7 @@ memory only (never written anywhere)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,14 +12,23 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from cftui.tui.formatting import agent_text, human_bytes
+from cftui.humanize import human_bytes
+from cftui.tui.formatting import agent_text
 from cftui.tui.traffic_tab import body_view
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
 
 PAGE = 500
 
 
 class CaptureTab(Vertical):
     """The newest captured flows; enter shows one decrypted."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     DEFAULT_CSS = """
     CaptureTab { height: 1fr; }
@@ -40,7 +49,9 @@ class CaptureTab(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Capture is decrypted when you open this tab.", id="capture-status")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="capture-table")
+        table: DataTable[str | Text] = DataTable(
+            cursor_type="row", zebra_stripes=True, id="capture-table"
+        )
         for col, width in (("Time", 24), ("Method", 7), ("St", 4), ("URL", 52), ("Size", 10)):
             table.add_column(col, width=width)
         yield table

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from cftui.tui.bot_actions import ACTIONS
+
+if TYPE_CHECKING:
+    from cftui.tui.app import ClawFactoryApp
 
 TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
 
@@ -27,7 +31,7 @@ class FleetCommands(Provider):
     """Commands built from the fleet as the app knows it now."""
 
     def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
-        app = self.app
+        app = cast("ClawFactoryApp", self.app)  # Provider types it App[object]
         yield "Kill the whole fleet", app.action_kill_all, "the kill switch (ctrl+k)"
         yield "Unlock the fleet", app.action_unlock, "lift the kill switch (asks first)"
         yield "Help: every key", app.action_help, "?"

@@ -3,7 +3,7 @@ validate, save, revert to the known-good copy."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -14,6 +14,11 @@ from textual.widgets import Static, TextArea
 from cftui.errors import CftuiError
 from cftui.inert import inert_json_text
 from cftui.tui.formatting import agent_text
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
 
 
 def unmask(edited: Any, original: Any, mask: str) -> Any:
@@ -32,6 +37,9 @@ def unmask(edited: Any, original: Any, mask: str) -> Any:
 
 class ConfigTab(Vertical):
     """Edit in place; nothing is written until it validates."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     DEFAULT_CSS = """
     ConfigTab { height: 1fr; }

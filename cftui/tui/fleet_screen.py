@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,9 +17,17 @@ from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
+
 
 class FleetScreen(BotActionsMixin, Screen):
     """The app's home screen."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     BINDINGS = [
         Binding("enter", "open('overview')", "Open", id="fleet.open", tooltip="Open the bot"),

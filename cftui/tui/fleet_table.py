@@ -15,11 +15,12 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from cftui.audit.traffic import Totals
+from cftui.audit.traffic.totals import Totals
 from cftui.cli.fleet_cmds import format_uptime
 from cftui.fleet import BotConfig
+from cftui.humanize import human_count
 from cftui.runtime.base import SERVICES, BotStatus
-from cftui.tui.formatting import human_count, state_look
+from cftui.tui.formatting import state_look
 
 COLUMNS = (
     ("bot", "Bot", 12),

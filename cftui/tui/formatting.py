@@ -1,4 +1,5 @@
-"""Short, fixed-width words for states, sizes and counts in tables."""
+"""Short, fixed-width words for states and statuses in tables, and agent text
+as a widget shows it (sizes and counts: `cftui.humanize`, shared with the CLI)."""
 
 from __future__ import annotations
 
@@ -35,26 +36,6 @@ def agent_text(value: object, style: str = "", *, multiline: bool = False) -> Te
 
 def state_look(state: str) -> tuple[str, str]:
     return STATE_LOOK.get(state, (state, "muted"))
-
-
-def human_count(n: int) -> str:
-    """1234 -> 1.2k, 3_400_000 -> 3.4M."""
-    if n < 1000:
-        return str(n)
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            value = n / size
-            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
-    return str(n)
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def status_tone(status: object) -> str:

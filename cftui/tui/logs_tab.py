@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,11 +14,19 @@ from cftui.errors import CftuiError
 from cftui.inert import inert
 from cftui.runtime.base import SERVICES
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
+
 MAX_LINES = 5000
 
 
 class LogsTab(Vertical):
     """Pick a service; its last lines, then new ones as they come."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     DEFAULT_CSS = """
     LogsTab { height: 1fr; }

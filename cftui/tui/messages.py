@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from cftui.audit.traffic import Totals
+from cftui.audit.traffic.totals import Totals
 from cftui.killswitch import KillResult
 from cftui.runtime.base import BotStatus, ProgressEvent, StateChange
 

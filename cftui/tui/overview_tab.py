@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from cftui.cli.fleet_cmds import format_uptime
+from cftui.humanize import human_count
 from cftui.runtime.base import SERVICES
-from cftui.tui.formatting import agent_text, human_count, state_look
+from cftui.tui.formatting import agent_text, state_look
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
 
 
 class OverviewTab(VerticalScroll):
     """Re-rendered whenever the app's fleet state changes."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     DEFAULT_CSS = """
     OverviewTab { height: 1fr; padding: 0 1; }

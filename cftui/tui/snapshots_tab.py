@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,15 +13,24 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from cftui.errors import CftuiError
+from cftui.humanize import human_bytes
 from cftui.inert import inert
 from cftui.runtime.base import ProgressEvent
 from cftui.tui.confirm import ConfirmModal
-from cftui.tui.formatting import agent_text, human_bytes
+from cftui.tui.formatting import agent_text
 from cftui.tui.prompt import PromptModal
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from cftui.tui.app import ClawFactoryApp
 
 
 class SnapshotsTab(Vertical):
     """A bot's encrypted snapshots, newest first."""
+
+    if TYPE_CHECKING:  # Textual types self.app as App[object]
+        app = getters.app(ClawFactoryApp)
 
     DEFAULT_CSS = """
     SnapshotsTab { height: 1fr; }
@@ -53,7 +62,9 @@ class SnapshotsTab(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="snapshots-status")
         yield ProgressBar(total=None, show_eta=False, id="snapshots-progress")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="snapshots-table")
+        table: DataTable[str] = DataTable(
+            cursor_type="row", zebra_stripes=True, id="snapshots-table"
+        )
         columns = (("Name", 50), ("Latest", 6), ("Label", 20), ("Created (UTC)", 20), ("Size", 10))
         for col, width in columns:
             table.add_column(col, width=width)

@@ -16,9 +16,12 @@ from textual.message import Message
 from textual.widgets import Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from cftui.audit.traffic import FilterResult, Totals, TrafficFilter, TrafficLog
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import FilterResult, TrafficLog
+from cftui.audit.traffic.totals import Totals
+from cftui.humanize import human_count
 from cftui.inert import inert_json_text
-from cftui.tui.formatting import agent_text, human_count
+from cftui.tui.formatting import agent_text
 from cftui.tui.traffic_view import TrafficView, header_text
 
 DETAIL_MAX = 20_000  # characters of a body shown before "…"

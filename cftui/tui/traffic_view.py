@@ -25,11 +25,21 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from cftui.audit.traffic import MISS, Totals, TrafficFilter, TrafficLog
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import MISS, TrafficLog
+from cftui.audit.traffic.totals import Totals
+from cftui.humanize import human_count
 from cftui.inert import inert
-from cftui.tui.formatting import human_count, status_tone
+from cftui.tui.formatting import status_tone
 
-COLUMNS = (("Time", 12), ("Provider", 10), ("Model", 26), ("St", 3), ("In", 7), ("Out", 7))
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("Time", 12),
+    ("Provider", 10),
+    ("Model", 26),
+    ("St", 3),
+    ("In", 7),
+    ("Out", 7),
+)
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 

@@ -44,6 +44,16 @@ if [ ! -e /etc/ssh/sshd_config.d/clawfactory.conf ]; then
     systemctl reload ssh.service >/dev/null 2>&1 || systemctl reload sshd.service >/dev/null 2>&1 || true
 fi
 
+# Restricted ptrace (Yama): a gateway's user may trace only its own children,
+# never what cftui runs as that user outside its unit (rsync of state/,
+# runuser), which would take it out of its sandbox. The kernel's default where
+# Yama is built in, pinned in case the image lowers it; the leading '-' lets a
+# kernel without Yama (or a read-only /proc/sys) ignore the line.
+if [ ! -e /etc/sysctl.d/90-clawfactory.conf ]; then
+    echo "-kernel.yama.ptrace_scope = 1" >/etc/sysctl.d/90-clawfactory.conf
+fi
+sysctl -q -p /etc/sysctl.d/90-clawfactory.conf >/dev/null 2>&1 || true
+
 # The nftables base: our own table, loaded at boot from /etc/clawfactory/nft.
 install -d -m 0755 /etc/clawfactory /etc/clawfactory/nft /etc/clawfactory/killed /var/lib/clawfactory
 if ! grep -q clawfactory /etc/nftables.conf 2>/dev/null; then

@@ -10,9 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cfproxies.llm_proxy.jsoncodec import dumps_line
+from cfproxies.record import new_record, start_line
+from cfproxies.today import tokens_today
 
-from cftui.audit import traffic
-from cftui.audit.traffic import DailyCounter
+from cftui.audit.traffic import lineio
+from cftui.audit.traffic import scan as traffic_scan
+from cftui.audit.traffic.daily import DailyCounter
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -49,10 +53,10 @@ def expected(records: list[dict]) -> tuple[int, int, int]:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """As is; blocks smaller than a line; worker processes over tiny ranges."""
     if request.param == "blocks":
-        monkeypatch.setattr(traffic, "CHUNK", 100)
+        monkeypatch.setattr(lineio, "CHUNK", 100)
     if request.param == "workers":
-        monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
-        monkeypatch.setattr(traffic, "RANGE", 3000)
+        monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(traffic_scan, "RANGE", 3000)
     return request.param
 
 
@@ -108,3 +112,48 @@ def test_two_threads_at_once_count_each_call_once(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert seen == [2000] * 4 and counter.totals.tokens_in == sum(range(2000))
+
+
+def proxy_lines(day: int, first: int, count: int, *, open_every: int = 0) -> bytes:
+    """Calls as the proxy writes them (its own encoder, start and end
+    lines): every `open_every`-th call's end is missing, as if its proxy died."""
+    out = []
+    for n in range(first, first + count):
+        epoch = datetime(2026, 11, day, n % 24, n % 60, tzinfo=UTC).timestamp()
+        record = new_record(bot="bot1", provider="openai", method="POST", path="/v1", epoch=epoch)
+        record.update(model="gpt-4o-mini", status=200, tokens_in=n, tokens_out=n % 5)
+        out.append(dumps_line(start_line(record, tokens_est=1000 + n)))
+        if not (open_every and n % open_every == 0):
+            out.append(dumps_line(record))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["two-lines", "older-log"])
+def test_the_budget_and_the_fleet_view_count_the_same_tokens_today(
+    tmp_path: Path, mode: str, older: bool
+) -> None:
+    """`cfproxies.today` is the one rule: the proxy's budget read back from
+    the whole log and the reader's count (its fast scan, then the appends)
+    agree, on unfinished calls and yesterday's lines too."""
+    path = tmp_path / "traffic.jsonl"
+
+    def append(data: bytes) -> None:
+        if older:  # one spaced line a call, no phase: a log written before start lines
+            calls = [json.loads(x) for x in data.splitlines()]
+            data = b"".join(
+                json.dumps({k: v for k, v in c.items() if k != "phase"}).encode() + b"\n"
+                for c in calls
+                if c["phase"] == "end"
+            )
+        with open(path, "ab") as f:
+            f.write(data)
+
+    append(proxy_lines(23, 0, 40, open_every=7) + proxy_lines(24, 40, 60, open_every=9))
+    counter = DailyCounter(path)
+    first = counter.update(NOW)
+    assert first.unfinished == (0 if older else len([n for n in range(40, 100) if n % 9 == 0]))
+    assert first.tokens == tokens_today(path, "bot1", NOW.timestamp())
+    append(proxy_lines(24, 100, 30, open_every=4))
+    again = counter.update(NOW)
+    assert again.tokens == tokens_today(path, "bot1", NOW.timestamp()) > first.tokens
+    assert again == DailyCounter(path).update(NOW)  # the appends read as a first count would

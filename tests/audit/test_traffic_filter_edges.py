@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cftui.audit import traffic
-from cftui.audit.traffic import TrafficFilter, TrafficLog
+from cftui.audit.traffic import lineio
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import TrafficLog
 
 
 def rec(n: int, provider: str = "anthropic", model: str = "claude-sonnet-4-5", **over: object):
@@ -141,7 +142,7 @@ def test_torn_lines_never_match(tmp_path: Path) -> None:
 def test_lines_cut_by_chunk_boundaries_are_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str
 ) -> None:
-    monkeypatch.setattr(traffic, "CHUNK", 1000)  # smaller than a record: every line is cut
+    monkeypatch.setattr(lineio, "CHUNK", 1000)  # smaller than a record: every line is cut
     path = tmp_path / "traffic.jsonl"
     write(path, TRICKY * 30, COMPACT)
     flt = TrafficFilter.parse(spec)

@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 from test_traffic_filter_edges import COMPACT, SPACED, TRICKY, rec, slow, write
 
-from cftui.audit import rangescan, traffic
-from cftui.audit.traffic import TrafficFilter, TrafficLog, scan_range
+from cftui.audit import rangescan
+from cftui.audit.traffic import log as traffic_log
+from cftui.audit.traffic import scan as traffic_scan
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import TrafficLog
+from cftui.audit.traffic.scan import scan_range
+from cftui.audit.traffic.totals import Totals, chunk_totals
 
 SPECS = ["provider:openai", "model:gemini status:5xx", "status:err", "needle", "4711", ""]
 
@@ -32,8 +37,8 @@ def cut(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
     """Ranges of ~1 record, or smaller (every range ends on the next line's
     end), in worker processes or here."""
     where = request.param
-    monkeypatch.setattr(traffic, "RANGE", 300 if where == "tiny" else 1000)
-    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0 if where == "workers" else 1 << 40)
+    monkeypatch.setattr(traffic_scan, "RANGE", 300 if where == "tiny" else 1000)
+    monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0 if where == "workers" else 1 << 40)
     return where
 
 
@@ -47,7 +52,7 @@ def test_ranges_agree_with_parsed_records(tmp_path: Path, cut: str, style: dict,
     with TrafficLog(path) as log:
         log.scan()
         expected = slow(log, flt)  # the empty filter: every whole record
-        assert len(rangescan.split(path, chunk=traffic.RANGE)) > 10
+        assert len(rangescan.split(path, chunk=traffic_scan.RANGE)) > 10
         result = log.filter(flt)
         assert not result.cancelled
         assert list(result.lines) == ([] if flt.empty else expected)  # empty: totals only
@@ -97,7 +102,7 @@ def test_a_broken_pool_falls_back_to_a_scan_here(
     not the filter."""
     path = tmp_path / "traffic.jsonl"
     write(path, TRICKY, COMPACT, torn=False)
-    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
     real = rangescan.Scan
     calls: list[int | None] = []
 
@@ -129,8 +134,8 @@ def test_chunk_totals_count_as_each_line_would(odd: dict) -> None:
     records = [rec(n, status=(200, 404, 0, 529)[n % 4], tokens_in=n) for n in range(30)]
     lines = [json.dumps(r | odd if n % 3 else r) for n, r in enumerate(records)]
     chunk = "\n".join(lines).encode() + b"\n"
-    fast, slow = traffic.Totals(), traffic.Totals()
-    assert traffic._chunk_totals(chunk, fast)[0] == 30
+    fast, slow = Totals(), Totals()
+    assert chunk_totals(chunk, fast)[0] == 30
     for line in chunk.split(b"\n")[:-1]:
         slow.add_line(line)
     assert fast == slow
@@ -139,8 +144,8 @@ def test_chunk_totals_count_as_each_line_would(odd: dict) -> None:
 def test_workers_yield_the_cpu_to_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "traffic.jsonl"
     write(path, TRICKY * 20, COMPACT, torn=False)
-    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(traffic, "RANGE", 500)
+    monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(traffic_scan, "RANGE", 500)
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     with TrafficLog(path) as log:
         assert len(log.filter(TrafficFilter.parse("status:ok")).lines) == 20 * 8
@@ -155,13 +160,13 @@ def test_a_count_again_reads_only_the_lines_since(
     path = tmp_path / "traffic.jsonl"
     write(path, TRICKY, COMPACT, torn=False)
     starts: list[int] = []
-    real = traffic.scan_ranges
+    real = traffic_scan.scan_ranges
 
     def spy(path, flt, ino, start, *args):
         starts.append(start)
         return real(path, flt, ino, start, *args)
 
-    monkeypatch.setattr(traffic, "scan_ranges", spy)
+    monkeypatch.setattr(traffic_log, "scan_ranges", spy)
     with TrafficLog(path) as log:
         first = log.totals()
         size = path.stat().st_size
@@ -177,7 +182,7 @@ def test_a_count_again_reads_only_the_lines_since(
         assert starts[-1] == 0
 
 
-def whole_count(path: Path, end_line: int | None = None) -> traffic.Totals:
+def whole_count(path: Path, end_line: int | None = None) -> Totals:
     with TrafficLog(path) as log:
         log.scan()
-        return traffic.Totals() if end_line == 0 else log.totals(end_line=end_line)
+        return Totals() if end_line == 0 else log.totals(end_line=end_line)

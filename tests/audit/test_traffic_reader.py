@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from cfproxies.record import new_record
 
-from cftui.audit.traffic import DailyCounter, TrafficFilter, TrafficLog, field_of, header_value
+from cftui.audit.traffic.daily import DailyCounter
+from cftui.audit.traffic.fields import field_of, header_value
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import TrafficLog
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 

@@ -16,8 +16,11 @@ import pytest
 from cfproxies.jsonl import encode_line
 from cfproxies.record import new_record, start_line
 
-from cftui.audit import traffic
-from cftui.audit.traffic import DailyCounter, TrafficFilter, TrafficLog
+from cftui.audit.traffic import scan as traffic_scan
+from cftui.audit.traffic.daily import DailyCounter
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import TrafficLog
+from cftui.audit.traffic.totals import Totals
 
 NOW = datetime.now(UTC).timestamp()
 
@@ -88,9 +91,9 @@ def test_a_finished_call_shows_once_and_an_unfinished_one_once(log_file):
 def test_totals_and_filters_pair_starts_and_ends(log_file, monkeypatch, where):
     path, _calls = log_file
     if where != "here":  # every line a range of its own: the pairs cross the cuts
-        monkeypatch.setattr(traffic, "RANGE", 200)
+        monkeypatch.setattr(traffic_scan, "RANGE", 200)
     if where == "workers":
-        monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
     with TrafficLog(path) as log:
         log.scan()
         t = log.totals()
@@ -134,7 +137,7 @@ def test_a_count_up_to_a_line_leaves_a_call_ending_later_to_the_follower(log_fil
         log.scan()
         before = log.totals(end_line=4)  # legacy, a, b's start, a's end
         assert (before.calls, before.unfinished) == (2, 0)
-        follower = traffic.Totals()
+        follower = Totals()
         for i in range(4, len(log)):
             follower.add_line(log.raw(i))
         before.add(follower)

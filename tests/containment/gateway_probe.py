@@ -228,10 +228,73 @@ def pids(limit: int) -> dict:
     for t in threads:
         t.join()
     pids_max = ""
-    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max", *_own_cgroup("pids")):
         if os.path.exists(path):
             pids_max = _read(path)[0].strip()
+            break
     return {"threads": started, "error": error, "pids_max": pids_max}
+
+
+def _own_cgroup(control: str) -> list[str]:
+    """`control`'s file in this process's own cgroup, as /proc/self/cgroup
+    names it (a systemd unit has no cgroup namespace: /sys/fs/cgroup is the
+    root's), on the unified hierarchy and on v1's per-controller one."""
+    out = []
+    for line in _read("/proc/self/cgroup"):
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            out.append(f"/sys/fs/cgroup{path}/{control}.max")
+        elif control in controllers.split(","):
+            out.append(f"/sys/fs/cgroup/{controllers}{path}/{control}.max")
+    return out
+
+
+def writes(paths: list[str]) -> dict:
+    """Each path opened for appending (created if absent), links followed as
+    an attacker would: `opened` when the kernel let it. Nothing is written."""
+    out = {}
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            out[path] = {"opened": False, "errno": errno.errorcode.get(exc.errno, exc.errno)}
+        else:
+            os.close(fd)
+            out[path] = {"opened": True}
+    return out
+
+
+def reads(paths: list[str]) -> dict:
+    """Each path listed (a directory) or read (anything else): `read` when
+    the kernel let it, with how many entries or bytes came back."""
+    out = {}
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                got = len(os.listdir(path))
+            else:
+                with open(path, "rb") as f:
+                    got = len(f.read(1 << 16))
+        except OSError as exc:
+            out[path] = {"read": False, "errno": errno.errorcode.get(exc.errno, exc.errno)}
+        else:
+            out[path] = {"read": True, "size": got}
+    return out
+
+
+def proc_mem(pids: list[int]) -> dict:
+    """Each process's memory opened for writing (what ptrace attach allows:
+    code injection): `opened` when the kernel let it."""
+    out = {}
+    for pid in pids:
+        try:
+            fd = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+        except OSError as exc:
+            out[str(pid)] = {"opened": False, "errno": errno.errorcode.get(exc.errno, exc.errno)}
+        else:
+            os.close(fd)
+            out[str(pid)] = {"opened": True}
+    return out
 
 
 MEMORY_HOG = """
@@ -286,6 +349,12 @@ def main() -> None:
         out["self"] = self_checks(plan)
     if plan.get("pids"):
         out["pids"] = pids(plan["pids"])
+    if plan.get("reads"):
+        out["reads"] = reads(plan["reads"])
+    if plan.get("writes"):
+        out["writes"] = writes(plan["writes"])
+    if plan.get("proc_mem"):
+        out["proc_mem"] = proc_mem(plan["proc_mem"])
     if plan.get("memory_mb"):
         out["memory"] = memory(plan["memory_mb"])
     print(json.dumps(out))

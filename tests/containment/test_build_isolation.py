@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime import images
+from cftui.runtime.images import catalog, engine, gateway
 
 LABEL = "io.clawfactory.test"
 # An image already here: no test may pull.
-BUILD_BASE = images.BASE_IMAGE
+BUILD_BASE = catalog.BASE_IMAGE
 
 
 @pytest.fixture
@@ -33,12 +33,12 @@ def bot(docker_client: Any) -> Iterator[str]:
     name = f"tb{secrets.token_hex(4)}"
     yield name
     with contextlib.suppress(Exception):
-        docker_client.images.remove(images.gateway_image_name(name), force=True)
+        docker_client.images.remove(catalog.gateway_image_name(name), force=True)
 
 
 @pytest.fixture
 def base_image(docker_client: Any) -> str:
-    if images._image_labels(docker_client, BUILD_BASE) is None:
+    if engine.image_labels(docker_client, BUILD_BASE) is None:
         pytest.fail(f"{BUILD_BASE} is not built: run scripts/build-images.sh")
     return BUILD_BASE
 
@@ -135,7 +135,7 @@ def test_build_run_step_cannot_reach_a_container_on_any_network(
     code = _code(tmp_path, f"FROM {BUILD_BASE}\nCOPY probe.py /probe.py\nRUN python3 /probe.py\n")
     (code / "probe.py").write_text(probe)
     with pytest.raises(RuntimeOperationError) as exc:
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)
     message = str(exc.value)
     assert "\n" not in message
     assert "returned a non-zero code: 42" in message
@@ -165,13 +165,13 @@ def test_build_refuses_add_from_the_host_loopback_before_building(
     line = add.format(port=port)
     code = _code(tmp_path, f"FROM {BUILD_BASE}\n{line}\n")
     with pytest.raises(RuntimeOperationError) as exc:
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)
     message = str(exc.value)
     assert "\n" not in message
     assert "code/Dockerfile line " in message
     assert "ADD from" in message and "is refused" in message
     assert hits == []
-    assert images._image_labels(docker_client, images.gateway_image_name(bot)) is None
+    assert engine.image_labels(docker_client, catalog.gateway_image_name(bot)) is None
 
 
 @pytest.mark.docker
@@ -188,7 +188,7 @@ def test_build_refuses_add_under_a_backtick_escape_directive(
         f"ADD http://127.0.0.1:{port}/secret /secret\n",
     )
     with pytest.raises(RuntimeOperationError, match=r"code/Dockerfile line 4: ADD from"):
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)
     assert hits == []
 
 
@@ -201,9 +201,9 @@ def test_build_refuses_a_dockerfile_that_is_a_link_out_of_code(docker_client, bo
     code.mkdir()
     (code / "Dockerfile").symlink_to(outside)
     with pytest.raises(RuntimeOperationError) as exc:
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)
     assert "must be a regular file inside the bot's code/" in str(exc.value)
-    assert images._image_labels(docker_client, images.gateway_image_name(bot)) is None
+    assert engine.image_labels(docker_client, catalog.gateway_image_name(bot)) is None
 
 
 def _run_with_deadline(fn: Any, seconds: float) -> Any:
@@ -245,11 +245,11 @@ def test_build_is_not_hung_by_a_fifo_the_agent_planted_in_code(
     os.mkfifo(fifo)
     try:
         result = _run_with_deadline(
-            lambda: images.build_gateway_image(docker_client, bot, code), 120
+            lambda: gateway.build_gateway_image(docker_client, bot, code), 120
         )
     finally:
         _unblock(fifo)
-    assert result == images.gateway_image_name(bot)
+    assert result == catalog.gateway_image_name(bot)
 
 
 @pytest.mark.docker
@@ -263,7 +263,7 @@ def test_build_refuses_a_dockerignore_link_instead_of_reading_through_it(
     (code / ".dockerignore").symlink_to(fifo)
     try:
         result = _run_with_deadline(
-            lambda: images.build_gateway_image(docker_client, bot, code), 30
+            lambda: gateway.build_gateway_image(docker_client, bot, code), 30
         )
     except RuntimeOperationError as exc:
         result = str(exc)
@@ -281,7 +281,7 @@ def other_bot_image(docker_client: Any, tmp_path: Path, base_image: str) -> Iter
     code.mkdir(parents=True)
     (code / "Dockerfile").write_text(f"FROM {BUILD_BASE}\nCOPY memory.md /code/memory.md\n")
     (code / "memory.md").write_text("the other bot's private memory\n")
-    tag = images.build_gateway_image(docker_client, name, code)
+    tag = gateway.build_gateway_image(docker_client, name, code)
     try:
         yield tag
     finally:
@@ -307,15 +307,15 @@ def test_build_refuses_reading_another_bots_gateway_image(
     other_id = docker_client.images.get(other_bot_image).id
     code = _code(tmp_path, dockerfile.format(other=other_bot_image, other_id=other_id))
     with pytest.raises(RuntimeOperationError) as exc:
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)
     message = str(exc.value)
     assert "\n" not in message
     assert "is another bot's gateway image: refused" in message
-    assert images._image_labels(docker_client, images.gateway_image_name(bot)) is None
+    assert engine.image_labels(docker_client, catalog.gateway_image_name(bot)) is None
 
 
 @pytest.mark.docker
 def test_build_refuses_an_image_named_by_a_variable_it_cannot_resolve(docker_client, bot, tmp_path):
     code = _code(tmp_path, f"ARG WHICH\nFROM {BUILD_BASE}\nCOPY --from=$WHICH /a /b\n")
     with pytest.raises(RuntimeOperationError, match="line 3: COPY --from \\$WHICH names its image"):
-        images.build_gateway_image(docker_client, bot, code)
+        gateway.build_gateway_image(docker_client, bot, code)

@@ -24,39 +24,14 @@ from runtime_docker.helpers import wait_for
 from cftui import killswitch, locks
 
 from .conftest import MEMORY_MB, EscapeStack
+from .tricks import get, ip_spellings
+from .tricks import post as _post
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PROXY = ("egress", 8888)
 LLM = ("llm-proxy", 9090)
 ZERO_CAPS = "0000000000000000"
-
-
-def ip_spellings(ip: str) -> dict[str, str]:
-    """The same IPv4 address as URL hosts a resolver or a parser may accept."""
-    a, b, c, d = (int(x) for x in ip.split("."))
-    n = int(ipaddress.IPv4Address(ip))
-    return {
-        "dotted": ip,
-        "decimal": str(n),
-        "hex": hex(n),
-        "octal_dotted": ".".join(f"0{x:o}" for x in (a, b, c, d)),
-        "hex_dotted": ".".join(hex(x) for x in (a, b, c, d)),
-        "mixed": f"0x{a:x}.{b}.0{c:o}.{d}",
-        "three_part": f"{a}.{b}.{(c << 8) | d}",
-        "two_part": f"{a}.{(b << 16) | (c << 8) | d}",
-        "zero_padded": ".".join(f"{x:04d}" for x in (a, b, c, d)),
-        "trailing_dot": f"{ip}.",
-        "v4_mapped": f"[::ffff:{ip}]",
-        "v4_mapped_hex": f"[::ffff:{(a << 8) | b:x}:{(c << 8) | d:x}]",
-        "v4_compatible": f"[::{ip}]",
-        "nat64": f"[64:ff9b::{ip}]",
-        "percent_encoded": "".join(f"%{ord(ch):02x}" for ch in ip),
-    }
-
-
-def get(url: str, host: str) -> str:
-    return f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
 
 
 def plan_for(s: EscapeStack, me, other, token: str) -> dict:
@@ -170,13 +145,6 @@ def plan_for(s: EscapeStack, me, other, token: str) -> dict:
             str(w.home.root),
         ],
     }
-
-
-def _post(path: str, body: str, headers: str) -> str:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: llm-proxy\r\ncontent-type: application/json\r\n"
-        f"{headers}content-length: {len(body.encode())}\r\nConnection: close\r\n\r\n{body}"
-    )
 
 
 def _token(s: EscapeStack, bot) -> str:

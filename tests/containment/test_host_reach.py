@@ -23,9 +23,10 @@ import pytest
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime import docker_firewall, images
-from cftui.runtime.docker import DockerRuntime
-from cftui.runtime.docker_spec import int_network
+from cftui.runtime.docker import firewall as docker_firewall
+from cftui.runtime.docker.runtime import DockerRuntime
+from cftui.runtime.docker.spec import int_network
+from cftui.runtime.images import catalog, engine
 
 LABEL = "io.clawfactory.test"
 PROBE = (
@@ -41,8 +42,8 @@ PROBE = (
 @pytest.fixture
 def infra(docker_client: Any, tmp_path: Path) -> Iterator[tuple[DockerRuntime, BotConfig]]:
     """A bot's networks and volumes as the runtime makes them, removed after."""
-    if images._image_labels(docker_client, images.BASE_IMAGE) is None:
-        pytest.fail(f"{images.BASE_IMAGE} is not built: run scripts/build-images.sh")
+    if engine.image_labels(docker_client, catalog.BASE_IMAGE) is None:
+        pytest.fail(f"{catalog.BASE_IMAGE} is not built: run scripts/build-images.sh")
     rt = DockerRuntime(FleetHome(tmp_path / "home"), client=docker_client)
     bot = BotConfig(name=f"th{secrets.token_hex(4)}", gateway="generic")
     try:
@@ -64,7 +65,7 @@ def _bridge_address(docker_client: Any, bot: BotConfig) -> str:
 
 def _run(docker_client: Any, bot: BotConfig, *cmd: str, **kwargs: Any) -> Any:
     return docker_client.containers.run(
-        images.BASE_IMAGE,
+        catalog.BASE_IMAGE,
         list(cmd),
         detach=True,
         network=int_network(bot.name),

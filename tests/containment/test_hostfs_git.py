@@ -19,7 +19,7 @@ from cftui import update
 from cftui.botinit import init_bot
 from cftui.errors import CftuiError
 from cftui.fleet import FleetHome
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 BOT = "gitbot"
 GATEWAY_UID = 70_000  # docker_spec.GATEWAY_UID, spelt out so the old code runs these too
@@ -131,12 +131,13 @@ def test_the_gateway_can_neither_rename_nor_write_code_git(
     """The gateway's own mounts and user (docker_spec.gateway_spec) on a
     throwaway container: the agent tries to move `.git` aside, replace it
     and write into it."""
-    from cftui.runtime import docker_spec, images
+    from cftui.runtime.docker import spec as docker_spec
+    from cftui.runtime.images import services
 
     runtime = DockerRuntime(home)
     config = home.bot(bot)
     runtime._prepare_host(config)  # the files as a start leaves them
-    image = images.ensure_image(docker_client, "fake-llm")  # any image with a shell
+    image = services.ensure_image(docker_client, "fake-llm")  # any image with a shell
     spec = docker_spec.gateway_spec(home, config, image, {})
     keep = {"/code", "/code/.git", "/state"}
     host_config = {

@@ -19,7 +19,7 @@ from cftui import gateway_config
 from cftui.botinit import init_bot
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 SECRET = "sk-host-only-0600-secret"
 

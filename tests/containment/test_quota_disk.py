@@ -35,7 +35,7 @@ from cftui.botinit import init_bot
 from cftui.errors import DiskError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 DISK = "48MiB"
 DISK_BYTES = 48 << 20

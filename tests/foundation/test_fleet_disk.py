@@ -9,7 +9,7 @@ import pytest
 
 from cftui.errors import FleetError
 from cftui.fleet import DEFAULT_DISK_BYTES, BotConfig, FleetHome, parse_disk
-from cftui.sizes import format_size, human_size, parse_size
+from cftui.sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(
@@ -79,11 +79,6 @@ def test_a_table_without_disk_gets_the_default(home: FleetHome) -> None:
     home.root.mkdir(parents=True)
     home.fleet_toml.write_text('[bots.old]\nruntime = "docker"\n')
     assert home.bot("old").disk_bytes == DEFAULT_DISK_BYTES
-
-
-def test_sizes_are_shown_to_people_with_one_decimal() -> None:
-    assert human_size(1536 << 20) == "1.5 GiB"
-    assert human_size(512) == "512 B"
 
 
 def _toml(value: object) -> str:

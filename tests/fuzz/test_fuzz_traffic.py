@@ -17,7 +17,9 @@ from cfproxies.record import new_record, parse_record_line
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cftui.audit.traffic import TrafficFilter, TrafficLog, format_call
+from cftui.audit.traffic.display import format_call
+from cftui.audit.traffic.filter import TrafficFilter
+from cftui.audit.traffic.log import TrafficLog
 from cftui.inert import inert
 
 from .strategies import FUZZ

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from imgkit import Sandbox
 
-from cftui.runtime import images
+from cftui.runtime.images import catalog, services
 
 
 @pytest.fixture(scope="session")
 def service_images(docker_client: Any) -> dict[str, str]:
     """Every service image, built (or found up to date) once per session."""
-    return {svc: images.ensure_image(docker_client, svc) for svc in images.SERVICE_IMAGES}
+    return {svc: services.ensure_image(docker_client, svc) for svc in catalog.SERVICE_IMAGES}
 
 
 @pytest.fixture

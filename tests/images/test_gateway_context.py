@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime import build_context, dockerfile
+from cftui.runtime.images import context as build_context
+from cftui.runtime.images import dockerfile
 
 
 def _remote(text: str) -> list[tuple[int, str]]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from imgkit import container_ip, published_port, wait_for
 
-from cftui.runtime import images
-from cftui.runtime.docker_spec import GATEWAY_GID, GATEWAY_UID
+from cftui.runtime.docker.spec import GATEWAY_GID, GATEWAY_UID
+from cftui.runtime.images import base_image, catalog, services
 
 # The first test to ask for the images builds them all (base included) on a
 # fresh machine: minutes, well past the default per-test timeout.
@@ -48,9 +48,9 @@ def _get_or_none(url: str) -> tuple[int, bytes] | None:
 
 
 def test_base_image_has_python_311_venv_pip_nginx_and_tini(docker_client, sandbox):
-    images.ensure_base_image(docker_client)
+    base_image.ensure_base_image(docker_client)
     events: list = []
-    base = images.ensure_base_image(docker_client, events.append)
+    base = base_image.ensure_base_image(docker_client, events.append)
     assert events == [], "an up-to-date base image was built again"
     out = docker_client.containers.run(
         base,
@@ -70,20 +70,20 @@ def test_base_image_has_python_311_venv_pip_nginx_and_tini(docker_client, sandbo
     assert "certs-ok" in out
 
 
-@pytest.mark.parametrize("service", sorted(images.SERVICE_IMAGES))
+@pytest.mark.parametrize("service", sorted(catalog.SERVICE_IMAGES))
 def test_service_image_runs_as_non_root_with_a_healthcheck(docker_client, service_images, service):
     config = _config(docker_client, service_images[service])
     user = config.get("User") or ""
     assert user and user.split(":")[0] not in ("0", "root"), f"{service} runs as {user!r}"
     assert config.get("Healthcheck", {}).get("Test"), f"{service} has no HEALTHCHECK"
     labels = config.get("Labels") or {}
-    assert labels.get(images.HASH_LABEL)
-    assert labels.get(images.SERVICE_LABEL) == service
+    assert labels.get(catalog.HASH_LABEL)
+    assert labels.get(catalog.SERVICE_LABEL) == service
 
 
 def test_service_images_take_a_base_image_build_arg():
-    for service, source in images.service_sources().items():
-        declares, default = images.dockerfile_base_default(source.context / "Dockerfile")
+    for service, source in catalog.service_sources().items():
+        declares, default = services.dockerfile_base_default(source.context / "Dockerfile")
         assert declares and default, f"{service}: no ARG BASE_IMAGE default"
         text = (source.context / "Dockerfile").read_text()
         assert "FROM ${BASE_IMAGE}" in text
@@ -205,7 +205,7 @@ def test_front_proxies_http_and_websocket_upgrades_to_the_gateway(
 ):
     net = sandbox.network("net")
     gateway = sandbox.run(
-        images.ensure_base_image(docker_client), "gw", command=["python3", "-c", _WS_ECHO]
+        base_image.ensure_base_image(docker_client), "gw", command=["python3", "-c", _WS_ECHO]
     )
     net.connect(gateway, aliases=["gateway"])
     front = sandbox.run(

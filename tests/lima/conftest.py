@@ -96,14 +96,17 @@ class LimaStack:
     def runtime(self) -> LimaRuntime:
         return LimaRuntime(self.home)
 
-    def vm_sh(self, script: str, *, check: bool = True) -> subprocess.CompletedProcess:
+    def vm_sh(
+        self, script: str, *, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """A root shell command in the VM (through `limactl shell`, not the
         runtime's SSH: an independent view for assertions)."""
         proc = subprocess.run(
             [self.env["CFTUI_LIMACTL"], "shell", self.vm, "sh", "-c", script],
             capture_output=True,
             text=True,
-            timeout=60,
+            input=input,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"in VM: {script!r} failed: {proc.stderr or proc.stdout}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 
 import pytest
 
@@ -99,3 +100,48 @@ async def test_regular_files_are_wired_and_stay_the_gateways(lima_stack):
         assert left == ""
     finally:
         lima_stack.vm_sh(f"rm -rf {STATE}/agents {STATE}/openclaw.json", check=False)
+
+
+HOST_SECRET = "sk-host-operator-only-secret"
+
+
+def test_links_in_the_vms_state_are_never_read_through_on_the_host(lima_stack, cli, tmp_path):
+    """The agent names host paths in links in its state/: a snapshot pulls
+    state/ to the host (links stay links), a restore of it is refused, and
+    neither the host copy, the archive nor the VM holds the linked bytes."""
+    secret_dir = tmp_path / "operator"
+    secret_dir.mkdir(mode=0o700)
+    secret = secret_dir / "only-mine.txt"
+    secret.write_text(HOST_SECRET)
+    secret.chmod(0o600)
+    user = unix_user("gateway", "lbot")
+    links = {"leak-file": secret, "leak-dir": secret_dir, "memory-link": secret}
+    inner = " && ".join(f"ln -sfn {t} {STATE}/{n}" for n, t in links.items())
+    lima_stack.vm_sh(f"runuser -u {user} -- sh -c {shlex.quote(inner)}")
+    home = lima_stack.home
+    try:
+        made = cli("snapshot", "create", "lbot", "links")
+        assert made.code == 0, made.err
+        host_state = home.state_dir("lbot")
+        for name in links:
+            assert not (host_state / name).is_file() or (host_state / name).is_symlink()
+        for path in host_state.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert HOST_SECRET not in path.read_text(errors="replace"), path
+        archive = next(home.snapshots_dir("lbot").glob("links--*.tar.age"))
+        stream = subprocess.run(
+            ["age", "-d", "-i", str(home.snapshot_key("lbot")), str(archive)],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert HOST_SECRET.encode() not in stream
+        # Restoring that snapshot is refused, in one line, the state unchanged.
+        restored = cli("snapshot", "restore", "lbot", archive.name)
+        assert restored.code == 1, restored.err
+        last = restored.err.strip().splitlines()[-1]
+        assert "points to the absolute path" in last and "unchanged" in last, last
+        found = lima_stack.vm_sh(f"grep -rl {HOST_SECRET} {STATE}", check=False)
+        assert found.returncode == 1 and found.stdout == "", found.stdout
+    finally:
+        names = " ".join(f"{STATE}/{n}" for n in links)
+        lima_stack.vm_sh(f"rm -f {names}", check=False)

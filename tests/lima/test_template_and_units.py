@@ -285,6 +285,10 @@ def test_kill_script_cuts_every_gateway_before_killing_any():
     assert first.index("out-b2") < first.index("systemctl kill -s KILL")
     assert "systemctl kill -s KILL cf-gateway@a1.service cf-gateway@b2.service" in first
     assert "cf-front@a1.service" in rest and "cf-gateway" not in rest.split("@running")[0]
+    # Then every process of each gateway's user, in its unit or not, in the same round trip.
+    for n in ("a1", "b2"):
+        stray = f"runuser -u cfgw-{n} -- kill -KILL -1"
+        assert first.index("systemctl kill -s KILL") < first.index(stray) < first.index("@now")
 
 
 def test_kill_output_fills_each_bots_report():

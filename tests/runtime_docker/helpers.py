@@ -84,13 +84,13 @@ class World:
 
 
 def make_world(client: Any, root: Path) -> World:
-    from cftui.runtime import images
+    from cftui.runtime.images import services
 
     suffix = secrets.token_hex(3)
     network = f"cftest-{suffix}-net"
     fake_name = f"cftest-{suffix}-fake"
     client.networks.create(network, driver="bridge", labels={TEST_LABEL: suffix})
-    image = images.ensure_image(client, "fake-llm")
+    image = services.ensure_image(client, "fake-llm")
     fake = client.containers.run(
         image, name=fake_name, network=network, detach=True, labels={TEST_LABEL: suffix}
     )
@@ -113,7 +113,8 @@ def destroy_world(world: World) -> None:
 
     import docker.errors
 
-    from cftui.runtime.docker import DockerRuntime
+    from cftui import botdisk
+    from cftui.runtime.docker.runtime import DockerRuntime
 
     async def remove_all() -> None:
         rt = DockerRuntime(world.home)
@@ -122,8 +123,6 @@ def destroy_world(world: World) -> None:
                 await rt.remove(BotConfig(name=name))
         finally:
             await rt.aclose()
-
-    from cftui import botdisk
 
     try:
         asyncio.run(remove_all())

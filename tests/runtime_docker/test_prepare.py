@@ -13,8 +13,8 @@ from cftui import gateway_config
 from cftui.botinit import init_bot
 from cftui.errors import FleetError
 from cftui.fleet import FleetHome
-from cftui.runtime.docker import DockerRuntime
-from cftui.runtime.docker_spec import gateway_user
+from cftui.runtime.docker.runtime import DockerRuntime
+from cftui.runtime.docker.spec import gateway_user
 
 
 @pytest.fixture

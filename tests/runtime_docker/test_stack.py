@@ -22,7 +22,7 @@ from cftui.errors import BotLocked
 from cftui.fleet import BotConfig
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KILLED, RUNNING, STARTING
-from cftui.runtime.docker import DockerRuntime
+from cftui.runtime.docker.runtime import DockerRuntime
 
 from .helpers import World, http_get, wait_for
 

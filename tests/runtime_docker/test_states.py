@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cftui.runtime.base import KILLED, MISSING, RESTARTING, RUNNING, STARTING, STOPPED
-from cftui.runtime.docker_states import event_change, parse_docker_time, service_status
+from cftui.runtime.docker.states import event_change, parse_docker_time, service_status
 
 LABELS = {"io.clawfactory.bot": "b", "io.clawfactory.service": "gateway"}
 

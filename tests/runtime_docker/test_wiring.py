@@ -17,7 +17,7 @@ from cftui.gateway_wiring import (
     wire_models_json,
     wire_openclaw_config,
 )
-from cftui.runtime import docker_spec as spec
+from cftui.runtime.docker import spec
 
 ENV = {"CF_PROXY_TOKEN": "cfp_tok", "OPENCLAW_GATEWAY_TOKEN": "cfg_ui", "EXTRA": "kept"}
 

@@ -22,7 +22,7 @@ import pytest
 from cftui import botdisk, locks
 from cftui.demo import DEMO_BOTS, DEMO_NETWORK, FAKE_LLM
 from cftui.fleet import FleetHome
-from cftui.runtime.docker_spec import (
+from cftui.runtime.docker.spec import (
     LABEL_BOT,
     container_name,
     ext_network,

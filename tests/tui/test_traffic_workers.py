@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from tui_helpers import wait_until
 
-from cftui.audit import rangescan, traffic
+from cftui.audit import rangescan
+from cftui.audit.traffic import scan as traffic_scan
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_tab import TrafficTab
 from cftui.tui.traffic_view import TrafficView
@@ -18,8 +19,8 @@ SIZE = (120, 36)
 
 @pytest.fixture(autouse=True)
 def workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(traffic, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(traffic, "RANGE", 2000)  # ~2 records a range
+    monkeypatch.setattr(traffic_scan, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(traffic_scan, "RANGE", 2000)  # ~2 records a range
 
 
 def totals_text(app) -> str:

@@ -165,7 +165,7 @@ def flow_record(flow: http.HTTPFlow, bot: str, key_id: str, body_cap: int) -> di
             "headers": _headers(resp.headers),
             **resp_body,
         }
-        end = resp.timestamp_end or (flow.error and flow.error.timestamp)
+        end = resp.timestamp_end or (flow.error.timestamp if flow.error else None)
         record["ttfb_ms"] = _ms(req.timestamp_start, resp.timestamp_start)
         record["duration_ms"] = _ms(req.timestamp_start, end)
         record["streamed"] = bool(tee)

@@ -78,7 +78,7 @@ class Router:
             return Route(name, port, None, error=str(exc) or type(exc).__name__)
         if not addresses:
             return Route(name, port, None, error="no address")
-        inner = []
+        inner: list[str] = []
         for addr in addresses:
             bare = addr.split("%", 1)[0]
             if is_public_address(bare) or allowlist.check(bare, port).allowed:

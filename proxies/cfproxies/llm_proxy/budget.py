@@ -5,17 +5,17 @@ budget runs out still finish (the overshoot is at most their usage). A call
 whose proxy died before its end was written (a start line with no end in
 `traffic.jsonl`) is counted at its start line's `tokens_est` when the next
 proxy starts (see `cfproxies.record.estimate_tokens`): a crash does not make a
-call free."""
+call free. What counts as today's tokens is `cfproxies.today`'s rule, the one
+the operator's reader applies too."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cfproxies.record import START, line_phase, parse_record_line, token_count
+from cfproxies.today import next_midnight, tokens_today
 
 
 @dataclass(frozen=True)
@@ -28,28 +28,17 @@ class Refusal:
         return max(1, int(self.resets_at - now + 0.999))
 
 
-def _day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
-
-
-def _next_midnight(epoch: float) -> float:
-    day = datetime.fromtimestamp(epoch, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (day + timedelta(days=1)).timestamp()
-
-
 class Budget:
     def __init__(self, daily_tokens: int | None, rpm: int | None) -> None:
         self.daily_tokens = daily_tokens or None
         self.rpm = rpm or None
-        now = time.time()
-        self._day = _day(now)
-        self._day_ends = _next_midnight(now)
+        self._day_ends = next_midnight(time.time())
         self.used_today = 0
         self._recent: deque[float] = deque()
 
     def _roll(self, now: float) -> None:
         if now >= self._day_ends:
-            self._day, self._day_ends, self.used_today = _day(now), _next_midnight(now), 0
+            self._day_ends, self.used_today = next_midnight(now), 0
 
     def check(self, now: float | None = None) -> Refusal | None:
         """None if a new call may go; the call then counts against the rpm cap."""
@@ -86,31 +75,7 @@ class Budget:
         and each unfinished call's estimate."""
         if self.daily_tokens is None:
             return
-        marker = self._day.encode()
-        try:
-            f = path.open("rb")
-        except OSError:
-            return
-        unfinished: dict[bytes, int] = {}  # start lines with no end yet: id -> estimate
-        with f:
-            for line in f:
-                if marker not in line:
-                    continue
-                rec = parse_record_line(line)
-                if not (
-                    rec and rec.get("bot") == bot and str(rec.get("ts", "")).startswith(self._day)
-                ):
-                    continue
-                half = line_phase(line)
-                if half is not None and half[0] == START:
-                    unfinished[half[1]] = token_count(rec.get("tokens_est"))
-                    continue
-                if half is not None:
-                    unfinished.pop(half[1], None)
-                self.used_today += token_count(rec.get("tokens_in")) + token_count(
-                    rec.get("tokens_out")
-                )
-        self.used_today += sum(unfinished.values())
+        self.used_today += tokens_today(path, bot, self._day_ends - 1)
 
     def snapshot(self) -> dict:
         return {

@@ -1,4 +1,4 @@
-"""`python -m cftui.runtime.build_images [--rebuild] [SERVICE ...]`: build the
+"""`python -m cftui.cli.build_images [--rebuild] [SERVICE ...]`: build the
 service images (and the base image when a shipped base cannot be pulled),
 one progress line a step; what `scripts/build-images.sh` runs. Project bases
 (`openclaw-base`) are built only when named, or when a bot's Dockerfile
@@ -12,7 +12,8 @@ import time
 
 from cftui.errors import CftuiError
 from cftui.runtime.base import ProgressEvent
-from cftui.runtime.images import PROJECT_BASES, SERVICE_IMAGES, ensure_image
+from cftui.runtime.images.catalog import PROJECT_BASES, SERVICE_IMAGES
+from cftui.runtime.images.services import ensure_image
 
 
 def _show(event: ProgressEvent) -> None:

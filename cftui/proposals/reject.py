@@ -1,0 +1,48 @@
+"""`cftui reject`: proposals put back to the approved tree. Refused entries
+(a link, a fifo, a setuid file) may be rejected too: rejecting removes them
+by name, never through them. Rejecting everything remakes the tree."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from cftui import locks
+from cftui.audit.events import record_event
+from cftui.errors import ProposalError, UsageError
+from cftui.fleet import FleetHome
+from cftui.proposals import seed
+from cftui.proposals.scan import scan
+
+
+async def reject(home: FleetHome, bot: str, paths: Sequence[str] = ()) -> list[str]:
+    """Reset the named paths (files, or directories of them) of the
+    proposals to the approved tree, or the whole tree when none are named;
+    the paths reset ("*" for the whole tree)."""
+    async with locks.operation(home, bot, "reject"):
+        if not paths:
+            head = await asyncio.to_thread(seed.seed, home, bot)
+            record_event(home, "reject", bot, paths=["*"], approved=head)
+            return ["*"]
+        found = await asyncio.to_thread(scan, home, bot, with_commits=False)
+        if not found.seeded:
+            raise ProposalError(f"{bot} has no proposals tree yet: nothing to reject")
+        named = [c.path for c in found.changes] + [r.path for r in found.refused]
+        chosen: list[str] = []
+        for raw in paths:
+            want = raw.strip("/")
+            hits = [p for p in named if p == want or p.startswith(want + "/")]
+            if not want or not hits:
+                raise UsageError(
+                    f"{raw!r} is not a proposal of {bot} (see `cftui proposals {bot}`)"
+                )
+            chosen += hits
+        # A link or file standing where a directory was goes before what it hid.
+        chosen = sorted(dict.fromkeys(chosen), key=lambda p: (p.count("/"), p))
+        done = await locks.finish_first(
+            asyncio.to_thread(seed.reset_paths, home, bot, chosen, found.approved)
+        )
+        record_event(
+            home, "reject", bot, paths=done[:200], count=len(done), approved=found.approved
+        )
+        return done

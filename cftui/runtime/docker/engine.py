@@ -1,0 +1,154 @@
+"""The Docker runtime's plumbing: one SDK client and one thread pool per
+runtime, and the few calls every other part of it makes.
+
+Every SDK call blocks, so each runs in this runtime's own thread pool (not
+the event loop's default one, which has 6 threads on a 2-core machine and
+would serialise a 10-bot kill). The async methods of the other parts only
+sequence those calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from cftui.errors import RuntimeOperationError, RuntimeUnavailable
+from cftui.fleet import FleetHome
+from cftui.runtime.base import Runtime
+
+T = TypeVar("T")
+
+# The HTTP pool is as large as the thread pool, so no call waits for a connection.
+_POOL_THREADS = 64
+
+
+def explain(exc: BaseException) -> str:
+    """A docker SDK error as one line of at most 300 characters."""
+    text = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(str(text).split())[:300]
+
+
+class DockerEngine(Runtime):
+    """The engine as every part of `DockerRuntime` reaches it (`DOCKER_HOST`
+    honoured); the parts are mixins on this class, one module a concern."""
+
+    def __init__(self, home: FleetHome, client: Any = None) -> None:
+        super().__init__(home)
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="cf-docker")
+
+    def client(self) -> Any:
+        """The docker SDK client, made on first use (blocking)."""
+        with self._client_lock:
+            if self._client is None:
+                import docker
+
+                try:
+                    self._client = docker.from_env(timeout=60, max_pool_size=_POOL_THREADS)
+                except docker.errors.DockerException as exc:
+                    raise RuntimeUnavailable(
+                        f"the Docker engine is not reachable ({explain(exc)}): "
+                        "start it, or set DOCKER_HOST"
+                    ) from None
+            return self._client
+
+    @property
+    def api(self) -> Any:
+        return self.client().api
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _inspect(self, name: str) -> dict[str, Any] | None:
+        """`docker inspect`, or None when there is no such container."""
+        import docker.errors
+
+        try:
+            return self.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self._run(client.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="cf-docker")
+
+    async def check(self) -> None:
+        import docker.errors
+
+        def ping() -> None:
+            try:
+                self.client().ping()
+            except (docker.errors.DockerException, OSError) as exc:
+                raise RuntimeUnavailable(
+                    f"the Docker engine does not answer ({explain(exc)}): "
+                    "start it, or set DOCKER_HOST"
+                ) from None
+
+        await self._run(ping)
+
+    def _stop(self, name: str, timeout: int) -> str:
+        """Stop one container; 'stopped', or 'missing' when there is none."""
+        import docker.errors
+
+        try:
+            self.api.stop(name, timeout=timeout)
+        except docker.errors.NotFound:
+            return "missing"
+        return "stopped"
+
+    async def _stream(self, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
+        """Items of a blocking SDK stream, read in a thread; closing the
+        iterator closes the stream, which ends the thread."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        holder: dict[str, Any] = {}
+        done = object()
+        closed = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:
+            try:
+                stream = open_stream()
+                holder["stream"] = stream
+                if closed.is_set():
+                    return
+                for item in stream:
+                    put(item)
+            except Exception as exc:
+                if not closed.is_set():
+                    put(exc)
+            finally:
+                put(done)
+
+        # A daemon thread of its own, not the pool: a stream lives as long as
+        # its reader, and must never hold up the interpreter's exit.
+        threading.Thread(target=pump, name="cf-docker-stream", daemon=True).start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    return
+                if isinstance(item, Exception):
+                    raise RuntimeOperationError(f"docker: {explain(item)}")
+                yield item
+        finally:
+            closed.set()
+            stream = holder.get("stream")
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await self._run(stream.close)

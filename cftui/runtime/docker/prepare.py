@@ -1,0 +1,64 @@
+"""Before a stack starts: the bot's files on the host checked and readied
+for its containers (the gateway's env, the egress control file, OpenClaw's
+proxy wiring, `state/` and `code/` handed to the gateway's user). The work
+on files the agent can write is `host_prep`'s; this is the order of it."""
+
+from __future__ import annotations
+
+from cfproxies.envfile import read_env_file
+
+from cftui.errors import FleetError, RuntimeOperationError
+from cftui.fleet import BotConfig
+from cftui.runtime import host_prep
+from cftui.runtime.docker.engine import DockerEngine
+from cftui.runtime.docker.spec import bind_paths
+
+
+class HostPreparation(DockerEngine):
+    """The host side of a start (part of `DockerRuntime`)."""
+
+    def _gateway_env(self, bot: BotConfig) -> dict[str, str]:
+        path = self.home.gateway_env(bot.name)
+        try:
+            values = read_env_file(path)
+        except OSError as exc:
+            raise FleetError(
+                f"cannot read {path}: {exc.strerror} (was {bot.name} made with `cftui init`?)"
+            ) from None
+        if not values.get("CF_PROXY_TOKEN"):
+            raise FleetError(f"{path} has no CF_PROXY_TOKEN: the gateway could not use the proxy")
+        return values
+
+    def _recipient(self, bot: BotConfig) -> str:
+        from cftui.botinit import recipient_of
+
+        return recipient_of(self.home, bot.name)
+
+    def _wire_openclaw(self, bot: BotConfig, env: dict[str, str]) -> None:
+        """CONTRACTS §4: OpenClaw ignores env on many paths; its config holds it."""
+        host_prep.wire_openclaw(self.home, bot, env)
+
+    def _hand_to_gateway(self, bot: BotConfig) -> None:
+        """Let the gateway's user own `state/` and what is in `code/` (host_prep)."""
+        host_prep.hand_to_gateway(self.home, bot.name)
+
+    def _prepare_host(self, bot: BotConfig) -> dict[str, str]:
+        for path in bind_paths(self.home, bot.name):
+            if not path.exists():
+                raise FleetError(f"{path} is missing: re-create {bot.name} with `cftui init`")
+        host_prep.check_gitdir(self.home, bot.name)
+        env = self._gateway_env(bot)
+        # The egress proxy takes the control file it finds at start as its
+        # baseline (capture on/off, allowlist): make it match fleet.toml.
+        from cftui import capture
+
+        try:
+            capture.sync_control(self.home, bot.name)
+        except OSError as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: cannot write the egress control file: {exc.strerror or exc}"
+            ) from None
+        if bot.gateway == "openclaw":
+            self._wire_openclaw(bot, env)
+        self._hand_to_gateway(bot)
+        return env

@@ -1,0 +1,189 @@
+"""The Docker runtime: each bot a contained stack of four containers
+(CONTRACTS §4), driven with the docker SDK.
+
+`DockerRuntime` is one object per engine (one client, one thread pool, the
+kill's wave and the builds in flight shared by all its calls), assembled
+from parts that each sit in a module of their own: `engine` (the plumbing),
+`prepare` (the host side of a start), `build` (the stack's images), `infra`
+(networks, volumes, containers), `readiness`, `watch` (status, events,
+logs) and `kill` (the kill switch). This module sequences a start, a stop
+and the gateway alone. What each container looks like is decided in
+`spec`; how Docker's states read in ours, in `states`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cftui import locks
+from cftui.errors import CftuiError, RuntimeOperationError
+from cftui.fleet import BotConfig, FleetHome
+from cftui.gateway_wiring import gateway_environment
+from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.runtime.docker.build import StackImages
+from cftui.runtime.docker.engine import explain
+from cftui.runtime.docker.infra import StackInfra
+from cftui.runtime.docker.kill import StackKill
+from cftui.runtime.docker.prepare import HostPreparation
+from cftui.runtime.docker.readiness import StackReadiness
+from cftui.runtime.docker.spec import (
+    ContainerSpec,
+    container_name,
+    egress_spec,
+    front_spec,
+    gateway_spec,
+    llm_proxy_spec,
+)
+from cftui.runtime.docker.watch import StackWatch
+
+START_TIMEOUT_S = float(os.environ.get("CFTUI_START_TIMEOUT", "90"))
+STOP_TIMEOUT_S = 10
+PROXY_SERVICES = ("llm-proxy", "egress")
+
+
+class DockerRuntime(
+    HostPreparation, StackImages, StackInfra, StackReadiness, StackWatch, StackKill
+):
+    """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
+
+    name = "docker"
+    gateway_writes_host_tree = True  # code/ and state/ are bind mounts
+
+    def __init__(self, home: FleetHome, client: Any = None) -> None:
+        super().__init__(home, client)
+        self._wave = None
+        self._builds = {}
+
+    # --- start and stop ------------------------------------------------------------
+    async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        await self._bring_up(bot, progress)
+
+    async def _bring_up(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> None:
+        await self.check()
+        task = f"start {bot.name}"
+        progress(ProgressEvent(task, 0, 4, "images"))
+        try:
+            images = await self._run(self._images, bot, progress, nocache=nocache)
+        except asyncio.CancelledError:
+            # The kill cancelled this start: hang up on the build, so the
+            # engine stops it and its thread does not outlive the start.
+            self._abort_build(bot)
+            raise
+        progress(ProgressEvent(task, 1, 4, "containers"))
+        env = await self._run(self._prepare_host, bot)
+        extra = await self._run(self._upstream_networks, bot)
+        specs = self._specs(bot, images, env, extra)
+        try:
+            await self._run(self._ensure_infra, bot)
+            await asyncio.gather(
+                *(self._run(self._ensure_container, bot, s) for s in specs.values())
+            )
+        except CftuiError:
+            raise
+        except Exception as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: cannot create its stack: {explain(exc)}"
+            ) from None
+        try:
+            progress(ProgressEvent(task, 2, 4, "proxies"))
+            first = [*PROXY_SERVICES, "front"]
+            await asyncio.gather(*(self._run(self._start, bot, specs[s].name) for s in first))
+            # The gateway starts once the egress proxy has exported its CA.
+            await self._wait_ready(bot, PROXY_SERVICES, START_TIMEOUT_S)
+            progress(ProgressEvent(task, 3, 4, "gateway"))
+            await self._run(self._start, bot, specs["gateway"].name)
+            await self._wait_ready(bot, ("gateway", "front"), START_TIMEOUT_S)
+        except BaseException:
+            # Never leave a half stack (or a crash-looping gateway) running;
+            # after a kill, the kill switch has already seen to that.
+            if not locks.is_locked(self.home, bot.name):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.down(bot))
+            raise
+        progress(ProgressEvent(task, 4, 4, "healthy"))
+
+    def _specs(
+        self, bot: BotConfig, images: dict[str, str], env: dict[str, str], extra: list[str]
+    ) -> dict[str, ContainerSpec]:
+        gw_env = gateway_environment(
+            bot.gateway, bot=bot.name, gateway_env=env, memory_mb=bot.limits.memory_mb
+        )
+        return {
+            "egress": egress_spec(self.home, bot, images["egress"], self._recipient(bot)),
+            "llm-proxy": llm_proxy_spec(
+                self.home, bot, images["llm-proxy"], env["CF_PROXY_TOKEN"], extra
+            ),
+            "gateway": gateway_spec(self.home, bot, images["gateway"], gw_env),
+            "front": front_spec(bot, images["front"]),
+        }
+
+    async def down(self, bot: BotConfig) -> None:
+        import docker.errors
+
+        try:
+            await self._run(self._stop, container_name(bot.name, "gateway"), STOP_TIMEOUT_S)
+            rest = [container_name(bot.name, s) for s in ("front", "llm-proxy", "egress")]
+            await asyncio.gather(*(self._run(self._stop, n, STOP_TIMEOUT_S) for n in rest))
+        except docker.errors.DockerException as exc:
+            raise RuntimeOperationError(f"{bot.name}: cannot stop: {explain(exc)}") from None
+
+    async def restart(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        locks.ensure_unlocked(self.home, bot.name)  # before anything is stopped
+        await self.down(bot)
+        await self.up(bot, progress)
+
+    async def rebuild(self, bot: BotConfig, progress: Progress = no_progress) -> None:
+        locks.ensure_unlocked(self.home, bot.name)  # before anything is stopped
+        await self.down(bot)
+        await self._bring_up(bot, progress, nocache=True)
+
+    # --- the gateway alone (snapshot restore) --------------------------------------
+    async def gateway_running(self, bot: BotConfig) -> bool:
+        attrs = await self._run(self._inspect, container_name(bot.name, "gateway"))
+        return bool(attrs and (attrs.get("State") or {}).get("Running"))
+
+    async def stop_gateway(self, bot: BotConfig) -> None:
+        await self._run(self._stop, container_name(bot.name, "gateway"), STOP_TIMEOUT_S)
+
+    async def start_gateway(self, bot: BotConfig) -> None:
+        locks.ensure_unlocked(self.home, bot.name)  # before the host is rewired
+        name = container_name(bot.name, "gateway")
+        if await self._run(self._inspect, name) is None:
+            raise RuntimeOperationError(
+                f"{bot.name} has no gateway container: start the bot (`cftui start {bot.name}`)"
+            )
+        await self._run(self._prepare_host, bot)  # a restored state: rewire, re-own
+        await self._run(self._start, bot, name)
+        await self._wait_ready(bot, ("gateway",), START_TIMEOUT_S)
+
+    @contextlib.asynccontextmanager
+    async def held_still(self, bot: BotConfig) -> AsyncIterator[None]:
+        """`docker pause` (the cgroup freezer) on a running gateway for as
+        long as its state/ is read; the kill switch still kills it at once
+        (SIGKILL reaches a frozen container)."""
+        import docker.errors
+
+        name = container_name(bot.name, "gateway")
+        paused = False
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            attrs = await self._run(self._inspect, name)
+            state = (attrs or {}).get("State") or {}
+            if state.get("Running") and not state.get("Paused"):
+                await self._run(self.api.pause, name)
+                paused = True
+        try:
+            yield
+        finally:
+            if paused:  # gone or killed meanwhile: nothing to thaw
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    await self._run(self.api.unpause, name)
+
+    # --- beyond the interface ------------------------------------------------------
+    async def remove(self, bot: BotConfig) -> None:
+        """Remove the bot's containers, networks and volumes (`cftui delete`,
+        tests). Files in the fleet home are not touched."""
+        await self._run(self._remove, bot.name)

@@ -1,0 +1,116 @@
+"""`clawfactory/base:bookworm`, the base every shipped Dockerfile falls
+back to when its public default cannot be pulled (no registry): made here
+from Debian packages (`images/base/mkrootfs.sh` under debootstrap, then
+`docker import`), once per machine, labelled with the hash of its recipe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cftui.errors import RuntimeOperationError
+from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.runtime.images.cache import cache_dir, file_lock
+from cftui.runtime.images.catalog import BASE_IMAGE, HASH_LABEL, SERVICE_LABEL, source_root
+from cftui.runtime.images.commands import run_logged
+from cftui.runtime.images.engine import explain, image_labels, one_line
+from cftui.runtime.images.hashing import paths_hash
+
+
+def base_image_hash(root: Path | None = None) -> str:
+    base = (root or source_root()) / "images" / "base"
+    return paths_hash(base / "mkrootfs.sh", base / "packages.txt", salt="base")
+
+
+def ensure_base_image(client: Any, progress: Progress = no_progress) -> str:
+    """`clawfactory/base:bookworm`, made from Debian packages if missing.
+
+    Safe when several processes ask at once: one builds, the others wait on
+    a file lock and then find the image there.
+    """
+    root = source_root()
+    want = base_image_hash(root)
+    labels = image_labels(client, BASE_IMAGE)
+    if labels is not None and labels.get(HASH_LABEL) == want:
+        return BASE_IMAGE
+    task = "base image"
+    with file_lock("base-bookworm", progress, task):
+        labels = image_labels(client, BASE_IMAGE)
+        if labels is not None and labels.get(HASH_LABEL) == want:
+            return BASE_IMAGE
+        _build_base(client, root, want, progress, task)
+    return BASE_IMAGE
+
+
+def _build_base(client: Any, root: Path, want: str, progress: Progress, task: str) -> None:
+    import docker.errors
+    import requests
+
+    if os.geteuid() != 0:
+        raise RuntimeOperationError(
+            f"building {BASE_IMAGE} needs root (debootstrap): run "
+            f"`sudo {root / 'scripts' / 'build-images.sh'}` once"
+        )
+    if shutil.which("debootstrap") is None:
+        raise RuntimeOperationError(
+            f"building {BASE_IMAGE} needs debootstrap: apt-get install debootstrap"
+        )
+    script = root / "images" / "base" / "mkrootfs.sh"
+    mirror = os.environ.get("CLAWFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    work = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=cache_dir()))
+    rootfs = work / "rootfs"
+    try:
+        progress(ProgressEvent(task, 0, 2, f"debootstrap bookworm into {rootfs}"))
+        run_logged(
+            ["bash", str(script), str(rootfs), mirror],
+            task=task,
+            progress=progress,
+            what=f"building {BASE_IMAGE} (debootstrap)",
+        )
+        progress(ProgressEvent(task, 1, 2, f"docker import {BASE_IMAGE}"))
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            'CMD ["python3"]',
+            f"LABEL {HASH_LABEL}={want} {SERVICE_LABEL}=base",
+        ]
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", "-", "."],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert tar.stdout is not None
+        repo, tag = BASE_IMAGE.split(":")
+        # The engine answers only once the import is done: minutes on a slow
+        # disk, past the client's usual timeout (harmless for other callers
+        # meanwhile: theirs only grows).
+        saved_timeout = client.api.timeout
+        client.api.timeout = max(saved_timeout or 0, 1800)
+        try:
+            client.api.import_image(
+                src=tar.stdout, repository=repo, tag=tag, changes=changes, stream_src=True
+            )
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            tar.kill()
+            raise RuntimeOperationError(
+                f"building {BASE_IMAGE} failed at docker import: {explain(exc)}"
+            ) from None
+        finally:
+            client.api.timeout = saved_timeout
+            tar.stdout.close()
+            err = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
+            tar.wait()
+        if tar.returncode != 0:
+            raise RuntimeOperationError(
+                f"building {BASE_IMAGE} failed at tar: {one_line(err) or tar.returncode}"
+            )
+        labels = image_labels(client, BASE_IMAGE)
+        if labels is None or labels.get(HASH_LABEL) != want:
+            raise RuntimeOperationError(f"building {BASE_IMAGE} failed: import produced no image")
+        progress(ProgressEvent(task, 2, 2, f"built {BASE_IMAGE}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

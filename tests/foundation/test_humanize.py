@@ -1,0 +1,48 @@
+"""Sizes and counts read the same in the TUI and the CLI: one formatter, IEC units."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from cftui.humanize import human_bytes, human_count
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1234, "1.2 KiB"),
+        (5 << 20, "5.0 MiB"),
+        (3 << 30, "3.0 GiB"),
+        (2 << 40, "2.0 TiB"),
+        (1 << 60, "1048576.0 TiB"),
+    ],
+)
+def test_sizes_are_spelled_in_iec_units(size: int, shown: str) -> None:
+    assert human_bytes(size) == shown
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"), [(999, "999"), (1234, "1.2k"), (3_400_000, "3.4M"), (250_000, "250k")]
+)
+def test_counts_are_short(count: int, shown: str) -> None:
+    assert human_count(count) == shown
+
+
+def test_no_face_keeps_a_formatter_of_its_own() -> None:
+    """The CLI and the TUI import `cftui.humanize`: no module of either
+    spells a size unit in a loop of its own."""
+    for face in ("cli", "tui"):
+        for path in (ROOT / "cftui" / face).glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Tuple) and {"KB", "KiB", "MB", "MiB"} & {
+                    elt.value for elt in node.elts if isinstance(elt, ast.Constant)
+                }:
+                    raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno}: a unit list")
