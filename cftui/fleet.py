@@ -223,7 +223,7 @@ class FleetHome:
         empty directory under it (`loopdisk.require_tree`). `mount=False`
         only names the path (to show it, or for the disk code itself)."""
         tree = self.root / "bot_repos" / validate_bot_name(bot)
-        if mount:
+        if mount and loopdisk.marker_visible(tree):  # one lstat on every call
             loopdisk.require_tree(self.disk_image(bot), tree)
         return tree
 
