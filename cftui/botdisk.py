@@ -24,7 +24,7 @@ from cftui import loopdisk
 from cftui.audit.events import record_event
 from cftui.fleet import BotConfig, FleetHome
 from cftui.humanize import human_bytes
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.sizes import format_size
 
 if TYPE_CHECKING:
