@@ -57,3 +57,7 @@ class ConfigError(CftuiError):
 
 class ProposalError(CftuiError):
     """A proposal of the gateway could not be read, promoted or rejected."""
+
+
+class DiskError(CftuiError):
+    """A bot's disk image could not be made, mounted, grown or released."""

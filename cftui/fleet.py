@@ -19,8 +19,10 @@ from typing import Any, Literal
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from cftui import loopdisk
 from cftui.errors import BadBotName, FleetError, UnknownBot, UsageError
 from cftui.securefs import atomic_write_private, make_private_dirs
+from cftui.sizes import format_size, parse_size
 
 BOT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 RUNTIMES = ("docker", "lima")
@@ -31,6 +33,12 @@ FIRST_GATEWAY_PORT = 18801
 # the host, in the egress container's /audit/ and in the Lima VM alike.
 EGRESS_CONTROL_NAME = "egress.control.json"
 EGRESS_STATS_NAME = "egress.stats.json"
+# The disk a Docker bot's code/ and state/ may fill together (`disk` in
+# fleet.toml; "off" for none). The image is sparse: the host pays only for
+# what the bot writes, up to this.
+DEFAULT_DISK_BYTES = 4 << 30
+MIN_DISK_BYTES = 32 << 20  # ext4's journal and tables need a few MiB
+DISK_OFF = "off"
 
 RuntimeName = Literal["docker", "lima"]
 GatewayKind = Literal["openclaw", "generic"]
@@ -97,6 +105,7 @@ class BotConfig:
     budget: Budget = field(default_factory=Budget)
     upstreams: dict[str, str] = field(default_factory=dict)
     lima: LimaVM = field(default_factory=LimaVM)
+    disk_bytes: int | None = DEFAULT_DISK_BYTES  # None: "off", no bound
 
     def to_toml(self) -> tomlkit.items.Table:
         t = tomlkit.table()
@@ -105,6 +114,8 @@ class BotConfig:
         t.add("gateway_port", self.gateway_port)
         t.add("capture", self.capture)
         t.add("egress_allow", list(self.egress_allow))
+        if self.runtime == "docker":  # a Lima bot's disk is its VM's (lima.disk_gib)
+            t.add("disk", format_size(self.disk_bytes) if self.disk_bytes else DISK_OFF)
         limits = tomlkit.table()
         limits.add("memory_mb", self.limits.memory_mb)
         limits.add("cpus", self.limits.cpus)
@@ -127,6 +138,21 @@ class BotConfig:
             lima.add("disk_gib", self.lima.disk_gib)
             t.add("lima", lima)
         return t
+
+
+def parse_disk(value: Any) -> int | None:
+    """`disk` of fleet.toml: bytes, or None for "off"; ValueError otherwise."""
+    if value == DISK_OFF:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f'disk must be a size in quotes, such as "4GiB", or "off" (got {value!r})')
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ValueError(f'disk: {exc}, or "off"') from None
+    if size < MIN_DISK_BYTES:
+        raise ValueError(f"disk: {value!r} is too small: at least {format_size(MIN_DISK_BYTES)}")
+    return size
 
 
 def _bot_from_toml(name: str, raw: Any) -> BotConfig:
@@ -169,6 +195,7 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
                 memory_gib=int(lima.get("memory_gib", LimaVM.memory_gib)),
                 disk_gib=int(lima.get("disk_gib", LimaVM.disk_gib)),
             ),
+            disk_bytes=parse_disk(raw.get("disk", format_size(DEFAULT_DISK_BYTES))),
         )
     except (TypeError, ValueError) as exc:
         raise FleetError(f"fleet.toml: [bots.{name}]: {exc}") from None
@@ -194,17 +221,31 @@ class FleetHome:
         """Kill-switch locks, one file a bot (see killswitch.py)."""
         return self.root / "locks"
 
-    def bot_repo(self, bot: str) -> Path:
-        return self.root / "bot_repos" / validate_bot_name(bot)
+    def bot_repo(self, bot: str, *, mount: bool = True) -> Path:
+        """The bot's tree (code/, state/). Every path into it comes from here,
+        so this is where a tree on a disk image that is not mounted (after a
+        reboot) is mounted, or refused in one line, before anyone reads the
+        empty directory under it (`loopdisk.require_tree`). `mount=False`
+        only names the path (to show it, or for the disk code itself)."""
+        tree = self.root / "bot_repos" / validate_bot_name(bot)
+        if mount and loopdisk.marker_visible(tree):  # one lstat on every call
+            loopdisk.require_tree(self.disk_image(bot), tree)
+        return tree
 
-    def code_dir(self, bot: str) -> Path:
-        return self.bot_repo(bot) / "code"
+    def code_dir(self, bot: str, *, mount: bool = True) -> Path:
+        return self.bot_repo(bot, mount=mount) / "code"
 
     def workspace_dir(self, bot: str) -> Path:
         return self.code_dir(bot) / "workspace"
 
-    def state_dir(self, bot: str) -> Path:
-        return self.bot_repo(bot) / "state"
+    def state_dir(self, bot: str, *, mount: bool = True) -> Path:
+        return self.bot_repo(bot, mount=mount) / "state"
+
+    def disk_image(self, bot: str) -> Path:
+        """The ext4 image that holds a Docker bot's tree (`disk` in
+        fleet.toml): outside every tree the agent can write, 0600 in a 0700
+        directory."""
+        return self.root / "disks" / f"{validate_bot_name(bot)}.ext4"
 
     def proposals_dir(self, bot: str) -> Path:
         """The gateway's proposals work tree (CONTRACTS §9): a copy of the
@@ -325,6 +366,12 @@ class FleetHome:
             if config.name in doc["bots"]:
                 raise UsageError(f"bot {config.name!r} already exists in {self.fleet_toml}")
             doc["bots"][config.name] = config.to_toml()
+
+    def remove_bot(self, name: str) -> None:
+        """Drop a bot's table from fleet.toml, keeping the rest as written."""
+        self.bot(name)
+        with self.editing() as doc:
+            del doc["bots"][name]
 
     def update_bot(self, name: str, **changes: Any) -> BotConfig:
         """Change top-level keys of a bot's table, keeping the rest as written."""

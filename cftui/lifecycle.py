@@ -9,10 +9,12 @@ turns into a per-bot error instead of failing the whole fleet view.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from cftui import locks
+from cftui import botdisk, locks
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -23,10 +25,14 @@ from cftui.runtime.base import BotStatus
 
 async def start(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
+    """Bring the bot up; returns notes for the operator (its disk's)."""
     async with locks.operation(home, bot.name, "start"):
-        await runtimes.get(bot.runtime).up(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.up(bot, progress)
     record_event(home, "start", bot.name)
+    return notes
 
 
 async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
@@ -36,18 +42,41 @@ async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
 
 async def restart(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
     async with locks.operation(home, bot.name, "restart"):
-        await runtimes.get(bot.runtime).restart(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.restart(bot, progress)
     record_event(home, "restart", bot.name)
+    return notes
 
 
 async def rebuild(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
-) -> None:
+) -> list[str]:
     async with locks.operation(home, bot.name, "rebuild"):
-        await runtimes.get(bot.runtime).rebuild(bot, progress)
+        runtime = runtimes.get(bot.runtime)
+        notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
+        await runtime.rebuild(bot, progress)
     record_event(home, "rebuild", bot.name)
+    return notes
+
+
+async def delete(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> list[Path]:
+    """Remove a bot for good: what its runtime made, its disk (unmounted, the
+    loop device released), its tree and its fleet.toml entry. Its secrets,
+    snapshots and audit stay, so that its history and snapshots can still be
+    read; returns those paths. A failure leaves the fleet.toml entry, so that
+    the delete can be run again."""
+    await runtimes.get(bot.runtime).remove(bot)
+    await asyncio.to_thread(botdisk.delete, home, bot.name)
+    tree = home.bot_repo(bot.name, mount=False)  # plain, or gone with its image
+    if tree.exists():
+        await asyncio.to_thread(shutil.rmtree, tree)  # fd-based: follows no link out
+    home.remove_bot(bot.name)
+    record_event(home, "delete", bot.name)
+    kept = (home.secrets_dir(bot.name), home.snapshots_dir(bot.name), home.audit_dir(bot.name))
+    return [p for p in kept if p.exists()]
 
 
 async def fleet_status(
@@ -73,7 +102,19 @@ async def fleet_status(
             err = str(exc)
             return {b.name: BotStatus(b.name, kind, error=err) for b in group}, err
 
-    results = await asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items()))
+    host_tree: dict[str, bool] = {}
+    for bot in bots:
+        try:
+            host_tree[bot.name] = runtimes.get(bot.runtime).gateway_writes_host_tree
+        except CftuiError:
+            host_tree[bot.name] = False
+
+    def disks() -> dict[str, botdisk.DiskStatus | None]:
+        return {b.name: botdisk.status(home, b, host_tree[b.name]) for b in bots}
+
+    results, disk = await asyncio.gather(
+        asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items())), asyncio.to_thread(disks)
+    )
     statuses: dict[str, BotStatus] = {}
     errors: list[str] = []
     for found, err in results:
@@ -84,5 +125,5 @@ async def fleet_status(
     ordered = {}
     for bot in bots:
         st = statuses.get(bot.name) or BotStatus(bot.name, bot.runtime)
-        ordered[bot.name] = replace(st, locked=bot.name in locked)
+        ordered[bot.name] = replace(st, locked=bot.name in locked, disk=disk[bot.name])
     return ordered, errors

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from cftui.botinit import init_bot
 from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.errors import UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome
 from cftui.humanize import format_uptime
 from cftui.inert import inert
@@ -23,6 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bot")
     p.add_argument("--runtime", choices=RUNTIMES, default="docker")
     p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
+
+    p = add_command(
+        sub,
+        "delete",
+        "remove a bot: its stack, disk, code/ and state/ (snapshots stay)",
+        cmd_delete,
+    )
+    p.add_argument("bot")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
     p.add_argument("--json", action="store_true")
@@ -42,6 +52,31 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  snapshot recipient: {result.recipient}")
     print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
     print(f"  start it with: cftui start {bot.name}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from cftui.lifecycle import delete
+
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
+    if not args.yes:
+        raise UsageError(
+            f"delete removes {bot.name}'s stack, code/ and state/ for good "
+            "(its snapshots, secrets and audit stay): add --yes"
+        )
+
+    async def go() -> list:
+        runtimes = Runtimes(home)
+        try:
+            return await delete(home, bot, runtimes)
+        finally:
+            await runtimes.aclose()
+
+    kept = asyncio.run(go())
+    print(f"deleted {bot.name}")
+    for path in kept:
+        print(f"  kept {path}")
     return 0
 
 
@@ -70,6 +105,7 @@ def _status_json(bot: BotConfig, st: BotStatus) -> dict:
         "locked": st.locked,
         "uptime_s": st.uptime_seconds(),
         "error": st.error,
+        "disk": st.disk.to_json() if st.disk else None,
         "services": {
             name: {
                 "state": s.state,
@@ -128,6 +164,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"uptime {format_uptime(st.uptime_seconds())}{lock}"
             )
         )
+        if st.disk is not None:
+            print(inert(f"  disk  {st.disk.line()}"))
         if st.error:
             continue
         rows = [("  SERVICE", "STATE", "HEALTH", "UPTIME", "IMAGE")]

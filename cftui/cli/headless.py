@@ -205,6 +205,8 @@ async def run_bots(
                 await starting
             out(f"{_clock()} interrupted while starting")
         elif starting.exception() is None:
+            for note in (n for notes in starting.result() for n in notes):
+                err(f"cftui: {note}")  # an unbounded or full disk
             out(f"{_clock()} {', '.join(b.name for b in bots)}: up; Ctrl-C stops")
             watch.start()
             await stopper

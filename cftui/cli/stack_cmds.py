@@ -7,7 +7,7 @@ import argparse
 import asyncio
 
 from cftui import killswitch, lifecycle, locks
-from cftui.cli.common import add_command, progress_bar, resolve_home
+from cftui.cli.common import add_command, progress_bar, resolve_home, warn
 from cftui.errors import UsageError
 from cftui.inert import inert
 from cftui.runtime import Runtimes
@@ -44,18 +44,19 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
     bot = home.bot(args.bot)
     action = getattr(lifecycle, args.command)
 
-    async def go() -> None:
+    async def go() -> list[str]:
         runtimes = Runtimes(home)
         try:
             if args.command == "stop":
                 await action(home, bot, runtimes)
-            else:
-                with progress_bar() as progress:
-                    await action(home, bot, runtimes, progress)
+                return []
+            with progress_bar() as progress:
+                return await action(home, bot, runtimes, progress)
         finally:
             await runtimes.aclose()
 
-    asyncio.run(go())
+    for note in asyncio.run(go()):
+        warn(note)
     print(f"{bot.name}: {args.command} done")
     return 0
 

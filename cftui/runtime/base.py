@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from cftui.progress import Progress, no_progress
 
 if TYPE_CHECKING:
+    from cftui.botdisk import DiskStatus
     from cftui.fleet import BotConfig, FleetHome
 
 SERVICES = ("front", "gateway", "llm-proxy", "egress")
@@ -59,6 +60,7 @@ class BotStatus:
     services: dict[str, ServiceStatus] = field(default_factory=dict)
     locked: bool = False
     error: str | None = None
+    disk: DiskStatus | None = None  # filled by lifecycle.fleet_status (botdisk)
 
     @property
     def state(self) -> str:
@@ -159,6 +161,9 @@ class Runtime(ABC):
     """A place where bots' stacks run."""
 
     name: str = "abstract"
+    # Whether the gateway writes the bot's tree on this host (bind mounts):
+    # such a tree is held on a disk image of fixed size (cftui.botdisk).
+    gateway_writes_host_tree: bool = False
 
     def __init__(self, home: FleetHome) -> None:
         self.home = home
@@ -231,6 +236,13 @@ class Runtime(ABC):
         walk and have the host archive what the link points at. A no-op
         where the host reads a copy (Lima pulls one first)."""
         yield
+
+    async def remove(self, bot: BotConfig) -> None:
+        """Remove everything the runtime made for the bot (`cftui delete`);
+        files in the fleet home are not touched."""
+        from cftui.errors import RuntimeOperationError
+
+        raise RuntimeOperationError(f"{bot.name}: the {self.name} runtime cannot delete a bot yet")
 
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""

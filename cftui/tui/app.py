@@ -349,15 +349,16 @@ class ClawFactoryApp(App[int]):
         def progress(event: ProgressEvent) -> None:
             self.post_message(OperationProgress(bot, action, event))
 
+        notes: list[str] = []
         try:
             if action == "start":
-                await lifecycle.start(self.home, config, self.runtimes, progress)
+                notes = await lifecycle.start(self.home, config, self.runtimes, progress)
             elif action == "stop":
                 await lifecycle.stop(self.home, config, self.runtimes)
             elif action == "restart":
-                await lifecycle.restart(self.home, config, self.runtimes, progress)
+                notes = await lifecycle.restart(self.home, config, self.runtimes, progress)
             elif action == "rebuild":
-                await lifecycle.rebuild(self.home, config, self.runtimes, progress)
+                notes = await lifecycle.rebuild(self.home, config, self.runtimes, progress)
             elif action == "capture":
                 from cftui import egress_control
 
@@ -378,7 +379,7 @@ class ClawFactoryApp(App[int]):
         except Exception as exc:  # a worker must report, never die silently
             self.post_message(OperationFinished(bot, action, f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(OperationFinished(bot, action))
+            self.post_message(OperationFinished(bot, action, notes=tuple(notes)))
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -398,6 +399,8 @@ class ClawFactoryApp(App[int]):
             )
         else:
             self.notify(f"{message.action} {message.bot}: done")
+        for note in message.notes:
+            self.notify(inert(note), severity="warning", timeout=12, markup=False)
         self._periodic()
 
     def _set_op(self, bot: str, text: str | None) -> None:

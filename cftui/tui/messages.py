@@ -56,8 +56,10 @@ class OperationProgress(Message):
 
 @dataclass
 class OperationFinished(Message):
-    """A bot operation finished; `error` is its one-line failure, if any."""
+    """A bot operation finished; `error` is its one-line failure, if any;
+    `notes` what it wants the operator to know (an unbounded or full disk)."""
 
     bot: str
     action: str
     error: str | None = None
+    notes: tuple[str, ...] = ()

@@ -99,9 +99,11 @@ class OverviewTab(VerticalScroll):
                 f"{totals.calls} calls · {human_count(totals.tokens)} tokens" if totals else "-",
             ),
             ("Locked", "YES: kill switch engaged" if self.bot in app.locked else "no"),
-            ("Code", str(app.home.code_dir(self.bot))),
-            ("State", str(app.home.state_dir(self.bot))),
+            ("Code", str(app.home.code_dir(self.bot, mount=False))),
+            ("State", str(app.home.state_dir(self.bot, mount=False))),
         ]
+        if status and status.disk:  # runtimes that keep no tree here have none
+            rows.insert(-2, ("Disk", status.disk.line()))
         for key, value in rows:
             info.add_row(key, agent_text(value))
         self.query_one("#overview-config", Static).update(info)

@@ -113,6 +113,7 @@ def destroy_world(world: World) -> None:
 
     import docker.errors
 
+    from cftui import botdisk
     from cftui.runtime.docker.runtime import DockerRuntime
 
     async def remove_all() -> None:
@@ -123,7 +124,12 @@ def destroy_world(world: World) -> None:
         finally:
             await rt.aclose()
 
-    asyncio.run(remove_all())
+    try:
+        asyncio.run(remove_all())
+    finally:
+        for name in world.bots:  # a bot started by lifecycle has its tree on an image
+            with contextlib.suppress(Exception):
+                botdisk.delete(world.home, name)
     for c in world.client.containers.list(all=True, filters={"label": TEST_LABEL}):
         if c.labels.get(TEST_LABEL) == world.suffix:
             c.remove(force=True)

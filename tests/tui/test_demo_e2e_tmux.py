@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cftui import locks
+from cftui import botdisk, locks
 from cftui.demo import DEMO_BOTS, DEMO_NETWORK, FAKE_LLM
 from cftui.fleet import FleetHome
 from cftui.runtime.docker.spec import (
@@ -119,10 +119,15 @@ def _remove_demo(client: Any) -> None:
 
 
 @pytest.fixture
-def demo_engine(docker_client: Any) -> Iterator[Any]:
+def demo_engine(docker_client: Any, tmp_path: Path) -> Iterator[Any]:
     _remove_demo(docker_client)
-    yield docker_client
-    _remove_demo(docker_client)
+    try:
+        yield docker_client
+    finally:
+        _remove_demo(docker_client)
+        for bot in DEMO_BOTS:  # a started bot's tree is on a loop-mounted image
+            with contextlib.suppress(Exception):
+                botdisk.delete(FleetHome(tmp_path / "demo"), bot)
 
 
 def _gateways_down(client: Any) -> bool:

@@ -51,6 +51,7 @@ class DockerRuntime(
     """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
 
     name = "docker"
+    gateway_writes_host_tree = True  # code/ and state/ are bind mounts
 
     def __init__(self, home: FleetHome, client: Any = None) -> None:
         super().__init__(home, client)
@@ -183,6 +184,6 @@ class DockerRuntime(
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
-        """Remove the bot's containers, networks and volumes (tests, demo reset).
-        Files in the fleet home are not touched."""
+        """Remove the bot's containers, networks and volumes (`cftui delete`,
+        tests). Files in the fleet home are not touched."""
         await self._run(self._remove, bot.name)
