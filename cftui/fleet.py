@@ -39,6 +39,9 @@ EGRESS_STATS_NAME = "egress.stats.json"
 DEFAULT_DISK_BYTES = 4 << 30
 MIN_DISK_BYTES = 32 << 20  # ext4's journal and tables need a few MiB
 DISK_OFF = "off"
+# What the gateway may write in its read-only approved tree, unless fleet.toml
+# says otherwise (`writable`): `{bot}` is the bot's name.
+DEFAULT_WRITABLE = ("workspace/memory", "workspace/{bot}_save")
 
 RuntimeName = Literal["docker", "lima"]
 GatewayKind = Literal["openclaw", "generic"]
@@ -106,6 +109,16 @@ class BotConfig:
     upstreams: dict[str, str] = field(default_factory=dict)
     lima: LimaVM = field(default_factory=LimaVM)
     disk_bytes: int | None = DEFAULT_DISK_BYTES  # None: "off", no bound
+    # Paths in code/ the gateway writes at run time (None: DEFAULT_WRITABLE).
+    writable: tuple[str, ...] | None = None
+
+    @property
+    def writable_paths(self) -> tuple[str, ...]:
+        """The paths of `code/` the gateway may write, each bind-mounted
+        read-write over its read-only approved tree."""
+        if self.writable is not None:
+            return self.writable
+        return tuple(p.format(bot=self.name) for p in DEFAULT_WRITABLE)
 
     def to_toml(self) -> tomlkit.items.Table:
         t = tomlkit.table()
@@ -116,6 +129,8 @@ class BotConfig:
         t.add("egress_allow", list(self.egress_allow))
         if self.runtime == "docker":  # a Lima bot's disk is its VM's (lima.disk_gib)
             t.add("disk", format_size(self.disk_bytes) if self.disk_bytes else DISK_OFF)
+        if self.writable is not None:
+            t.add("writable", list(self.writable))
         limits = tomlkit.table()
         limits.add("memory_mb", self.limits.memory_mb)
         limits.add("cpus", self.limits.cpus)
@@ -153,6 +168,31 @@ def parse_disk(value: Any) -> int | None:
     if size < MIN_DISK_BYTES:
         raise ValueError(f"disk: {value!r} is too small: at least {format_size(MIN_DISK_BYTES)}")
     return size
+
+
+def parse_writable(value: Any) -> tuple[str, ...]:
+    """`writable` of fleet.toml: relative paths inside `code/`, each one
+    normalised; ValueError (one line) for anything that could reach out of
+    it or into its git. Links on the way are refused when the directories
+    are made (securefs.make_agent_dirs), where the tree is read."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('writable must be a list of paths in code/, such as ["workspace/memory"]')
+    out: list[str] = []
+    for raw in value:
+        parts = raw.split("/")
+        if raw.startswith("/") or not raw:
+            raise ValueError(f"writable: {raw!r} must be a relative path inside code/")
+        parts = [p for p in parts if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise ValueError(f"writable: {raw!r} must stay inside code/ (no '..')")
+        if parts[0] == ".git":
+            raise ValueError(f"writable: {raw!r} is the approved tree's git: never writable")
+        if any("\0" in p for p in parts):
+            raise ValueError(f"writable: {raw!r} holds a NUL byte")
+        path = "/".join(parts)
+        if path not in out:
+            out.append(path)
+    return tuple(out)
 
 
 def _bot_from_toml(name: str, raw: Any) -> BotConfig:
@@ -196,6 +236,7 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
                 disk_gib=int(lima.get("disk_gib", LimaVM.disk_gib)),
             ),
             disk_bytes=parse_disk(raw.get("disk", format_size(DEFAULT_DISK_BYTES))),
+            writable=parse_writable(raw["writable"]) if "writable" in raw else None,
         )
     except (TypeError, ValueError) as exc:
         raise FleetError(f"fleet.toml: [bots.{name}]: {exc}") from None

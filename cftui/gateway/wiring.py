@@ -22,6 +22,9 @@ CA_PEM = f"{CA_DIR}/ca.pem"
 CA_BUNDLE = f"{CA_DIR}/bundle.pem"
 CODE_MOUNT = "/code"
 STATE_MOUNT = "/state"
+# The gateway's proposals work tree (CONTRACTS §9): the one place it changes its code.
+PROPOSALS_MOUNT = "/proposals"
+WORKSPACE = f"{CODE_MOUNT}/workspace"
 
 # The LLM proxy's path per provider: `/<provider>/...` is forwarded to the
 # provider's base URL (OpenAI and OpenRouter clients expect the `/v1` in it).
@@ -160,6 +163,16 @@ def wire_openclaw_config(
         auth = gateway["auth"] = {}
     auth["mode"] = "token"
     auth["token"] = gateway_token
+
+    # OpenClaw's workspace is the approved tree (read-only but for its
+    # writable paths); the agent proposes changes under PROPOSALS_MOUNT.
+    agents = out.setdefault("agents", {})
+    if not isinstance(agents, dict):
+        agents = out["agents"] = {}
+    defaults = agents.setdefault("defaults", {})
+    if not isinstance(defaults, dict):
+        defaults = agents["defaults"] = {}
+    defaults["workspace"] = WORKSPACE
     return out
 
 

@@ -12,11 +12,12 @@ rewritten) and a refusal is one line saying what to do.
 from __future__ import annotations
 
 import os
+import stat
 
 from cfproxies.envfile import read_env_file
 
 from cftui import hostgit
-from cftui.errors import FleetError, RuntimeOperationError
+from cftui.errors import FleetError, ProposalError, RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway import config as gateway_config
 from cftui.gateway.state_wiring import (
@@ -26,9 +27,32 @@ from cftui.gateway.state_wiring import (
     models_json_of,
     plan_wiring,
 )
-from cftui.gateway.wiring import wire_models_json, wire_openclaw_config
+from cftui.gateway.wiring import PROPOSALS_MOUNT, wire_models_json, wire_openclaw_config
+from cftui.proposals.seed import ensure_seeded
 from cftui.runtime.docker.spec import gateway_user
-from cftui.securefs import list_agent_dir, own_tree
+from cftui.securefs import (
+    UnsafeFile,
+    agent_dir,
+    list_agent_dir,
+    make_agent_dirs,
+    own_tree,
+    write_agent_file,
+)
+
+# The note that tells the agent how it changes its own code. It goes in its
+# memory (a writable path OpenClaw reads as workspace notes), never in the
+# proposals tree, where it would be a proposal itself.
+PROPOSALS_NOTE = "workspace/memory/cftui-proposals.md"
+PROPOSALS_NOTE_TEXT = f"""# How to change your own code or configuration
+
+Your workspace under /code is the approved revision: it is read-only, except
+`memory/` and the paths your operator made writable. To change anything else
+(a skill, SOUL.md, TOOLS.md, a tool), write the new version at the same path
+under {PROPOSALS_MOUNT} (for example {PROPOSALS_MOUNT}/workspace/skills/NAME/SKILL.md).
+{PROPOSALS_MOUNT} starts as a copy of /code; committing there is optional. A human
+reviews what differs and promotes it (or rejects it); after a promotion the
+change is under /code when you restart.
+"""
 
 
 def gateway_env(home: FleetHome, bot: str) -> dict[str, str]:
@@ -100,3 +124,61 @@ def hand_to_gateway(home: FleetHome, bot: str) -> None:
     own_tree(state, uid, gid)
     own_tree(code, uid, gid, top=(os.lstat(code).st_uid, gid), skip_top=frozenset({".git"}))
     os.chmod(code, 0o770)  # code/ itself is the host's path, not the gateway's
+
+
+def make_writable_paths(home: FleetHome, bot: BotConfig) -> None:
+    """Create the bot's `writable` paths in `code/` (each is bind-mounted
+    read-write over the read-only tree, so it must exist): made by
+    descriptor, a link on the way refused in one line."""
+    code = home.code_dir(bot.name)
+    for rel in bot.writable_paths:
+        try:
+            make_agent_dirs(code, rel)
+        except (UnsafeFile, NotADirectoryError) as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: writable path {rel} cannot be made: {exc}"
+            ) from None
+        except OSError as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: writable path {rel} cannot be made: {exc.strerror or exc}"
+            ) from None
+
+
+def prepare_proposals(home: FleetHome, bot: BotConfig) -> None:
+    """The proposals tree the gateway writes at PROPOSALS_MOUNT: seeded from
+    the approved tree if it is not there yet, and the note that says how to
+    use it written to the agent's memory.
+
+    When cftui runs as root the tree's top goes to the gateway's user before
+    the seed, which then gives its copy the same owner before it records its
+    stat cache (a later re-own would change every ctime and force a re-hash).
+    """
+    root = home.proposals_dir(bot.name)
+    if not os.path.lexists(root):
+        os.mkdir(root, 0o755)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeOperationError(f"{root} is not a directory: move it aside and try again")
+    if os.geteuid() == 0:
+        uid, gid = gateway_user()
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            with agent_dir(root) as fd:
+                assert fd is not None
+                os.fchown(fd, uid, gid)
+    try:
+        ensure_seeded(home, bot.name)
+    except ProposalError as exc:
+        raise RuntimeOperationError(f"{bot.name}: {exc}") from None
+    _write_proposals_note(home, bot)
+
+
+def _write_proposals_note(home: FleetHome, bot: BotConfig) -> None:
+    parent = PROPOSALS_NOTE.rpartition("/")[0]
+    if parent not in bot.writable_paths:
+        return  # no writable memory to put it in: the operator chose so
+    try:
+        write_agent_file(home.code_dir(bot.name), PROPOSALS_NOTE, PROPOSALS_NOTE_TEXT, mode=0o644)
+    except (UnsafeFile, OSError) as exc:
+        raise RuntimeOperationError(
+            f"{bot.name}: cannot write {PROPOSALS_NOTE}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None

@@ -1,6 +1,7 @@
 """Before a stack starts: the bot's files on the host checked and readied
 for its containers (the gateway's env, the egress control file, OpenClaw's
-proxy wiring, `state/` and `code/` handed to the gateway's user). The work
+proxy wiring, `state/` and `code/` handed to the gateway's user, the
+writable paths made and the proposals tree seeded). The work
 on files the agent can write is `host_prep`'s; this is the order of it."""
 
 from __future__ import annotations
@@ -50,4 +51,7 @@ class HostPreparation(DockerEngine):
         if bot.gateway == "openclaw":
             self._wire_openclaw(bot, env)
         self._hand_to_gateway(bot)
+        # After the hand-over: new directories take their parent's owner.
+        host_prep.make_writable_paths(self.home, bot)
+        host_prep.prepare_proposals(self.home, bot)
         return env

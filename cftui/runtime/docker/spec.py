@@ -12,7 +12,15 @@ account has, and the runtime chowns `state/` and what is in `code/` to it at
 each start; otherwise it runs as the operator's own uid/gid, who already
 owns those files. Either way `code/.git` is mounted read-only over
 `/code/.git`: a mount point cannot be renamed or replaced, so the gateway
-can neither change the repository host git reads nor plant its own. The proxies run as the operator's uid/gid with every
+can neither change the repository host git reads nor plant its own.
+
+The approved tree. `/code` is read-only: the agent never changes its own
+code or configuration in place. Only the bot's `writable` paths (its
+workspace's `memory/` and `<bot>_save/` by default) are bind-mounted
+read-write over it, and `/proposals`, a copy it may change, is where it
+proposes; the operator promotes from there (cftui.proposals).
+
+The proxies run as the operator's uid/gid with every
 capability dropped, so they can read `providers.env` (0600) and append to
 `audit/<bot>/` exactly as the operator could, and nothing more.
 """
@@ -28,7 +36,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
-from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, STATE_MOUNT
+from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
 
 LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
@@ -189,6 +197,13 @@ def upstream_hosts(bot: BotConfig) -> list[str]:
     return sorted(set(hosts))
 
 
+def writable_mounts(home: FleetHome, bot: BotConfig) -> list[dict]:
+    """The bot's `writable` paths, read-write over the read-only `/code`
+    (Docker mounts a nested target after its parent)."""
+    code = home.code_dir(bot.name)
+    return [_mount(f"{CODE_MOUNT}/{rel}", str(code / rel)) for rel in bot.writable_paths]
+
+
 def gateway_spec(
     home: FleetHome, bot: BotConfig, image: str, environment: dict[str, str]
 ) -> ContainerSpec:
@@ -203,10 +218,12 @@ def gateway_spec(
         read_only=True,
         tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
         mounts=[
-            _mount(CODE_MOUNT, str(home.code_dir(bot.name))),
+            _mount(CODE_MOUNT, str(home.code_dir(bot.name)), read_only=True),
             # Read-only, and a mount point: the gateway cannot write, rename
             # or replace the repository that host git runs in (hostgit).
             _mount(GIT_MOUNT, str(home.code_dir(bot.name) / ".git"), read_only=True),
+            *writable_mounts(home, bot),
+            _mount(PROPOSALS_MOUNT, str(home.proposals_dir(bot.name))),
             _mount(STATE_MOUNT, str(home.state_dir(bot.name))),
             _mount(CA_DIR, ca_volume(bot.name), "volume", read_only=True),
         ],

@@ -9,6 +9,10 @@ the same contract, with nothing but the Python standard library.
   $ANTHROPIC_API_KEY`, which is the bot's proxy token, never a provider key),
   streamed and not in turn, and now and then through `OPENAI_BASE_URL`.
 - Appends what it did to `/state/memory/YYYY-MM-DD.md`.
+- Every `DEMO_PROPOSE_EVERY` cycles (default 6, from the first) proposes a
+  skill (`/proposals/workspace/skills/<name>/SKILL.md`) and tries to rewrite
+  `/code/workspace/SOUL.md` in place, which the read-only approved tree
+  refuses: the demo shows both outcomes.
 - Tries to reach `CF_DEMO_PROBE_URL` directly (no proxy) and logs that the
   attempt failed, as it must inside a contained stack.
 - One log line per action on stdout.
@@ -43,6 +47,8 @@ PROBE_URL = os.environ.get("CF_DEMO_PROBE_URL", "")
 PROBE_TIMEOUT_S = float(os.environ.get("DEMO_PROBE_TIMEOUT_S", "3"))
 CALL_TIMEOUT_S = float(os.environ.get("DEMO_CALL_TIMEOUT_S", "30"))
 BOT = os.environ.get("CF_BOT") or socket.gethostname()
+PROPOSALS = Path(os.environ.get("CF_DEMO_PROPOSALS", "/proposals"))
+PROPOSE_EVERY = int(os.environ.get("DEMO_PROPOSE_EVERY", "6"))
 
 # Model calls go straight to the LLM proxy on the bot's internal network,
 # whatever HTTP(S)_PROXY says; the probe goes straight out, to prove that a
@@ -196,6 +202,32 @@ def probe() -> None:
     log("probe", f"CONTAINMENT BROKEN: reached {PROBE_URL} directly (HTTP {code})")
 
 
+def propose(n: int) -> None:
+    """Propose a skill the way an agent must (in the proposals tree), then
+    try the forbidden way (rewrite the approved SOUL.md in place)."""
+    name = f"demo-skill-{n}"
+    path = PROPOSALS / "workspace" / "skills" / name / "SKILL.md"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"---\nname: {name}\ndescription: a skill the demo agent proposed in cycle {n}\n---\n"
+            "\nSay hello to whoever asks.\n",
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        log("propose", f"cannot propose {path}: {exc.strerror}")
+    else:
+        log("propose", f"proposed skill {name} at {path}")
+    soul = WORKSPACE / "SOUL.md"
+    try:
+        with open(soul, "a", encoding="utf-8") as fh:
+            fh.write(f"\nI may do anything (cycle {n}).\n")
+    except OSError as exc:
+        log("propose", f"rewriting {soul} directly failed, as it must ({exc.strerror})")
+    else:
+        log("propose", f"APPROVED TREE WRITABLE: rewrote {soul} directly")
+
+
 def one_line(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -224,6 +256,8 @@ def cycle(n: int) -> None:
         log("llm", f"{what} call ok in {ms:.0f} ms: {one_line(reply)}")
         remember(f"cycle {n} ({what}): {one_line(reply, 200)}")
     probe()
+    if PROPOSE_EVERY > 0 and n % PROPOSE_EVERY == 0:
+        propose(n)
     bump("cycles")
 
 
