@@ -101,3 +101,44 @@ def test_a_bad_models_json_is_refused_before_anything_is_written(fleet: FleetHom
     assert "\n" not in message and "models.json is not valid JSON5" in message
     assert config_file.read_text() == '{"agents": {}}\n'
     assert not gateway_config.known_good_path(fleet, "oc").exists()
+
+
+def test_writable_paths_and_the_proposals_tree_are_made_before_start(fleet: FleetHome) -> None:
+    bot = init_bot(fleet, "oc").bot
+    DockerRuntime(fleet)._prepare_host(bot)
+    code = fleet.code_dir("oc")
+    for rel in ("workspace/memory", "workspace/oc_save"):
+        assert (code / rel).is_dir() and not (code / rel).is_symlink()
+    proposals = fleet.proposals_dir("oc")
+    assert (proposals / "workspace").is_dir() and fleet.proposals_index("oc").is_file()
+    note = (code / "workspace/memory/cftui-proposals.md").read_text()
+    assert "/proposals/workspace/skills/" in note
+    uid, gid = gateway_user()
+    assert (proposals.stat().st_uid, proposals.stat().st_gid) == (uid, gid)
+    assert (proposals / "workspace").stat().st_uid == uid
+    # OpenClaw's own workspace is the approved tree.
+    assert gateway_config.read_config(fleet, "oc")["agents"]["defaults"]["workspace"] == (
+        "/code/workspace"
+    )
+    # A second start keeps what the agent proposed (the tree is seeded once).
+    (proposals / "workspace" / "idea.md").write_text("idea\n")
+    DockerRuntime(fleet)._prepare_host(bot)
+    assert (proposals / "workspace" / "idea.md").read_text() == "idea\n"
+
+
+def test_a_writable_path_through_a_link_is_refused_in_one_line(
+    fleet: FleetHome, tmp_path: Path
+) -> None:
+    bot = init_bot(fleet, "oc").bot
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    memory = fleet.code_dir("oc") / "workspace" / "memory"
+    if memory.exists():
+        import shutil
+
+        shutil.rmtree(memory)
+    memory.symlink_to(outside)
+    with pytest.raises(CftuiError) as err:
+        DockerRuntime(fleet)._prepare_host(bot)
+    assert "workspace/memory" in str(err.value) and "\n" not in str(err.value)
+    assert list(outside.iterdir()) == []

@@ -134,8 +134,11 @@ async def test_gateway_hardening_in_place(world: World, bot: BotConfig) -> None:
     assert "/tmp" in hc["Tmpfs"]
     assert not hc["Privileged"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert set(mounts) == {"/code", "/code/.git", "/state", "/ca-public"}
+    writable = {"/code/workspace/memory", f"/code/workspace/{bot.name}_save"}
+    assert set(mounts) == {"/code", "/code/.git", "/state", "/ca-public", "/proposals", *writable}
     assert mounts["/ca-public"]["RW"] is False
+    assert mounts["/code"]["RW"] is False  # the approved tree (issue 17)
+    assert all(mounts[m]["RW"] for m in (*writable, "/proposals"))
     assert mounts["/code/.git"]["RW"] is False
     home = str(world.home.root)
     assert mounts["/code"]["Source"] == str(world.home.code_dir(bot.name))

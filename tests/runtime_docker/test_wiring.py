@@ -76,7 +76,10 @@ def test_openclaw_config_points_providers_at_proxy_and_keeps_other_keys() -> Non
     assert wired["proxy"]["proxyUrl"] == EGRESS_PROXY
     assert wired["gateway"]["mode"] == "local"
     assert wired["gateway"]["auth"] == {"mode": "token", "token": "cfg_ui"}
-    assert wired["agents"] == config["agents"]
+    # Other agent defaults are kept; the workspace is the approved tree (issue 17).
+    assert wired["agents"] == {
+        "defaults": {**config["agents"]["defaults"], "workspace": "/code/workspace"}
+    }
     assert config["models"]["providers"]["anthropic"]["apiKey"] == "sk-real"  # input untouched
 
 
@@ -125,7 +128,7 @@ def _bot() -> BotConfig:
     )
 
 
-def test_gateway_container_is_hardened_and_mounts_only_code_and_state(fleet: FleetHome) -> None:
+def test_gateway_container_is_hardened_and_mounts_only_its_trees(fleet: FleetHome) -> None:
     gw = spec.gateway_spec(fleet, _bot(), "img", {"A": "1"})
     hc = gw.host_config
     assert hc["cap_drop"] == ["ALL"]
@@ -136,8 +139,17 @@ def test_gateway_container_is_hardened_and_mounts_only_code_and_state(fleet: Fle
     assert hc["nano_cpus"] == 500_000_000
     assert not gw.user.startswith("0:")
     targets = {m["Target"]: m for m in hc["mounts"]}
-    assert set(targets) == {"/code", "/code/.git", "/state", "/ca-public"}
+    writable = {"/code/workspace/memory", "/code/workspace/b_save"}
+    assert set(targets) == {"/code", "/code/.git", "/state", "/ca-public", "/proposals", *writable}
     assert targets["/ca-public"]["ReadOnly"] is True
+    # The approved tree is read-only; only its writable paths and the
+    # proposals tree are not (issue 17).
+    assert targets["/code"]["ReadOnly"] is True
+    for target in writable:
+        assert targets[target]["ReadOnly"] is False
+        assert targets[target]["Source"] == str(fleet.code_dir("b") / target[len("/code/") :])
+    assert targets["/proposals"]["Source"] == str(fleet.proposals_dir("b"))
+    assert targets["/proposals"]["ReadOnly"] is False
     # The repository host git runs in: read-only, and a mount point the
     # gateway cannot rename or replace.
     assert targets["/code/.git"]["ReadOnly"] is True
