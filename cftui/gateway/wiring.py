@@ -123,11 +123,18 @@ def gateway_environment(
 
 
 def wire_openclaw_config(
-    config: dict[str, Any], *, proxy_token: str, gateway_token: str
+    config: dict[str, Any],
+    *,
+    proxy_token: str,
+    gateway_token: str,
+    workspace: str | None = WORKSPACE,
 ) -> dict[str, Any]:
     """`openclaw.json` with every provider pointed at the LLM proxy (the
-    bot's proxy token as its key), the egress proxy as `proxy.proxyUrl`, and
-    the gateway in local mode behind token auth. Other keys are kept."""
+    bot's proxy token as its key), the egress proxy as `proxy.proxyUrl`, the
+    gateway in local mode behind token auth, and OpenClaw's workspace at
+    `workspace` (the approved tree; None keeps the config's own: a Lima VM,
+    whose `/code` is not yet read-only with writable paths). Other keys are
+    kept."""
     out = copy.deepcopy(config)
     models = out.setdefault("models", {})
     if not isinstance(models, dict):
@@ -164,6 +171,8 @@ def wire_openclaw_config(
     auth["mode"] = "token"
     auth["token"] = gateway_token
 
+    if workspace is None:
+        return out
     # OpenClaw's workspace is the approved tree (read-only but for its
     # writable paths); the agent proposes changes under PROPOSALS_MOUNT.
     agents = out.setdefault("agents", {})
@@ -172,7 +181,7 @@ def wire_openclaw_config(
     defaults = agents.setdefault("defaults", {})
     if not isinstance(defaults, dict):
         defaults = agents["defaults"] = {}
-    defaults["workspace"] = WORKSPACE
+    defaults["workspace"] = workspace
     return out
 
 

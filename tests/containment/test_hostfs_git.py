@@ -139,7 +139,7 @@ def test_the_gateway_can_neither_rename_nor_write_code_git(
     runtime._prepare_host(config)  # the files as a start leaves them
     image = services.ensure_image(docker_client, "fake-llm")  # any image with a shell
     spec = docker_spec.gateway_spec(home, config, image, {})
-    keep = {"/code", "/code/.git", "/state"}
+    keep = {"/code", "/code/.git", "/state", "/code/workspace/memory"}
     host_config = {
         k: v for k, v in spec.host_config.items() if k not in ("restart_policy", "mounts")
     }
@@ -172,10 +172,12 @@ def test_the_gateway_can_neither_rename_nor_write_code_git(
             out = api.exec_start(run["Id"]).decode(errors="replace")
             code = api.exec_inspect(run["Id"])["ExitCode"]
             assert code != 0, f"the gateway could {what} /code/.git: {out}"
-        # ... while the rest of /code stays the gateway's to write.
-        run = api.exec_create(created["Id"], ["sh", "-c", "touch /code/ok"], user=spec.user)
-        api.exec_start(run["Id"])
-        assert api.exec_inspect(run["Id"])["ExitCode"] == 0
+        # ... nor the rest of the approved tree (read-only since issue 17),
+        # while its writable paths stay the gateway's to write.
+        for line, ok in (("touch /code/ok", False), ("touch /code/workspace/memory/ok", True)):
+            run = api.exec_create(created["Id"], ["sh", "-c", line], user=spec.user)
+            api.exec_start(run["Id"])
+            assert (api.exec_inspect(run["Id"])["ExitCode"] == 0) is ok, line
     finally:
         api.remove_container(created["Id"], force=True)
     gitdir = home.code_dir(bot) / ".git"

@@ -101,8 +101,15 @@ def test_gateway_builds_on_the_base_image_when_its_default_base_cannot_be_pulled
     assert gateway.build_gateway_image(docker_client, bot_name, code, again) == tag
     assert again == []
     assert docker_client.images.get(tag).id == image.id
-    # A change in code/ rebuilds it.
+    # The workspace is read from the /code mount, no build input (issue 17):
+    # a promoted SOUL.md needs no rebuild ...
     (code / "workspace" / "SOUL.md").write_text("# SOUL\n\nA changed soul.\n")
+    soul = Events()
+    assert gateway.build_gateway_image(docker_client, bot_name, code, soul) == tag
+    assert soul == [] and docker_client.images.get(tag).id == image.id
+    # ... while a change in a build input rebuilds it.
+    with open(code / "agent.py", "a") as fh:
+        fh.write("# changed\n")
     changed = Events()
     gateway.build_gateway_image(docker_client, bot_name, code, changed)
     assert any("Successfully built" in e.message for e in changed)

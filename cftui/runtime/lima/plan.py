@@ -341,7 +341,11 @@ def openclaw_config(
     implementation, cftui.gateway.wiring), its proxy URLs moved to the bot's
     loopback ports, and the gateway bound to loopback behind the front."""
     out = _to_loopback(
-        wiring.wire_openclaw_config(config, proxy_token=proxy_token, gateway_token=gateway_token),
+        # The VM's /code is not the read-only approved tree yet (issue 17's
+        # Docker wiring): OpenClaw's workspace stays where the config has it.
+        wiring.wire_openclaw_config(
+            config, proxy_token=proxy_token, gateway_token=gateway_token, workspace=None
+        ),
         bot,
     )
     out["gateway"]["port"] = ports_for(bot).gateway
