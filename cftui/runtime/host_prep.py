@@ -167,8 +167,12 @@ def prepare_proposals(home: FleetHome, bot: BotConfig) -> None:
                 os.fchown(fd, uid, gid)
     try:
         ensure_seeded(home, bot.name)
-    except ProposalError as exc:
+    except (ProposalError, UnsafeFile) as exc:
         raise RuntimeOperationError(f"{bot.name}: {exc}") from None
+    except OSError as exc:
+        raise RuntimeOperationError(
+            f"{bot.name}: cannot seed its proposals tree {root}: {exc.strerror or exc}"
+        ) from None
     _write_proposals_note(home, bot)
 
 
