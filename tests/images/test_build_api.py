@@ -19,7 +19,7 @@ from imgkit import PREFIX
 
 from cftui.errors import RuntimeOperationError, UsageError
 from cftui.progress import ProgressEvent
-from cftui.runtime.docker.spec import GATEWAY_GID, GATEWAY_UID
+from cftui.runtime.gateway_uid import GATEWAY_GID, GATEWAY_UID
 from cftui.runtime.images import cache, catalog, engine, gateway, hashing, services, wheels
 
 DEMO_AGENT = catalog.REPO_ROOT / "cftui" / "templates" / "demo-agent"
