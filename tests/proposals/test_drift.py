@@ -10,9 +10,10 @@ import pytest
 from cftui.audit.events import read_events
 from cftui.errors import ProposalError
 from cftui.fleet import FleetHome
-from cftui.gateway import approved, scan
+from cftui.gateway import approved
 from cftui.gateway import config as gc
 from cftui.gateway import drift as config_drift
+from cftui.proposals import scan
 
 WIRED = {
     "models": {
