@@ -30,6 +30,7 @@ COLUMNS = (
     ("uptime", "Uptime", 7),
     ("calls", "Calls", 5),
     ("tokens", "Tokens", 6),
+    ("proposals", "Props", 5),
     ("capture", "Capture", 7),
     ("locked", "Locked", 6),
 )
@@ -55,6 +56,7 @@ class FleetRow:
     status: BotStatus | None
     totals: Totals | None
     locked: bool
+    proposals: int | None = None  # None: no proposals tree (yet)
 
 
 class FleetTable(DataTable):
@@ -112,6 +114,12 @@ class FleetTable(DataTable):
         totals = row.totals
         cells["calls"] = human_count(totals.calls) if totals else "-"
         cells["tokens"] = human_count(totals.tokens) if totals else "-"
+        n = row.proposals
+        cells["proposals"] = (
+            self._styled("-" if n is None else "0", "muted")
+            if not n
+            else self._styled(str(n), "warn")
+        )
         cells["capture"] = (
             self._styled("● on", "warn") if row.config.capture else self._styled("off", "muted")
         )

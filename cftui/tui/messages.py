@@ -60,3 +60,10 @@ class OperationFinished(Message):
     bot: str
     action: str
     error: str | None = None
+
+
+@dataclass
+class ProposalCountsUpdated(Message):
+    """How many changes some bots propose (None: no proposals tree)."""
+
+    counts: dict[str, int | None]
