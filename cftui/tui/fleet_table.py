@@ -23,15 +23,15 @@ from cftui.runtime.base import SERVICES, BotStatus
 from cftui.tui.formatting import state_look
 
 COLUMNS = (
-    ("bot", "Bot", 12),
+    ("bot", "Bot", 11),
     ("runtime", "Runtime", 7),
     ("state", "State", 11),
     *((svc, svc, max(8, len(svc))) for svc in SERVICES),
-    ("uptime", "Uptime", 7),
+    ("uptime", "Uptime", 6),
     ("calls", "Calls", 5),
     ("tokens", "Tokens", 6),
     ("proposals", "Props", 5),
-    ("capture", "Capture", 7),
+    ("capture", "MITM", 4),  # capture; short, so that 120 columns hold the row
     ("locked", "Locked", 6),
 )
 

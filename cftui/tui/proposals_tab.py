@@ -90,7 +90,7 @@ class ProposalsTab(Vertical):
     ProposalsTab ProgressBar { display: none; padding: 0 1; }
     ProposalsTab ProgressBar.-busy { display: block; }
     ProposalsTab #proposals-body { height: 1fr; }
-    ProposalsTab #proposals-table { width: 66; height: 1fr; }
+    ProposalsTab #proposals-table { width: 70; height: 1fr; }
     ProposalsTab DiffView { width: 1fr; }
     ProposalsTab > .proposals--added { color: $success; }
     ProposalsTab > .proposals--changed { color: $warning; }
@@ -179,9 +179,9 @@ class ProposalsTab(Vertical):
             for key, label, width in (
                 ("mark", "", 1),
                 ("status", "St", 2),
-                ("path", "Path", 28),
+                ("path", "Path", 34),
                 ("size", "Size", 8),
-                ("lines", "Change", 16),
+                ("lines", "Change", 13),
             ):
                 table.add_column(label, key=key, width=width)
             yield table
