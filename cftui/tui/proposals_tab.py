@@ -189,6 +189,7 @@ class ProposalsTab(Vertical):
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._fleet_changed)
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
 
     def activate(self) -> None:
         if not self._started or self.bot in self.app.pending_proposals:
@@ -230,6 +231,22 @@ class ProposalsTab(Vertical):
 
     def _show(self, found: Proposals) -> None:
         self.found = found
+        self._fill(found)
+        self._status(self._summary(found))
+        self.app.proposals_seen(self.bot, self._count())
+        self._show_diff(self._cursor_key())
+        action = self.app.pending_proposals.pop(self.bot, None)
+        if action is not None:
+            getattr(self, f"action_{action}")()
+
+    def _restyle(self) -> None:
+        """The styles are the theme's: drawn again after it changes."""
+        if self.found is not None:
+            self._fill(self.found)
+            self._show_diff(self._cursor_key())
+
+    def _fill(self, found: Proposals) -> None:
+        """The table made to show `found`, the cursor kept on its row."""
         table = self.query_one(DataTable)
         here = self._cursor_key()
         rows = self._rows(found)
@@ -241,12 +258,6 @@ class ProposalsTab(Vertical):
                 table.add_row(*cells, key=key)
         if here in self._keys:
             table.move_cursor(row=self._keys.index(here))
-        self._status(self._summary(found))
-        self.app.proposals_seen(self.bot, self._count())
-        self._show_diff(self._cursor_key())
-        action = self.app.pending_proposals.pop(self.bot, None)
-        if action is not None:
-            getattr(self, f"action_{action}")()
 
     def _style(self, tone: str) -> str:
         return str(self.get_component_rich_style(f"proposals--{tone}"))
