@@ -116,9 +116,9 @@ print(info.name, file=open(sys.argv[3], 'w'))
 PY_CREATE_NOSYNC = (
     """
 import os
-import cftui.snapshots
+import cftui.snapshots.create
 os.fsync = lambda fd: None
-cftui.snapshots._WRITE_BEHIND = False
+cftui.snapshots.create._WRITE_BEHIND = False
 """
     + PY_CREATE
 )
@@ -126,8 +126,8 @@ cftui.snapshots._WRITE_BEHIND = False
 # The shipped create (fsync) without the write-behind, for --write-behind-ab.
 PY_CREATE_NOWB = (
     """
-import cftui.snapshots
-cftui.snapshots._WRITE_BEHIND = False
+import cftui.snapshots.create
+cftui.snapshots.create._WRITE_BEHIND = False
 """
     + PY_CREATE
 )

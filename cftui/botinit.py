@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cftui import agestream, hostgit
+from cftui import age, hostgit
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
@@ -40,8 +40,8 @@ def age_keygen_text(identity: X25519PrivateKey, now: datetime | None = None) -> 
     """An identity in the exact file format of `age-keygen`."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
-        f"# created: {stamp}\n# public key: {agestream.recipient_of(identity)}\n"
-        f"{agestream.identity_text(identity)}\n"
+        f"# created: {stamp}\n# public key: {age.recipient_of(identity)}\n"
+        f"{age.identity_text(identity)}\n"
     )
 
 
@@ -57,15 +57,15 @@ def read_identity(path: Path) -> X25519PrivateKey:
         line = line.strip()
         if line.startswith("AGE-SECRET-KEY-"):
             try:
-                return agestream.parse_identity(line)
-            except agestream.AgeError:
+                return age.parse_identity(line)
+            except age.AgeError:
                 break
     raise CftuiError(f"{path} holds no valid age X25519 identity")
 
 
 def recipient_of(home: FleetHome, bot: str) -> str:
     """The bot's public age recipient (age1...)."""
-    return agestream.recipient_of(read_identity(home.snapshot_key(bot)))
+    return age.recipient_of(read_identity(home.snapshot_key(bot)))
 
 
 def _check_home_writable(root: Path) -> None:
@@ -211,7 +211,7 @@ def init_bot(
         _populate_code(code_dir, code)
         _ensure_workspace(home.workspace_dir(name))
 
-        identity = agestream.generate_identity()
+        identity = age.generate_identity()
         proxy_token = "cfp_" + secrets.token_urlsafe(32)
         gateway_token = "cfg_" + secrets.token_urlsafe(32)
         write_new_private_file(home.snapshot_key(name), age_keygen_text(identity))
@@ -240,4 +240,4 @@ def init_bot(
             shutil.rmtree(path, ignore_errors=True)
         raise
     record_event(home, "init", name, runtime=runtime, gateway=kind)
-    return InitResult(config, agestream.recipient_of(identity))
+    return InitResult(config, age.recipient_of(identity))

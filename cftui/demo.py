@@ -27,8 +27,8 @@ from cftui import lifecycle
 from cftui.botinit import init_bot
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
 from cftui.securefs import atomic_write_private
 
 DEMO_BOTS = ("demo-ada", "demo-bob")

@@ -26,8 +26,9 @@ from cftui.audit.traffic.log import Change, TrafficLog
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
+from cftui.progress import ProgressEvent
 from cftui.runtime import Runtimes
-from cftui.runtime.base import RUNNING, SERVICES, ProgressEvent, Runtime
+from cftui.runtime.base import RUNNING, SERVICES, Runtime
 
 Out = Callable[[str], None]
 

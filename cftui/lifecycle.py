@@ -16,8 +16,9 @@ from cftui import locks
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.progress import Progress, no_progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import BotStatus, Progress, no_progress
+from cftui.runtime.base import BotStatus
 
 
 async def start(

@@ -18,7 +18,7 @@ from cftui import hostgit, lifecycle, locks, snapshots
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, RuntimeOperationError, UsageError
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 
 if TYPE_CHECKING:
     from cftui.runtime import Runtimes

@@ -24,12 +24,12 @@ with atheris.instrument_imports():
     from cfproxies.egress.patterns import Allowlist, PatternError, ip_literal, parse_pattern
     from cfproxies.llm_proxy.streams import READERS, StreamParser
 
-    from cftui import agestream
+    from cftui import age as age_format
     from cftui.audit.traffic.display import format_call
     from cftui.audit.traffic.filter import TrafficFilter
     from cftui.audit.traffic.log import TrafficLog
     from cftui.inert import inert
-    from cftui.tarheader import FastTarInfo
+    from cftui.snapshots.tarheader import FastTarInfo
 
 DIALECTS = sorted(READERS)
 
@@ -121,15 +121,15 @@ def patterns(data: bytes) -> None:
         assert not Allowlist.parse(["*.example.com", "x"]).check(host, 80).allowed
 
 
-_IDENTITY = agestream.generate_identity()
+_IDENTITY = age_format.generate_identity()
 
 
 def age(data: bytes) -> None:
     """Any bytes as an age file: AgeError, or (never by chance) a plaintext."""
-    with contextlib.suppress(agestream.AgeError):
-        agestream.decrypt_bytes(data, _IDENTITY)
-    with contextlib.suppress(agestream.AgeError):
-        agestream.bech32_decode(data.decode("ascii", "replace"), "age")
+    with contextlib.suppress(age_format.AgeError):
+        age_format.decrypt_bytes(data, _IDENTITY)
+    with contextlib.suppress(age_format.AgeError):
+        age_format.bech32_decode(data.decode("ascii", "replace"), "age")
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
@@ -172,8 +172,8 @@ def seeds(name: str) -> list[bytes]:
         return [buf.getvalue()[:512]]
     if name == "patterns":
         return [b"\x10api.example.com:443127.1", b"\x0c*.github.com0x7f.0.0.1"]
-    recipient = agestream.parse_recipient(agestream.recipient_of(_IDENTITY))
+    recipient = age_format.parse_recipient(age_format.recipient_of(_IDENTITY))
     with tempfile.TemporaryFile() as out:
-        agestream.encrypt(io.BytesIO(b"seed"), out.fileno(), recipient)
+        age_format.encrypt(io.BytesIO(b"seed"), out.fileno(), recipient)
         out.seek(0)
         return [out.read()]

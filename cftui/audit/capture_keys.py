@@ -14,7 +14,7 @@ import orjson
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cftui import agestream
+from cftui import age
 from cftui.errors import CaptureError
 
 
@@ -25,7 +25,7 @@ class Keyring:
         self.path = keys_path
         self.identity = identity
         self.identity_path = identity_path
-        self.public = agestream.recipient_of(identity)
+        self.public = age.recipient_of(identity)
         self._sealed: dict[str, dict[str, Any]] | None = None
         self._open: dict[str, Fernet] = {}
         self._raw: dict[str, bytes] = {}
@@ -69,11 +69,11 @@ class Keyring:
         if isinstance(recipient, str) and recipient != self.public:
             raise wrong
         try:
-            key = agestream.decrypt_bytes(base64.b64decode(entry.get("age", "")), self.identity)
+            key = age.decrypt_bytes(base64.b64decode(entry.get("age", "")), self.identity)
             f = Fernet(key)
-        except agestream.WrongKeyError:
+        except age.WrongKeyError:
             raise wrong from None
-        except agestream.AgeError:
+        except age.AgeError:
             return None  # a damaged keys line: its flows count as unknown
         except ValueError:
             return None  # a damaged keys line: its flows count as unknown

@@ -11,7 +11,7 @@ import sys
 import time
 
 from cftui.errors import CftuiError
-from cftui.runtime.base import ProgressEvent
+from cftui.progress import ProgressEvent
 from cftui.runtime.images.catalog import PROJECT_BASES, SERVICE_IMAGES
 from cftui.runtime.images.services import ensure_image
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from cftui.fleet import FleetHome
 from cftui.inert import inert
-from cftui.runtime.base import Progress, ProgressEvent
+from cftui.progress import Progress, ProgressEvent
 
 
 def add_home_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:

@@ -24,8 +24,9 @@ from cftui.errors import CftuiError, UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.humanize import human_bytes
 from cftui.inert import inert, inert_json_text
+from cftui.progress import Progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import Progress, Runtime
+from cftui.runtime.base import Runtime
 
 T = TypeVar("T")
 

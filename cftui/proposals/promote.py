@@ -33,11 +33,11 @@ from cftui import hostgit, locks, snapshots
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, ProposalError, UsageError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposals import approved, seed
 from cftui.proposals.approved import EXECUTABLE, run, run_bytes
 from cftui.proposals.model import Change, Refusal
 from cftui.proposals.scan import scan_with_contents
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
 from cftui.securefs import UnsafeFile, make_agent_dirs, remove_agent_entry, write_agent_file
 
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from cftui import lifecycle, locks
 from cftui.errors import CftuiError, RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
+from cftui.progress import Progress, no_progress
 from cftui.proposals import promote as promotion
 from cftui.proposals.promote import PromoteResult
 from cftui.runtime import Runtimes
-from cftui.runtime.base import Progress, no_progress
 
 
 async def promote_and_roll_out(

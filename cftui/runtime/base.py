@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from cftui.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
@@ -29,23 +31,6 @@ KILLED = "killed"
 RESTARTING = "restarting"
 MISSING = "missing"
 UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One step of a long operation (an image build, a snapshot)."""
-
-    task: str
-    done: float = 0
-    total: float | None = None
-    message: str = ""
-
-
-Progress = Callable[[ProgressEvent], None]
-
-
-def no_progress(_event: ProgressEvent) -> None:
-    """The progress callback for callers that show none."""
 
 
 @dataclass(frozen=True)

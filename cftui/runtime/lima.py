@@ -28,6 +28,7 @@ from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway_config import dumps as config_dumps
 from cftui.gateway_config import parse_config
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.base import (
     MISSING,
     RUNNING,
@@ -36,12 +37,9 @@ from cftui.runtime.base import (
     BotStatus,
     KillReport,
     LogLine,
-    Progress,
-    ProgressEvent,
     Runtime,
     ServiceStatus,
     StateChange,
-    no_progress,
 )
 from cftui.runtime.lima_assets import lima_dir, render_template, tree_hash, wheelhouse
 from cftui.runtime.lima_audit import AuditFollower
@@ -66,6 +64,7 @@ from cftui.runtime.lima_plan import (
 )
 from cftui.runtime.lima_ssh import VMShell, rsync
 from cftui.runtime.lima_units import SHOW_PROPS, parse_list_units, parse_show, service_status
+from cftui.snapshot_exclusions import rsync_filter_args
 
 HEALTH_TIMEOUT_S = 60.0
 # Connecting with a VM's last ssh.config before asking limactl.
@@ -78,8 +77,6 @@ SHOW_TTL_S = 30.0
 # The kill switch's own budget is 10 s (killswitch.KILL_TIMEOUT_S): the
 # graceful VM stop gets part of it, then it is forced.
 KILL_VM_GRACE_S = 4.0
-# Rsync excludes for state/ pulled before a snapshot (CONTRACTS §5 caches).
-STATE_EXCLUDES = ("node_modules/", "__pycache__/", "*.sqlite-wal")
 
 
 BATCH_WINDOW_S = 0.01
@@ -783,7 +780,7 @@ class LimaRuntime(Runtime):
             "--chmod=Du=rwx,go=,Fu=rw,go=",
             # Sent as the gateway's user: it reads nothing the agent could not.
             gateway_rsync_path(unix_user("gateway", bot.name)),
-            *(f"--exclude={e}" for e in STATE_EXCLUDES),
+            *rsync_filter_args(),  # what the snapshot leaves out, left in the VM
             f"{shell.rsync_shell()[1]}:{SRV}/bots/{bot.name}/state/",
             f"{dest}/",
             what=f"{bot.name}'s state/",

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images.hashing import tree_hash
 
 REPO = Path(__file__).resolve().parents[2]

@@ -32,8 +32,9 @@ from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
+from cftui.progress import ProgressEvent
 from cftui.runtime import Runtimes
-from cftui.runtime.base import ProgressEvent, ServiceStatus
+from cftui.runtime.base import ServiceStatus
 from cftui.tui.commands import FleetCommands
 from cftui.tui.messages import (
     DailyTotalsUpdated,

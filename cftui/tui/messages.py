@@ -12,7 +12,8 @@ from textual.message import Message
 
 from cftui.audit.traffic.totals import Totals
 from cftui.killswitch import KillResult
-from cftui.runtime.base import BotStatus, ProgressEvent, StateChange
+from cftui.progress import ProgressEvent
+from cftui.runtime.base import BotStatus, StateChange
 
 
 @dataclass

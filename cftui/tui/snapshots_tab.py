@@ -15,7 +15,7 @@ from textual.widgets import DataTable, ProgressBar, Static
 from cftui.errors import CftuiError
 from cftui.humanize import human_bytes
 from cftui.inert import inert
-from cftui.runtime.base import ProgressEvent
+from cftui.progress import ProgressEvent
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.formatting import agent_text
 from cftui.tui.prompt import PromptModal

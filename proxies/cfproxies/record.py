@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cfproxies.jsoncodec import orjson_line
+
 SCHEMA_VERSION = 1
 START = "start"
 END = "end"
@@ -156,7 +158,9 @@ def estimate_tokens(body: Any, req_bytes: int) -> int:
     end was lost is charged at most what it could have cost, not nothing."""
     asked = 0
     if isinstance(body, dict):
-        asked = max((token_count(body[k]) for k in _MAX_KEYS if k in body), default=0)
+        for key in _MAX_KEYS:
+            if key in body:
+                asked = max(asked, token_count(body[key]))
         config = body.get("generationConfig")
         if isinstance(config, dict):
             asked = max(asked, token_count(config.get("maxOutputTokens")))
@@ -166,7 +170,10 @@ def estimate_tokens(body: Any, req_bytes: int) -> int:
 def start_line(record: dict[str, Any], tokens_est: int) -> dict[str, Any]:
     """The start line of a call, from its record as it stands before the
     upstream is asked (unscrubbed: `scrub_record` it like the end)."""
-    line = {k: v for k, v in record.items() if k in _START_KEYS}
+    if record.keys() <= _START_KEYS:  # the proxy's own record, at the start: all of it
+        line = record.copy()
+    else:
+        line = {k: v for k, v in record.items() if k in _START_KEYS}
     line["phase"] = START
     # Nothing has happened yet, whatever the record says: readers count a
     # start line's keys as zeros without reading them.
@@ -180,22 +187,6 @@ def start_line(record: dict[str, Any], tokens_est: int) -> dict[str, Any]:
 # record may come from the agent or the upstream and is scrubbed.
 _TRUSTED = frozenset({"v", "phase", "id", "ts", "bot"})
 _TEXTUAL = (str, dict, list)  # a tuple: isinstance with a union is several times slower
-
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - the proxy's extra installs it
-    orjson = None
-
-
-def _json_bytes(value: Any) -> bytes:
-    """JSON text of a small value, for the scrubber's raw pre-check."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(value, default=str)
-        except TypeError:
-            pass
-    return json.dumps(value, ensure_ascii=False, default=str).encode()
 
 
 def scrub_record(record: dict[str, Any], scrubber: Any, raws: dict[str, bytes | None]) -> None:
@@ -217,10 +208,13 @@ def scrub_record(record: dict[str, Any], scrubber: Any, raws: dict[str, bytes | 
         }
         if rest:
             # The JSON text of these few fields lets a clean record (most)
-            # skip the walk: one scan of a few hundred bytes.
-            raw = _json_bytes(rest)
+            # skip the walk: one scan of a few hundred bytes. (Not
+            # dumps_line's fallback, which would hide a value nested too
+            # deep for it: json.dumps raises, and the record fails closed.)
+            raw = orjson_line(rest) or json.dumps(rest, ensure_ascii=False, default=str).encode()
             clean, n = scrubber.scrub(rest, raw)
-            record.update(clean)
+            if clean is not rest:
+                record.update(clean)
             count += n
         record["scrubbed"] = count
     except Exception as exc:  # never let a scrub bug write secrets or lose the call
@@ -260,6 +254,8 @@ class Usage:
 
 def token_count(value: Any) -> int:
     """A token count from untrusted JSON: non-numbers count as 0."""
+    if type(value) is int:  # nearly always; not a bool, which is a subclass
+        return value if value > 0 else 0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     if isinstance(value, float) and not math.isfinite(value):

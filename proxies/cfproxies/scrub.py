@@ -160,7 +160,9 @@ assert all(any(n in f'"{k}"'.encode() for n in _RAW_TRIGGERS) for k in SECRET_KE
 # match is reported. The str automaton, not bytes, for text: it reads an ASCII
 # str in place, where an encode would copy it (most strings are short).
 assert all(t.isascii() and t == t.lower() for t in TRIGGERS)
-_RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_TRIGGERS))
+# The raw scan also looks for `\u` (see `Scrubber._raw_is_clean`): one pass for all.
+_RAW_NEEDLES = (*_RAW_TRIGGERS, b"\\u")
+_RAW_SCAN = ahocorasick_rs.BytesAhoCorasick(list(_RAW_NEEDLES))
 _TEXT_SCAN = ahocorasick_rs.AhoCorasick(list(TRIGGERS))
 
 
@@ -287,7 +289,20 @@ class Scrubber:
         self.budget_s = budget_s
         self.timeouts = 0  # user-rule timeouts since start, for /health
         self._literals = tuple(s for s in literals if s and len(s) >= 8)
-        self._literal_bytes = tuple(s.encode() for s in self._literals)
+        # The raw pre-check's needles and these literals, lowercased like the
+        # text it scans: one pass for all (a literal in another case only
+        # costs a walk, which then tells).
+        lowered = {s.encode().lower() for s in self._literals}
+        self._raw_scan = (
+            ahocorasick_rs.BytesAhoCorasick([*_RAW_NEEDLES, *sorted(lowered)])
+            if lowered
+            else _RAW_SCAN
+        )
+        # `encoded_is_clean` finds a literal in a line only if the encoder
+        # writes it as it is: no quote, backslash or control character in it.
+        self._encoded_checkable = all(
+            s.isprintable() and '"' not in s and "\\" not in s for s in self._literals
+        )
         # The exact keys the proxy holds, whatever their shape; longest first.
         self._literals = tuple(sorted(set(self._literals), key=len, reverse=True))
         self._clean: set[str] = set()  # long strings no rule changes (see MEMO_MIN_CHARS)
@@ -403,11 +418,18 @@ class Scrubber:
         a rule would replace, so the walk over the value can be skipped. Only
         with no user rules (those can match anything) and no `\\u` escapes
         (which could spell a trigger that the raw text does not show)."""
-        if self.user_rules or b"\\u" in raw:
-            return False
-        if _RAW_SCAN.find_matches_as_indexes(raw.lower()):
-            return False
-        return all(secret not in raw for secret in self._literal_bytes)
+        # (Lowered, a `\U` counts as a `\u` too: at worst a walk more.)
+        return not self.user_rules and not self._raw_scan.find_matches_as_indexes(raw.lower())
+
+    def encoded_is_clean(self, line: bytes) -> bool:
+        """Whether a value this package's JSON encoder wrote (`jsoncodec`:
+        UTF-8, only quotes, backslashes and control characters escaped) holds
+        nothing a rule would replace, so that scrubbing the value would change
+        nothing: the check of `_raw_is_clean`, valid here for the whole line
+        of a record, not just a body's text, because each string of the value
+        is in it as it is. Never with user rules (those can match anything),
+        nor with a literal that the encoder would escape."""
+        return self._encoded_checkable and self._raw_is_clean(line)
 
     def scrub(self, value: Any, raw: bytes | None = None) -> tuple[Any, int]:
         """A scrubbed copy of a JSON value (or string) and the redaction count;

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cfproxies.llm_proxy.jsoncodec import dumps_line
+from cfproxies.jsoncodec import dumps_line
 from cfproxies.record import new_record, start_line
 from cfproxies.today import tokens_today
 

@@ -15,7 +15,7 @@ import pytest
 from egress_support import STREAM_GATE, get_json, https_via, local
 from pyrage import x25519
 
-from cftui import agestream
+from cftui import age
 from cftui.audit.capture import CaptureReader
 from cftui.audit.events import read_events
 from cftui.botinit import age_keygen_text
@@ -151,7 +151,7 @@ def test_decrypt_with_the_wrong_identity_says_so_in_one_line(
     assert get_json(conn, f"http://localhost:{http_server.port}/secret")[0] == 200
     eg.wait_stats(lambda s: s["flows_captured"] >= 1)
     other = tmp_path / "other.key"
-    other.write_text(age_keygen_text(agestream.generate_identity()))
+    other.write_text(age_keygen_text(age.generate_identity()))
     r = cli("decrypt", "egbot", "--identity", str(other))
     assert r.code == 1
     assert r.out == ""

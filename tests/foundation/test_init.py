@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyrage import decrypt, encrypt, x25519
 
-from cftui import agestream
+from cftui import age
 from cftui.botinit import read_identity, recipient_of
 from cftui.fleet import FleetHome
 
@@ -81,13 +81,13 @@ def test_snapshot_key_is_in_age_keygen_format_and_works(home: FleetHome, cli) ->
     ident = read_identity(home.snapshot_key("bot1"))
     recipient = recipient_of(home, "bot1")
     assert recipient == lines[1].removeprefix("# public key: ")
-    assert recipient == agestream.recipient_of(ident)
+    assert recipient == age.recipient_of(ident)
     # pyrage, an implementation independent of ours, reads the key file's identity
     pyrage_identity = x25519.Identity.from_str(lines[2])
     assert str(pyrage_identity.to_public()) == recipient
     blob = encrypt(b"state", [x25519.Recipient.from_str(recipient)])
     assert decrypt(blob, [pyrage_identity]) == b"state"
-    assert agestream.decrypt_bytes(blob, ident) == b"state"
+    assert age.decrypt_bytes(blob, ident) == b"state"
 
 
 def test_snapshot_key_is_readable_by_the_age_cli(home: FleetHome, cli, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ from cfproxies.egress.patterns import (
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cftui import agestream
-from cftui.tarheader import FastTarInfo
+from cftui import age
+from cftui.snapshots.tarheader import FastTarInfo
 
 from .strategies import FUZZ
 
@@ -134,15 +134,15 @@ def test_what_the_resolver_reads_as_an_address_is_an_address_here(host: str) -> 
 
 # --- age -----------------------------------------------------------------------------
 
-IDENTITY = agestream.generate_identity()
-RECIPIENT = agestream.parse_recipient(agestream.recipient_of(IDENTITY))
+IDENTITY = age.generate_identity()
+RECIPIENT = age.parse_recipient(age.recipient_of(IDENTITY))
 
 
 def _encrypted(plain: bytes) -> bytes:
     import tempfile
 
     with tempfile.TemporaryFile() as out:
-        agestream.encrypt(io.BytesIO(plain), out.fileno(), RECIPIENT)
+        age.encrypt(io.BytesIO(plain), out.fileno(), RECIPIENT)
         out.seek(0)
         return out.read()
 
@@ -156,17 +156,17 @@ head_prefix = st.sampled_from(
 @FUZZ
 @given(prefix=head_prefix, tail=st.binary(max_size=300))
 def test_any_bytes_as_an_age_file_are_an_age_error(prefix: bytes, tail: bytes) -> None:
-    with pytest.raises(agestream.AgeError):
-        agestream.decrypt_bytes(prefix + tail, IDENTITY)
+    with pytest.raises(age.AgeError):
+        age.decrypt_bytes(prefix + tail, IDENTITY)
 
 
 @FUZZ
 @given(at=st.integers(0, len(VALID) - 1), flip=st.integers(1, 255), cut=st.booleans())
 def test_a_valid_file_flipped_or_cut_anywhere_is_refused(at: int, flip: int, cut: bool) -> None:
     damaged = VALID[:at] if cut else VALID[:at] + bytes([VALID[at] ^ flip]) + VALID[at + 1 :]
-    with pytest.raises(agestream.AgeError):
-        agestream.decrypt_bytes(damaged, IDENTITY)
+    with pytest.raises(age.AgeError):
+        age.decrypt_bytes(damaged, IDENTITY)
 
 
 def test_the_valid_file_itself_decrypts() -> None:
-    assert agestream.decrypt_bytes(VALID, IDENTITY) == b"state/memory/notes.md" * 10
+    assert age.decrypt_bytes(VALID, IDENTITY) == b"state/memory/notes.md" * 10

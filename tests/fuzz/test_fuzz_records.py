@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from cfproxies.jsoncodec import dumps_line, loads
 from cfproxies.jsonl import encode_line
-from cfproxies.llm_proxy.jsoncodec import dumps_line, loads
 from cfproxies.record import parse_record_line
 from cfproxies.scrub import Scrubber
 

@@ -15,7 +15,7 @@ import json
 import zlib
 
 import pytest
-from cfproxies.llm_proxy.jsoncodec import dumps_line, loads
+from cfproxies.jsoncodec import dumps_line, loads
 from cfproxies.llm_proxy.streams import READERS, StreamParser
 from cfproxies.record import usage_anthropic, usage_gemini, usage_openai
 from hypothesis import given

@@ -18,7 +18,7 @@ import pytest
 from imgkit import PREFIX
 
 from cftui.errors import RuntimeOperationError, UsageError
-from cftui.runtime.base import ProgressEvent
+from cftui.progress import ProgressEvent
 from cftui.runtime.docker.spec import GATEWAY_GID, GATEWAY_UID
 from cftui.runtime.images import cache, catalog, engine, gateway, hashing, services, wheels
 

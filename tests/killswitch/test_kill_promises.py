@@ -20,7 +20,8 @@ from cftui import killswitch, lifecycle, locks, snapshots
 from cftui.audit.events import read_events
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime.base import RUNNING, KillReport, ProgressEvent
+from cftui.progress import ProgressEvent
+from cftui.runtime.base import RUNNING, KillReport
 
 pytestmark = pytest.mark.timeout(60)
 

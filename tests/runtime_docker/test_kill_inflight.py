@@ -23,8 +23,8 @@ from cftui import killswitch, lifecycle, locks, snapshots
 from cftui.audit.events import read_events
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig
+from cftui.progress import ProgressEvent
 from cftui.runtime import Runtimes
-from cftui.runtime.base import ProgressEvent
 
 from .helpers import World, wait_for
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from cftui import killswitch, lifecycle, snapshots
+from cftui.progress import ProgressEvent
 from cftui.runtime import Runtimes
-from cftui.runtime.base import ProgressEvent
 
 from .helpers import World
 

@@ -1,4 +1,4 @@
-"""cftui.agestream: the age format on `cryptography`, checked against the stock
+"""cftui.age: the age format on `cryptography`, checked against the stock
 `age` CLI both ways, byte-exact at the chunk and batch boundaries, and refusing
 wrong keys, tampering, truncation and trailing data with one-line errors."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
-from cftui import agestream
-from cftui.agestream import CHUNK, SEALED, AgeError
+from cftui import age
+from cftui.age import CHUNK, SEALED, AgeError, header
 
 from .conftest import require_age
 
@@ -25,11 +25,11 @@ SIZES = [
     CHUNK,
     CHUNK + 1,
     2 * CHUNK,
-    (agestream.BATCH - 1) * CHUNK,
-    agestream.BATCH * CHUNK,
-    agestream.BATCH * CHUNK + 1,
-    2 * agestream.BATCH * CHUNK - CHUNK,
-    3 * agestream.BATCH * CHUNK + 12345,
+    (age.BATCH - 1) * CHUNK,
+    age.BATCH * CHUNK,
+    age.BATCH * CHUNK + 1,
+    2 * age.BATCH * CHUNK - CHUNK,
+    3 * age.BATCH * CHUNK + 12345,
 ]
 
 
@@ -44,14 +44,14 @@ def keys(tmp_path: Path) -> tuple[str, str, Path]:
 
 def encrypt(plain: bytes, recipient: str, dest: Path) -> bytes:
     with dest.open("wb") as out:
-        agestream.encrypt(io.BytesIO(plain), out.fileno(), agestream.parse_recipient(recipient))
+        age.encrypt(io.BytesIO(plain), out.fileno(), age.parse_recipient(recipient))
     return dest.read_bytes()
 
 
 def decrypt(path: Path, identity: str, dest: Path) -> bytes:
     with path.open("rb") as src, dest.open("wb") as out:
-        payload = agestream.open_payload(src, agestream.parse_identity(identity))
-        agestream.decrypt(src, out.fileno(), payload)
+        payload = age.open_payload(src, age.parse_identity(identity))
+        age.decrypt(src, out.fileno(), payload)
     return dest.read_bytes()
 
 
@@ -63,19 +63,19 @@ def refused(path: Path, identity: str, tmp_path: Path, match: str) -> None:
 
 def test_keys_match_pyrage_and_bech32_checksums_are_checked(keys) -> None:
     identity, recipient, _key = keys
-    secret = agestream.parse_identity(identity)
-    assert agestream.recipient_of(secret) == recipient
-    assert len(agestream.parse_recipient(recipient)) == 32
-    assert agestream.parse_identity(identity.lower()).private_bytes_raw()
+    secret = age.parse_identity(identity)
+    assert age.recipient_of(secret) == recipient
+    assert len(age.parse_recipient(recipient)) == 32
+    assert age.parse_identity(identity.lower()).private_bytes_raw()
     flipped = recipient[:-1] + ("q" if recipient[-1] != "q" else "p")
     with pytest.raises(AgeError, match="checksum"):
-        agestream.parse_recipient(flipped)
+        age.parse_recipient(flipped)
     with pytest.raises(AgeError, match="mixed case"):
-        agestream.parse_identity(identity[:20] + identity[20:].lower())
+        age.parse_identity(identity[:20] + identity[20:].lower())
     with pytest.raises(AgeError, match="type 'age'"):
-        agestream.parse_recipient(identity)
+        age.parse_recipient(identity)
     with pytest.raises(AgeError, match="malformed"):
-        agestream.parse_recipient("age1")
+        age.parse_recipient("age1")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -94,7 +94,7 @@ def test_round_trip_and_the_age_cli_reads_ours(keys, tmp_path: Path, size: int) 
     assert cli.stdout == plain
 
 
-@pytest.mark.parametrize("size", [0, CHUNK, agestream.BATCH * CHUNK, 3 * CHUNK + 7])
+@pytest.mark.parametrize("size", [0, CHUNK, age.BATCH * CHUNK, 3 * CHUNK + 7])
 def test_we_read_the_age_cli(keys, tmp_path: Path, size: int) -> None:
     require_age()
     identity, recipient, _key = keys
@@ -107,7 +107,7 @@ def test_we_read_the_age_cli(keys, tmp_path: Path, size: int) -> None:
 def test_the_child_process_pipes_both_ways(keys, tmp_path: Path) -> None:
     identity, recipient, _key = keys
     plain = os.urandom(5 * CHUNK + 3)
-    run = [sys.executable, "-I", "-m", "cftui.agestream"]
+    run = [sys.executable, "-I", "-m", "cftui.age"]
     enc = subprocess.run([*run, "encrypt", recipient], input=plain, capture_output=True)
     assert enc.returncode == 0, enc.stderr
     (tmp_path / "f.age").write_bytes(enc.stdout)
@@ -156,8 +156,8 @@ def test_a_tampered_header_is_refused(keys, tmp_path: Path, edit, match: str) ->
 def crafted(recipient: str, chunks: list[tuple[bytes, bool]]) -> bytes:
     """A file whose chunks carry the given last-chunk flags."""
     file_key, nonce = os.urandom(16), os.urandom(16)
-    out = agestream._header(file_key, agestream.parse_recipient(recipient)) + nonce
-    payload = agestream.Payload(file_key, nonce)
+    out = header.header_bytes(file_key, age.parse_recipient(recipient)) + nonce
+    payload = age.Payload(file_key, nonce)
     for plain, last in chunks:
         sealed = bytearray(len(plain) + 16)
         payload.seal(memoryview(plain), memoryview(sealed), last)
@@ -216,18 +216,16 @@ def test_check_first_chunk_reads_only_the_start(keys, tmp_path: Path) -> None:
     data = encrypt(os.urandom(4 * CHUNK), recipient, tmp_path / "f.age")
     (tmp_path / "cut.age").write_bytes(data[: len(data) // 2])  # the end is not looked at
     with (tmp_path / "cut.age").open("rb") as src:
-        agestream.check_first_chunk(
-            src, agestream.open_payload(src, agestream.parse_identity(identity))
-        )
-    other = agestream.parse_identity(str(x25519.Identity.generate()))
+        age.check_first_chunk(src, age.open_payload(src, age.parse_identity(identity)))
+    other = age.parse_identity(str(x25519.Identity.generate()))
     with (tmp_path / "cut.age").open("rb") as src, pytest.raises(AgeError, match="wrong key"):
-        agestream.open_payload(src, other)
+        age.open_payload(src, other)
 
 
 def test_a_low_order_share_is_refused(keys, tmp_path: Path) -> None:
     identity, recipient, _key = keys
     data = encrypt(b"x", recipient, tmp_path / "f.age")
     line = data.split(b"\n")[1]
-    zero_share = b"-> X25519 " + agestream._b64(bytes(32))
+    zero_share = b"-> X25519 " + header.b64(bytes(32))
     (tmp_path / "bad.age").write_bytes(data.replace(line, zero_share))
     refused(tmp_path / "bad.age", identity, tmp_path, "low-order")

@@ -730,7 +730,7 @@ async def test_restore_refuses_a_member_under_a_small_file_just_written(
 
 
 async def test_restore_writes_big_and_small_files_alike(home: FleetHome, bot: str) -> None:
-    from cftui.snapshots import SMALL
+    from cftui.snapshots.extract import SMALL
 
     state = home.state_dir(bot)
     sizes = [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL]

@@ -1,4 +1,4 @@
-"""cftui.tarheader: the fast header parser gives the members tarfile gives,
+"""cftui.snapshots.tarheader: the fast header parser gives the members tarfile gives,
 whatever the format, and leaves the unusual headers to tarfile."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from cftui.tarheader import FastTarInfo
+from cftui.snapshots.tarheader import FastTarInfo
 
 from .conftest import add_member
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from cftui.fleet import BotConfig, FleetHome
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import Runtimes
 from cftui.runtime.base import (
     KILLED,
@@ -21,12 +22,9 @@ from cftui.runtime.base import (
     BotStatus,
     KillReport,
     LogLine,
-    Progress,
-    ProgressEvent,
     Runtime,
     ServiceStatus,
     StateChange,
-    no_progress,
 )
 
 STARTED = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)

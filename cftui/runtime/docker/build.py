@@ -12,7 +12,7 @@ from typing import Any
 from cftui import locks
 from cftui.errors import BotLocked, CftuiError, RuntimeOperationError
 from cftui.fleet import BotConfig
-from cftui.runtime.base import Progress
+from cftui.progress import Progress
 from cftui.runtime.docker.engine import DockerEngine
 
 

@@ -23,7 +23,7 @@ from cftui import locks
 from cftui.errors import CftuiError, RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway_wiring import gateway_environment
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images.cache import cache_dir, file_lock
 from cftui.runtime.images.catalog import BASE_IMAGE, HASH_LABEL, SERVICE_LABEL, source_root
 from cftui.runtime.images.commands import run_logged

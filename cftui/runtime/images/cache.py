@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cftui.runtime.base import Progress, ProgressEvent
+from cftui.progress import Progress, ProgressEvent
 
 
 def cache_dir() -> Path:

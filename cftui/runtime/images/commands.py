@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.base import Progress, ProgressEvent
+from cftui.progress import Progress, ProgressEvent
 from cftui.runtime.images.engine import one_line
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) :")
 _PULL_RETRY_S = 600.0

@@ -13,7 +13,7 @@ from typing import Any
 
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import validate_bot_name
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images import context, dockerfile
 from cftui.runtime.images.cache import cache_dir, file_lock
 from cftui.runtime.images.catalog import GATEWAY_LABEL, HASH_LABEL, gateway_image_name

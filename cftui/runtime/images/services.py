@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images import dockerfile
 from cftui.runtime.images.base_image import ensure_base_image
 from cftui.runtime.images.cache import cache_dir, file_lock

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.base import Progress, ProgressEvent, no_progress
+from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.images.cache import cache_dir, file_lock
 from cftui.runtime.images.catalog import source_root
 from cftui.runtime.images.commands import run_logged

@@ -81,6 +81,16 @@ class KeyStripper:
         stripped = self.strip(raw)
         return text if stripped is raw else stripped.decode("utf-8", "surrogateescape")
 
+    def strip_headers(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Header names and values with every literal masked: one scan of
+        them all, and a pass per header only if that finds a literal."""
+        if self._scan is None or not pairs:
+            return pairs
+        joined = "\n".join([text for pair in pairs for text in pair])
+        if not self._scan.find_matches_as_indexes(joined.encode("utf-8", "surrogateescape")):
+            return pairs
+        return [(self.strip_text(k), self.strip_text(v)) for k, v in pairs]
+
     def held_from(self, data: bytes) -> int:
         """Where the tail of `data` that begins some literal starts (len: none)."""
         start = max(0, len(data) - self.hold_max)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import unquote
 
 from cfproxies.llm_proxy.providers import Provider
@@ -100,16 +101,28 @@ def parse_routes(specs: Iterable[str]) -> tuple[Route, ...]:
     return tuple(out)
 
 
+MEMO_SIZE = 1024  # answers kept per provider; then they are forgotten and found again
+
+
 @dataclass(frozen=True)
 class Allowed:
-    """A provider's allowed routes, compiled once at start."""
+    """A provider's allowed routes, compiled once at start. An agent calls
+    the same few paths again and again, so each answer is remembered (up
+    to MEMO_SIZE of them) rather than matched against every rule again."""
 
     rules: tuple[tuple[str, re.Pattern[str]], ...]
+    _memo: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def permits(self, method: str, path: str) -> bool:
-        return any(
-            (m == "*" or m == method) and pattern.fullmatch(path) for m, pattern in self.rules
-        )
+        key = (method, path)
+        answer = self._memo.get(key)
+        if answer is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            answer = self._memo[key] = any(
+                (m == "*" or m == method) and pattern.fullmatch(path) for m, pattern in self.rules
+            )
+        return answer
 
 
 def allowed_for(provider: Provider, extra: Sequence[Route]) -> Allowed:
@@ -131,6 +144,7 @@ def route_path(provider: Provider, tail: str) -> str:
 _BAD_ESCAPES = re.compile(r"%(?:2e|2f|5c|00)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=MEMO_SIZE)  # the same few paths, again and again
 def split_target(raw_path: str) -> tuple[str, str] | str:
     """(provider, tail) of a request target (without its query), or why it
     is refused: only origin-form targets (`/provider/...`), no `.` or `..`

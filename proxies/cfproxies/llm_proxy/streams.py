@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from cfproxies.llm_proxy.jsoncodec import loads
+from cfproxies.jsoncodec import loads
 from cfproxies.record import Usage, usage_anthropic, usage_gemini, usage_openai
 
 MAX_EVENT = 4 * 1024 * 1024  # one SSE event; larger ones are skipped, not buffered
@@ -42,6 +42,16 @@ def decode_body(raw: bytes, encoding: str | None) -> bytes:
         return decoder.decompress(raw) + decoder.flush()
     except zlib.error:
         return raw
+
+
+def parse_json_body(raw: bytes, content_type: str) -> Any:
+    """A body parsed as JSON when it says (or looks like) it is; else None."""
+    if not raw or ("json" not in content_type and raw[:1] not in (b"{", b"[")):
+        return None
+    try:
+        return loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _tolerant(method: Callable[..., None]) -> Callable[..., None]:
@@ -437,6 +447,11 @@ class StreamParser:
             self.reader.events += 1
             self.reader.event(self._event, _json(data))
         self._event, self._data, self._data_len, self._skipping = None, [], 0, False
+
+    def kept_body(self) -> bytes | None:
+        """A stream that is not SSE, as kept for parsing (decoded); None for
+        SSE, or when it outgrew MAX_JSON_STREAM."""
+        return None if self.sse or self.overflow else bytes(self._buf)
 
     def close(self) -> Reassembly:
         """End of stream: flush what is complete and return the reassembly."""

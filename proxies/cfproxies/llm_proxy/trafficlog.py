@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cfproxies.jsoncodec import dumps_line
 from cfproxies.jsonl import append_bytes, open_append
-from cfproxies.llm_proxy.jsoncodec import dumps_line
 
 
 class TrafficLog:
@@ -58,10 +58,13 @@ class TrafficLog:
             os.write(self.fd, b"\n")
 
     def write(self, record: dict[str, Any]) -> bool:
-        """Append one record; False (and reported) if it could not be written.
-        Called from the event loop and from the writer thread, hence the lock
-        (it guards the descriptor's reopen, not the append, which is atomic)."""
-        line = dumps_line(record)
+        """Append one record; False (and reported) if it could not be written."""
+        return self.write_line(dumps_line(record))
+
+    def write_line(self, line: bytes) -> bool:
+        """Append one encoded record (one JSON line). Called from the event
+        loop and from the writer thread, hence the lock (it guards the
+        descriptor's reopen, not the append, which is atomic)."""
         with self._lock:
             return self._append(line)
 

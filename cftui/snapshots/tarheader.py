@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import tarfile
+from typing import Self
 
 # name, mode, uid, gid, size, mtime, chksum, type, linkname, (magic, version),
 # uname, gname, devmajor, devminor, prefix
@@ -38,7 +39,7 @@ class FastTarInfo(tarfile.TarInfo):
     """`tarfile.open(..., tarinfo=FastTarInfo)`."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         if len(buf) != tarfile.BLOCKSIZE or buf[156:157] not in _FAST_TYPES:
             return super().frombuf(buf, encoding, errors)
         (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname, major, minor,

@@ -1,6 +1,7 @@
 """JSON on the proxy's hot path: orjson where installed (several times faster
 for the bodies and the record line), the standard library otherwise and
-whenever orjson refuses a value (integers past 64 bits, NaN, lone surrogates)."""
+whenever orjson refuses a value (integers past 64 bits, NaN, lone surrogates,
+nesting past 255 levels)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,17 @@ def loads(raw: bytes) -> Any:
         raise ValueError("JSON nested too deep") from None
 
 
-def dumps_line(record: dict[str, Any]) -> bytes:
+def orjson_line(value: Any) -> bytes | None:
+    """`dumps_line`'s line when orjson writes it; None when orjson is missing
+    or refuses the value (the caller then takes the slower path)."""
+    if orjson is None:
+        return None
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return None
+
+
+def dumps_line(value: Any) -> bytes:
     """One compact UTF-8 JSON line ending in a newline."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
-        except TypeError:
-            pass
-    return encode_line(record)
+    return orjson_line(value) or encode_line(value)

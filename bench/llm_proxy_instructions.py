@@ -1,0 +1,165 @@
+"""The proxy's CPU per call counted in instructions (callgrind), not in time:
+the same number on a quiet machine and on a loaded one, so two versions of
+the proxy can be compared when the machine is shared (issue 4's figures in
+bench/README.md move by +-40 us a call from run to run, and far more when
+other work runs).
+
+    .venv/bin/python bench/llm_proxy_instructions.py                  # 2000 plain calls at 16
+    .venv/bin/python bench/llm_proxy_instructions.py --calls 500 --stream
+
+The proxy runs under `valgrind --tool=callgrind` (some 50x slower) behind the
+same fast upstream as bench/llm_proxy.py (the `sdk` harness's aiohttp.web
+upstream, with the same canned Anthropic answers); its counters are zeroed
+after a warm-up and dumped after `--calls` calls from `--concurrency`
+connections. Prints user-space instructions per call: what the proxy's own
+code costs (kernel time, the writes and the socket calls, is not in it).
+Needs valgrind on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llm_proxy import TOKEN, canned_request, free_port, wait_up
+
+
+async def calls(url: str, n: int, concurrency: int, stream: bool) -> int:
+    """`n` calls in a closed loop over `concurrency` connections; the errors."""
+    request = canned_request(url, stream)
+    head, body = request.split(b"\r\n\r\n", 1)
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, value = line.decode().split(": ", 1)
+        if name.lower() not in ("host", "content-length"):
+            headers[name] = value
+    left = n
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+
+        async def worker() -> None:
+            nonlocal left, errors
+            while left > 0:
+                left -= 1
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    errors += resp.status != 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors
+
+
+def control(pid: int, flag: str) -> None:
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True)
+
+
+def total_instructions(out: Path) -> int:
+    """The `Ir` total of the last dump callgrind wrote for this run."""
+    dumps = sorted(out.parent.glob(out.name + "*"), key=lambda p: p.stat().st_mtime)
+    for dump in reversed(dumps):
+        match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.M)
+        if match:
+            return int(match.group(1))
+    raise SystemExit(f"bench: no callgrind totals in {out}*")
+
+
+async def measure(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench: valgrind is not installed")
+    py = sys.executable
+    bindir = Path(py).parent
+    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-ir-"))
+    (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
+    up_port, proxy_port = free_port(), free_port()
+    here = str(Path(__file__).resolve().parent / "llm_proxy.py")
+    upstream = subprocess.Popen(
+        [py, here, "--serve-upstream-sdk", str(up_port)], stderr=subprocess.PIPE
+    )
+    out = tmp / "callgrind.out"
+    proxy = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            str(bindir / "python"),
+            str(bindir / "cf-llm-proxy"),
+            "--listen",
+            f"127.0.0.1:{proxy_port}",
+            "--bot",
+            "bench",
+            "--audit-dir",
+            str(tmp / "audit"),
+            "--providers-env",
+            str(tmp / "providers.env"),
+            "--token",
+            TOKEN,
+            "--upstream",
+            f"anthropic=http://127.0.0.1:{up_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_up(f"http://127.0.0.1:{up_port}/health", upstream)
+        for _ in range(600):  # valgrind starts slowly
+            try:
+                await wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
+                break
+            except SystemExit:
+                if proxy.poll() is not None:
+                    raise
+        url = f"http://127.0.0.1:{proxy_port}/anthropic/v1/messages"
+        await calls(url, args.warmup, args.concurrency, args.stream)
+        control(proxy.pid, "--zero")
+        t0 = time.monotonic()
+        errors = await calls(url, args.calls, args.concurrency, args.stream)
+        control(proxy.pid, "--dump")
+        elapsed = time.monotonic() - t0
+        per_call = total_instructions(out) / args.calls
+        if args.keep:
+            latest = max(out.parent.glob(out.name + "*"), key=lambda p: p.stat().st_mtime)
+            shutil.copy(latest, args.keep)
+        mode = "stream" if args.stream else "plain"
+        print(
+            f"{mode} conc={args.concurrency} calls={args.calls} errors={errors}: "
+            f"{per_call / 1000:.1f} k instructions a call in the proxy "
+            f"(under callgrind {elapsed:.0f} s)",
+            flush=True,
+        )
+    finally:
+        for proc in (proxy, upstream):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (proxy, upstream):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate)")
+    asyncio.run(measure(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
