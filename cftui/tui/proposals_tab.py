@@ -26,8 +26,8 @@ from cftui import locks
 from cftui.errors import CftuiError
 from cftui.humanize import human_bytes
 from cftui.inert import inert
+from cftui.progress import ProgressEvent
 from cftui.proposals.model import Change, Proposals, Refusal
-from cftui.runtime.base import ProgressEvent
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_view import DiffView
 from cftui.tui.formatting import agent_text
