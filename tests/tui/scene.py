@@ -8,12 +8,11 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from memory_runtime import STARTED, MemoryRuntime, MemoryRuntimes
-from tui_helpers import NOW, append_records, make_record
-
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 from cftui.identity import recipient_of
+from tests.fakes.memory_runtime import STARTED, MemoryRuntime, MemoryRuntimes
+from tests.tui.tui_helpers import NOW, append_records, make_record
 
 BOTS = ("scout", "scribe", "sentinel", "tinker")
 CALLS = 240
@@ -72,7 +71,7 @@ def _proposals(home: FleetHome) -> None:
     file, a link out (refused), and a change scout made to its own config."""
     import json
 
-    from cftui import gateway_config
+    from cftui.gateway import config as gateway_config
     from cftui.proposals import seed
 
     for bot in ("scout", "scribe"):
@@ -146,9 +145,8 @@ def _capture(home: FleetHome, bot: str) -> None:
 
 def scene_app(root: Path, **options):
     """The app on the scene, with a frozen clock."""
-    from tui_helpers import frozen_clock
-
     from cftui.tui.app import make_app
+    from tests.tui.tui_helpers import frozen_clock
 
     home, runtime = build_scene(root)
     options.setdefault("clock", frozen_clock)

@@ -10,19 +10,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from memory_runtime import MemoryRuntime
 from rich.text import Text
 from textual.widgets import DataTable, Static
-from tui_helpers import notified, wait_until
 
-from cftui import gateway_config, locks
+from cftui import locks
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
+from cftui.gateway import config as gateway_config
 from cftui.proposals import seed
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_view import DiffView
 from cftui.tui.fleet_table import FleetTable
 from cftui.tui.proposals_tab import ProposalsTab
+from tests.fakes.memory_runtime import MemoryRuntime
+from tests.tui.tui_helpers import notified, wait_until
 
 SIZE = (120, 36)
 SKILL = "workspace/skills/weather/SKILL.md"

@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from scene import scene_app
-from tui_helpers import wait_until
+
+from tests.tui.scene import scene_app
+from tests.tui.tui_helpers import wait_until
 
 SIZE = (120, 36)
 
