@@ -6,12 +6,12 @@ VENV := .venv
 EGRESS_VENV := .venv-egress
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format host-deps venv images screenshots bench clean fuzz
+.PHONY: demo test lint typecheck format host-deps venv images screenshots bench clean fuzz
 
 demo: venv host-deps
 	$(BIN)/cftui demo
 
-test: venv host-deps
+test: venv host-deps typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@# Build (or find cached) the images first, with progress, so no test
@@ -19,9 +19,17 @@ test: venv host-deps
 	-$(BIN)/python -m cftui.cli.build_images --quiet
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: venv typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layers (.importlinter: faces -> domain -> runtime/audit -> leaves, no
+# cycles, cfproxies apart, Textual only in cftui.tui) and the types: mypy over
+# cftui/ and proxies/, the egress proxy in its own environment (mitmproxy).
+typecheck: venv
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+	$(BIN)/mypy --python-executable $(EGRESS_VENV)/bin/python proxies/cfproxies/egress/*.py
 
 format: venv
 	$(BIN)/ruff check --fix .

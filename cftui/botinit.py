@@ -195,8 +195,8 @@ def init_bot(
         kind = gateway or detect_gateway_kind(code_dir)
         config = BotConfig(
             name=name,
-            runtime=runtime,  # type: ignore[arg-type]
-            gateway=kind,  # type: ignore[arg-type]
+            runtime=runtime,  # type: ignore[arg-type]  # checked against RUNTIMES
+            gateway=kind,  # type: ignore[arg-type]  # checked against GATEWAY_KINDS
             gateway_port=home.next_gateway_port(),
             upstreams=dict(upstreams or {}),
         )

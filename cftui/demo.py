@@ -167,7 +167,7 @@ async def start_demo(
     """Build what is missing, start the fake provider and the demo bots."""
     runtime = runtimes.get("docker")
     await runtime.check()
-    client = await asyncio.to_thread(runtime.client)  # type: ignore[attr-defined]
+    client = await asyncio.to_thread(runtime.client)  # type: ignore[attr-defined]  # the Docker runtime's own
     progress(ProgressEvent("demo", 0, 2, f"starting {FAKE_LLM}"))
     try:
         ip = await asyncio.to_thread(ensure_fake_llm, client, progress)

@@ -214,8 +214,8 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
             raise ValueError("egress_allow must be a list of host patterns")
         return BotConfig(
             name=name,
-            runtime=runtime,  # type: ignore[arg-type]
-            gateway=gateway,  # type: ignore[arg-type]
+            runtime=runtime,  # type: ignore[arg-type]  # checked against RUNTIMES above
+            gateway=gateway,  # type: ignore[arg-type]  # checked against GATEWAY_KINDS above
             gateway_port=int(raw.get("gateway_port", FIRST_GATEWAY_PORT)),
             capture=bool(raw.get("capture", False)),
             egress_allow=tuple(str(a) for a in allow),

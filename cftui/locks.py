@@ -337,8 +337,9 @@ async def finish_first(step: Awaitable[T]) -> T:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
         await asyncio.wait({fut})
-        if not fut.cancelled() and fut.exception() is not None:
-            raise fut.exception() from None  # type: ignore[misc]
+        failure = None if fut.cancelled() else fut.exception()
+        if failure is not None:
+            raise failure from None
         raise
 
 

@@ -101,7 +101,9 @@ class UnsafeFile(CftuiError):
     hard link or too large: cftui refuses to touch it."""
 
 
-def _kind(st: os.stat_result) -> str:
+def kind_of(st: os.stat_result) -> str:
+    """What an entry is that is not a plain single-named file, in words
+    (refusals of agent-written trees say it the same way everywhere)."""
     mode = st.st_mode
     if stat.S_ISLNK(mode):
         return "a symbolic link"
@@ -140,7 +142,7 @@ def _open_root(root: Path) -> int:
         return os.open(root, DIR_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise _refuse(root, _kind(os.lstat(root))) from None
+            raise _refuse(root, kind_of(os.lstat(root))) from None
         raise
 
 
@@ -166,7 +168,7 @@ def _open_dirs(root: Path, parts: list[str]) -> int | None:
             if code == errno.ENOTDIR and st is not None and stat.S_ISREG(st.st_mode):
                 return None
             if code in (errno.ELOOP, errno.ENOTDIR) and st is not None:
-                raise _refuse(here, _kind(st)) from None
+                raise _refuse(here, kind_of(st)) from None
             raise
         os.close(fd)
         fd = child
@@ -193,7 +195,7 @@ def list_agent_dir(root: Path, reldir: str) -> list[str]:
 
 def _check_regular(path: Path, st: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-        raise _refuse(path, _kind(st))
+        raise _refuse(path, kind_of(st))
     if st.st_size > max_bytes:
         raise _refuse(path, f"larger than {max_bytes} bytes ({st.st_size})")
 
@@ -368,7 +370,7 @@ def make_agent_dirs(root: Path, reldir: str, mode: int = 0o755) -> None:
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-                    raise _refuse(root.joinpath(*parts[: i + 1]), _kind(st)) from None
+                    raise _refuse(root.joinpath(*parts[: i + 1]), kind_of(st)) from None
                 raise
             if made and os.geteuid() == 0:
                 parent = os.fstat(fd)

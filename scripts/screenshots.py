@@ -68,8 +68,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
         locker = None
     else:
-        sys.path.insert(0, str(REPO / "tests" / "tui"))
-        from scene import scene_app
+        sys.path.insert(0, str(REPO))  # the tests are a package: tests.tui.scene
+        from tests.tui.scene import scene_app
 
         root = Path(tempfile.mkdtemp(prefix="cftui-screens-"))
         made: list = []

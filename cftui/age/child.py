@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
                 # Imported only here: the write-behind belongs to the snapshot
                 # file, and the package's `__init__` is light, so the child
                 # starts as fast as before.
-                from cftui.snapshots.writebehind import WriteBehind
+                from cftui.age.writebehind import WriteBehind
 
                 after_write = WriteBehind(1).written
             encrypt(io.FileIO(0, closefd=False), 1, recipient, after_write)

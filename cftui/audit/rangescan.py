@@ -287,7 +287,7 @@ class Scan(Generic[R]):
         """Stop early, from the iterating thread (cancels pending tasks)."""
         self.cancel()
         if self._iter is not None:
-            self._iter.close()  # type: ignore[attr-defined]
+            self._iter.close()  # type: ignore[attr-defined]  # a generator's close
 
     def __enter__(self) -> Scan[R]:
         return self

@@ -28,7 +28,8 @@ from cftui.cli.common import add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
 from cftui.fleet import validate_bot_name
 
-TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
+# The app's bot tabs, in key order (1-7); `--open BOT:TAB` names one.
+from cftui.tui.tabs import TABS
 
 
 def build_parser() -> argparse.ArgumentParser:

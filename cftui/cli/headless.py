@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from cftui import killswitch, lifecycle, locks
 from cftui.audit.traffic.display import format_call
@@ -197,7 +198,8 @@ async def run_bots(
         progress = _progress(out, stop)
         starting = asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {starting, stopper}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             if not starting.done():
                 starting.cancel()

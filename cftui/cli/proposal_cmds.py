@@ -185,7 +185,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from cftui.proposals import config_drift
+    from cftui.gateway import drift as config_drift
 
     home = resolve_home(args)
     bot = home.bot(args.bot)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -26,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import json5
-
 from cftui.audit.events import record_event
 from cftui.errors import ConfigError, UsageError
 from cftui.fleet import FleetHome
-from cftui.proposals import config_drift
+from cftui.gateway import approved
+from cftui.gateway.format import CONFIG_NAME, dumps, parse_config, validate_config
 from cftui.securefs import make_private_dirs, read_agent_file, write_agent_file
 
-CONFIG_NAME = "openclaw.json"
 KNOWN_GOOD_SUFFIX = ".known-good"
 KNOWN_GOOD_NAME = CONFIG_NAME + KNOWN_GOOD_SUFFIX
 # OpenClaw's config is a few KiB; anything this large is not one.
@@ -70,46 +67,6 @@ def write_state_file(home: FleetHome, bot: str, relpath: str, data: bytes | str)
         raise ConfigError(f"cannot write {state / relpath}: {exc.strerror or exc}") from None
 
 
-def parse_config(text: str, source: str = CONFIG_NAME) -> dict[str, Any]:
-    """Parse JSON5 text into a validated config object; ConfigError on anything else."""
-    try:
-        data = json5.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{source} is not valid JSON5: {_one_line(exc)}") from None
-    validate_config(data, source)
-    return data
-
-
-def validate_config(data: Any, source: str = CONFIG_NAME) -> None:
-    """A config must be a JSON object that plain JSON can represent exactly."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source} must hold a JSON object at the top, not {_kind(data)}")
-    _check_value(data, "", source)
-
-
-def _check_value(value: Any, where: str, source: str) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ConfigError(f"{source}: key {key!r} at {where or 'top'} is not a string")
-            _check_value(item, f"{where}.{key}" if where else key, source)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_value(item, f"{where}[{i}]", source)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{source}: {where} is {value}, which JSON cannot hold")
-    elif value is not None and not isinstance(value, str | int | float | bool):
-        raise ConfigError(f"{source}: {where} is a {type(value).__name__}, not a JSON value")
-
-
-def _kind(value: Any) -> str:
-    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a scalar")
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
-
-
 def read_config(home: FleetHome, bot: str) -> dict[str, Any]:
     """The gateway's config as a dict; an empty dict when the file is absent."""
     path = config_path(home, bot)
@@ -121,10 +78,6 @@ def read_config(home: FleetHome, bot: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     return parse_config(text, str(path))
-
-
-def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -193,7 +146,7 @@ def record_replacement(
     """What follows a written replacement: the approved version moves with
     it (cftui's writes are the operator's), and a `config` event names the
     changed keys, never their values."""
-    config_drift.record_write(home, bot, done.before, done.after)
+    approved.record_write(home, bot, done.before, done.after)
     record_event(home, "config", bot, reason=reason, actor=actor, changed=list(done.changed))
 
 

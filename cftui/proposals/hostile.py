@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import stat
 
+from cftui.securefs import kind_of
+
 # Over this a proposed file is refused unread (OpenClaw's skills and notes
 # are text; anything bigger belongs in the approved tree by another route).
 MAX_FILE_BYTES = 16 << 20
@@ -24,12 +26,8 @@ def file_refusal(st: os.stat_result, max_bytes: int = MAX_FILE_BYTES) -> str | N
     None for a plain, single-named, bounded regular file. Links are judged
     by the scan (one that the approved tree holds as it is, is no change)."""
     mode = st.st_mode
-    if stat.S_ISFIFO(mode):
-        return "a fifo: special files are never read or promoted"
-    if stat.S_ISSOCK(mode):
-        return "a socket: special files are never read or promoted"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device file: special files are never read or promoted"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return f"{kind_of(st)}: special files are never read or promoted"
     if not stat.S_ISREG(mode):
         return "not a regular file"
     if mode & (stat.S_ISUID | stat.S_ISGID):

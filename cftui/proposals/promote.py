@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,8 +125,11 @@ async def promote(
     *,
     runtime: Runtime | None = None,
     progress: Progress = no_progress,
+    reviewed: Mapping[str, str | None] | None = None,
 ) -> PromoteResult:
-    """Promote the named proposals (all, when none are named)."""
+    """Promote the named proposals (all, when none are named). With
+    `reviewed` (path -> the sha the operator saw, as scanned), refuse when
+    anything chosen is not exactly what was reviewed."""
     async with locks.operation(home, bot.name, "promote"):
         found, contents = await asyncio.to_thread(
             scan_with_contents, home, bot.name, with_commits=False
@@ -136,6 +139,8 @@ async def promote(
         chosen = select(found.changes, found.refused, paths)
         if not chosen:
             raise ProposalError(f"{bot.name} proposes nothing to promote")
+        if reviewed is not None:
+            _check_reviewed(bot.name, chosen, reviewed)
         code = home.code_dir(bot.name)
         approved.branch(code)
         before_inputs = await asyncio.to_thread(build_inputs, code)
@@ -161,6 +166,15 @@ async def promote(
         if len(chosen) == len(found.changes) and not found.refused:
             await asyncio.to_thread(seed.reset_git, home, bot.name)
         return result
+
+
+def _check_reviewed(bot: str, chosen: list[Change], reviewed: Mapping[str, str | None]) -> None:
+    """The agent may rewrite a file between the review and the promotion."""
+    stale = [c.path for c in chosen if c.path not in reviewed or reviewed[c.path] != c.sha]
+    if stale:
+        raise ProposalError(
+            f"{bot}: {stale[0]} changed since it was reviewed: review it again; nothing promoted"
+        )
 
 
 def default_message(bot: str, paths: list[str]) -> str:

@@ -5,7 +5,7 @@ that is not running takes the change at its next start."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cftui import lifecycle, locks
 from cftui.errors import CftuiError, RuntimeOperationError
@@ -25,6 +25,7 @@ async def promote_and_roll_out(
     *,
     source: str | None = None,
     progress: Progress = no_progress,
+    reviewed: Mapping[str, str | None] | None = None,
 ) -> PromoteResult:
     """`cftui promote` and the TUI's promote: the commit (or, with `source`,
     the fast-forward to REMOTE/BRANCH), then the rebuild or restart."""
@@ -44,7 +45,7 @@ async def promote_and_roll_out(
             )
         else:
             result = await promotion.promote(
-                home, bot, paths, message, runtime=runtime, progress=progress
+                home, bot, paths, message, runtime=runtime, progress=progress, reviewed=reviewed
             )
         if note:
             result.notes.append(note)

@@ -216,7 +216,7 @@ def _size(blob: Blob | None, old: bytes | None) -> int | None:
 
 
 def _drift_keys(home: FleetHome, bot: str) -> list[str]:
-    from cftui.proposals import config_drift
+    from cftui.gateway import drift as config_drift
 
     try:
         return config_drift.drift(home, bot).changed

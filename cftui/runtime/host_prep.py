@@ -29,7 +29,7 @@ from cftui.gateway.state_wiring import (
 )
 from cftui.gateway.wiring import PROPOSALS_MOUNT, wire_models_json, wire_openclaw_config
 from cftui.proposals.seed import ensure_seeded
-from cftui.runtime.docker.spec import gateway_user
+from cftui.runtime.gateway_uid import gateway_user
 from cftui.securefs import (
     UnsafeFile,
     agent_dir,
@@ -112,7 +112,7 @@ def hand_to_gateway(home: FleetHome, bot: str) -> None:
     """Let the gateway's user own `state/` and what is in `code/`.
 
     Only needed when cftui runs as root (the gateway then runs as its own
-    uid, docker.spec.GATEWAY_UID). `code/` itself and `code/.git` stay
+    uid, gateway_uid.GATEWAY_UID). `code/` itself and `code/.git` stay
     root's, with the gateway's group allowed in `code/`, so that host git in
     the checkout never runs in a repository the gateway owns. A file with
     several names is not re-owned (one of its names may be outside).

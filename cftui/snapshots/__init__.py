@@ -8,7 +8,7 @@ Both directions stream, so memory stays flat whatever the state's size, and
 `cftui.age` does the age format in a small child process (`agechild`):
 - create (`create`): GNU tar archives the names our walk chose and pipes the
   archive straight into the encryptor, which writes a temporary name with
-  write-behind (`writebehind`); it is then linked to its final name, so a
+  write-behind (`cftui.age.writebehind`); it is then linked to its final name, so a
   partial file never carries a final name.
 - restore: the decryptor pipes plaintext to tarfile (`decrypt`, with the fast
   header parser of `tarheader`), which reads it forward only and extracts each
@@ -22,9 +22,9 @@ Both directions stream, so memory stays flat whatever the state's size, and
 
 The names below are the package's public API, what the CLI, the TUI and
 `update` call. They are loaded on first use (PEP 562) rather than imported
-here, because the encryptor child imports `cftui.snapshots.writebehind`, and
-importing this whole domain (fleet, events, locks, ...) in that child would
-add about 0.3 s to every snapshot; what is internal stays in its module.
+here, so a command that lists snapshots does not load the create and restore
+pipelines (and the encryptor child, which imports only `cftui.age`, never
+loads this domain: about 0.3 s a snapshot); what is internal stays in its module.
 """
 
 from __future__ import annotations

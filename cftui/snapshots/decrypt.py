@@ -113,7 +113,7 @@ def extract_snapshot(
     extract_error: BaseException | None = None
     try:
         stream = _ForwardReader(reader, progress, total)
-        with tarfile.open(fileobj=stream, mode="r:", tarinfo=FastTarInfo) as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=stream, mode="r:", tarinfo=FastTarInfo) as tar:  # type: ignore[call-overload]  # typeshed lacks tarinfo=
             extract_members(tar, dest, member_filter)
         while reader.read(CHUNK):  # the rest, so the decryptor reaches its final check
             pass

@@ -138,8 +138,8 @@ def _data_attrs(member: tarfile.TarInfo) -> tarfile.TarInfo:
             mode &= ~0o111
         mode |= 0o600
     # None is tarfile's own "leave as is" (its filters return it); typeshed says int.
-    member.mode = mode  # type: ignore[assignment]
-    member.uid = member.gid = member.uname = member.gname = None  # type: ignore[assignment]
+    member.mode = mode  # type: ignore[assignment]  # tarfile takes None: typeshed says int
+    member.uid = member.gid = member.uname = member.gname = None  # type: ignore[assignment]  # tarfile takes None: typeshed says int
     return member
 
 

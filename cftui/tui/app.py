@@ -42,8 +42,10 @@ from cftui.tui.messages import (
     KillFinished,
     OperationFinished,
     OperationProgress,
+    ProposalCountsUpdated,
     ServiceStateChanged,
 )
+from cftui.tui.proposal_counts import ProposalCounts, proposes
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -131,6 +133,10 @@ class ClawFactoryApp(App[int]):
         self._ops: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
+        self.proposal_counts = ProposalCounts()
+        self._counting = False
+        # A palette command for a bot's Proposals tab, run once it has loaded.
+        self.pending_proposals: dict[str, str] = {}
 
     # --- startup ----------------------------------------------------------
     def on_mount(self) -> None:
@@ -179,6 +185,7 @@ class ClawFactoryApp(App[int]):
         self.fleet_signal.publish(None)
         if first:
             self.refresh_status()
+            self.count_proposals()
             if self.open_target:
                 bot, tab = self.open_target
                 self.open_bot(bot, tab)
@@ -209,6 +216,48 @@ class ClawFactoryApp(App[int]):
     def _periodic(self) -> None:
         self.read_fleet_files()
         self.refresh_status()
+        self.count_proposals()
+
+    # --- proposals counts (thread) -------------------------------------------
+    def count_proposals(self) -> None:
+        """Scan the bots whose turn it is, unless a scan still runs: a big
+        tree is never scanned twice at once."""
+        if self._counting or not self.configs:
+            return
+        self._counting = True
+        self._count_proposals(list(self.configs))
+
+    @work(thread=True, exclusive=True, group="proposals-count", exit_on_error=False)
+    def _count_proposals(self, bots: list[str]) -> None:
+        found: dict[str, int | None] = {}
+        try:
+            found = self.proposal_counts.scan_due(self.home, bots)
+        finally:
+            self.post_message(ProposalCountsUpdated(found))
+
+    @on(ProposalCountsUpdated)
+    def _proposal_counts(self, message: ProposalCountsUpdated) -> None:
+        self._counting = False
+        for bot, count in self.proposal_counts.merge(message.counts):
+            self.notify(
+                inert(f"{proposes(bot, count)}: review them in its Proposals tab"),
+                title="Proposals",
+                markup=False,
+            )
+        if message.counts:
+            self.fleet_signal.publish(None)
+
+    def proposals_seen(self, bot: str, count: int | None) -> None:
+        """A bot's Proposals tab scanned it: the table shows that count."""
+        if self.proposal_counts.counts.get(bot, -1) != count:
+            self.proposal_counts.seen(bot, count)
+            self.fleet_signal.publish(None)
+
+    def proposals_command(self, bot: str, action: str) -> None:
+        """A palette command on a bot's proposals: its tab opens and, once
+        it has read them, asks about exactly what it shows."""
+        self.pending_proposals[bot] = action
+        self.open_bot(bot, "proposals")
 
     def _start_event_watchers(self) -> None:
         kinds = {c.runtime for c in self.configs.values()}
@@ -457,6 +506,7 @@ def binding_groups() -> list[tuple[str, list[Binding]]]:
     from cftui.tui.confirm import ConfirmModal
     from cftui.tui.fleet_screen import FleetScreen
     from cftui.tui.logs_tab import LogsTab
+    from cftui.tui.proposals_tab import ProposalsTab
     from cftui.tui.snapshots_tab import SnapshotsTab
     from cftui.tui.traffic_tab import TrafficTab
     from cftui.tui.traffic_view import TrafficView
@@ -472,6 +522,7 @@ def binding_groups() -> list[tuple[str, list[Binding]]]:
         ("Capture", own(CaptureTab)),
         ("Snapshots", own(SnapshotsTab)),
         ("Config", own(ConfigTab)),
+        ("Proposals", own(ProposalsTab)),
         ("Logs", own(LogsTab)),
         ("Confirm", own(ConfirmModal)),
     ]

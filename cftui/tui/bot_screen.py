@@ -1,4 +1,5 @@
-"""One bot: overview, logs, traffic, capture, snapshots and config tabs."""
+"""One bot: overview, logs, traffic, capture, snapshots, config and
+proposals tabs."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
 from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
+from cftui.tui.tabs import TABS
 
 if TYPE_CHECKING:
     from textual import getters
 
     from cftui.tui.app import ClawFactoryApp
-
-TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
 
 
 class BotScreen(BotActionsMixin, Screen):
@@ -60,7 +60,7 @@ class BotScreen(BotActionsMixin, Screen):
         yield LockedBanner()
         yield Static("", id="bot-title")
         # Tabs are built the first time they are shown: opening a bot costs
-        # one tab's widgets, not six.
+        # one tab's widgets, not seven.
         with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
             for tab in TABS:
                 with TabPane(tab.capitalize(), id=tab):
@@ -74,6 +74,7 @@ class BotScreen(BotActionsMixin, Screen):
         from cftui.tui.config_tab import ConfigTab
         from cftui.tui.logs_tab import LogsTab
         from cftui.tui.overview_tab import OverviewTab
+        from cftui.tui.proposals_tab import ProposalsTab
         from cftui.tui.snapshots_tab import SnapshotsTab
         from cftui.tui.traffic_tab import TrafficTab
 
@@ -86,6 +87,7 @@ class BotScreen(BotActionsMixin, Screen):
             "capture": CaptureTab,
             "snapshots": SnapshotsTab,
             "config": ConfigTab,
+            "proposals": ProposalsTab,
         }[tab]
         return factory(self.bot)
 

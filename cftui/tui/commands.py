@@ -1,5 +1,5 @@
 """The command palette (ctrl+p): every bot action for every bot, the kill
-switch, unlock, and opening any bot's tab."""
+switch, unlock, opening any bot's tab, and the actions on its proposals."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from cftui.tui.bot_actions import ACTIONS
+from cftui.tui.tabs import TABS
 
 if TYPE_CHECKING:
     from cftui.tui.app import ClawFactoryApp
-
-TABS = ("overview", "logs", "traffic", "capture", "snapshots", "config")
 
 HELP = {
     "start": "start the stack",
@@ -25,6 +24,14 @@ HELP = {
     "capture": "turn MITM capture on or off",
     "kill": "kill now and lock (no confirmation)",
 }
+
+# (title, tab action, help): each opens the Proposals tab, which asks first.
+PROPOSAL_COMMANDS = (
+    ("Promote all proposals of", "promote_all", "review, then commit them to the approved code"),
+    ("Reject all proposals of", "reject_all", "put the proposals back to the approved code"),
+    ("Accept the config drift of", "accept_drift", "the gateway's openclaw.json becomes approved"),
+    ("Revert the config drift of", "revert_drift", "write the approved openclaw.json back"),
+)
 
 
 class FleetCommands(Provider):
@@ -41,6 +48,9 @@ class FleetCommands(Provider):
                 yield title, partial(app.run_bot_action, bot, action), HELP[action]
             for tab in TABS:
                 yield f"Open {bot}: {tab}", partial(app.open_bot, bot, tab), f"{bot}'s {tab} tab"
+            for title, action, help_text in PROPOSAL_COMMANDS:
+                command = partial(app.proposals_command, bot, action)
+                yield f"{title} {bot}", command, f"{help_text} (asks first)"
 
     async def discover(self) -> Hits:
         for title, callback, help_text in self._commands():

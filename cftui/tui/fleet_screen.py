@@ -56,8 +56,15 @@ class FleetScreen(BotActionsMixin, Screen):
 
     def _sync(self, _data: object) -> None:
         app = self.app
+        counts = app.proposal_counts.counts
         rows = [
-            FleetRow(cfg, app.statuses.get(name), app.totals.get(name), name in app.locked)
+            FleetRow(
+                cfg,
+                app.statuses.get(name),
+                app.totals.get(name),
+                name in app.locked,
+                counts.get(name),
+            )
             for name, cfg in app.configs.items()
         ]
         self.table.sync(rows)

@@ -22,14 +22,15 @@ from cftui.runtime.base import SERVICES, BotStatus
 from cftui.tui.formatting import state_look
 
 COLUMNS = (
-    ("bot", "Bot", 12),
+    ("bot", "Bot", 11),
     ("runtime", "Runtime", 7),
     ("state", "State", 11),
     *((svc, svc, max(8, len(svc))) for svc in SERVICES),
-    ("uptime", "Uptime", 7),
+    ("uptime", "Uptime", 6),
     ("calls", "Calls", 5),
     ("tokens", "Tokens", 6),
-    ("capture", "Capture", 7),
+    ("proposals", "Props", 5),
+    ("capture", "MITM", 4),  # capture; short, so that 120 columns hold the row
     ("locked", "Locked", 6),
 )
 
@@ -54,6 +55,7 @@ class FleetRow:
     status: BotStatus | None
     totals: Totals | None
     locked: bool
+    proposals: int | None = None  # None: no proposals tree (yet)
 
 
 class FleetTable(DataTable):
@@ -111,6 +113,12 @@ class FleetTable(DataTable):
         totals = row.totals
         cells["calls"] = human_count(totals.calls) if totals else "-"
         cells["tokens"] = human_count(totals.tokens) if totals else "-"
+        n = row.proposals
+        cells["proposals"] = (
+            self._styled("-" if n is None else "0", "muted")
+            if not n
+            else self._styled(str(n), "warn")
+        )
         cells["capture"] = (
             self._styled("● on", "warn") if row.config.capture else self._styled("off", "muted")
         )

@@ -63,3 +63,10 @@ class OperationFinished(Message):
     action: str
     error: str | None = None
     notes: tuple[str, ...] = ()
+
+
+@dataclass
+class ProposalCountsUpdated(Message):
+    """How many changes some bots propose (None: no proposals tree)."""
+
+    counts: dict[str, int | None]

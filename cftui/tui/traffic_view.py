@@ -453,7 +453,7 @@ class TrafficView(ScrollView, can_focus=True):
         if record is MISS:
             return
         started_only = record is None and self.tlog.known_hidden(line)
-        self.post_message(self.Highlighted(self, line, record, started_only))  # type: ignore[arg-type]
+        self.post_message(self.Highlighted(self, line, record, started_only))  # type: ignore[arg-type]  # MISS returned above
 
     def _set_cursor(self, row: int) -> None:
         count = self.row_count

@@ -12,7 +12,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
-from test_traffic_filter_edges import COMPACT, SPACED, TRICKY, rec, slow, write
 
 from cftui.audit import rangescan
 from cftui.audit.traffic import log as traffic_log
@@ -21,6 +20,7 @@ from cftui.audit.traffic.filter import TrafficFilter
 from cftui.audit.traffic.log import TrafficLog
 from cftui.audit.traffic.scan import scan_range
 from cftui.audit.traffic.totals import Totals, chunk_totals
+from tests.audit.test_traffic_filter_edges import COMPACT, SPACED, TRICKY, rec, slow, write
 
 SPECS = ["provider:openai", "model:gemini status:5xx", "status:err", "needle", "4711", ""]
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_docker.conftest import world  # noqa: F401  (the module's Docker world, reused)
-from runtime_docker.helpers import TEST_LABEL, World, wait_for
 
 from cftui import lifecycle
 from cftui.demo import _set_env_lines
 from cftui.fleet import BotConfig
 from cftui.runtime import Runtimes
+from tests.runtime_docker.conftest import world  # noqa: F401  (the module's Docker world, reused)
+from tests.runtime_docker.helpers import TEST_LABEL, World, wait_for
 
 HERE = Path(__file__).parent
 PROBE = (HERE / "gateway_probe.py").read_text()

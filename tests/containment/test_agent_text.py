@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from cfproxies.egress.session import CaptureSession
@@ -25,10 +23,8 @@ from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 from cftui.identity import recipient_of
 from cftui.inert import inert, inert_json, inert_json_text
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
-from memory_runtime import MemoryRuntime, MemoryRuntimes
-from tui_helpers import frozen_clock, wait_until
+from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
+from tests.tui.tui_helpers import frozen_clock, wait_until
 
 OSC52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07"  # writes the operator's clipboard
 CURSOR_UP = "\x1b[2A\x1b[2K"  # moves up and erases: hides the lines above

@@ -19,9 +19,9 @@ import time
 
 import psutil
 import pytest
-from runtime_docker.helpers import wait_for
 
 from cftui import killswitch, locks
+from tests.runtime_docker.helpers import wait_for
 
 from .conftest import MEMORY_MB, EscapeStack
 from .tricks import get, ip_spellings

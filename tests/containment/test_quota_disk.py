@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_docker.helpers import World, wait_for
 
 from cftui import botdisk, killswitch, lifecycle, loopdisk
 from cftui.audit.events import read_events
@@ -36,6 +35,7 @@ from cftui.errors import DiskError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.runtime import DockerRuntime
+from tests.runtime_docker.helpers import World, wait_for
 
 DISK = "48MiB"
 DISK_BYTES = 48 << 20

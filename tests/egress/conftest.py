@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import trustme
-from egress_support import CF_EGRESS, STREAM_GATE, WITH_TABLE
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from tests.egress.egress_support import CF_EGRESS, STREAM_GATE, WITH_TABLE
 
 START_TIMEOUT = 30.0
 

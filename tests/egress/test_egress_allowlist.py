@@ -7,7 +7,8 @@ import json
 import ssl
 
 import pytest
-from egress_support import get_json, https_via, local, raw_connect, tls_context
+
+from tests.egress.egress_support import get_json, https_via, local, raw_connect, tls_context
 
 
 def test_plain_http_to_an_allowed_host_goes_through(start_egress, http_server):

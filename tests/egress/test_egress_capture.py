@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from egress_support import STREAM_GATE, get_json, https_via, local
 from pyrage import x25519
 
 from cftui import age
 from cftui.audit.capture import CaptureReader
 from cftui.audit.events import read_events
 from cftui.identity import age_keygen_text
+from tests.egress.egress_support import STREAM_GATE, get_json, https_via, local
 
 
 def _files_under(*roots: Path) -> list[Path]:

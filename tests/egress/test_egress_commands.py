@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 from cfproxies.egress.patterns import Allowlist, PatternError, is_public_address, parse_pattern
-from egress_support import CF_EGRESS, local
 
 from cftui.audit.events import read_events
 from cftui.botinit import init_bot
 from cftui.egress_control import control_path
+from tests.egress.egress_support import CF_EGRESS, local
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 from cfproxies.egress import resolve
 from cfproxies.egress.patterns import Allowlist
 from cfproxies.egress.resolve import Router
-from egress_support import CF_EGRESS, get_json, https_via, raw_connect
 
 from cftui.audit.capture import CaptureReader
+from tests.egress.egress_support import CF_EGRESS, get_json, https_via, raw_connect
 
 TABLE = {
     "api.example.com": ["93.184.216.34"],

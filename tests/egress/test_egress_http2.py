@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from egress_support import CF_EGRESS, local
 
 from cftui.audit.capture import CaptureReader
+from tests.egress.egress_support import CF_EGRESS, local
 
 PYTHON = str(CF_EGRESS.parent / "python")
 PEER = str(Path(__file__).with_name("h2_peer.py"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -20,8 +19,7 @@ from cfproxies.jsonl import encode_line
 from cfproxies.record import parse_record_line
 from cfproxies.scrub import Scrubber
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "proxies"))
-from proxyhelpers import PROVIDERS_ENV, TOKEN, start_site
+from tests.proxies.proxyhelpers import PROVIDERS_ENV, TOKEN, start_site
 
 DEPTH = 1000  # under orjson's 1024, over the interpreter's default limit
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from imgkit import Sandbox
 
 from cftui.runtime.images import catalog, services
+from tests.images.imgkit import Sandbox
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imgkit import PREFIX
 
 from cftui.errors import RuntimeOperationError, UsageError
 from cftui.progress import ProgressEvent
-from cftui.runtime.docker.spec import GATEWAY_GID, GATEWAY_UID
+from cftui.runtime.gateway_uid import GATEWAY_GID, GATEWAY_UID
 from cftui.runtime.images import cache, catalog, engine, gateway, hashing, services, wheels
+from tests.images.imgkit import PREFIX
 
 DEMO_AGENT = catalog.REPO_ROOT / "cftui" / "templates" / "demo-agent"
 # A base that is neither here nor pullable: marked as a failed pull, so that

@@ -11,10 +11,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from imgkit import container_ip, published_port, wait_for
 
-from cftui.runtime.docker.spec import GATEWAY_GID, GATEWAY_UID
+from cftui.runtime.gateway_uid import GATEWAY_GID, GATEWAY_UID
 from cftui.runtime.images import base_image, catalog, services
+from tests.images.imgkit import container_ip, published_port, wait_for
 
 # The first test to ask for the images builds them all (base included) on a
 # fresh machine: minutes, well past the default per-test timeout.

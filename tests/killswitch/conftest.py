@@ -3,17 +3,11 @@ tests use (tests/tui/memory_runtime.py) and real lock, gate and event files."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
-
-from memory_runtime import MemoryRuntime, MemoryRuntimes
+from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
 
 BOTS = ("alpha", "beta", "gamma")
 

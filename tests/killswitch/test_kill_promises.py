@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from memory_runtime import MemoryRuntime, MemoryRuntimes
 
 from cftui import killswitch, lifecycle, locks, snapshots
 from cftui.audit.events import read_events
@@ -22,6 +21,7 @@ from cftui.errors import BotLocked
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import ProgressEvent
 from cftui.runtime.base import RUNNING, KillReport
+from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
 
 pytestmark = pytest.mark.timeout(60)
 

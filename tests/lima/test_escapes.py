@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from containment.tricks import get, ip_spellings
 
 from cftui import killswitch, lifecycle, locks
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
 from cftui.runtime.lima.plan import SRV, Ports, ports_for, unit_name, unix_user
+from tests.containment.tricks import get, ip_spellings
 
 from .conftest import LimaStack, make_lima_home, start_fake_llm
 

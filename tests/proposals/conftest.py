@@ -3,7 +3,6 @@ and helpers that play the agent writing into it."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -50,13 +49,3 @@ def write(root: Path, rel: str, text: str | bytes, mode: int | None = None) -> P
     if mode is not None:
         os.chmod(path, mode)
     return path
-
-
-def memory_runtime_module():
-    """tests/tui's in-memory runtime, loaded by path (that folder is no package)."""
-    path = Path(__file__).parents[1] / "tui" / "memory_runtime.py"
-    spec = importlib.util.spec_from_file_location("proposals_memory_runtime", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

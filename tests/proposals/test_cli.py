@@ -11,15 +11,17 @@ import pytest
 
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
+from tests.fakes import memory_runtime
 
-from .conftest import git, memory_runtime_module, write
+from .conftest import git, write
 
 
 @pytest.fixture
 def runtime(home: FleetHome, bot: str, monkeypatch: pytest.MonkeyPatch):
-    mod = memory_runtime_module()
-    rt = mod.MemoryRuntime(home, running=[bot])
-    monkeypatch.setattr("cftui.cli.proposal_cmds.Runtimes", lambda h: mod.MemoryRuntimes(h, rt))
+    rt = memory_runtime.MemoryRuntime(home, running=[bot])
+    monkeypatch.setattr(
+        "cftui.cli.proposal_cmds.Runtimes", lambda h: memory_runtime.MemoryRuntimes(h, rt)
+    )
     return rt
 
 

@@ -10,8 +10,10 @@ import pytest
 from cftui.audit.events import read_events
 from cftui.errors import ProposalError
 from cftui.fleet import FleetHome
+from cftui.gateway import approved
 from cftui.gateway import config as gc
-from cftui.proposals import config_drift, scan
+from cftui.gateway import drift as config_drift
+from cftui.proposals import scan
 
 WIRED = {
     "models": {
@@ -67,7 +69,7 @@ def test_accept_makes_the_current_config_the_approved_one(home: FleetHome, wired
     agent_writes(home, wired, changed)
     assert config_drift.accept_drift(home, wired) == ["tools"]
     assert config_drift.drift(home, wired).changed == []
-    assert config_drift.read_approved(home, wired) == changed
+    assert approved.read_approved(home, wired) == changed
     with pytest.raises(ProposalError, match="not drifted"):
         config_drift.accept_drift(home, wired)
 

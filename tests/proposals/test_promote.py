@@ -202,3 +202,18 @@ def test_promote_from_refuses_a_malformed_source(home: FleetHome, bot: str) -> N
     for spec in ("origin", "-x/main", "origin/../main", "origin/--upload-pack=x"):
         with pytest.raises(UsageError):
             asyncio.run(promote.promote_from(home, home.bot(bot), spec))
+
+
+def test_promote_refuses_a_file_rewritten_since_it_was_reviewed(
+    home: FleetHome, bot: str, tree: Path
+) -> None:
+    write(tree, "workspace/skills/s.md", "reviewed\n")
+    [seen] = scan.scan(home, bot).changes
+    write(tree, "workspace/skills/s.md", "swapped after the review\n")
+    head = git(home.code_dir(bot), "rev-parse", "HEAD")
+    with pytest.raises(ProposalError, match="changed since it was reviewed"):
+        asyncio.run(promote.promote(home, home.bot(bot), reviewed={seen.path: seen.sha}))
+    assert git(home.code_dir(bot), "rev-parse", "HEAD") == head
+    write(tree, "workspace/skills/s.md", "reviewed\n")
+    result = asyncio.run(promote.promote(home, home.bot(bot), reviewed={seen.path: seen.sha}))
+    assert result.paths == ["workspace/skills/s.md"]

@@ -17,7 +17,8 @@ from cfproxies.fake_llm import make_app as make_fake_app
 from cfproxies.llm_proxy import ProxyConfig, load_config, make_app
 from cfproxies.llm_proxy.app import STATE
 from cfproxies.record import parse_record_line
-from proxyhelpers import PROVIDERS_ENV, TOKEN, check_record_shape, start_site
+
+from tests.proxies.proxyhelpers import PROVIDERS_ENV, TOKEN, check_record_shape, start_site
 
 
 @dataclass

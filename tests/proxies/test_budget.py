@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from cfproxies.record import new_record
-from proxyhelpers import AUTH, anthropic_body
+
+from tests.proxies.proxyhelpers import AUTH, anthropic_body
 
 
 async def _post(client, proxy):

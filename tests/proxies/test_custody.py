@@ -4,7 +4,8 @@ real key from providers.env in its own header, and the token never leaves."""
 from __future__ import annotations
 
 import pytest
-from proxyhelpers import (
+
+from tests.proxies.proxyhelpers import (
     ANTHROPIC_KEY,
     AUTH,
     BEARER,

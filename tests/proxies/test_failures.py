@@ -8,7 +8,8 @@ import contextlib
 import socket
 
 import aiohttp
-from proxyhelpers import AUTH, BEARER, anthropic_body, openai_body
+
+from tests.proxies.proxyhelpers import AUTH, BEARER, anthropic_body, openai_body
 
 
 def _closed_port() -> int:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from proxyhelpers import anthropic_body, gemini_body, openai_body, sse_events, start_site
+
+from tests.proxies.proxyhelpers import (
+    anthropic_body,
+    gemini_body,
+    openai_body,
+    sse_events,
+    start_site,
+)
 
 
 async def test_anthropic_stream_has_the_real_event_sequence_and_framing(fake, client):

@@ -8,7 +8,7 @@ import gzip
 import json
 import time
 
-from proxyhelpers import (
+from tests.proxies.proxyhelpers import (
     AUTH,
     BEARER,
     anthropic_body,

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from proxyhelpers import AUTH, anthropic_body
+
+from tests.proxies.proxyhelpers import AUTH, anthropic_body
 
 START_PREFIX = b'{"v":1,"phase":"start","id":"'  # how the proxy writes a start line
 

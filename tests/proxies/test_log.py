@@ -13,7 +13,8 @@ import sys
 
 import aiohttp
 from cfproxies.record import parse_record_line
-from proxyhelpers import AUTH, PROVIDERS_ENV, TOKEN, anthropic_body
+
+from tests.proxies.proxyhelpers import AUTH, PROVIDERS_ENV, TOKEN, anthropic_body
 
 
 async def _post(client, proxy_url, **body_kw):

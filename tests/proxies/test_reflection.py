@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from proxyhelpers import (
+
+from tests.proxies.proxyhelpers import (
     ANTHROPIC_KEY,
     AUTH,
     GEMINI_KEY,

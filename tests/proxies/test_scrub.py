@@ -15,7 +15,8 @@ from cfproxies.scrub import (
     load_user_rules,
     parse_user_rules,
 )
-from proxyhelpers import AUTH, anthropic_body
+
+from tests.proxies.proxyhelpers import AUTH, anthropic_body
 
 SECRETS = {
     "anthropic-key": "sk-ant-api03-" + "a1B2" * 20,

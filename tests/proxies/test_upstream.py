@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import pytest
 from cfproxies.llm_proxy import upstream as up
 from cfproxies.llm_proxy.upstream import Origin, UpstreamBrokeOff, UpstreamPool
-from proxyhelpers import self_signed_tls
 from yarl import URL
+
+from tests.proxies.proxyhelpers import self_signed_tls
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 

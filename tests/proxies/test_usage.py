@@ -7,7 +7,16 @@ import json
 
 import pytest
 from cfproxies.record import REQUIRED_KEYS
-from proxyhelpers import AUTH, BEARER, GOOG, anthropic_body, gemini_body, openai_body, sse_events
+
+from tests.proxies.proxyhelpers import (
+    AUTH,
+    BEARER,
+    GOOG,
+    anthropic_body,
+    gemini_body,
+    openai_body,
+    sse_events,
+)
 
 USAGE = {"x-fake-cache-read": "7", "x-fake-cache-write": "3"}
 

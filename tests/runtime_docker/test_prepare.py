@@ -14,7 +14,7 @@ from cftui.errors import CftuiError, FleetError
 from cftui.fleet import FleetHome
 from cftui.gateway import config as gateway_config
 from cftui.runtime.docker.runtime import DockerRuntime
-from cftui.runtime.docker.spec import gateway_user
+from cftui.runtime.gateway_uid import gateway_user
 
 
 @pytest.fixture

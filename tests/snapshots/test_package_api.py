@@ -48,12 +48,12 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 def test_the_encryptor_child_loads_no_domain_module() -> None:
     probe = (
         "import sys; sys.path[:0] = [sys.argv[1]]; "
-        "import cftui.age.child, cftui.snapshots.writebehind; "
+        "import cftui.age.child, cftui.age.writebehind; "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('cftui'))))"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", probe, str(ROOT)], capture_output=True, text=True, check=True
     )
     loaded = set(out.stdout.split())
-    assert "cftui.snapshots.writebehind" in loaded
+    assert "cftui.age.writebehind" in loaded
     assert not loaded & {"cftui.fleet", "cftui.snapshots.catalog", "cftui.audit", "cftui.locks"}

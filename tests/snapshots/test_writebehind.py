@@ -1,4 +1,4 @@
-"""cftui.snapshots.writebehind: writeback started as a file is written, a bounded number
+"""cftui.age.writebehind: writeback started as a file is written, a bounded number
 of ranges in flight, and silence where the kernel cannot do it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cftui.snapshots import writebehind
-from cftui.snapshots.writebehind import WriteBehind
+from cftui.age import writebehind
+from cftui.age.writebehind import WriteBehind
 
 
 def test_ranges_follow_the_writes_and_stay_bounded(tmp_path: Path) -> None:

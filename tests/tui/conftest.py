@@ -4,19 +4,14 @@ clock so that uptimes and "today" never move."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from memory_runtime import MemoryRuntime, MemoryRuntimes
-from tui_helpers import BOTS, append_records, frozen_clock, make_record
+from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
+from tests.tui.tui_helpers import BOTS, append_records, frozen_clock, make_record
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from memory_runtime import STARTED, MemoryRuntime, MemoryRuntimes
-from tui_helpers import NOW, append_records, make_record
-
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 from cftui.identity import recipient_of
+from tests.fakes.memory_runtime import STARTED, MemoryRuntime, MemoryRuntimes
+from tests.tui.tui_helpers import NOW, append_records, make_record
 
 BOTS = ("scout", "scribe", "sentinel", "tinker")
 CALLS = 240
@@ -56,6 +55,7 @@ def build_scene(root: Path) -> tuple[FleetHome, MemoryRuntime]:
     for label, minutes in (("nightly", 0), ("before-upgrade", 42)):
         _fix_mtimes(state)  # the archive holds mtimes: fixed ones give fixed sizes
         snapshots.create_snapshot(home, "scout", label, now=STARTED + timedelta(minutes=minutes))
+    _proposals(home)
     runtime = MemoryRuntime(home, running=["scout", "scribe", "sentinel"])
     runtime.states["sentinel"]["gateway"] = "unhealthy"
     runtime.log_lines[("scout", "gateway")] = [
@@ -64,6 +64,35 @@ def build_scene(root: Path) -> tuple[FleetHome, MemoryRuntime]:
         "2026-11-24T06:01:10Z task: summarise the open issues",
     ]
     return home, runtime
+
+
+def _proposals(home: FleetHome) -> None:
+    """What scout and scribe propose: a new skill, a changed and a removed
+    file, a link out (refused), and a change scout made to its own config."""
+    import json
+
+    from cftui.gateway import config as gateway_config
+    from cftui.proposals import seed
+
+    for bot in ("scout", "scribe"):
+        seed.seed(home, bot)
+    tree = home.proposals_dir("scout")
+    skill = tree / "workspace/skills/weather/SKILL.md"
+    skill.parent.mkdir(parents=True)
+    skill.write_text(
+        "# Weather\n\nAnswer questions about the weather.\n\n"
+        "```python\ndef forecast(city: str) -> str:\n"
+        '    return f"sunny in {city}"\n```\n'
+    )
+    soul = tree / "workspace/SOUL.md"
+    soul.write_text(soul.read_text() + "\nI may install skills without asking.\n")
+    (tree / "workspace/TOOLS.md").unlink()
+    os.symlink("/etc/passwd", tree / "workspace/passwd")
+    config = gateway_config.read_config(home, "scout")
+    config["tools"] = {"exec": {"enabled": True}}
+    gateway_config.config_path(home, "scout").write_text(json.dumps(config))
+    notes = home.proposals_dir("scribe") / "workspace/notes.md"
+    notes.write_text("reading list\n")
 
 
 def _fix_mtimes(root: Path) -> None:
@@ -116,9 +145,8 @@ def _capture(home: FleetHome, bot: str) -> None:
 
 def scene_app(root: Path, **options):
     """The app on the scene, with a frozen clock."""
-    from tui_helpers import frozen_clock
-
     from cftui.tui.app import make_app
+    from tests.tui.tui_helpers import frozen_clock
 
     home, runtime = build_scene(root)
     options.setdefault("clock", frozen_clock)

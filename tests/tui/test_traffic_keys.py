@@ -13,11 +13,11 @@ import unicodedata
 from textual import events
 from textual.keys import _character_to_key, _get_unicode_name_from_key
 from textual.widgets import Input, TabbedContent
-from tui_helpers import wait_until
 
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_tab import TrafficTab
 from cftui.tui.traffic_view import TrafficView
+from tests.tui.tui_helpers import wait_until
 
 SIZE = (120, 36)
 

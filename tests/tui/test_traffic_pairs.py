@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from cfproxies.jsonl import encode_line
 from cfproxies.record import new_record, start_line
-from tui_helpers import wait_until
 
 from cftui.audit.traffic.log import TrafficLog
 from cftui.cli.audit_cmds import _print_lines
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_view import STARTED_ONLY, TrafficView
+from tests.tui.tui_helpers import wait_until
 
 SIZE = (120, 36)
 

@@ -6,13 +6,13 @@ still running."""
 from __future__ import annotations
 
 import pytest
-from tui_helpers import wait_until
 
 from cftui.audit import rangescan
 from cftui.audit.traffic import scan as traffic_scan
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_tab import TrafficTab
 from cftui.tui.traffic_view import TrafficView
+from tests.tui.tui_helpers import wait_until
 
 SIZE = (120, 36)
 

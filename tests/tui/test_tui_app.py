@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-from memory_runtime import MemoryRuntime
 from textual.widgets import Button, DataTable, Input, Log, TabbedContent, TextArea
-from tui_helpers import append_records, make_record, notified, wait_until
 
 from cftui import locks
 from cftui.audit.events import read_events
@@ -21,6 +19,8 @@ from cftui.tui.help_screen import HelpScreen
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.prompt import PromptModal
 from cftui.tui.traffic_view import TrafficView
+from tests.fakes.memory_runtime import MemoryRuntime
+from tests.tui.tui_helpers import append_records, make_record, notified, wait_until
 
 SIZE = (120, 36)
 

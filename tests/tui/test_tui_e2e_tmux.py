@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_helpers import append_records, make_record
 
 from cftui import locks
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from tests.tui.tui_helpers import append_records, make_record
 
 CFTUI = Path(sys.executable).parent / "cftui"
 

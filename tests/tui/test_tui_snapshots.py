@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from scene import scene_app
-from tui_helpers import wait_until
+
+from tests.tui.scene import scene_app
+from tests.tui.tui_helpers import wait_until
 
 SIZE = (120, 36)
 
@@ -26,6 +27,16 @@ def tmp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     monkeypatch.setattr("cftui.tui.snapshots_tab.human_bytes", lambda n: f"~{round(n / 1024)} KiB")
+    # Fixed commit dates: the approved commit's id is on the Proposals tab.
+    from cftui import hostgit
+
+    real_env = hostgit.git_env
+    fixed = "2026-11-24T06:00:00+00:00"
+    monkeypatch.setattr(
+        hostgit,
+        "git_env",
+        lambda: {**real_env(), "GIT_AUTHOR_DATE": fixed, "GIT_COMMITTER_DATE": fixed},
+    )
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -124,6 +135,22 @@ class TestBotScreen:
         async def ready(pilot) -> None:
             await _fleet_ready(pilot)
             await wait_until(pilot, lambda: "2 snapshot(s)" in _status(pilot, "#snapshots-status"))
+            await pilot.pause()
+
+        assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+    def test_proposals(self, snap_compare, tmp_path: Path) -> None:
+        from cftui.tui.proposals_tab import ProposalsTab
+
+        app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="proposals")
+
+        async def ready(pilot) -> None:
+            await _fleet_ready(pilot)
+            await wait_until(pilot, lambda: pilot.app.screen.query(ProposalsTab))
+            tab = pilot.app.screen.query_one(ProposalsTab)
+            await wait_until(pilot, lambda: len(tab._keys) == 5)
+            await pilot.press("down", "down")  # the new skill
+            await wait_until(pilot, lambda: "forecast" in _status(pilot, "#diff-text"))
             await pilot.pause()
 
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)

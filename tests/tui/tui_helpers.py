@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cfproxies.record import new_record
-from memory_runtime import STARTED
+
+from tests.fakes.memory_runtime import STARTED
 
 NOW = STARTED + timedelta(hours=1, minutes=2, seconds=3)
 BOTS = ("alpha", "beta")

@@ -453,7 +453,7 @@ class TrafficLog:
             if flt.empty and counted[0] == self.generation and 0 < counted[1] <= end_line:
                 # only the lines since
                 first, base, pending = counted[1], replace(counted[2]), dict(counted[3])
-            start = self.span(first - 1)[1] + 1 if first else 0  # type: ignore[index]
+            start = self.span(first - 1)[1] + 1 if first else 0  # type: ignore[index]  # a span exists for every line before end_line
         merged = scan_ranges(self.path, flt, ino, start, end, report, cancelled)
         changed = merged is None or merged[2] != end_line - first
         if merged is None or changed or result.generation != self.generation or cancelled():

@@ -88,7 +88,7 @@ class Pairing:
         left = []
         for item in starts:
             ident, at = item if isinstance(item, tuple) else (item, -1)
-            if not targeted and ident in ends:  # type: ignore[operator]
+            if not targeted and ident in ends:  # type: ignore[operator]  # ends is None only when targeted
                 continue  # (most: before any search for where it is)
             if at < 0:
                 # From the end (0 if not after a newline: the first line):

@@ -7,7 +7,7 @@ changed config or a rebuilt image recreates the container and nothing else
 does.
 
 Who owns what. The gateway never runs as root: when cftui itself runs as
-root, the gateway runs as GATEWAY_UID:GATEWAY_GID (below), a uid no host
+root, the gateway runs as GATEWAY_UID:GATEWAY_GID (`runtime/gateway_uid.py`), a uid no host
 account has, and the runtime chowns `state/` and what is in `code/` to it at
 each start; otherwise it runs as the operator's own uid/gid, who already
 owns those files. Either way `code/.git` is mounted read-only over
@@ -37,25 +37,12 @@ from urllib.parse import urlparse
 
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
+from cftui.runtime.gateway_uid import gateway_user
 
 LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
 LABEL_SPEC = "io.clawfactory.spec"
 
-# The gateway's uid and gid when cftui runs as root. Chosen so that no host
-# account, container mapping or directory service is likely to hold it:
-# above every regular and system account (0-60000, systemd's homed/dynamic
-# users 60001-65519, nobody 65534, the 16-bit -1 65535), and below the
-# subordinate id ranges that useradd hands out for rootless containers and
-# Docker's userns-remap (100000 + 65536 per user, Debian's and Fedora's
-# SUB_UID_MIN), SSSD's AD id mapping (from 200000) and systemd-nspawn's
-# container ranges (from 524288). A process of some user's rootless
-# container sharing the uid could otherwise signal or ptrace the gateway,
-# and a file the gateway made would belong to a real person. It also stays
-# below 2097151, so tar headers (snapshots) keep plain octal owner fields.
-# The shipped gateway Dockerfiles create their user with this id.
-GATEWAY_UID = 70_000
-GATEWAY_GID = 70_000
 GIT_MOUNT = f"{CODE_MOUNT}/.git"
 FRONT_PORT = 8080
 LLM_PROXY_PORT = 9090
@@ -101,13 +88,6 @@ def confdir_volume(bot: str) -> str:
 
 def proxies_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
-
-
-def gateway_user() -> tuple[int, int]:
-    """The uid/gid the gateway runs as (never root; see the module docstring)."""
-    if os.getuid() == 0:
-        return GATEWAY_UID, GATEWAY_GID
-    return os.getuid(), os.getgid()
 
 
 @dataclass(frozen=True)

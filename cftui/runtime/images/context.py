@@ -126,8 +126,7 @@ def _walk(dir_fd: int, rel: str, ignore: PatternMatcher | None, depth: int = 0) 
         if name in EXCLUDED_NAMES or name.endswith((".pyc", ".pyo")):
             continue
         path = f"{rel}/{name}" if rel else name
-        # The stub asks for a PathLike; the SDK normalises any path string.
-        ignored = ignore is not None and ignore.matches(path)  # type: ignore[arg-type]
+        ignored = ignore is not None and ignore.matches(path)  # type: ignore[arg-type]  # any str path
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:

@@ -148,7 +148,7 @@ class _Connection(asyncio.Protocol):
 
     # --- asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a TCP connection's is an asyncio.Transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

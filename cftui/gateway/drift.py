@@ -11,17 +11,14 @@ writes the approved one back.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from typing import Any
 
 from cftui.audit.events import record_event
 from cftui.errors import ConfigError, ProposalError
 from cftui.fleet import FleetHome
-from cftui.securefs import atomic_write_private, make_private_dirs, read_agent_file
-
-_MISSING = object()
-_APPROVED_MAX = 8 << 20
+from cftui.gateway import config as gateway_config
+from cftui.gateway.approved import read_approved, write_approved
+from cftui.gateway.format import dumps
 
 
 @dataclass
@@ -38,58 +35,8 @@ class Drift:
         return bool(self.changed) or not self.current_valid
 
 
-def read_approved(home: FleetHome, bot: str) -> dict[str, Any] | None:
-    """The approved config, None before cftui first wrote or accepted one."""
-    from cftui.gateway import config as gateway_config
-
-    path = home.approved_config(bot)
-    try:
-        raw = read_agent_file(path.parent, path.name, _APPROVED_MAX)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw is None:
-        return None
-    return gateway_config.parse_config(raw.decode("utf-8", "replace"), str(path))
-
-
-def _write_approved(home: FleetHome, bot: str, data: dict[str, Any]) -> None:
-    from cftui.gateway import config as gateway_config
-
-    path = home.approved_config(bot)
-    make_private_dirs(path.parent)
-    atomic_write_private(path, gateway_config.dumps(data))
-
-
-def record_write(home: FleetHome, bot: str, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """cftui wrote `after` over `before`: approve what that write changed,
-    and nothing else (called by `gateway_config.write_config`)."""
-    current = read_approved(home, bot)
-    if current is None:
-        _write_approved(home, bot, after)
-        return
-    _apply(current, before, after)
-    _write_approved(home, bot, current)
-
-
-def _apply(target: dict, before: dict, after: dict) -> None:
-    for key in set(before) | set(after):
-        old, new = before.get(key, _MISSING), after.get(key, _MISSING)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict) and isinstance(target.get(key), dict):
-            _apply(target[key], old, new)
-        elif new is _MISSING:
-            target.pop(key, None)
-        else:
-            target[key] = copy.deepcopy(new)
-
-
 def drift(home: FleetHome, bot: str) -> Drift:
     """The keys the gateway changed since the approved version."""
-    from cftui.gateway import config as gateway_config
-
     approved_data = read_approved(home, bot)
     if approved_data is None:
         return Drift(bot, approved_recorded=False)
@@ -105,17 +52,13 @@ def diff_text(home: FleetHome, bot: str) -> str:
     masked on both sides."""
     import difflib
 
-    from cftui.gateway import config as gateway_config
-
     approved_data = read_approved(home, bot) or {}
     raw = gateway_config.read_state_file(home, bot, gateway_config.CONFIG_NAME) or b""
     try:
-        current = gateway_config.dumps(
-            gateway_config.mask_secrets(gateway_config.read_config(home, bot))
-        )
+        current = dumps(gateway_config.mask_secrets(gateway_config.read_config(home, bot)))
     except ConfigError:
         current = raw.decode("utf-8", "replace")
-    old = gateway_config.dumps(gateway_config.mask_secrets(approved_data))
+    old = dumps(gateway_config.mask_secrets(approved_data))
     return "".join(
         difflib.unified_diff(
             old.splitlines(keepends=True),
@@ -128,8 +71,6 @@ def diff_text(home: FleetHome, bot: str) -> str:
 
 def accept_drift(home: FleetHome, bot: str) -> list[str]:
     """The current config becomes the approved one; the keys that changed."""
-    from cftui.gateway import config as gateway_config
-
     found = drift(home, bot)
     if not found.current_valid:
         raise ProposalError(
@@ -139,15 +80,13 @@ def accept_drift(home: FleetHome, bot: str) -> list[str]:
     current = gateway_config.read_config(home, bot)
     if found.approved_recorded and not found.changed:
         raise ProposalError(f"{bot}: the config has not drifted: nothing to accept")
-    _write_approved(home, bot, current)
+    write_approved(home, bot, current)
     record_event(home, "config-drift", bot, op="accept", changed=found.changed[:50])
     return found.changed
 
 
 def revert(home: FleetHome, bot: str) -> list[str]:
     """Write the approved config back over the gateway's; the keys reverted."""
-    from cftui.gateway import config as gateway_config
-
     approved_data = read_approved(home, bot)
     if approved_data is None:
         raise ProposalError(
