@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from cftui.botinit import init_bot  # noqa: E402
 from cftui.fleet import FleetHome  # noqa: E402
-from cftui.proposals import scan, seed, stat_cache  # noqa: E402
+from cftui.proposal_tree import seed, stat_cache  # noqa: E402
+from cftui.proposals import scan  # noqa: E402
 
 BOT = "bench"
 

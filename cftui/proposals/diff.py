@@ -8,7 +8,7 @@ import difflib
 
 from cftui.errors import UsageError
 from cftui.fleet import FleetHome
-from cftui.proposals import approved
+from cftui.proposal_tree import approved
 from cftui.proposals.content import is_binary
 from cftui.proposals.model import Change
 from cftui.proposals.scan import scan_with_contents

@@ -34,8 +34,8 @@ from cftui.audit.events import record_event
 from cftui.errors import CftuiError, ProposalError, UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
-from cftui.proposals import approved, seed
-from cftui.proposals.approved import EXECUTABLE, run, run_bytes
+from cftui.proposal_tree import approved, seed
+from cftui.proposal_tree.approved import EXECUTABLE, run, run_bytes
 from cftui.proposals.model import Change, Refusal
 from cftui.proposals.scan import scan_with_contents
 from cftui.securefs import UnsafeFile, make_agent_dirs, remove_agent_entry, write_agent_file

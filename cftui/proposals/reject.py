@@ -11,7 +11,7 @@ from cftui import locks
 from cftui.audit.events import record_event
 from cftui.errors import ProposalError, UsageError
 from cftui.fleet import FleetHome
-from cftui.proposals import seed
+from cftui.proposal_tree import seed
 from cftui.proposals.scan import scan
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from cftui.errors import CftuiError, ProposalError
 from cftui.fleet import FleetHome
-from cftui.proposals import agent_git, approved, stat_cache
-from cftui.proposals.approved import EXECUTABLE, GITLINK, REGULAR, SYMLINK, Blob
+from cftui.proposal_tree import approved, stat_cache
+from cftui.proposal_tree.approved import EXECUTABLE, GITLINK, REGULAR, SYMLINK, Blob
+from cftui.proposals import agent_git
 from cftui.proposals.content import blob_id, is_binary, line_counts, read_at
 from cftui.proposals.hostile import file_refusal, link_refusal
 from cftui.proposals.model import Change, Proposals, Refusal

@@ -28,7 +28,7 @@ from cftui.gateway.state_wiring import (
     plan_wiring,
 )
 from cftui.gateway.wiring import PROPOSALS_MOUNT, wire_models_json, wire_openclaw_config
-from cftui.proposals.seed import ensure_seeded
+from cftui.proposal_tree.seed import ensure_seeded
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.securefs import (
     UnsafeFile,

@@ -11,7 +11,7 @@ import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
-from cftui.proposals import seed
+from cftui.proposal_tree import seed
 
 BOT = "prop"
 

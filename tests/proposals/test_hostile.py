@@ -14,7 +14,8 @@ import pytest
 
 from cftui.errors import ProposalError
 from cftui.fleet import FleetHome
-from cftui.proposals import agent_git, promote, reject, scan, seed
+from cftui.proposal_tree import seed
+from cftui.proposals import agent_git, promote, reject, scan
 from cftui.proposals.model import Proposals
 
 from .conftest import git, write

@@ -15,7 +15,8 @@ from cftui.audit.events import read_events
 from cftui.botinit import init_bot
 from cftui.errors import BotLocked, ProposalError
 from cftui.fleet import FleetHome
-from cftui.proposals import promote, reject, scan, seed
+from cftui.proposal_tree import seed
+from cftui.proposals import promote, reject, scan
 
 from .conftest import git, write
 

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from cftui.fleet import FleetHome
-from cftui.proposals import scan, seed, stat_cache
+from cftui.proposal_tree import seed, stat_cache
+from cftui.proposals import scan
 from cftui.proposals.content import blob_id
 
 from .conftest import git, write

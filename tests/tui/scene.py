@@ -72,7 +72,7 @@ def _proposals(home: FleetHome) -> None:
     import json
 
     from cftui.gateway import config as gateway_config
-    from cftui.proposals import seed
+    from cftui.proposal_tree import seed
 
     for bot in ("scout", "scribe"):
         seed.seed(home, bot)

@@ -17,7 +17,7 @@ from cftui import locks
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
 from cftui.gateway import config as gateway_config
-from cftui.proposals import seed
+from cftui.proposal_tree import seed
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_view import DiffView
 from cftui.tui.fleet_table import FleetTable

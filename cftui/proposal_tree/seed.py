@@ -22,8 +22,8 @@ from pathlib import Path
 from cftui import hostgit
 from cftui.errors import ProposalError
 from cftui.fleet import FleetHome
-from cftui.proposals import approved, stat_cache
-from cftui.proposals.approved import EXECUTABLE, GITLINK, SYMLINK, Blob
+from cftui.proposal_tree import approved, stat_cache
+from cftui.proposal_tree.approved import EXECUTABLE, GITLINK, SYMLINK, Blob
 from cftui.securefs import (
     DIR_FLAGS,
     UnsafeFile,
