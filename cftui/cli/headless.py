@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cftui import killswitch, lifecycle, locks
@@ -70,7 +72,8 @@ class _Watch:
             for service in SERVICES:
                 self.started[(bot.name, service)] = asyncio.Event()
                 self.tasks.append(asyncio.create_task(self._logs(bot, service)))
-            self.tasks.append(asyncio.create_task(self._traffic(bot)))
+            began = _size(self.home.traffic_log(bot.name))  # now, not when the thread runs
+            self.tasks.append(asyncio.create_task(self._traffic(bot, began)))
         for group in by_kind.values():
             self.tasks.append(asyncio.create_task(self._events(group)))
 
@@ -109,8 +112,10 @@ class _Watch:
             tail = 0
             await started.wait()
 
-    async def _traffic(self, bot: BotConfig) -> None:
-        """One line per LLM call, from the calls made after the run began."""
+    async def _traffic(self, bot: BotConfig, began: int) -> None:
+        """One line per LLM call, from the calls made after the run began
+        (at byte `began` of the log: a call the log gained before this thread
+        first looked, on a loaded machine, is still the run's)."""
         log = TrafficLog(self.home.traffic_log(bot.name))
         loop = asyncio.get_running_loop()
 
@@ -118,11 +123,11 @@ class _Watch:
             if log.open():
                 log.scan()
             shown = len(log)
+            while shown and (span := log.span(shown - 1)) is not None and span[0] >= began:
+                shown -= 1
 
-            def on_change(change: Change) -> None:
+            def show_new() -> None:
                 nonlocal shown
-                if change.reset:
-                    shown = 0
                 end = len(log)
                 for i in range(shown, end):
                     record = log.call(i)  # a call once, when it ends
@@ -131,6 +136,13 @@ class _Watch:
                         loop.call_soon_threadsafe(self.out, line)
                 shown = end
 
+            def on_change(change: Change) -> None:
+                nonlocal shown
+                if change.reset:
+                    shown = 0
+                show_new()
+
+            show_new()
             log.follow(on_change, self.stop_threads)
 
         try:
@@ -237,3 +249,10 @@ def run(home: FleetHome, names: Sequence[str]) -> int:
     for bot in bots:
         locks.ensure_unlocked(home, bot.name)
     return asyncio.run(run_bots(home, bots))
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
