@@ -86,7 +86,7 @@ async def main(n_bots: int, samples: int) -> None:
         with home.editing() as doc:
             doc["bots"][name]["lima"]["vm"] = vm
             doc["bots"][name]["limits"]["memory_mb"] = 256
-        atomic_write_private(home.providers_env(name), "ANTHROPIC_API_KEY=sk-ant-bench\n")
+        atomic_write_private(home.providers_env(name), "ANTHROPIC_API_KEY=bench-not-a-real-key\n")
     bots = [home.bot(n) for n in names]
     rt = LimaRuntime(home)
     try:

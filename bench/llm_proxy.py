@@ -360,12 +360,39 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.2f}"
 
 
+def bench_home() -> Path:
+    """A scratch dir with the proxy's providers.env. The key is no key of any
+    provider's format: the canned upstream never checks it, and the proxy
+    strips whatever literal it holds."""
+    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
+    (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=bench-not-a-real-key-" + "0" * 40 + "\n")
+    return tmp
+
+
+def proxy_command(bindir: Path, port: int, tmp: Path, upstream_port: int) -> list[str]:
+    """cf-llm-proxy for bench "bench", in front of the canned upstream."""
+    return [
+        str(bindir / "cf-llm-proxy"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--bot",
+        "bench",
+        "--audit-dir",
+        str(tmp / "audit"),
+        "--providers-env",
+        str(tmp / "providers.env"),
+        "--token",
+        TOKEN,
+        "--upstream",
+        f"anthropic=http://127.0.0.1:{upstream_port}",
+    ]
+
+
 async def bench(args: argparse.Namespace) -> dict:
     py = sys.executable
     bindir = Path(py).parent
     fake_port, proxy_port = free_port(), free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-"))
-    (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
+    tmp = bench_home()
     # --pin sidecar: the proxy alone on CPU 0, as a sidecar with a core of its
     # own; the load generator and the upstream (which stand for the agent and
     # a remote provider) together on CPU 1, for both sides alike. --pin
@@ -378,21 +405,7 @@ async def bench(args: argparse.Namespace) -> dict:
         upstream_argv = [py, str(Path(__file__).resolve()), serve, str(fake_port)]
     fake = spawn(upstream_argv, fake_cpu)
     if args.stack == "cfproxy":
-        proxy_argv = [
-            str(bindir / "cf-llm-proxy"),
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "--bot",
-            "bench",
-            "--audit-dir",
-            str(tmp / "audit"),
-            "--providers-env",
-            str(tmp / "providers.env"),
-            "--token",
-            TOKEN,
-            "--upstream",
-            f"anthropic=http://127.0.0.1:{fake_port}",
-        ]
+        proxy_argv = proxy_command(bindir, proxy_port, tmp, fake_port)
     else:
         proxy_argv = [
             args.stack_python or py,

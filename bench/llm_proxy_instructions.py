@@ -25,14 +25,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llm_proxy import TOKEN, canned_request, free_port, wait_up
+from llm_proxy import bench_home, canned_request, free_port, proxy_command, wait_up
 
 
 async def calls(url: str, n: int, concurrency: int, stream: bool) -> int:
@@ -80,8 +79,7 @@ async def measure(args: argparse.Namespace) -> None:
         raise SystemExit("bench: valgrind is not installed")
     py = sys.executable
     bindir = Path(py).parent
-    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-ir-"))
-    (tmp / "providers.env").write_text("ANTHROPIC_API_KEY=sk-ant-api03-bench-" + "k" * 40 + "\n")
+    tmp = bench_home()
     up_port, proxy_port = free_port(), free_port()
     here = str(Path(__file__).resolve().parent / "llm_proxy.py")
     upstream = subprocess.Popen(
@@ -94,19 +92,7 @@ async def measure(args: argparse.Namespace) -> None:
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
             str(bindir / "python"),
-            str(bindir / "cf-llm-proxy"),
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "--bot",
-            "bench",
-            "--audit-dir",
-            str(tmp / "audit"),
-            "--providers-env",
-            str(tmp / "providers.env"),
-            "--token",
-            TOKEN,
-            "--upstream",
-            f"anthropic=http://127.0.0.1:{up_port}",
+            *proxy_command(bindir, proxy_port, tmp, up_port),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
