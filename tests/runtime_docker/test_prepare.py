@@ -142,3 +142,45 @@ def test_a_writable_path_through_a_link_is_refused_in_one_line(
         DockerRuntime(fleet)._prepare_host(bot)
     assert "workspace/memory" in str(err.value) and "\n" not in str(err.value)
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("plant", ["link", "fifo"])
+def test_the_agents_plant_at_the_proposals_note_is_never_followed(
+    fleet: FleetHome, tmp_path: Path, plant: str
+) -> None:
+    """The agent owns workspace/memory: the note cftui writes there may be a
+    link to a host file or a fifo by the next start. Neither is followed,
+    opened or replaced; the start says so in one line."""
+    bot = init_bot(fleet, "oc").bot
+    DockerRuntime(fleet)._prepare_host(bot)
+    note = fleet.code_dir("oc") / "workspace/memory/cftui-proposals.md"
+    note.unlink()
+    host_file = tmp_path / "host-only"
+    host_file.write_text("operator's\n")
+    host_file.chmod(0o600)
+    if plant == "link":
+        note.symlink_to(host_file)
+    else:
+        os.mkfifo(note)
+    with pytest.raises(CftuiError) as err:
+        DockerRuntime(fleet)._prepare_host(bot)
+    assert "cftui-proposals.md" in str(err.value) and "\n" not in str(err.value)
+    assert host_file.read_text() == "operator's\n"
+    assert oct(host_file.stat().st_mode & 0o777) == "0o600"
+    assert note.is_symlink() if plant == "link" else not note.is_file()
+
+
+def test_a_proposals_tree_swapped_for_a_link_is_refused(fleet: FleetHome, tmp_path: Path) -> None:
+    bot = init_bot(fleet, "oc").bot
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    proposals = fleet.proposals_dir("oc")
+    if proposals.exists():
+        import shutil
+
+        shutil.rmtree(proposals)
+    proposals.symlink_to(outside)
+    with pytest.raises(CftuiError) as err:
+        DockerRuntime(fleet)._prepare_host(bot)
+    assert "\n" not in str(err.value)
+    assert list(outside.iterdir()) == []
