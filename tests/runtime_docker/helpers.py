@@ -13,9 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cftui import lifecycle
 from cftui.botinit import init_bot
 from cftui.demo import PLACEHOLDER_KEY, _set_env_lines
 from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime import Runtimes
 
 TEST_LABEL = "io.clawfactory.test"
 
@@ -138,3 +140,12 @@ def destroy_world(world: World) -> None:
     for name in world.bots:  # each test bot's gateway image is its own
         with contextlib.suppress(docker.errors.APIError):
             world.client.images.remove(f"clawfactory/gateway-{name}:latest", force=True)
+
+
+async def start_bot(world: World, bot: BotConfig) -> None:
+    """`cftui start` of one bot of the world, with runtimes of its own."""
+    runtimes = Runtimes(world.home)
+    try:
+        await lifecycle.start(world.home, bot, runtimes)
+    finally:
+        await runtimes.aclose()

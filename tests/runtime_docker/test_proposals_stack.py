@@ -15,12 +15,10 @@ import sys
 
 import pytest
 
-from cftui import lifecycle
 from cftui.audit.events import read_events
 from cftui.fleet import BotConfig
-from cftui.runtime import Runtimes
 
-from .helpers import World, wait_for
+from .helpers import World, start_bot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -32,16 +30,8 @@ def bot(world: World) -> BotConfig:
     # The demo agent proposes in its first cycle, then rarely: the test's own
     # writes are the ones it checks.
     config = world.add_bot(f"p{world.suffix}", DEMO_PROPOSE_EVERY="1000")
-    asyncio.run(_start(world, config))
+    asyncio.run(start_bot(world, config))
     return config
-
-
-async def _start(world: World, bot: BotConfig) -> None:
-    runtimes = Runtimes(world.home)
-    try:
-        await lifecycle.start(world.home, bot, runtimes)
-    finally:
-        await runtimes.aclose()
 
 
 def _sh(world: World, bot: BotConfig, script: str) -> tuple[int, str]:

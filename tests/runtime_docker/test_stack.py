@@ -24,7 +24,7 @@ from cftui.runtime import Runtimes
 from cftui.runtime.base import KILLED, RUNNING, STARTING
 from cftui.runtime.docker.runtime import DockerRuntime
 
-from .helpers import World, http_get, wait_for
+from .helpers import World, http_get, start_bot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -33,16 +33,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 def bot(world: World) -> BotConfig:
     """The shared bot, started once."""
     config = world.add_bot(f"t{world.suffix}")
-    asyncio.run(_start(world, config))
+    asyncio.run(start_bot(world, config))
     return config
-
-
-async def _start(world: World, bot: BotConfig) -> None:
-    runtimes = Runtimes(world.home)
-    try:
-        await lifecycle.start(world.home, bot, runtimes)
-    finally:
-        await runtimes.aclose()
 
 
 @pytest.fixture
@@ -202,7 +194,7 @@ async def test_kill_cuts_network_locks_and_start_is_refused_until_unlock(
     assert "gateway (not running)" in again.already_gone
 
     assert killswitch.unlock(world.home, [bot.name]) == [bot.name]
-    await _start(world, bot)
+    await start_bot(world, bot)
     gw = _inspect(world, bot, "gateway")
     assert gw["State"]["Running"] is True
     assert list(gw["NetworkSettings"]["Networks"]) == [f"cf-{bot.name}-int"]
