@@ -26,10 +26,14 @@ BOT_BINDINGS = [
         tooltip="Encrypted snapshot of state/",
     ),
     Binding("c", "bot('capture')", "Capture", id="bot.capture", tooltip="Turn MITM capture on/off"),
+    # A chord no navigation habit reaches (never a bare letter: `j` then `k`
+    # to move back up killed a bot), the same on every screen; priority, so
+    # that an input with focus cannot swallow it (as ctrl+k, the kill switch).
     Binding(
-        "k",
+        "ctrl+x",
         "bot('kill')",
         "Kill bot",
+        priority=True,
         id="bot.kill",
         tooltip="Kill this bot now (no confirmation) and lock it",
     ),

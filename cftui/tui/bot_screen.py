@@ -18,6 +18,7 @@ from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 from cftui.tui.tabs import TABS
+from cftui.tui.vim_keys import NAV_BINDINGS, VimNavMixin
 
 if TYPE_CHECKING:
     from textual import getters
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from cftui.tui.app import ClawFactoryApp
 
 
-class BotScreen(BotActionsMixin, Screen):
+class BotScreen(VimNavMixin, BotActionsMixin, Screen):
     """A bot's screen, opened on one of its tabs."""
 
     if TYPE_CHECKING:  # Textual types self.app as App[object]
@@ -45,6 +46,7 @@ class BotScreen(BotActionsMixin, Screen):
             for i, t in enumerate(TABS)
         ),
         *BOT_BINDINGS,
+        *NAV_BINDINGS,
     ]
 
     def __init__(self, bot: str, tab: str = "overview") -> None:

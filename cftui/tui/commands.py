@@ -22,7 +22,7 @@ HELP = {
     "rebuild": "rebuild the gateway image and restart",
     "snapshot": "encrypted snapshot of state/",
     "capture": "turn MITM capture on or off",
-    "kill": "kill now and lock (no confirmation)",
+    "kill": "kill now and lock (ctrl+x, no confirmation)",
 }
 
 # (title, tab action, help): each opens the Proposals tab, which asks first.

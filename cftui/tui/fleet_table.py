@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from cftui.audit.traffic.totals import Totals
@@ -59,7 +58,7 @@ class FleetRow:
 
 
 class FleetTable(DataTable):
-    """The fleet, one row per bot; vim keys beside the arrows."""
+    """The fleet, one row per bot (j/k beside the arrows: the screen's)."""
 
     COMPONENT_CLASSES = {"fleet--ok", "fleet--warn", "fleet--bad", "fleet--muted", "fleet--locked"}
 
@@ -71,10 +70,6 @@ class FleetTable(DataTable):
     FleetTable > .fleet--muted { color: $text-muted; }
     FleetTable > .fleet--locked { color: $text; background: $error; text-style: bold; }
     """
-
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="fleet.down", tooltip="Next bot"),
-    ]
 
     def __init__(self, clock: Callable[[], datetime], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)

@@ -159,11 +159,11 @@ async def test_ctrl_k_works_with_a_dialog_open(make, runtime: MemoryRuntime, fle
         await wait_until(pilot, lambda: len([c for c in runtime.calls if c[0] == "kill"]) == 2)
 
 
-async def test_k_kills_only_the_selected_bot_without_asking(make, runtime, fleet) -> None:
+async def test_ctrl_x_kills_only_the_selected_bot_without_asking(make, runtime, fleet) -> None:
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("k")
+        await pilot.press("ctrl+x")
         await wait_until(pilot, lambda: ("kill", "alpha") in runtime.calls)
         assert not isinstance(app.screen, ConfirmModal)
         assert locks.locked_bots(fleet) == ["alpha"]
