@@ -75,6 +75,9 @@ class FleetTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self._rows: dict[str, FleetRow] = {}
+        # The cells as last drawn: a diff against cells rebuilt from the old
+        # row would read the clock now, and the uptime would never move.
+        self._shown: dict[str, dict[str, Text | str]] = {}
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -127,24 +130,27 @@ class FleetTable(DataTable):
             for name in [n for n in self._rows if n not in wanted]:
                 self.remove_row(name)
                 del self._rows[name]
+                del self._shown[name]
             for row in rows:
                 name = row.config.name
                 cells = self._cells(row)
                 if name not in self._rows:
                     self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=name)
                 else:
-                    old = self._cells(self._rows[name])
+                    old = self._shown[name]
                     for key, value in cells.items():
                         if value != old[key]:
                             self.update_cell(name, key, value)
                 self._rows[name] = row
+                self._shown[name] = cells
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""
         rows = list(self._rows.values())
         with self.app.batch_update():
             for row in rows:
-                for key, value in self._cells(row).items():
+                cells = self._shown[row.config.name] = self._cells(row)
+                for key, value in cells.items():
                     self.update_cell(row.config.name, key, value)
 
     @property
