@@ -440,7 +440,7 @@ async def test_traffic_tab_notices_truncation(make, fleet) -> None:
 async def test_capture_tab_says_when_nothing_was_captured(make) -> None:
     app = make(open_bot="alpha", open_tab="capture")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "nothing captured yet" in _text(app, "#capture-status"))
+        await wait_until(pilot, lambda: "nothing captured" in _text(app, "#capture-status"))
 
 
 async def test_snapshots_tab_creates_renames_and_deletes_with_confirmation(
