@@ -49,6 +49,17 @@ from cftui.tui.proposal_counts import ProposalCounts, proposes
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
+# What stops a running agent asks first (the focus on Cancel); the kill
+# switch alone never asks (it loses nothing, and unlock undoes it).
+DISRUPTIVE = {
+    "stop": "Stop {bot}?\n\nIts stack stops cleanly; start it again with s.",
+    "restart": "Restart {bot}?\n\nIts stack stops, then starts: the agent's work in flight is cut.",
+    "rebuild": (
+        "Rebuild {bot}?\n\nIts gateway image is built again from the approved code "
+        "and the stack restarted: the agent's work in flight is cut."
+    ),
+}
+
 
 @dataclass
 class FleetFilesRead:
@@ -380,6 +391,18 @@ class ClawFactoryApp(App[int]):
             return
         if action in ("start", "restart", "rebuild") and bot in self.locked:
             self.notify(f"{bot} is locked by the kill switch: unlock (U) first", severity="error")
+            return
+        question = DISRUPTIVE.get(action)
+        if question is not None:
+            from cftui.tui.confirm import ConfirmModal
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._operation(bot, action)
+                else:
+                    self.notify(f"{action} {bot} cancelled")
+
+            self.push_screen(ConfirmModal(question.format(bot=bot), action.capitalize()), answered)
             return
         self._operation(bot, action)
 

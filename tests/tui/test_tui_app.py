@@ -74,6 +74,9 @@ async def test_start_stop_restart_rebuild_keys_call_the_runtime(make, runtime) -
         app.screen.query_one(FleetTable).move_cursor(row=1)  # beta
         for key, call in (("s", "up"), ("x", "down"), ("r", "up"), ("b", "rebuild")):
             await pilot.press(key)
+            if key != "s":  # stop, restart and rebuild ask first
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+                await pilot.press("tab", "enter")
             await wait_until(
                 pilot,
                 lambda call=call: (
@@ -82,6 +85,26 @@ async def test_start_stop_restart_rebuild_keys_call_the_runtime(make, runtime) -
             )
         actions = [e["action"] for e in read_events(app.home, "beta")]
         assert actions[-4:] == ["start", "stop", "restart", "rebuild"]
+
+
+async def test_stop_restart_and_rebuild_ask_first_with_the_focus_on_cancel(make, runtime) -> None:
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)  # alpha, running, is selected
+        for key, word in (("x", "Stop alpha?"), ("r", "Restart alpha?"), ("b", "Rebuild alpha?")):
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert word in str(app.screen.query_one("#question").content)
+            assert isinstance(app.focused, Button) and app.focused.id == "cancel"
+            await pilot.press("enter")  # Enter answers "no"
+            await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        await pilot.pause()
+        assert runtime.calls == []
+        assert notified(app, "stop alpha cancelled") and notified(app, "rebuild alpha cancelled")
 
 
 async def test_capture_key_turns_capture_on_in_fleet_toml(make, fleet: FleetHome) -> None:
