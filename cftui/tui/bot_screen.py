@@ -120,7 +120,24 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
         return self.bot
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        from cftui.tui.config_tab import ConfigTab
+        from cftui.tui.confirm import ConfirmModal
+
+        if not any(tab.unsaved() for tab in self.query(ConfigTab)):
+            self.app.pop_screen()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.app.pop_screen()
+            else:
+                self.show_tab("config")
+
+        question = (
+            f"{self.bot}'s config has unsaved edits.\n\n"
+            "Leave and drop them? (ctrl+s in the Config tab saves them.)"
+        )
+        self.app.push_screen(ConfirmModal(question, "Drop edits"), answered)
 
     def action_tab(self, tab: str) -> None:
         self.show_tab(tab)
