@@ -103,7 +103,7 @@ class ClawFactoryApp(App[int]):
             "unlock",
             "Unlock",
             id="app.unlock",
-            tooltip="Lift the kill switch's lock (asks first)",
+            tooltip="Lift the kill switch's lock on every locked bot (asks first)",
         ),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key binding"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", tooltip="Light/dark theme"),
@@ -342,13 +342,26 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
 
-    def action_unlock(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock":
+            from cftui.tui.bot_screen import BotScreen
+
+            # Offered only when it can be done; a bot's screen has its own U,
+            # which unlocks that bot alone, never the fleet.
+            return bool(self.locked) and not isinstance(self.screen, BotScreen)
+        return True
+
+    def watch_locked(self) -> None:
+        self.refresh_bindings()
+
+    def action_unlock(self, bots: list[str] | None = None) -> None:
+        """Unlock `bots` (every locked one when None), after asking."""
         from cftui.tui.confirm import ConfirmModal
 
-        if not self.locked:
-            self.notify("Nothing is locked.")
+        names = sorted(self.locked if bots is None else self.locked & set(bots))
+        if not names:
+            self.notify(f"{bots[0]} is not locked." if bots else "Nothing is locked.")
             return
-        names = sorted(self.locked)
         question = (
             f"Unlock {', '.join(names)}?\n\nThe kill switch stops holding them: "
             "they can be started again (they stay stopped until you start them)."

@@ -34,6 +34,13 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
 
     BINDINGS = [
         Binding("escape", "back", "Fleet", id="bot.back", tooltip="Back to the fleet"),
+        Binding(
+            "U",
+            "unlock_bot",
+            "Unlock",
+            id="bot.unlock",
+            tooltip="Lift the kill switch's lock on this bot only (asks first)",
+        ),
         *(
             Binding(
                 str(i + 1),

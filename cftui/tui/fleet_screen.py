@@ -87,6 +87,10 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
         if bot:
             self.app.open_bot(bot, tab)
 
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self.refresh_bindings()  # the footer's keys are the selected bot's
+
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
