@@ -43,11 +43,16 @@ COLUMNS: tuple[tuple[str, int], ...] = (
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
+# The short column heads and flags, said once, beside them.
+LEGEND = "  St=HTTP ⇣=stream !=error"
+
+
 def header_text() -> str:
-    return " ".join(
+    heads = " ".join(
         f"{name:>{w}}" if name in ("In", "Out", "TTFB", "Duration") else f"{name:<{w}}"
         for name, w in COLUMNS
     )
+    return heads + LEGEND
 
 
 def _ms(value: Any) -> str:
@@ -402,6 +407,10 @@ class TrafficView(ScrollView, can_focus=True):
         base = self.rich_style
         line = self.line_of(row) if row < self.row_count else None
         if line is None:
+            if row == 0 and not self.row_count and not self.state.flt.empty:
+                note = f" No calls match «{inert(str(self.state.flt))}»"[:width]
+                muted = self.get_component_rich_style("traffic--muted")
+                return Strip([Segment(note.ljust(width), base + muted)], width)
             return Strip([Segment(" " * width, base)], width)
         cursor = row == self.cursor
         style = base + self.get_component_rich_style("traffic--cursor") if cursor else base
