@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
     from textual import getters
 
     from cftui.tui.app import ClawFactoryApp
+
+
+class LazyPane(TabPane):
+    """A tab built the first time it is shown. Until then it says so: an
+    empty widget renders its own name, and `TabPane#config` showed for a
+    while when a tab key came right after a bot was opened."""
+
+    def render(self) -> RenderResult:
+        return Text("loading…", style="dim") if not self.children else super().render()
 
 
 class BotScreen(VimNavMixin, BotActionsMixin, Screen):
@@ -72,7 +82,7 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
         # one tab's widgets, not seven.
         with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
             for tab in TABS:
-                with TabPane(tab.capitalize(), id=tab):
+                with LazyPane(tab.capitalize(), id=tab):
                     if tab == self.initial_tab:
                         yield self._make_tab(tab)
         yield OpsLine()

@@ -116,3 +116,19 @@ async def test_ctrl_x_kills_from_the_filter_field_without_typing(make, runtime, 
         assert app.focused is field and field.value == "k"  # typed, not a kill
         await pilot.press("ctrl+x")
         await wait_until(pilot, lambda: kills(runtime) == [("kill", "alpha")])
+
+
+async def test_a_tab_not_built_yet_says_loading_not_its_widget_name(make) -> None:
+    """`TabPane#config` showed for ~2 s when a tab key came right after a bot
+    was opened (issue #22): an empty widget renders its CSS name."""
+    from rich.console import Console
+
+    app = make(open_bot="alpha", open_tab="overview")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        pane = app.screen.query_one("#config")
+        assert not pane.children  # built the first time it is shown
+        console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+        console.print(pane.render())
+        shown = console.export_text()
+        assert "TabPane" not in shown and "loading" in shown
