@@ -435,6 +435,9 @@ class ClawFactoryApp(App[int]):
             self.post_message(OperationProgress(bot, action, event))
 
         notes: list[str] = []
+        outcome = {"start": "running", "restart": "running", "rebuild": "running"}.get(
+            action, "stopped" if action == "stop" else "done"
+        )
         try:
             if action == "start":
                 notes = await lifecycle.start(self.home, config, self.runtimes, progress)
@@ -447,16 +450,18 @@ class ClawFactoryApp(App[int]):
             elif action == "capture":
                 from cftui import egress_control
 
-                await asyncio.to_thread(
+                result = await asyncio.to_thread(
                     egress_control.set_capture, self.home, bot, not config.capture
                 )
+                outcome = "capture on" if result.bot.capture else "capture off"
             elif action == "snapshot":
                 from cftui import snapshots
 
                 runtime = self.runtimes.get(config.runtime)
-                await snapshots.snapshot(
+                info = await snapshots.snapshot(
                     self.home, config, arg or None, runtime=runtime, progress=progress
                 )
+                outcome = f"created {info.name}"  # as the Snapshots tab says it
             else:
                 raise CftuiError(f"unknown action {action!r}")
         except CftuiError as exc:
@@ -464,7 +469,7 @@ class ClawFactoryApp(App[int]):
         except Exception as exc:  # a worker must report, never die silently
             self.post_message(OperationFinished(bot, action, f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(OperationFinished(bot, action, notes=tuple(notes)))
+            self.post_message(OperationFinished(bot, action, notes=tuple(notes), outcome=outcome))
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -483,7 +488,7 @@ class ClawFactoryApp(App[int]):
                 markup=False,
             )
         else:
-            self.notify(f"{message.action} {message.bot}: done")
+            self.notify(inert(f"{message.bot}: {message.outcome}"), markup=False)
         for note in message.notes:
             self.notify(inert(note), severity="warning", timeout=12, markup=False)
         self._periodic()
