@@ -10,6 +10,7 @@ import sys
 
 from cftui.cli.common import add_command, print_json, progress_bar, resolve_home
 from cftui.errors import UsageError
+from cftui.humanize import human_bytes
 from cftui.inert import inert
 from cftui.proposals.model import Proposals
 from cftui.runtime import Runtimes
@@ -56,9 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KB"
+    return "" if n is None else human_bytes(n)  # the units of every other screen (KiB)
 
 
 def _counts(added: int | None, removed: int | None, binary: bool) -> str:
