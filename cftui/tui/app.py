@@ -46,8 +46,7 @@ from cftui.tui.messages import (
     ServiceStateChanged,
 )
 from cftui.tui.proposal_counts import ProposalCounts, proposes
-
-DARK, LIGHT = "textual-dark", "textual-light"
+from cftui.tui.themes import DARK, LIGHT, LIGHT_THEME
 
 # What stops a running agent asks first (the focus on Cancel); the kill
 # switch alone never asks (it loses nothing, and unlock undoes it).
@@ -133,6 +132,7 @@ class ClawFactoryApp(App[int]):
         self.clock = clock
         self.status_interval = status_interval
         self.live = live
+        self.register_theme(LIGHT_THEME)
         self.theme = theme
         self.configs: dict[str, BotConfig] = {}
         self.configs_loaded = False

@@ -295,7 +295,7 @@ async def test_ctrl_t_switches_between_dark_and_light(make) -> None:
         await loaded(pilot)
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
-        assert app.theme == "textual-light"
+        assert app.theme == "cftui-light"
 
 
 async def test_q_quits_and_leaves_the_fleet_running(make, runtime) -> None:
