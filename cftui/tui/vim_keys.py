@@ -20,10 +20,8 @@ NAV_BINDINGS = [
 class VimNavMixin:
     """For a Screen: `action_nav(step)` moves the focused list or scroller."""
 
-    focused: object  # the Screen's focused widget
-
     def action_nav(self, step: int) -> None:
-        widget = self.focused
+        widget = getattr(self, "focused", None)  # the Screen's (a reactive on Screen)
         names = ("cursor_down", "scroll_down") if step > 0 else ("cursor_up", "scroll_up")
         for name in names:
             action = getattr(widget, f"action_{name}", None)
