@@ -142,6 +142,8 @@ class ClawFactoryApp(App[int]):
         self.fleet_signal: Signal[None] = Signal(self, "fleet")
         self._counters: dict[str, DailyCounter] = {}
         self._ops: dict[str, str] = {}
+        # The operation in flight per bot ("start"), shown in its row at once.
+        self.operations: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
         self.proposal_counts = ProposalCounts()
@@ -421,6 +423,8 @@ class ClawFactoryApp(App[int]):
 
     def _operation(self, bot: str, action: str, arg: str | None = None) -> None:
         self._set_op(bot, f"{action}…")
+        self.operations[bot] = action
+        self.fleet_signal.publish(None)
         self.run_worker(
             self._run_operation(bot, action, arg),
             group=f"op-{bot}",
@@ -480,6 +484,7 @@ class ClawFactoryApp(App[int]):
     @on(OperationFinished)
     def _finished(self, message: OperationFinished) -> None:
         self._set_op(message.bot, None)
+        self.operations.pop(message.bot, None)
         if message.error:
             self.notify(
                 inert(f"{message.action} {message.bot}: {message.error}"),

@@ -66,6 +66,7 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
                 app.totals.get(name),
                 name in app.locked,
                 counts.get(name),
+                app.operations.get(name),
             )
             for name, cfg in app.configs.items()
         ]

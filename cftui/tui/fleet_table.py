@@ -55,6 +55,7 @@ class FleetRow:
     totals: Totals | None
     locked: bool
     proposals: int | None = None  # None: no proposals tree (yet)
+    operation: str | None = None  # an operation in flight ("start"): the state says so at once
 
 
 class FleetTable(DataTable):
@@ -96,6 +97,8 @@ class FleetTable(DataTable):
             cells["state"] = self._styled("… loading", "muted")
         elif st.error:
             cells["state"] = self._styled("? error", "warn")
+        elif row.operation and not row.locked:
+            cells["state"] = self._styled(f"◐ {row.operation}…", "warn")
         else:
             cells["state"] = self._styled(*state_look("locked" if row.locked else st.state))
         for svc in SERVICES:

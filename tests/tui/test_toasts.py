@@ -50,3 +50,20 @@ async def test_start_says_running_and_a_snapshot_as_the_tab_does(make, fleet: Fl
 def test_an_unset_budget_reads_unlimited_not_zero() -> None:
     assert budget_text(None, None) == "tokens/day unlimited · requests/min unlimited"
     assert budget_text(2_000_000, 30) == "2.0M tokens/day · 30 requests/min"
+
+
+async def test_the_row_says_starting_as_soon_as_s_is_pressed(make, runtime) -> None:
+    """Nothing on screen reacted for ~2 s after `s` (issue #22 item 7)."""
+    import asyncio
+
+    runtime.building = asyncio.Event()  # beta's start holds in its build
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(FleetTable)
+        await pilot.press("j", "s")
+        assert "start…" in str(table.get_cell("beta", "state"))  # at once, before any answer
+        await wait_until(pilot, runtime.build_started.is_set)
+        runtime.building.set()
+        await wait_until(pilot, lambda: notified(app, "beta: running"))
+        await wait_until(pilot, lambda: "running" in str(table.get_cell("beta", "state")))
