@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from cfproxies.record import END, START, line_phase
@@ -188,3 +188,33 @@ def total(groups: Iterable[Totals]) -> Totals:
     for totals in groups:
         out.add(totals)
     return out
+
+
+def budget_left(
+    daily_usd: float, monthly_usd: float, today: Totals | None, month: Totals | None
+) -> float | None:
+    """What a bot may still spend before a money budget stops it: the
+    smaller of what is left of the day's and the month's (0 when spent);
+    None when it has neither budget (0 in fleet.toml is none) or its spend
+    is not known yet. Unpriced calls cost nothing here, as in the proxy's
+    ledger, which prices them at nothing it knows."""
+    left: list[float] = []
+    if daily_usd > 0:
+        if today is None:
+            return None
+        left.append(daily_usd - today.cost_usd)
+    if monthly_usd > 0:
+        if month is None:
+            return None
+        left.append(monthly_usd - month.cost_usd)
+    return max(min(left), 0.0) if left else None
+
+
+def hourly(path: Path | str, now: datetime, hours: int = 24) -> list[tuple[str, Totals]]:
+    """The last `hours` UTC hours up to `now`'s, oldest first, each with its
+    totals (empty ones too): the series the overview's chart draws."""
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    groups = spend(path, "hour", since_ts(first))
+    keys = [(first + timedelta(hours=h)).strftime("%Y-%m-%dT%H") for h in range(hours)]
+    return [(key, groups.get(key) or Totals()) for key in keys]
