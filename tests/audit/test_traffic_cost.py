@@ -47,6 +47,12 @@ PRICED = [
     priced(28, "0.5"),  # a string is no price
     priced(29, -2.0),  # nor a credit
     priced(30, 1e-12),
+    # The proxy's order: the price after the bodies and the raw usage.
+    {**rec(31), "usage_raw": {"cost_usd": 3.0}, "cost_usd": 0.002, "cost_status": "priced"},
+    # A nested price last of all (the upstream's usage): not the record's own.
+    {**rec(32), "usage_raw": {"cost_usd": 3.0}},
+    {**rec(33), "cost_usd": 0.004, "cost_status": "odd}]"},  # brackets after the key
+    {**rec(34), "cost_usd": None, "cost_status": "unknown_model"},
 ]
 
 

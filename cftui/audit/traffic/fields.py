@@ -112,15 +112,40 @@ def raw_cost_pico(raw: bytes) -> int | None:
 def line_cost(line: bytes, limit: int | None = None) -> int | None:
     """The cost of the call a whole record line holds, in picodollars (see
     `cost_pico`); None when unpriced, and for a line written before costs
-    existed. Read in the header when the key is there, else (the key after
-    a body, or none) a full parse only when the line holds the key at all."""
+    existed. Read in the header when the key is there, else in the tail
+    (after the bodies, where the proxy adds it: `tail_cost`), else with a
+    full parse, only when the line holds the key at all."""
     value = header_value(line, "cost_usd", limit)
     if value is UNSURE:
-        if COST_KEY not in line:
+        at = line.rfind(COST_KEY)
+        if at < 0:
             return None
+        tail = tail_cost(line, at)
+        if tail is not UNSURE:
+            return tail  # type: ignore[return-value]  # int or None
         record = parse_record_line(line)
         value = None if record is None else record.get("cost_usd")
     return cost_pico(value)
+
+
+def tail_cost(line: bytes, at: int) -> int | None | object:
+    """`cost_pico` of the `cost_usd` key at `at`, when it is provably the
+    record's own: no `}` or `]` between it and the record's closing brace,
+    so no nested value is still open there (a bracket inside a string only
+    makes this unsure). `UNSURE` otherwise: the caller parses the line."""
+    end = len(line.rstrip())
+    close = end - 1
+    if close <= at or line[close] != 0x7D:  # "}"
+        return UNSURE
+    if line.find(b"}", at, close) >= 0 or line.find(b"]", at, close) >= 0:
+        return UNSURE
+    j = at + len(COST_KEY)
+    while line[j : j + 1] == b" ":
+        j += 1
+    if line[j : j + 1] != b":":
+        return UNSURE
+    k = line.find(b",", j, close)
+    return raw_cost_pico(line[j + 1 : k if k >= 0 else close].strip())
 
 
 def record_cost(record: dict[str, Any]) -> float | None:
