@@ -128,7 +128,7 @@ def line_cost(line: bytes, limit: int | None = None) -> int | None:
     return cost_pico(value)
 
 
-def tail_cost(line: bytes, at: int) -> int | None | object:
+def tail_cost(line: bytes, at: int) -> object:  # int | None | UNSURE
     """`cost_pico` of the `cost_usd` key at `at`, when it is provably the
     record's own: no `}` or `]` between it and the record's closing brace,
     so no nested value is still open there (a bracket inside a string only
