@@ -128,12 +128,14 @@ def line_cost(line: bytes, limit: int | None = None) -> int | None:
     return cost_pico(value)
 
 
-def tail_cost(line: bytes, at: int) -> object:  # int | None | UNSURE
+def tail_cost(line: bytes, at: int, end: int | None = None) -> object:  # int | None | UNSURE
     """`cost_pico` of the `cost_usd` key at `at`, when it is provably the
     record's own: no `}` or `]` between it and the record's closing brace,
     so no nested value is still open there (a bracket inside a string only
-    makes this unsure). `UNSURE` otherwise: the caller parses the line."""
-    end = len(line.rstrip())
+    makes this unsure). `UNSURE` otherwise: the caller parses the line.
+    `line` may be a whole chunk: then `end` is where the line ends."""
+    if end is None:
+        end = len(line.rstrip())
     close = end - 1
     if close <= at or line[close] != 0x7D:  # "}"
         return UNSURE

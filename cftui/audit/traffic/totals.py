@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from cftui.audit.traffic.fields import (
     COST_KEY,
     PICO,
+    UNSURE,
     field_of,
     is_start,
     line_cost,
     parse_ok,
     raw_cost_pico,
+    tail_cost,
     top_limit,
 )
 from cftui.audit.traffic.lineio import newlines_in
@@ -270,5 +272,11 @@ def chunk_cost(chunk: bytes, totals: Totals) -> None:
         bracket = chunk.find(b"[", ls + 1, at)
         if brace < 0 and bracket < 0:  # in the header: the record's own key
             _add_cost(totals, raw_cost_pico(m.group(1)))
-        else:
+            continue
+        # After a body: the line's last one, where the proxy writes it, read
+        # in place when provably the record's own; else the line is parsed.
+        tail = tail_cost(chunk, chunk.rfind(COST_KEY, at, le), le)
+        if tail is UNSURE:
             _add_cost(totals, line_cost(chunk[ls:le]))
+        else:
+            _add_cost(totals, tail)  # type: ignore[arg-type]  # int or None
