@@ -123,6 +123,13 @@ def crossed(
     return out
 
 
+def usd_text(amount: float) -> str:
+    """Dollars as an operator reads them: cents, or the digits a tiny budget needs."""
+    if amount >= 0.1:
+        return f"${amount:,.2f}"
+    return "$" + (f"{amount:.6f}".rstrip("0").rstrip(".") or "0")
+
+
 def usd(value: Any) -> float | None:
     """A money amount from JSON: finite and not negative, else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -53,7 +53,7 @@ async def test_daily_budget_refuses_with_429_naming_it_and_its_reset(start_proxy
     assert error["type"] == "rate_limit_error" and error["limit"] == "daily_usd_budget"
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
     assert error["resets_at"] == tomorrow
-    assert "daily budget of $0.01 spent" in error["message"] and tomorrow in error["message"]
+    assert "daily budget of $0.012 spent" in error["message"] and tomorrow in error["message"]
     assert 0 < int(headers["Retry-After"]) <= 86400 and error["retry_after_s"] > 0
     assert len(fake.requests()) == calls  # refused calls never reach the provider
     recs = await proxy.wait_records(calls + 2)

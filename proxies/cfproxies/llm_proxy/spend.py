@@ -61,6 +61,7 @@ from cfproxies.spendstate import (
     next_month_start,
     read_state,
     usd,
+    usd_text,
     write_state,
 )
 from cfproxies.today import next_midnight
@@ -147,15 +148,15 @@ class Ledger:
                 return Refusal(
                     "daily_usd_budget",
                     self._day_ends,
-                    f"daily budget of ${self.daily:.2f} spent "
-                    f"(${self.today_usd:.4f} today, ${self.reserved:.4f} in calls in flight)",
+                    f"daily budget of {usd_text(self.daily)} spent ({usd_text(self.today_usd)} "
+                    f"today, {usd_text(self.reserved)} in calls in flight)",
                 )
             if self.monthly is not None and self.month_usd + self.reserved >= self.monthly:
                 return Refusal(
                     "monthly_usd_budget",
                     self._month_ends,
-                    f"monthly budget of ${self.monthly:.2f} spent "
-                    f"(${self.month_usd:.4f} this month, ${self.reserved:.4f} in calls in flight)",
+                    f"monthly budget of {usd_text(self.monthly)} spent ({usd_text(self.month_usd)} "
+                    f"this month, {usd_text(self.reserved)} in calls in flight)",
                 )
             self.open[call_id] = (self.today, estimate)
             self.reserved += estimate
