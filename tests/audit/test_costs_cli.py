@@ -87,3 +87,26 @@ def test_bad_input_is_one_line_exit_2(fleet: FleetHome, cli, args: list[str], ne
     assert result.code == 2
     assert needle in result.err and result.err.count("\n") == 1
     assert result.out == ""
+
+
+def test_a_hostile_log_is_read_without_a_crash(fleet: FleetHome, cli) -> None:
+    """Bytes that are no UTF-8, a line a thousand times larger than usual,
+    a record whose fields are all of the wrong type, junk: one line each
+    at most, the priced call still counted."""
+    junk = [
+        b"\xff\xfe not json at all\n",
+        b'{"v":1,"ts":"2026-11-24T01:00:00.000Z","model":"\xc3\x28","cost_usd":0.5}\n',
+        b'{"v":1,"ts":5,"model":["x"],"provider":{},"status":"x","cost_usd":"1e9"}\n',
+        b'{"v":1,"ts":"2026-11-24T02:00:00.000Z","model":"big","request":"'
+        + b"A" * 2_000_000
+        + b'","cost_usd":0.25}\n',
+        b"[1,2,3]\n",
+    ]
+    path = fleet.traffic_log("gamma")
+    path.write_bytes(b"".join(junk))
+    for by in ("bot", "model", "provider", "day"):
+        result = cli("costs", "gamma", "--by", by, "--json")
+        assert result.code == 0, result.err
+        total = json.loads(result.out)["total"]
+        assert total["priced_calls"] == 2 and total["cost_usd"] == 0.75
+        assert total["unpriced_calls"] == 1  # the record with a string for a price
