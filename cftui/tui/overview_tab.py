@@ -5,6 +5,7 @@ stops it)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ class OverviewTab(VerticalScroll):
     """
 
     HOURS = 24
+    CHART_EVERY_S = 15.0
 
     @dataclass
     class SpendRead(Message):
@@ -53,6 +55,7 @@ class OverviewTab(VerticalScroll):
         self.bot = bot
         self.series: list[tuple[str, Totals]] | None = None
         self._charted = -1  # today's call count the chart was read at
+        self._chart_due = 0.0
 
     def compose(self):
         yield Static(id="overview-services")
@@ -138,8 +141,11 @@ class OverviewTab(VerticalScroll):
             info.add_row(key, agent_text(value))
         self.query_one("#overview-config", Static).update(info)
         calls = totals.calls if totals else 0
-        if calls != self._charted:  # new calls today (or the first look): chart again
-            self._charted = calls
+        now = time.monotonic()
+        # New calls today: chart again, at most every CHART_EVERY_S (a busy
+        # bot's day is a scan), at once for the first calls seen.
+        if calls != self._charted and (self._charted <= 0 or now >= self._chart_due):
+            self._charted, self._chart_due = calls, now + self.CHART_EVERY_S
             self.read_spend()
 
     @work(thread=True, exclusive=True, group="overview-spend", exit_on_error=False)
