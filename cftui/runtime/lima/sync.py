@@ -1,12 +1,14 @@
-"""A bot's `code/` and `state/` moved between the host and its Lima VM with
-rsync over the VM's SSH settings (lima.ssh), always as the gateway's user on
-the VM side: both trees are the agent's to write there, so no privilege is
-ever used in them, and what comes back to the host is plain files only.
+"""A bot's `code/`, `state/` and proposals tree moved between the host and
+its Lima VM with rsync over the VM's SSH settings (lima.ssh), always as the
+gateway's user on the VM side: the trees are the agent's to write there, so
+no privilege is ever used in them, and what comes back to the host is plain
+files, directories and links (as links) only.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from cftui.runtime.lima.plan import unix_user, vm_tree
@@ -16,6 +18,27 @@ from cftui.snapshot_exclusions import rsync_filter_args
 # What the files become on the host and in the VM: the owner's only.
 PRIVATE_MODES = "--chmod=Du=rwx,go=,Fu=rw,go="
 
+# The proposals tree crosses in both directions as the agent left it, and
+# is hostile both ways: links are copied as links (never followed: no -L,
+# -K or --copy-*links), devices, fifos and sockets are not copied, owners,
+# groups and permission bits are not kept (no setuid survives; new files
+# get the receiver's umask) but the executable bit is, as git records it,
+# and the file list is built whole before anything is written
+# (--no-inc-recursive), so an entry is one type for the whole transfer.
+PROPOSALS_ARGS = (
+    "--recursive",
+    "--links",
+    "--times",
+    "--executability",
+    "--no-perms",
+    "--no-owner",
+    "--no-group",
+    "--no-devices",
+    "--no-specials",
+    "--no-inc-recursive",
+    "--delete",
+)
+
 
 def gateway_rsync_path(user: str) -> str:
     """rsync's `--rsync-path` for the VM side of a transfer of a gateway's
@@ -23,8 +46,20 @@ def gateway_rsync_path(user: str) -> str:
     return f"--rsync-path=sudo -n -u {shlex.quote(user)} rsync"
 
 
-async def push_tree(shell: VMShell, src: Path, bot: str, which: str, *, delete: bool) -> None:
-    """The host's `code/` or `state/` into the VM's."""
+async def push_tree(
+    shell: VMShell,
+    src: Path,
+    bot: str,
+    which: str,
+    *,
+    delete: bool,
+    keep: Sequence[str] = (),
+    only_new: bool = False,
+) -> None:
+    """The host's `code/` or `state/` (or a directory in them) into the VM's.
+    `keep`: paths (relative to `src`) left untouched in the VM, neither
+    overwritten nor deleted (the gateway's writable paths); `only_new`: files
+    the VM already has are not replaced."""
     args = [
         "-a",
         # The receiver runs as the gateway's user (so the files are its
@@ -35,6 +70,11 @@ async def push_tree(shell: VMShell, src: Path, bot: str, which: str, *, delete: 
     ]
     if delete:
         args.append("--delete")
+    if only_new:
+        args.append("--ignore-existing")
+    # Anchored at the top of the transfer, directories only; an excluded
+    # path is also spared by --delete.
+    args += [f"--exclude=/{rel}/" for rel in keep]
     await rsync(
         shell,
         *args,
@@ -63,4 +103,36 @@ async def pull_state(shell: VMShell, bot: str, dest: Path) -> None:
         f"{shell.rsync_shell()[1]}:{vm_tree(bot, 'state')}/",
         f"{dest}/",
         what=f"{bot}'s state/",
+    )
+
+
+async def pull_proposals(shell: VMShell, bot: str, dest: Path, *, max_bytes: int) -> None:
+    """The VM's proposals tree into the host's `dest`, which then holds what
+    the agent proposes as the VM does (but for what PROPOSALS_ARGS leaves
+    out), for the scan to judge. A file over `max_bytes`, which the scan
+    would refuse unread, is not carried (the host disk is not the VM's to
+    fill): the host keeps what it had at that path."""
+    await rsync(
+        shell,
+        *PROPOSALS_ARGS,
+        f"--max-size={max_bytes}",
+        # Sent as the gateway's user: it reads nothing the agent could not.
+        gateway_rsync_path(unix_user("gateway", bot)),
+        f"{shell.rsync_shell()[1]}:{vm_tree(bot, 'proposals')}/",
+        f"{dest}/",
+        what=f"{bot}'s proposals",
+    )
+
+
+async def push_proposals(shell: VMShell, src: Path, bot: str) -> None:
+    """The host's proposals tree (as a seed, a reject or a promotion left
+    it) into the VM's, replacing it (a big approved file included)."""
+    await rsync(
+        shell,
+        *PROPOSALS_ARGS,
+        # Received as the gateway's user: a link it planted steers no privilege.
+        gateway_rsync_path(unix_user("gateway", bot)),
+        f"{src}/",
+        f"{shell.rsync_shell()[1]}:{vm_tree(bot, 'proposals')}/",
+        what=f"{bot}'s proposals",
     )
