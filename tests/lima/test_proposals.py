@@ -166,6 +166,41 @@ def refused_names(refused: dict[str, str]) -> list[str]:
     return sorted(p.rsplit("/", 1)[1] for p in refused if p.startswith("workspace/"))
 
 
+def test_a_huge_or_unreadable_proposal_is_refused_without_crossing(lima_stack):
+    # 2 GiB (sparse) under a name that is not UTF-8, and a file it hid.
+    res = as_gateway(
+        lima_stack,
+        'truncate -s 2G /proposals/workspace/big-$(printf "\\377").bin '
+        "&& echo x > /proposals/workspace/hidden && chmod 000 /proposals/workspace/hidden",
+    )
+    assert res.returncode == 0, res.stderr
+    found = proposals(lima_stack)
+    big = [r for r in found["refused"] if r["path"].startswith("workspace/big-")]
+    assert len(big) == 1 and "larger than 16 MiB (2147483648 bytes)" in big[0]["reason"], found
+    # Only an empty sparse stand-in of its size is on the host.
+    host = lima_stack.home.proposals_dir(BOT) / "workspace"
+    (stand_in,) = [p for p in os.listdir(os.fsencode(host)) if p.startswith(b"big-")]
+    st = os.lstat(os.path.join(os.fsencode(host), stand_in))
+    assert stand_in == b"big-\xff.bin" and st.st_size == 2 << 30 and st.st_blocks < 64
+    assert not os.path.lexists(host / "hidden")  # unreadable to the gateway's user too
+    res = as_gateway(lima_stack, "rm -f /proposals/workspace/big-* /proposals/workspace/hidden")
+    assert res.returncode == 0, res.stderr
+    found = proposals(lima_stack)
+    assert not [r for r in found["refused"] if r["path"].startswith("workspace/big-")], found
+
+
+def test_the_tuis_proposal_counts_see_the_vms_proposals(lima_stack):
+    from cftui.tui.proposal_counts import ProposalCounts  # no Textual in it
+
+    counts = ProposalCounts()
+    before = counts.scan_due(lima_stack.home, [BOT])[BOT] or 0
+    res = as_gateway(lima_stack, "echo n > /proposals/workspace/counted.md")
+    assert res.returncode == 0, res.stderr
+    counts = ProposalCounts()
+    assert counts.scan_due(lima_stack.home, [BOT])[BOT] == before + 1
+    assert cftui(lima_stack, "reject", BOT, "workspace/counted.md").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("listed", "reason"),
     [

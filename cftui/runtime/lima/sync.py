@@ -7,13 +7,21 @@ files, directories and links (as links) only.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from cftui.runtime.lima.plan import unix_user, vm_tree
 from cftui.runtime.lima.ssh import VMShell, rsync
+from cftui.securefs import UnsafeFile, agent_dir, make_agent_dirs, remove_agent_entry
 from cftui.snapshot_exclusions import rsync_filter_args
+
+# At most this many oversized files of a pull are stood in for on the host.
+MAX_OVERSIZED = 1000
 
 # What the files become on the host and in the VM: the owner's only.
 PRIVATE_MODES = "--chmod=Du=rwx,go=,Fu=rw,go="
@@ -38,6 +46,11 @@ PROPOSALS_ARGS = (
     "--no-inc-recursive",
     "--delete",
 )
+# rsync's "partial transfer" and "vanished source files", the agent's doing
+# (a file it made unreadable, one it removed mid-transfer): the rest still
+# arrives. After an I/O error rsync deletes nothing on the host, so what the
+# agent hid shows as it was, never as a removal.
+PARTIAL = (23, 24)
 
 
 def gateway_rsync_path(user: str) -> str:
@@ -111,7 +124,8 @@ async def pull_proposals(shell: VMShell, bot: str, dest: Path, *, max_bytes: int
     the agent proposes as the VM does (but for what PROPOSALS_ARGS leaves
     out), for the scan to judge. A file over `max_bytes`, which the scan
     would refuse unread, is not carried (the host disk is not the VM's to
-    fill): the host keeps what it had at that path."""
+    fill): an empty sparse file of its size stands in for it on the host,
+    so that the scan refuses it with its reason as it does on Docker."""
     await rsync(
         shell,
         *PROPOSALS_ARGS,
@@ -121,7 +135,61 @@ async def pull_proposals(shell: VMShell, bot: str, dest: Path, *, max_bytes: int
         f"{shell.rsync_shell()[1]}:{vm_tree(bot, 'proposals')}/",
         f"{dest}/",
         what=f"{bot}'s proposals",
+        tolerate=PARTIAL,
     )
+    found = await oversized(shell, bot, max_bytes)
+    if found:
+        await asyncio.to_thread(stand_in_for, dest, found)
+
+
+async def oversized(shell: VMShell, bot: str, max_bytes: int) -> list[tuple[str, int]]:
+    """(path, size) of each file of the VM's proposals tree over `max_bytes`,
+    as the gateway's user finds them (no link followed)."""
+    q = shlex.quote
+    tree = vm_tree(bot, "proposals")
+    # base64: the names are the agent's bytes, not necessarily UTF-8.
+    res = await shell.run(
+        f"runuser -u {q(unix_user('gateway', bot))} -- find {q(tree)} -xdev -type f "
+        f"-size +{int(max_bytes)}c -printf '%s %P\\0' 2>/dev/null "
+        f"| head -z -n {MAX_OVERSIZED} | base64 -w0",
+        check=False,
+        what="listing oversized proposals",
+    )
+    try:
+        raw = base64.b64decode(res.out.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return []
+    out: list[tuple[str, int]] = []
+    for item in raw.split(b"\0"):
+        size, _, name = item.partition(b" ")
+        rel = os.fsdecode(name)
+        parts = rel.split("/")
+        if size.isdigit() and rel and all(p not in ("", ".", "..") for p in parts):
+            out.append((rel, int(size)))
+    return out
+
+
+def stand_in_for(dest: Path, found: list[tuple[str, int]]) -> None:
+    """An empty sparse file of each size at each path of the host's tree
+    (whatever stood there removed by name first); a path with a link on the
+    way is left alone, never followed."""
+    for rel, size in found:
+        parent, _, name = rel.rpartition("/")
+        try:
+            if parent:
+                make_agent_dirs(dest, parent)
+            remove_agent_entry(dest, rel)
+            with agent_dir(dest, parent) as dfd:
+                if dfd is None:
+                    continue
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(name, flags, 0o644, dir_fd=dfd)
+                try:
+                    os.ftruncate(fd, size)
+                finally:
+                    os.close(fd)
+        except (UnsafeFile, OSError):
+            continue
 
 
 async def push_proposals(shell: VMShell, src: Path, bot: str) -> None:
