@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -78,6 +79,19 @@ def test_code_is_read_only_but_for_its_writable_paths_and_proposals(lima_stack):
     assert res.returncode == 0 and res.stdout == want
 
 
+def test_the_demo_agent_proposes_and_fails_to_rewrite_code(lima_stack):
+    journal = ""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and "directly failed, as it must" not in journal:
+        journal = lima_stack.vm_sh(f"journalctl -u cf-gateway@{BOT} -o cat --no-pager").stdout
+        time.sleep(1)
+    assert "rewriting /code/workspace/SOUL.md directly failed, as it must" in journal, journal
+    assert "APPROVED TREE WRITABLE" not in journal
+    assert "proposed skill demo-skill-0 at /proposals/workspace/skills/demo-skill-0" in journal
+    paths = [c["path"] for c in proposals(lima_stack)["changes"]]
+    assert "workspace/skills/demo-skill-0/SKILL.md" in paths, paths
+
+
 def test_a_file_proposed_in_the_vm_shows_in_cftui_proposals(lima_stack):
     res = as_gateway(
         lima_stack,
@@ -120,7 +134,7 @@ def test_promote_puts_the_proposal_under_code_in_the_restarted_gateway(lima_stac
     assert SKILL not in left, left
 
 
-def test_links_planted_in_the_vms_proposals_are_carried_as_links_never_followed(
+async def test_links_planted_in_the_vms_proposals_are_carried_as_links_never_followed(
     lima_stack, tmp_path
 ):
     # A host file the link names (the VM has no such path; the host does).
@@ -153,6 +167,16 @@ def test_links_planted_in_the_vms_proposals_are_carried_as_links_never_followed(
                     data = f.read()
                 assert vm_user.encode() not in data and b"host bytes" not in data, path
     assert secret.read_text() == "host bytes\n"
+    # Pushed back as they are: links again in the VM, nothing written through.
+    passwd = lima_stack.vm_sh("md5sum /etc/passwd").stdout
+    rt = lima_stack.runtime()
+    try:
+        await rt.push_proposals(lima_stack.bot)
+    finally:
+        await rt.aclose()
+    res = as_gateway(lima_stack, "readlink /proposals/workspace/etc /proposals/workspace/passwd")
+    assert res.stdout.split() == ["/etc", "/etc/passwd"], res.stderr
+    assert lima_stack.vm_sh("md5sum /etc/passwd").stdout == passwd
     # Rejecting them removes the links, in the host's tree and the VM's.
     res = cftui(lima_stack, "reject", BOT, *(f"workspace/{n}" for n in refused_names(refused)))
     assert res.returncode == 0, res.stderr
@@ -196,8 +220,12 @@ def test_the_tuis_proposal_counts_see_the_vms_proposals(lima_stack):
     before = counts.scan_due(lima_stack.home, [BOT])[BOT] or 0
     res = as_gateway(lima_stack, "echo n > /proposals/workspace/counted.md")
     assert res.returncode == 0, res.stderr
+    host = lima_stack.home.proposals_dir(BOT) / "workspace/counted.md"
+    assert not host.exists()
     counts = ProposalCounts()
-    assert counts.scan_due(lima_stack.home, [BOT])[BOT] == before + 1
+    # (The demo agent may propose another skill meanwhile: at least one more.)
+    assert (counts.scan_due(lima_stack.home, [BOT])[BOT] or 0) >= before + 1
+    assert host.read_text() == "n\n"  # brought home by the counts' own scan
     assert cftui(lima_stack, "reject", BOT, "workspace/counted.md").returncode == 0
 
 
