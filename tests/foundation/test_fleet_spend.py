@@ -168,3 +168,7 @@ def test_proxy_reads_budgets_from_flags_or_environment(tmp_path) -> None:
     assert (cfg.daily_usd_budget, cfg.monthly_usd_budget) == (2.5, None)
     cfg = load_config([*base, "--monthly-usd-budget", "40"], {"CF_MONTHLY_USD_BUDGET": "1"})
     assert cfg.monthly_usd_budget == 40.0
+    assert cfg.spend_checkpoint_s == 1.0
+    assert load_config(base, {"CF_SPEND_CHECKPOINT_S": "30"}).spend_checkpoint_s == 30.0
+    with pytest.raises(ConfigError, match="must be positive"):
+        load_config([*base, "--spend-checkpoint-s", "0"], {})

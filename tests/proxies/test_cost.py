@@ -210,6 +210,20 @@ def test_a_model_is_looked_up_once_then_priced_from_the_cache() -> None:
     assert pricer.lookups == 2
 
 
+def test_the_agents_model_names_cannot_grow_the_cache_or_slow_the_lookup() -> None:
+    from cfproxies.llm_proxy import pricing
+
+    pricer = Pricer({})
+    assert pricer.cost("openai", "gpt-4o" + "x" * 100_000, Usage(1, 1, 0, 0)) == (
+        None,
+        "unknown_model",
+    )
+    assert pricer.lookups == 0  # too long to be a model: never looked up
+    for n in range(pricing.MAX_CACHED + 10):
+        pricer.rates("openai", f"made-up-{n}")
+    assert len(pricer._cache) <= pricing.MAX_CACHED
+
+
 def test_prices_come_from_the_bundled_data_with_no_network() -> None:
     """Every connection refused: the proxy's pricing still works, and
     genai-prices' auto-update is not running."""

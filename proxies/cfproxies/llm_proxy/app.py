@@ -62,6 +62,7 @@ def make_app(config: ProxyConfig, clock: Callable[[], float] = time.time) -> web
         Pricer(config.prices, clock),
         config.audit_dir,
         clock,
+        config.spend_checkpoint_s,
     )
     spend.rebuild()
     scrubber = ReloadingScrubber(config.scrub_rules, literals, _report_rules_problem)

@@ -49,6 +49,7 @@ class ProxyConfig:
     # The operator's prices (fleet.toml's [prices."MODEL"]): model -> rates
     # in USD per million tokens; they win over the price database.
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    spend_checkpoint_s: float = 1.0  # how often spend.json is rewritten, at most
     body_cap: int = DEFAULT_BODY_CAP
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
@@ -174,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--daily-usd-budget", help="USD per UTC day (CF_DAILY_USD_BUDGET)")
     p.add_argument("--monthly-usd-budget", help="USD per calendar month (CF_MONTHLY_USD_BUDGET)")
     p.add_argument(
+        "--spend-checkpoint-s",
+        help="seconds between rewrites of spend.json, at most (CF_SPEND_CHECKPOINT_S; default "
+        "1): how fresh cftui's view of the spend is; a crossed threshold is written at once",
+    )
+    p.add_argument(
         "--prices",
         help="operator prices, JSON {model: {input_per_mtok, output_per_mtok, "
         "cache_read_per_mtok, cache_write_per_mtok}} in USD per million tokens (CF_PRICES)",
@@ -287,6 +293,9 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
             "--monthly-usd-budget", pick(args.monthly_usd_budget, "CF_MONTHLY_USD_BUDGET")
         ),
         prices=parse_prices(pick(args.prices, "CF_PRICES")),
+        spend_checkpoint_s=_float_option(
+            "--spend-checkpoint-s", pick(args.spend_checkpoint_s, "CF_SPEND_CHECKPOINT_S"), 1.0
+        ),
         body_cap=DEFAULT_BODY_CAP if body_cap is None else body_cap,
         connect_timeout=_float_option(
             "--connect-timeout", pick(args.connect_timeout, "CF_CONNECT_TIMEOUT"), 10.0

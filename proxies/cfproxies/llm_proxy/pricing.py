@@ -43,6 +43,7 @@ UNKNOWN_MODEL, NO_USAGE = "unknown_model", "no_usage"
 GENAI_PROVIDER = {"anthropic": "anthropic", "openai": "openai", "gemini": "google"}
 GENAI_PROVIDER["openrouter"] = "openrouter"
 MAX_CACHED = 4096  # models kept: the agent names models, so bounded
+MAX_MODEL_CHARS = 256  # a longer name is no model's: not looked up (the agent writes it)
 _PER_MTOK = 1e-6
 _FOREVER = math.inf
 
@@ -148,7 +149,7 @@ class Pricer:
 
     def rates(self, provider: str, model: str | None) -> Rates | _Slow | None:
         """The prices of `model` as `provider` serves it; None if unknown."""
-        if model is None:
+        if model is None or len(model) > MAX_MODEL_CHARS:
             return None
         found = self.overrides.get(model)
         if found is not None:

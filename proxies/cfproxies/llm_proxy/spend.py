@@ -91,6 +91,7 @@ class Ledger:
         pricer: Pricer,
         audit_dir: Path,
         clock: Callable[[], float] = time.time,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     ) -> None:
         self.bot = bot
         self.daily = daily_usd or None
@@ -109,6 +110,7 @@ class Ledger:
         self._last_checkpoint = 0.0
         self._crossed: dict[str, list[int]] = {}
         self.checkpoint_errors = 0
+        self.checkpoint_every_s = checkpoint_every_s
 
     # --- the calendar ---------------------------------------------------
     def _roll(self, now: float) -> None:
@@ -315,9 +317,10 @@ class Ledger:
 
     def claim_checkpoint(self, urgent: bool) -> bool:
         """True (and the slot taken) when a checkpoint should be written now:
-        at once when a threshold was crossed, else at most once a second."""
+        at once when a threshold was crossed, else at most every
+        `checkpoint_every_s` (a second by default)."""
         now = time.monotonic()
-        if urgent or now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+        if urgent or now - self._last_checkpoint >= self.checkpoint_every_s:
             self._last_checkpoint = now
             return True
         return False
