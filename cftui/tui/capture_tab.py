@@ -69,7 +69,7 @@ class CaptureTab(Vertical):
         table: DataTable[str | Text] = DataTable(
             cursor_type="row", zebra_stripes=True, id="capture-table"
         )
-        for col, width in (("Time", 24), ("Method", 7), ("St", 4), ("URL", 52), ("Size", 10)):
+        for col, width in (("Time", 24), ("Method", 7), ("HTTP", 4), ("URL", 52), ("Size", 10)):
             table.add_column(col, width=width)
         yield table
         with VerticalScroll(id="capture-detail"):

@@ -66,7 +66,8 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
                 app.totals.get(name),
                 name in app.locked,
                 counts.get(name),
-                app.operations.get(name),
+                month=app.month_totals.get(name),
+                operation=app.operations.get(name),
             )
             for name, cfg in app.configs.items()
         ]

@@ -25,31 +25,33 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from cftui.audit.traffic.fields import record_cost
 from cftui.audit.traffic.filter import TrafficFilter
 from cftui.audit.traffic.log import MISS, TrafficLog
 from cftui.audit.traffic.totals import Totals
-from cftui.humanize import human_count
+from cftui.humanize import format_usd, human_count
 from cftui.inert import inert
 from cftui.tui.formatting import status_tone
 
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("Time", 12),
     ("Provider", 10),
-    ("Model", 26),
-    ("St", 3),
+    ("Model", 25),
+    ("HTTP", 4),  # "St" had no legend; a status fits in 4 with its space
     ("In", 7),
     ("Out", 7),
+    ("Cost", 8),
 )
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
-# The short column heads and flags, said once, beside them.
-LEGEND = "  St=HTTP ⇣=stream !=error"
+# The one-glyph flags of the last column, said once, beside its head.
+LEGEND = "  ⇣=stream !=error"
 
 
 def header_text() -> str:
     heads = " ".join(
-        f"{name:>{w}}" if name in ("In", "Out", "TTFB", "Duration") else f"{name:<{w}}"
+        f"{name:>{w}}" if name in ("In", "Out", "Cost", "TTFB", "Duration") else f"{name:<{w}}"
         for name, w in COLUMNS
     )
     return heads + LEGEND
@@ -66,18 +68,26 @@ def row_cells(record: dict[str, Any]) -> tuple[str, str, str]:
     ts = inert(record.get("ts") or "")
     when = ts[11:23] if len(ts) >= 23 else ts
     model = inert(record.get("model") or "-")
-    if len(model) > 26:
-        model = model[:25] + "…"
+    if len(model) > 25:
+        model = model[:24] + "…"
     provider = inert(record.get("provider", ""))
-    before = f"{when:<12} {provider:<10.10} {model:<26} "
-    status = f"{inert(record.get('status', '')):<3.3}"
+    before = f"{when:<12} {provider:<10.10} {model:<25} "
+    status = f"{inert(record.get('status', '')):<4.4}"
     flags = ("⇣" if record.get("stream") else " ") + ("!" if record.get("error") else " ")
     after = (
         f" {human_count(int(record.get('tokens_in') or 0)):>7}"
         f" {human_count(int(record.get('tokens_out') or 0)):>7}"
+        f" {cost_cell(record):>8}"
         f" {_ms(record.get('ttfb_ms')):>8} {_ms(record.get('duration_ms')):>9} {flags}"
     )
     return before, status, after
+
+
+def cost_cell(record: dict[str, Any]) -> str:
+    """A call's cost in the table: `$0.0031`, or `?` when it has no price
+    (an unknown model, a record older than costs, an unfinished call)."""
+    cost = record_cost(record)
+    return "?" if cost is None else format_usd(cost)
 
 
 @dataclass

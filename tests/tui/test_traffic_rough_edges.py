@@ -75,5 +75,5 @@ async def test_enter_on_a_call_opens_its_detail(make) -> None:
 
 def test_the_short_column_heads_have_a_legend() -> None:
     head = header_text()
-    assert "St=HTTP" in head and "⇣=stream" in head and "!=error" in head
+    assert "HTTP" in head and "⇣=stream" in head and "!=error" in head
     assert len(head) <= 120
