@@ -35,9 +35,12 @@ async def test_a_filter_that_matches_nothing_says_so(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
         view = await opened(pilot)
-        await wait_until(pilot, lambda: "call-000039" in plain(app, "#traffic-detail Static"))
+        # (15 s: the full TUI suite beside other work took longer than 5 once)
+        await wait_until(
+            pilot, lambda: "call-000039" in plain(app, "#traffic-detail Static"), timeout=15
+        )
         await pilot.press("slash", *"model:nosuchmodel", "enter")
-        await wait_until(pilot, lambda: view.rows is not None and view.row_count == 0)
+        await wait_until(pilot, lambda: view.rows is not None and view.row_count == 0, timeout=15)
         detail = plain(app, "#traffic-detail Static")
         assert "No calls match «model:nosuchmodel»" in detail and "call-000039" not in detail
         assert "No calls match" in "".join(s.text for s in view.render_line(0))
