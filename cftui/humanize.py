@@ -40,3 +40,15 @@ def format_uptime(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_ago(seconds: float) -> str:
+    """How long ago, in its largest unit (`12s ago`, `5m ago`, `3h ago`, `2d ago`);
+    `now` for less than a second, or a time a little ahead of this clock."""
+    if seconds < 1:
+        return "now"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
