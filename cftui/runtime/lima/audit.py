@@ -16,12 +16,13 @@ import base64
 import contextlib
 import os
 import shlex
+from functools import partial
 from pathlib import Path
 
 from cfproxies.jsonl import append_bytes, open_append
 from watchfiles import awatch
 
-from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_STATS_NAME, FleetHome
+from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.runtime.lima.plan import SRV, unix_user
 from cftui.runtime.lima.ssh import VMShell
 from cftui.securefs import atomic_write_private
@@ -32,6 +33,10 @@ AUDIT_FILES = (
     ("traffic.enc.jsonl", "egress"),
     ("capture.keys", "egress"),
 )
+
+
+# Files the egress proxy replaces whole: copied back whole when they change.
+PULLED_FILES = (EGRESS_STATS_NAME, EGRESS_REQUESTS_NAME)
 
 
 def vm_audit_path(bot: str, name: str, sub: str) -> str:
@@ -56,7 +61,8 @@ class AuditFollower:
             for name, sub in AUDIT_FILES
         ]
         self._tasks.append(asyncio.create_task(self._retry(self._push_control)))
-        self._tasks.append(asyncio.create_task(self._retry(self._pull_stats)))
+        for name in PULLED_FILES:
+            self._tasks.append(asyncio.create_task(self._retry(partial(self._pull, name))))
 
     @property
     def running(self) -> bool:
@@ -136,16 +142,17 @@ class AuditFollower:
         ):
             await push()
 
-    async def _pull_stats(self) -> None:
-        """The egress proxy's stats file (which `cftui capture` reads to confirm
-        a change) back to the host whenever its content changes in the VM."""
-        vm = shlex.quote(vm_audit_path(self.bot, EGRESS_STATS_NAME, "egress"))
+    async def _pull(self, name: str) -> None:
+        """A file the egress proxy replaces whole (its stats, which `cftui
+        capture` reads to confirm a change; its ledger of refused requests)
+        back to the host whenever its content changes in the VM."""
+        vm = shlex.quote(vm_audit_path(self.bot, name, "egress"))
         loop = (
             f"prev=; while :; do cur=$(cksum < {vm} 2>/dev/null); "
             f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
             f'echo "$(base64 -w0 < {vm})"; fi; sleep 0.1; done'
         )
-        dest = self.home.egress_stats(self.bot)
+        dest = self.home.audit_dir(self.bot) / name
         async for line in self.shell.lines(loop):
             with contextlib.suppress(ValueError):
                 atomic_write_private(dest, base64.b64decode(line))
