@@ -141,7 +141,8 @@ def egress_ledger(data: bytes) -> None:
     note = ledger.note
     assert note is None or ("\n" not in inert(note) and len(note) < 4096)
     for r in ledger.requests:
-        assert 1 <= r.port <= 65535 and r.count >= 1 and r.last_at >= r.first_at
+        assert (r.port is None or 0 <= r.port <= 65535) and r.count >= 1
+        assert r.last_at >= r.first_at
         inert(r.key), inert(r.attempt)
 
 

@@ -145,7 +145,8 @@ def print_egress(inbox: EgressInbox, now: datetime) -> None:
         )
         print(inert(f"  {r.key}  x{r.count}  {when}  {r.attempt}"))
         why = f"outside rule {r.rule!r}" if r.rule else "host not on the allowlist"
-        print(inert(f"      {why}; --allow adds: {r.suggest}"))
+        adds = f"--allow adds: {r.suggest}" if r.suggest else "no allowlist entry can admit it"
+        print(inert(f"      {why}; {adds}"))
     if inbox.ledger.dropped:
         print(f"  ({inbox.ledger.dropped} older entries dropped by the egress proxy)")
     for note in inbox.notes:

@@ -207,9 +207,15 @@ def _request(home: FleetHome, bot: str, key: str) -> EgressRequest:
 def allow(home: FleetHome, bot: str, key: str, *, wait: bool = True) -> AllowResult:
     """Add the entry's suggested pattern to the allowlist, live; hide the entry
     until the proxy refuses it again. BotLocked while the bot is locked;
-    UsageError for an unknown key or a suggestion that is not a pattern."""
+    UsageError for an unknown key, an entry with no suggestion or one that
+    is not a pattern."""
     locks.ensure_unlocked(home, bot)
     request = _request(home, bot, key)
+    if request.suggest is None:
+        raise UsageError(
+            f"{bot}: no allowlist entry can admit {key[:200]!r} (the egress proxy suggests "
+            "none): dismiss it, or edit the allowlist with `cftui egress`"
+        )
     before = set(home.bot(bot).egress_allow)
     result = edit_allowlist(home, bot, add=[request.suggest], wait=wait)
     already = set(result.bot.egress_allow) == before

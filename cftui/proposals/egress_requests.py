@@ -12,6 +12,7 @@ here raises for bad content, so a hostile ledger never stops a listing.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,7 @@ LEDGER_VERSION = 1
 MAX_ENTRIES = 500
 # 500 entries of the largest legal fields, JSON-escaped, fit well under this.
 MAX_LEDGER_BYTES = 16 << 20
-MAX_HOST = 253
+MAX_HOST = 255  # the proxy cuts hosts there
 MAX_KEY = 2048
 MAX_METHOD = 32
 MAX_PATH = 512
@@ -41,7 +42,7 @@ class EgressRequest:
 
     key: str  # "host:port", or "host:port METHOD PATHPREFIX" for a rule's miss
     host: str
-    port: int
+    port: int | None  # None: the proxy did not learn it
     connect: bool  # a CONNECT (tunnel) rather than a plain-HTTP proxy request
     count: int
     first: str  # RFC 3339 UTC, as the proxy wrote it
@@ -51,11 +52,15 @@ class EgressRequest:
     method: str | None  # of the latest attempt; None when the proxy could not see it
     path: str | None
     rule: str | None  # the allowlist entry that did not match; None: an unlisted host
-    suggest: str  # the allowlist entry that would have let the latest attempt through
+    # The allowlist entry that would have let the latest attempt through;
+    # None when none can (a name that is no hostname): it can only be dismissed.
+    suggest: str | None
 
     @property
     def target(self) -> str:
-        return f"{self.host}:{self.port}"
+        if self.port is None:
+            return self.host
+        return f"[{self.host}]:{self.port}" if _ipv6(self.host) else f"{self.host}:{self.port}"
 
     @property
     def attempt(self) -> str:
@@ -106,6 +111,13 @@ class EgressLedger:
                 f"entr{'y' if self.skipped == 1 else 'ies'} (first: {self.skip_reason})"
             )
         return None
+
+
+def _ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 class _Bad(ValueError):
@@ -160,7 +172,7 @@ def parse_entry(entry: Any) -> EgressRequest:
     return EgressRequest(
         key=str(_text(entry, "key", MAX_KEY)),
         host=str(_text(entry, "host", MAX_HOST)),
-        port=_int(entry, "port", 1, 65535),
+        port=None if entry.get("port") is None else _int(entry, "port", 0, 65535),
         connect=connect,
         count=_int(entry, "count", 1, 1 << 63),
         first=first,
@@ -170,7 +182,7 @@ def parse_entry(entry: Any) -> EgressRequest:
         method=_text(entry, "method", MAX_METHOD, optional=True),
         path=_text(entry, "path", MAX_PATH, optional=True),
         rule=_text(entry, "rule", MAX_PATTERN, optional=True),
-        suggest=str(_text(entry, "suggest", MAX_PATTERN)),
+        suggest=_text(entry, "suggest", MAX_PATTERN, optional=True),
     )
 
 

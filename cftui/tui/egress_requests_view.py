@@ -155,7 +155,7 @@ class EgressRequestsView(Vertical):
 
     @staticmethod
     def _cells(r: EgressRequest, now) -> list[Text | str]:
-        suggest = agent_text(r.suggest)
+        suggest = agent_text(r.suggest) if r.suggest else Text("(none can admit it)", "italic")
         if r.rule:
             suggest.append_text(agent_text(f"  (missed: {r.rule})", "italic"))
         return [
@@ -195,6 +195,13 @@ class EgressRequestsView(Vertical):
         request = self._under_cursor()
         if request is None:
             self.app.notify(f"{self.bot}: no egress request selected to allow")
+            return
+        if request.suggest is None:
+            self.app.notify(
+                inert(f"{self.bot}: no allowlist entry can admit {request.key}: d dismisses it"),
+                severity="warning",
+                markup=False,
+            )
             return
         seen = f"refused {request.count} time(s), last: {request.attempt}"
         question = (

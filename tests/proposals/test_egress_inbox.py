@@ -77,9 +77,9 @@ def test_no_ledger_is_no_request(home: FleetHome, bot: str) -> None:
         (dict(count=True), "count is not an integer"),
         (dict(count=0), "count 0 is out of range"),
         (dict(host=5), "host is not a string"),
-        (dict(host="h" * 10_000), "host is longer than 253"),
+        (dict(host="h" * 10_000), "host is longer than 255"),
         (dict(path="/" + "p" * 600), "path is longer than 512"),
-        (dict(suggest=None), "suggest is not a string"),
+        (dict(suggest=5), "suggest is not a string"),
         (dict(connect="yes"), "connect is not true or false"),
         (dict(first="yesterday"), "first is not an RFC 3339 time"),
         (dict(last="2026-12-02T05:00:00"), "last has no time zone"),
@@ -329,3 +329,22 @@ def test_cli_help_documents_keys_and_the_window(cli) -> None:
 
 def test_stamps_are_what_the_proxy_writes() -> None:
     assert stamp(T0) == "2026-12-02T05:00:00.123Z"
+
+
+def test_an_entry_no_pattern_can_admit_is_listed_but_only_dismissed(
+    cli, home: FleetHome, bot: str
+) -> None:
+    write_ledger(home, bot, [{**entry("bad_name!", last=now()), "suggest": None, "port": None}])
+    (request,) = egress_inbox.read_inbox(home, bot).pending
+    assert request.suggest is None and request.target == "bad_name!"
+    with pytest.raises(UsageError, match="no allowlist entry can admit"):
+        egress_inbox.allow(home, bot, "bad_name!:443")
+    assert "no allowlist entry can admit it" in cli("proposals", bot).out
+    egress_inbox.dismiss(home, bot, "bad_name!:443")
+    assert egress_inbox.read_inbox(home, bot).count == 0
+
+
+def test_an_ipv6_host_is_shown_in_brackets(home: FleetHome, bot: str) -> None:
+    write_ledger(home, bot, [entry("2001:db8::1", key="[2001:db8::1]:443", last=now())])
+    (request,) = egress_inbox.read_inbox(home, bot).pending
+    assert request.target == "[2001:db8::1]:443"
