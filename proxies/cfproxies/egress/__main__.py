@@ -11,7 +11,8 @@ Every flag has an environment variable (`CF_LISTEN`, `CF_BOT`, `CF_AUDIT_DIR`,
 
 What the runtime should know (beyond CONTRACTS §8):
 - Run the container as the operator's uid:gid (`user="UID:GID"`): the proxy
-  writes `traffic.enc.jsonl`, `capture.keys` and `egress.stats.json` into
+  writes `traffic.enc.jsonl`, `capture.keys`, `egress.stats.json` and
+  `egress.requests.json` (the refused requests, see `ledger`) into
   /audit at 0600 and reads the 0600 control file that cftui writes there.
 - Before starting the stack, call `cftui.egress_control.sync_control(home, bot)` so
   the control file matches fleet.toml (the proxy treats what is there at
@@ -48,8 +49,9 @@ class Lifecycle:
     def running(self) -> None:
         from mitmproxy import ctx
 
-        from cfproxies.egress.control import control_loop
+        from cfproxies.egress.control import control_loop, control_signature
 
+        baseline = control_signature(self.state.config.control)
         ps = ctx.master.addons.get("proxyserver")
         addrs = ps.listen_addrs() if ps else []
         where = ", ".join(f"{a[0]}:{a[1]}" for a in addrs) or "?"
@@ -61,7 +63,7 @@ class Lifecycle:
             flush=True,
         )
         self.task = asyncio.get_running_loop().create_task(
-            control_loop(self.state, c.control), name="cf-egress control"
+            control_loop(self.state, c.control, baseline), name="cf-egress control"
         )
 
     def done(self) -> None:
@@ -72,6 +74,8 @@ class Lifecycle:
         self.state.set_capture(False)
         self.state.running = False
         write_stats(self.state)
+        if self.state.ledger is not None:
+            self.state.ledger.write()
 
 
 async def serve(config: EgressConfig) -> None:
@@ -80,6 +84,7 @@ async def serve(config: EgressConfig) -> None:
 
     from cfproxies.egress.allowlist import Allowlist as AllowlistAddon
     from cfproxies.egress.capture import Capture
+    from cfproxies.egress.ledger import RequestLedger
     from cfproxies.egress.state import EgressState
 
     opts = Options(
@@ -97,6 +102,8 @@ async def serve(config: EgressConfig) -> None:
     if config.upstream_ca is not None:
         opts.update(ssl_verify_upstream_trusted_ca=str(config.upstream_ca))
     state = EgressState(config, Allowlist.parse(config.allow))
+    state.ledger = RequestLedger(config.requests_file, config.bot)
+    state.ledger.load()
     state.set_capture(config.capture)
     # Order matters: Capture decides tunnel-or-intercept in tls_clienthello,
     # then Allowlist overrides it for a refused SNI.

@@ -53,6 +53,11 @@ class EgressConfig:
     def stats_file(self) -> Path:
         return self.audit_dir / "egress.stats.json"
 
+    @property
+    def requests_file(self) -> Path:
+        """The ledger of refused requests (`ledger`), read by cftui."""
+        return self.audit_dir / "egress.requests.json"
+
 
 def _env_list(name: str) -> list[str]:
     """`CF_ALLOW="a.com, *.b.com"`: commas or whitespace separate patterns."""
