@@ -1,7 +1,9 @@
 """Egress requests as proposals on the real engine, with the real egress proxy:
 a request from the gateway to a host it may not reach shows in
 `cftui proposals --json` (count 1, then 2); `--allow` lets the next one
-through without a restart; `--dismiss` hides another.
+through without a restart; `--dismiss` hides another; a request outside a
+method/path rule is a proposal of the narrow rule that admits it, and
+allowing that proposal admits it.
 
 The host is the world's fake provider, joined to the bot's outside network
 (where the egress proxy could reach it), named by its address; the requests
@@ -30,11 +32,13 @@ REQUEST = """
 import json, os, sys, urllib.error, urllib.request
 proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy") or "http://egress:8888"
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+method = sys.argv[2] if len(sys.argv) > 2 else "GET"
+req = urllib.request.Request(sys.argv[1], method=method, data=b"{}" if method == "POST" else None)
 try:
-    with opener.open(sys.argv[1], timeout=10) as r:
-        print(json.dumps({"status": r.status, "body": r.read(400).decode("latin-1")}))
+    with opener.open(req, timeout=10) as r:
+        print(json.dumps({"status": r.status, "body": r.read(4000).decode("latin-1")}))
 except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "body": e.read(400).decode("latin-1")}))
+    print(json.dumps({"status": e.code, "body": e.read(4000).decode("latin-1")}))
 """
 
 
@@ -44,9 +48,9 @@ class Stack:
     bot: BotConfig
     target_ip: str  # the fake provider, on the bot's outside network
 
-    def request(self, url: str) -> dict:
+    def request(self, url: str, method: str = "GET") -> dict:
         gateway = self.world.client.containers.get(f"cf-{self.bot.name}-gateway")
-        code, out = gateway.exec_run(["python3", "-c", REQUEST, url], demux=True)
+        code, out = gateway.exec_run(["python3", "-c", REQUEST, url, method], demux=True)
         stdout, stderr = (b.decode(errors="replace") if b else "" for b in out)
         assert code == 0, stderr[-2000:]
         return json.loads(stdout.strip().splitlines()[-1])
@@ -120,3 +124,30 @@ def test_dismiss_hides_a_refused_host(stack: Stack) -> None:
     after = stack.inbox()
     assert key not in [e["key"] for e in after["egress"]]
     assert after["egress_hidden"] == hidden_before + 1
+
+
+def test_a_request_outside_a_rule_proposes_the_narrow_rule_and_allowing_it_admits_it(
+    stack: Stack,
+) -> None:
+    world, bot, ip = stack.world, stack.bot, stack.target_ip
+    rule = f"{ip}:8080 GET /health"
+    res = cftui(world, "egress", bot.name, "--set", rule)
+    assert res.returncode == 0, res.stderr
+    url = f"http://{ip}:8080/health"
+    assert stack.request(url)["status"] == 200  # inside the rule
+    refused = stack.request(url, "POST")
+    assert refused["status"] == 403, refused
+    assert json.loads(refused["body"])["rule"] == rule
+
+    def narrow() -> dict | None:
+        found = [e for e in stack.inbox()["egress"] if e["rule"] == rule]
+        return found[0] if found else None
+
+    proposal = wait_for(narrow, 20, "the proposal of a narrow rule")
+    assert proposal["method"] == "POST" and proposal["path"] == "/health"
+    assert proposal["key"].startswith(f"{ip}:8080 POST ")
+    assert proposal["suggest"].startswith(f"{ip}:8080 POST /")
+    res = cftui(world, "proposals", bot.name, "--allow", proposal["key"])
+    assert res.returncode == 0, res.stderr
+    assert world.home.bot(bot.name).egress_allow == (rule, proposal["suggest"])
+    assert stack.request(url, "POST")["status"] != 403  # the fake's answer, not the proxy's
