@@ -11,7 +11,7 @@ hidden. Hidden while there is nothing to show.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
     from textual import getters
 
     from cftui.tui.app import ClawFactoryApp
+
+
+COLUMNS = ("target", "count", "first", "last", "attempt", "suggest")
+HEADINGS = (
+    ("Refused host", 30),
+    ("Count", 6),
+    ("First", 8),
+    ("Last", 8),
+    ("Attempt", 26),
+    ("Allow adds (rule missed)", 40),
+)
 
 
 def _hours(window: timedelta) -> str:
@@ -93,14 +104,7 @@ class EgressRequestsView(Vertical):
         table: DataTable[Text | str] = DataTable(
             cursor_type="row", zebra_stripes=True, id="egress-table"
         )
-        for key, label, width in (
-            ("target", "Refused host", 30),
-            ("count", "Count", 6),
-            ("first", "First", 8),
-            ("last", "Last", 8),
-            ("attempt", "Attempt", 26),
-            ("suggest", "Allow adds (rule missed)", 40),
-        ):
+        for key, (label, width) in zip(COLUMNS, HEADINGS, strict=True):
             table.add_column(label, key=key, width=width)
         yield table
 
@@ -112,10 +116,12 @@ class EgressRequestsView(Vertical):
         return None if self.inbox is None else self.inbox.count
 
     def _fleet_changed(self, _data: object) -> None:
-        """The app's periodic read saw a different count: read again."""
+        """The app's periodic read saw a different count, or the section is
+        in view (its counts and times move): read again."""
         if self.inbox is None or self.busy:
             return
-        if self.app.proposal_counts.egress_count(self.bot, self.inbox.count) != self.inbox.count:
+        counted = self.app.proposal_counts.egress_count(self.bot, self.inbox.count)
+        if counted != self.inbox.count or (self.display and self.screen.is_current):
             self.reload()
 
     # --- read ---------------------------------------------------------------
@@ -138,23 +144,31 @@ class EgressRequestsView(Vertical):
         self.app.egress_requests_seen(self.bot, inbox.count)
 
     def _fill(self, inbox: EgressInbox) -> None:
+        """Rows keyed by the entry's key: updated in place while the list is
+        the same, made again (the cursor kept on its row) when it changed."""
         table = self.query_one(DataTable)
         here = self._cursor_key()
         now = self.app.clock()
-        self._keys = [r.key for r in inbox.pending]
+        keys = [r.key for r in inbox.pending]
         with self.app.batch_update():
-            table.clear()
-            for r in inbox.pending:
-                table.add_row(*self._cells(r, now), key=r.key)
-        if here in self._keys:
-            table.move_cursor(row=self._keys.index(here))
+            if keys == self._keys:
+                for r in inbox.pending:
+                    for column, cell in zip(COLUMNS, self._cells(r, now), strict=True):
+                        table.update_cell(r.key, column, cell)
+            else:
+                self._keys = keys
+                table.clear()
+                for r in inbox.pending:
+                    table.add_row(*self._cells(r, now), key=r.key)
+                if here in keys:
+                    table.move_cursor(row=keys.index(here))
         self.set_class(not (inbox.pending or inbox.notes), "-empty")
         status = self.query_one("#egress-status", Static)
         status.update(agent_text(self._summary(inbox), multiline=True))
         status.set_class(bool(inbox.notes), "-error")
 
     @staticmethod
-    def _cells(r: EgressRequest, now) -> list[Text | str]:
+    def _cells(r: EgressRequest, now: datetime) -> list[Text | str]:
         suggest = agent_text(r.suggest) if r.suggest else Text("(none can admit it)", "italic")
         if r.rule:
             suggest.append_text(agent_text(f"  (missed: {r.rule})", "italic"))

@@ -55,6 +55,18 @@ async def confirm(pilot, *, yes: bool = True) -> str:
     return question
 
 
+def two_requests_narrow() -> dict:
+    return entry(
+        "api.github.com",
+        method="POST",
+        path="/repos/acme/x",
+        rule="api.github.com GET /repos/acme/",
+        first=NOW - timedelta(seconds=30),
+        last=NOW - timedelta(seconds=30),
+        connect=False,
+    )
+
+
 def two_requests(fleet: FleetHome) -> None:
     write_ledger(
         fleet,
@@ -66,15 +78,7 @@ def two_requests(fleet: FleetHome) -> None:
                 first=NOW - timedelta(hours=2),
                 last=NOW - timedelta(minutes=5),
             ),
-            entry(
-                "api.github.com",
-                method="POST",
-                path="/repos/acme/x",
-                rule="api.github.com GET /repos/acme/",
-                first=NOW - timedelta(seconds=30),
-                last=NOW - timedelta(seconds=30),
-                connect=False,
-            ),
+            two_requests_narrow(),
         ],
     )
 
@@ -250,3 +254,40 @@ async def test_fleet_table_counts_egress_requests_and_notifies_when_they_go_up(
         await wait_until(
             pilot, lambda: notified(app, "beta proposes 2 changes (2 egress requests)")
         )
+
+
+async def test_counts_move_in_place_while_the_section_is_shown(make, fleet: FleetHome) -> None:
+    two_requests(fleet)
+    app = make(open_bot="alpha", open_tab="proposals", status_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 2)
+        await focus_table(pilot)
+        await pilot.press("down")
+        write_ledger(
+            fleet,
+            "alpha",
+            [
+                entry(
+                    "api.example.com",
+                    count=9,
+                    first=NOW - timedelta(hours=2),
+                    last=NOW - timedelta(minutes=1),
+                ),
+                two_requests_narrow(),
+            ],
+        )
+        await wait_until(
+            pilot, lambda: cells(app, "api.example.com:443")[1:4] == ["9", "2h ago", "1m ago"]
+        )
+        assert table_of(app).cursor_row == 1  # the same rows: updated, the cursor kept
+        # refused again: now the newest, first in the list; the cursor follows it
+        write_ledger(
+            fleet,
+            "alpha",
+            [
+                entry("api.example.com", count=10, first=NOW - timedelta(hours=2), last=NOW),
+                two_requests_narrow(),
+            ],
+        )
+        await wait_until(pilot, lambda: view_of(app)._keys[0] == "api.example.com:443")
+        assert table_of(app).cursor_row == 0
