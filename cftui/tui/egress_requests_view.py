@@ -39,13 +39,14 @@ if TYPE_CHECKING:
 
 
 COLUMNS = ("target", "count", "first", "last", "attempt", "suggest")
-HEADINGS = (
-    ("Refused host", 30),
-    ("Count", 6),
-    ("First", 8),
-    ("Last", 8),
-    ("Attempt", 26),
-    ("Allow adds (rule missed)", 40),
+# The last column is as wide as its widest cell (the table scrolls sideways).
+HEADINGS: tuple[tuple[str, int | None], ...] = (
+    ("Refused host", 26),
+    ("Count", 5),
+    ("First", 7),
+    ("Last", 7),
+    ("Attempt", 24),
+    ("Allow adds (rule missed)", None),
 )
 
 
