@@ -112,10 +112,6 @@ class EgressRequestsView(Vertical):
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._fleet_changed)
 
-    @property
-    def count(self) -> int | None:
-        return None if self.inbox is None else self.inbox.count
-
     def _fleet_changed(self, _data: object) -> None:
         """The app's periodic read saw a different count, or the section is
         in view (its counts and times move): read again."""
