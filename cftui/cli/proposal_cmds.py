@@ -10,6 +10,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
+from cftui.cli.capture_cmds import _applied  # the one wording of a live allowlist change
 from cftui.cli.common import add_command, print_json, progress_bar, resolve_home
 from cftui.errors import UsageError
 from cftui.fleet import FleetHome
@@ -20,6 +21,7 @@ from cftui.proposals.model import Proposals
 from cftui.runtime import Runtimes
 
 _MARK = {"added": "A", "changed": "M", "removed": "D"}
+MAX_WINDOW_HOURS = 24 * 366 * 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -158,21 +160,29 @@ def _settle(args: argparse.Namespace, home: FleetHome, bot: str) -> int:
 
     if args.allow is not None:
         result = egress_inbox.allow(home, bot, args.allow)
-        state = result.applied.confirmed
-        applied = (
-            "the egress proxy is not running; it applies this when it starts"
-            if state is None
-            else "applied by the running egress proxy"
-            if state
-            else "written, but the running egress proxy has not confirmed it yet"
-        )
+        if args.json:
+            print_json(
+                {
+                    "bot": bot,
+                    "key": result.request.key,
+                    "allow": result.pattern,
+                    "already": result.already,
+                    "applied": result.applied.confirmed,
+                }
+            )
+            return 0
         verb = "was already on" if result.already else "added to"
-        print(inert(f"{bot}: {result.pattern} {verb} the egress allowlist ({applied})"))
+        print(
+            inert(f"{bot}: {result.pattern} {verb} the egress allowlist {_applied(result.applied)}")
+        )
         return 0
-    if args.window_hours < 0:
-        raise UsageError("--window-hours cannot be negative")
+    if not 0 <= args.window_hours <= MAX_WINDOW_HOURS:  # also refuses nan
+        raise UsageError(f"--window-hours must be between 0 and {MAX_WINDOW_HOURS}")
     window = timedelta(hours=args.window_hours)
-    request, _ = egress_inbox.dismiss(home, bot, args.dismiss, window=window)
+    request, settled = egress_inbox.dismiss(home, bot, args.dismiss, window=window)
+    if args.json:
+        print_json({"bot": bot, "key": request.key, "dismissed": settled.to_json()})
+        return 0
     print(
         inert(
             f"{bot}: egress request {request.key} dismissed; it shows again if refused "

@@ -298,7 +298,7 @@ def test_cli_allow_then_dismiss(cli, home: FleetHome, bot: str) -> None:
     write_ledger(home, bot, [entry("a.example", last=now()), entry("b.example", last=now())])
     res = cli("proposals", bot, "--allow", "a.example:443")
     assert res.code == 0, res.err
-    assert "a.example:443 added to the egress allowlist" in res.out
+    assert "a.example:443 added to the egress allowlist (the egress proxy is not" in res.out
     res = cli("proposals", bot, "--dismiss", "b.example:443", "--window-hours", "2")
     assert res.code == 0, res.err
     assert "b.example:443 dismissed" in res.out
@@ -348,3 +348,22 @@ def test_an_ipv6_host_is_shown_in_brackets(home: FleetHome, bot: str) -> None:
     write_ledger(home, bot, [entry("2001:db8::1", key="[2001:db8::1]:443", last=now())])
     (request,) = egress_inbox.read_inbox(home, bot).pending
     assert request.target == "[2001:db8::1]:443"
+
+
+@pytest.mark.parametrize("hours", ["-1", "nan", "1e300"])
+def test_cli_refuses_a_window_that_is_no_duration(cli, home: FleetHome, bot: str, hours) -> None:
+    write_ledger(home, bot, [entry()])
+    res = cli("proposals", bot, "--dismiss", "api.example.com:443", "--window-hours", hours)
+    assert res.code == 2 and "--window-hours must be between" in res.err
+    assert egress_inbox.read_inbox(home, bot).count == 1
+
+
+def test_cli_allow_and_dismiss_answer_in_json(cli, home: FleetHome, bot: str) -> None:
+    write_ledger(home, bot, [entry("a.example", last=now()), entry("b.example", last=now())])
+    res = cli("proposals", bot, "--allow", "a.example:443", "--json")
+    assert json.loads(res.out) == {
+        "bot": bot, "key": "a.example:443", "allow": "a.example:443",
+        "already": False, "applied": None,
+    }  # fmt: skip
+    res = cli("proposals", bot, "--dismiss", "b.example:443", "--json")
+    assert json.loads(res.out)["dismissed"]["window_s"] == 86400
