@@ -33,6 +33,8 @@ FIRST_GATEWAY_PORT = 18801
 # the host, in the egress container's /audit/ and in the Lima VM alike.
 EGRESS_CONTROL_NAME = "egress.control.json"
 EGRESS_STATS_NAME = "egress.stats.json"
+# The requests the egress proxy refused (written by it, only read by cftui).
+EGRESS_REQUESTS_NAME = "egress.requests.json"
 # The disk a Docker bot's code/ and state/ may fill together (`disk` in
 # fleet.toml; "off" for none). The image is sparse: the host pays only for
 # what the bot writes, up to this.
@@ -338,6 +340,10 @@ class FleetHome:
 
     def egress_stats(self, bot: str) -> Path:
         return self.audit_dir(bot) / EGRESS_STATS_NAME
+
+    def egress_requests(self, bot: str) -> Path:
+        """The egress proxy's ledger of refused requests (agent-influenced data)."""
+        return self.audit_dir(bot) / EGRESS_REQUESTS_NAME
 
     # --- fleet.toml ------------------------------------------------------
     def exists(self) -> bool:
