@@ -16,7 +16,6 @@ import base64
 import contextlib
 import os
 import shlex
-from functools import partial
 from pathlib import Path
 
 from cfproxies.jsonl import append_bytes, open_append
@@ -33,10 +32,6 @@ AUDIT_FILES = (
     ("traffic.enc.jsonl", "egress"),
     ("capture.keys", "egress"),
 )
-
-
-# Files the egress proxy replaces whole: copied back whole when they change.
-PULLED_FILES = (EGRESS_STATS_NAME, EGRESS_REQUESTS_NAME)
 
 
 def vm_audit_path(bot: str, name: str, sub: str) -> str:
@@ -61,8 +56,13 @@ class AuditFollower:
             for name, sub in AUDIT_FILES
         ]
         self._tasks.append(asyncio.create_task(self._retry(self._push_control)))
-        for name in PULLED_FILES:
-            self._tasks.append(asyncio.create_task(self._retry(partial(self._pull, name))))
+        for name, dest in (
+            (EGRESS_STATS_NAME, self.home.egress_stats(self.bot)),
+            (EGRESS_REQUESTS_NAME, self.home.egress_requests(self.bot)),
+        ):
+            self._tasks.append(
+                asyncio.create_task(self._retry(lambda n=name, d=dest: self._pull(n, d)))
+            )
 
     @property
     def running(self) -> bool:
@@ -142,8 +142,8 @@ class AuditFollower:
         ):
             await push()
 
-    async def _pull(self, name: str) -> None:
-        """A file the egress proxy replaces whole (its stats, which `cftui
+    async def _pull(self, name: str, dest: Path) -> None:
+        """A file the egress proxy rewrites whole (its stats, which `cftui
         capture` reads to confirm a change; its ledger of refused requests)
         back to the host whenever its content changes in the VM."""
         vm = shlex.quote(vm_audit_path(self.bot, name, "egress"))
@@ -152,7 +152,6 @@ class AuditFollower:
             f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
             f'echo "$(base64 -w0 < {vm})"; fi; sleep 0.1; done'
         )
-        dest = self.home.audit_dir(self.bot) / name
         async for line in self.shell.lines(loop):
             with contextlib.suppress(ValueError):
                 atomic_write_private(dest, base64.b64decode(line))

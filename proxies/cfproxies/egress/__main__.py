@@ -1,12 +1,14 @@
 """`cf-egress`: mitmproxy's DumpMaster run from code with the project's addons.
 
     cf-egress --listen 0.0.0.0:8888 --bot B --audit-dir /audit --confdir /confdir
-              --recipient age1... --capture on|off --allow P [--allow P...]
+              --recipient age1... --capture on|off --allow P [--allow P...] [--allow-file F]
               --control /audit/egress.control.json --ca-export /ca-public
               [--upstream-ca FILE] [--body-cap BYTES] [--ws-cap BYTES]
 
 Every flag has an environment variable (`CF_LISTEN`, `CF_BOT`, `CF_AUDIT_DIR`,
-`CF_CONFDIR`, `CF_RECIPIENT`, `CF_CAPTURE`, `CF_ALLOW` (comma separated),
+`CF_CONFDIR`, `CF_RECIPIENT`, `CF_CAPTURE`, `CF_ALLOW` (one entry a line; a
+value without a newline is read the old way, commas or whitespace between
+plain hosts), `CF_ALLOW_FILE` (one entry a line, added to the others),
 `CF_CONTROL`, `CF_CA_EXPORT`, `CF_UPSTREAM_CA`, `CF_BODY_CAP`, `CF_WS_CAP`).
 
 What the runtime should know (beyond CONTRACTS §8):

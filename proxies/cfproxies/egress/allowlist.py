@@ -33,7 +33,6 @@ proxy buffers (`stream_large_bodies`) is cut off instead of answered: the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 from mitmproxy import connection, http, tls
 from mitmproxy.proxy import commands, events, layer, layers, server_hooks
@@ -60,7 +59,7 @@ class _Closed(layer.Layer):
 
     done = False
 
-    def _handle_event(self, event: events.Event) -> Iterator[commands.Command]:
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if self.done:
             return
         self.done = True

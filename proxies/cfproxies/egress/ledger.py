@@ -162,7 +162,7 @@ class RequestLedger:
         except FileNotFoundError:
             return
         except OSError as exc:
-            log.error("starting a fresh request ledger: cannot read %s: %s", self.path, exc)
+            log.warning("starting a fresh request ledger: cannot read %s: %s", self.path, exc)
             return
         try:
             doc = json.loads(raw)
@@ -173,11 +173,11 @@ class RequestLedger:
             if not isinstance(requests, list) or type(dropped) is not int or dropped < 0:
                 raise ValueError("'requests' must be a list and 'dropped' a count")
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            log.error("starting a fresh request ledger: %s is corrupt (%s)", self.path, exc)
+            log.warning("starting a fresh request ledger: %s is corrupt (%s)", self.path, exc)
             return
         good = [e for e in requests if _entry_ok(e)]
         if len(good) != len(requests):
-            log.error("request ledger: skipped %d bad entries", len(requests) - len(good))
+            log.warning("request ledger: skipped %d bad entries", len(requests) - len(good))
         good.sort(key=lambda e: e["last"])
         self.dropped = dropped
         for e in good:

@@ -515,6 +515,24 @@ def is_public_address(addr: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def parse_allow_lines(text: str) -> list[str]:
+    """The entries of an allowlist file (or of a CF_ALLOW holding newlines):
+    one entry a line, as entries hold spaces and commas; blank lines and
+    lines starting with `#` are skipped. Not validated here."""
+    out: list[str] = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            out.append(entry)
+    return out
+
+
+def format_allow_lines(texts: list[str] | tuple[str, ...]) -> str:
+    """The text `parse_allow_lines` reads back as `texts` (validated entries
+    never hold a newline)."""
+    return "".join(f"{t}\n" for t in texts)
+
+
 def normalise_patterns(texts: list[str] | tuple[str, ...]) -> list[str]:
     """Validated, de-duplicated pattern texts in the order given (for fleet.toml)."""
     return Allowlist.parse(texts).texts
