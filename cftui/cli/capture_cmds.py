@@ -68,7 +68,8 @@ An ENTRY is a host, optionally narrowed to methods and path prefixes
 A plain host is tunnelled untouched. A host listed only by entries with
 methods or paths is inspected (TLS terminated with the bot's capture CA,
 recorded only when capture is on), and each request (each HTTP/2 stream;
-a WebSocket upgrade as its GET) must match one of its entries; several
+a WebSocket upgrade as its GET; with an X-HTTP-Method-Override header, as
+that method too) must match one of its entries; several
 entries for one host add up, and a plain one admits everything. Paths are
 compared with escapes of unreserved characters decoded; a path with a . or
 .. segment (plain or %2e-encoded) passes no rule. A refused request gets a

@@ -212,6 +212,16 @@ def test_a_path_with_dot_segments_passes_no_rule(start_egress, http_server, path
     assert (status, body["path"]) == (200, "/ok/%7Eme")
 
 
+def test_a_method_override_header_is_checked_as_the_method_it_names(start_egress, http_server):
+    eg = start_egress(rules(http_server, "GET /ok/"))
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    url = f"http://localhost:{http_server.port}/ok/x"
+    status, body, _ = get_json(conn, url, **{"X-HTTP-Method-Override": "DELETE"})
+    assert (status, body["method"]) == (403, "DELETE")
+    assert body["suggest"] == f"localhost:{http_server.port} DELETE /ok/"
+    assert get_json(conn, url, **{"X-HTTP-Method-Override": "get"})[0] == 200
+
+
 def test_a_websocket_upgrade_is_checked_as_its_get(start_egress, http_server):
     eg = start_egress(rules(http_server, "GET /ok/"))
     upgrade = (

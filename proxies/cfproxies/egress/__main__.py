@@ -49,10 +49,19 @@ class Lifecycle:
         self.task: asyncio.Task | None = None
 
     def running(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._serve_control(), name="cf-egress control"
+        )
+
+    async def _serve_control(self) -> None:
+        """Say the proxy listens, then run the control loop, once mitmproxy's
+        start is over: until then any error logged (a bad control file
+        written the moment we said so) makes mitmproxy exit."""
         from mitmproxy import ctx
 
         from cfproxies.egress.control import control_loop, control_signature
 
+        await _startup_checked(ctx.master)
         baseline = control_signature(self.state.config.control)
         ps = ctx.master.addons.get("proxyserver")
         addrs = ps.listen_addrs() if ps else []
@@ -64,9 +73,7 @@ class Lifecycle:
             file=sys.stderr,
             flush=True,
         )
-        self.task = asyncio.get_running_loop().create_task(
-            control_loop(self.state, c.control, baseline), name="cf-egress control"
-        )
+        await control_loop(self.state, c.control, baseline)
 
     def done(self) -> None:
         from cfproxies.egress.control import write_stats
@@ -78,6 +85,17 @@ class Lifecycle:
         write_stats(self.state)
         if self.state.ledger is not None:
             self.state.ledger.write()
+
+
+async def _startup_checked(master, timeout: float = 5.0) -> None:
+    """Wait until mitmproxy's ErrorCheck has stopped watching the log (it
+    removes its handler from the root logger when start is over)."""
+    handler = getattr(master.addons.get("errorcheck"), "logger", None)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while handler is not None and handler in logging.getLogger().handlers:
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.005)
 
 
 async def serve(config: EgressConfig) -> None:

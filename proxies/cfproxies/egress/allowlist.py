@@ -11,8 +11,8 @@ refusing is done here, on every hook a destination shows up in:
   is intercepted too, capture on or off, so each request in it is checked;
 - `requestheaders`: plain HTTP (absolute URL and Host header) and every
   request inside an intercepted connection (each HTTP/2 stream, a WebSocket
-  upgrade as its GET), checked against the rules of its host before any of
-  it goes upstream;
+  upgrade as its GET, a method override header as the method it names too),
+  checked against the rules of its host before any of it goes upstream;
 - `next_layer`: a connection to a host under rules that turns out not to be
   TLS or HTTP (raw TCP, DNS) is closed: it would pass no rule;
 - `server_connect`: the last gate before a socket opens. Every name is
@@ -45,6 +45,7 @@ from cfproxies.egress.resolve import Resolver, Route, Router
 from cfproxies.egress.state import EgressState
 
 REFUSED_HEADER = "x-clawfactory-egress"
+METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
 # What mitmproxy buffers of a request body (`stream_large_bodies` in __main__):
 # a refused request announcing more is cut off rather than read to answer it.
 BUFFERED_BODY = 4 * 1024 * 1024
@@ -287,11 +288,17 @@ class Allowlist:
         if flow.client_conn.sni:
             candidates.append((flow.client_conn.sni, req.port))
         allowlist = self.state.allowlist
+        # A method override header makes many frameworks act as that method:
+        # the request must pass as each method it names too.
+        methods = dict.fromkeys(
+            [req.method, *(v.strip() for h in METHOD_OVERRIDES for v in req.headers.get_all(h))]
+        )
         for host, port in dict.fromkeys(candidates):
-            d = allowlist.check_request(host, port, req.method, req.path)
-            if not d.allowed:
-                self._refuse_request(flow, d)
-                return
+            for method in methods:
+                d = allowlist.check_request(host, port, method, req.path)
+                if not d.allowed:
+                    self._refuse_request(flow, d)
+                    return
         if await self._route(flow, "HTTP"):
             self.state.allowed += 1
 
@@ -304,9 +311,9 @@ class Allowlist:
             d.host,
             d.port,
             "HTTP",
-            "not on the allowlist" if rule is None else f"{req.method} not allowed by a rule",
+            "not on the allowlist" if rule is None else "not allowed by a rule",
             connect=self._came_by_connect(flow),
-            method=req.method,
+            method=d.method,
             path=shown_path,
             rule=rule.text if rule is not None else None,
             suggest=d.suggest,
