@@ -156,9 +156,9 @@ class Pricer:
             return found
         key = (provider, model)
         hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and now < hit[1]:
+        if hit is not None and (hit[1] == _FOREVER or self.clock() < hit[1]):
             return hit[0]
+        now = self.clock()
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         rates, until = self._look_up(provider, model, now)
