@@ -157,16 +157,14 @@ class Call:
         if not self.sent:
             cost, status = 0.0, NOT_SENT
         elif rec["tokens_in"] or rec["tokens_out"]:
-            usage = Usage(
-                rec["tokens_in"], rec["tokens_out"], rec["cache_read"], rec["cache_write"]
-            )
+            counts = (rec["tokens_in"], rec["tokens_out"], rec["cache_read"], rec["cache_write"])
             if isinstance(rates, Rates):  # nearly always: the price found at admission
-                cost, status = rates.cost(usage), rates.source
+                cost, status = rates.cost(*counts), rates.source
             else:
-                cost, status = spend.pricer.cost(rec["provider"], rec["model"], usage)
+                cost, status = spend.pricer.cost(rec["provider"], rec["model"], Usage(*counts))
             resp_model = rec.get("model_resp")
             if cost is None and isinstance(resp_model, str) and resp_model != rec["model"]:
-                cost, status = spend.pricer.cost(rec["provider"], resp_model, usage)
+                cost, status = spend.pricer.cost(rec["provider"], resp_model, Usage(*counts))
         elif rates is None:
             cost, status = None, UNKNOWN_MODEL
         elif 400 <= rec["status"] < 600 and rec.get("error_kind") == "upstream_http":

@@ -147,7 +147,7 @@ class Ledger:
         and `output` tokens from `estimate_split`; `rates` the model's from
         the pricer): 0 when its model has no price."""
         if isinstance(rates, Rates):
-            return rates.cost(Usage(prompt, output, 0, 0))
+            return rates.cost(prompt, output, 0, 0)
         if rates is None:
             return 0.0
         cost, _ = self.pricer.cost(provider, model, Usage(prompt, output, 0, 0))
