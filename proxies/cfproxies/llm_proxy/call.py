@@ -176,9 +176,9 @@ class Call:
         if self.reserved is None:
             return False
         if status == NO_USAGE:  # charged its reservation: hiding usage is not free
-            urgent = spend.settle(rec["id"], self.reserved, unpriced=False, estimated=True)
+            urgent = spend.settle(rec["id"], self.reserved, False, True)
         else:
-            urgent = spend.settle(rec["id"], cost or 0.0, unpriced=cost is None, estimated=False)
+            urgent = spend.settle(rec["id"], cost or 0.0, cost is None, False)
         return spend.claim_checkpoint(urgent)
 
     def _seal(self) -> None:

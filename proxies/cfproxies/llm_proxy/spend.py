@@ -158,7 +158,8 @@ class Ledger:
         new call; else the budget that is spent and when it resets."""
         now = self.clock()
         with self.lock:
-            self._maybe_roll(now)
+            if now >= self._day_ends:
+                self._maybe_roll(now)
             if self.daily is not None and self.today_usd + self.reserved >= self.daily:
                 return Refusal(
                     "daily_usd_budget",
@@ -177,15 +178,25 @@ class Ledger:
             self.reserved += estimate
         return None
 
-    def settle(self, call_id: str, charge: float, *, unpriced: bool, estimated: bool) -> bool:
+    def settle(self, call_id: str, charge: float, unpriced: bool, estimated: bool) -> bool:
         """A call ended: its reservation becomes what it is charged. True
         when a threshold was crossed (the checkpoint should go out now)."""
         now = self.clock()
         with self.lock:
-            self._maybe_roll(now)
+            if now >= self._day_ends:
+                self._maybe_roll(now)
             day, held = self.open.pop(call_id, (self.today, 0.0))
-            self.reserved = max(self.reserved - held, 0.0) if self.open else 0.0
-            self._charge(day, charge, unpriced=unpriced, estimated=estimated)
+            self.reserved = self.reserved - held if self.open else 0.0
+            spend = self.days.get(day) if day == self.today else None
+            if spend is not None:  # nearly always: a call of today, which has calls
+                spend.usd += charge
+                spend.calls += 1
+                spend.unpriced += unpriced
+                spend.estimated += estimated
+                self.today_usd += charge
+                self.month_usd += charge
+            else:
+                self._charge(day, charge, unpriced=unpriced, estimated=estimated)
             day_alarm, month_alarm = self._alarms
             if self.today_usd >= day_alarm or self.month_usd >= month_alarm:
                 self._set_alarms()
