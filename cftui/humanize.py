@@ -40,3 +40,33 @@ def format_uptime(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_usd(usd: float | None) -> str:
+    """A cost in a few characters: `$12.35`, `$0.042`, `$0.0031`, `<$0.0001`;
+    `-` for None (no price known: an unpriced call is never shown as $0)."""
+    if usd is None:
+        return "-"
+    if usd == 0:
+        return "$0"
+    if usd >= 1000:
+        return f"${usd:,.0f}"
+    if usd >= 1:
+        return f"${usd:.2f}"
+    if usd >= 0.01:
+        return f"${usd:.3f}"
+    if usd >= 0.0001:
+        return f"${usd:.4f}"
+    return "<$0.0001"
+
+
+def format_ago(seconds: float) -> str:
+    """How long ago, in its largest unit (`12s ago`, `5m ago`, `3h ago`, `2d ago`);
+    `now` for less than a second, or a time a little ahead of this clock."""
+    if seconds < 1:
+        return "now"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"

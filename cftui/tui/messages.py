@@ -6,7 +6,7 @@ ones several screens care about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
@@ -14,6 +14,7 @@ from cftui.audit.traffic.totals import Totals
 from cftui.killswitch import KillResult
 from cftui.progress import ProgressEvent
 from cftui.runtime.base import BotStatus, StateChange
+from cftui.tui.proposal_counts import BotCount
 
 
 @dataclass
@@ -33,9 +34,10 @@ class ServiceStateChanged(Message):
 
 @dataclass
 class DailyTotalsUpdated(Message):
-    """Calls and tokens today, per bot, from traffic.jsonl."""
+    """Calls, tokens and cost today (and this month), per bot, from traffic.jsonl."""
 
     totals: dict[str, Totals]
+    month: dict[str, Totals] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +69,6 @@ class OperationFinished(Message):
 
 @dataclass
 class ProposalCountsUpdated(Message):
-    """How many changes some bots propose (None: no proposals tree)."""
+    """How many changes and egress requests some bots propose."""
 
-    counts: dict[str, int | None]
+    counts: dict[str, BotCount]
