@@ -27,7 +27,6 @@ from cftui.cli import (
 )
 from cftui.cli.common import add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
-from cftui.fleet import validate_bot_name
 
 # The app's bot tabs, in key order (1-7); `--open BOT:TAB` names one.
 from cftui.tui.tabs import TABS
@@ -63,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open_target(spec: str) -> tuple[str, str]:
+    from cftui.fleet import validate_bot_name
+
     bot, _, tab = spec.partition(":")
     validate_bot_name(bot)
     tab = tab or "overview"
