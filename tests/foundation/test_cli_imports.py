@@ -90,3 +90,11 @@ def test_costs_loads_the_traffic_reader_but_no_runtime(tmp_path: Path) -> None:
 def test_the_cli_groupings_are_the_readers() -> None:
     """`costs --by` is parsed without importing the reader: same names."""
     assert cost_cmds.GROUPINGS == spend.GROUPINGS
+
+
+def test_audit_loads_the_events_reader_only(tmp_path: Path) -> None:
+    env = {"CLAWFACTORY_HOME": str(tmp_path / "fleet")}
+    assert _loaded("init", "bot1", env=env)[0] == 0
+    code, modules = _loaded("audit", env=env)
+    assert code == 0 and "cftui.audit.events" in modules
+    assert _hits(modules, HEAVY) == []
