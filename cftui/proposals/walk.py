@@ -49,6 +49,7 @@ class Dir:
 
 
 _DIR_FIELDS = (stat.S_IFDIR, 0, 0, 0, 0, 0)
+_IFMT, _IFDIR = 0o170000, stat.S_IFDIR
 
 
 def walk(root_fd: int) -> Iterator[Dir]:
@@ -58,6 +59,9 @@ def walk(root_fd: int) -> Iterator[Dir]:
 
 def _walk(dfd: int, prefix: str, depth: int) -> Iterator[Dir]:
     here = Dir(prefix, dfd)
+    # One loop a file, so its body is kept short: locals, no calls but lstat.
+    names, stats, files, dirs = here.names, here.stats, here.files, here.dirs
+    add_name, add_stat, add_file, add = names.append, stats.append, files.append, here.values.extend
     try:
         with os.scandir(dfd) as it:
             for entry in it:
@@ -65,30 +69,26 @@ def _walk(dfd: int, prefix: str, depth: int) -> Iterator[Dir]:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # gone since the listing
-                here.names.append(entry.name)
-                here.stats.append(st)
+                name = entry.name
+                mode = st.st_mode
+                if mode & _IFMT != _IFDIR:
+                    # stat_cache.fields, inline
+                    add((mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink))
+                    if name in GIT_NAMES:
+                        here.refused.append((name, GIT_REFUSAL))
+                    else:
+                        add_file(len(names))
+                else:
+                    add(_DIR_FIELDS)
+                    if name not in GIT_NAMES:
+                        dirs.append(name)
+                    elif prefix:  # the top one is the tree's own git, read by agent_git
+                        here.refused.append((name, GIT_REFUSAL))
+                add_name(name)
+                add_stat(st)
     except OSError as exc:
         yield Dir(prefix, dfd, refused_self=f"cannot be listed: {exc.strerror or exc}")
         return
-    names, stats, files, dirs = here.names, here.stats, here.files, here.dirs
-    add = here.values.extend
-    for i, st in enumerate(stats):
-        mode = st.st_mode
-        if not stat.S_ISDIR(mode):
-            # stat_cache.fields, inline: this loop runs once a file.
-            add((mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink))
-            if names[i] in GIT_NAMES:
-                here.refused.append((names[i], GIT_REFUSAL))
-            else:
-                files.append(i)
-            continue
-        add(_DIR_FIELDS)
-        name = names[i]
-        if name in GIT_NAMES:
-            if prefix:  # the top one is the tree's own git, read by agent_git
-                here.refused.append((name, GIT_REFUSAL))
-            continue
-        dirs.append(name)
     yield here
     for name in dirs:
         path = f"{prefix}{name}/"
