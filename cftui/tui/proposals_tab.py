@@ -29,6 +29,7 @@ from cftui.inert import inert
 from cftui.progress import ProgressEvent
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.tui.confirm import ConfirmModal
+from cftui.tui.diff_render import DiffStyles, has_syntax, message_lines, render_diff
 from cftui.tui.diff_view import DiffView
 from cftui.tui.formatting import agent_text
 
@@ -352,7 +353,7 @@ class ProposalsTab(Vertical):
                 view.show_message(self._refusal_text(refusal))
             return
         view.show_message(Text("reading…", style="italic"))
-        self._read_diff(key)
+        self._read_diff(key, view.diff_styles())
 
     def _refusal_text(self, r: Refusal) -> Text:
         text = Text()
@@ -366,7 +367,10 @@ class ProposalsTab(Vertical):
         return text
 
     @work(thread=True, exclusive=True, group="proposals-diff", exit_on_error=False)
-    def _read_diff(self, key: str) -> None:
+    def _read_diff(self, key: str, styles: DiffStyles) -> None:
+        """Read the diff, show it tinted by line at once, then again with
+        its code coloured in its language (lexing a long diff takes a while;
+        the reader need not wait for it)."""
         from cftui.gateway import drift as config_drift
         from cftui.proposals.diff import diff
 
@@ -386,17 +390,23 @@ class ProposalsTab(Vertical):
                 hint = f"`cftui diff {self.bot} PATH` shows them all."
         except CftuiError as exc:
             text, heading = "", f"cannot show it: {exc}"
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._diff_read, key, text, heading, hint)
+        worker = get_current_worker()
+        if not text and heading:
+            lines = message_lines(heading)
+        else:
+            lines = render_diff(text, styles, heading=heading, rest_hint=hint, syntax=False)
+        if worker.is_cancelled:
+            return
+        self.app.call_from_thread(self._diff_read, key, lines, False)
+        if text and key != CONFIG_KEY and has_syntax(text):
+            coloured = render_diff(text, styles, heading=heading, rest_hint=hint)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._diff_read, key, coloured, True)
 
-    def _diff_read(self, key: str, text: str, heading: str, hint: str) -> None:
+    def _diff_read(self, key: str, lines: list[Text], coloured: bool) -> None:
         if key != self._cursor_key():
             return  # the cursor moved on
-        view = self.query_one(DiffView)
-        if not text and heading:
-            view.show_message(heading)
-        else:
-            view.show_diff(text, heading=heading, rest_hint=hint)
+        self.query_one(DiffView).show_lines(lines, coloured=coloured)
 
     # --- selection --------------------------------------------------------------
     def action_mark(self) -> None:

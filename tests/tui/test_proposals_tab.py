@@ -79,8 +79,7 @@ async def confirm(pilot, *, yes: bool = True) -> str:
 
 
 def diff_shown(app) -> str:
-    content = app.screen.query_one(DiffView).query_one("#diff-text", Static).content
-    return content.plain if isinstance(content, Text) else str(content)
+    return app.screen.query_one(DiffView).plain
 
 
 # --- the fleet table's count ---------------------------------------------------
