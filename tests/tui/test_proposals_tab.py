@@ -355,3 +355,24 @@ def test_help_and_palette_list_the_proposals_keys(make) -> None:
     assert {action for _t, action, _h in PROPOSAL_COMMANDS} <= {
         b.action for b in ProposalsTab.BINDINGS
     }
+
+
+async def test_markup_and_escapes_in_a_proposed_file_render_literally_when_coloured(
+    make, fleet: FleetHome, tree: Path
+) -> None:
+    """The diff view colours a Python file in its language: the markup and
+    the escape sequences in it stay text, in the lines and on the screen."""
+    write(tree, "workspace/tools/evil.py", 'x = "[bold]big[/] \x1b[31mred\x1b[0m"\n[/]\n')
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await opened(pilot, 1)
+        view = app.screen.query_one(DiffView)
+        await wait_until(pilot, lambda: view.coloured and "big" in view.plain)
+        want = '+x = "[bold]big[/] \\x1b[31mred\\x1b[0m"'
+        assert want in view.plain.split("\n") and "+[/]" in view.plain.split("\n")
+        line = next(t for t in view.lines if t.plain == want)
+        assert {s.style.color for s in line.spans if s.style and s.style.color}  # coloured
+        at = line.plain.index("big")  # the markup made nothing bold
+        assert not [s for s in line.spans if s.start <= at < s.end and s.style and s.style.bold]
+        drawn = "".join(seg.text for y in range(view.size.height) for seg in view.render_line(y))
+        assert "[bold]big[/]" in drawn and "\\x1b[31mred" in drawn and "\x1b" not in drawn
