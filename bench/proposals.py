@@ -50,19 +50,19 @@ from cftui.proposals import scan  # noqa: E402
 
 BOT = "bench"
 BASELINE = "147bb90"  # main before the per-directory records (issue 17's 5.5x)
-# Run in the baseline's own process: its scan, warmed once, timed ROUNDS times.
+# The baseline's own process: its scan warmed (its cache filled), then one
+# timed scan per line read, so its rounds alternate with the others'.
 BASELINE_SCRIPT = """
-import statistics, sys, time
+import sys, time
 from pathlib import Path
 from cftui.fleet import FleetHome
 from cftui.proposals import scan
-home, rounds = FleetHome(Path(sys.argv[1])), int(sys.argv[2])
+home = FleetHome(Path(sys.argv[1]))
 scan.scan(home, "bench"); time.sleep(0.2); scan.scan(home, "bench")
-times = []
-for _ in range(rounds):
+print("ready", flush=True)
+for _ in sys.stdin:
     started = time.perf_counter(); scan.scan(home, "bench")
-    times.append(time.perf_counter() - started)
-print(statistics.median(times))
+    print(time.perf_counter() - started, flush=True)
 """
 
 
@@ -107,9 +107,28 @@ def change(tree: Path, changed: int) -> None:
             path.write_text(path.read_text() + "edited\n")
 
 
-def baseline_scan(rev: str, home: FleetHome, work: Path, rounds: int) -> float | None:
-    """The median scan of revision `rev` on a copy of `home` (None when the
-    revision cannot be had, e.g. outside a git checkout)."""
+class Baseline:
+    """Revision `rev`'s scan, in its own process, on a copy of `home`."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def scan(self) -> float:
+        """One timed scan, as the baseline's process measured it."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("scan\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def baseline(rev: str, home: FleetHome, work: Path) -> Baseline | None:
+    """Revision `rev`'s package (by `git archive`) scanning a copy of `home`,
+    warmed; None when the revision cannot be had (outside a git checkout)."""
     pkg = work / "baseline"
     pkg.mkdir()
     try:
@@ -124,15 +143,18 @@ def baseline_scan(rev: str, home: FleetHome, work: Path, rounds: int) -> float |
     copy = work / "baseline-home"
     subprocess.run(["cp", "-a", str(home.root), str(copy)], check=True)
     path = os.pathsep.join([str(pkg), str(HERE.parent / "proxies")])
-    out = subprocess.run(
-        [sys.executable, "-c", BASELINE_SCRIPT, str(copy), str(rounds)],
-        check=True,
-        capture_output=True,
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE_SCRIPT, str(copy)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": path},
-    ).stdout
-    shutil.rmtree(copy, ignore_errors=True)
-    return float(out.strip().splitlines()[-1])
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.wait()
+        return None
+    return Baseline(proc)
 
 
 def edit_one(tree: Path, n: int) -> None:
@@ -175,15 +197,22 @@ def main() -> int:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), *sys.path])}
         cli = [sys.executable, "-m", "cftui", "--home", str(home.root), "proposals", BOT, "--json"]
         print(f"baseline {args.baseline} on a copy …", file=sys.stderr)
-        old = baseline_scan(args.baseline, home, work, args.rounds)
+        old = baseline(args.baseline, home, work)
         runs: dict[str, list[float]] = {
             "scan (in-process)": [],
             "cftui proposals": [],
             "git status": [],
         }
+        old_name = f"baseline scan {args.baseline}"
+        if old is not None:
+            runs[old_name] = []
         for r in range(args.rounds):
             order = list(runs) if r % 2 == 0 else list(reversed(runs))
             for name in order:
+                if name == old_name:
+                    assert old is not None
+                    runs[name].append(old.scan())
+                    continue
                 if name == "git status":
                     fn = lambda: git(tree, "status", "--porcelain")  # noqa: E731
                 elif name == "cftui proposals":
@@ -196,16 +225,17 @@ def main() -> int:
             edit_one(tree, r)
             after_edit.append(timed(lambda: scan.scan(home, BOT)))
         runs["scan after an edit"] = after_edit
+        if old is not None:
+            old.close()
         base = statistics.median(runs["git status"])
+        old_med = statistics.median(runs[old_name]) if old is not None else None
         print(f"tree: {args.files} files, {args.changed} changed; rounds: {args.rounds}")
         print(f"seed (copy + own git + stat cache): {seed_s * 1000:.0f} ms")
         print(f"first scan after seed (fills the cache): {first_s * 1000:.0f} ms")
         print(f"{'measure':<22} {'median':>10} {'vs git status':>14} {'vs baseline':>12}")
-        if old is not None:
-            runs[f"baseline scan {args.baseline}"] = [old]
         for name, values in runs.items():
             med = statistics.median(values)
-            vs_old = f"{med / old:>11.2f}x" if old else f"{'-':>12}"
+            vs_old = f"{med / old_med:>11.2f}x" if old_med else f"{'-':>12}"
             print(f"{name:<22} {med * 1000:>8.0f} ms {med / base:>13.2f}x {vs_old}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
