@@ -10,7 +10,8 @@ its proposals tree, lets a first scan record the stat cache (as any scan
 after the bot has run for a moment would), then changes CHANGED files in
 the proposals (half edited, a quarter added, a quarter removed) and times:
 
-  scan (in-process)   cftui.proposals.scan.scan, the commit reader included
+  scan                cftui.proposals.scan.scan, the commit reader included,
+                      in a process of its own (warm, its heap fresh)
   scan after an edit  the same, each round right after one more file was
                       edited (and the racy window waited out): a directory
                       judged again, the rest replayed
@@ -19,7 +20,7 @@ the proposals (half edited, a quarter added, a quarter removed) and times:
                       index after one warming run (untracked files listed)
   baseline scan       BASELINE's `cftui.proposals.scan.scan` (its package
                       taken with `git archive`) on a copy of the same home,
-                      timed in its own process the same way (issue 17 last
+                      in its own process the same way (issue 17 last
                       measured it at 2,318 ms beside git status's 417 ms:
                       5.55x, on a loaded machine)
 
@@ -50,9 +51,9 @@ from cftui.proposals import scan  # noqa: E402
 
 BOT = "bench"
 BASELINE = "147bb90"  # main before the per-directory records (issue 17's 5.5x)
-# The baseline's own process: its scan warmed (its cache filled), then one
-# timed scan per line read, so its rounds alternate with the others'.
-BASELINE_SCRIPT = """
+# A scan's own process: warmed (its cache filled), then one timed scan per
+# line read, so that its rounds alternate with the others'.
+SCAN_SCRIPT = """
 import sys, time
 from pathlib import Path
 from cftui.fleet import FleetHome
@@ -107,8 +108,9 @@ def change(tree: Path, changed: int) -> None:
             path.write_text(path.read_text() + "edited\n")
 
 
-class Baseline:
-    """Revision `rev`'s scan, in its own process, on a copy of `home`."""
+class ScanProcess:
+    """A revision's scan in a process of its own (a fresh heap, as the CLI
+    has; the bench's own holds every path it made), warmed."""
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
@@ -126,7 +128,24 @@ class Baseline:
         self.proc.wait(timeout=60)
 
 
-def baseline(rev: str, home: FleetHome, work: Path) -> Baseline | None:
+def scan_process(package: Path, home: Path) -> ScanProcess | None:
+    """The scan of the `cftui` package under `package`, on `home`."""
+    path = os.pathsep.join([str(package), str(HERE.parent / "proxies")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCAN_SCRIPT, str(home)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.wait()
+        return None
+    return ScanProcess(proc)
+
+
+def baseline(rev: str, home: FleetHome, work: Path) -> ScanProcess | None:
     """Revision `rev`'s package (by `git archive`) scanning a copy of `home`,
     warmed; None when the revision cannot be had (outside a git checkout)."""
     pkg = work / "baseline"
@@ -142,19 +161,7 @@ def baseline(rev: str, home: FleetHome, work: Path) -> Baseline | None:
     subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive, check=True)
     copy = work / "baseline-home"
     subprocess.run(["cp", "-a", str(home.root), str(copy)], check=True)
-    path = os.pathsep.join([str(pkg), str(HERE.parent / "proxies")])
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BASELINE_SCRIPT, str(copy)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        proc.wait()
-        return None
-    return Baseline(proc)
+    return scan_process(pkg, copy)
 
 
 def edit_one(tree: Path, n: int) -> None:
@@ -198,8 +205,10 @@ def main() -> int:
         cli = [sys.executable, "-m", "cftui", "--home", str(home.root), "proposals", BOT, "--json"]
         print(f"baseline {args.baseline} on a copy …", file=sys.stderr)
         old = baseline(args.baseline, home, work)
+        new = scan_process(HERE.parent, home.root)
+        assert new is not None
         runs: dict[str, list[float]] = {
-            "scan (in-process)": [],
+            "scan": [],
             "cftui proposals": [],
             "git status": [],
         }
@@ -213,18 +222,20 @@ def main() -> int:
                     assert old is not None
                     runs[name].append(old.scan())
                     continue
+                if name == "scan":
+                    runs[name].append(new.scan())
+                    continue
                 if name == "git status":
                     fn = lambda: git(tree, "status", "--porcelain")  # noqa: E731
-                elif name == "cftui proposals":
-                    fn = lambda: subprocess.run(cli, check=True, capture_output=True, env=env)  # noqa: E731
                 else:
-                    fn = lambda: scan.scan(home, BOT)  # noqa: E731
+                    fn = lambda: subprocess.run(cli, check=True, capture_output=True, env=env)  # noqa: E731
                 runs[name].append(timed(fn))
         after_edit = []
         for r in range(args.rounds):
             edit_one(tree, r)
-            after_edit.append(timed(lambda: scan.scan(home, BOT)))
+            after_edit.append(new.scan())
         runs["scan after an edit"] = after_edit
+        new.close()
         if old is not None:
             old.close()
         base = statistics.median(runs["git status"])

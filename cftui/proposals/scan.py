@@ -39,8 +39,7 @@ LISTING_NAME = ".proposals-approved"  # beside the stat cache: the approved list
 
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
-    """The walk makes no cycles but tens of thousands of objects: the cyclic
-    collector would rescan them again and again."""
+    """The cyclic collector off for a while (see the scan)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -78,19 +77,22 @@ def scan_with_contents(
         result.seeded = False
         return result, {}
     index = home.proposals_index(bot)
-    cache = stat_cache.load(index)
-    judge = _Judge(code, head, cache, index.with_name(LISTING_NAME), result)
     try:
+        # The records, the walk and the verdicts make no cycles, but tens of
+        # thousands of objects: in a process with a big heap (the TUI's) the
+        # cyclic collector would walk all of it again and again meanwhile.
         with _no_gc():
+            cache = stat_cache.load(index)
+            judge = _Judge(code, head, cache, index.with_name(LISTING_NAME), result)
             for d in walk(fd):
                 judge.directory(d)
+            _count_lines(code, result, judge.contents, judge.olds, judge.counted)
+            judge.keep_records()
+            cache.forget([k for k in cache.dirs if k not in judge.visited])
+            if cache.dirty and index.parent.is_dir():
+                stat_cache.save(index, cache)
     finally:
         os.close(fd)
-    _count_lines(code, result, judge.contents, judge.olds, judge.counted)
-    judge.keep_records()
-    cache.forget([k for k in cache.dirs if k not in judge.visited])
-    if cache.dirty and index.parent.is_dir():
-        stat_cache.save(index, cache)
     result.changes.sort(key=lambda c: c.path)
     result.refused.sort(key=lambda r: r.path)
     if with_commits:
