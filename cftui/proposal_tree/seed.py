@@ -202,7 +202,7 @@ def _cache_of(copy: Path, tree: dict[str, Blob], head: str) -> stat_cache.StatCa
     HEAD, byte for byte (what the seed wrote, in a directory the gateway
     cannot reach). Entries made within the racy window are hashed again by
     the first scan."""
-    cache = stat_cache.StatCache(base=head, _details={})
+    cache = stat_cache.StatCache(base=head, fresh=True)
     taken = stat_cache.now_ns()  # before the lstat calls: what is racy, is so for sure
     fd = os.open(copy, DIR_FLAGS)
     try:

@@ -14,8 +14,12 @@ whose ctime is close to when it was recorded is "racy" (a write in the same
 clock tick would not show): such a directory's verdict is not trusted, and
 such a file is hashed again.
 
-Names are stored as their filesystem bytes (read as latin-1, so a name that
-is not UTF-8 survives JSON).
+The records (`.proposals-index`: a digest and a verdict per directory) are
+read by every scan; the listings themselves with the blob id of each file
+(the details, in SHARDS files under `.proposals-index.d/`) only where a
+directory changed, and a change rewrites only its shard. Names are stored as
+their filesystem bytes (read as latin-1, so a name that is not UTF-8
+survives JSON).
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ import binascii
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from cftui.securefs import atomic_write_private
+from cftui.securefs import atomic_write_private, make_private_dirs
 
 VERSION = 2
 RACY_NS = 100_000_000  # well above any filesystem's timestamp granularity
@@ -163,18 +169,23 @@ def digest(key: str) -> str:
     return hashlib.blake2b(key.encode("latin-1"), digest_size=20).hexdigest()
 
 
+SHARDS = 64  # the details are kept in this many files: a change rewrites one
+
+
 @dataclass
 class StatCache:
     """Directory (its path with a trailing slash, "" for the top) -> its
     record; `base` is the approved commit the tree was seeded from (where the
-    agent's own commits start). The details are read on first use."""
+    agent's own commits start). The details are read, a shard at a time, on
+    first use; `fresh` (a new seed) ignores those on disk and replaces them."""
 
     base: str | None = None
     dirs: dict[str, list] = field(default_factory=dict)  # enc(prefix) -> Record.to_json
-    details_path: Path | None = None
+    details_dir: Path | None = None
+    fresh: bool = False
     dirty: bool = False
-    _details: dict[str, list] | None = None
-    details_dirty: bool = False
+    _shards: dict[int, dict[str, list]] = field(default_factory=dict)
+    _dirty_shards: set[int] = field(default_factory=set)
 
     def lookup(self, prefix: str) -> Record | None:
         raw = self.dirs.get(enc(prefix))
@@ -185,14 +196,16 @@ class StatCache:
         except (ValueError, TypeError):
             return None
 
-    @property
-    def details(self) -> dict[str, list]:
-        if self._details is None:
-            self._details = _load_details(self.details_path)
-        return self._details
+    def _shard(self, name: str) -> tuple[int, dict[str, list]]:
+        n = zlib.crc32(name.encode("latin-1")) % SHARDS
+        shard = self._shards.get(n)
+        if shard is None:
+            shard = {} if self.fresh else _load_shard(self.details_dir, n)
+            self._shards[n] = shard
+        return n, shard
 
     def detail(self, prefix: str) -> Detail | None:
-        raw = self.details.get(enc(prefix))
+        raw = self._shard(enc(prefix))[1].get(enc(prefix))
         if raw is None:
             return None
         try:
@@ -205,43 +218,62 @@ class StatCache:
         """Keep a directory's record and its detail."""
         name = enc(prefix)
         self.dirs[name] = record.to_json()
-        self.details[name] = [detail.key, detail.shas, detail.taken]
-        self.dirty = self.details_dirty = True
+        n, shard = self._shard(name)
+        shard[name] = [detail.key, detail.shas, detail.taken]
+        self._dirty_shards.add(n)
+        self.dirty = True
 
     def forget(self, names: list[str]) -> None:
         """Drop the records of directories (by their stored names) that are gone."""
         for name in names:
             self.dirs.pop(name, None)
-            if self._details is not None:
-                self._details.pop(name, None)
-                self.details_dirty = True
-        self.dirty = self.dirty or bool(names)
+            n, shard = self._shard(name)
+            if shard.pop(name, None) is not None:
+                self._dirty_shards.add(n)
+            self.dirty = True
+
+    def save(self, path: Path) -> None:
+        """Write it back (each file 0600, atomically): the details first, so a
+        record is never newer than what backs it."""
+        shards = range(SHARDS) if self.fresh else sorted(self._dirty_shards)
+        if shards:
+            top = details_dir_of(path)
+            make_private_dirs(top)
+            for n in shards:
+                body = orjson.dumps({"v": VERSION, "dirs": self._shards.get(n, {})})
+                atomic_write_private(top / f"{n:02d}.json", body)
+        self._dirty_shards.clear()
+        self.fresh = False
+        atomic_write_private(
+            path, orjson.dumps({"v": VERSION, "base": self.base, "dirs": self.dirs})
+        )
+        self.dirty = False
 
 
-def details_path_of(path: Path) -> Path:
-    return path.with_name(path.name + ".files")
+def details_dir_of(path: Path) -> Path:
+    return path.with_name(path.name + ".d")
 
 
 def load(path: Path) -> StatCache:
     """The cache, or an empty one when absent, unreadable or of an older
     version (it is only a cache: a scan without it hashes everything)."""
-    details = details_path_of(path)
+    details = details_dir_of(path)
     try:
         with open(path, "rb") as f:
             raw = orjson.loads(f.read())
         if raw.get("v") != VERSION:
             base = raw.get("base")
-            return StatCache(base if isinstance(base, str) else None, details_path=details)
-        return StatCache(raw.get("base"), dict(raw.get("dirs", {})), details_path=details)
+            return StatCache(base if isinstance(base, str) else None, details_dir=details)
+        return StatCache(raw.get("base"), dict(raw.get("dirs", {})), details_dir=details)
     except (OSError, ValueError, TypeError, AttributeError):
-        return StatCache(details_path=details)
+        return StatCache(details_dir=details)
 
 
-def _load_details(path: Path | None) -> dict[str, list]:
-    if path is None:
+def _load_shard(top: Path | None, n: int) -> dict[str, list]:
+    if top is None:
         return {}
     try:
-        with open(path, "rb") as f:
+        with open(top / f"{n:02d}.json", "rb") as f:
             raw = orjson.loads(f.read())
         if raw.get("v") != VERSION:
             return {}
@@ -251,21 +283,14 @@ def _load_details(path: Path | None) -> dict[str, list]:
 
 
 def save(path: Path, cache: StatCache) -> None:
-    """Write it back (each file 0600, atomically): the details first, so a
-    record is never newer than what backs it."""
-    if cache.details_dirty and cache._details is not None:
-        atomic_write_private(
-            details_path_of(path), orjson.dumps({"v": VERSION, "dirs": cache._details})
-        )
-        cache.details_dirty = False
-    atomic_write_private(path, orjson.dumps({"v": VERSION, "base": cache.base, "dirs": cache.dirs}))
-    cache.dirty = False
+    """Write the cache back (StatCache.save)."""
+    cache.save(path)
 
 
 def drop(path: Path) -> None:
-    for p in (path, details_path_of(path)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    shutil.rmtree(details_dir_of(path), ignore_errors=True)
 
 
 def now_ns() -> int:

@@ -113,7 +113,8 @@ def test_a_broken_or_foreign_cache_is_only_a_slower_scan(
     write(tree, "workspace/idea.md", "idea\n")
     want = _settled(home, bot).changes
     index = home.proposals_index(bot)
-    stat_cache.details_path_of(index).write_bytes(b"{not json")
+    for shard in stat_cache.details_dir_of(index).iterdir():
+        shard.write_bytes(b"{not json")
     listing = index.with_name(scan.LISTING_NAME)
     body = orjson.loads(listing.read_bytes())
     body["commit"] = "0" * 40  # the listing of another commit is never used
