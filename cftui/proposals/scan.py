@@ -30,6 +30,7 @@ from cftui.proposal_tree.stat_cache import NO_SHA, Detail, Found, Record, StatCa
 from cftui.proposals import agent_git
 from cftui.proposals.content import blob_id, is_binary, line_counts, read_at
 from cftui.proposals.hostile import file_refusal, link_refusal
+from cftui.proposals.mirror import bring_home
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.proposals.walk import Dir, open_tree, walk
 
@@ -65,6 +66,7 @@ def scan_with_contents(
     """The scan, and the proposed bytes of each added or changed file as they
     were read and hashed (what a promotion commits, so it commits exactly
     what was compared)."""
+    bring_home(home, bot)  # a Lima gateway writes its VM's copy
     code = home.code_dir(bot)
     head, on = approved.head_and_branch(code)
     result = Proposals(bot, head, on or "(detached)")

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.fleet import BotConfig
+from cftui.fleet import BotConfig, ModelPrice
 from cftui.gateway import wiring
 from cftui.gateway.wiring import node_heap_mb
+from cftui.runtime.spend_flags import money_flags, prices_env
 
 # Where things live in the VM (lima/provision/*.sh use the same paths).
 SRV = "/srv/clawfactory"
@@ -47,8 +48,27 @@ USER_PREFIXES = {"gateway": "cfgw", "llm-proxy": "cfllm", "egress": "cfeg", "fro
 
 
 def vm_tree(bot: str, which: str) -> str:
-    """A bot's `code` or `state` tree in the VM."""
+    """A bot's `code`, `state` or `proposals` tree in the VM."""
     return f"{SRV}/bots/{bot}/{which}"
+
+
+_WRITABLE_NAME = re.compile(r"[A-Za-z0-9._@+-]+")
+
+
+def writable_paths(bot: BotConfig) -> list[str]:
+    """The bot's `writable` paths as the VM's unit lists them (ReadWritePaths
+    under /code): one inside another is already writable and is dropped; a
+    name systemd or a shell would read as syntax is refused (the VM's
+    gateway-paths.sh checks all of it again)."""
+    paths = sorted(bot.writable_paths)
+    for rel in paths:
+        for part in rel.split("/"):
+            if part in (".", "..", ".git") or not _WRITABLE_NAME.fullmatch(part):
+                raise RuntimeOperationError(
+                    f"{bot.name}: writable path {rel!r} cannot be writable in a Lima VM: "
+                    "use only letters, digits and . _ @ + - in its names"
+                )
+    return [p for p in paths if not any(p.startswith(q + "/") for q in paths)]
 
 
 def unit_name(service: str, bot: str) -> str:
@@ -93,7 +113,7 @@ def _env_line(key: str, value: str) -> str:
     return f"{key}='{value}'\n"
 
 
-def bot_env(bot: BotConfig, recipient: str) -> str:
+def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None = None) -> str:
     """`/etc/clawfactory/bots/<bot>/bot.env`: read by bot-setup.sh and the proxy units."""
     ports = ports_for(bot)
     llm_args = [f"--upstream={p}={u}" for p, u in sorted(bot.upstreams.items())]
@@ -101,6 +121,7 @@ def bot_env(bot: BotConfig, recipient: str) -> str:
         llm_args.append(f"--daily-token-budget={bot.budget.daily_tokens}")
     if bot.budget.requests_per_minute:
         llm_args.append(f"--rpm={bot.budget.requests_per_minute}")
+    llm_args += money_flags(bot)
     egress_args = [f"--allow={a}" for a in bot.egress_allow]
     for arg in (*llm_args, *egress_args):
         # systemd splits an unbraced $VAR on whitespace and knows no quoting.
@@ -127,6 +148,7 @@ def bot_env(bot: BotConfig, recipient: str) -> str:
         "CF_MEMORY_MAX": f"{bot.limits.memory_mb}M",
         "CF_TASKS_MAX": str(bot.limits.pids),
         "CF_CPU_QUOTA": f"{round(bot.limits.cpus * 100)}%",
+        **prices_env(prices or {}),
     }
     return "# Written by cftui; not secret.\n" + "".join(_env_line(k, v) for k, v in values.items())
 
@@ -341,11 +363,9 @@ def openclaw_config(
     implementation, cftui.gateway.wiring), its proxy URLs moved to the bot's
     loopback ports, and the gateway bound to loopback behind the front."""
     out = _to_loopback(
-        # The VM's /code is not the read-only approved tree yet (issue 17's
-        # Docker wiring): OpenClaw's workspace stays where the config has it.
-        wiring.wire_openclaw_config(
-            config, proxy_token=proxy_token, gateway_token=gateway_token, workspace=None
-        ),
+        # OpenClaw's workspace is the approved tree, read-only at /code in
+        # the VM too (but for the writable paths); it proposes in /proposals.
+        wiring.wire_openclaw_config(config, proxy_token=proxy_token, gateway_token=gateway_token),
         bot,
     )
     out["gateway"]["port"] = ports_for(bot).gateway
