@@ -109,9 +109,6 @@ class Listing:
     def to_json(self) -> dict[str, object]:
         return {"v": 1, "commit": self.commit, "dirs": self._raw}
 
-    def has_dir(self, prefix: str) -> bool:
-        return _enc(prefix) in self._raw
-
     def files(self, prefix: str) -> dict[str, Blob]:
         """The entries directly in a directory (files, links, submodules)."""
         raw = self._raw.get(_enc(prefix))
