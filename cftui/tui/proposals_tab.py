@@ -31,6 +31,7 @@ from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_render import DiffStyles, has_syntax, message_lines, render_diff
 from cftui.tui.diff_view import DiffView
+from cftui.tui.egress_requests_view import EgressRequestsView
 from cftui.tui.formatting import agent_text
 from cftui.tui.promote_dialogs import PromoteFromModal, PromoteModal
 
@@ -207,6 +208,7 @@ class ProposalsTab(Vertical):
                 table.add_column(label, key=key, width=width)
             yield table
             yield DiffView(id="proposals-diff")
+        yield EgressRequestsView(self.bot, id="proposals-egress")
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._fleet_changed)
@@ -216,13 +218,14 @@ class ProposalsTab(Vertical):
         if not self._started or self.bot in self.app.pending_proposals:
             self._started = True
             self.action_reload()
+            self.query_one(EgressRequestsView).reload()
         self.query_one(DataTable).focus()
 
     def _fleet_changed(self, _data: object) -> None:
         """The app's periodic scan saw a different count: read them again."""
         if self.found is None or self.busy:
             return
-        if self.app.proposal_counts.counts.get(self.bot, self._count()) != self._count():
+        if self.app.proposal_counts.code_count(self.bot, self._count()) != self._count():
             self.action_reload()
 
     def _count(self) -> int | None:
