@@ -36,6 +36,7 @@ class DiffView(ScrollView, can_focus=False):
         super().__init__(id=id)
         self._lines: list[Text] = []
         self.coloured = False  # the code in the lines shown has its language's colours
+        self.settled = True  # what is shown is final (no pass of a worker still to come)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
 
     # --- what it shows --------------------------------------------------------
@@ -54,21 +55,26 @@ class DiffView(ScrollView, can_focus=False):
         tones = {tone: self.get_component_rich_style(f"diff--{tone}") for tone in TONES}
         return DiffStyles(tones, dark=self.app.current_theme.dark)
 
-    def show_message(self, text: Text | str) -> None:
-        """A note in place of a diff (a refusal, an error, nothing selected)."""
-        self.show_lines(message_lines(text))
+    def show_message(self, text: Text | str, *, settled: bool = True) -> None:
+        """A note in place of a diff (a refusal, an error, nothing selected;
+        "reading…", not `settled`)."""
+        self.show_lines(message_lines(text), settled=settled)
 
     def show_diff(self, diff: str, *, heading: str = "", rest_hint: str = "") -> None:
         """`diff` highlighted here and now (small diffs; a worker renders
         big ones with `diff_render` and calls `show_lines`)."""
         self.show_lines(render_diff(diff, self.diff_styles(), heading=heading, rest_hint=rest_hint))
 
-    def show_lines(self, lines: list[Text], *, coloured: bool = False) -> None:
+    def show_lines(
+        self, lines: list[Text], *, coloured: bool = False, settled: bool = True
+    ) -> None:
         """Lines from `diff_render`; `coloured` when they are the lines
         already shown with their code coloured (the second pass): the
-        scroll position is kept."""
+        scroll position is kept. `settled` is False while a worker has
+        another pass to bring (what tests wait on)."""
         self._lines = lines
         self.coloured = coloured
+        self.settled = settled
         self._strips.clear()
         width = max((line.cell_len for line in lines), default=0)
         self.virtual_size = Size(width, len(lines))

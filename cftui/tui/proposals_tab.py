@@ -375,7 +375,7 @@ class ProposalsTab(Vertical):
             if refusal is not None:
                 view.show_message(self._refusal_text(refusal))
             return
-        view.show_message(Text("reading…", style="italic"))
+        view.show_message(Text("reading…", style="italic"), settled=False)
         self._read_diff(key, view.diff_styles())
 
     def _refusal_text(self, r: Refusal) -> Text:
@@ -420,16 +420,17 @@ class ProposalsTab(Vertical):
             lines = render_diff(text, styles, heading=heading, rest_hint=hint, syntax=False)
         if worker.is_cancelled:
             return
-        self.app.call_from_thread(self._diff_read, key, lines, False)
-        if text and key != CONFIG_KEY and has_syntax(text):
+        more = bool(text) and key != CONFIG_KEY and has_syntax(text)
+        self.app.call_from_thread(self._diff_read, key, lines, False, not more)
+        if more:
             coloured = render_diff(text, styles, heading=heading, rest_hint=hint)
             if not worker.is_cancelled:
-                self.app.call_from_thread(self._diff_read, key, coloured, True)
+                self.app.call_from_thread(self._diff_read, key, coloured, True, True)
 
-    def _diff_read(self, key: str, lines: list[Text], coloured: bool) -> None:
+    def _diff_read(self, key: str, lines: list[Text], coloured: bool, settled: bool) -> None:
         if key != self._cursor_key():
             return  # the cursor moved on
-        self.query_one(DiffView).show_lines(lines, coloured=coloured)
+        self.query_one(DiffView).show_lines(lines, coloured=coloured, settled=settled)
 
     # --- selection --------------------------------------------------------------
     def action_mark(self) -> None:

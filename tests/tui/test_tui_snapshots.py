@@ -163,7 +163,20 @@ class TestBotScreen:
             await wait_until(pilot, lambda: len(tab._keys) == 5)
             await pilot.press("down", "down")  # the new skill
             view = pilot.app.screen.query_one(DiffView)
-            await wait_until(pilot, lambda: "forecast" in view.plain and view.coloured)
+            await wait_until(pilot, lambda: "forecast" in view.plain and view.settled)
+            assert view.coloured
+            # The fleet's count toasts "proposes N changes" if it lands after
+            # the tab's own scan: once they agree, the shot pins the tab alone.
+            app = pilot.app
+            await wait_until(
+                pilot,
+                lambda: (
+                    not app._counting
+                    and tab.found is not None
+                    and app.proposal_counts.counts.get("scout") == tab.found.count
+                ),
+            )
+            app.clear_notifications()
             await pilot.pause()
 
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)
