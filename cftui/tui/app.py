@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from cftui import killswitch, lifecycle, locks
+from cftui import killswitch, lifecycle, locks, spend
 from cftui.audit.traffic.daily import DailyCounter, month_start
 from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
@@ -205,6 +205,7 @@ class ClawFactoryApp(App[int]):
         if first:
             self.refresh_status()
             self.count_proposals()
+            self.check_spend()
             if self.open_target:
                 bot, tab = self.open_target
                 self.open_bot(bot, tab)
@@ -237,6 +238,18 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
         self.count_proposals()
+        self.check_spend()
+
+    # --- money budgets (async) -----------------------------------------------
+    @work(exclusive=True, group="spend", exit_on_error=False)
+    async def check_spend(self) -> None:
+        """The budget thresholds the proxies' spend crossed: each told once
+        per period (whoever looks first: this app, `--run` or `cftui
+        serve`), and a bot whose `on_exhausted` is "stop" stopped."""
+        notices = await spend.check_budgets(self.home, self.runtimes, list(self.configs.values()))
+        for notice in notices:
+            severity = "error" if notice.percent >= 100 else "warning"
+            self.notify(notice.summary(), severity=severity, markup=False)
 
     # --- proposals counts (thread) -------------------------------------------
     def count_proposals(self) -> None:
