@@ -369,6 +369,12 @@ class FleetHome:
             out[name] = _bot_from_toml(name, raw)
         return out
 
+    def document(self) -> dict[str, Any]:
+        """fleet.toml as plain data, read-only: for a module that owns a
+        table of its own (the controller's `[controller]` and
+        `[bots.NAME.controller]`) and parses it itself."""
+        return self._read_doc().unwrap()
+
     def bot(self, name: str) -> BotConfig:
         """One bot's config; UnknownBot if fleet.toml does not list it."""
         validate_bot_name(name)

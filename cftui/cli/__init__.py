@@ -21,6 +21,7 @@ from cftui.cli import (
     capture_cmds,
     fleet_cmds,
     proposal_cmds,
+    serve_cmds,
     snapshot_cmds,
     stack_cmds,
 )
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds, proposal_cmds):
+    commands = (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds, proposal_cmds)
+    for module in (*commands, serve_cmds):
         module.register(sub)
     return parser
 
