@@ -20,10 +20,10 @@ from aiohttp import web
 
 from cftui.audit.events import record_event
 from cftui.controller import notify, remote_kill, server
-from cftui.controller.notify import BACKOFF_S as NOTIFY_BACKOFF_S
-from cftui.controller.notify import POLL_S as NOTIFY_POLL_S
 from cftui.controller.clock import Clock
 from cftui.controller.lock import ServeLock
+from cftui.controller.notify import BACKOFF_S as NOTIFY_BACKOFF_S
+from cftui.controller.notify import POLL_S as NOTIFY_POLL_S
 from cftui.controller.schedule import Outcome, SnapshotScheduler
 from cftui.controller.secrets import ControllerSecrets, load_or_create
 from cftui.controller.settings import DEFAULT_LISTEN, Settings, parse_listen
@@ -66,6 +66,7 @@ class Controller:
     notifier: notify.Notifier = field(init=False)
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _promoting: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _actions: set[asyncio.Task] = field(default_factory=set)
     _runners: list[web.AppRunner] = field(default_factory=list)
     bound: list[tuple[str, int]] = field(default_factory=list)
 
@@ -111,7 +112,9 @@ class Controller:
         return bs.promote_remote, branch
 
     def promote_soon(self, bot: str, source: str, delivery: str) -> None:
-        self._spawn(self._promote(bot, source, delivery), f"cf-promote-{bot}")
+        task = self._spawn(self._promote(bot, source, delivery), f"cf-promote-{bot}")
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
 
     async def _promote(self, name: str, source: str, delivery: str) -> None:
         from cftui.proposals import rollout
@@ -153,8 +156,8 @@ class Controller:
 
     async def idle(self) -> None:
         """Until every background action (promotions) has ended: for tests."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._actions:
+            await asyncio.gather(*list(self._actions), return_exceptions=True)
 
     # --- running ---------------------------------------------------------
     async def start(self) -> None:

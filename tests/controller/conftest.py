@@ -5,6 +5,7 @@ receiver on loopback that records what the controller sends out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -107,10 +108,8 @@ class Receiver:
             if left <= 0:
                 raise AssertionError(f"no {kind} event; got {[e['event'] for e in self.events()]}")
             self.arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), left)
-            except TimeoutError:
-                pass
 
 
 @pytest.fixture
