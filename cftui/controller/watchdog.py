@@ -10,7 +10,9 @@ rebuild), it is not locked by the kill switch, nothing (a restore, a
 promote, a start) is under way on it, and its proxies run (so its stack is
 up and only the gateway fell). An operator's `stop`, a `kill` or a paused
 gateway (a snapshot holding it still) is therefore never "restarted".
-A gateway that has run for `stable_s` again counts as healed.
+A gateway that has run for `stable_s` again counts as healed. One given up
+on stays down, across restarts of the controller, until the operator
+starts it again.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def last_lifecycle_actions(home: FleetHome) -> dict[str, str]:
         if not isinstance(rec, dict) or rec.get("ok") is False:
             continue
         action = rec.get("action")
-        if action in _UP_ACTIONS | _DOWN_ACTIONS:
+        if action == "crash" and rec.get("gave_up") is True:
+            action = "gave-up"  # left down on purpose: a new watchdog leaves it too
+        if action in _UP_ACTIONS | _DOWN_ACTIONS | {"gave-up"}:
             names = [rec.get("bot")] if rec.get("bot") else rec.get("bots") or []
             for name in names:
                 if isinstance(name, str):
@@ -159,12 +163,13 @@ class Watchdog:
         try:
             w.attempts += 1
             w.backoff = self.backoff_s * 2 ** (w.attempts - 1)
-            w.next_try = self._t() + w.backoff
             self.on_action(name, f"restarting the gateway (attempt {w.attempts})")
             try:
                 await lifecycle.restart(self.home, self.home.bot(name), self.runtimes)
             except CftuiError as exc:
                 self.on_action(name, f"restart failed: {one_line(exc)}")
+            # the backoff counts from the end of this restart, not its start
+            w.next_try = self._t() + w.backoff
             w.reported = False  # a crash after this restart is a new report
         finally:
             self._busy.discard(name)
