@@ -14,6 +14,7 @@ domain function the CLI and the TUI already call:
 - `remote_kill`: `POST /kill`, the one kill switch (`cftui.killswitch`);
 - `notify`: lifecycle events out, read from `audit/events.jsonl`, signed;
 - `watchdog`: a crashed gateway restarted through `cftui.lifecycle`;
+- `budget`: the spend domain's budget check, called on a timer;
 - `server` (the HTTP face) and `service` (the loop that runs them all);
 - `unit`: the systemd user unit.
 

@@ -52,6 +52,7 @@ _KINDS = {
     "restart": "start",
     "crash": "crash",
     "budget": "budget",
+    "spend_threshold": "budget",  # what cftui.spend (issue 19) records
     "promote": "promote",
     "proposal": "proposal_waiting",
 }
@@ -59,7 +60,7 @@ _KINDS = {
 _FIELDS = (
     "ok", "bots", "seconds", "reports", "commit", "before", "count", "source", "name",
     "error", "attempt", "gave_up", "next_restart_s", "state", "percent", "period",
-    "by", "via", "cancelled", "pending",
+    "by", "via", "cancelled", "pending", "spent_usd", "budget_usd", "period_key", "reason",
 )  # fmt: skip
 
 

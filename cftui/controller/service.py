@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from cftui.audit.events import record_event
-from cftui.controller import notify, remote_kill, server
+from cftui.controller import budget, notify, remote_kill, server
 from cftui.controller.clock import Clock
 from cftui.controller.lock import ServeLock
 from cftui.controller.notify import BACKOFF_S as NOTIFY_BACKOFF_S
@@ -180,6 +180,9 @@ class Controller:
             on_action=lambda bot, what: self.log(f"{bot}: {what}"),
         )
         self._spawn(watchdog.run(), "cf-watchdog")
+        self._spawn(
+            budget.watch_budgets(self.home, self.runtimes, self.clock, self.log), "cf-budget"
+        )
         sites = [(self.options.listen, self.options.kill_listen is None)]
         if self.options.kill_listen:
             sites.append((self.options.kill_listen, True))
