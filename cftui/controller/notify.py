@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -70,6 +71,19 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def _scrubbed(value: Any) -> Any:
+    """A value with any `scheme://user:token@` credentials masked: a git
+    error may quote a remote URL that carries one."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\1***@", value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
 def event_for(record: dict[str, Any]) -> dict[str, Any] | None:
     """The outgoing event for one events.jsonl record, or None if it is not
     a lifecycle event."""
@@ -86,7 +100,7 @@ def event_for(record: dict[str, Any]) -> dict[str, Any] | None:
         out["action"] = action
     for key in _FIELDS:
         if key in record:
-            out[key] = record[key]
+            out[key] = _scrubbed(record[key])
     return out
 
 

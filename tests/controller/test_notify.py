@@ -145,3 +145,11 @@ def test_only_lifecycle_events_go_out() -> None:
     assert event_for({"action": "snapshot", "ok": False, "bot": "a"})["event"] == "snapshot_failed"
     assert event_for({"action": "restart", "bot": "a"})["event"] == "start"
     assert event_for({"action": "promote", "ok": False, "bot": "a"})["event"] == "promote_failed"
+
+
+def test_credentials_in_a_quoted_url_are_masked() -> None:
+    rec = {"action": "promote", "ok": False, "bot": "a",
+           "error": "fetch https://bob:ghp_abcdef123456@github.com/acme/bot.git failed"}  # fmt: skip
+    event = event_for(rec)
+    assert event is not None and "ghp_abcdef123456" not in event["error"]
+    assert "https://***@github.com/acme/bot.git" in event["error"]
