@@ -132,9 +132,8 @@ def wire_openclaw_config(
     """`openclaw.json` with every provider pointed at the LLM proxy (the
     bot's proxy token as its key), the egress proxy as `proxy.proxyUrl`, the
     gateway in local mode behind token auth, and OpenClaw's workspace at
-    `workspace` (the approved tree; None keeps the config's own: a Lima VM,
-    whose `/code` is not yet read-only with writable paths). Other keys are
-    kept."""
+    `workspace` (the approved tree, read-only but for its writable paths in
+    both runtimes; None keeps the config's own). Other keys are kept."""
     out = copy.deepcopy(config)
     models = out.setdefault("models", {})
     if not isinstance(models, dict):

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import stat
 
+from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.securefs import kind_of
 
-# Over this a proposed file is refused unread (OpenClaw's skills and notes
-# are text; anything bigger belongs in the approved tree by another route).
-MAX_FILE_BYTES = 16 << 20
+__all__ = ["GIT_NAMES", "GIT_REFUSAL", "MAX_FILE_BYTES", "file_refusal", "link_refusal"]
 GIT_NAMES = frozenset({".git"})
 
 

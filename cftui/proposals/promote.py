@@ -36,6 +36,7 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import approved, seed
 from cftui.proposal_tree.approved import EXECUTABLE, run, run_bytes
+from cftui.proposals import mirror
 from cftui.proposals.model import Change, Refusal
 from cftui.proposals.scan import scan_with_contents
 from cftui.securefs import UnsafeFile, make_agent_dirs, remove_agent_entry, write_agent_file
@@ -165,7 +166,18 @@ async def promote(
         _record(home, result)
         if len(chosen) == len(found.changes) and not found.refused:
             await asyncio.to_thread(seed.reset_git, home, bot.name)
+        await _send_back(home, result)
         return result
+
+
+async def _send_back(home: FleetHome, result: PromoteResult) -> None:
+    """The gateway's own copy of the proposals (a Lima VM's) made like the
+    host's again; the promotion stands if that fails (it is sent at the
+    bot's next start), and says so."""
+    try:
+        await mirror.send_back(home, result.bot)
+    except CftuiError as exc:
+        result.notes.append(f"{exc} (it is sent at the next start)")
 
 
 def _check_reviewed(bot: str, chosen: list[Change], reviewed: Mapping[str, str | None]) -> None:
@@ -397,4 +409,5 @@ async def promote_from(
                 result.notes.append(
                     f"{len(kept)} path(s) the bot had changed keep its version in the proposals"
                 )
+            await _send_back(home, result)
         return result

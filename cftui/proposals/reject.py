@@ -12,6 +12,7 @@ from cftui.audit.events import record_event
 from cftui.errors import ProposalError, UsageError
 from cftui.fleet import FleetHome
 from cftui.proposal_tree import seed
+from cftui.proposals import mirror
 from cftui.proposals.scan import scan
 
 
@@ -23,6 +24,7 @@ async def reject(home: FleetHome, bot: str, paths: Sequence[str] = ()) -> list[s
         if not paths:
             head = await asyncio.to_thread(seed.seed, home, bot)
             record_event(home, "reject", bot, paths=["*"], approved=head)
+            await mirror.send_back(home, bot)
             return ["*"]
         found = await asyncio.to_thread(scan, home, bot, with_commits=False)
         if not found.seeded:
@@ -45,4 +47,5 @@ async def reject(home: FleetHome, bot: str, paths: Sequence[str] = ()) -> list[s
         record_event(
             home, "reject", bot, paths=done[:200], count=len(done), approved=found.approved
         )
+        await mirror.send_back(home, bot)
         return done

@@ -23,6 +23,7 @@ from cftui.proposal_tree.approved import EXECUTABLE, GITLINK, REGULAR, SYMLINK, 
 from cftui.proposals import agent_git
 from cftui.proposals.content import blob_id, is_binary, line_counts, read_at
 from cftui.proposals.hostile import file_refusal, link_refusal
+from cftui.proposals.mirror import bring_home
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.proposals.walk import open_tree, walk
 
@@ -57,6 +58,7 @@ def scan_with_contents(
     """The scan, and the proposed bytes of each added or changed file as they
     were read and hashed (what a promotion commits, so it commits exactly
     what was compared)."""
+    bring_home(home, bot)  # a Lima gateway writes its VM's copy
     code = home.code_dir(bot)
     head = approved.head(code)
     try:

@@ -250,5 +250,14 @@ class Runtime(ABC):
     async def push_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Send `state/` to where the gateway runs after a restore."""
 
+    async def pull_proposals(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Bring the proposals tree the gateway writes to the host's
+        `proposals/` before it is read (a scan, a promotion). A no-op where
+        the gateway writes the host's tree itself (Docker's bind mount)."""
+
+    async def push_proposals(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Send the host's `proposals/` to where the gateway writes its tree,
+        after cftui changed it (a reject, a promotion)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (SSH, HTTP pools)."""

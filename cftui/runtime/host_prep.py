@@ -165,24 +165,34 @@ def prepare_proposals(home: FleetHome, bot: BotConfig) -> None:
             with agent_dir(root) as fd:
                 assert fd is not None
                 os.fchown(fd, uid, gid)
+    seed_proposals(home, bot)
+    note = proposals_note(bot)
+    if note is not None:
+        try:
+            write_agent_file(home.code_dir(bot.name), note, PROPOSALS_NOTE_TEXT, mode=0o644)
+        except (UnsafeFile, OSError) as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: cannot write {note}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+
+
+def seed_proposals(home: FleetHome, bot: BotConfig) -> bool:
+    """The host's proposals tree seeded from the approved tree unless it is
+    there already (both runtimes: a Lima VM's copy is pushed from it);
+    whether it seeded. A failure is one line."""
+    root = home.proposals_dir(bot.name)
     try:
-        ensure_seeded(home, bot.name)
+        return ensure_seeded(home, bot.name)
     except (ProposalError, UnsafeFile) as exc:
         raise RuntimeOperationError(f"{bot.name}: {exc}") from None
     except OSError as exc:
         raise RuntimeOperationError(
             f"{bot.name}: cannot seed its proposals tree {root}: {exc.strerror or exc}"
         ) from None
-    _write_proposals_note(home, bot)
 
 
-def _write_proposals_note(home: FleetHome, bot: BotConfig) -> None:
+def proposals_note(bot: BotConfig) -> str | None:
+    """Where the note on proposing goes in `code/` (PROPOSALS_NOTE), or None
+    when the bot has no writable memory to put it in (the operator chose so)."""
     parent = PROPOSALS_NOTE.rpartition("/")[0]
-    if parent not in bot.writable_paths:
-        return  # no writable memory to put it in: the operator chose so
-    try:
-        write_agent_file(home.code_dir(bot.name), PROPOSALS_NOTE, PROPOSALS_NOTE_TEXT, mode=0o644)
-    except (UnsafeFile, OSError) as exc:
-        raise RuntimeOperationError(
-            f"{bot.name}: cannot write {PROPOSALS_NOTE}: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
+    return PROPOSALS_NOTE if parent in bot.writable_paths else None

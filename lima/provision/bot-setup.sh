@@ -2,7 +2,8 @@
 # One bot's place in the VM, run as root by cftui before each start:
 # a system user per service, the bot's directories with their owners and
 # modes, its nftables containment, its nginx front, and the per-bot unit
-# drop-ins (user, limits, writable paths). Reads the non-secret settings that
+# drop-ins (user, limits; what the gateway may write is gateway-paths.sh's,
+# run once code/ is pushed). Reads the non-secret settings that
 # cftui pushed to /etc/clawfactory/bots/BOT/bot.env. Idempotent.
 #
 # usage: bot-setup.sh BOT
@@ -22,9 +23,10 @@ for u in "$CF_GW_USER" "$CF_LLM_USER" "$CF_EGRESS_USER" "$CF_FRONT_USER"; do
 done
 GW_UID=$(id -u "$CF_GW_USER")
 
-# Directories: the gateway owns only its code/ and state/.
+# Directories: the gateway owns only its code/, state/ and proposals/.
 install -d -m 0700 -o "$CF_GW_USER" -g "$CF_GW_USER" "/srv/clawfactory/bots/$BOT" \
-    "/srv/clawfactory/bots/$BOT/code" "/srv/clawfactory/bots/$BOT/state"
+    "/srv/clawfactory/bots/$BOT/code" "/srv/clawfactory/bots/$BOT/state" \
+    "/srv/clawfactory/bots/$BOT/proposals"
 install -d -m 0711 -o root -g root "/srv/clawfactory/secrets/$BOT" "/srv/clawfactory/audit/$BOT"
 install -d -m 0700 -o "$CF_LLM_USER" -g "$CF_LLM_USER" "/srv/clawfactory/audit/$BOT/llm"
 install -d -m 0700 -o "$CF_EGRESS_USER" -g "$CF_EGRESS_USER" "/srv/clawfactory/audit/$BOT/egress" \
@@ -92,7 +94,6 @@ dropin() {  # UNIT CONTENT
 dropin "cf-gateway@$BOT.service" "[Service]
 User=$CF_GW_USER
 Group=$CF_GW_USER
-ReadWritePaths=/code /state
 MemoryMax=$CF_MEMORY_MAX
 MemorySwapMax=0
 TasksMax=$CF_TASKS_MAX

@@ -45,13 +45,14 @@ for pair in "venv:llm,fake" "venv-egress:egress"; do
     fi
 done
 
-install -d -m 0755 /usr/local/lib/clawfactory /etc/clawfactory/bots /srv/clawfactory /code /state
+install -d -m 0755 /usr/local/lib/clawfactory /etc/clawfactory/bots /srv/clawfactory /code /state /proposals
 install -d -m 0711 /srv/clawfactory/secrets /srv/clawfactory/audit /srv/clawfactory/bots
 install -d -m 0700 /srv/clawfactory/snapshots
 install -d -m 0711 /var/lib/clawfactory/egress
 install -d -m 0755 /srv/clawfactory/ca
 install -m 0755 "$DIR/bin/gateway-run" /usr/local/lib/clawfactory/gateway-run
 install -m 0755 "$DIR/provision/bot-setup.sh" /usr/local/lib/clawfactory/bot-setup.sh
+install -m 0755 "$DIR/provision/gateway-paths.sh" /usr/local/lib/clawfactory/gateway-paths.sh
 for unit in "$DIR"/systemd/*.service; do
     install -m 0644 "$unit" /etc/systemd/system/
 done

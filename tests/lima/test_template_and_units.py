@@ -120,9 +120,15 @@ def test_every_unit_is_hardened():
             assert line in text, f"{unit.name} lacks {line.strip()}"
     gw = (LIMA / "systemd" / "cf-gateway@.service").read_text()
     assert "/srv/clawfactory/secrets" in gw and "/srv/clawfactory/audit" in gw  # inaccessible
-    assert "\nReadWritePaths" not in gw  # only the per-bot drop-in grants /code /state
+    # /code is the approved tree, read-only; only gateway-paths.sh's per-bot
+    # drop-in grants /state, /proposals and the writable paths.
+    assert "BindReadOnlyPaths=/srv/clawfactory/bots/%i/code:/code\n" in gw
+    assert "\nReadWritePaths" not in gw
     setup = (LIMA / "provision" / "bot-setup.sh").read_text()
-    assert "ReadWritePaths=/code /state" in setup and "MemoryMax=" in setup
+    gw_dropin = setup[setup.index('dropin "cf-gateway@') : setup.index('dropin "cf-llm-proxy@')]
+    assert "ReadWritePaths" not in gw_dropin and "MemoryMax=" in gw_dropin
+    paths = (LIMA / "provision" / "gateway-paths.sh").read_text()
+    assert 'rw="/state /proposals"' in paths and "ReadWritePaths=%s" in paths
 
 
 def _bot(name: str = "b1", **kw) -> BotConfig:
@@ -272,7 +278,8 @@ def test_openclaw_config_points_at_loopback_proxies_and_keeps_other_keys():
     assert out["proxy"]["proxyUrl"] == f"http://127.0.0.1:{p.egress}"
     assert out["gateway"]["port"] == p.gateway and out["gateway"]["bind"] == "loopback"
     assert out["gateway"]["auth"] == {"mode": "token", "token": "cfg_g"}
-    assert out["agents"] == cfg["agents"]
+    # OpenClaw's workspace is the approved tree, read-only at /code as in Docker.
+    assert out["agents"] == {"defaults": {"workspace": "/code/workspace"}}
     models = {"providers": {"openai": {"baseUrl": "https://api.openai.com/v1", "apiKey": "sk-x"}}}
     got = openclaw_models_json(models, bot, proxy_token="cfp_t")["providers"]["openai"]
     assert got == {"baseUrl": f"http://127.0.0.1:{p.llm}/openai/v1", "apiKey": "cfp_t"}
@@ -338,3 +345,14 @@ def test_list_units_lines_parse():
     units = parse_list_units(text)
     assert units["cf-gateway@x.service"]["ActiveState"] == "active"
     assert units["cf-egress@x.service"]["SubState"] == "failed"
+
+
+def test_writable_paths_for_the_vm_drop_nested_ones_and_refuse_unit_syntax():
+    from cftui.runtime.lima.plan import writable_paths
+
+    bot = _bot(writable=("workspace/memory/daily", "workspace/memory", "workspace/b1_save"))
+    assert writable_paths(bot) == ["workspace/b1_save", "workspace/memory"]
+    assert writable_paths(_bot()) == ["workspace/b1_save", "workspace/memory"]
+    for bad in ("work space", "a/%n", "a/$X", "a\nb"):
+        with pytest.raises(RuntimeOperationError, match="cannot be writable in a Lima VM"):
+            writable_paths(_bot(writable=(bad,)))

@@ -47,8 +47,27 @@ USER_PREFIXES = {"gateway": "cfgw", "llm-proxy": "cfllm", "egress": "cfeg", "fro
 
 
 def vm_tree(bot: str, which: str) -> str:
-    """A bot's `code` or `state` tree in the VM."""
+    """A bot's `code`, `state` or `proposals` tree in the VM."""
     return f"{SRV}/bots/{bot}/{which}"
+
+
+_WRITABLE_NAME = re.compile(r"[A-Za-z0-9._@+-]+")
+
+
+def writable_paths(bot: BotConfig) -> list[str]:
+    """The bot's `writable` paths as the VM's unit lists them (ReadWritePaths
+    under /code): one inside another is already writable and is dropped; a
+    name systemd or a shell would read as syntax is refused (the VM's
+    gateway-paths.sh checks all of it again)."""
+    paths = sorted(bot.writable_paths)
+    for rel in paths:
+        for part in rel.split("/"):
+            if part in (".", "..", ".git") or not _WRITABLE_NAME.fullmatch(part):
+                raise RuntimeOperationError(
+                    f"{bot.name}: writable path {rel!r} cannot be writable in a Lima VM: "
+                    "use only letters, digits and . _ @ + - in its names"
+                )
+    return [p for p in paths if not any(p.startswith(q + "/") for q in paths)]
 
 
 def unit_name(service: str, bot: str) -> str:
@@ -341,11 +360,9 @@ def openclaw_config(
     implementation, cftui.gateway.wiring), its proxy URLs moved to the bot's
     loopback ports, and the gateway bound to loopback behind the front."""
     out = _to_loopback(
-        # The VM's /code is not the read-only approved tree yet (issue 17's
-        # Docker wiring): OpenClaw's workspace stays where the config has it.
-        wiring.wire_openclaw_config(
-            config, proxy_token=proxy_token, gateway_token=gateway_token, workspace=None
-        ),
+        # OpenClaw's workspace is the approved tree, read-only at /code in
+        # the VM too (but for the writable paths); it proposes in /proposals.
+        wiring.wire_openclaw_config(config, proxy_token=proxy_token, gateway_token=gateway_token),
         bot,
     )
     out["gateway"]["port"] = ports_for(bot).gateway

@@ -23,6 +23,7 @@ from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.identity import recipient_of
 from cftui.progress import Progress, ProgressEvent, no_progress
+from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_prep
 from cftui.runtime.base import (
     MISSING,
@@ -52,10 +53,11 @@ from cftui.runtime.lima.plan import (
     unit_name,
     unix_user,
     vm_tree,
+    writable_paths,
 )
 from cftui.runtime.lima.ssh import VMShell
 from cftui.runtime.lima.status import ShowCache, query_states, vm_down
-from cftui.runtime.lima.sync import pull_state, push_tree
+from cftui.runtime.lima.sync import pull_proposals, pull_state, push_proposals, push_tree
 from cftui.runtime.lima.units import parse_journal_line
 from cftui.runtime.lima.vms import VMs
 from cftui.runtime.lima.wiring import wire_openclaw
@@ -125,7 +127,15 @@ class LimaRuntime(Runtime):
             "openclaw": "yes" if any("openclaw" in a for a in argv) else "",
             "proxy_token": host_env.get("CF_PROXY_TOKEN", ""),
             "gateway_token": host_env.get("OPENCLAW_GATEWAY_TOKEN", ""),
+            "writable": "\n".join(writable_paths(bot)),
         }
+
+    def _prepare_host(self, bot: BotConfig) -> None:
+        """The host's side of the approved tree and its proposals: the
+        writable paths made in `code/` (a link on the way refused) and the
+        proposals tree seeded, which the VM's copy starts from."""
+        host_prep.make_writable_paths(self.home, bot)
+        host_prep.seed_proposals(self.home, bot)
 
     async def _prepare_bot(
         self, shell: VMShell, bot: BotConfig, plan: dict[str, str], progress: Progress
@@ -163,7 +173,8 @@ class LimaRuntime(Runtime):
                     owner=unix_user(svc, name),
                 )
         progress(ProgressEvent("sync", message=f"{name}: pushing code/"))
-        await self._push(shell, bot, "code", delete=True)
+        await self._push_code(shell, bot, plan["writable"].split("\n") if plan["writable"] else [])
+        await self._prepare_proposals(shell, bot)
         pending = self._pending_push(name)
         has_state = await shell.run(
             f'test -n "$(ls -A {vm_tree(name, "state")})"', check=False, what="state check"
@@ -175,6 +186,47 @@ class LimaRuntime(Runtime):
             await self._push(shell, bot, "state", delete=False)
         if plan["openclaw"]:
             await self._wire_openclaw(shell, bot, plan)
+
+    async def _push_code(self, shell: VMShell, bot: BotConfig, writable: list[str]) -> None:
+        """The approved `code/` into the VM, read-only for the gateway but for
+        its writable paths: those are the gateway's in the VM (as its state
+        is) and are never overwritten or deleted by a push, only seeded with
+        the files they lack. gateway-paths.sh checks the paths again and
+        writes the drop-in that lets the unit write them."""
+        name = bot.name
+        code = self.home.code_dir(name)
+        await push_tree(shell, code, name, "code", delete=True, keep=writable)
+        await shell.write_file(
+            f"{CONF_DIR}/{name}/writable", "".join(f"{p}\n" for p in writable), mode="0644"
+        )
+        res = await shell.run(
+            f"bash /usr/local/lib/clawfactory/gateway-paths.sh {name} 2>&1", check=False
+        )
+        if res.code != 0:
+            raise RuntimeOperationError(f"VM {shell.vm}: {res.reason()}")
+        for rel in writable:
+            await push_tree(shell, code / rel, name, f"code/{rel}", delete=False, only_new=True)
+        note = host_prep.proposals_note(bot)
+        if note is not None:
+            await shell.write_file_as(
+                unix_user("gateway", name),
+                f"{vm_tree(name, 'code')}/{note}",
+                host_prep.PROPOSALS_NOTE_TEXT,
+                mode="0644",
+            )
+
+    async def _prepare_proposals(self, shell: VMShell, bot: BotConfig) -> None:
+        """The VM's proposals tree: the host's pushed when the VM has none
+        yet, or when cftui changed the host's while the VM was out of reach
+        (a reject, a promotion); otherwise the VM's, which the agent writes,
+        stands (the host's is pulled from it before every read)."""
+        name = bot.name
+        pending = self._pending_push(name, "proposals")
+        empty = await shell.run(
+            f'test -z "$(ls -A {vm_tree(name, "proposals")})"', check=False, what="proposals check"
+        )
+        if pending.exists() or empty.code == 0:
+            await self._send_proposals(shell, bot)
 
     async def _wire_openclaw(self, shell: VMShell, bot: BotConfig, plan: dict[str, str]) -> None:
         """Point OpenClaw's own config (and any per-agent models.json, which
@@ -193,6 +245,7 @@ class LimaRuntime(Runtime):
 
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         plan = self._plan(bot)
+        await asyncio.to_thread(self._prepare_host, bot)
         shell = await self.ensure_vm(bot, progress)
         progress(ProgressEvent("setup", message=f"setting up {bot.name} in VM {bot.lima.vm}"))
         await self._prepare_bot(shell, bot, plan, progress)
@@ -482,8 +535,47 @@ class LimaRuntime(Runtime):
             return
         await self._push(shell, bot, "state", delete=True)
 
-    def _pending_push(self, bot: str) -> Path:
-        return self.home.bot_repo(bot) / ".lima-push-state"
+    def _pending_push(self, bot: str, which: str = "state") -> Path:
+        return self.home.bot_repo(bot) / f".lima-push-{which}"
+
+    # --- the proposals tree -------------------------------------------------
+    async def pull_proposals(self, bot: BotConfig) -> None:
+        """The VM's proposals tree to the host's, before it is read. A VM that
+        is not running changes nothing: the host's copy is the last pulled.
+        While cftui's own change waits to be pushed (the VM was out of reach),
+        the host's copy is the newer one: it is pushed first."""
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            return
+        if not await self._has_proposals(shell, bot):
+            return  # never started in this VM: nothing of the agent's yet
+        if self._pending_push(bot.name, "proposals").exists():
+            await self._send_proposals(shell, bot)
+        await pull_proposals(
+            shell, bot.name, self.home.proposals_dir(bot.name), max_bytes=MAX_FILE_BYTES
+        )
+
+    async def push_proposals(self, bot: BotConfig) -> None:
+        """The host's proposals tree to the VM's, after a reject or a
+        promotion. Until it has arrived the host's copy is marked the newer
+        one (no pull overwrites it; the next start or pull pushes it)."""
+        self._pending_push(bot.name, "proposals").touch(mode=0o600)
+        try:
+            shell = await self._shell(bot.lima.vm)
+        except RuntimeUnavailable:
+            return
+        if await self._has_proposals(shell, bot):
+            await self._send_proposals(shell, bot)
+
+    async def _has_proposals(self, shell: VMShell, bot: BotConfig) -> bool:
+        tree = vm_tree(bot.name, "proposals")
+        res = await shell.run(f"test -d {tree}", check=False, what="proposals check")
+        return res.code == 0
+
+    async def _send_proposals(self, shell: VMShell, bot: BotConfig) -> None:
+        await push_proposals(shell, self.home.proposals_dir(bot.name), bot.name)
+        self._pending_push(bot.name, "proposals").unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         for name in list(self._followers):

@@ -254,8 +254,9 @@ class VMShell:
                 await asyncio.wait_for(conn.wait_closed(), 2)
 
 
-async def rsync(shell: VMShell, *args: str, what: str) -> None:
-    """rsync with the VM's ssh.config; a failure is one line with rsync's reason."""
+async def rsync(shell: VMShell, *args: str, what: str, tolerate: tuple[int, ...] = ()) -> None:
+    """rsync with the VM's ssh.config; a failure is one line with rsync's
+    reason (an exit status in `tolerate` is none)."""
     e, _alias = shell.rsync_shell()
     proc = await asyncio.create_subprocess_exec(
         "rsync",
@@ -267,7 +268,7 @@ async def rsync(shell: VMShell, *args: str, what: str) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _out, err = await proc.communicate()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and proc.returncode not in tolerate:
         text = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
         raise RuntimeOperationError(
             f"VM {shell.vm}: rsync of {what} failed: {text[-1] if text else proc.returncode}"
