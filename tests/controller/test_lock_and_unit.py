@@ -66,8 +66,12 @@ def test_cftui_serve_runs_logs_and_a_second_one_refuses(fleet: FleetHome) -> Non
     )
     try:
         assert first.stderr is not None
-        line = first.stderr.readline()
+        head = [first.stderr.readline()]
+        while "listening on" not in head[-1] and len(head) < 5:  # the budget hook's note first
+            head.append(first.stderr.readline())
+        line = head[-1]
         assert "listening on 127.0.0.1:" in line and str(fleet.root) in line
+        assert all(x.count("cftui serve: ") == 1 for x in head)  # one line an action
         second = subprocess.run(
             [*cmd, "--listen", "127.0.0.1:0"], capture_output=True, text=True, env=_env()
         )
