@@ -6,6 +6,7 @@ and a locked bot or one being restored is left alone."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -147,12 +148,16 @@ async def test_the_loop_on_a_scaled_clock_takes_one_an_hour(
     sched = _scheduler(fleet, runtime, clock)
     task = asyncio.create_task(sched.run())
     try:
-        while clock.now() < NOW + timedelta(hours=2, minutes=30):
+        while len(snapshots.list_snapshots(fleet, "alpha")) < 3:
+            assert clock.now() < NOW + timedelta(hours=12), "the schedule did not run"
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
-    labels = [s.label for s in snapshots.list_snapshots(fleet, "alpha")]
-    assert labels == [SCHEDULED_LABEL] * 3  # at start, +1 h, +2 h
+    snaps = sorted(snapshots.list_snapshots(fleet, "alpha"), key=lambda s: s.created)
+    assert [s.label for s in snaps] == [SCHEDULED_LABEL] * 3
+    assert snaps[0].created - NOW < timedelta(minutes=30)  # the first one at start
+    gaps = [b.created - a.created for a, b in itertools.pairwise(snaps)]
+    assert all(g >= timedelta(hours=1) for g in gaps)  # then one an hour, on the clock
 
 
 async def test_a_locked_bot_is_skipped_and_taken_once_unlocked(

@@ -109,7 +109,13 @@ async def test_a_gateway_that_recovers_is_not_given_up_on(fleet: FleetHome) -> N
     await lifecycle.start(fleet, fleet.bot("alpha"), MemoryRuntimes(fleet, runtime))
     await asyncio.sleep(0.05)
     runtime.crashing = False  # the next restart holds
-    await _run_for(_watchdog(fleet, runtime, clock), 0.5)
+
+    def healed() -> bool:
+        return bool(runtime.restarts) and runtime.states["alpha"]["gateway"] == RUNNING
+
+    dog = _watchdog(fleet, runtime, clock)
+    await _run_for(dog, 20.0, until=healed)
+    await _run_for(dog, 0.3)  # and it is left alone from then on
     assert len(runtime.restarts) == 1
     assert runtime.states["alpha"]["gateway"] == RUNNING
     assert ("stop_gateway", "alpha") not in runtime.calls
