@@ -6,6 +6,14 @@ other work runs).
 
     .venv/bin/python bench/llm_proxy_instructions.py                  # 2000 plain calls at 16
     .venv/bin/python bench/llm_proxy_instructions.py --calls 500 --stream
+    .venv/bin/python bench/llm_proxy_instructions.py --baseline /path/to/other/checkout \
+        --variant "budgets=--daily-usd-budget 1000000 --monthly-usd-budget 1000000"
+
+`--baseline DIR` runs the same calls first through the proxy of another
+checkout (its `proxies/` first on PYTHONPATH: issue 19 measured pricing this
+way, against the main branch without it), then through this one, and prints
+the ratio; each `--variant NAME=FLAGS` is one more run of this checkout's
+proxy with those flags (the money budgets, say).
 
 The proxy runs under `valgrind --tool=callgrind` (some 50x slower) behind the
 same fast upstream as bench/llm_proxy.py (the `sdk` harness's aiohttp.web
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -74,10 +83,17 @@ def total_instructions(out: Path) -> int:
     raise SystemExit(f"bench: no callgrind totals in {out}*")
 
 
-async def measure(args: argparse.Namespace) -> None:
+async def measure(
+    args: argparse.Namespace, src: Path | None = None, extra: list[str] | None = None
+) -> float:
+    """Instructions a call in the proxy of `src` (a checkout; None: this
+    one), run with `extra` flags; printed and returned."""
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: valgrind is not installed")
     py = sys.executable
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src / "proxies"), env.get("PYTHONPATH", "")])
     bindir = Path(py).parent
     tmp = bench_home()
     up_port, proxy_port = free_port(), free_port()
@@ -93,9 +109,11 @@ async def measure(args: argparse.Namespace) -> None:
             f"--callgrind-out-file={out}",
             str(bindir / "python"),
             *proxy_command(bindir, proxy_port, tmp, up_port),
+            *(extra or []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         await wait_up(f"http://127.0.0.1:{up_port}/health", upstream)
@@ -118,12 +136,14 @@ async def measure(args: argparse.Namespace) -> None:
             latest = max(out.parent.glob(out.name + "*"), key=lambda p: p.stat().st_mtime)
             shutil.copy(latest, args.keep)
         mode = "stream" if args.stream else "plain"
+        label = f"{src}" if src is not None else "this checkout"
         print(
             f"{mode} conc={args.concurrency} calls={args.calls} errors={errors}: "
             f"{per_call / 1000:.1f} k instructions a call in the proxy "
-            f"(under callgrind {elapsed:.0f} s)",
+            f"[{label}{' ' + ' '.join(extra) if extra else ''}] (under callgrind {elapsed:.0f} s)",
             flush=True,
         )
+        return per_call
     finally:
         for proc in (proxy, upstream):
             proc.send_signal(signal.SIGTERM)
@@ -144,7 +164,25 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate)")
-    asyncio.run(measure(parser.parse_args()))
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="NAME=FLAGS", help="repeatable"
+    )
+    args = parser.parse_args()
+    asyncio.run(compare(args))
+
+
+async def compare(args: argparse.Namespace) -> None:
+    base = await measure(args, args.baseline) if args.baseline else None
+    ours = await measure(args)
+    rows = [("this checkout", ours)]
+    for variant in args.variant:
+        name, _, flags = variant.partition("=")
+        rows.append((name, await measure(args, None, flags.split())))
+    if base is not None:
+        print(f"baseline {args.baseline}: {base / 1000:.1f} k instructions a call")
+        for name, value in rows:
+            print(f"{name}: {value / 1000:.1f} k a call, {value / base:.3f}x the baseline")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ DEFAULT_WRITABLE = ("workspace/memory", "workspace/{bot}_save")
 
 RuntimeName = Literal["docker", "lima"]
 GatewayKind = Literal["openclaw", "generic"]
+# What a bot's money budget does once spent (`on_exhausted` in fleet.toml):
+# the proxy always refuses further calls; "stop" also stops the bot through
+# the lifecycle (cftui.spend), never the kill switch.
+ON_EXHAUSTED = ("refuse", "stop")
+OnExhausted = Literal["refuse", "stop"]
+# The keys of a `[prices."MODEL"]` table: USD per million tokens.
+PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 
 
 def validate_bot_name(name: str) -> str:
@@ -85,6 +92,59 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class ModelPrice:
+    """The operator's price of one model (`[prices."MODEL"]` in fleet.toml),
+    USD per million tokens; it wins over the price database. A cache rate
+    left out prices those tokens at the input rate."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        """The table as the LLM proxy reads it (`--prices`): set keys only."""
+        return {k: v for k in PRICE_KEYS if (v := getattr(self, k)) is not None}
+
+
+def _usd(what: str, value: Any) -> float:
+    """A non-negative amount of money from fleet.toml; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number of US dollars (got {value!r})")
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise ValueError(f"{what} must be a finite number, 0 or more (got {value!r})")
+    return float(value)
+
+
+def parse_prices(raw: Any) -> dict[str, ModelPrice]:
+    """The top-level `[prices."MODEL"]` tables; FleetError (one line) for an
+    unknown key, a missing rate, a negative or non-number one."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise FleetError('fleet.toml: prices must be tables, such as [prices."my-model"]')
+    out: dict[str, ModelPrice] = {}
+    for model, table in raw.items():
+        where = f"fleet.toml: [prices.{model!r}]"
+        if not isinstance(table, dict):
+            raise FleetError(f"{where} must be a table of {', '.join(PRICE_KEYS)}")
+        if not model or len(model) > 200 or not model.isprintable():
+            raise FleetError(f"{where}: a model name is 1-200 printable characters")
+        unknown = sorted(set(table) - set(PRICE_KEYS))
+        if unknown:
+            raise FleetError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(PRICE_KEYS)})")
+        try:
+            for need in PRICE_KEYS[:2]:
+                if need not in table:
+                    raise ValueError(f"{need} is required (USD per million tokens)")
+            rates = {k: _usd(k, table[k]) for k in PRICE_KEYS if k in table}
+        except ValueError as exc:
+            raise FleetError(f"{where}: {exc}") from None
+        out[str(model)] = ModelPrice(**rates)
+    return out
+
+
+@dataclass(frozen=True)
 class LimaVM:
     """Sizing of a bot's Lima VM."""
 
@@ -111,6 +171,11 @@ class BotConfig:
     disk_bytes: int | None = DEFAULT_DISK_BYTES  # None: "off", no bound
     # Paths in code/ the gateway writes at run time (None: DEFAULT_WRITABLE).
     writable: tuple[str, ...] | None = None
+    # Money budgets, USD per UTC day / calendar month (0: none), enforced by
+    # the LLM proxy; and what else happens once one is spent.
+    daily_usd_budget: float = 0.0
+    monthly_usd_budget: float = 0.0
+    on_exhausted: OnExhausted = "refuse"
 
     @property
     def writable_paths(self) -> tuple[str, ...]:
@@ -131,6 +196,12 @@ class BotConfig:
             t.add("disk", format_size(self.disk_bytes) if self.disk_bytes else DISK_OFF)
         if self.writable is not None:
             t.add("writable", list(self.writable))
+        if self.daily_usd_budget:
+            t.add("daily_usd_budget", self.daily_usd_budget)
+        if self.monthly_usd_budget:
+            t.add("monthly_usd_budget", self.monthly_usd_budget)
+        if self.on_exhausted != "refuse":
+            t.add("on_exhausted", self.on_exhausted)
         limits = tomlkit.table()
         limits.add("memory_mb", self.limits.memory_mb)
         limits.add("cpus", self.limits.cpus)
@@ -209,6 +280,9 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
         limits = dict(raw.get("limits", {}))
         budget = dict(raw.get("budget", {}))
         lima = dict(raw.get("lima", {}))
+        on_exhausted = raw.get("on_exhausted", "refuse")
+        if on_exhausted not in ON_EXHAUSTED:
+            raise ValueError(f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}")
         allow = raw.get("egress_allow", [])
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise ValueError("egress_allow must be a list of host patterns")
@@ -237,6 +311,9 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
             ),
             disk_bytes=parse_disk(raw.get("disk", format_size(DEFAULT_DISK_BYTES))),
             writable=parse_writable(raw["writable"]) if "writable" in raw else None,
+            daily_usd_budget=_usd("daily_usd_budget", raw.get("daily_usd_budget", 0.0)),
+            monthly_usd_budget=_usd("monthly_usd_budget", raw.get("monthly_usd_budget", 0.0)),
+            on_exhausted=str(on_exhausted),  # type: ignore[arg-type]  # checked above
         )
     except (TypeError, ValueError) as exc:
         raise FleetError(f"fleet.toml: [bots.{name}]: {exc}") from None
@@ -374,6 +451,11 @@ class FleetHome:
         table of its own (the controller's `[controller]` and
         `[bots.NAME.controller]`) and parses it itself."""
         return self._read_doc().unwrap()
+
+    def prices(self) -> dict[str, ModelPrice]:
+        """The operator's prices per model (`[prices."MODEL"]`), validated;
+        they win over the price database in the LLM proxy."""
+        return parse_prices(self._read_doc().get("prices"))
 
     def bot(self, name: str) -> BotConfig:
         """One bot's config; UnknownBot if fleet.toml does not list it."""

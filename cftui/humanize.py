@@ -40,3 +40,21 @@ def format_uptime(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_usd(usd: float | None) -> str:
+    """A cost in a few characters: `$12.35`, `$0.042`, `$0.0031`, `<$0.0001`;
+    `-` for None (no price known: an unpriced call is never shown as $0)."""
+    if usd is None:
+        return "-"
+    if usd == 0:
+        return "$0"
+    if usd >= 1000:
+        return f"${usd:,.0f}"
+    if usd >= 1:
+        return f"${usd:.2f}"
+    if usd >= 0.01:
+        return f"${usd:.3f}"
+    if usd >= 0.0001:
+        return f"${usd:.4f}"
+    return "<$0.0001"

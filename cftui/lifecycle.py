@@ -35,9 +35,13 @@ async def start(
     return notes
 
 
-async def stop(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> None:
+async def stop(
+    home: FleetHome, bot: BotConfig, runtimes: Runtimes, reason: str | None = None
+) -> None:
+    """Stop the bot's stack; `reason` (when not the operator's own stop, such
+    as a spent budget) goes into its `stop` event."""
     await runtimes.get(bot.runtime).down(bot)
-    record_event(home, "stop", bot.name)
+    record_event(home, "stop", bot.name, **({"reason": reason} if reason else {}))
 
 
 async def restart(

@@ -19,6 +19,7 @@ from cftui import __version__
 from cftui.cli import (
     audit_cmds,
     capture_cmds,
+    cost_cmds,
     fleet_cmds,
     proposal_cmds,
     serve_cmds,
@@ -49,8 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    commands = (fleet_cmds, stack_cmds, snapshot_cmds, audit_cmds, capture_cmds, proposal_cmds)
-    for module in (*commands, serve_cmds):
+    commands = (
+        fleet_cmds,
+        stack_cmds,
+        snapshot_cmds,
+        audit_cmds,
+        cost_cmds,
+        capture_cmds,
+        proposal_cmds,
+        serve_cmds,
+    )
+    for module in commands:
         module.register(sub)
     return parser
 

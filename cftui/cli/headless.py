@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cftui import killswitch, lifecycle, locks
+from cftui import killswitch, lifecycle, locks, spend
 from cftui.audit.traffic.display import format_call
 from cftui.audit.traffic.log import Change, TrafficLog
 from cftui.errors import CftuiError
@@ -34,6 +34,7 @@ from cftui.runtime import Runtimes
 from cftui.runtime.base import RUNNING, SERVICES, Runtime
 
 Out = Callable[[str], None]
+SPEND_CHECK_S = 2.0  # how often the money budgets are looked at (a small file each)
 
 
 def _stdout(line: str) -> None:
@@ -53,11 +54,20 @@ def _clock(ts: datetime | None = None) -> str:
 class _Watch:
     """The printing side of a run: events, logs, traffic; one task each."""
 
-    def __init__(self, home: FleetHome, bots: Sequence[BotConfig], runtimes: Runtimes, out: Out):
+    def __init__(
+        self,
+        home: FleetHome,
+        bots: Sequence[BotConfig],
+        runtimes: Runtimes,
+        out: Out,
+        stop: asyncio.Event | None = None,
+    ):
         self.home = home
         self.bots = list(bots)
         self.runtimes = runtimes
         self.out = out
+        self.stop = stop  # set when every bot of the run was stopped for its budget
+        self.spent: set[str] = set()
         self.started: dict[tuple[str, str], asyncio.Event] = {}
         self.stop_threads = threading.Event()
         self.tasks: list[asyncio.Task] = []
@@ -76,6 +86,26 @@ class _Watch:
             self.tasks.append(asyncio.create_task(self._traffic(bot, began)))
         for group in by_kind.values():
             self.tasks.append(asyncio.create_task(self._events(group)))
+        if any(b.daily_usd_budget or b.monthly_usd_budget for b in self.bots):
+            self.tasks.append(asyncio.create_task(self._spend()))
+
+    async def _spend(self) -> None:
+        """The money budgets: each threshold crossed, once, and the bots
+        stopped for a spent budget (`cftui.spend`); the run ends when all are."""
+        while True:
+            try:
+                notices = await spend.check_budgets(self.home, self.runtimes, self.bots)
+            except (CftuiError, OSError) as exc:
+                self.out(f"{_clock()} budgets no longer checked: {exc}")
+                return
+            for notice in notices:
+                self.out(f"{_clock()} [{notice.bot}] spend: {notice.summary()}")
+                if notice.stopped:
+                    self.spent.add(notice.bot)
+            if self.stop is not None and self.spent >= {b.name for b in self.bots}:
+                self.stop.set()
+                return
+            await asyncio.sleep(SPEND_CHECK_S)
 
     async def close(self) -> None:
         self.stop_threads.set()
@@ -204,7 +234,7 @@ async def run_bots(
     # build output): each is made inert where it is printed, one line each.
     out, err = _inert_lines(out), _inert_lines(err)
     runtimes = Runtimes(home)
-    watch = _Watch(home, bots, runtimes, out)
+    watch = _Watch(home, bots, runtimes, out, stop)
     code = 0
     try:
         progress = _progress(out, stop)

@@ -27,7 +27,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from cftui import killswitch, lifecycle, locks
-from cftui.audit.traffic.daily import DailyCounter
+from cftui.audit.traffic.daily import DailyCounter, month_start
 from cftui.audit.traffic.totals import Totals
 from cftui.controller.lock import ControllerInfo, running_controller
 from cftui.errors import CftuiError
@@ -128,9 +128,11 @@ class ClawFactoryApp(App[int]):
         self.configs_loaded = False
         self.statuses: dict[str, Any] = {}
         self.status_errors: list[str] = []
-        self.totals: dict[str, Totals] = {}
+        self.totals: dict[str, Totals] = {}  # today's, per bot
+        self.month_totals: dict[str, Totals] = {}
         self.fleet_signal: Signal[None] = Signal(self, "fleet")
         self._counters: dict[str, DailyCounter] = {}
+        self._month_counters: dict[str, DailyCounter] = {}
         self._ops: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
@@ -158,7 +160,8 @@ class ClawFactoryApp(App[int]):
     # --- fleet files, totals (thread) ---------------------------------------
     @work(thread=True, exclusive=True, group="files", exit_on_error=False)
     def read_fleet_files(self) -> None:
-        """fleet.toml, locks, then today's calls and tokens per bot."""
+        """fleet.toml, locks, then today's (and this month's) calls, tokens
+        and cost per bot."""
         try:
             configs = self.home.bots()
             error = None
@@ -168,14 +171,17 @@ class ClawFactoryApp(App[int]):
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
         self.call_from_thread(self._show_controller, running_controller(self.home))
         now = self.clock()
-        totals = {}
+        totals, month = {}, {}
         for name in configs:
-            counter = self._counters.setdefault(name, DailyCounter(self.home.traffic_log(name)))
+            path = self.home.traffic_log(name)
+            counter = self._counters.setdefault(name, DailyCounter(path))
+            by_month = self._month_counters.setdefault(name, DailyCounter(path, month_start))
             try:
                 totals[name] = replace(counter.update(now))
+                month[name] = replace(by_month.update(now))
             except OSError:
                 continue
-        self.post_message(DailyTotalsUpdated(totals))
+        self.post_message(DailyTotalsUpdated(totals, month))
 
     def _show_controller(self, info: ControllerInfo | None) -> None:
         """The header says whether `cftui serve` holds this home."""
@@ -200,6 +206,7 @@ class ClawFactoryApp(App[int]):
     @on(DailyTotalsUpdated)
     def _totals(self, message: DailyTotalsUpdated) -> None:
         self.totals.update(message.totals)
+        self.month_totals.update(message.month)
         self.fleet_signal.publish(None)
 
     # --- status and events (async) ------------------------------------------

@@ -64,6 +64,7 @@ class FleetScreen(BotActionsMixin, Screen):
                 app.totals.get(name),
                 name in app.locked,
                 counts.get(name),
+                month=app.month_totals.get(name),
             )
             for name, cfg in app.configs.items()
         ]

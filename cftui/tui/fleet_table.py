@@ -15,11 +15,21 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from cftui.audit.traffic.spend import budget_left
 from cftui.audit.traffic.totals import Totals
 from cftui.fleet import BotConfig
-from cftui.humanize import format_uptime, human_count
+from cftui.humanize import format_uptime, format_usd, human_count
 from cftui.runtime.base import SERVICES, BotStatus
 from cftui.tui.formatting import state_look
+
+# Money: today's and this month's spend, and what a budget leaves (the
+# smaller of the day's and the month's). "+" after a sum: some calls of it
+# have no price (`cftui costs` counts them); "?" when none has one.
+COST_COLUMNS = (
+    ("cost_today", "Today$", 7),
+    ("cost_month", "Month$", 7),
+    ("budget_left", "Left$", 7),
+)
 
 COLUMNS = (
     ("bot", "Bot", 11),
@@ -32,6 +42,8 @@ COLUMNS = (
     ("proposals", "Props", 5),
     ("capture", "MITM", 4),  # capture; short, so that 120 columns hold the row
     ("locked", "Locked", 6),
+    # Last: 120 columns hold the row up to Locked, which must stay in view.
+    *COST_COLUMNS,
 )
 
 # A service's state in eight cells.
@@ -56,6 +68,17 @@ class FleetRow:
     totals: Totals | None
     locked: bool
     proposals: int | None = None  # None: no proposals tree (yet)
+    month: Totals | None = None  # this calendar month's calls, tokens and cost
+
+
+def spend_text(totals: Totals | None) -> str:
+    """A spend cell: `$1.23`, `$1.23+` (and unpriced calls), `?` (calls,
+    none priced), `-` (no calls, or not counted yet)."""
+    if totals is None or not totals.calls:
+        return "-"
+    if not totals.priced:
+        return "?"
+    return format_usd(totals.cost_usd) + ("+" if totals.unpriced else "")
 
 
 class FleetTable(DataTable):
@@ -113,6 +136,7 @@ class FleetTable(DataTable):
         totals = row.totals
         cells["calls"] = human_count(totals.calls) if totals else "-"
         cells["tokens"] = human_count(totals.tokens) if totals else "-"
+        cells.update(self._cost_cells(row))
         n = row.proposals
         cells["proposals"] = (
             self._styled("-" if n is None else "0", "muted")
@@ -124,6 +148,22 @@ class FleetTable(DataTable):
         )
         cells["locked"] = self._styled("■ YES", "locked") if row.locked else ""
         return cells
+
+    def _cost_cells(self, row: FleetRow) -> dict[str, Text | str]:
+        cfg = row.config
+        left = budget_left(cfg.daily_usd_budget, cfg.monthly_usd_budget, row.totals, row.month)
+        budget = (cfg.daily_usd_budget or cfg.monthly_usd_budget) > 0
+        if left is None:
+            left_cell = self._styled("…" if budget else "-", "muted")
+        else:
+            smallest = min(b for b in (cfg.daily_usd_budget, cfg.monthly_usd_budget) if b > 0)
+            tone = "bad" if left <= 0 else "warn" if left < 0.2 * smallest else "ok"
+            left_cell = self._styled("spent" if left <= 0 else format_usd(left), tone)
+        return {
+            "cost_today": spend_text(row.totals),
+            "cost_month": spend_text(row.month),
+            "budget_left": left_cell,
+        }
 
     def sync(self, rows: list[FleetRow]) -> None:
         """Make the table show `rows`: update changed cells only."""

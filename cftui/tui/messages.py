@@ -6,7 +6,7 @@ ones several screens care about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
@@ -33,9 +33,10 @@ class ServiceStateChanged(Message):
 
 @dataclass
 class DailyTotalsUpdated(Message):
-    """Calls and tokens today, per bot, from traffic.jsonl."""
+    """Calls, tokens and cost today (and this month), per bot, from traffic.jsonl."""
 
     totals: dict[str, Totals]
+    month: dict[str, Totals] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,14 +1,24 @@
-"""The overview tab: services, ports, image, limits and the allowlist."""
+"""The overview tab: services, ports, image, limits, the allowlist, and
+spend: today's, this month's, what the budgets leave, and a chart of the
+last day's spend and calls per hour (so a loop shows before its budget
+stops it)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from textual import on, work
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.message import Message
+from textual.widgets import Sparkline, Static
 
-from cftui.humanize import format_uptime, human_count
+from cftui.audit.traffic.spend import budget_left, hourly
+from cftui.audit.traffic.totals import Totals
+from cftui.fleet import BotConfig
+from cftui.humanize import format_uptime, format_usd, human_count
 from cftui.runtime.base import SERVICES
 from cftui.tui.formatting import agent_text, state_look
 
@@ -27,15 +37,33 @@ class OverviewTab(VerticalScroll):
     DEFAULT_CSS = """
     OverviewTab { height: 1fr; padding: 0 1; }
     OverviewTab Static { margin-bottom: 1; }
+    OverviewTab .spend-label { margin-bottom: 0; color: $text-muted; }
+    OverviewTab Sparkline { height: 2; margin-bottom: 1; }
     """
+
+    HOURS = 24
+    CHART_EVERY_S = 15.0
+
+    @dataclass
+    class SpendRead(Message):
+        """The last day's totals per hour, read in a worker."""
+
+        series: list[tuple[str, Totals]]
 
     def __init__(self, bot: str) -> None:
         super().__init__()
         self.bot = bot
+        self.series: list[tuple[str, Totals]] | None = None
+        self._charted = -1  # today's call count the chart was read at
+        self._chart_due = 0.0
 
     def compose(self):
         yield Static(id="overview-services")
         yield Static(id="overview-config")
+        yield Static("Spend, last 24 h: reading…", id="overview-spend", classes="spend-label")
+        yield Sparkline([], id="overview-spend-chart")
+        yield Static("Calls per hour", id="overview-calls", classes="spend-label")
+        yield Sparkline([], id="overview-calls-chart")
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._sync)
@@ -77,6 +105,7 @@ class OverviewTab(VerticalScroll):
         info.add_column(style="bold", no_wrap=True)
         info.add_column()
         totals = app.totals.get(self.bot)
+        month = app.month_totals.get(self.bot)
         rows = [
             ("Runtime", config.runtime),
             ("Gateway", f"{config.gateway} on http://127.0.0.1:{config.gateway_port}/"),
@@ -96,8 +125,12 @@ class OverviewTab(VerticalScroll):
             ("Allowlist", ", ".join(config.egress_allow) or "(nothing: no egress)"),
             (
                 "Today",
-                f"{totals.calls} calls · {human_count(totals.tokens)} tokens" if totals else "-",
+                f"{totals.calls} calls · {human_count(totals.tokens)} tokens · {spend_line(totals)}"
+                if totals
+                else "-",
             ),
+            ("Month", spend_line(month) if month else "-"),
+            ("Spend budget", money_budget(config, totals, month)),
             ("Locked", "YES: kill switch engaged" if self.bot in app.locked else "no"),
             ("Code", str(app.home.code_dir(self.bot, mount=False))),
             ("State", str(app.home.state_dir(self.bot, mount=False))),
@@ -107,3 +140,60 @@ class OverviewTab(VerticalScroll):
         for key, value in rows:
             info.add_row(key, agent_text(value))
         self.query_one("#overview-config", Static).update(info)
+        calls = totals.calls if totals else 0
+        now = time.monotonic()
+        # New calls today: chart again, at most every CHART_EVERY_S (a busy
+        # bot's day is a scan), at once for the first calls seen.
+        if calls != self._charted and (self._charted <= 0 or now >= self._chart_due):
+            self._charted, self._chart_due = calls, now + self.CHART_EVERY_S
+            self.read_spend()
+
+    @work(thread=True, exclusive=True, group="overview-spend", exit_on_error=False)
+    def read_spend(self) -> None:
+        """The last day's spend per hour, from the end of traffic.jsonl."""
+        series = hourly(self.app.home.traffic_log(self.bot), self.app.clock(), self.HOURS)
+        self.post_message(self.SpendRead(series))
+
+    @on(SpendRead)
+    def _spend_read(self, message: SpendRead) -> None:
+        self.series = message.series
+        whole = Totals()
+        for _hour, t in message.series:
+            whole.add(t)
+        peak = max(message.series, key=lambda kv: kv[1].cost_pico)
+        label = f"Spend per hour, last {self.HOURS} h: {spend_line(whole)}"
+        if peak[1].priced:
+            label += f" · peak {format_usd(peak[1].cost_usd)} at {peak[0][11:13]}:00 UTC"
+        self.query_one("#overview-spend", Static).update(label)
+        self.query_one("#overview-spend-chart", Sparkline).data = [
+            t.cost_usd for _h, t in message.series
+        ]
+        most = max(t.calls for _h, t in message.series)
+        self.query_one("#overview-calls", Static).update(
+            f"Calls per hour: {whole.calls:,} in {self.HOURS} h · busiest hour {most:,}"
+        )
+        self.query_one("#overview-calls-chart", Sparkline).data = [
+            float(t.calls) for _h, t in message.series
+        ]
+
+
+def spend_line(t: Totals) -> str:
+    """`$1.23 · 4 calls unpriced`: the unpriced calls apart, never $0."""
+    cost = format_usd(t.cost_usd) if t.priced else "no priced call"
+    return cost + (f" · {t.unpriced:,} call(s) unpriced" if t.unpriced else "")
+
+
+def money_budget(config: BotConfig, today: Totals | None, month: Totals | None) -> str:
+    """The money budgets and what they leave, or `none`."""
+    parts = []
+    if config.daily_usd_budget:
+        parts.append(f"{format_usd(config.daily_usd_budget)}/day")
+    if config.monthly_usd_budget:
+        parts.append(f"{format_usd(config.monthly_usd_budget)}/month")
+    if not parts:
+        return "none (set daily_usd_budget, monthly_usd_budget in fleet.toml)"
+    left = budget_left(config.daily_usd_budget, config.monthly_usd_budget, today, month)
+    if left is not None:
+        parts.append("spent" if left <= 0 else f"{format_usd(left)} left")
+    parts.append(f"then {config.on_exhausted}")
+    return " · ".join(parts)

@@ -16,10 +16,11 @@ from textual.message import Message
 from textual.widgets import Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from cftui.audit.traffic.fields import record_cost
 from cftui.audit.traffic.filter import TrafficFilter
 from cftui.audit.traffic.log import FilterResult, TrafficLog
 from cftui.audit.traffic.totals import Totals
-from cftui.humanize import human_count
+from cftui.humanize import format_usd, human_count
 from cftui.inert import inert_json_text
 from cftui.tui.formatting import agent_text
 from cftui.tui.traffic_view import TrafficView, header_text
@@ -66,6 +67,8 @@ def render_detail(record: dict[str, Any] | None, started_only: bool = False) -> 
             f"write {record.get('cache_write')}), out {record.get('tokens_out')}"
         )
     )
+    head.append("\ncost: ", style="bold")
+    head.append(agent_text(_detail_cost(record)))
     head.append("\ntiming: ", style="bold")
     head.append(
         agent_text(f"ttfb {record.get('ttfb_ms')} ms, total {record.get('duration_ms')} ms")
@@ -82,6 +85,20 @@ def render_detail(record: dict[str, Any] | None, started_only: bool = False) -> 
         Text("response", style="bold underline"),
         body_view(record.get("response")),
     )
+
+
+def _detail_cost(record: dict[str, Any]) -> str:
+    cost = record_cost(record)
+    if cost is not None:
+        return f"{format_usd(cost)} (${cost:.6f})"
+    why = record.get("cost_status")
+    return f"unpriced ({why})" if isinstance(why, str) and why else "unpriced"
+
+
+def cost_summary(t: Totals) -> str:
+    """The cost of a set of calls, with the unpriced ones apart (not $0)."""
+    text = f"cost {format_usd(t.cost_usd)}" if t.priced else "cost -"
+    return text + (f" + {t.unpriced:,} unpriced" if t.unpriced else "")
 
 
 class TrafficTab(Vertical):
@@ -246,7 +263,7 @@ class TrafficTab(Vertical):
         scope = f"filter «{self.flt}»" if not self.flt.empty else "all calls"
         text = (
             f"{scope}: {t.calls:,} calls · tokens in {human_count(t.tokens_in)} "
-            f"out {human_count(t.tokens_out)} · errors {t.errors:,}"
+            f"out {human_count(t.tokens_out)} · {cost_summary(t)} · errors {t.errors:,}"
         )
         if view.counting:
             text += " · counting…"

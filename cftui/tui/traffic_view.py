@@ -25,10 +25,11 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from cftui.audit.traffic.fields import record_cost
 from cftui.audit.traffic.filter import TrafficFilter
 from cftui.audit.traffic.log import MISS, TrafficLog
 from cftui.audit.traffic.totals import Totals
-from cftui.humanize import human_count
+from cftui.humanize import format_usd, human_count
 from cftui.inert import inert
 from cftui.tui.formatting import status_tone
 
@@ -39,13 +40,14 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("St", 3),
     ("In", 7),
     ("Out", 7),
+    ("Cost", 8),
 )
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
 def header_text() -> str:
     return " ".join(
-        f"{name:>{w}}" if name in ("In", "Out", "TTFB", "Duration") else f"{name:<{w}}"
+        f"{name:>{w}}" if name in ("In", "Out", "Cost", "TTFB", "Duration") else f"{name:<{w}}"
         for name, w in COLUMNS
     )
 
@@ -70,9 +72,17 @@ def row_cells(record: dict[str, Any]) -> tuple[str, str, str]:
     after = (
         f" {human_count(int(record.get('tokens_in') or 0)):>7}"
         f" {human_count(int(record.get('tokens_out') or 0)):>7}"
+        f" {cost_cell(record):>8}"
         f" {_ms(record.get('ttfb_ms')):>8} {_ms(record.get('duration_ms')):>9} {flags}"
     )
     return before, status, after
+
+
+def cost_cell(record: dict[str, Any]) -> str:
+    """A call's cost in the table: `$0.0031`, or `?` when it has no price
+    (an unknown model, a record older than costs, an unfinished call)."""
+    cost = record_cost(record)
+    return "?" if cost is None else format_usd(cost)
 
 
 @dataclass

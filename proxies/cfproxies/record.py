@@ -142,10 +142,24 @@ def line_phase(line: bytes) -> tuple[str, bytes] | None:
 
 
 # Keys a start line keeps of its record: everything known before the upstream answers.
-_START_KEYS = frozenset(REQUIRED_KEYS) | {"phase", "tokens_est"}
+_START_KEYS = frozenset(REQUIRED_KEYS) | {"phase", "tokens_est", "cost_est_usd"}
 DEFAULT_MAX_OUTPUT = 4096  # tokens an unfinished call is charged when it asked no limit
 BYTES_PER_TOKEN = 4  # the usual rule of thumb for a prompt's size in tokens
 _MAX_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def estimate_split(body: Any, req_bytes: int) -> tuple[int, int]:
+    """`estimate_tokens` in its two parts: (prompt, output) tokens, which a
+    price charges at different rates (the money budget's reservation)."""
+    asked = 0
+    if isinstance(body, dict):
+        for key in _MAX_KEYS:
+            if key in body:
+                asked = max(asked, token_count(body[key]))
+        config = body.get("generationConfig")
+        if isinstance(config, dict):
+            asked = max(asked, token_count(config.get("maxOutputTokens")))
+    return max(req_bytes, 0) // BYTES_PER_TOKEN, asked or DEFAULT_MAX_OUTPUT
 
 
 def estimate_tokens(body: Any, req_bytes: int) -> int:
@@ -156,15 +170,8 @@ def estimate_tokens(body: Any, req_bytes: int) -> int:
     DEFAULT_MAX_OUTPUT if none) plus its prompt estimated from the request
     size (BYTES_PER_TOKEN bytes a token). Deliberately high: a call whose
     end was lost is charged at most what it could have cost, not nothing."""
-    asked = 0
-    if isinstance(body, dict):
-        for key in _MAX_KEYS:
-            if key in body:
-                asked = max(asked, token_count(body[key]))
-        config = body.get("generationConfig")
-        if isinstance(config, dict):
-            asked = max(asked, token_count(config.get("maxOutputTokens")))
-    return (asked or DEFAULT_MAX_OUTPUT) + max(req_bytes, 0) // BYTES_PER_TOKEN
+    prompt, output = estimate_split(body, req_bytes)
+    return prompt + output
 
 
 def start_line(record: dict[str, Any], tokens_est: int) -> dict[str, Any]:

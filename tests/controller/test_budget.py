@@ -51,10 +51,32 @@ async def test_the_hook_calls_the_check_on_its_timer(
     assert lines == ["budget: alpha: 80 % of the daily budget"]
 
 
-async def test_without_the_spend_domain_it_says_so_once(
-    fleet: FleetHome, runtime: MemoryRuntime, monkeypatch
+async def test_the_controller_runs_the_spend_domains_check(
+    fleet: FleetHome, runtime: MemoryRuntime
 ) -> None:
-    monkeypatch.setattr(budget, "spend_check", lambda: None)
+    """With the real check: a spend.json over 80 % of a daily budget is one
+    spend_threshold event, once, however often the hook looks."""
+    import time
+
+    from cfproxies.spendstate import DaySpend, SpendState, write_state
+
+    from cftui.audit.events import read_events
+
+    fleet.update_bot("alpha", daily_usd_budget=10.0)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    fleet.audit_dir("alpha").mkdir(parents=True, exist_ok=True)
+    state = SpendState(bot="alpha", today=day, today_usd=8.5, month_usd=8.5,
+                       days={day: DaySpend(8.5, 3)})  # fmt: skip
+    write_state(fleet.audit_dir("alpha") / "spend.json", state)
     lines: list[str] = []
-    await budget.watch_budgets(fleet, MemoryRuntimes(fleet, runtime), Clock(), lines.append)
-    assert len(lines) == 1 and "not installed" in lines[0]
+    task = asyncio.create_task(
+        budget.watch_budgets(fleet, MemoryRuntimes(fleet, runtime), Clock(), lines.append, 0.01)
+    )
+    try:
+        while not lines:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+    events = [e for e in read_events(fleet, "alpha") if e["action"] == "spend_threshold"]
+    assert [e["percent"] for e in events] == [80] and len(lines) == 1, lines

@@ -24,6 +24,7 @@ COMMANDS = [
     ["unlock"],
     ["snapshot"],
     ["traffic"],
+    ["costs"],
     ["capture"],
     ["decrypt"],
     ["demo"],

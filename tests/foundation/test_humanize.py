@@ -54,3 +54,17 @@ def test_no_face_keeps_a_formatter_of_its_own() -> None:
 )
 def test_an_uptime_is_its_two_largest_units(seconds: float | None, shown: str) -> None:
     assert format_uptime(seconds) == shown
+
+
+def test_format_usd_never_shows_an_unknown_cost_as_zero() -> None:
+    from cftui.humanize import format_usd
+
+    assert format_usd(None) == "-"
+    assert format_usd(0) == "$0"
+    assert [format_usd(x) for x in (1234.5, 12.345, 0.042, 0.0031, 0.00001)] == [
+        "$1,234",
+        "$12.35",
+        "$0.042",
+        "$0.0031",
+        "<$0.0001",
+    ]

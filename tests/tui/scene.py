@@ -28,12 +28,16 @@ def build_scene(root: Path) -> tuple[FleetHome, MemoryRuntime]:
         init_bot(home, bot)
     home.update_bot("scout", capture=True, egress_allow=("api.github.com", "pypi.org"))
     home.update_bot("scribe", egress_allow=("en.wikipedia.org",))
+    home.update_bot("scout", daily_usd_budget=2.0, monthly_usd_budget=40.0)
+    home.update_bot("scribe", daily_usd_budget=0.25, on_exhausted="stop")
     models = {0: "claude-sonnet-4-5", 1: "gpt-4o-mini", 2: "gemini-2.5-flash"}
     for i, bot in enumerate(BOTS[:3]):
         records = [
             make_record(n, bot=bot, model=models[(n + i) % 3], id=f"{bot}-{n:05d}")
             for n in range(CALLS // (i + 1))
         ]
+        for n, record in enumerate(records):
+            record.update(_cost(n, record["model"]))
         append_records(home.traffic_log(bot), records)
     _capture(home, "scout")
     state = home.state_dir("scout")
@@ -64,6 +68,14 @@ def build_scene(root: Path) -> tuple[FleetHome, MemoryRuntime]:
         "2026-11-24T06:01:10Z task: summarise the open issues",
     ]
     return home, runtime
+
+
+def _cost(n: int, model: str) -> dict[str, object]:
+    """A price per call, as the LLM proxy records it; Gemini's unknown here
+    (the scene shows unpriced calls apart from the sums)."""
+    if model == "gemini-2.5-flash":
+        return {"cost_usd": None, "cost_status": "unknown_model"}
+    return {"cost_usd": round(0.003 + 0.0001 * (n % 7), 6)}
 
 
 def _proposals(home: FleetHome) -> None:

@@ -73,6 +73,17 @@ class TestFleetScreen:
 
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
+    def test_fleet_costs(self, snap_compare, tmp_path: Path) -> None:
+        """Wide enough for the cost columns, after Locked: today, month, left."""
+        app, _home, _rt = scene_app(tmp_path / "fleet")
+
+        async def ready(pilot) -> None:
+            await _fleet_ready(pilot)
+            await wait_until(pilot, lambda: len(pilot.app.month_totals) == 4)
+            await pilot.pause()
+
+        assert snap_compare(app, terminal_size=(160, 36), run_before=ready)
+
     def test_help(self, snap_compare, tmp_path: Path) -> None:
         app, _home, _rt = scene_app(tmp_path / "fleet")
 
@@ -157,7 +168,18 @@ class TestBotScreen:
 
     def test_overview(self, snap_compare, tmp_path: Path) -> None:
         app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="overview")
-        assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_ready)
+
+        async def ready(pilot) -> None:
+            from cftui.tui.overview_tab import OverviewTab
+
+            await _fleet_ready(pilot)
+            await wait_until(pilot, lambda: len(pilot.app.month_totals) == 4)
+            tab = pilot.app.screen.query_one(OverviewTab)
+            # the chart read once today's 240 calls are counted
+            await wait_until(pilot, lambda: sum(t.calls for _h, t in tab.series or []) == 240)
+            await pilot.pause()
+
+        assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
 def _status(pilot, selector: str) -> str:

@@ -30,10 +30,12 @@ The modules, each importing only those above it:
 - `fields`: a record's top-level scalars read without parsing its bodies;
 - `filter`: the filter language (`TrafficFilter`) and its byte needles;
 - `pairing`: start lines matched with their ends (`Pairing`, `end_after`);
-- `totals`: calls and tokens (`Totals`), added up a chunk at a time;
+- `totals`: calls, tokens and cost (`Totals`), added up a chunk at a time;
 - `scan`: a filter's pass over byte ranges, here or in worker processes;
 - `log`: `TrafficLog`, the index, line access, follower and whole-file passes;
-- `daily`: `DailyCounter`, today's calls and tokens for the fleet view;
+- `daily`: `DailyCounter`, today's (this month's) calls, tokens and cost
+  for the fleet view;
+- `spend`: totals grouped by model, provider, day or hour since a date;
 - `display`: one call as the CLI and `--run` print it.
 
 Import each name from the module that owns it: this package re-exports

@@ -1,13 +1,17 @@
-"""Today's calls and tokens of one bot (`DailyCounter`), for the fleet
-view. What is today's, and what a call counts, is `cfproxies.today`'s rule,
+"""Today's (or this month's) calls, tokens and cost of one bot
+(`DailyCounter`), for the fleet view. What is today's, and what a call
+counts, is `cfproxies.today`'s rule,
 the one the proxy's daily budget applies: where today starts is found from
 the end of the log, the bulk of today is added up by the filter's scan (its
-C-speed totals), and later counts feed only the appends to `TodayLines`."""
+C-speed totals), and later counts feed only the appends to `TodayLines`.
+A month is counted the same way from its first midnight (`month_start`):
+the rule takes any start, and the month's budget is a calendar month's."""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +27,16 @@ from cftui.audit.traffic.scan import scan_ranges
 from cftui.audit.traffic.totals import Totals
 
 
+def month_start(epoch: float | None = None) -> str:
+    """The first midnight UTC of the calendar month of `epoch` (now by
+    default), as a record's `ts` compares with it."""
+    return day_start(epoch)[:8] + "01T00:00:00.000Z"
+
+
 class DailyCounter:
-    """Calls and tokens since midnight UTC for one traffic.jsonl, kept up to
-    date incrementally (the fleet screen asks every few seconds).
+    """Calls, tokens and cost since midnight UTC (or since `period`'s start:
+    `month_start` for the month) for one traffic.jsonl, kept up to date
+    incrementally (the fleet screen asks every few seconds).
 
     The first call finds where today starts from the end of the file, and
     adds up today's lines with the filter's totals (`scan_ranges`: worker
@@ -33,8 +44,9 @@ class DailyCounter:
     Threads may call it at once (the TUI restarts its refresh worker while
     one still runs): they take turns, so none re-reads the file from 0."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, period: Callable[[float | None], str] = day_start) -> None:
         self.path = Path(path)
+        self.period = period
         self.day = ""
         self.totals = Totals()
         self._finished = Totals()  # today's whole calls; `totals` adds the open starts
@@ -46,7 +58,7 @@ class DailyCounter:
     def update(self, now: datetime | None = None) -> Totals:
         if now is not None and now.tzinfo is None:
             now = now.replace(tzinfo=UTC)  # a naive time is UTC's
-        since = day_start(None if now is None else now.timestamp())
+        since = self.period(None if now is None else now.timestamp())
         with self._lock:
             try:
                 st = os.stat(self.path)
@@ -71,7 +83,7 @@ class DailyCounter:
             fd = f.fileno()
             ino = os.fstat(fd).st_ino
             end = last_newline_before(fd, size) + 1
-            start = _today_start(fd, since, end)
+            start = since_offset(fd, since, end)
             merged = scan_ranges(self.path, TrafficFilter(), ino, start, end)
             today = TodayLines(since)
             if merged is None:  # replaced meanwhile: start over next time
@@ -96,8 +108,9 @@ class DailyCounter:
                 self._pos += len(data)
 
 
-def _today_start(fd: int, since: str, end: int) -> int:
-    """Where today's lines start in [0, end) (`end` ends a line). The log is
+def since_offset(fd: int, since: str, end: int) -> int:
+    """Where the lines at or after `since` (a `ts`, such as today's
+    midnight) start in [0, end) (`end` ends a line). The log is
     in time order, so it is found from the end by blocks: a block whose
     first line is from today is today's whole, and only the block where
     yesterday ends is read line by line (the first line from the end older

@@ -6,6 +6,7 @@ this way; a line the fast path cannot be sure of is parsed whole."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from cfproxies.record import ID_LEN, START, START_PREFIX, line_phase, parse_record_line
@@ -21,6 +22,8 @@ _KEYS = {
         "tokens_out",
         "error",
         "tokens_est",
+        "cost_usd",
+        "cost_status",
     )
 }
 UNSURE = object()  # `header_value`: the fast path cannot be sure; parse the line
@@ -73,6 +76,85 @@ def field_of(line: bytes, key: str, limit: int | None = None) -> Any:
         record = parse_record_line(line)
         return None if record is None else record.get(key)
     return value
+
+
+COST_KEY = b'"cost_usd"'  # only a key is followed by `:`; absent, no key anywhere
+PICO = 10**12  # costs are added up in whole picodollars: sums agree however cut
+MAX_USD = 1e9  # more than this for one call is no price a provider charged
+
+
+def cost_pico(value: Any) -> int | None:
+    """A record's `cost_usd` as whole picodollars, or None when the call has
+    no price: null, absent, or not a finite non-negative number (the file is
+    read as hostile: a bool, a string or -1 is no price, never a credit)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        usd = float(value)
+    except OverflowError:  # an int of 400 digits
+        return None
+    if not math.isfinite(usd) or not 0 <= usd <= MAX_USD:
+        return None
+    return round(usd * PICO)
+
+
+def raw_cost_pico(raw: bytes) -> int | None:
+    """`cost_pico` of a value's raw JSON bytes (`0.0012`, `null`, `1e-5`)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if raw[:1] not in b"0123456789":  # float() reads `nan`, `inf`, `-1`, ` 1`: JSON does not
+        return None
+    return cost_pico(value)
+
+
+def line_cost(line: bytes, limit: int | None = None) -> int | None:
+    """The cost of the call a whole record line holds, in picodollars (see
+    `cost_pico`); None when unpriced, and for a line written before costs
+    existed. Read in the header when the key is there, else in the tail
+    (after the bodies, where the proxy adds it: `tail_cost`), else with a
+    full parse, only when the line holds the key at all."""
+    value = header_value(line, "cost_usd", limit)
+    if value is UNSURE:
+        at = line.rfind(COST_KEY)
+        if at < 0:
+            return None
+        tail = tail_cost(line, at)
+        if tail is not UNSURE:
+            return tail  # type: ignore[return-value]  # int or None
+        record = parse_record_line(line)
+        value = None if record is None else record.get("cost_usd")
+    return cost_pico(value)
+
+
+def tail_cost(line: bytes, at: int, end: int | None = None) -> object:  # int | None | UNSURE
+    """`cost_pico` of the `cost_usd` key at `at`, when it is provably the
+    record's own: no `}` or `]` between it and the record's closing brace,
+    so no nested value is still open there (a bracket inside a string only
+    makes this unsure). `UNSURE` otherwise: the caller parses the line.
+    `line` may be a whole chunk: then `end` is where the line ends."""
+    if end is None:
+        end = len(line.rstrip())
+    close = end - 1
+    if close <= at or line[close] != 0x7D:  # "}"
+        return UNSURE
+    if line.find(b"}", at, close) >= 0 or line.find(b"]", at, close) >= 0:
+        return UNSURE
+    j = at + len(COST_KEY)
+    while line[j : j + 1] == b" ":
+        j += 1
+    if line[j : j + 1] != b":":
+        return UNSURE
+    k = line.find(b",", j, close)
+    return raw_cost_pico(line[j + 1 : k if k >= 0 else close].strip())
+
+
+def record_cost(record: dict[str, Any]) -> float | None:
+    """A parsed record's cost in USD, None when unpriced: the rule of
+    `line_cost`, for a view that already holds the record."""
+    pico = cost_pico(record.get("cost_usd"))
+    return None if pico is None else pico / PICO
 
 
 HALF_HEAD = len(START_PREFIX) + ID_LEN + 1  # the bytes `line_phase` reads

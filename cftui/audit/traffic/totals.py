@@ -1,8 +1,10 @@
-"""Calls and tokens over a set of records (`Totals`), and the C-speed ways
-a scan adds them up: a whole chunk of records in three regex passes
+"""Calls, tokens and cost over a set of records (`Totals`), and the C-speed
+ways a scan adds them up: a whole chunk of records in three regex passes
 (`chunk_totals`), or the headers of a chunk's matching lines joined into
-one buffer (`lines_totals`). Each agrees with `Totals.add_line`, line by
-line, whatever the values (`tests/audit/test_traffic_ranges.py`)."""
+one buffer (`lines_totals`); the cost is read only on the lines that hold
+its key (`chunk_cost`: none in a log older than costs). Each agrees with
+`Totals.add_line`, line by line, whatever the values
+(`tests/audit/test_traffic_ranges.py`, `tests/audit/test_traffic_cost.py`)."""
 
 from __future__ import annotations
 
@@ -12,16 +14,33 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from cftui.audit.traffic.fields import field_of, is_start, parse_ok, top_limit
+from cftui.audit.traffic.fields import (
+    COST_KEY,
+    PICO,
+    UNSURE,
+    field_of,
+    is_start,
+    line_cost,
+    parse_ok,
+    raw_cost_pico,
+    tail_cost,
+    top_limit,
+)
 from cftui.audit.traffic.lineio import newlines_in
 from cftui.audit.traffic.pairing import Pending, halves
 
 
 @dataclass
 class Totals:
-    """Calls and tokens over a set of records. An unfinished call (a start
-    line with no end) is a call and a failure, and its estimate
-    (`tokens_est`, what the proxy's budget charges it) is in `tokens`."""
+    """Calls, tokens and cost over a set of records. An unfinished call (a
+    start line with no end) is a call and a failure, and its estimate
+    (`tokens_est`, what the proxy's budget charges it) is in `tokens`.
+
+    Cost: `priced` calls carried a price (`cost_usd` a number), summed in
+    whole picodollars (`cost_pico`: integers, so a sum is the same however
+    the file was cut); every other call (null `cost_usd`, a record older
+    than costs, an unfinished call) is `unpriced`, counted apart and never
+    taken for free."""
 
     calls: int = 0
     tokens_in: int = 0
@@ -29,6 +48,8 @@ class Totals:
     errors: int = 0
     unfinished: int = 0
     tokens_est: int = 0
+    priced: int = 0
+    cost_pico: int = 0
 
     def add_line(self, line: bytes) -> None:
         """Count one whole-call line (a start line is not one: skipped)."""
@@ -43,6 +64,10 @@ class Totals:
         status = field_of(line, "status", limit)
         if not isinstance(status, int) or status >= 400 or status == 0:
             self.errors += 1
+        cost = line_cost(line, limit)
+        if cost is not None:
+            self.priced += 1
+            self.cost_pico += cost
 
     def add(self, other: Totals) -> None:
         self.calls += other.calls
@@ -51,6 +76,8 @@ class Totals:
         self.errors += other.errors
         self.unfinished += other.unfinished
         self.tokens_est += other.tokens_est
+        self.priced += other.priced
+        self.cost_pico += other.cost_pico
 
     def add_unfinished(self, pending: Pending) -> None:
         """Count the calls still open at the end of a pass."""
@@ -67,6 +94,16 @@ class Totals:
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out + self.tokens_est
 
+    @property
+    def cost_usd(self) -> float:
+        """What the priced calls cost (the unpriced ones are not in it)."""
+        return self.cost_pico / PICO
+
+    @property
+    def unpriced(self) -> int:
+        """Calls with no price: their cost is unknown, not zero."""
+        return self.calls - self.priced
+
 
 # Each pattern starts with a literal that is rare in a record (re's search
 # skips to it), and a lookbehind then checks the whole key: ~4x faster than
@@ -74,6 +111,7 @@ class Totals:
 _TOKENS_IN = re.compile(rb'_in(?<="tokens_in)": ?(\d+)')
 _TOKENS_OUT = re.compile(rb'_out(?<="tokens_out)": ?(\d+)')
 _STATUS = re.compile(rb'tus(?<="status)": ?(\d+)')
+_COST_ANY = re.compile(rb'_usd(?<="cost_usd)" ?: ?([^,}\s]*)')
 
 
 # Any value of a key (up to the next `,`, `}` or space), for whole chunks:
@@ -147,6 +185,7 @@ def chunk_totals(chunk: bytes, totals: Totals) -> tuple[int, tuple[list[bytes], 
             totals.tokens_in += _sum_ints(tin)
             totals.tokens_out += _sum_ints(tout)
             totals.errors += _errors(status) - starts
+            chunk_cost(chunk, totals)
             return n, found
     start = 0
     while start < len(chunk):
@@ -177,6 +216,67 @@ def lines_totals(heads: list[bytes], chunk: bytes, starts: list[int], totals: To
         totals.tokens_in += sum(map(int, tin))
         totals.tokens_out += sum(map(int, tout))
         totals.errors += _errors(status)
+        if COST_KEY in joined:  # in the headers, where our writer puts it
+            for head, start in zip(heads, starts, strict=True):
+                m = _COST_ANY.search(head)
+                cost = raw_cost_pico(m.group(1)) if m else _after_head(chunk, start, len(head))
+                _add_cost(totals, cost)
+        elif chunk.find(COST_KEY) >= 0:  # after a body, or in one: read those lines
+            for head, start in zip(heads, starts, strict=True):
+                _add_cost(totals, _after_head(chunk, start, len(head)))
         return
     for start in starts:
         totals.add_line(chunk[start : chunk.find(b"\n", start)])
+
+
+def _add_cost(totals: Totals, cost: int | None) -> None:
+    if cost is not None:
+        totals.priced += 1
+        totals.cost_pico += cost
+
+
+def _after_head(chunk: bytes, start: int, head_len: int) -> int | None:
+    """The cost of the line at `start` whose header (`head_len` bytes) holds
+    no `cost_usd`: None unless the key is further on (then the line is read)."""
+    end = chunk.find(b"\n", start)
+    if end < 0:
+        end = len(chunk)
+    if chunk.find(COST_KEY, start + head_len, end) < 0:
+        return None
+    return line_cost(chunk[start:end])
+
+
+def chunk_cost(chunk: bytes, totals: Totals) -> None:
+    """Add the cost of a chunk of whole record lines to `totals` (what
+    `add_line` would add, line by line): one C-level search for the key,
+    which a log older than costs never holds; each line that holds it is
+    read once: from its header when the key stands there (above the first
+    nested value, so it is the record's own), else parsed whole (the key
+    after a body, or only inside one: a body may carry any key). Start
+    lines are not calls and cost nothing."""
+    if COST_KEY not in chunk:
+        return
+    done = -1  # where the last line read ends
+    for m in _COST_ANY.finditer(chunk):
+        at = m.start()
+        if at < done:
+            continue  # a second match in a line already read
+        ls = chunk.rfind(b"\n", 0, at) + 1
+        le = chunk.find(b"\n", at)
+        if le < 0:
+            le = len(chunk)
+        done = le
+        if chunk.startswith(b'{"v":1,"phase":"start"', ls) and is_start(chunk[ls:le]):
+            continue
+        brace = chunk.find(b"{", ls + 1, at)
+        bracket = chunk.find(b"[", ls + 1, at)
+        if brace < 0 and bracket < 0:  # in the header: the record's own key
+            _add_cost(totals, raw_cost_pico(m.group(1)))
+            continue
+        # After a body: the line's last one, where the proxy writes it, read
+        # in place when provably the record's own; else the line is parsed.
+        tail = tail_cost(chunk, chunk.rfind(COST_KEY, at, le), le)
+        if tail is UNSURE:
+            _add_cost(totals, line_cost(chunk[ls:le]))
+        else:
+            _add_cost(totals, tail)  # type: ignore[arg-type]  # int or None

@@ -38,6 +38,7 @@ from urllib.parse import urlparse
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
 from cftui.runtime.gateway_uid import gateway_user
+from cftui.runtime.spend_flags import money_flags, prices_env
 
 LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
@@ -265,6 +266,7 @@ def llm_proxy_spec(
         command += ["--daily-token-budget", str(bot.budget.daily_tokens)]
     if bot.budget.requests_per_minute:
         command += ["--rpm", str(bot.budget.requests_per_minute)]
+    command += money_flags(bot)
     host_config = _host_config(
         "llm-proxy",
         mounts=[
@@ -277,7 +279,7 @@ def llm_proxy_spec(
         name=container_name(bot.name, "llm-proxy"),
         image=image,
         command=command,
-        environment={"CF_PROXY_TOKEN": proxy_token},
+        environment={"CF_PROXY_TOKEN": proxy_token, **prices_env(home.prices())},
         user=proxies_user(),
         networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
         aliases=["llm-proxy"],

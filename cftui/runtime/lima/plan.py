@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
-from cftui.fleet import BotConfig
+from cftui.fleet import BotConfig, ModelPrice
 from cftui.gateway import wiring
 from cftui.gateway.wiring import node_heap_mb
+from cftui.runtime.spend_flags import money_flags, prices_env
 
 # Where things live in the VM (lima/provision/*.sh use the same paths).
 SRV = "/srv/clawfactory"
@@ -112,7 +113,7 @@ def _env_line(key: str, value: str) -> str:
     return f"{key}='{value}'\n"
 
 
-def bot_env(bot: BotConfig, recipient: str) -> str:
+def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None = None) -> str:
     """`/etc/clawfactory/bots/<bot>/bot.env`: read by bot-setup.sh and the proxy units."""
     ports = ports_for(bot)
     llm_args = [f"--upstream={p}={u}" for p, u in sorted(bot.upstreams.items())]
@@ -120,6 +121,7 @@ def bot_env(bot: BotConfig, recipient: str) -> str:
         llm_args.append(f"--daily-token-budget={bot.budget.daily_tokens}")
     if bot.budget.requests_per_minute:
         llm_args.append(f"--rpm={bot.budget.requests_per_minute}")
+    llm_args += money_flags(bot)
     egress_args = [f"--allow={a}" for a in bot.egress_allow]
     for arg in (*llm_args, *egress_args):
         # systemd splits an unbraced $VAR on whitespace and knows no quoting.
@@ -146,6 +148,7 @@ def bot_env(bot: BotConfig, recipient: str) -> str:
         "CF_MEMORY_MAX": f"{bot.limits.memory_mb}M",
         "CF_TASKS_MAX": str(bot.limits.pids),
         "CF_CPU_QUOTA": f"{round(bot.limits.cpus * 100)}%",
+        **prices_env(prices or {}),
     }
     return "# Written by cftui; not secret.\n" + "".join(_env_line(k, v) for k, v in values.items())
 

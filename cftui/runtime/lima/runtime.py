@@ -119,7 +119,7 @@ class LimaRuntime(Runtime):
         # the gateway's user, whose packets nftables drops.
         probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
         return {
-            "bot.env": bot_env(bot, recipient_of(self.home, name)),
+            "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices()),
             "gateway.conf": gateway_conf(bot, argv, image_env, probe),
             "gateway.env": gateway_secret_env(host_env),
             "llm.env": llm_secret_env(host_env),

@@ -25,6 +25,7 @@ import asyncio
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -33,9 +34,11 @@ from yarl import URL
 from cfproxies.llm_proxy.budget import Budget
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.handler import proxy
+from cfproxies.llm_proxy.pricing import Pricer
 from cfproxies.llm_proxy.reflect import KeyStripper
 from cfproxies.llm_proxy.replies import json_reply
 from cfproxies.llm_proxy.routes import allowed_for
+from cfproxies.llm_proxy.spend import Ledger
 from cfproxies.llm_proxy.state import STATE, ProxyState
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
@@ -44,16 +47,27 @@ from cfproxies.scrub import ReloadingScrubber
 __all__ = ["STATE", "ProxyState", "make_app"]
 
 
-def make_app(config: ProxyConfig) -> web.Application:
-    """The proxy as an aiohttp app; run it with `handler_cancellation=True`."""
+def make_app(config: ProxyConfig, clock: Callable[[], float] = time.time) -> web.Application:
+    """The proxy as an aiohttp app; run it with `handler_cancellation=True`.
+    `clock` (epoch seconds) decides the day and month of the money budgets."""
     app = web.Application(client_max_size=config.max_request_bytes)
     literals = [*config.keys.values(), *([config.token] if config.token else [])]
     log = TrafficLog(config.traffic_log)
     budget = Budget(config.daily_token_budget, config.rpm)
     budget.seed_from_log(config.traffic_log, config.bot)
+    spend = Ledger(
+        config.bot,
+        config.daily_usd_budget,
+        config.monthly_usd_budget,
+        Pricer(config.prices, clock),
+        config.audit_dir,
+        clock,
+        config.spend_checkpoint_s,
+    )
+    spend.rebuild()
     scrubber = ReloadingScrubber(config.scrub_rules, literals, _report_rules_problem)
     allowed = {name: allowed_for(p, config.extra_routes) for name, p in config.providers.items()}
-    state = ProxyState(config, log, scrubber, budget, KeyStripper(literals), allowed)
+    state = ProxyState(config, log, scrubber, budget, KeyStripper(literals), allowed, spend)
     app[STATE] = state
     app.on_startup.append(_open_pools)
     app.on_shutdown.append(_drain_calls)
@@ -113,6 +127,7 @@ async def _close_pools_and_log(app: web.Application) -> None:
     if writer is not None:  # every record handed over is written before the log closes
         await asyncio.get_running_loop().run_in_executor(None, writer.shutdown, True)
         state.record_writer = None
+    state.spend.checkpoint(force=True)
     state.log.close()
 
 
@@ -135,6 +150,7 @@ async def health(request: web.Request) -> web.Response:
                 "timeouts": scrubber.timeouts,
             },
             "budget": state.budget.snapshot(),
+            "spend": state.spend.snapshot(),
             "token_required": cfg.token is not None,
             # Not the upstream URLs: the gateway may read this, and a URL may
             # name an internal host or carry a credential.

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cfproxies.llm_proxy.pricing import NO_USAGE, NOT_SENT, UNKNOWN_MODEL, UPSTREAM_ERROR, Usage
 from cfproxies.llm_proxy.sealing import sealed_line
 from cfproxies.llm_proxy.state import ProxyState
 from cfproxies.llm_proxy.streams import Reassembly, decode_body
@@ -60,6 +61,8 @@ class Call:
         self.reassembly: Reassembly | None = None
         self.written = False
         self.max_gap = 0.0
+        self.reserved: float | None = None  # the money reserved at admission (spend.py)
+        self.sent = False  # whether the request went upstream (its start line written)
 
     def hold(self, size: int) -> bool:
         """Reserve `size` request bytes in the proxy-wide budget (released
@@ -78,6 +81,7 @@ class Call:
     def write_start_line(self, tokens_est: int) -> None:
         """The start line: written before the upstream is asked, so that a
         proxy that dies mid-call leaves the call in the log (and charged)."""
+        self.sent = True
         line = start_line(self.record, tokens_est)
         self.state.log.write_line(sealed_line(line, self.state.scrubber.get(), {}))
 
@@ -113,6 +117,7 @@ class Call:
                 rec["error"] = r.error
                 rec["error_kind"] = "stream_error_event" if rec["stream"] else "upstream_http"
         self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
+        checkpoint = self._price()
         size = len(self.request_raw) + len(self.response_raw) + (r.text_len if r else 0)
         writer = self.state.record_writer
         if size < OFFLOAD_BYTES or writer is None:
@@ -126,6 +131,43 @@ class Call:
             loop = asyncio.get_running_loop()
             job = writer.submit(self._seal)
             job.add_done_callback(lambda _job: loop.call_soon_threadsafe(self.release_bytes))
+        if checkpoint:  # after this call's line, in the writer's order
+            if writer is None:
+                self.state.spend.checkpoint(force=True)
+            else:
+                writer.submit(self.state.spend.checkpoint, True)
+
+    def _price(self) -> bool:
+        """The call's `cost_usd` and `cost_status` (pricing.py says what each
+        status means), and its charge settled in the ledger before its end
+        line is written (spend.py's checkpoint relies on that order). True
+        when spend.json is due."""
+        rec = self.record
+        spend = self.state.spend
+        cost: float | None
+        if not self.sent:
+            cost, status = 0.0, NOT_SENT
+        elif rec["tokens_in"] or rec["tokens_out"]:
+            usage = Usage(
+                rec["tokens_in"], rec["tokens_out"], rec["cache_read"], rec["cache_write"]
+            )
+            cost, status = spend.pricer.cost(rec["provider"], rec["model"], usage)
+            resp_model = rec.get("model_resp")
+            if cost is None and isinstance(resp_model, str) and resp_model != rec["model"]:
+                cost, status = spend.pricer.cost(rec["provider"], resp_model, usage)
+        elif spend.pricer.rates(rec["provider"], rec["model"]) is None:
+            cost, status = None, UNKNOWN_MODEL
+        elif 400 <= rec["status"] < 600 and rec.get("error_kind") == "upstream_http":
+            cost, status = 0.0, UPSTREAM_ERROR  # the provider said no: not billed
+        else:
+            cost, status = None, NO_USAGE
+        rec["cost_usd"] = None if cost is None else round(cost, 10)
+        rec["cost_status"] = status
+        if self.reserved is None:
+            return False
+        charge, unpriced, estimated = spend.charge_of(rec)
+        urgent = spend.settle(rec["id"], charge, unpriced=unpriced, estimated=estimated)
+        return spend.claim_checkpoint(urgent)
 
     def _seal(self) -> None:
         """Bodies in, secrets out, one line appended."""

@@ -4,6 +4,8 @@ once at start into a frozen dataclass; nothing reads `os.environ` later."""
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,12 @@ class ProxyConfig:
     token: str | None = field(default=None, repr=False)
     daily_token_budget: int | None = None
     rpm: int | None = None
+    daily_usd_budget: float | None = None
+    monthly_usd_budget: float | None = None
+    # The operator's prices (fleet.toml's [prices."MODEL"]): model -> rates
+    # in USD per million tokens; they win over the price database.
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    spend_checkpoint_s: float = 1.0  # how often spend.json is rewritten, at most
     body_cap: int = DEFAULT_BODY_CAP
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
@@ -97,6 +105,52 @@ def _float_option(flag: str, value: str | None, default: float) -> float:
     return number
 
 
+def _usd_option(flag: str, value: str | None) -> float | None:
+    """A money budget in USD; absent or 0: none."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected a number of US dollars") from None
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"{flag} {value!r}: must be a finite number, 0 or more")
+    return number or None
+
+
+PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+
+
+def parse_prices(text: str | None) -> dict[str, dict[str, float]]:
+    """`--prices` / `CF_PRICES`: JSON `{model: {input_per_mtok, output_per_mtok,
+    [cache_read_per_mtok], [cache_write_per_mtok]}}`, USD per million tokens
+    (cftui writes it from fleet.toml, which validated it first)."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--prices: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("--prices: expected a JSON object of model -> rates")
+    out: dict[str, dict[str, float]] = {}
+    for model, rates in raw.items():
+        if not isinstance(rates, dict):
+            raise ConfigError(f"--prices: {model!r}: expected an object of rates")
+        unknown = sorted(set(rates) - set(PRICE_KEYS))
+        if unknown:
+            raise ConfigError(f"--prices: {model!r}: unknown key {unknown[0]!r}")
+        for need in PRICE_KEYS[:2]:
+            if need not in rates:
+                raise ConfigError(f"--prices: {model!r}: {need} is required")
+        for key, value in rates.items():
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"--prices: {model!r}: {key} must be a number, 0 or more")
+        out[model] = {k: float(v) for k, v in rates.items()}
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="cf-llm-proxy",
@@ -118,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="credential the gateway must present (CF_PROXY_TOKEN)")
     p.add_argument("--daily-token-budget", help="tokens per UTC day (CF_DAILY_TOKEN_BUDGET)")
     p.add_argument("--rpm", help="requests per minute (CF_RPM)")
+    p.add_argument("--daily-usd-budget", help="USD per UTC day (CF_DAILY_USD_BUDGET)")
+    p.add_argument("--monthly-usd-budget", help="USD per calendar month (CF_MONTHLY_USD_BUDGET)")
+    p.add_argument(
+        "--spend-checkpoint-s",
+        help="seconds between rewrites of spend.json, at most (CF_SPEND_CHECKPOINT_S; default "
+        "1): how fresh cftui's view of the spend is; a crossed threshold is written at once",
+    )
+    p.add_argument(
+        "--prices",
+        help="operator prices, JSON {model: {input_per_mtok, output_per_mtok, "
+        "cache_read_per_mtok, cache_write_per_mtok}} in USD per million tokens (CF_PRICES)",
+    )
     p.add_argument("--body-cap", help="bytes of each body kept in a record (CF_BODY_CAP)")
     p.add_argument("--connect-timeout", help="seconds to connect upstream (CF_CONNECT_TIMEOUT)")
     p.add_argument("--read-timeout", help="seconds an upstream may stay silent (CF_READ_TIMEOUT)")
@@ -220,6 +286,16 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
             "--daily-token-budget", pick(args.daily_token_budget, "CF_DAILY_TOKEN_BUDGET"), 1
         ),
         rpm=_int_option("--rpm", pick(args.rpm, "CF_RPM"), 1),
+        daily_usd_budget=_usd_option(
+            "--daily-usd-budget", pick(args.daily_usd_budget, "CF_DAILY_USD_BUDGET")
+        ),
+        monthly_usd_budget=_usd_option(
+            "--monthly-usd-budget", pick(args.monthly_usd_budget, "CF_MONTHLY_USD_BUDGET")
+        ),
+        prices=parse_prices(pick(args.prices, "CF_PRICES")),
+        spend_checkpoint_s=_float_option(
+            "--spend-checkpoint-s", pick(args.spend_checkpoint_s, "CF_SPEND_CHECKPOINT_S"), 1.0
+        ),
         body_cap=DEFAULT_BODY_CAP if body_cap is None else body_cap,
         connect_timeout=_float_option(
             "--connect-timeout", pick(args.connect_timeout, "CF_CONNECT_TIMEOUT"), 10.0

@@ -136,17 +136,24 @@ async def _forward(request: web.Request, call: Call, state: ProxyState) -> web.S
     provider, tail = admitted.provider, admitted.tail
     _note_request(call, request, body, tail)
 
-    refusal = state.budget.check()
+    dialect = dialect_for(provider, tail)
+    # The money budgets: checked and the call's estimate reserved in one
+    # step, with no await between (see spend.py for the bound this gives).
+    estimate = state.spend.estimate(admitted.name, rec["model"], call.request_body, len(body))
+    refusal = state.spend.admit(rec["id"], estimate)
+    if refusal is None:
+        call.reserved = estimate
+        rec["cost_est_usd"] = round(estimate, 9)
+        refusal = state.budget.check()
     if refusal is not None:
         call.fail(429, "budget", refusal.message)
         rec["budget_limit"] = refusal.limit
-        return await send_whole(request, budget_reply(refusal))
+        return await send_whole(request, budget_reply(refusal, dialect))
 
     qs = "&".join(part for _, part in admitted.query)
     origin, base_path = state.origins[admitted.name]
     target = (base_path + admitted.path or "/") + (f"?{qs}" if qs else "")
     headers = upstream_headers(request, provider, admitted.key)
-    dialect = dialect_for(provider, tail)
     assert state.upstream is not None
     rec["req_bytes"] = call.req_wire_bytes
     call.write_start_line(estimate_tokens(call.request_body, len(body)))

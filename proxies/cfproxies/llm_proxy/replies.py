@@ -36,18 +36,28 @@ def own_words(message: str) -> str:
     return f"cf-llm-proxy: {message}"
 
 
-def budget_reply(refusal: Refusal) -> web.Response:
-    """429 for a call over the daily token budget or the rpm cap."""
+def budget_reply(refusal: Refusal, dialect: str = "openai") -> web.Response:
+    """429 for a call over a budget (tokens or money) or the rpm cap, naming
+    it and when it resets, in the shape the gateway's SDK reads as a rate
+    limit: Anthropic's `{"type": "error", "error": {...}}`, OpenAI's `code`,
+    Gemini's `code` and `status`, all beside the proxy's own fields."""
     retry = refusal.retry_after(time.time())
-    return error_reply(
-        429,
-        "rate_limit_error",
-        refusal.message,
-        headers={"Retry-After": str(retry)},
-        limit=refusal.limit,
-        resets_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(refusal.resets_at)),
-        retry_after_s=retry,
-    )
+    resets_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(refusal.resets_at))
+    error: dict[str, Any] = {
+        "type": "rate_limit_error",
+        "message": own_words(f"{refusal.message}; resets at {resets_at}"),
+        "limit": refusal.limit,
+        "resets_at": resets_at,
+        "retry_after_s": retry,
+    }
+    payload: dict[str, Any] = {"error": error}
+    if dialect == "anthropic":
+        payload = {"type": "error", "error": error}
+    elif dialect == "gemini":
+        error.update(code=429, status="RESOURCE_EXHAUSTED")
+    else:
+        error["code"] = "rate_limit_exceeded"
+    return json_reply(429, payload, {"Retry-After": str(retry)})
 
 
 def gateway_reply(status: int, message: str, provider: Provider) -> web.Response:

@@ -13,6 +13,7 @@ from cfproxies.llm_proxy.budget import Budget
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.reflect import KeyStripper
 from cfproxies.llm_proxy.routes import Allowed
+from cfproxies.llm_proxy.spend import Ledger
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
 from cfproxies.scrub import ReloadingScrubber
@@ -28,6 +29,7 @@ class ProxyState:
     budget: Budget
     keys: KeyStripper
     allowed: dict[str, Allowed]
+    spend: Ledger
     upstream: UpstreamPool | None = None
     # Each provider's origin and base path, parsed once.
     origins: dict[str, tuple[Origin, str]] = field(default_factory=dict)
