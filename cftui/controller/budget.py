@@ -40,4 +40,6 @@ async def watch_budgets(
                 say(f"budget: {text}")
         except (CftuiError, OSError) as exc:
             say(f"budget check failed: {one_line(exc)}")
+        except Exception as exc:  # a long-running loop reports and goes on
+            say(f"budget check failed: {type(exc).__name__}: {one_line(exc)}")
         await clock.sleep(poll_s)

@@ -112,7 +112,10 @@ class SnapshotScheduler:
 
     async def run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # a long-running loop reports and goes on
+                log.warning("schedule: %s: %s", type(exc).__name__, one_line(exc))
             await self.clock.sleep(self.seconds_to_next(self.clock.now()))
 
     async def _one(self, name: str, now: datetime) -> Outcome:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +32,6 @@ from cftui.fleet import FleetHome
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KILLED, RESTARTING, RUNNING, STOPPED, UNHEALTHY, BotStatus
 from cftui.snapshots.reasons import one_line
-
-log = logging.getLogger("cftui.serve")
 
 POLL_S = 5.0
 BACKOFF_S = 10.0  # doubled after each restart: 10, 20, 40 s ...
@@ -188,5 +185,7 @@ class Watchdog:
             try:
                 await self.check()
             except CftuiError as exc:
-                log.warning("watchdog: %s", one_line(exc))
+                self.on_action("watchdog", one_line(exc))
+            except Exception as exc:  # a long-running loop reports and goes on
+                self.on_action("watchdog", f"{type(exc).__name__}: {one_line(exc)}")
             await self.clock.sleep(self.poll_s)

@@ -80,3 +80,26 @@ async def test_the_controller_runs_the_spend_domains_check(
         task.cancel()
     events = [e for e in read_events(fleet, "alpha") if e["action"] == "spend_threshold"]
     assert [e["percent"] for e in events] == [80] and len(lines) == 1, lines
+
+
+async def test_a_check_that_breaks_is_said_in_one_line_and_the_loop_goes_on(
+    fleet: FleetHome, runtime: MemoryRuntime
+) -> None:
+    calls: list[int] = []
+    lines: list[str] = []
+
+    async def check(home: FleetHome, runtimes: object) -> list[object]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AttributeError("'BotConfig' object has no attribute 'x'")
+        return []
+
+    task = asyncio.create_task(
+        budget.watch_budgets(
+            fleet, MemoryRuntimes(fleet, runtime), Clock(), lines.append, 0.01, check
+        )
+    )
+    while len(calls) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert lines == ["budget check failed: AttributeError: 'BotConfig' object has no attribute 'x'"]
