@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfproxies.egress.patterns import PatternError, normalise_patterns
+from cfproxies.egress.patterns import PatternError, format_allow_lines, normalise_patterns
 
 from cftui.audit.events import record_event
-from cftui.errors import UsageError
+from cftui.errors import FleetError, UsageError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.securefs import atomic_write_private, make_private_dirs
 
@@ -52,11 +52,28 @@ def read_stats(home: FleetHome, bot: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def allow_entries(config: BotConfig) -> list[str]:
+    """The bot's allowlist from fleet.toml, checked with the proxy's own
+    grammar (`cfproxies.egress.patterns`): what every way of handing it to
+    the proxy (flags, the Lima allow file, the control file) sends."""
+    try:
+        return normalise_patterns(config.egress_allow)
+    except PatternError as exc:
+        raise FleetError(f"fleet.toml: [bots.{config.name}] egress_allow: {exc}") from None
+
+
+def allow_file_text(config: BotConfig) -> str:
+    """The allowlist as `cf-egress --allow-file` reads it: one entry a line
+    (an entry with methods and paths holds spaces and commas)."""
+    return format_allow_lines(allow_entries(config))
+
+
 def write_control(home: FleetHome, config: BotConfig) -> int:
     """Replace the control file from `config`; returns its generation."""
     generation = time.time_ns()
+    allow = allow_entries(config)
     make_private_dirs(home.audit_dir(config.name))
-    doc = {"capture": config.capture, "allow": list(config.egress_allow), "generation": generation}
+    doc = {"capture": config.capture, "allow": allow, "generation": generation}
     atomic_write_private(control_path(home, config.name), json.dumps(doc) + "\n")
     return generation
 

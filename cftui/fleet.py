@@ -33,6 +33,9 @@ FIRST_GATEWAY_PORT = 18801
 # the host, in the egress container's /audit/ and in the Lima VM alike.
 EGRESS_CONTROL_NAME = "egress.control.json"
 EGRESS_STATS_NAME = "egress.stats.json"
+# What the egress proxy refused, host by host (the inbox's egress requests):
+# the proxy owns it, cftui only reads it.
+EGRESS_REQUESTS_NAME = "egress.requests.json"
 # The disk a Docker bot's code/ and state/ may fill together (`disk` in
 # fleet.toml; "off" for none). The image is sparse: the host pays only for
 # what the bot writes, up to this.
@@ -415,6 +418,19 @@ class FleetHome:
 
     def egress_stats(self, bot: str) -> Path:
         return self.audit_dir(bot) / EGRESS_STATS_NAME
+
+    def egress_requests(self, bot: str) -> Path:
+        """The egress proxy's ledger of refused requests (it writes, we read)."""
+        return self.audit_dir(bot) / EGRESS_REQUESTS_NAME
+
+    def inbox_dir(self, bot: str) -> Path:
+        """cftui's own state of the bot's inbox (0700): out of every tree the
+        gateway writes and of audit/, which the egress proxy writes."""
+        return self.root / "proposals" / validate_bot_name(bot)
+
+    def egress_dismissals(self, bot: str) -> Path:
+        """The egress requests the operator dismissed or allowed, and when."""
+        return self.inbox_dir(bot) / "egress-dismissed.json"
 
     # --- fleet.toml ------------------------------------------------------
     def exists(self) -> bool:

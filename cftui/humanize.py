@@ -58,3 +58,15 @@ def format_usd(usd: float | None) -> str:
     if usd >= 0.0001:
         return f"${usd:.4f}"
     return "<$0.0001"
+
+
+def format_ago(seconds: float) -> str:
+    """How long ago, in its largest unit (`12s ago`, `5m ago`, `3h ago`, `2d ago`);
+    `now` for less than a second, or a time a little ahead of this clock."""
+    if seconds < 1:
+        return "now"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"

@@ -29,6 +29,7 @@ with atheris.instrument_imports():
     from cftui.audit.traffic.filter import TrafficFilter
     from cftui.audit.traffic.log import TrafficLog
     from cftui.inert import inert
+    from cftui.proposals.egress_requests import parse_ledger
     from cftui.snapshots.tarheader import FastTarInfo
 
 DIALECTS = sorted(READERS)
@@ -132,12 +133,26 @@ def age(data: bytes) -> None:
         age_format.bech32_decode(data.decode("ascii", "replace"), "age")
 
 
+def egress_ledger(data: bytes) -> None:
+    """The egress proxy's ledger of refused requests (hosts, methods and
+    paths are the agent's): requests or a one-line note, never an exception."""
+    ledger = parse_ledger("bot", data)
+    assert len(ledger.requests) + ledger.skipped >= 0
+    note = ledger.note
+    assert note is None or ("\n" not in inert(note) and len(note) < 4096)
+    for r in ledger.requests:
+        assert (r.port is None or 0 <= r.port <= 65535) and r.count >= 1
+        assert r.last_at >= r.first_at
+        inert(r.key), inert(r.attempt)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "streams": streams,
     "traffic": traffic,
     "tarheader": tarheader,
     "patterns": patterns,
     "age": age,
+    "egress_ledger": egress_ledger,
 }
 
 
@@ -172,6 +187,21 @@ def seeds(name: str) -> list[bytes]:
         return [buf.getvalue()[:512]]
     if name == "patterns":
         return [b"\x10api.example.com:443127.1", b"\x0c*.github.com0x7f.0.0.1"]
+    if name == "egress_ledger":
+        entry = {
+            "key": "api.example.com:443 GET /v1/",
+            "host": "api.example.com",
+            "port": 443,
+            "connect": True,
+            "count": 2,
+            "first": "2026-12-02T05:00:00.123Z",
+            "last": "2026-12-02T05:01:00.456Z",
+            "method": "GET",
+            "path": "/v1/x",
+            "rule": "api.example.com GET /ok/",
+            "suggest": "api.example.com GET /v1/",
+        }
+        return [json.dumps({"v": 1, "bot": "bot", "dropped": 0, "requests": [entry]}).encode()]
     recipient = age_format.parse_recipient(age_format.recipient_of(_IDENTITY))
     with tempfile.TemporaryFile() as out:
         age_format.encrypt(io.BytesIO(b"seed"), out.fileno(), recipient)

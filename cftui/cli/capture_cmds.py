@@ -37,19 +37,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "egress",
-        "show or edit a bot's egress allowlist (host, *.domain, IP or network, :PORT optional)",
+        "show or edit a bot's egress allowlist (hosts, and rules by method and path)",
         cmd_egress,
     )
-    p.epilog = (
-        "A listed name is reached only at addresses that are public or listed themselves: "
-        "a name that resolves to a private, loopback or link-local address (a Docker "
-        "service, localhost) needs that address or its network listed too."
-    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EGRESS_GRAMMAR
     p.add_argument("bot")
-    p.add_argument("--allow", action="append", default=[], metavar="PATTERN")
-    p.add_argument("--remove", action="append", default=[], metavar="PATTERN")
-    p.add_argument("--set", nargs="*", default=None, metavar="PATTERN", help="replace the list")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTRY")
+    p.add_argument("--remove", action="append", default=[], metavar="ENTRY")
+    p.add_argument("--set", nargs="*", default=None, metavar="ENTRY", help="replace the list")
     p.add_argument("--json", action="store_true")
+
+
+EGRESS_GRAMMAR = """\
+An ENTRY is a host, optionally narrowed to methods and path prefixes
+(quote it: it holds spaces):
+
+  HOST [METHODS] [PREFIX ...]
+
+  HOST     api.example.com, *.example.com (its subdomains), an IP address
+           (192.0.2.7, [2001:db8::1]) or a network (10.1.0.0/16); :PORT
+           optional (every port without it)
+  METHODS  GET,HEAD,... (any case) or *; absent: any method
+  PREFIX   starts with /; the request's path (query dropped) must start
+           with one of them; end it with / to stop at a segment
+
+  cftui egress BOT --allow api.github.com
+  cftui egress BOT --allow 'api.github.com GET,HEAD /repos/acme/'
+
+A plain host is tunnelled untouched. A host listed only by entries with
+methods or paths is inspected (TLS terminated with the bot's capture CA,
+recorded only when capture is on), and each request (each HTTP/2 stream;
+a WebSocket upgrade as its GET; with an X-HTTP-Method-Override header, as
+that method too) must match one of its entries; several
+entries for one host add up, and a plain one admits everything. Paths are
+compared with escapes of unreserved characters decoded; a path with a . or
+.. segment (plain or %2e-encoded) passes no rule. A refused request gets a
+403 JSON answer naming the entry it missed, and the egress proxy records
+it, with the entry that would allow it, in audit/BOT/egress.requests.json.
+
+A listed name is reached only at addresses that are public or listed
+themselves: a name that resolves to a private, loopback or link-local
+address (a Docker service, localhost) needs that address or its network
+listed too (with the same methods and paths, or the address admits all).
+"""
 
 
 def _applied(result: ApplyResult) -> str:

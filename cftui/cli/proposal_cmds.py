@@ -1,26 +1,60 @@
-"""Proposals and promotion (CONTRACTS §9): `proposals`, `diff`, `promote`,
-`reject`, and `drift` for the gateway's own openclaw.json. Every path and
-string here may be the agent's: printed inert."""
+"""Proposals and promotion (CONTRACTS §9): `proposals` (with the egress
+requests: `--allow KEY`, `--dismiss KEY`), `diff`, `promote`, `reject`, and
+`drift` for the gateway's own openclaw.json. Every path, host and string
+here may be the agent's: printed inert."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 
+from cftui.cli.capture_cmds import _applied  # the one wording of a live allowlist change
 from cftui.cli.common import add_command, print_json, progress_bar, resolve_home
 from cftui.errors import UsageError
+from cftui.fleet import FleetHome
+from cftui.humanize import format_ago
 from cftui.inert import inert
+from cftui.proposals.egress_inbox import DEFAULT_WINDOW, EgressInbox
 from cftui.proposals.model import Proposals
 from cftui.runtime import Runtimes
 
 _MARK = {"added": "A", "changed": "M", "removed": "D"}
+MAX_WINDOW_HOURS = 24 * 366 * 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "proposals", "what the bot proposes to change in its code", cmd_proposals)
+    p = add_command(
+        sub,
+        "proposals",
+        "what the bot proposes: changes to its code, and hosts it was refused (egress requests)",
+        cmd_proposals,
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "Egress requests are what the egress proxy refused (audit/<bot>/egress.requests.json),\n"
+        "one KEY each: HOST:PORT for an unlisted host, 'HOST:PORT METHOD PATH' for a request\n"
+        "outside a method/path rule (quote it). --allow KEY adds the entry's suggested pattern\n"
+        "to the allowlist live, as `cftui egress BOT --allow` does (refused while the bot is\n"
+        "locked); the entry is hidden until the proxy refuses it again. --dismiss KEY hides\n"
+        "it until it is refused again after the window (`last` later than the dismissal\n"
+        "plus --window-hours, default 24)."
+    )
     p.add_argument("bot")
     p.add_argument("--json", action="store_true")
+    settle = p.add_mutually_exclusive_group()
+    settle.add_argument(
+        "--allow", metavar="KEY", help="allow an egress request: its suggestion joins the allowlist"
+    )
+    settle.add_argument("--dismiss", metavar="KEY", help="hide an egress request for a while")
+    p.add_argument(
+        "--window-hours",
+        type=float,
+        default=DEFAULT_WINDOW.total_seconds() / 3600,
+        metavar="H",
+        help="with --dismiss: how long a new refusal stays hidden (default 24)",
+    )
 
     p = add_command(sub, "diff", "the unified diff of the bot's proposals", cmd_diff)
     p.add_argument("bot")
@@ -75,7 +109,7 @@ def print_proposals(found: Proposals) -> None:
         print(inert(f"{head}: no proposals tree yet (it is made at the bot's next start)"))
         return
     if not (found.changes or found.refused or found.commits or found.config_drift):
-        print(inert(f"{head}: nothing proposed"))
+        print(inert(f"{head}: nothing proposed in its code"))
         return
     print(inert(f"{head}: {len(found.changes)} file(s) proposed"))
     width = max((len(c.path) for c in found.changes), default=0)
@@ -95,16 +129,89 @@ def print_proposals(found: Proposals) -> None:
         print(inert(f"  ({found.commits_note})"))
 
 
+def print_egress(inbox: EgressInbox, now: datetime) -> None:
+    """The egress requests section: one line an entry, the agent's words inert."""
+    bot = inbox.ledger.bot
+    hidden = f" ({inbox.hidden} dismissed or allowed)" if inbox.hidden else ""
+    if not inbox.pending:
+        print(f"egress requests: none{hidden}")
+    else:
+        print(
+            f"egress requests: {inbox.count}{hidden} "
+            f"(`cftui proposals {bot} --allow KEY` / `--dismiss KEY`)"
+        )
+    for r in inbox.pending:
+        when = (
+            f"first {format_ago((now - r.first_at).total_seconds())}, "
+            f"last {format_ago((now - r.last_at).total_seconds())}"
+        )
+        print(inert(f"  {r.key}  x{r.count}  {when}  {r.attempt}"))
+        why = f"outside rule {r.rule!r}" if r.rule else "host not on the allowlist"
+        adds = f"--allow adds: {r.suggest}" if r.suggest else "no allowlist entry can admit it"
+        print(inert(f"      {why}; {adds}"))
+    if inbox.ledger.dropped:
+        print(f"  ({inbox.ledger.dropped} older entries dropped by the egress proxy)")
+    for note in inbox.notes:
+        print(inert(f"  ! {note}"))
+
+
+def _settle(args: argparse.Namespace, home: FleetHome, bot: str) -> int:
+    from cftui.proposals import egress_inbox
+
+    if args.allow is not None:
+        result = egress_inbox.allow(home, bot, args.allow)
+        if args.json:
+            print_json(
+                {
+                    "bot": bot,
+                    "key": result.request.key,
+                    "allow": result.pattern,
+                    "already": result.already,
+                    "applied": result.applied.confirmed,
+                }
+            )
+            return 0
+        verb = "was already on" if result.already else "added to"
+        print(
+            inert(f"{bot}: {result.pattern} {verb} the egress allowlist {_applied(result.applied)}")
+        )
+        return 0
+    if not 0 <= args.window_hours <= MAX_WINDOW_HOURS:  # also refuses nan
+        raise UsageError(f"--window-hours must be between 0 and {MAX_WINDOW_HOURS}")
+    window = timedelta(hours=args.window_hours)
+    request, settled = egress_inbox.dismiss(home, bot, args.dismiss, window=window)
+    if args.json:
+        print_json({"bot": bot, "key": request.key, "dismissed": settled.to_json()})
+        return 0
+    print(
+        inert(
+            f"{bot}: egress request {request.key} dismissed; it shows again if refused "
+            f"more than {args.window_hours:g} h from now"
+        )
+    )
+    return 0
+
+
 def cmd_proposals(args: argparse.Namespace) -> int:
+    from cftui.proposals.egress_inbox import read_inbox
     from cftui.proposals.scan import scan
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
+    if args.allow is not None or args.dismiss is not None:
+        return _settle(args, home, bot.name)
     found = scan(home, bot.name)
+    inbox = read_inbox(home, bot.name)
     if args.json:
-        print_json(found.to_json())
+        doc = found.to_json()
+        doc["egress"] = [r.to_json() for r in inbox.pending]
+        doc["egress_hidden"] = inbox.hidden
+        doc["egress_dropped"] = inbox.ledger.dropped
+        doc["egress_notes"] = inbox.notes
+        print_json(doc)
     else:
         print_proposals(found)
+        print_egress(inbox, datetime.now(UTC))
     return 0
 
 

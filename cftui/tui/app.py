@@ -46,7 +46,7 @@ from cftui.tui.messages import (
     ProposalCountsUpdated,
     ServiceStateChanged,
 )
-from cftui.tui.proposal_counts import ProposalCounts, proposes
+from cftui.tui.proposal_counts import BotCount, ProposalCounts, proposes
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -243,7 +243,7 @@ class ClawFactoryApp(App[int]):
 
     @work(thread=True, exclusive=True, group="proposals-count", exit_on_error=False)
     def _count_proposals(self, bots: list[str]) -> None:
-        found: dict[str, int | None] = {}
+        found: dict[str, BotCount] = {}
         try:
             found = self.proposal_counts.scan_due(self.home, bots)
         finally:
@@ -263,8 +263,14 @@ class ClawFactoryApp(App[int]):
 
     def proposals_seen(self, bot: str, count: int | None) -> None:
         """A bot's Proposals tab scanned it: the table shows that count."""
-        if self.proposal_counts.counts.get(bot, -1) != count:
+        if bot not in self.proposal_counts.parts or self.proposal_counts.code_count(bot) != count:
             self.proposal_counts.seen(bot, count)
+            self.fleet_signal.publish(None)
+
+    def egress_requests_seen(self, bot: str, count: int) -> None:
+        """A bot's Proposals tab read its egress requests: the table shows them."""
+        if bot not in self.proposal_counts.parts or self.proposal_counts.egress_count(bot) != count:
+            self.proposal_counts.egress_seen(bot, count)
             self.fleet_signal.publish(None)
 
     def proposals_command(self, bot: str, action: str) -> None:

@@ -14,6 +14,7 @@ from cftui.audit.traffic.totals import Totals
 from cftui.killswitch import KillResult
 from cftui.progress import ProgressEvent
 from cftui.runtime.base import BotStatus, StateChange
+from cftui.tui.proposal_counts import BotCount
 
 
 @dataclass
@@ -68,6 +69,6 @@ class OperationFinished(Message):
 
 @dataclass
 class ProposalCountsUpdated(Message):
-    """How many changes some bots propose (None: no proposals tree)."""
+    """How many changes and egress requests some bots propose."""
 
-    counts: dict[str, int | None]
+    counts: dict[str, BotCount]

@@ -30,6 +30,7 @@ from cftui.progress import ProgressEvent
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_view import DiffView
+from cftui.tui.egress_requests_view import EgressRequestsView
 from cftui.tui.formatting import agent_text
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ class ProposalsTab(Vertical):
                 table.add_column(label, key=key, width=width)
             yield table
             yield DiffView(id="proposals-diff")
+        yield EgressRequestsView(self.bot, id="proposals-egress")
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._fleet_changed)
@@ -195,13 +197,14 @@ class ProposalsTab(Vertical):
         if not self._started or self.bot in self.app.pending_proposals:
             self._started = True
             self.action_reload()
+            self.query_one(EgressRequestsView).reload()
         self.query_one(DataTable).focus()
 
     def _fleet_changed(self, _data: object) -> None:
         """The app's periodic scan saw a different count: read them again."""
         if self.found is None or self.busy:
             return
-        if self.app.proposal_counts.counts.get(self.bot, self._count()) != self._count():
+        if self.app.proposal_counts.code_count(self.bot, self._count()) != self._count():
             self.action_reload()
 
     def _count(self) -> int | None:

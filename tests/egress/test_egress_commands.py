@@ -59,6 +59,13 @@ def test_egress_allow_remove_and_set(home, cbot, cli):
         ("egress", "cbot", "--allow", "*.com"),
         ("egress", "cbot", "--allow", "host:99999"),
         ("egress", "cbot", "--remove", "never.listed"),
+        ("egress", "cbot", "--allow", "api.example.com GETT /x/"),
+        ("egress", "cbot", "--allow", "api.example.com GET x/"),
+        ("egress", "cbot", "--allow", "api.example.com GET /a/../b/"),
+        ("egress", "cbot", "--allow", "api.example.com GET /a/%2e%2e/"),
+        ("egress", "cbot", "--allow", "api.example.com GET /a?q=1"),
+        ("egress", "cbot", "--allow", "api.example.com GET /a\nevil.example"),
+        ("egress", "cbot", "--allow", "api.example.com GET /" + "x" * 10_000),
         ("egress", "cbot", "--set", "a.example", "--allow", "b.example"),
         ("capture", "maybe", "cbot"),
         ("capture", "on", "Bad_Name"),
@@ -76,6 +83,108 @@ def test_bad_input_is_one_line_and_changes_nothing(home, cbot, cli, args):
     assert "Traceback" not in r.err
     assert home.fleet_toml.read_text() == before
     assert home.events_log.read_text() == events_before
+
+
+def test_egress_takes_rules_by_method_and_path_in_their_canonical_form(home, cbot, cli):
+    r = cli("egress", cbot, "--allow", "api.github.com  get,HEAD,get /repos/acme/ /repos/%7eme/")
+    assert r.code == 0, r.err
+    rule = "api.github.com GET,HEAD /repos/acme/ /repos/~me/"
+    assert home.bot(cbot).egress_allow == (rule,)
+    assert json.loads(control_path(home, cbot).read_text())["allow"] == [rule]
+    assert rule in r.out
+    # Removing takes any spelling of the same rule.
+    assert (
+        cli("egress", cbot, "--remove", "api.github.com get,head /repos/acme/ /repos/%7Eme/").code
+        == 0
+    )
+    assert home.bot(cbot).egress_allow == ()
+
+
+def test_egress_help_gives_the_grammar(cli):
+    r = cli("egress", "--help")
+    assert r.code == 0
+    assert "HOST [METHODS] [PREFIX ...]" in r.out
+    assert "'api.github.com GET,HEAD /repos/acme/'" in r.out
+
+
+def test_a_bad_rule_in_fleet_toml_is_one_line_when_handed_to_the_proxy(home, cbot):
+    from cftui.egress_control import sync_control
+    from cftui.errors import FleetError
+
+    with home.editing() as doc:
+        doc["bots"][cbot]["egress_allow"] = ["ok.example", "api.example.com POST nope"]
+    with pytest.raises(FleetError) as exc:
+        sync_control(home, cbot)
+    assert str(exc.value).startswith(f"fleet.toml: [bots.{cbot}] egress_allow: bad egress rule")
+    assert "\n" not in str(exc.value)
+    assert not control_path(home, cbot).exists()
+
+
+def test_the_docker_egress_command_passes_each_rule_as_one_argument(home, cbot):
+    from cftui.runtime.docker.spec import egress_spec
+
+    home.update_bot(cbot, egress_allow=("a.example", "api.example.com GET /v1/"))
+    command = egress_spec(home, home.bot(cbot), "img", "age1x").command
+    i = command.index("api.example.com GET /v1/")
+    assert command[i - 1] == "--allow"
+
+
+@pytest.mark.parametrize(
+    ("value", "entries"),
+    [
+        ("a.example, *.b.example  c.example", ["a.example", "*.b.example", "c.example"]),
+        ("a.example\napi.example.com GET,HEAD /x/\n# a comment\n\n", None),
+    ],
+)
+def test_cf_allow_is_one_entry_a_line_and_old_lists_still_work(
+    value, entries, monkeypatch, tmp_path
+):
+    from cfproxies.egress.config import parse_config
+
+    monkeypatch.setenv("CF_ALLOW", value)
+    config = parse_config(_base_flags(tmp_path))
+    assert list(config.allow) == (entries or ["a.example", "api.example.com GET,HEAD /x/"])
+
+
+@pytest.mark.parametrize("value", ["api.example.com GET /x/", "a.example /x/", "a.example POST"])
+def test_an_old_style_cf_allow_holding_a_rule_is_refused_not_split(value, monkeypatch, tmp_path):
+    from cfproxies.egress.config import ConfigError, parse_config
+
+    monkeypatch.setenv("CF_ALLOW", value)
+    with pytest.raises(ConfigError, match="one entry a line"):
+        parse_config(_base_flags(tmp_path))
+
+
+def test_cf_egress_reads_an_allow_file(tmp_path):
+    from cfproxies.egress.config import ConfigError, parse_config
+
+    allow = tmp_path / "egress.allow"
+    allow.write_text("# rules\napi.example.com GET /v1/\n\nb.example\n")
+    config = parse_config(
+        [*_base_flags(tmp_path), "--allow", "a.example", "--allow-file", str(allow)]
+    )
+    assert list(config.allow) == ["a.example", "api.example.com GET /v1/", "b.example"]
+    allow.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        parse_config([*_base_flags(tmp_path), "--allow-file", str(allow)])
+    with pytest.raises(ConfigError, match="--allow-file"):
+        parse_config([*_base_flags(tmp_path), "--allow-file", str(tmp_path / "missing")])
+
+
+RECIPIENT = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
+
+
+def _base_flags(tmp_path) -> list[str]:
+    return [
+        "--bot",
+        "b",
+        "--audit-dir",
+        str(tmp_path),
+        "--confdir",
+        str(tmp_path / "c"),
+        "--recipient",
+        RECIPIENT,
+    ]
 
 
 def test_decrypt_of_a_bot_without_capture_says_how_to_turn_it_on(home, cbot, cli):

@@ -111,6 +111,66 @@ def test_patterns_parse_or_refuse_and_checks_never_raise(text: str, host: str, p
     allow.check(pattern.text, port)
 
 
+rule_text = st.lists(
+    st.sampled_from(
+        [
+            "a.example",
+            "*.b.example",
+            "10.0.0.0/8",
+            " ",
+            "GET",
+            "get,HEAD",
+            "*",
+            "POST",
+            "/",
+            "/a/",
+            "/a",
+            "..",
+            ".",
+            "%2e",
+            "%2F",
+            "%7e",
+            "%",
+            "\\",
+            ";",
+            "?",
+            "x",
+            "\udcff",
+            "\t",
+        ]
+    ),
+    max_size=10,
+).map("".join)
+request_path = st.lists(
+    st.sampled_from(
+        ["/", "a", "..", ".", "%2e", "%2E", "%2f", "%7E", "%", ";", "\\", "?q", "\udcff"]
+    ),
+    max_size=10,
+).map("".join)
+
+
+@FUZZ
+@given(
+    text=rule_text,
+    host=st.sampled_from(["a.example", "x.b.example", "10.1.2.3", "c.example"]),
+    method=st.sampled_from(["GET", "get", "POST", "BREW"]),
+    path=request_path,
+)
+def test_rules_parse_or_refuse_and_a_suggestion_admits_what_was_refused(
+    text: str, host: str, method: str, path: str
+) -> None:
+    try:
+        entry = parse_pattern(text)
+    except PatternError:
+        return
+    assert normalise_patterns([entry.text]) == [entry.text]  # the canonical form is a fixed point
+    allow = Allowlist.parse([entry.text])
+    d = allow.check_request(host, 443, method, path)
+    if not d.allowed and d.suggest is not None:
+        grown = Allowlist.parse([entry.text, d.suggest])
+        assert grown.check_request(host, 443, method, path).allowed
+
+
 _NUMERIC = st.text(st.sampled_from(list("0123456789.xXabcdefABCDEF")), min_size=1, max_size=20)
 
 

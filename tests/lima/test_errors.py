@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui.errors import RuntimeOperationError, RuntimeUnavailable
+from cftui.errors import FleetError, RuntimeOperationError, RuntimeUnavailable
 from cftui.runtime.lima.runtime import LimaRuntime
 from cftui.runtime.lima.ssh import VMShell
 
@@ -61,7 +61,7 @@ async def test_up_refuses_an_unusable_allow_pattern_before_touching_the_vm(tmp_p
     rt = LimaRuntime(home)
     bot = home.bot("badallow")
     # The VM does not exist: nothing may have created it.
-    with pytest.raises(RuntimeOperationError, match="cannot hold") as exc:
+    with pytest.raises(FleetError, match="egress_allow: bad egress rule") as exc:
         await rt.up(bot)
     _one_line(str(exc.value))
     assert await rt.limactl.instance("never-created") is None

@@ -217,14 +217,14 @@ def test_the_tuis_proposal_counts_see_the_vms_proposals(lima_stack):
     from cftui.tui.proposal_counts import ProposalCounts  # no Textual in it
 
     counts = ProposalCounts()
-    before = counts.scan_due(lima_stack.home, [BOT])[BOT] or 0
+    before = counts.scan_due(lima_stack.home, [BOT])[BOT].code or 0
     res = as_gateway(lima_stack, "echo n > /proposals/workspace/counted.md")
     assert res.returncode == 0, res.stderr
     host = lima_stack.home.proposals_dir(BOT) / "workspace/counted.md"
     assert not host.exists()
     counts = ProposalCounts()
     # (The demo agent may propose another skill meanwhile: at least one more.)
-    assert (counts.scan_due(lima_stack.home, [BOT])[BOT] or 0) >= before + 1
+    assert (counts.scan_due(lima_stack.home, [BOT])[BOT].code or 0) >= before + 1
     assert host.read_text() == "n\n"  # brought home by the counts' own scan
     assert cftui(lima_stack, "reject", BOT, "workspace/counted.md").returncode == 0
 

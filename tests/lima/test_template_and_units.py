@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cfproxies.egress.patterns import parse_allow_lines
 
-from cftui.errors import RuntimeOperationError
+from cftui.errors import FleetError, RuntimeOperationError
 from cftui.fleet import BotConfig, LimaVM, Limits
 from cftui.runtime.lima.assets import render_template
 from cftui.runtime.lima.ctl import parse_list_json
@@ -21,6 +22,7 @@ from cftui.runtime.lima.plan import (
     MAX_USER,
     bot_env,
     command_from_dockerfile,
+    egress_allow_file,
     gateway_argv,
     gateway_conf,
     gateway_secret_env,
@@ -163,15 +165,30 @@ def test_bot_env_holds_no_secret_and_quotes_arguments():
         _bot(egress_allow=("*.github.com",), upstreams={"anthropic": "http://h:1"}),
         "age1recipient",
     )
-    assert "CF_EGRESS_ARGS='--allow=*.github.com'" in env
+    # The allowlist is a file of its own: a rule holds spaces systemd would split on.
+    assert "CF_EGRESS_ARGS=--allow-file=/etc/clawfactory/bots/b1/egress.allow" in env
+    assert "github" not in env
     assert "CF_LLM_ARGS=--upstream=anthropic=http://h:1" in env
     assert "TOKEN" not in env and "KEY" not in env
 
 
-@pytest.mark.parametrize("pattern", ["a'b", "a b", "$HOME"])
-def test_bot_env_refuses_what_systemd_would_split_or_expand(pattern):
+def test_the_egress_allow_file_holds_one_entry_a_line_rules_and_all():
+    bot = _bot(egress_allow=("*.github.com", "api.github.com get,HEAD /repos/acme/  /x/"))
+    text = egress_allow_file(bot)
+    assert text == "*.github.com\napi.github.com GET,HEAD /repos/acme/ /x/\n"
+    assert parse_allow_lines(text) == ["*.github.com", "api.github.com GET,HEAD /repos/acme/ /x/"]
+
+
+@pytest.mark.parametrize("pattern", ["a'b", "a b", "$HOME", "a.example GET x"])
+def test_a_bad_allowlist_entry_is_refused_before_the_vm_is_touched(pattern):
+    with pytest.raises(FleetError, match=r"fleet.toml: \[bots.b1\] egress_allow: bad egress"):
+        egress_allow_file(_bot(egress_allow=(pattern,)))
+
+
+@pytest.mark.parametrize("arg", ["a'b", "a b", "$HOME"])
+def test_bot_env_refuses_what_systemd_would_split_or_expand(arg):
     with pytest.raises(RuntimeOperationError, match="cannot hold"):
-        bot_env(_bot(egress_allow=(pattern,)), "age1x")
+        bot_env(_bot(upstreams={"anthropic": f"http://{arg}"}), "age1x")
 
 
 def test_secret_env_gives_the_proxy_token_under_every_provider_key():

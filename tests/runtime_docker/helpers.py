@@ -4,8 +4,11 @@ test's own making, for the tests that run real stacks."""
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -149,3 +152,16 @@ async def start_bot(world: World, bot: BotConfig) -> None:
         await lifecycle.start(world.home, bot, runtimes)
     finally:
         await runtimes.aclose()
+
+
+def cftui(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `cftui` command line on the world's fleet home, as the operator runs it."""
+    env = {**os.environ, "CLAWFACTORY_HOME": str(world.home.root)}
+    return subprocess.run(
+        [sys.executable, "-m", "cftui", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )

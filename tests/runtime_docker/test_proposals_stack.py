@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from cftui.audit.events import read_events
 from cftui.fleet import BotConfig
 
-from .helpers import World, start_bot, wait_for
+from .helpers import World, cftui, start_bot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -39,18 +36,6 @@ def _sh(world: World, bot: BotConfig, script: str) -> tuple[int, str]:
     container = world.client.containers.get(f"cf-{bot.name}-gateway")
     code, out = container.exec_run(["sh", "-c", script])
     return code, out.decode(errors="replace")
-
-
-def _cftui(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLAWFACTORY_HOME": str(world.home.root)}
-    return subprocess.run(
-        [sys.executable, "-m", "cftui", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_code_is_read_only_but_for_its_writable_paths(world: World, bot: BotConfig) -> None:
@@ -80,10 +65,10 @@ def test_the_demo_agent_shows_both_ways(world: World, bot: BotConfig) -> None:
     text = wait_for(logs, 60, "the demo agent's proposal cycle")
     assert "proposed skill demo-skill-0 at /proposals/workspace/skills/demo-skill-0" in text
     assert "APPROVED TREE WRITABLE" not in text
-    found = json.loads(_cftui(world, "proposals", bot.name, "--json").stdout)
+    found = json.loads(cftui(world, "proposals", bot.name, "--json").stdout)
     assert "workspace/skills/demo-skill-0/SKILL.md" in [c["path"] for c in found["changes"]]
     # Leave only the test's own proposal pending.
-    res = _cftui(world, "reject", bot.name)
+    res = cftui(world, "reject", bot.name)
     assert res.returncode == 0, res.stderr
 
 
@@ -96,13 +81,13 @@ def test_a_proposed_skill_is_promoted_into_the_restarted_gateway(
         f"mkdir -p /proposals/workspace/skills/probe && echo '# probe' > /proposals/{SKILL}",
     )
     assert code == 0, out
-    res = _cftui(world, "proposals", bot.name, "--json")
+    res = cftui(world, "proposals", bot.name, "--json")
     assert res.returncode == 0, res.stderr
     changes = json.loads(res.stdout)["changes"]
     assert [(c["path"], c["status"]) for c in changes] == [(SKILL, "added")]
     before = world.client.api.inspect_container(f"cf-{bot.name}-gateway")["State"]["StartedAt"]
 
-    res = _cftui(world, "promote", bot.name, "-m", "probe skill")
+    res = cftui(world, "promote", bot.name, "-m", "probe skill")
     assert res.returncode == 0, res.stderr
     # The workspace is no build input of the demo agent: a restart, no rebuild.
     assert "restarted" in res.stdout, res.stdout
@@ -112,7 +97,7 @@ def test_a_proposed_skill_is_promoted_into_the_restarted_gateway(
     assert code == 0 and out == "# probe\n", out
     promoted = [e for e in read_events(world.home, bot.name) if e["action"] == "promote"]
     assert promoted and SKILL in json.dumps(promoted[-1])
-    res = _cftui(world, "proposals", bot.name, "--json")
+    res = cftui(world, "proposals", bot.name, "--json")
     # Nothing left but what the restarted demo agent may have proposed again.
     left = [c["path"] for c in json.loads(res.stdout)["changes"]]
     assert set(left) <= {"workspace/skills/demo-skill-0/SKILL.md"}, left

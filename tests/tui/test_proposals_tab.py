@@ -106,7 +106,7 @@ async def test_fleet_table_counts_proposals_and_notifies_when_they_go_up(
 def test_the_count_scans_a_bot_no_more_often_than_its_cost_allows(
     fleet: FleetHome, tree: Path
 ) -> None:
-    from cftui.tui.proposal_counts import ProposalCounts
+    from cftui.tui.proposal_counts import BotCount, ProposalCounts
 
     now = [100.0]
 
@@ -115,11 +115,11 @@ def test_the_count_scans_a_bot_no_more_often_than_its_cost_allows(
         return now[0]
 
     counts = ProposalCounts(clock)
-    assert counts.scan_due(fleet, ["alpha"]) == {"alpha": 0}
+    assert counts.scan_due(fleet, ["alpha"]) == {"alpha": BotCount(0)}
     write(tree, SKILL, "x\n")
     assert counts.scan_due(fleet, ["alpha"]) == {}  # due again in 10 x 0.5 s
     now[0] += 5
-    assert counts.scan_due(fleet, ["alpha"]) == {"alpha": 1}
+    assert counts.scan_due(fleet, ["alpha"]) == {"alpha": BotCount(1)}
 
 
 # --- review and promote ---------------------------------------------------------

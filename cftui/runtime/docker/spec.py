@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cftui.egress_control import allow_entries
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
 from cftui.runtime.gateway_uid import gateway_user
@@ -304,8 +305,8 @@ def egress_spec(home: FleetHome, bot: BotConfig, image: str, recipient: str) -> 
         "--capture",
         "on" if bot.capture else "off",
     ]
-    for pattern in bot.egress_allow:
-        command += ["--allow", pattern]
+    for entry in allow_entries(bot):  # one argument each: a rule holds spaces
+        command += ["--allow", entry]
     command += ["--control", CONTROL_FILE, "--ca-export", CA_DIR]
     host_config = _host_config(
         "egress",

@@ -21,7 +21,7 @@ from pathlib import Path
 from cfproxies.jsonl import append_bytes, open_append
 from watchfiles import awatch
 
-from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_STATS_NAME, FleetHome
+from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.runtime.lima.plan import SRV, unix_user
 from cftui.runtime.lima.ssh import VMShell
 from cftui.securefs import atomic_write_private
@@ -56,7 +56,13 @@ class AuditFollower:
             for name, sub in AUDIT_FILES
         ]
         self._tasks.append(asyncio.create_task(self._retry(self._push_control)))
-        self._tasks.append(asyncio.create_task(self._retry(self._pull_stats)))
+        for name, dest in (
+            (EGRESS_STATS_NAME, self.home.egress_stats(self.bot)),
+            (EGRESS_REQUESTS_NAME, self.home.egress_requests(self.bot)),
+        ):
+            self._tasks.append(
+                asyncio.create_task(self._retry(lambda n=name, d=dest: self._pull(n, d)))
+            )
 
     @property
     def running(self) -> bool:
@@ -136,16 +142,16 @@ class AuditFollower:
         ):
             await push()
 
-    async def _pull_stats(self) -> None:
-        """The egress proxy's stats file (which `cftui capture` reads to confirm
-        a change) back to the host whenever its content changes in the VM."""
-        vm = shlex.quote(vm_audit_path(self.bot, EGRESS_STATS_NAME, "egress"))
+    async def _pull(self, name: str, dest: Path) -> None:
+        """A file the egress proxy rewrites whole (its stats, which `cftui
+        capture` reads to confirm a change; its ledger of refused requests)
+        back to the host whenever its content changes in the VM."""
+        vm = shlex.quote(vm_audit_path(self.bot, name, "egress"))
         loop = (
             f"prev=; while :; do cur=$(cksum < {vm} 2>/dev/null); "
             f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
             f'echo "$(base64 -w0 < {vm})"; fi; sleep 0.1; done'
         )
-        dest = self.home.egress_stats(self.bot)
         async for line in self.shell.lines(loop):
             with contextlib.suppress(ValueError):
                 atomic_write_private(dest, base64.b64decode(line))

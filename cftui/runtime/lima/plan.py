@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cftui.egress_control import allow_file_text
 from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig, ModelPrice
 from cftui.gateway import wiring
@@ -28,6 +29,7 @@ SRV = "/srv/clawfactory"
 CONF_DIR = "/etc/clawfactory/bots"
 KILLED_DIR = "/etc/clawfactory/killed"
 PROVISION_DIR = "/var/lib/clawfactory/provision"
+EGRESS_ALLOW_FILE = "egress.allow"  # in CONF_DIR/<bot>/
 
 # Unit template of each service of CONTRACTS §4.
 UNITS = {
@@ -113,6 +115,12 @@ def _env_line(key: str, value: str) -> str:
     return f"{key}='{value}'\n"
 
 
+def egress_allow_file(bot: BotConfig) -> str:
+    """`/etc/clawfactory/bots/<bot>/egress.allow`: the allowlist the egress
+    proxy starts with, one entry a line (checked with the proxy's grammar)."""
+    return allow_file_text(bot)
+
+
 def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None = None) -> str:
     """`/etc/clawfactory/bots/<bot>/bot.env`: read by bot-setup.sh and the proxy units."""
     ports = ports_for(bot)
@@ -122,7 +130,9 @@ def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None
     if bot.budget.requests_per_minute:
         llm_args.append(f"--rpm={bot.budget.requests_per_minute}")
     llm_args += money_flags(bot)
-    egress_args = [f"--allow={a}" for a in bot.egress_allow]
+    # The allowlist goes in a file of its own (`egress_allow_file`): a rule
+    # holds spaces, which systemd would split an argument on.
+    egress_args = [f"--allow-file={CONF_DIR}/{bot.name}/{EGRESS_ALLOW_FILE}"]
     for arg in (*llm_args, *egress_args):
         # systemd splits an unbraced $VAR on whitespace and knows no quoting.
         if re.search(r"[\s'\"\\$]", arg):

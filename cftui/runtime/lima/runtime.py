@@ -41,9 +41,11 @@ from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
 from cftui.runtime.lima.kill_batch import KillBatch, KillBatches, kill_in_vm
 from cftui.runtime.lima.plan import (
     CONF_DIR,
+    EGRESS_ALLOW_FILE,
     KILLED_DIR,
     SRV,
     bot_env,
+    egress_allow_file,
     gateway_argv,
     gateway_conf,
     gateway_secret_env,
@@ -120,6 +122,7 @@ class LimaRuntime(Runtime):
         probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
         return {
             "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices()),
+            "egress.allow": egress_allow_file(bot),
             "gateway.conf": gateway_conf(bot, argv, image_env, probe),
             "gateway.env": gateway_secret_env(host_env),
             "llm.env": llm_secret_env(host_env),
@@ -148,6 +151,7 @@ class LimaRuntime(Runtime):
                 f"install -d -m 0755 {conf} && rm -f {KILLED_DIR}/{name}", what="config dir"
             )
         await shell.write_file(f"{conf}/bot.env", plan["bot.env"], mode="0644")
+        await shell.write_file(f"{conf}/{EGRESS_ALLOW_FILE}", plan["egress.allow"], mode="0644")
         res = await shell.run(
             f"bash /usr/local/lib/clawfactory/bot-setup.sh {name} 2>&1", check=False, timeout=120
         )

@@ -133,9 +133,12 @@ class VMShell:
         tens of ms); secrets travel on stdin only."""
         conn = await self.connection()
         line = f"sudo -n sh -c {shlex.quote(command)}" if root else command
+        # asyncssh sends no end of input for an empty `input`: the command
+        # would wait on stdin forever (an empty file written: `cat > f`).
+        stdin = {"stdin": asyncssh.DEVNULL} if input == "" else {}
         try:
             res = await asyncio.wait_for(
-                conn.run(line, input=input, check=False),
+                conn.run(line, input=input or None, check=False, **stdin),
                 timeout,
             )
         except TimeoutError:

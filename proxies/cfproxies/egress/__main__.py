@@ -1,17 +1,20 @@
 """`cf-egress`: mitmproxy's DumpMaster run from code with the project's addons.
 
     cf-egress --listen 0.0.0.0:8888 --bot B --audit-dir /audit --confdir /confdir
-              --recipient age1... --capture on|off --allow P [--allow P...]
+              --recipient age1... --capture on|off --allow P [--allow P...] [--allow-file F]
               --control /audit/egress.control.json --ca-export /ca-public
               [--upstream-ca FILE] [--body-cap BYTES] [--ws-cap BYTES]
 
 Every flag has an environment variable (`CF_LISTEN`, `CF_BOT`, `CF_AUDIT_DIR`,
-`CF_CONFDIR`, `CF_RECIPIENT`, `CF_CAPTURE`, `CF_ALLOW` (comma separated),
+`CF_CONFDIR`, `CF_RECIPIENT`, `CF_CAPTURE`, `CF_ALLOW` (one entry a line; a
+value without a newline is read the old way, commas or whitespace between
+plain hosts), `CF_ALLOW_FILE` (one entry a line, added to the others),
 `CF_CONTROL`, `CF_CA_EXPORT`, `CF_UPSTREAM_CA`, `CF_BODY_CAP`, `CF_WS_CAP`).
 
 What the runtime should know (beyond CONTRACTS §8):
 - Run the container as the operator's uid:gid (`user="UID:GID"`): the proxy
-  writes `traffic.enc.jsonl`, `capture.keys` and `egress.stats.json` into
+  writes `traffic.enc.jsonl`, `capture.keys`, `egress.stats.json` and
+  `egress.requests.json` (the refused requests, see `ledger`) into
   /audit at 0600 and reads the 0600 control file that cftui writes there.
 - Before starting the stack, call `cftui.egress_control.sync_control(home, bot)` so
   the control file matches fleet.toml (the proxy treats what is there at
@@ -46,10 +49,20 @@ class Lifecycle:
         self.task: asyncio.Task | None = None
 
     def running(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._serve_control(), name="cf-egress control"
+        )
+
+    async def _serve_control(self) -> None:
+        """Say the proxy listens, then run the control loop, once mitmproxy's
+        start is over: until then any error logged (a bad control file
+        written the moment we said so) makes mitmproxy exit."""
         from mitmproxy import ctx
 
-        from cfproxies.egress.control import control_loop
+        from cfproxies.egress.control import control_loop, control_signature
 
+        await _startup_checked(ctx.master)
+        baseline = control_signature(self.state.config.control)
         ps = ctx.master.addons.get("proxyserver")
         addrs = ps.listen_addrs() if ps else []
         where = ", ".join(f"{a[0]}:{a[1]}" for a in addrs) or "?"
@@ -60,9 +73,7 @@ class Lifecycle:
             file=sys.stderr,
             flush=True,
         )
-        self.task = asyncio.get_running_loop().create_task(
-            control_loop(self.state, c.control), name="cf-egress control"
-        )
+        await control_loop(self.state, c.control, baseline)
 
     def done(self) -> None:
         from cfproxies.egress.control import write_stats
@@ -72,6 +83,19 @@ class Lifecycle:
         self.state.set_capture(False)
         self.state.running = False
         write_stats(self.state)
+        if self.state.ledger is not None:
+            self.state.ledger.write()
+
+
+async def _startup_checked(master, timeout: float = 5.0) -> None:
+    """Wait until mitmproxy's ErrorCheck has stopped watching the log (it
+    removes its handler from the root logger when start is over)."""
+    handler = getattr(master.addons.get("errorcheck"), "logger", None)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while handler is not None and handler in logging.getLogger().handlers:
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.005)
 
 
 async def serve(config: EgressConfig) -> None:
@@ -80,6 +104,7 @@ async def serve(config: EgressConfig) -> None:
 
     from cfproxies.egress.allowlist import Allowlist as AllowlistAddon
     from cfproxies.egress.capture import Capture
+    from cfproxies.egress.ledger import RequestLedger
     from cfproxies.egress.state import EgressState
 
     opts = Options(
@@ -97,6 +122,8 @@ async def serve(config: EgressConfig) -> None:
     if config.upstream_ca is not None:
         opts.update(ssl_verify_upstream_trusted_ca=str(config.upstream_ca))
     state = EgressState(config, Allowlist.parse(config.allow))
+    state.ledger = RequestLedger(config.requests_file, config.bot)
+    state.ledger.load()
     state.set_capture(config.capture)
     # Order matters: Capture decides tunnel-or-intercept in tls_clienthello,
     # then Allowlist overrides it for a refused SNI.

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfproxies.cli import OneLineParser
-from cfproxies.egress.patterns import Allowlist, PatternError
+from cfproxies.egress.patterns import METHODS, Allowlist, PatternError, parse_allow_lines
 
 BOT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 DEFAULT_BODY_CAP = 256 * 1024
 DEFAULT_WS_CAP = 1024 * 1024
+MAX_ALLOW_FILE = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -53,10 +54,41 @@ class EgressConfig:
     def stats_file(self) -> Path:
         return self.audit_dir / "egress.stats.json"
 
+    @property
+    def requests_file(self) -> Path:
+        """The ledger of refused requests (`ledger`), read by cftui."""
+        return self.audit_dir / "egress.requests.json"
 
-def _env_list(name: str) -> list[str]:
-    """`CF_ALLOW="a.com, *.b.com"`: commas or whitespace separate patterns."""
-    return [p for p in re.split(r"[,\s]+", os.environ.get(name, "")) if p]
+
+def env_allow(value: str) -> list[str]:
+    """The entries of `CF_ALLOW`: one a line when it holds a newline (entries
+    with methods and paths hold spaces and commas); else the old form, where
+    commas or whitespace separate plain host patterns (`a.com, *.b.com`)."""
+    if "\n" in value:
+        return parse_allow_lines(value)
+    words = [p for p in re.split(r"[,\s]+", value) if p]
+    for w in words:
+        # A method or a path prefix: splitting would make it a host, or lose it.
+        if w == "*" or w.startswith("/") or w in METHODS:
+            raise ConfigError(
+                f"CF_ALLOW: {w[:40]!r} looks like part of a rule (methods, paths): "
+                "give one entry a line"
+            )
+    return words
+
+
+def _read_allow_file(path: str) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ALLOW_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"--allow-file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_ALLOW_FILE:
+        raise ConfigError(f"--allow-file {path}: larger than {MAX_ALLOW_FILE} bytes")
+    try:
+        return parse_allow_lines(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"--allow-file {path}: not UTF-8 text") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipient", default=env("CF_RECIPIENT"), metavar="AGE1...")
     p.add_argument("--capture", choices=("on", "off"), default=env("CF_CAPTURE", "off"))
     p.add_argument(
-        "--allow", action="append", default=None, metavar="PATTERN", help="repeatable (CF_ALLOW)"
+        "--allow",
+        action="append",
+        default=None,
+        metavar="ENTRY",
+        help="repeatable: HOST [METHODS] [/PREFIX ...] (CF_ALLOW: one entry a line)",
+    )
+    p.add_argument(
+        "--allow-file",
+        default=env("CF_ALLOW_FILE"),
+        metavar="FILE",
+        help="more entries, one a line (# comments); how Lima passes them",
     )
     p.add_argument("--control", default=env("CF_CONTROL"), metavar="FILE")
     p.add_argument("--ca-export", default=env("CF_CA_EXPORT"), metavar="DIR")
@@ -126,7 +168,9 @@ def parse_config(argv: Sequence[str] | None = None) -> EgressConfig:
         pass
     except Exception:
         raise ConfigError(f"--recipient {recipient[:12]}...: not a valid age recipient") from None
-    allow = args.allow if args.allow is not None else _env_list("CF_ALLOW")
+    allow = args.allow if args.allow is not None else env_allow(os.environ.get("CF_ALLOW", ""))
+    if args.allow_file:
+        allow = [*allow, *_read_allow_file(args.allow_file)]
     try:
         patterns = tuple(Allowlist.parse(allow).texts)
     except PatternError as exc:

@@ -5,7 +5,9 @@ atomically; this loop polls it (cheap `stat`, every 0.25 s) and applies a
 change without a restart. The content present at start is the baseline, not
 an order: flags say how the proxy starts. The proxy answers in
 `egress.stats.json` (the live state, the last generation applied and the
-refusal counters), rewritten only when something changed.
+refusal counters), rewritten only when something changed, and keeps the
+ledger of refused requests (`egress.requests.json`) written, at most every
+`ledger.WRITE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
+from cfproxies.egress.ledger import WRITE_SECONDS
 from cfproxies.egress.patterns import Allowlist, PatternError
 from cfproxies.egress.state import EgressState
 
@@ -79,10 +83,20 @@ def write_stats(state: EgressState) -> None:
         log.error("cannot write %s: %s", path, exc)
 
 
-async def control_loop(state: EgressState, control: Path | None) -> None:
-    """Poll the control file and keep the stats file current, until cancelled."""
-    seen = _signature(control) if control else None
+def control_signature(control: Path | None) -> tuple[int, int, int] | None:
+    """What the control file looks like now: the baseline, taken before the
+    proxy says it is listening, so that a change made right after is seen."""
+    return _signature(control) if control else None
+
+
+async def control_loop(
+    state: EgressState, control: Path | None, baseline: tuple[int, int, int] | None
+) -> None:
+    """Poll the control file and keep the stats and ledger files current,
+    until cancelled."""
+    seen = baseline
     last_stats: dict | None = None
+    ledger_written, ledger_at = 0, 0.0
     while True:
         if control is not None:
             sig = _signature(control)
@@ -98,4 +112,13 @@ async def control_loop(state: EgressState, control: Path | None) -> None:
         if snap != last_stats:
             write_stats(state)
             last_stats = snap
+        ledger = state.ledger
+        now = time.monotonic()
+        if (
+            ledger is not None
+            and ledger.changes != ledger_written
+            and now - ledger_at >= WRITE_SECONDS
+        ):
+            ledger_written, ledger_at = ledger.changes, now
+            ledger.write()
         await asyncio.sleep(POLL_SECONDS)

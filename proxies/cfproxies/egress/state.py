@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from cfproxies.egress.config import EgressConfig
+from cfproxies.egress.ledger import RequestLedger, printable
 from cfproxies.egress.patterns import Allowlist
 from cfproxies.egress.session import CaptureSession
 
@@ -15,7 +16,8 @@ log = logging.getLogger("cf-egress")
 
 @dataclass
 class EgressState:
-    """The live allowlist, the capture session (None when off) and counters.
+    """The live allowlist, the capture session (None when off), counters and
+    the ledger of refused requests (`ledger`, loaded by `serve`).
 
     Addons read `allowlist` and `session` at the moment they decide, so a
     change applies to the next connection or flow without touching open ones.
@@ -28,6 +30,7 @@ class EgressState:
     allowed: int = 0
     control_generation: int | None = None
     running: bool = True
+    ledger: RequestLedger | None = None
 
     @property
     def capture(self) -> bool:
@@ -50,10 +53,61 @@ class EgressState:
         log.info("allowlist: %s", ", ".join(allowlist.texts) or "(empty: nothing is reachable)")
 
     def count_refusal(
-        self, host: str, port: int | None, way: str, why: str = "not on the allowlist"
+        self,
+        host: str,
+        port: int | None,
+        way: str,
+        why: str = "not on the allowlist",
+        *,
+        connect: bool = False,
+        method: str | None = None,
+        path: str | None = None,
+        rule: str | None = None,
+        suggest: str | None = None,
+        prefix: str | None = None,
+        ledger: bool = True,
     ) -> None:
+        """Count one refusal in the stats, the log and (unless `ledger` is
+        False: the attempt is recorded later) the request ledger; see
+        `ledger.RequestLedger.record` for the keyword arguments."""
         self.refused[f"{host}:{port}" if port else host] += 1
-        log.warning("refused %s %s:%s (%s)", way, host, port, why)
+        log.warning("refused %s %s:%s (%s)", way, printable(host, 255), port, why)
+        if ledger:
+            self.ledger_only(
+                host,
+                port,
+                connect=connect,
+                method=method,
+                path=path,
+                rule=rule,
+                suggest=suggest,
+                prefix=prefix,
+            )
+
+    def ledger_only(
+        self,
+        host: str,
+        port: int | None,
+        *,
+        connect: bool,
+        method: str | None = None,
+        path: str | None = None,
+        rule: str | None = None,
+        suggest: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
+        """Record one refused attempt in the ledger (already counted and logged)."""
+        if self.ledger is not None:
+            self.ledger.record(
+                host,
+                port,
+                connect=connect,
+                method=method,
+                path=path,
+                rule=rule,
+                suggest=suggest,
+                prefix=prefix,
+            )
 
     def snapshot(self) -> dict:
         """The stats the operator's tools read (no secrets: no key, no bodies)."""
