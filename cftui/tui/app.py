@@ -47,8 +47,18 @@ from cftui.tui.messages import (
     ServiceStateChanged,
 )
 from cftui.tui.proposal_counts import BotCount, ProposalCounts, proposes
+from cftui.tui.themes import DARK, LIGHT, LIGHT_THEME
 
-DARK, LIGHT = "textual-dark", "textual-light"
+# What stops a running agent asks first (the focus on Cancel); the kill
+# switch alone never asks (it loses nothing, and unlock undoes it).
+DISRUPTIVE = {
+    "stop": "Stop {bot}?\n\nIts stack stops cleanly; start it again with s.",
+    "restart": "Restart {bot}?\n\nIts stack stops, then starts: the agent's work in flight is cut.",
+    "rebuild": (
+        "Rebuild {bot}?\n\nIts gateway image is built again from the approved code "
+        "and the stack restarted: the agent's work in flight is cut."
+    ),
+}
 
 
 @dataclass
@@ -93,7 +103,7 @@ class ClawFactoryApp(App[int]):
             "unlock",
             "Unlock",
             id="app.unlock",
-            tooltip="Lift the kill switch's lock (asks first)",
+            tooltip="Lift the kill switch's lock on every locked bot (asks first)",
         ),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key binding"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", tooltip="Light/dark theme"),
@@ -123,6 +133,7 @@ class ClawFactoryApp(App[int]):
         self.clock = clock
         self.status_interval = status_interval
         self.live = live
+        self.register_theme(LIGHT_THEME)
         self.theme = theme
         self.configs: dict[str, BotConfig] = {}
         self.configs_loaded = False
@@ -134,6 +145,8 @@ class ClawFactoryApp(App[int]):
         self._counters: dict[str, DailyCounter] = {}
         self._month_counters: dict[str, DailyCounter] = {}
         self._ops: dict[str, str] = {}
+        # The operation in flight per bot ("start"), shown in its row at once.
+        self.operations: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
         self.proposal_counts = ProposalCounts()
@@ -351,13 +364,26 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
 
-    def action_unlock(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock":
+            from cftui.tui.bot_screen import BotScreen
+
+            # Offered only when it can be done; a bot's screen has its own U,
+            # which unlocks that bot alone, never the fleet.
+            return bool(self.locked) and not isinstance(self.screen, BotScreen)
+        return True
+
+    def watch_locked(self) -> None:
+        self.refresh_bindings()
+
+    def action_unlock(self, bots: list[str] | None = None) -> None:
+        """Unlock `bots` (every locked one when None), after asking."""
         from cftui.tui.confirm import ConfirmModal
 
-        if not self.locked:
-            self.notify("Nothing is locked.")
+        names = sorted(self.locked if bots is None else self.locked & set(bots))
+        if not names:
+            self.notify(f"{bots[0]} is not locked." if bots else "Nothing is locked.")
             return
-        names = sorted(self.locked)
         question = (
             f"Unlock {', '.join(names)}?\n\nThe kill switch stops holding them: "
             "they can be started again (they stay stopped until you start them)."
@@ -401,10 +427,24 @@ class ClawFactoryApp(App[int]):
         if action in ("start", "restart", "rebuild") and bot in self.locked:
             self.notify(f"{bot} is locked by the kill switch: unlock (U) first", severity="error")
             return
+        question = DISRUPTIVE.get(action)
+        if question is not None:
+            from cftui.tui.confirm import ConfirmModal
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._operation(bot, action)
+                else:
+                    self.notify(f"{action} {bot} cancelled")
+
+            self.push_screen(ConfirmModal(question.format(bot=bot), action.capitalize()), answered)
+            return
         self._operation(bot, action)
 
     def _operation(self, bot: str, action: str, arg: str | None = None) -> None:
         self._set_op(bot, f"{action}…")
+        self.operations[bot] = action
+        self.fleet_signal.publish(None)
         self.run_worker(
             self._run_operation(bot, action, arg),
             group=f"op-{bot}",
@@ -419,6 +459,9 @@ class ClawFactoryApp(App[int]):
             self.post_message(OperationProgress(bot, action, event))
 
         notes: list[str] = []
+        outcome = {"start": "running", "restart": "running", "rebuild": "running"}.get(
+            action, "stopped" if action == "stop" else "done"
+        )
         try:
             if action == "start":
                 notes = await lifecycle.start(self.home, config, self.runtimes, progress)
@@ -431,16 +474,18 @@ class ClawFactoryApp(App[int]):
             elif action == "capture":
                 from cftui import egress_control
 
-                await asyncio.to_thread(
+                result = await asyncio.to_thread(
                     egress_control.set_capture, self.home, bot, not config.capture
                 )
+                outcome = "capture on" if result.bot.capture else "capture off"
             elif action == "snapshot":
                 from cftui import snapshots
 
                 runtime = self.runtimes.get(config.runtime)
-                await snapshots.snapshot(
+                info = await snapshots.snapshot(
                     self.home, config, arg or None, runtime=runtime, progress=progress
                 )
+                outcome = f"created {info.name}"  # as the Snapshots tab says it
             else:
                 raise CftuiError(f"unknown action {action!r}")
         except CftuiError as exc:
@@ -448,7 +493,7 @@ class ClawFactoryApp(App[int]):
         except Exception as exc:  # a worker must report, never die silently
             self.post_message(OperationFinished(bot, action, f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(OperationFinished(bot, action, notes=tuple(notes)))
+            self.post_message(OperationFinished(bot, action, notes=tuple(notes), outcome=outcome))
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -459,6 +504,7 @@ class ClawFactoryApp(App[int]):
     @on(OperationFinished)
     def _finished(self, message: OperationFinished) -> None:
         self._set_op(message.bot, None)
+        self.operations.pop(message.bot, None)
         if message.error:
             self.notify(
                 inert(f"{message.action} {message.bot}: {message.error}"),
@@ -467,7 +513,7 @@ class ClawFactoryApp(App[int]):
                 markup=False,
             )
         else:
-            self.notify(f"{message.action} {message.bot}: done")
+            self.notify(inert(f"{message.bot}: {message.outcome}"), markup=False)
         for note in message.notes:
             self.notify(inert(note), severity="warning", timeout=12, markup=False)
         self._periodic()
