@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from cftui import killswitch, lifecycle, locks, spend
 from cftui.audit.traffic.daily import DailyCounter, month_start
 from cftui.audit.traffic.totals import Totals
+from cftui.controller.lock import ControllerInfo, running_controller
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
@@ -181,6 +182,7 @@ class ClawFactoryApp(App[int]):
             configs, error = {}, str(exc)
         locked = frozenset(locks.locked_bots(self.home))
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+        self.call_from_thread(self._show_controller, running_controller(self.home))
         now = self.clock()
         totals, month = {}, {}
         for name in configs:
@@ -193,6 +195,11 @@ class ClawFactoryApp(App[int]):
             except OSError:
                 continue
         self.post_message(DailyTotalsUpdated(totals, month))
+
+    def _show_controller(self, info: ControllerInfo | None) -> None:
+        """The header says whether `cftui serve` holds this home."""
+        pid = f" (pid {info.pid})" if info and info.pid else ""
+        self.sub_title = self.SUB_TITLE + (f" · controller running{pid}" if info else "")
 
     def _files_read(self, files: FleetFilesRead) -> None:
         first = not self.configs_loaded
