@@ -255,8 +255,8 @@ class ClawFactoryApp(App[int]):
         serve`), and a bot whose `on_exhausted` is "stop" stopped."""
         notices = await spend.check_budgets(self.home, self.runtimes, list(self.configs.values()))
         for notice in notices:
-            severity = "error" if notice.percent >= 100 else "warning"
-            self.notify(notice.summary(), severity=severity, markup=False)
+            spent = notice.percent >= 100
+            self.notify(notice.summary(), severity="error" if spent else "warning", markup=False)
 
     # --- proposals counts (thread) -------------------------------------------
     def count_proposals(self) -> None:
