@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    home = resolve_home(args)
+    home = resolve_home(args, create=True)
     result = init_bot(home, args.bot, runtime=args.runtime, code=args.code)
     bot = result.bot
     print(f"created {bot.name} ({bot.runtime}, {bot.gateway} gateway) in {home.root}")

@@ -22,7 +22,7 @@ HELP = {
     "rebuild": "rebuild the gateway image and restart",
     "snapshot": "encrypted snapshot of state/",
     "capture": "turn MITM capture on or off",
-    "kill": "kill now and lock (no confirmation)",
+    "kill": "kill now and lock (ctrl+x, no confirmation)",
 }
 
 # (title, tab action, help): each opens the Proposals tab, which asks first.
@@ -51,6 +51,8 @@ class FleetCommands(Provider):
             for action in ACTIONS:
                 title = f"{action.capitalize()} {bot}"
                 yield title, partial(app.run_bot_action, bot, action), HELP[action]
+            unlock = partial(app.action_unlock, [bot])
+            yield f"Unlock {bot}", unlock, "lift the kill switch on this bot only (asks first)"
             for tab in TABS:
                 yield f"Open {bot}: {tab}", partial(app.open_bot, bot, tab), f"{bot}'s {tab} tab"
             for title, action, help_text in PROPOSAL_COMMANDS:

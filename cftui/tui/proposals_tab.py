@@ -362,7 +362,8 @@ class ProposalsTab(Vertical):
 
     @on(DataTable.RowHighlighted, "#proposals-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_diff(str(event.row_key.value) if event.row_key.value else None)
+        key = event.row_key  # None when the cursor moves on an empty table
+        self._show_diff(str(key.value) if key is not None and key.value else None)
 
     def _show_diff(self, key: str | None) -> None:
         view = self.query_one(DiffView)

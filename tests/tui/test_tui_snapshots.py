@@ -55,7 +55,7 @@ class TestFleetScreen:
         assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_ready)
 
     def test_fleet_light(self, snap_compare, tmp_path: Path) -> None:
-        app, _home, _rt = scene_app(tmp_path / "fleet", theme="textual-light")
+        app, _home, _rt = scene_app(tmp_path / "fleet", theme="cftui-light")
         assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_ready)
 
     def test_fleet_locked(self, snap_compare, tmp_path: Path) -> None:
