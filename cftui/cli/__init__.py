@@ -23,6 +23,7 @@ from cftui.cli import (
     events_cmds,
     fleet_cmds,
     proposal_cmds,
+    serve_cmds,
     snapshot_cmds,
     stack_cmds,
 )
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (
+    commands = (
         fleet_cmds,
         stack_cmds,
         snapshot_cmds,
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         cost_cmds,
         capture_cmds,
         proposal_cmds,
-    ):
+        serve_cmds,
+    )
+    for module in commands:
         module.register(sub)
     return parser
 

@@ -26,9 +26,10 @@ from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from cftui import killswitch, lifecycle, locks
+from cftui import killswitch, lifecycle, locks, spend
 from cftui.audit.traffic.daily import DailyCounter, month_start
 from cftui.audit.traffic.totals import Totals
+from cftui.controller.lock import ControllerInfo, running_controller
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
@@ -181,6 +182,7 @@ class ClawFactoryApp(App[int]):
             configs, error = {}, str(exc)
         locked = frozenset(locks.locked_bots(self.home))
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+        self.call_from_thread(self._show_controller, running_controller(self.home))
         now = self.clock()
         totals, month = {}, {}
         for name in configs:
@@ -194,6 +196,11 @@ class ClawFactoryApp(App[int]):
                 continue
         self.post_message(DailyTotalsUpdated(totals, month))
 
+    def _show_controller(self, info: ControllerInfo | None) -> None:
+        """The header says whether `cftui serve` holds this home."""
+        pid = f" (pid {info.pid})" if info and info.pid else ""
+        self.sub_title = self.SUB_TITLE + (f" · controller running{pid}" if info else "")
+
     def _files_read(self, files: FleetFilesRead) -> None:
         first = not self.configs_loaded
         self.configs = files.configs
@@ -205,6 +212,7 @@ class ClawFactoryApp(App[int]):
         if first:
             self.refresh_status()
             self.count_proposals()
+            self.check_spend()
             if self.open_target:
                 bot, tab = self.open_target
                 self.open_bot(bot, tab)
@@ -237,6 +245,18 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
         self.count_proposals()
+        self.check_spend()
+
+    # --- money budgets (async) -----------------------------------------------
+    @work(exclusive=True, group="spend", exit_on_error=False)
+    async def check_spend(self) -> None:
+        """The budget thresholds the proxies' spend crossed: each told once
+        per period (whoever looks first: this app, `--run` or `cftui
+        serve`), and a bot whose `on_exhausted` is "stop" stopped."""
+        notices = await spend.check_budgets(self.home, self.runtimes, list(self.configs.values()))
+        for notice in notices:
+            spent = notice.percent >= 100
+            self.notify(notice.summary(), severity="error" if spent else "warning", markup=False)
 
     # --- proposals counts (thread) -------------------------------------------
     def count_proposals(self) -> None:
