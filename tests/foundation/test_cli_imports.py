@@ -98,3 +98,10 @@ def test_audit_loads_the_events_reader_only(tmp_path: Path) -> None:
     code, modules = _loaded("audit", env=env)
     assert code == 0 and "cftui.audit.events" in modules
     assert _hits(modules, HEAVY) == []
+
+
+def test_the_serve_help_names_the_controllers_default_listener(cli) -> None:
+    from cftui.controller.settings import DEFAULT_LISTEN
+
+    r = cli("serve", "--help")
+    assert r.code == 0 and f"else {DEFAULT_LISTEN})" in " ".join(r.out.split())
