@@ -1,6 +1,7 @@
-"""`cftui audit`: the operator's actions (audit/events.jsonl), and `cftui
-logs`: a service's log through its runtime. Both print what others wrote
-(an event's details, an agent's log lines): control characters escaped."""
+"""`cftui audit`: the operator's actions (audit/events.jsonl); `cftui logs`:
+a service's log through its runtime; `cftui shell`: a shell where it runs.
+What audit and logs print others wrote (an event's details, an agent's log
+lines): control characters escaped."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", "-n", type=int, default=200, metavar="N", help="the last N lines")
     p.add_argument("--since", metavar="WHEN", help="10m, 2h, 3d, or a UTC time (2026-12-01T10:00)")
+
+    p = add_command(
+        sub,
+        "shell",
+        "an interactive shell in a service's container, or as its user in the VM",
+        cmd_shell,
+    )
+    p.add_argument("bot")
+    p.add_argument("service", nargs="?", default="gateway", help="default: gateway")
 
 
 def since_time(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -143,3 +153,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
             f"no log lines for {bot.name}/{args.service} (is it running? `cftui status {bot.name}`)"
         )
     return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """The runtime's shell command, run here until the operator leaves it;
+    its exit status is ours (the shell said what went wrong, if anything)."""
+    import subprocess
+
+    from cftui.runtime import Runtimes
+    from cftui.runtime.base import SERVICES
+
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
+    if args.service not in SERVICES:
+        raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(SERVICES)}")
+    argv = Runtimes(home).get(bot.runtime).shell_argv(bot, args.service, tty=sys.stdin.isatty())
+    try:
+        return subprocess.run(argv, check=False).returncode
+    except OSError as exc:
+        raise UsageError(f"cannot run {argv[0]}: {exc.strerror}") from None

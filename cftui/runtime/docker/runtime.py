@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 from cftui import locks
-from cftui.errors import CftuiError, RuntimeOperationError
+from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
@@ -57,6 +58,17 @@ class DockerRuntime(
         super().__init__(home, client)
         self._wave = None
         self._builds = {}
+
+    def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
+        """`docker exec` of `sh` in the service's container, as its user (the
+        container's own: the SDK has no terminal to hand over, the CLI does)."""
+        docker = shutil.which("docker")
+        if docker is None:
+            raise RuntimeUnavailable(
+                "the docker CLI is not installed: `cftui shell` runs `docker exec -it` "
+                "(install docker-ce-cli, or use `cftui logs`)"
+            )
+        return [docker, "exec", "-it" if tty else "-i", container_name(bot.name, service), "sh"]
 
     # --- start and stop ------------------------------------------------------------
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
