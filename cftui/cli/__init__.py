@@ -21,6 +21,7 @@ from cftui.cli import (
     capture_cmds,
     cost_cmds,
     fleet_cmds,
+    host_cmds,
     proposal_cmds,
     snapshot_cmds,
     stack_cmds,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in (
         fleet_cmds,
+        host_cmds,
         stack_cmds,
         snapshot_cmds,
         audit_cmds,

@@ -39,9 +39,14 @@ class DockerEngine(Runtime):
     """The engine as every part of `DockerRuntime` reaches it (`DOCKER_HOST`
     honoured); the parts are mixins on this class, one module a concern."""
 
-    def __init__(self, home: FleetHome, client: Any = None) -> None:
+    def __init__(self, home: FleetHome, client: Any = None, base_url: str | None = None) -> None:
         super().__init__(home)
         self._client = client
+        # Another host's engine (CONTRACTS §12): its socket forwarded over SSH
+        # (`unix://...`). The SDK asks the engine's API version in its
+        # constructor, which therefore runs in this pool, never on the event
+        # loop that serves the forward (it would wait on itself).
+        self._base_url = base_url
         self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="cf-docker")
 
@@ -52,7 +57,12 @@ class DockerEngine(Runtime):
                 import docker
 
                 try:
-                    self._client = docker.from_env(timeout=60, max_pool_size=_POOL_THREADS)
+                    if self._base_url is not None:
+                        self._client = docker.DockerClient(
+                            base_url=self._base_url, timeout=60, max_pool_size=_POOL_THREADS
+                        )
+                    else:
+                        self._client = docker.from_env(timeout=60, max_pool_size=_POOL_THREADS)
                 except docker.errors.DockerException as exc:
                     raise RuntimeUnavailable(
                         f"the Docker engine is not reachable ({explain(exc)}): "
@@ -97,6 +107,21 @@ class DockerEngine(Runtime):
                 ) from None
 
         await self._run(ping)
+
+    async def engine_version(self) -> str:
+        """The engine's version (`docker version`'s Server.Version);
+        RuntimeUnavailable (one line) when it does not answer."""
+        import docker.errors
+
+        def version() -> str:
+            try:
+                return str(self.api.version().get("Version") or "?")
+            except (docker.errors.DockerException, OSError) as exc:
+                raise RuntimeUnavailable(
+                    f"the Docker engine does not answer ({explain(exc)})"
+                ) from None
+
+        return await self._run(version)
 
     def _stop(self, name: str, timeout: int) -> str:
         """Stop one container; 'stopped', or 'missing' when there is none."""

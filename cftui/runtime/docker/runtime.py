@@ -53,8 +53,8 @@ class DockerRuntime(
     name = "docker"
     gateway_writes_host_tree = True  # code/ and state/ are bind mounts
 
-    def __init__(self, home: FleetHome, client: Any = None) -> None:
-        super().__init__(home, client)
+    def __init__(self, home: FleetHome, client: Any = None, base_url: str | None = None) -> None:
+        super().__init__(home, client, base_url)
         self._wave = None
         self._builds = {}
 
