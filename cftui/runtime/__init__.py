@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cftui.errors import RuntimeUnavailable
 
 if TYPE_CHECKING:
-    from cftui.fleet import FleetHome
+    from cftui.fleet import BotConfig, FleetHome
     from cftui.runtime.base import Runtime
 
 
@@ -43,6 +43,21 @@ class Runtimes:
         if kind not in self._by_kind:
             self._by_kind[kind] = runtime_for(kind, self.home)
         return self._by_kind[kind]
+
+    def for_bot(self, bot: BotConfig) -> Runtime:
+        """The runtime that runs `bot` where fleet.toml puts it. A bot on
+        another host is refused in one line rather than run (or reported
+        stopped) by this machine's engine: stacks on remote hosts are not
+        built yet (issue #21), and nothing may run such a bot here, with
+        this machine's paths mounted."""
+        from cftui.hosts.config import LOCAL
+
+        if bot.host != LOCAL:
+            raise RuntimeUnavailable(
+                f"{bot.name} runs on host {bot.host}: this cftui cannot reach bots on other "
+                "hosts yet (only `cftui hosts` can); its state is unknown"
+            )
+        return self.get(bot.runtime)
 
     async def aclose(self) -> None:
         for runtime in self._by_kind.values():

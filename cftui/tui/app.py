@@ -430,7 +430,7 @@ class ClawFactoryApp(App[int]):
             elif action == "snapshot":
                 from cftui import snapshots
 
-                runtime = self.runtimes.get(config.runtime)
+                runtime = self.runtimes.for_bot(config)
                 await snapshots.snapshot(
                     self.home, config, arg or None, runtime=runtime, progress=progress
                 )

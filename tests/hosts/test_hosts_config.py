@@ -3,6 +3,8 @@ one-line refusal (exit 2 from the CLI) for everything else."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cftui.errors import FleetError
@@ -113,3 +115,19 @@ def test_hosts_cli_rejects_bad_fleet_toml(home: FleetHome, cli) -> None:
     assert "password" in r.err and "hunter2" not in r.err
     r = cli("hosts", "--timeout", "0")
     assert r.code == 2
+
+
+def test_a_remote_bot_is_never_run_or_called_stopped_here(home: FleetHome, cli) -> None:
+    """Until stacks on other hosts are built, every command that would run,
+    stop or ask about a remote bot refuses in one line, and its status is
+    "unknown" (not "stopped"): this machine's engine never runs it."""
+    home.root.mkdir(parents=True)
+    home.fleet_toml.write_text('[hosts.s2]\nurl = "ssh://ops@10.250.21.99:2222"\n')
+    assert cli("init", "far", "--host", "s2", "--code", DEMO).code == 0
+    for args in (("start", "far"), ("stop", "far"), ("restart", "far")):
+        r = cli(*args)
+        assert r.code == 1 and "runs on host s2" in r.err and len(r.err.splitlines()) == 1
+    r = cli("status", "--json")
+    rows = json.loads(r.out)
+    row = rows[0] if isinstance(rows, list) else rows["far"]
+    assert "stopped" not in json.dumps(row) and "unknown" in json.dumps(row)
