@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import asyncssh
@@ -20,6 +21,9 @@ from cftui.errors import RuntimeUnavailable
 from cftui.hosts.config import HostConfig
 
 CONNECT_TIMEOUT_S = 10.0
+# After a failed connect, calls fail at once with the same reason for this
+# long, so a kill or a status of ten bots on a down host waits once, not ten times.
+RETRY_AFTER_S = 3.0
 
 
 def _reason(exc: BaseException) -> str:
@@ -46,9 +50,15 @@ class HostLink:
         self.host = host
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
-        self._sock_dir: Path | None = None
+        self._sock_dir: Path | None = None  # kept across reconnects: clients keep its path
         self._forward: asyncssh.SSHListener | None = None
         self.connects = 0  # connections opened (tests and benchmarks check reuse)
+        self._failed: tuple[float, RuntimeUnavailable] | None = None
+
+    @property
+    def is_up(self) -> bool:
+        """Whether the connection and its engine forward are open now."""
+        return self._conn is not None and not self._conn.is_closed() and self._forward is not None
 
     def _down(self, why: BaseException | str) -> RuntimeUnavailable:
         text = why if isinstance(why, str) else _reason(why)
@@ -60,6 +70,8 @@ class HostLink:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
             await self._drop_forward()
+            if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
+                raise RuntimeUnavailable(str(self._failed[1]))
             try:
                 self._conn = await asyncio.wait_for(
                     asyncssh.connect(
@@ -73,19 +85,25 @@ class HostLink:
                     timeout,
                 )
             except (OSError, asyncssh.Error, TimeoutError) as exc:
-                raise self._down(exc) from None
+                error = self._down(exc)
+                self._failed = (time.monotonic(), error)
+                raise error from None
+            self._failed = None
             self.connects += 1
             return self._conn
 
     async def engine_socket(self, timeout: float = CONNECT_TIMEOUT_S) -> Path:
         """A local socket that speaks to the host's engine (`docker_socket`),
-        forwarded over the connection; made once, in a 0700 directory of its own."""
+        forwarded over the connection, at one path for the link's life (in a
+        0700 directory of its own), so a client made on it survives a reconnect."""
         conn = await self.connection(timeout)
         async with self._lock:
-            if self._forward is not None and self._sock_dir is not None:
-                return self._sock_dir / "docker.sock"
-            self._sock_dir = Path(tempfile.mkdtemp(prefix=f"cf-host-{self.host.name}-"))
+            if self._sock_dir is None:
+                self._sock_dir = Path(tempfile.mkdtemp(prefix=f"cf-host-{self.host.name}-"))
             local = self._sock_dir / "docker.sock"
+            if self._forward is not None:
+                return local
+            local.unlink(missing_ok=True)
             try:
                 self._forward = await asyncio.wait_for(
                     conn.forward_local_path(str(local), self.host.docker_socket), timeout
@@ -99,12 +117,12 @@ class HostLink:
         forward, self._forward = self._forward, None
         if forward is not None:
             forward.close()
-        sock_dir, self._sock_dir = self._sock_dir, None
-        if sock_dir is not None:
-            shutil.rmtree(sock_dir, ignore_errors=True)
 
     async def aclose(self) -> None:
         await self._drop_forward()
+        sock_dir, self._sock_dir = self._sock_dir, None
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

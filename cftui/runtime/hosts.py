@@ -45,8 +45,8 @@ async def _engine_version(home: FleetHome, host: HostConfig, timeout: float) -> 
 
     link = HostLink(host)
     try:
-        sock = await link.engine_socket(timeout)
-        remote = DockerRuntime(home, base_url=f"unix://{sock}")
+        await link.engine_socket(timeout)
+        remote = DockerRuntime(home, link=link)
         try:
             return await asyncio.wait_for(remote.engine_version(), timeout)
         finally:
