@@ -102,6 +102,7 @@ def _status_json(bot: BotConfig, st: BotStatus) -> dict:
     return {
         "bot": bot.name,
         "runtime": bot.runtime,
+        "host": bot.host,
         "gateway": bot.gateway,
         "gateway_port": bot.gateway_port,
         "capture": bot.capture,
@@ -134,13 +135,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([_status_json(b, statuses[b.name]) for b in bots])
         return 0
-    rows = [("BOT", "RUNTIME", "STATE", "UPTIME", "PORT", "CAPTURE")]
+    rows = [("BOT", "RUNTIME", "HOST", "STATE", "UPTIME", "PORT", "CAPTURE")]
     for b in bots:
         st = statuses[b.name]
         rows.append(
             (
                 b.name,
                 b.runtime,
+                b.host,
                 st.state,
                 format_uptime(st.uptime_seconds()),
                 str(b.gateway_port),

@@ -45,6 +45,12 @@ class HostConfig:
     def is_local(self) -> bool:
         return self.name == LOCAL
 
+    def kill_marker(self, bot: str) -> str:
+        """The kill switch's marker of `bot` on this host: written by every
+        kill, so that nothing there brings the bot back (the lock itself
+        stays on the operator's machine)."""
+        return f"{self.root}/locks/{bot}.killed"
+
     @property
     def address(self) -> str:
         """The server as a socket wants it (IPv6 without brackets)."""

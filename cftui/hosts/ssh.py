@@ -113,6 +113,29 @@ class HostLink:
                 raise self._down(exc) from None
             return local
 
+    async def write_private(
+        self, path: str, data: bytes, timeout: float = CONNECT_TIMEOUT_S
+    ) -> None:
+        """Write a file on the host over SFTP, 0600 in 0700 directories made
+        as needed (written under a temporary name, then renamed in place)."""
+        conn = await self.connection(timeout)
+        parent = path.rsplit("/", 1)[0] or "/"
+        part = f"{path}.part"
+        try:
+            async with asyncio.timeout(timeout), conn.start_sftp_client() as sftp:
+                await sftp.makedirs(
+                    parent, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True
+                )
+                await sftp.chmod(parent, 0o700)
+                async with sftp.open(part, "wb", attrs=asyncssh.SFTPAttrs(permissions=0o600)) as f:
+                    await f.write(data)
+                await sftp.chmod(part, 0o600)
+                await sftp.posix_rename(part, path)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise RuntimeUnavailable(
+                f"host {self.host.name}: cannot write {path}: {_reason(exc)}"
+            ) from None
+
     async def _drop_forward(self) -> None:
         forward, self._forward = self._forward, None
         if forward is not None:

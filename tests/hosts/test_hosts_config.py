@@ -133,3 +133,7 @@ def test_a_remote_bot_is_never_run_or_called_stopped_here(home: FleetHome, cli) 
     r = cli("status", "--json")
     row = json.loads(r.out)[0]
     assert row["state"] == "unknown" and "unreachable" in row["error"]
+    assert row["host"] == "s2"
+    listing = cli("list").out.splitlines()
+    assert listing[0].split()[:4] == ["BOT", "RUNTIME", "HOST", "STATE"]
+    assert listing[1].split()[:4] == ["far", "docker", "s2", "unknown"]

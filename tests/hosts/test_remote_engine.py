@@ -31,6 +31,7 @@ def _fleet(home: FleetHome, host: TestHost) -> None:
     home.root.mkdir(parents=True, exist_ok=True)
     home.fleet_toml.write_text(
         f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\n'
+        f'root = "{host.root}/cf"\n'
     )
 
 
@@ -105,6 +106,12 @@ def test_status_and_kill_on_a_remote_host(
         assert gw["State"]["Running"] is False
         assert gw["HostConfig"]["RestartPolicy"]["Name"] == "no"
         assert gw["NetworkSettings"]["Networks"] == {}  # cut before it was killed
+        # The marker on the host, written over SFTP, private.
+        marker = remote_host.root / "cf" / "locks" / "far.killed"
+        assert json.loads(marker.read_text())["bot"] == "far"
+        assert marker.stat().st_mode & 0o777 == 0o600
+        assert marker.parent.stat().st_mode & 0o777 == 0o700
+        assert not (home.root / "cf").exists()
         assert cli("start", "far").code != 0  # locked, and not built here either
         assert cli("unlock", "--all").code == 0
 
@@ -119,6 +126,7 @@ def test_status_and_kill_on_a_remote_host(
         assert r.code == 1
         far_line = next(ln for ln in r.out.splitlines() if ln.startswith("far"))
         assert "NOT killed" in far_line and "unreachable" in far_line
+        assert "kill marker" in far_line
         assert "Traceback" not in r.out + r.err
         assert "unknown" in status.out and "stopped" not in json.dumps(
             [row for row in json.loads(status.out) if row.get("bot") == "far"]

@@ -128,6 +128,7 @@ class TestHost:
             f"AuthorizedKeysFile {auth}\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "AllowStreamLocalForwarding yes\nStrictModes no\nUsePAM no\n"
+            "Subsystem sftp internal-sftp\n"
             f"PidFile {self.root}/sshd.pid\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from cftui.errors import CftuiError, RuntimeOperationError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
+from cftui.runtime.base import KillReport
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra
@@ -199,6 +202,25 @@ class DockerRuntime(
             if paused:  # gone or killed meanwhile: nothing to thaw
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     await self._run(self.api.unpause, name)
+
+    async def kill(self, bot: BotConfig) -> KillReport:
+        """The kill (`StackKill.kill`); on another host, with the kill
+        marker written there at the same time (a failure to write it is in
+        the report, and holds nothing up)."""
+        if self._link is None:
+            return await super().kill(bot)
+        marker = self._link.host.kill_marker(bot.name)
+        stamp = json.dumps({"bot": bot.name, "killed_at": time.time()}).encode()
+        report, written = await asyncio.gather(
+            super().kill(bot), self._link.write_private(marker, stamp), return_exceptions=True
+        )
+        if isinstance(report, BaseException):
+            raise report
+        if isinstance(written, CftuiError):
+            report.errors.append(f"kill marker: {written}")
+        elif isinstance(written, BaseException):
+            raise written
+        return report
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
