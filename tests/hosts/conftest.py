@@ -28,10 +28,8 @@ def operator_ssh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def remote_host(operator_ssh: Path) -> Iterator[TestHost]:
-    """One remote host (netns cfh21a, 10.250.21.2), known to the operator."""
-    host = TestHost("cfh21a", 21, Path("/tmp/cf-host-cfh21a"))
+def _make_host(operator_ssh: Path, netns: str, index: int) -> Iterator[TestHost]:
+    host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"))
     host.close()  # what a killed earlier run of this test left (only our own names)
     try:
         host.build((operator_ssh / ".ssh" / "id_ed25519.pub").read_text())
@@ -46,6 +44,18 @@ def remote_host(operator_ssh: Path) -> Iterator[TestHost]:
         yield host
     finally:
         host.close()
+
+
+@pytest.fixture(scope="module")
+def remote_host(operator_ssh: Path) -> Iterator[TestHost]:
+    """One remote host (netns cfh21a, 10.250.21.2), known to the operator."""
+    yield from _make_host(operator_ssh, "cfh21a", 0)
+
+
+@pytest.fixture(scope="module")
+def second_host(operator_ssh: Path) -> Iterator[TestHost]:
+    """Another (netns cfh21b, 10.250.21.6)."""
+    yield from _make_host(operator_ssh, "cfh21b", 1)
 
 
 @pytest.fixture

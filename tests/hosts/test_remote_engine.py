@@ -134,3 +134,47 @@ def test_status_and_kill_on_a_remote_host(
         cli("unlock", "--all")
     finally:
         _clear(remote_host, "far")
+
+
+def test_kill_all_with_one_host_cut_off_kills_the_others(
+    home: FleetHome, remote_host: TestHost, second_host: TestHost, as_operator, cli
+):
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.fleet_toml.write_text(
+        "".join(
+            f'[hosts.{name}]\nurl = "{h.url()}"\ndocker_socket = "{h.docker_sock}"\n'
+            f'root = "{h.root}/cf"\n'
+            for name, h in (("h2", remote_host), ("h3", second_host))
+        )
+    )
+    for bot, host in (("far", "h2"), ("other", "h3")):
+        assert cli("init", bot, "--host", host, "--code", DEMO).code == 0
+    for h in (remote_host, second_host):
+        if not _docker(h, "images", "-q", IMAGE):
+            subprocess.run(f"docker save {IMAGE} | DOCKER_HOST={h.docker_host} docker load",
+                           shell=True, check=True, capture_output=True)  # fmt: skip
+    _stand_in_stack(remote_host, "far")
+    _stand_in_stack(second_host, "other")
+    (remote_host.root / "cf" / "locks" / "far.killed").unlink(missing_ok=True)  # an earlier test's
+    remote_host.cut()
+    try:
+        r = cli("kill", "--all")
+    finally:
+        remote_host.restore()
+        cli("unlock", "--all")
+    try:
+        assert r.code == 1, r.out
+        lines = {ln.split(":")[0]: ln for ln in r.out.splitlines() if ":" in ln}
+        assert "gateway killed" in lines["other"] and "errors" not in lines["other"]
+        assert "NOT killed" in lines["far"] and "host h2" in lines["far"]
+        gw = json.loads(_docker(second_host, "inspect", container_name("other", "gateway")))[0]
+        assert gw["State"]["Running"] is False
+        assert gw["HostConfig"]["RestartPolicy"]["Name"] == "no"
+        assert (second_host.root / "cf" / "locks" / "other.killed").is_file()
+        assert not (remote_host.root / "cf" / "locks" / "far.killed").exists()
+        # The cut host's gateway is still up: reported, not claimed killed.
+        far = json.loads(_docker(remote_host, "inspect", container_name("far", "gateway")))[0]
+        assert far["State"]["Running"] is True
+    finally:
+        _clear(remote_host, "far")
+        _clear(second_host, "other")

@@ -36,7 +36,7 @@ class TestHost:
     """One namespace host: `address` is where its sshd listens."""
 
     netns: str
-    subnet: int  # 10.250.<subnet>.0/24
+    index: int  # its /30 in 10.250.21.0/24: the machine at .4i+1, the host at .4i+2
     root: Path  # this host's own files (data-root, sockets, sshd config)
     pids: list[int] = field(default_factory=list)
 
@@ -48,7 +48,11 @@ class TestHost:
 
     @property
     def address(self) -> str:
-        return f"10.250.{self.subnet}.2"
+        return f"10.250.21.{4 * self.index + 2}"
+
+    @property
+    def machine_address(self) -> str:
+        return f"10.250.21.{4 * self.index + 1}"
 
     @property
     def docker_sock(self) -> Path:
@@ -88,7 +92,7 @@ class TestHost:
         _sh("ip", "netns", "add", self.netns)
         _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", f"{self.veth}i")
         _sh("ip", "link", "set", f"{self.veth}i", "netns", self.netns)
-        _sh("ip", "addr", "add", f"10.250.{self.subnet}.1/24", "dev", self.veth)
+        _sh("ip", "addr", "add", f"{self.machine_address}/30", "dev", self.veth)
         _sh("ip", "link", "set", self.veth, "up")
         _sh(
             "ip",
@@ -98,7 +102,7 @@ class TestHost:
             "ip",
             "addr",
             "add",
-            f"{self.address}/24",
+            f"{self.address}/30",
             "dev",
             f"{self.veth}i",
         )
