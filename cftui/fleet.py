@@ -496,6 +496,12 @@ class FleetHome:
             )
         return hosts[name]
 
+    def document(self) -> dict[str, Any]:
+        """fleet.toml as plain data, read-only: for a module that owns a
+        table of its own (the controller's `[controller]` and
+        `[bots.NAME.controller]`) and parses it itself."""
+        return self._read_doc().unwrap()
+
     def prices(self) -> dict[str, ModelPrice]:
         """The operator's prices per model (`[prices."MODEL"]`), validated;
         they win over the price database in the LLM proxy."""

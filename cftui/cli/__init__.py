@@ -23,6 +23,7 @@ from cftui.cli import (
     fleet_cmds,
     host_cmds,
     proposal_cmds,
+    serve_cmds,
     snapshot_cmds,
     stack_cmds,
 )
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (
+    commands = (
         fleet_cmds,
         host_cmds,
         stack_cmds,
@@ -59,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         cost_cmds,
         capture_cmds,
         proposal_cmds,
-    ):
+        serve_cmds,
+    )
+    for module in commands:
         module.register(sub)
     return parser
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cftui.errors import UsageError
 from cftui.fleet import FleetHome
 from cftui.inert import inert
 from cftui.progress import Progress, ProgressEvent
@@ -24,8 +26,21 @@ def add_home_option(parser: argparse.ArgumentParser, top_level: bool = False) ->
     )
 
 
-def resolve_home(args: argparse.Namespace) -> FleetHome:
-    return FleetHome(getattr(args, "home", None))
+def resolve_home(args: argparse.Namespace, *, create: bool = False) -> FleetHome:
+    """The fleet home the command names. One named by `--home` or
+    `$CLAWFACTORY_HOME` must exist (a mistyped path listed an empty fleet
+    and exited 0), but for `init` (`create`), which makes it; the default
+    home may be missing: a new operator has none yet."""
+    given = getattr(args, "home", None)
+    home = FleetHome(given)
+    named = given is not None or bool(os.environ.get("CLAWFACTORY_HOME"))
+    if named and not create and not home.root.is_dir():
+        where = "--home" if given is not None else "CLAWFACTORY_HOME"
+        raise UsageError(
+            f"no fleet home at {home.root} ({where}): check the path, "
+            "or make one there with `cftui init BOT`"
+        )
+    return home
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    home = resolve_home(args)
+    home = resolve_home(args, create=True)
     result = init_bot(home, args.bot, runtime=args.runtime, code=args.code, host=args.host)
     bot = result.bot
     where = f", on host {bot.host}" if bot.host != "local" else ""

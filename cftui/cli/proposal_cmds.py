@@ -14,7 +14,7 @@ from cftui.cli.capture_cmds import _applied  # the one wording of a live allowli
 from cftui.cli.common import add_command, print_json, progress_bar, resolve_home
 from cftui.errors import UsageError
 from cftui.fleet import FleetHome
-from cftui.humanize import format_ago
+from cftui.humanize import format_ago, human_bytes
 from cftui.inert import inert
 from cftui.proposals.egress_inbox import DEFAULT_WINDOW, EgressInbox
 from cftui.proposals.model import Proposals
@@ -90,9 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KB"
+    return "" if n is None else human_bytes(n)  # the units of every other screen (KiB)
 
 
 def _counts(added: int | None, removed: int | None, binary: bool) -> str:

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap = action("list", "the bot's snapshots, newest first", cmd_list)
     ap.add_argument("--json", action="store_true")
     ap = action("restore", "restore a snapshot (the gateway is stopped and restarted)", cmd_restore)
-    ap.add_argument("name", nargs="?", default="latest", metavar="NAME|latest")
+    ap.add_argument("name", nargs="?", metavar="NAME|latest")
+    ap.add_argument("--yes", action="store_true", help="restore the latest without asking")
     ap = action("rename", "give a snapshot a new label", cmd_rename)
     ap.add_argument("old", metavar="NAME")
     ap.add_argument("new", metavar="LABEL")
@@ -158,13 +159,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
-    snapshots.resolve(home, bot.name, args.name)  # a bad name fails before anything
+    name = args.name or "latest"
+    path = snapshots.resolve(home, bot.name, name)  # a bad name fails before anything
+    if args.name is None and not args.yes:
+        # Named, the restore is the operator's decision; unnamed, it is
+        # whatever is newest, so it asks (scripts name it or add --yes).
+        what = f"{bot.name}'s latest snapshot, {inert(path.name)}"
+        if not sys.stdin.isatty():
+            raise UsageError(f"restore {what}? name it, or add --yes")
+        question = (
+            f"Restore {what}? Its state is replaced (the current one is kept as a "
+            "pre-restore snapshot) and a running gateway restarted."
+        )
+        if not _confirm(question):
+            print("nothing restored")
+            return 1
 
     result = _run_with_runtime(
         home,
         bot,
         lambda runtime, progress: snapshots.restore(
-            home, bot, args.name, runtime=runtime, progress=progress
+            home, bot, name, runtime=runtime, progress=progress
         ),
     )
     print(f"{bot.name}: restored {inert(result.name)}")

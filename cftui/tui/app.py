@@ -26,9 +26,10 @@ from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from cftui import killswitch, lifecycle, locks
+from cftui import killswitch, lifecycle, locks, spend
 from cftui.audit.traffic.daily import DailyCounter, month_start
 from cftui.audit.traffic.totals import Totals
+from cftui.controller.lock import ControllerInfo, running_controller
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
@@ -46,8 +47,18 @@ from cftui.tui.messages import (
     ServiceStateChanged,
 )
 from cftui.tui.proposal_counts import BotCount, ProposalCounts, proposes
+from cftui.tui.themes import DARK, LIGHT, LIGHT_THEME
 
-DARK, LIGHT = "textual-dark", "textual-light"
+# What stops a running agent asks first (the focus on Cancel); the kill
+# switch alone never asks (it loses nothing, and unlock undoes it).
+DISRUPTIVE = {
+    "stop": "Stop {bot}?\n\nIts stack stops cleanly; start it again with s.",
+    "restart": "Restart {bot}?\n\nIts stack stops, then starts: the agent's work in flight is cut.",
+    "rebuild": (
+        "Rebuild {bot}?\n\nIts gateway image is built again from the approved code "
+        "and the stack restarted: the agent's work in flight is cut."
+    ),
+}
 
 
 @dataclass
@@ -92,7 +103,7 @@ class ClawFactoryApp(App[int]):
             "unlock",
             "Unlock",
             id="app.unlock",
-            tooltip="Lift the kill switch's lock (asks first)",
+            tooltip="Lift the kill switch's lock on every locked bot (asks first)",
         ),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key binding"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", tooltip="Light/dark theme"),
@@ -122,6 +133,7 @@ class ClawFactoryApp(App[int]):
         self.clock = clock
         self.status_interval = status_interval
         self.live = live
+        self.register_theme(LIGHT_THEME)
         self.theme = theme
         self.configs: dict[str, BotConfig] = {}
         self.configs_loaded = False
@@ -133,6 +145,8 @@ class ClawFactoryApp(App[int]):
         self._counters: dict[str, DailyCounter] = {}
         self._month_counters: dict[str, DailyCounter] = {}
         self._ops: dict[str, str] = {}
+        # The operation in flight per bot ("start"), shown in its row at once.
+        self.operations: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
         self.proposal_counts = ProposalCounts()
@@ -168,6 +182,7 @@ class ClawFactoryApp(App[int]):
             configs, error = {}, str(exc)
         locked = frozenset(locks.locked_bots(self.home))
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+        self.call_from_thread(self._show_controller, running_controller(self.home))
         now = self.clock()
         totals, month = {}, {}
         for name in configs:
@@ -181,6 +196,11 @@ class ClawFactoryApp(App[int]):
                 continue
         self.post_message(DailyTotalsUpdated(totals, month))
 
+    def _show_controller(self, info: ControllerInfo | None) -> None:
+        """The header says whether `cftui serve` holds this home."""
+        pid = f" (pid {info.pid})" if info and info.pid else ""
+        self.sub_title = self.SUB_TITLE + (f" · controller running{pid}" if info else "")
+
     def _files_read(self, files: FleetFilesRead) -> None:
         first = not self.configs_loaded
         self.configs = files.configs
@@ -192,6 +212,7 @@ class ClawFactoryApp(App[int]):
         if first:
             self.refresh_status()
             self.count_proposals()
+            self.check_spend()
             if self.open_target:
                 bot, tab = self.open_target
                 self.open_bot(bot, tab)
@@ -224,6 +245,18 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
         self.count_proposals()
+        self.check_spend()
+
+    # --- money budgets (async) -----------------------------------------------
+    @work(exclusive=True, group="spend", exit_on_error=False)
+    async def check_spend(self) -> None:
+        """The budget thresholds the proxies' spend crossed: each told once
+        per period (whoever looks first: this app, `--run` or `cftui
+        serve`), and a bot whose `on_exhausted` is "stop" stopped."""
+        notices = await spend.check_budgets(self.home, self.runtimes, list(self.configs.values()))
+        for notice in notices:
+            spent = notice.percent >= 100
+            self.notify(notice.summary(), severity="error" if spent else "warning", markup=False)
 
     # --- proposals counts (thread) -------------------------------------------
     def count_proposals(self) -> None:
@@ -344,13 +377,26 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
 
-    def action_unlock(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock":
+            from cftui.tui.bot_screen import BotScreen
+
+            # Offered only when it can be done; a bot's screen has its own U,
+            # which unlocks that bot alone, never the fleet.
+            return bool(self.locked) and not isinstance(self.screen, BotScreen)
+        return True
+
+    def watch_locked(self) -> None:
+        self.refresh_bindings()
+
+    def action_unlock(self, bots: list[str] | None = None) -> None:
+        """Unlock `bots` (every locked one when None), after asking."""
         from cftui.tui.confirm import ConfirmModal
 
-        if not self.locked:
-            self.notify("Nothing is locked.")
+        names = sorted(self.locked if bots is None else self.locked & set(bots))
+        if not names:
+            self.notify(f"{bots[0]} is not locked." if bots else "Nothing is locked.")
             return
-        names = sorted(self.locked)
         question = (
             f"Unlock {', '.join(names)}?\n\nThe kill switch stops holding them: "
             "they can be started again (they stay stopped until you start them)."
@@ -394,10 +440,24 @@ class ClawFactoryApp(App[int]):
         if action in ("start", "restart", "rebuild") and bot in self.locked:
             self.notify(f"{bot} is locked by the kill switch: unlock (U) first", severity="error")
             return
+        question = DISRUPTIVE.get(action)
+        if question is not None:
+            from cftui.tui.confirm import ConfirmModal
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._operation(bot, action)
+                else:
+                    self.notify(f"{action} {bot} cancelled")
+
+            self.push_screen(ConfirmModal(question.format(bot=bot), action.capitalize()), answered)
+            return
         self._operation(bot, action)
 
     def _operation(self, bot: str, action: str, arg: str | None = None) -> None:
         self._set_op(bot, f"{action}…")
+        self.operations[bot] = action
+        self.fleet_signal.publish(None)
         self.run_worker(
             self._run_operation(bot, action, arg),
             group=f"op-{bot}",
@@ -412,6 +472,9 @@ class ClawFactoryApp(App[int]):
             self.post_message(OperationProgress(bot, action, event))
 
         notes: list[str] = []
+        outcome = {"start": "running", "restart": "running", "rebuild": "running"}.get(
+            action, "stopped" if action == "stop" else "done"
+        )
         try:
             if action == "start":
                 notes = await lifecycle.start(self.home, config, self.runtimes, progress)
@@ -424,16 +487,18 @@ class ClawFactoryApp(App[int]):
             elif action == "capture":
                 from cftui import egress_control
 
-                await asyncio.to_thread(
+                result = await asyncio.to_thread(
                     egress_control.set_capture, self.home, bot, not config.capture
                 )
+                outcome = "capture on" if result.bot.capture else "capture off"
             elif action == "snapshot":
                 from cftui import snapshots
 
                 runtime = self.runtimes.for_bot(config)
-                await snapshots.snapshot(
+                info = await snapshots.snapshot(
                     self.home, config, arg or None, runtime=runtime, progress=progress
                 )
+                outcome = f"created {info.name}"  # as the Snapshots tab says it
             else:
                 raise CftuiError(f"unknown action {action!r}")
         except CftuiError as exc:
@@ -441,7 +506,7 @@ class ClawFactoryApp(App[int]):
         except Exception as exc:  # a worker must report, never die silently
             self.post_message(OperationFinished(bot, action, f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(OperationFinished(bot, action, notes=tuple(notes)))
+            self.post_message(OperationFinished(bot, action, notes=tuple(notes), outcome=outcome))
 
     @on(OperationProgress)
     def _progress(self, message: OperationProgress) -> None:
@@ -452,6 +517,7 @@ class ClawFactoryApp(App[int]):
     @on(OperationFinished)
     def _finished(self, message: OperationFinished) -> None:
         self._set_op(message.bot, None)
+        self.operations.pop(message.bot, None)
         if message.error:
             self.notify(
                 inert(f"{message.action} {message.bot}: {message.error}"),
@@ -460,7 +526,7 @@ class ClawFactoryApp(App[int]):
                 markup=False,
             )
         else:
-            self.notify(f"{message.action} {message.bot}: done")
+            self.notify(inert(f"{message.bot}: {message.outcome}"), markup=False)
         for note in message.notes:
             self.notify(inert(note), severity="warning", timeout=12, markup=False)
         self._periodic()

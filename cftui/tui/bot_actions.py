@@ -25,17 +25,30 @@ BOT_BINDINGS = [
         id="bot.snapshot",
         tooltip="Encrypted snapshot of state/",
     ),
-    Binding("c", "bot('capture')", "Capture", id="bot.capture", tooltip="Turn MITM capture on/off"),
+    # A locked bot's start keys are off the footer; pressed, they say why.
     Binding(
-        "k",
+        "s,r,b",
+        "refused",
+        show=False,
+        id="bot.locked",
+        tooltip="A bot the kill switch holds says why it does not start",
+    ),
+    Binding("c", "bot('capture')", "Capture", id="bot.capture", tooltip="Turn MITM capture on/off"),
+    # A chord no navigation habit reaches (never a bare letter: `j` then `k`
+    # to move back up killed a bot), the same on every screen; priority, so
+    # that an input with focus cannot swallow it (as ctrl+k, the kill switch).
+    Binding(
+        "ctrl+x",
         "bot('kill')",
         "Kill bot",
+        priority=True,
         id="bot.kill",
         tooltip="Kill this bot now (no confirmation) and lock it",
     ),
 ]
 
 ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "kill")
+LOCKED_OUT = ("start", "restart", "rebuild")  # what the kill switch's lock refuses
 
 
 class BotActionsMixin:
@@ -48,6 +61,26 @@ class BotActionsMixin:
 
     def current_bot(self) -> str | None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers only what can be done: no start, restart or
+        rebuild for a locked bot, no unlock for one that is not."""
+        bot = self.current_bot()
+        locked = bot is not None and bot in self.app.locked
+        if action == "bot" and parameters and parameters[0] in LOCKED_OUT:
+            return not locked
+        if action in ("refused", "unlock_bot"):
+            return locked
+        return True
+
+    def action_refused(self) -> None:
+        bot = self.current_bot()
+        self.app.notify(f"{bot} is locked by the kill switch: unlock (U) first", severity="error")
+
+    def action_unlock_bot(self) -> None:
+        bot = self.current_bot()
+        if bot is not None:
+            self.app.action_unlock([bot])
 
     def action_bot(self, action: str) -> None:
         bot = self.current_bot()

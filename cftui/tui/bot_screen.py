@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
@@ -18,6 +19,7 @@ from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
 from cftui.tui.tabs import TABS
+from cftui.tui.vim_keys import NAV_BINDINGS, VimNavMixin
 
 if TYPE_CHECKING:
     from textual import getters
@@ -25,7 +27,16 @@ if TYPE_CHECKING:
     from cftui.tui.app import ClawFactoryApp
 
 
-class BotScreen(BotActionsMixin, Screen):
+class LazyPane(TabPane):
+    """A tab built the first time it is shown. Until then it says so: an
+    empty widget renders its own name, and `TabPane#config` showed for a
+    while when a tab key came right after a bot was opened."""
+
+    def render(self) -> RenderResult:
+        return Text("loading…", style="dim") if not self.children else super().render()
+
+
+class BotScreen(VimNavMixin, BotActionsMixin, Screen):
     """A bot's screen, opened on one of its tabs."""
 
     if TYPE_CHECKING:  # Textual types self.app as App[object]
@@ -33,6 +44,13 @@ class BotScreen(BotActionsMixin, Screen):
 
     BINDINGS = [
         Binding("escape", "back", "Fleet", id="bot.back", tooltip="Back to the fleet"),
+        Binding(
+            "U",
+            "unlock_bot",
+            "Unlock",
+            id="bot.unlock",
+            tooltip="Lift the kill switch's lock on this bot only (asks first)",
+        ),
         *(
             Binding(
                 str(i + 1),
@@ -45,6 +63,7 @@ class BotScreen(BotActionsMixin, Screen):
             for i, t in enumerate(TABS)
         ),
         *BOT_BINDINGS,
+        *NAV_BINDINGS,
     ]
 
     def __init__(self, bot: str, tab: str = "overview") -> None:
@@ -63,7 +82,7 @@ class BotScreen(BotActionsMixin, Screen):
         # one tab's widgets, not seven.
         with TabbedContent(initial=self.initial_tab, id="bot-tabs"):
             for tab in TABS:
-                with TabPane(tab.capitalize(), id=tab):
+                with LazyPane(tab.capitalize(), id=tab):
                     if tab == self.initial_tab:
                         yield self._make_tab(tab)
         yield OpsLine()
@@ -118,7 +137,24 @@ class BotScreen(BotActionsMixin, Screen):
         return self.bot
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        from cftui.tui.config_tab import ConfigTab
+        from cftui.tui.confirm import ConfirmModal
+
+        if not any(tab.unsaved() for tab in self.query(ConfigTab)):
+            self.app.pop_screen()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.app.pop_screen()
+            else:
+                self.show_tab("config")
+
+        question = (
+            f"{self.bot}'s config has unsaved edits.\n\n"
+            "Leave and drop them? (ctrl+s in the Config tab saves them.)"
+        )
+        self.app.push_screen(ConfirmModal(question, "Drop edits"), answered)
 
     def action_tab(self, tab: str) -> None:
         self.show_tab(tab)

@@ -22,13 +22,18 @@ HELP = {
     "rebuild": "rebuild the gateway image and restart",
     "snapshot": "encrypted snapshot of state/",
     "capture": "turn MITM capture on or off",
-    "kill": "kill now and lock (no confirmation)",
+    "kill": "kill now and lock (ctrl+x, no confirmation)",
 }
 
 # (title, tab action, help): each opens the Proposals tab, which asks first.
 PROPOSAL_COMMANDS = (
     ("Promote all proposals of", "promote_all", "review, then commit them to the approved code"),
     ("Reject all proposals of", "reject_all", "put the proposals back to the approved code"),
+    (
+        "Promote a merged branch into",
+        "promote_from",
+        "fast-forward to REMOTE/BRANCH (promote --from)",
+    ),
     ("Accept the config drift of", "accept_drift", "the gateway's openclaw.json becomes approved"),
     ("Revert the config drift of", "revert_drift", "write the approved openclaw.json back"),
 )
@@ -46,6 +51,8 @@ class FleetCommands(Provider):
             for action in ACTIONS:
                 title = f"{action.capitalize()} {bot}"
                 yield title, partial(app.run_bot_action, bot, action), HELP[action]
+            unlock = partial(app.action_unlock, [bot])
+            yield f"Unlock {bot}", unlock, "lift the kill switch on this bot only (asks first)"
             for tab in TABS:
                 yield f"Open {bot}: {tab}", partial(app.open_bot, bot, tab), f"{bot}'s {tab} tab"
             for title, action, help_text in PROPOSAL_COMMANDS:

@@ -62,6 +62,7 @@ class ConfigTab(Vertical):
         self.bot = bot
         self._started = False
         self._original: dict[str, Any] | None = None
+        self._loaded_text: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="config-status")
@@ -99,10 +100,16 @@ class ConfigTab(Vertical):
 
     def _loaded(self, data: dict[str, Any], text: str, path: str) -> None:
         self._original = data
+        self._loaded_text = text
         self.query_one(TextArea).load_text(text)
         self._status(
             f"{path} · credentials masked · ctrl+s save · F3 validate · F4 revert · F5 reload"
         )
+
+    def unsaved(self) -> bool:
+        """Whether the editor holds edits nothing has written: leaving the
+        bot's screen would drop them, so it asks first."""
+        return self._loaded_text is not None and self.query_one(TextArea).text != self._loaded_text
 
     def _parsed(self) -> dict[str, Any] | None:
         from cftui.gateway import config as gc

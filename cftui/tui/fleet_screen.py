@@ -16,6 +16,7 @@ from cftui.tui.fleet_table import FleetRow, FleetTable
 from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
+from cftui.tui.vim_keys import NAV_BINDINGS, VimNavMixin
 
 if TYPE_CHECKING:
     from textual import getters
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from cftui.tui.app import ClawFactoryApp
 
 
-class FleetScreen(BotActionsMixin, Screen):
+class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
     """The app's home screen."""
 
     if TYPE_CHECKING:  # Textual types self.app as App[object]
@@ -34,6 +35,7 @@ class FleetScreen(BotActionsMixin, Screen):
         Binding("t", "open('traffic')", "Traffic", id="fleet.traffic", tooltip="Bot's traffic"),
         Binding("l", "open('logs')", "Logs", id="fleet.logs", tooltip="Bot's service logs"),
         *BOT_BINDINGS,
+        *NAV_BINDINGS,
     ]
 
     def compose(self) -> ComposeResult:
@@ -65,6 +67,7 @@ class FleetScreen(BotActionsMixin, Screen):
                 name in app.locked,
                 counts.get(name),
                 month=app.month_totals.get(name),
+                operation=app.operations.get(name),
             )
             for name, cfg in app.configs.items()
         ]
@@ -85,6 +88,10 @@ class FleetScreen(BotActionsMixin, Screen):
         bot = self.current_bot()
         if bot:
             self.app.open_bot(bot, tab)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self.refresh_bindings()  # the footer's keys are the selected bot's
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:

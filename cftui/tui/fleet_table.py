@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from cftui.audit.traffic.spend import budget_left
@@ -69,6 +68,7 @@ class FleetRow:
     locked: bool
     proposals: int | None = None  # None: no proposals tree (yet)
     month: Totals | None = None  # this calendar month's calls, tokens and cost
+    operation: str | None = None  # an operation in flight ("start"): the state says so at once
 
 
 def spend_text(totals: Totals | None) -> str:
@@ -82,7 +82,7 @@ def spend_text(totals: Totals | None) -> str:
 
 
 class FleetTable(DataTable):
-    """The fleet, one row per bot; vim keys beside the arrows."""
+    """The fleet, one row per bot (j/k beside the arrows: the screen's)."""
 
     COMPONENT_CLASSES = {"fleet--ok", "fleet--warn", "fleet--bad", "fleet--muted", "fleet--locked"}
 
@@ -95,14 +95,13 @@ class FleetTable(DataTable):
     FleetTable > .fleet--locked { color: $text; background: $error; text-style: bold; }
     """
 
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="fleet.down", tooltip="Next bot"),
-    ]
-
     def __init__(self, clock: Callable[[], datetime], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self._rows: dict[str, FleetRow] = {}
+        # The cells as last drawn: a diff against cells rebuilt from the old
+        # row would read the clock now, and the uptime would never move.
+        self._shown: dict[str, dict[str, Text | str]] = {}
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -121,6 +120,8 @@ class FleetTable(DataTable):
             cells["state"] = self._styled("… loading", "muted")
         elif st.error:
             cells["state"] = self._styled("? error", "warn")
+        elif row.operation and not row.locked:
+            cells["state"] = self._styled(f"◐ {row.operation}…", "warn")
         else:
             cells["state"] = self._styled(*state_look("locked" if row.locked else st.state))
         for svc in SERVICES:
@@ -172,24 +173,27 @@ class FleetTable(DataTable):
             for name in [n for n in self._rows if n not in wanted]:
                 self.remove_row(name)
                 del self._rows[name]
+                del self._shown[name]
             for row in rows:
                 name = row.config.name
                 cells = self._cells(row)
                 if name not in self._rows:
                     self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=name)
                 else:
-                    old = self._cells(self._rows[name])
+                    old = self._shown[name]
                     for key, value in cells.items():
                         if value != old[key]:
                             self.update_cell(name, key, value)
                 self._rows[name] = row
+                self._shown[name] = cells
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""
         rows = list(self._rows.values())
         with self.app.batch_update():
             for row in rows:
-                for key, value in self._cells(row).items():
+                cells = self._shown[row.config.name] = self._cells(row)
+                for key, value in cells.items():
                     self.update_cell(row.config.name, key, value)
 
     @property

@@ -59,12 +59,14 @@ class OperationProgress(Message):
 @dataclass
 class OperationFinished(Message):
     """A bot operation finished; `error` is its one-line failure, if any;
-    `notes` what it wants the operator to know (an unbounded or full disk)."""
+    `notes` what it wants the operator to know (an unbounded or full disk);
+    `outcome` the state it left, so the toast says which (on or off?)."""
 
     bot: str
     action: str
     error: str | None = None
     notes: tuple[str, ...] = ()
+    outcome: str = "done"  # what it left, said in the toast: "running", "capture on"...
 
 
 @dataclass

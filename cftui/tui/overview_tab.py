@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     from cftui.tui.app import ClawFactoryApp
 
 
+def budget_text(daily_tokens: int | None, per_minute: int | None) -> str:
+    """The budget as words: "no tokens/day" read as zero allowed."""
+    tokens = f"{human_count(daily_tokens)} tokens/day" if daily_tokens else "tokens/day unlimited"
+    calls = f"{per_minute} requests/min" if per_minute else "requests/min unlimited"
+    return f"{tokens} · {calls}"
+
+
 class OverviewTab(VerticalScroll):
     """Re-rendered whenever the app's fleet state changes."""
 
@@ -117,9 +124,7 @@ class OverviewTab(VerticalScroll):
             ),
             (
                 "Budget",
-                f"{human_count(config.budget.daily_tokens) if config.budget.daily_tokens else 'no'}"
-                " tokens/day · "
-                f"{config.budget.requests_per_minute or 'no'} requests/min limit",
+                budget_text(config.budget.daily_tokens, config.budget.requests_per_minute),
             ),
             ("Capture", "ON (MITM, encrypted)" if config.capture else "off"),
             ("Allowlist", ", ".join(config.egress_allow) or "(nothing: no egress)"),

@@ -120,6 +120,13 @@ class TrafficTab(Vertical):
         Binding("slash", "focus_filter", "Filter", id="traffic.filter", tooltip="Edit the filter"),
         Binding("d", "toggle_detail", "Detail", id="traffic.detail", tooltip="Show/hide detail"),
         Binding(
+            "enter",
+            "open_detail",
+            "Read",
+            id="traffic.read",
+            tooltip="The call's detail, shown and focused (j/k scroll it)",
+        ),
+        Binding(
             "ctrl+l", "clear_filter", "Clear filter", id="traffic.clear", tooltip="Show every call"
         ),
     ]
@@ -194,6 +201,11 @@ class TrafficTab(Vertical):
     def action_toggle_detail(self) -> None:
         self.query_one("#traffic-detail").toggle_class("-hidden")
 
+    def action_open_detail(self) -> None:
+        detail = self.query_one("#traffic-detail")
+        detail.remove_class("-hidden")
+        self.screen.set_focus(detail)
+
     def action_clear_filter(self) -> None:
         self.query_one("#traffic-filter", Input).value = ""
         self._apply(TrafficFilter())
@@ -246,6 +258,10 @@ class TrafficTab(Vertical):
         self._busy(False)
         result = message.result
         self.view.set_filter_result(message.flt, result.lines, result.covered, result.totals)
+        if not result.lines:  # else the pane kept the call shown before
+            self._detail(
+                Text(f"No calls match «{message.flt}» (ctrl+l shows every call).", style="dim")
+            )
 
     @on(TrafficView.Refilter)
     def _refilter(self) -> None:
@@ -253,8 +269,13 @@ class TrafficTab(Vertical):
 
     @on(TrafficView.Highlighted)
     def _highlighted(self, message: TrafficView.Highlighted) -> None:
-        detail = self.query_one("#traffic-detail Static", Static)
-        detail.update(render_detail(message.record, message.started_only))
+        self._detail(render_detail(message.record, message.started_only))
+
+    def _detail(self, shown: Any) -> None:
+        """Show `shown` in the detail pane from its top (another call's
+        detail does not open at the previous one's scroll position)."""
+        self.query_one("#traffic-detail Static", Static).update(shown)
+        self.query_one("#traffic-detail", VerticalScroll).scroll_home(animate=False)
 
     @on(TrafficView.TotalsChanged)
     def _totals(self, message: TrafficView.TotalsChanged) -> None:

@@ -36,8 +36,8 @@ from cftui.tui.formatting import status_tone
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("Time", 12),
     ("Provider", 10),
-    ("Model", 26),
-    ("St", 3),
+    ("Model", 25),
+    ("HTTP", 4),  # "St" had no legend; a status fits in 4 with its space
     ("In", 7),
     ("Out", 7),
     ("Cost", 8),
@@ -45,11 +45,16 @@ COLUMNS: tuple[tuple[str, int], ...] = (
 COLUMNS += (("TTFB", 8), ("Duration", 9), ("", 2))
 
 
+# The one-glyph flags of the last column, said once, beside its head.
+LEGEND = "  ⇣=stream !=error"
+
+
 def header_text() -> str:
-    return " ".join(
+    heads = " ".join(
         f"{name:>{w}}" if name in ("In", "Out", "Cost", "TTFB", "Duration") else f"{name:<{w}}"
         for name, w in COLUMNS
     )
+    return heads + LEGEND
 
 
 def _ms(value: Any) -> str:
@@ -63,11 +68,11 @@ def row_cells(record: dict[str, Any]) -> tuple[str, str, str]:
     ts = inert(record.get("ts") or "")
     when = ts[11:23] if len(ts) >= 23 else ts
     model = inert(record.get("model") or "-")
-    if len(model) > 26:
-        model = model[:25] + "…"
+    if len(model) > 25:
+        model = model[:24] + "…"
     provider = inert(record.get("provider", ""))
-    before = f"{when:<12} {provider:<10.10} {model:<26} "
-    status = f"{inert(record.get('status', '')):<3.3}"
+    before = f"{when:<12} {provider:<10.10} {model:<25} "
+    status = f"{inert(record.get('status', '')):<4.4}"
     flags = ("⇣" if record.get("stream") else " ") + ("!" if record.get("error") else " ")
     after = (
         f" {human_count(int(record.get('tokens_in') or 0)):>7}"
@@ -412,6 +417,10 @@ class TrafficView(ScrollView, can_focus=True):
         base = self.rich_style
         line = self.line_of(row) if row < self.row_count else None
         if line is None:
+            if row == 0 and not self.row_count and not self.state.flt.empty:
+                note = f" No calls match «{inert(str(self.state.flt))}»"[:width]
+                muted = self.get_component_rich_style("traffic--muted")
+                return Strip([Segment(note.ljust(width), base + muted)], width)
             return Strip([Segment(" " * width, base)], width)
         cursor = row == self.cursor
         style = base + self.get_component_rich_style("traffic--cursor") if cursor else base

@@ -304,3 +304,25 @@ def test_the_session_key_reaches_disk_only_sealed_to_the_bots_identity(
         data = path.read_bytes()
         assert not any(s in data for s in spellings), path
     assert entry["recipient"] == str(x25519.Identity.from_str(secret).to_public())
+
+
+def test_a_refused_response_is_recorded_with_its_body(start_egress, http_server, cli):
+    """The 403 a refusal answers is made by the proxy, not streamed from a
+    server: it was stored as `"bytes": 0` with no body (issue #22 item 4)."""
+    eg = start_egress(local(http_server), capture=True)
+    conn = http.client.HTTPConnection("127.0.0.1", eg.port, timeout=10)
+    sent = b'{"ask": "please"}'
+    assert len(sent) == 17
+    conn.request("POST", f"http://127.0.0.2:{http_server.port}/nope", body=sent)
+    resp = conn.getresponse()
+    answer = resp.read()
+    assert resp.status == 403
+    eg.wait_stats(lambda s: s["flows_captured"] >= 1)
+    r = cli("decrypt", "egbot", "--json")
+    (record,) = [json.loads(x) for x in r.out.splitlines()]
+    assert record["refused"] is True and record["status"] == 403
+    assert record["request"]["bytes"] == 17 and record["request"]["body"] == sent.decode()
+    assert record["response"]["bytes"] == len(answer) == int(resp.getheader("content-length"))
+    assert json.loads(record["response"]["body"])["error"] == "egress_refused"
+    r = cli("decrypt", "egbot")
+    assert " 403! " in r.out and f" {len(answer)} B " in r.out, r.out

@@ -144,3 +144,26 @@ def test_headless_commands_never_import_textual() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr or "textual was imported by a non-TUI module"
     assert int(proc.stdout) >= 10
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("list",), ("status",), ("kill", "--all"), ("snapshot", "list", "bot1"), ("traffic", "bot1")],
+)
+def test_a_mistyped_home_says_so_exit_2(tmp_path, cli, monkeypatch, args: tuple) -> None:
+    """A home that does not exist was an empty fleet, exit 0 (issue #22)."""
+    monkeypatch.delenv("CLAWFACTORY_HOME", raising=False)
+    missing = tmp_path / "nonexistent" / "dir"
+    r = cli("--home", str(missing), *args)
+    assert r.code == 2, r
+    assert r.err.strip() == (
+        f"cftui: no fleet home at {missing} (--home): check the path, "
+        "or make one there with `cftui init BOT`"
+    )
+    assert not missing.exists()
+    monkeypatch.setenv("CLAWFACTORY_HOME", str(missing))
+    r = cli(*args)
+    assert r.code == 2 and "(CLAWFACTORY_HOME)" in r.err and len(r.err.splitlines()) == 1
+    assert not missing.exists()
+    assert cli("init", "bot1").code == 0  # init makes it
+    assert cli("list").code == 0 and "bot1" in cli("list").out

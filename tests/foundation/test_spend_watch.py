@@ -139,3 +139,29 @@ def test_the_notified_state_is_private(fleet: FleetHome) -> None:
     path = fleet.events_log.parent / "spend-notified.json"
     assert path.stat().st_mode & 0o777 == 0o600
     assert json.loads(path.read_text()) == {"bot1": {"day:2026-05-14": [80, 100]}}
+
+
+def test_cftui_run_prints_each_crossing_once(fleet: FleetHome) -> None:
+    """`cftui --run` checks the budgets while it runs (cli/headless.py)."""
+    from cftui.cli import headless
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    _spend(fleet, "bot1", 8.5, 8.5, day=today)
+    lines: list[str] = []
+
+    async def go() -> None:
+        runtimes = Runtimes(fleet)
+        watch = headless._Watch(fleet, [fleet.bot("bot1")], runtimes, lines.append)
+        task = asyncio.create_task(watch._spend())
+        try:
+            for _ in range(200):
+                if lines:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    (line,) = lines
+    assert "[bot1] spend: bot1: 80% of its daily budget spent ($8.50 of $10.00)" in line

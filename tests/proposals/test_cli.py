@@ -38,6 +38,14 @@ def test_proposals_json_and_text(cli, home: FleetHome, bot: str, tree: Path) -> 
     assert "A workspace/skills/w/SKILL.md" in res.out and "! workspace/passwd: refused" in res.out
 
 
+def test_proposals_sizes_are_in_the_units_of_every_other_screen(cli, bot: str, tree: Path) -> None:
+    """KB in the CLI, KiB in the TUI (issue #22): one unit, from cftui.humanize."""
+    write(tree, "workspace/skills/w/SKILL.md", "x" * 3000 + "\n")
+    res = cli("proposals", bot)
+    assert res.code == 0, res.err
+    assert "2.9 KiB" in res.out and "KB" not in res.out
+
+
 def test_diff_prints_the_agents_bytes_inert(cli, bot: str, tree: Path) -> None:
     write(tree, "workspace/skills/w/SKILL.md", "# W\n\x1b]0;pwned\x07\n")
     res = cli("diff", bot, "workspace/skills")

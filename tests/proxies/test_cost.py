@@ -197,7 +197,7 @@ def test_cached_rates_price_as_genai_prices_does_for_every_model_and_usage() -> 
                         ),
                         provider,
                     ).total_price
-                assert _same(rates.cost(usage), float(want)), (ours, model.id, usage)
+                assert _same(rates.cost(*usage), float(want)), (ours, model.id, usage)
                 checked += 1
     assert checked > 300
 

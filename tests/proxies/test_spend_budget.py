@@ -247,3 +247,20 @@ async def test_with_room_for_a_few_calls_concurrency_admits_only_those(start_pro
     # reservations reached the budget, not after 32 calls.
     assert 1 <= len(ok) <= 0.02 / min(r["cost_est_usd"] for r in recs if r["status"] == 200) + 1
     assert proxy.state.spend.today_usd <= 0.02 + largest
+
+
+async def test_a_crossed_threshold_is_written_to_spend_json_at_once(start_proxy, client, audit_dir):
+    """cftui's events come from spend.json: a crossing may not wait for the
+    next periodic rewrite (here an hour away)."""
+    proxy = await start_proxy("--daily-usd-budget", "0.012", "--spend-checkpoint-s", "3600")
+    await _spend_until_refused(client, proxy)
+    await proxy.wait_records(3)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while loop.time() < deadline:
+        state = json.loads((audit_dir / "spend.json").read_text())
+        if state["crossed"].get("day") == [80, 100]:
+            break
+        await asyncio.sleep(0.02)
+    assert state["crossed"] == {"day": [80, 100]}
+    assert state["today_usd"] >= 0.012 and state["daily_usd_budget"] == 0.012

@@ -21,7 +21,7 @@ from cftui import killswitch, lifecycle, locks
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig
 from cftui.runtime import Runtimes
-from cftui.runtime.base import KILLED, RUNNING, STARTING
+from cftui.runtime.base import KILLED, RUNNING
 from cftui.runtime.docker.runtime import DockerRuntime
 
 from .helpers import World, http_get, start_bot, wait_for
@@ -49,9 +49,11 @@ def _inspect(world: World, bot: BotConfig, service: str) -> dict:
 
 
 async def test_stack_comes_up_healthy(world: World, bot: BotConfig, runtime: DockerRuntime) -> None:
+    # Running as soon as the start is done, though Docker's first healthcheck
+    # comes 10 s after the start (issue #22: done at 4.5 s, running at 14.5).
     status = (await runtime.status([bot]))[bot.name]
     for service in ("front", "gateway", "llm-proxy", "egress"):
-        assert status.services[service].state in (RUNNING, STARTING), status.services[service]
+        assert status.services[service].state == RUNNING, status.services[service]
     # The gateway's UI answers through the front, on loopback only.
     body = json.loads(http_get(f"http://127.0.0.1:{bot.gateway_port}/health"))
     assert body["ok"] is True

@@ -646,10 +646,43 @@ def test_cli_create_list_rename_delete(home: FleetHome, bot: str, cli) -> None:
 def test_cli_restore_restores_the_files_of_a_stopped_bot(home: FleetHome, bot: str, cli) -> None:
     cli("snapshot", "create", bot)
     (home.state_dir(bot) / "openclaw.json").write_text("broken")
-    r = cli("snapshot", "restore", bot)
+    r = cli("snapshot", "restore", bot, "--yes")
     assert r.code == 0, r.err
     assert "restored" in r.out
     assert (home.state_dir(bot) / "openclaw.json").read_text().startswith("{")
+
+
+def test_cli_restore_without_a_name_asks_or_takes_yes(
+    home: FleetHome, bot: str, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`restore BOT` alone restored the newest snapshot at once (issue #22)."""
+    cli("snapshot", "create", bot)
+    memo = home.state_dir(bot) / "openclaw.json"
+    memo.write_text("broken")
+    r = cli("snapshot", "restore", bot)  # no terminal to ask on: refused, one line
+    assert r.code == 2 and "--yes" in r.err and len(r.err.strip().splitlines()) == 1
+    assert memo.read_text() == "broken"
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    asked: list[str] = []
+    answers = iter(["", "n", "y"])
+
+    def answer(question: str) -> str:
+        asked.append(question)
+        return next(answers)
+
+    monkeypatch.setattr("builtins.input", answer)
+    for _ in range(2):  # Enter and "n" both answer no
+        r = cli("snapshot", "restore", bot)
+        assert r.code == 1 and "nothing restored" in r.out
+        assert memo.read_text() == "broken"
+    assert "latest snapshot, manual--" in asked[0] and "[y/N]" in asked[0]
+    r = cli("snapshot", "restore", bot)
+    assert r.code == 0 and "restored" in r.out, r.err
+    assert memo.read_text().startswith("{")
+    memo.write_text("broken again")
+    r = cli("snapshot", "restore", bot, "latest")  # named: the operator's decision
+    assert r.code == 0 and len(asked) == 3
+    assert memo.read_text().startswith("{")
 
 
 @pytest.mark.parametrize(

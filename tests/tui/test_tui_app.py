@@ -74,6 +74,9 @@ async def test_start_stop_restart_rebuild_keys_call_the_runtime(make, runtime) -
         app.screen.query_one(FleetTable).move_cursor(row=1)  # beta
         for key, call in (("s", "up"), ("x", "down"), ("r", "up"), ("b", "rebuild")):
             await pilot.press(key)
+            if key != "s":  # stop, restart and rebuild ask first
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+                await pilot.press("tab", "enter")
             await wait_until(
                 pilot,
                 lambda call=call: (
@@ -82,6 +85,26 @@ async def test_start_stop_restart_rebuild_keys_call_the_runtime(make, runtime) -
             )
         actions = [e["action"] for e in read_events(app.home, "beta")]
         assert actions[-4:] == ["start", "stop", "restart", "rebuild"]
+
+
+async def test_stop_restart_and_rebuild_ask_first_with_the_focus_on_cancel(make, runtime) -> None:
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)  # alpha, running, is selected
+        for key, word in (("x", "Stop alpha?"), ("r", "Restart alpha?"), ("b", "Rebuild alpha?")):
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert word in str(app.screen.query_one("#question").content)
+            assert isinstance(app.focused, Button) and app.focused.id == "cancel"
+            await pilot.press("enter")  # Enter answers "no"
+            await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        await pilot.pause()
+        assert runtime.calls == []
+        assert notified(app, "stop alpha cancelled") and notified(app, "rebuild alpha cancelled")
 
 
 async def test_capture_key_turns_capture_on_in_fleet_toml(make, fleet: FleetHome) -> None:
@@ -159,11 +182,11 @@ async def test_ctrl_k_works_with_a_dialog_open(make, runtime: MemoryRuntime, fle
         await wait_until(pilot, lambda: len([c for c in runtime.calls if c[0] == "kill"]) == 2)
 
 
-async def test_k_kills_only_the_selected_bot_without_asking(make, runtime, fleet) -> None:
+async def test_ctrl_x_kills_only_the_selected_bot_without_asking(make, runtime, fleet) -> None:
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("k")
+        await pilot.press("ctrl+x")
         await wait_until(pilot, lambda: ("kill", "alpha") in runtime.calls)
         assert not isinstance(app.screen, ConfirmModal)
         assert locks.locked_bots(fleet) == ["alpha"]
@@ -272,7 +295,7 @@ async def test_ctrl_t_switches_between_dark_and_light(make) -> None:
         await loaded(pilot)
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
-        assert app.theme == "textual-light"
+        assert app.theme == "cftui-light"
 
 
 async def test_q_quits_and_leaves_the_fleet_running(make, runtime) -> None:
@@ -440,7 +463,7 @@ async def test_traffic_tab_notices_truncation(make, fleet) -> None:
 async def test_capture_tab_says_when_nothing_was_captured(make) -> None:
     app = make(open_bot="alpha", open_tab="capture")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "nothing captured yet" in _text(app, "#capture-status"))
+        await wait_until(pilot, lambda: "nothing captured" in _text(app, "#capture-status"))
 
 
 async def test_snapshots_tab_creates_renames_and_deletes_with_confirmation(

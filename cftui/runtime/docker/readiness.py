@@ -20,6 +20,22 @@ from cftui.runtime.docker.spec import EGRESS_PORT, LLM_PROXY_PORT, container_nam
 _POLL_S = 0.2
 
 
+def service_address(bot: BotConfig, service: str, attrs: dict[str, Any]) -> tuple[str, int]:
+    """Where the host probes a service of the bot's stack (its inspect)."""
+    if service == "front":
+        return "127.0.0.1", bot.gateway_port
+    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    net: dict[str, Any] = nets.get(int_network(bot.name)) or next(iter(nets.values()), {})
+    port = {"gateway": GATEWAY_PORT, "llm-proxy": LLM_PROXY_PORT, "egress": EGRESS_PORT}
+    return net.get("IPAddress") or "", port[service]
+
+
+async def answering(bot: BotConfig, service: str, attrs: dict[str, Any]) -> bool:
+    """Whether the service answers its probe now."""
+    host, port = service_address(bot, service, attrs)
+    return bool(host) and await service_ready(service, host, port)
+
+
 class StackReadiness(DockerEngine):
     """Readiness of a starting stack (part of `DockerRuntime`)."""
 
@@ -41,14 +57,6 @@ class StackReadiness(DockerEngine):
             return ""
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-400:]
-
-    def _address(self, bot: BotConfig, service: str, attrs: dict[str, Any]) -> tuple[str, int]:
-        if service == "front":
-            return "127.0.0.1", bot.gateway_port
-        nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        net: dict[str, Any] = nets.get(int_network(bot.name)) or next(iter(nets.values()), {})
-        port = {"gateway": GATEWAY_PORT, "llm-proxy": LLM_PROXY_PORT, "egress": EGRESS_PORT}
-        return net.get("IPAddress") or "", port[service]
 
     async def _wait_ready(self, bot: BotConfig, services: Sequence[str], timeout: float) -> None:
         """Until each service answers its probe; a clear error naming the
@@ -77,9 +85,8 @@ class StackReadiness(DockerEngine):
                         f"{bot.name}: the {service} {what} (exit {state.get('ExitCode')}{oom}, "
                         f"{restarts} restarts)" + (f"; last log: {log}" if log else "")
                     )
-                host, port = self._address(bot, service, attrs)
                 health = (state.get("Health") or {}).get("Status")
-                if health == "healthy" or (host and await service_ready(service, host, port)):
+                if health == "healthy" or await answering(bot, service, attrs):
                     pending.remove(service)
             if not pending:
                 return

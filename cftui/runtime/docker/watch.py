@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig
-from cftui.runtime.base import SERVICES, BotStatus, LogLine, StateChange
+from cftui.runtime.base import RUNNING, SERVICES, STARTING, BotStatus, LogLine, StateChange
 from cftui.runtime.docker.engine import DockerEngine, explain
+from cftui.runtime.docker.readiness import answering
 from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
 from cftui.runtime.docker.states import event_change, parse_docker_time, service_status
 
@@ -43,6 +45,7 @@ class StackWatch(DockerEngine):
         for bot in bots:
             services = {s: service_status(s, found.get((bot.name, s))) for s in SERVICES}
             out[bot.name] = BotStatus(bot.name, self.name, services)
+        await _probe_unchecked(bots, out, found)
         return out
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
@@ -74,6 +77,36 @@ class StackWatch(DockerEngine):
                 yield _log_line(bot.name, service, raw)
         if pending:
             yield _log_line(bot.name, service, pending)
+
+
+async def _probe_unchecked(
+    bots: Sequence[BotConfig], out: dict[str, BotStatus], found: dict[tuple[str, str], dict]
+) -> None:
+    """A service Docker has not health-checked yet (its first check comes an
+    interval after the start, 10 s in our images) reads `starting` though it
+    may answer already: the start said done when it did, and the fleet said
+    running only at that first check. The start's own probe decides."""
+    unchecked = [
+        (bot, svc)
+        for bot in bots
+        for svc, st in out[bot.name].services.items()
+        if st.state == STARTING and st.health == "starting"
+    ]
+    if not unchecked:
+        return
+    answers = await asyncio.gather(
+        *(answering(bot, svc, found[(bot.name, svc)]) for bot, svc in unchecked)
+    )
+    for (bot, svc), ok in zip(unchecked, answers, strict=True):
+        if ok:
+            status = out[bot.name]
+            services = dict(status.services)
+            old = services[svc]
+            detail = ", ".join(
+                d for d in (old.detail, "answering; Docker's first check is due") if d
+            )
+            services[svc] = replace(old, state=RUNNING, detail=detail)
+            out[bot.name] = replace(status, services=services)
 
 
 def _log_line(bot: str, service: str, raw: bytes) -> LogLine:

@@ -30,6 +30,10 @@ class Capture:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
             return
+        if flow.response.raw_content is not None:
+            # An answer made here (a refusal): whole already, and mitmproxy
+            # sends it without streaming, so a tee would see no byte of it.
+            return
         if self.state.session is None:
             flow.response.stream = True  # pass through, never buffer
             return

@@ -14,7 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from cfproxies.llm_proxy.pricing import NO_USAGE, NOT_SENT, UNKNOWN_MODEL, UPSTREAM_ERROR, Usage
+from cfproxies.llm_proxy.pricing import (
+    NO_USAGE,
+    NOT_SENT,
+    UNKNOWN_MODEL,
+    UPSTREAM_ERROR,
+    Rates,
+    Usage,
+)
 from cfproxies.llm_proxy.sealing import sealed_line
 from cfproxies.llm_proxy.state import ProxyState
 from cfproxies.llm_proxy.streams import Reassembly, decode_body
@@ -63,6 +70,7 @@ class Call:
         self.max_gap = 0.0
         self.reserved: float | None = None  # the money reserved at admission (spend.py)
         self.sent = False  # whether the request went upstream (its start line written)
+        self.rates: Any = None  # its model's prices, found at admission (pricing.Rates)
 
     def hold(self, size: int) -> bool:
         """Reserve `size` request bytes in the proxy-wide budget (released
@@ -145,17 +153,19 @@ class Call:
         rec = self.record
         spend = self.state.spend
         cost: float | None
+        rates = self.rates
         if not self.sent:
             cost, status = 0.0, NOT_SENT
         elif rec["tokens_in"] or rec["tokens_out"]:
-            usage = Usage(
-                rec["tokens_in"], rec["tokens_out"], rec["cache_read"], rec["cache_write"]
-            )
-            cost, status = spend.pricer.cost(rec["provider"], rec["model"], usage)
+            counts = (rec["tokens_in"], rec["tokens_out"], rec["cache_read"], rec["cache_write"])
+            if isinstance(rates, Rates):  # nearly always: the price found at admission
+                cost, status = rates.cost(*counts), rates.source
+            else:
+                cost, status = spend.pricer.cost(rec["provider"], rec["model"], Usage(*counts))
             resp_model = rec.get("model_resp")
             if cost is None and isinstance(resp_model, str) and resp_model != rec["model"]:
-                cost, status = spend.pricer.cost(rec["provider"], resp_model, usage)
-        elif spend.pricer.rates(rec["provider"], rec["model"]) is None:
+                cost, status = spend.pricer.cost(rec["provider"], resp_model, Usage(*counts))
+        elif rates is None:
             cost, status = None, UNKNOWN_MODEL
         elif 400 <= rec["status"] < 600 and rec.get("error_kind") == "upstream_http":
             cost, status = 0.0, UPSTREAM_ERROR  # the provider said no: not billed
@@ -165,8 +175,10 @@ class Call:
         rec["cost_status"] = status
         if self.reserved is None:
             return False
-        charge, unpriced, estimated = spend.charge_of(rec)
-        urgent = spend.settle(rec["id"], charge, unpriced=unpriced, estimated=estimated)
+        if status == NO_USAGE:  # charged its reservation: hiding usage is not free
+            urgent = spend.settle(rec["id"], self.reserved, False, True)
+        else:
+            urgent = spend.settle(rec["id"], cost or 0.0, cost is None, False)
         return spend.claim_checkpoint(urgent)
 
     def _seal(self) -> None:

@@ -23,7 +23,7 @@ from cfproxies.llm_proxy.replies import (
 )
 from cfproxies.llm_proxy.state import STATE, ProxyState
 from cfproxies.llm_proxy.streams import parse_json_body
-from cfproxies.record import estimate_tokens
+from cfproxies.record import estimate_split
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
@@ -139,8 +139,11 @@ async def _forward(request: web.Request, call: Call, state: ProxyState) -> web.S
     dialect = dialect_for(provider, tail)
     # The money budgets: checked and the call's estimate reserved in one
     # step, with no await between (see spend.py for the bound this gives).
-    estimate = state.spend.estimate(admitted.name, rec["model"], call.request_body, len(body))
-    refusal = state.spend.admit(rec["id"], estimate)
+    spend = state.spend
+    prompt, output = estimate_split(call.request_body, len(body))
+    call.rates = rates = spend.pricer.rates(admitted.name, rec["model"])
+    estimate = spend.estimate(admitted.name, rec["model"], rates, prompt, output)
+    refusal = spend.admit(rec["id"], estimate)
     if refusal is None:
         call.reserved = estimate
         rec["cost_est_usd"] = round(estimate, 9)
@@ -156,7 +159,7 @@ async def _forward(request: web.Request, call: Call, state: ProxyState) -> web.S
     headers = upstream_headers(request, provider, admitted.key)
     assert state.upstream is not None
     rec["req_bytes"] = call.req_wire_bytes
-    call.write_start_line(estimate_tokens(call.request_body, len(body)))
+    call.write_start_line(prompt + output)  # the tokens it may cost (estimate_tokens)
     try:
         upstream = await state.upstream.request(origin, request.method, target, headers, body)
     except TimeoutError as exc:  # the connect and the read timeouts

@@ -60,28 +60,37 @@ class Usage(NamedTuple):
 Rate = tuple[float, tuple[tuple[int, float], ...]]
 
 
-class Rates(NamedTuple):
+class Rates:
     """One model's prices, per token; a cache rate of None: those tokens are
-    priced as plain input."""
+    priced as plain input. Built once per model, so that pricing a call is
+    a handful of multiplications: the four rates of each stretch of prompt
+    sizes between the tiers' thresholds are worked out here."""
 
-    input: Rate
-    output: Rate
-    cache_read: Rate | None
-    cache_write: Rate | None
-    source: str  # PRICED or OVERRIDE
+    __slots__ = ("base", "source", "tiers")
 
-    def cost(self, u: Usage) -> float:
-        total_in = u.tokens_in
-        plain = total_in
-        cost = 0.0
-        if self.cache_read is not None:
-            plain -= u.cache_read
-            cost += u.cache_read * _at(self.cache_read, total_in)
-        if self.cache_write is not None:
-            plain -= u.cache_write
-            cost += u.cache_write * _at(self.cache_write, total_in)
-        cost += max(plain, 0) * _at(self.input, total_in)
-        return cost + u.tokens_out * _at(self.output, total_in)
+    def __init__(
+        self,
+        input: Rate,
+        output: Rate,
+        cache_read: Rate | None,
+        cache_write: Rate | None,
+        source: str,  # PRICED or OVERRIDE
+    ) -> None:
+        self.source = source
+        rates = (input, output, cache_read or input, cache_write or input)
+        thresholds = sorted({t for rate in rates for t, _ in rate[1]})
+        self.base = tuple(_at(rate, 0) for rate in rates)
+        # (threshold, rates past it), ascending: past the last one passed.
+        self.tiers = tuple((t, tuple(_at(rate, t + 1) for rate in rates)) for t in thresholds)
+
+    def cost(self, tokens_in: int, tokens_out: int, cache_read: int, cache_write: int) -> float:
+        """USD of a usage (CONTRACTS §3: `tokens_in` includes the cached parts)."""
+        i, o, r, w = self.base
+        for threshold, rates in self.tiers:
+            if tokens_in > threshold:
+                i, o, r, w = rates
+        plain = tokens_in - cache_read - cache_write
+        return (plain if plain > 0 else 0) * i + cache_read * r + cache_write * w + tokens_out * o
 
 
 def _at(rate: Rate, total_in: int) -> float:
@@ -156,9 +165,9 @@ class Pricer:
             return found
         key = (provider, model)
         hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and now < hit[1]:
+        if hit is not None and (hit[1] == _FOREVER or self.clock() < hit[1]):
             return hit[0]
+        now = self.clock()
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         rates, until = self._look_up(provider, model, now)
@@ -192,7 +201,7 @@ class Pricer:
                         _genai_usage(probe), prov, genai_request_timestamp=when
                     ).total_price
                 )
-                if not math.isclose(rates.cost(probe), want, rel_tol=1e-9, abs_tol=1e-15):
+                if not math.isclose(rates.cost(*probe), want, rel_tol=1e-9, abs_tol=1e-15):
                     return _Slow(info, prov), until
         except (AttributeError, TypeError, ValueError, ArithmeticError):
             return _Slow(info, prov), until
@@ -204,7 +213,7 @@ class Pricer:
         if rates is None:
             return None, UNKNOWN_MODEL
         if isinstance(rates, Rates):
-            return rates.cost(usage), rates.source
+            return rates.cost(*usage), rates.source
         try:
             when = datetime.fromtimestamp(self.clock(), UTC)
             calc = rates.model.calc_price(

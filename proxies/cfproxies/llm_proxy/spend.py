@@ -30,6 +30,7 @@ threshold is crossed, and when the proxy stops.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 import sys
@@ -46,7 +47,6 @@ from cfproxies.record import (
     ID_LEN,
     START,
     START_PREFIX,
-    estimate_split,
     line_phase,
     parse_record_line,
 )
@@ -54,6 +54,7 @@ from cfproxies.record import token_count as _tokens
 from cfproxies.spendstate import (
     SPEND_NAME,
     TAIL_BYTES,
+    THRESHOLDS,
     DaySpend,
     SpendState,
     crossed,
@@ -108,7 +109,8 @@ class Ledger:
         self.rebuilt = ""  # how the spend was found at start (health, tests)
         self._roll(clock())
         self._last_checkpoint = 0.0
-        self._crossed: dict[str, list[int]] = {}
+        self._alarms = (math.inf, math.inf)  # the day's, the month's next threshold in USD
+        self._set_alarms()
         self.checkpoint_errors = 0
         self.checkpoint_every_s = checkpoint_every_s
 
@@ -125,27 +127,39 @@ class Ledger:
     def _maybe_roll(self, now: float) -> None:
         if now >= self._day_ends:
             self._roll(now)
+            self._set_alarms()
+
+    def _set_alarms(self) -> None:
+        """The spend at which the next threshold of each budget is crossed,
+        so that a settle compares two numbers rather than recount them."""
+        found = crossed(self.today_usd, self.daily, self.month_usd, self.monthly)
+        alarms = []
+        for period, budget in (("day", self.daily), ("month", self.monthly)):
+            left = [t for t in THRESHOLDS if t not in found.get(period, [])]
+            alarms.append(budget * left[0] / 100.0 if budget and left else math.inf)
+        self._alarms = (alarms[0], alarms[1])
 
     # --- calls ----------------------------------------------------------
-    def estimate(self, provider: str, model: str | None, body: Any, req_bytes: int) -> float:
-        """What a call may cost at most, as far as its request says: 0 when
-        its model has no price."""
-        rates = self.pricer.rates(provider, model)
-        if not isinstance(rates, Rates):
-            if rates is None:
-                return 0.0
-            prompt, output = estimate_split(body, req_bytes)
-            cost, _ = self.pricer.cost(provider, model, Usage(prompt, output, 0, 0))
-            return cost or 0.0
-        prompt, output = estimate_split(body, req_bytes)
-        return rates.cost(Usage(prompt, output, 0, 0))
+    def estimate(
+        self, provider: str, model: str | None, rates: Rates | Any, prompt: int, output: int
+    ) -> float:
+        """What a call may cost at most, as far as its request says (`prompt`
+        and `output` tokens from `estimate_split`; `rates` the model's from
+        the pricer): 0 when its model has no price."""
+        if isinstance(rates, Rates):
+            return rates.cost(prompt, output, 0, 0)
+        if rates is None:
+            return 0.0
+        cost, _ = self.pricer.cost(provider, model, Usage(prompt, output, 0, 0))
+        return cost or 0.0
 
     def admit(self, call_id: str, estimate: float) -> Refusal | None:
         """None, and `estimate` reserved for the call, if the budgets allow a
         new call; else the budget that is spent and when it resets."""
         now = self.clock()
         with self.lock:
-            self._maybe_roll(now)
+            if now >= self._day_ends:
+                self._maybe_roll(now)
             if self.daily is not None and self.today_usd + self.reserved >= self.daily:
                 return Refusal(
                     "daily_usd_budget",
@@ -164,19 +178,30 @@ class Ledger:
             self.reserved += estimate
         return None
 
-    def settle(self, call_id: str, charge: float, *, unpriced: bool, estimated: bool) -> bool:
+    def settle(self, call_id: str, charge: float, unpriced: bool, estimated: bool) -> bool:
         """A call ended: its reservation becomes what it is charged. True
         when a threshold was crossed (the checkpoint should go out now)."""
         now = self.clock()
         with self.lock:
-            self._maybe_roll(now)
+            if now >= self._day_ends:
+                self._maybe_roll(now)
             day, held = self.open.pop(call_id, (self.today, 0.0))
-            self.reserved = max(self.reserved - held, 0.0) if self.open else 0.0
-            self._charge(day, charge, unpriced=unpriced, estimated=estimated)
-            if self.daily is None and self.monthly is None:
-                return False
-            now_crossed = crossed(self.today_usd, self.daily, self.month_usd, self.monthly)
-            return now_crossed != self._crossed
+            self.reserved = self.reserved - held if self.open else 0.0
+            spend = self.days.get(day) if day == self.today else None
+            if spend is not None:  # nearly always: a call of today, which has calls
+                spend.usd += charge
+                spend.calls += 1
+                spend.unpriced += unpriced
+                spend.estimated += estimated
+                self.today_usd += charge
+                self.month_usd += charge
+            else:
+                self._charge(day, charge, unpriced=unpriced, estimated=estimated)
+            day_alarm, month_alarm = self._alarms
+            if self.today_usd >= day_alarm or self.month_usd >= month_alarm:
+                self._set_alarms()
+                return True
+            return False
 
     def _charge(self, day: str, amount: float, *, unpriced: bool, estimated: bool) -> None:
         spend = self.days.get(day)
@@ -242,6 +267,7 @@ class Ledger:
         self.open = {}
         self.reserved = 0.0
         self._roll(self.clock())
+        self._set_alarms()
         self.checkpoint(force=True)
 
     def _replay(self, line: bytes) -> None:
@@ -350,7 +376,6 @@ class Ledger:
                     state = self._state_locked()
                 state.log = log
                 state.updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-                self._crossed = crossed(state.today_usd, self.daily, state.month_usd, self.monthly)
                 write_state(self.state_path, state)
             except OSError as exc:
                 self.checkpoint_errors += 1
