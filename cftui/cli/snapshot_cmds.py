@@ -82,7 +82,7 @@ async def _reachable_runtime(home: FleetHome, bot: BotConfig) -> tuple[Runtimes,
     """The bot's runtime if it answers; None (said once on stderr) otherwise."""
     runtimes = Runtimes(home)
     try:
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         await runtime.check()
         return runtimes, runtime
     except CftuiError as exc:
