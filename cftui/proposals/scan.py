@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from cftui.deps import declared
 from cftui.errors import CftuiError, ProposalError
 from cftui.fleet import FleetHome
 from cftui.proposal_tree import approved, stat_cache
@@ -66,6 +67,7 @@ def scan_with_contents(
     except ProposalError:
         on = "(detached)"
     result = Proposals(bot, head, on)
+    result.dependencies = declared.scan_note(code, bot)  # the save dir, not the tree
     root = home.proposals_dir(bot)
     try:
         fd = open_tree(root)
