@@ -4,6 +4,7 @@ hostile input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 
 from cftui.deps import declared
 from cftui.deps.manifest import ManifestError, parse
+from cftui.errors import ProposalError
 from cftui.fleet import FleetHome
 from cftui.proposal_tree import seed
+from cftui.proposals import promote
 from cftui.proposals.scan import scan
 
 from .conftest import git, write
@@ -166,3 +169,55 @@ def test_the_digest_follows_both_files() -> None:
     assert a.digest() == declared.ApprovedDeps("x", b"{}", None).digest()
     assert a.digest() != declared.ApprovedDeps("c", b"{}", b"").digest()
     assert a.digest() != declared.ApprovedDeps("c", b"{ }", None).digest()
+
+
+def run_promote(home: FleetHome, bot: str, paths=(), reviewed=None):
+    return asyncio.run(promote.promote(home, home.bot(bot), paths, reviewed=reviewed))
+
+
+def test_a_save_dir_dependency_change_is_promoted_like_any_other(home: FleetHome, bot: str) -> None:
+    commit_manifest(home, bot, manifest(**{"left-pad": "1.3.0"}))
+    code = home.code_dir(bot)
+    wanted = manifest(**{"left-pad": "1.4.0"})
+    write(code, f"{SAVE}/package.json", wanted)
+    write(code, f"{SAVE}/package-lock.json", '{"lockfileVersion": 3}\n')
+    result = run_promote(home, bot, [f"{SAVE}/package.json"])
+    assert result.paths == [f"{SAVE}/package.json"]
+    assert git(code, "show", f"HEAD:{SAVE}/package.json") == wanted
+    assert git(code, "log", "-1", "--format=%an") == bot
+    deps = declared.approved_deps(code, bot)
+    assert deps.manifest == wanted.encode() and deps.lockfile is None
+    found = scan(home, bot)
+    assert found.changes == []  # the proposals tree's copy followed
+    assert found.dependencies is not None and found.dependencies.lockfile_changed
+    assert found.dependencies.changes == []
+    run_promote(home, bot)  # everything: the lockfile too
+    assert scan(home, bot).dependencies is None
+    assert git(code, "status", "--porcelain") == ""
+
+
+def test_a_hostile_package_json_blocks_only_its_own_promotion(
+    home: FleetHome, bot: str, tree: Path
+) -> None:
+    code = home.code_dir(bot)
+    write(code, f"{SAVE}/package.json", json.dumps({"dependencies": {"../x": "1"}}))
+    write(tree, "workspace/skills/a/SKILL.md", "a\n")
+    result = run_promote(home, bot)
+    assert result.paths == ["workspace/skills/a/SKILL.md"]
+    assert [r.path for r in result.refused] == [f"{SAVE}/package.json", f"{SAVE}/package-lock.json"]
+    with pytest.raises(ProposalError, match="is not an npm package name"):
+        run_promote(home, bot, [f"{SAVE}/package.json"])
+    assert declared.approved_deps(code, bot).manifest is None
+
+
+def test_a_review_that_did_not_show_the_save_dir_does_not_promote_it(
+    home: FleetHome, bot: str, tree: Path
+) -> None:
+    code = home.code_dir(bot)
+    write(code, f"{SAVE}/package.json", manifest(**{"left-pad": "1.3.0"}))
+    write(tree, "workspace/skills/a/SKILL.md", "a\n")
+    found = scan(home, bot)
+    reviewed = {c.path: c.sha for c in found.changes}
+    result = run_promote(home, bot, reviewed=reviewed)
+    assert result.paths == ["workspace/skills/a/SKILL.md"]
+    assert declared.approved_deps(code, bot).manifest is None
