@@ -23,6 +23,8 @@ from cftui.proposal_tree import approved
 from cftui.securefs import UnsafeFile, read_agent_file
 
 DepStatus = Literal["added", "removed", "changed"]
+# npm's per-project settings (the registry): approved like the list itself.
+NPMRC = ".npmrc"
 
 
 def save_dir(bot: str) -> str:
@@ -37,6 +39,12 @@ class ApprovedDeps:
     commit: str
     manifest: bytes | None
     lockfile: bytes | None
+    npmrc: bytes | None = None  # the approved registry settings, if any
+
+    def files(self) -> dict[str, bytes]:
+        """What the installer is given: the approved files present."""
+        named = {MANIFEST: self.manifest, LOCKFILE: self.lockfile, NPMRC: self.npmrc}
+        return {name: data for name, data in named.items() if data is not None}
 
     @property
     def declared(self) -> bool:
@@ -45,7 +53,7 @@ class ApprovedDeps:
     def digest(self) -> str:
         """What the installer's cache is keyed by: both files' bytes."""
         h = hashlib.sha256()
-        for part in (self.manifest, self.lockfile):
+        for part in (self.manifest, self.lockfile, self.npmrc):
             h.update(b"-" if part is None else b"+%d:" % len(part))
             h.update(part or b"")
         return h.hexdigest()
@@ -87,7 +95,7 @@ def approved_deps(code: Path, bot: str) -> ApprovedDeps:
             return None
         return approved.blob(code, blob.sha)
 
-    return ApprovedDeps(head, committed(MANIFEST), committed(LOCKFILE))
+    return ApprovedDeps(head, committed(MANIFEST), committed(LOCKFILE), committed(NPMRC))
 
 
 def approved_declared(deps: ApprovedDeps, bot: str) -> Declared | None:
