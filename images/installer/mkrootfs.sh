@@ -22,8 +22,23 @@ command -v debootstrap >/dev/null || {
     exit 1
 }
 
-echo "debootstrap bookworm minbase: $packages"
-debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror"
+# debootstrap's own resolver cannot follow npm's several hundred node-*
+# dependencies (some through virtual packages): it bootstraps the base, and
+# apt, in the new root, installs the list against the same mirror.
+echo "debootstrap bookworm minbase, then apt-get install: $packages"
+debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
+echo "deb $mirror bookworm main" >"$rootfs/etc/apt/sources.list"
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+mount -t proc proc "$rootfs/proc"
+trap 'umount -l "$rootfs/proc" 2>/dev/null || true' EXIT
+chroot "$rootfs" apt-get -q update
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get -q install -y --no-install-recommends \
+    ${packages//,/ }
+chroot "$rootfs" apt-get clean
+# A trigger's child may still hold /proc for a moment: detach it lazily.
+umount "$rootfs/proc" 2>/dev/null || umount -l "$rootfs/proc"
+trap - EXIT
 
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
