@@ -294,8 +294,10 @@ def own_tree(
     *,
     top: tuple[int, int] | None = None,
     skip_top: frozenset[str] = frozenset(),
+    reldir: str = "",
 ) -> list[str]:
-    """Give `root` and everything under it to uid:gid, never through a link.
+    """Give `root` (or `root/reldir`, reached without following a link) and
+    everything under it to uid:gid, never through a link.
 
     The walk holds each directory's descriptor and changes each entry by
     name relative to it; a directory is entered with O_NOFOLLOW, so one
@@ -306,13 +308,13 @@ def own_tree(
     itself (default uid:gid). A tree nested deeper than MAX_DEPTH is refused
     rather than exhausting descriptors."""
     left: list[str] = []
-    with agent_dir(root) as fd:
+    with agent_dir(root, reldir) as fd:
         if fd is None:
-            raise FileNotFoundError(errno.ENOENT, "no such directory", str(root))
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(root / reldir))
         st = os.fstat(fd)
         if (st.st_uid, st.st_gid) != (top or (uid, gid)):
             os.fchown(fd, *(top or (uid, gid)))
-        _own_dir(fd, str(root), uid, gid, left, 0, skip_top)
+        _own_dir(fd, str(root / reldir if reldir else root), uid, gid, left, 0, skip_top)
     return left
 
 

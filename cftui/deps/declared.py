@@ -83,19 +83,28 @@ class DepProposal:
         return bool(self.changes or self.lockfile_changed or self.note)
 
 
-def approved_deps(code: Path, bot: str) -> ApprovedDeps:
-    """The dependency files of the approved HEAD, from git."""
-    head = approved.head(code)
-    tree = approved.tree(code, head)
+def approved_deps(code: Path, bot: str, head: str | None = None) -> ApprovedDeps:
+    """The dependency files of the approved HEAD (or commit `head`), from git:
+    only their three entries are listed, never the whole tree (a scan of a
+    large tree pays nothing for them)."""
+    head = head or approved.head(code)
     base = save_dir(bot)
-
-    def committed(name: str) -> bytes | None:
-        blob = tree.get(f"{base}/{name}")
-        if blob is None or blob.mode not in (approved.REGULAR, approved.EXECUTABLE):
-            return None
-        return approved.blob(code, blob.sha)
-
-    return ApprovedDeps(head, committed(MANIFEST), committed(LOCKFILE), committed(NPMRC))
+    names = (MANIFEST, LOCKFILE, NPMRC)
+    out = approved.run_bytes(
+        code, "--literal-pathspecs", "ls-tree", "-z", head, "--", *(f"{base}/{n}" for n in names)
+    )
+    found: dict[str, bytes] = {}
+    for record in out.split(b"\0"):
+        meta, _, raw_path = record.partition(b"\t")
+        if not raw_path:
+            continue
+        mode, kind, sha = meta.split(b" ")
+        if kind != b"blob" or int(mode, 8) not in (approved.REGULAR, approved.EXECUTABLE):
+            continue
+        found[raw_path.decode("utf-8", "surrogateescape").rpartition("/")[2]] = approved.blob(
+            code, sha.decode()
+        )
+    return ApprovedDeps(head, found.get(MANIFEST), found.get(LOCKFILE), found.get(NPMRC))
 
 
 def approved_declared(deps: ApprovedDeps, bot: str) -> Declared | None:
@@ -106,9 +115,9 @@ def approved_declared(deps: ApprovedDeps, bot: str) -> Declared | None:
     return parse(deps.manifest, f"{save_dir(bot)}/{MANIFEST} (approved)")
 
 
-def proposed(code: Path, bot: str, deps: ApprovedDeps | None = None) -> DepProposal:
+def proposed(code: Path, bot: str, head: str | None = None) -> DepProposal:
     """The save directory's dependency files against the approved ones."""
-    deps = deps or approved_deps(code, bot)
+    deps = approved_deps(code, bot, head)
     rel = f"{save_dir(bot)}/{MANIFEST}"
     result = DepProposal(rel)
     try:
@@ -143,11 +152,11 @@ def diff(old: Declared | None, new: Declared | None) -> list[DepChange]:
     return sorted(out, key=lambda c: c.name)
 
 
-def scan_note(code: Path, bot: str) -> DepProposal | None:
+def scan_note(code: Path, bot: str, head: str | None = None) -> DepProposal | None:
     """What `cftui proposals` shows: the dependency proposal when there is
     one, None when the save directory says what the approved tree says."""
     try:
-        found = proposed(code, bot)
+        found = proposed(code, bot, head)
     except CftuiError as exc:
         found = DepProposal(f"{save_dir(bot)}/{MANIFEST}", note=str(exc).splitlines()[0])
     return found if found.pending else None

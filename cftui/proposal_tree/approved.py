@@ -13,8 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from cftui import hostgit
 from cftui.errors import ProposalError
+from cftui.securefs import atomic_write_private
 
 REGULAR = 0o100644
 EXECUTABLE = 0o100755
@@ -59,6 +62,125 @@ def branch(code: Path) -> str:
         raise ProposalError(
             f"{code} has a detached HEAD: check out the approved branch before promoting"
         ) from None
+
+
+def head_and_branch(code: Path) -> tuple[str, str | None]:
+    """The approved HEAD and its branch (None when detached), in one git run."""
+    out = run(code, "rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD")
+    sha, _, ref = out.partition("\n")
+    ref = ref.strip()
+    return sha.strip(), ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+
+
+class Listing:
+    """The approved tree of one commit, by directory, decoded only where a
+    scan asks (most of a big tree is never looked at once its proposals
+    are known). Directories are paths with a trailing slash, "" the top."""
+
+    def __init__(self, commit: str, dirs: dict[str, str]) -> None:
+        self.commit = commit
+        self._raw = dirs  # stat_cache.enc(prefix) -> enc("name\0mode\0sha\0...")
+        self._children: dict[str, list[str]] | None = None
+
+    @staticmethod
+    def parse(commit: str, out: bytes) -> Listing:
+        """From `git ls-tree -r -z` output."""
+        by_dir: dict[bytes, list[bytes]] = {}
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, raw_path = record.partition(b"\t")
+            mode, _kind, sha = meta.split(b" ")
+            parent, _, name = raw_path.rpartition(b"/")
+            prefix = parent + b"/" if parent else b""
+            by_dir.setdefault(prefix, []).extend((name, mode, sha))
+            while parent:  # every directory on the way, even one holding only directories
+                parent = parent.rpartition(b"/")[0]
+                up = parent + b"/" if parent else b""
+                if up in by_dir:
+                    break
+                by_dir[up] = []
+        by_dir.setdefault(b"", [])
+        return Listing(
+            commit,
+            {k.decode("latin-1"): b"\0".join(v).decode("latin-1") for k, v in by_dir.items()},
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {"v": 1, "commit": self.commit, "dirs": self._raw}
+
+    def files(self, prefix: str) -> dict[str, Blob]:
+        """The entries directly in a directory (files, links, submodules)."""
+        raw = self._raw.get(_enc(prefix))
+        if not raw:
+            return {}
+        parts = raw.encode("latin-1").split(b"\0")
+        return {
+            os.fsdecode(parts[i]): Blob(int(parts[i + 1], 8), parts[i + 2].decode())
+            for i in range(0, len(parts), 3)
+        }
+
+    def subdirs(self, prefix: str) -> list[str]:
+        """The names of the directories directly in a directory."""
+        if self._children is None:
+            children: dict[str, list[str]] = {}
+            for key in self._raw:
+                if key:
+                    parent, _, name = key[:-1].rpartition("/")
+                    children.setdefault(parent + "/" if parent else "", []).append(name)
+            self._children = children
+        return [_dec(n) for n in self._children.get(_enc(prefix), [])]
+
+    def under(self, prefix: str) -> Iterator[tuple[str, Blob]]:
+        """Every file below a directory (its path, its blob), submodules left out."""
+        for name, blob in self.files(prefix).items():
+            if blob.mode != GITLINK:
+                yield prefix + name, blob
+        for sub in self.subdirs(prefix):
+            yield from self.under(f"{prefix}{sub}/")
+
+
+def _enc(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _dec(text: str) -> str:
+    return text.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+_LISTINGS: dict[tuple[str, str], Listing] = {}
+_LISTINGS_KEPT = 4
+
+
+def listing(code: Path, commit: str, cache_file: Path | None = None) -> Listing:
+    """The approved tree of `commit` (a full commit id: what it names never
+    changes), from this process's memory, else from `cache_file` (cftui's,
+    out of the agent's reach), else from git, then kept in both."""
+    memo = (str(code), commit)
+    found = _LISTINGS.get(memo)
+    if found is not None:
+        return found
+    if cache_file is not None:
+        found = _load_listing(cache_file, commit)
+    if found is None:
+        found = Listing.parse(commit, run_bytes(code, "ls-tree", "-r", "-z", "--full-tree", commit))
+        if cache_file is not None and cache_file.parent.is_dir():
+            atomic_write_private(cache_file, orjson.dumps(found.to_json()))
+    if len(_LISTINGS) >= _LISTINGS_KEPT:
+        _LISTINGS.pop(next(iter(_LISTINGS)))
+    _LISTINGS[memo] = found
+    return found
+
+
+def _load_listing(path: Path, commit: str) -> Listing | None:
+    try:
+        with open(path, "rb") as f:
+            raw = orjson.loads(f.read())
+        if raw.get("v") != 1 or raw.get("commit") != commit or not isinstance(raw["dirs"], dict):
+            return None
+        return Listing(commit, raw["dirs"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
 
 
 def tree(code: Path, rev: str = "HEAD") -> dict[str, Blob]:

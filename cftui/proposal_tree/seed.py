@@ -65,10 +65,9 @@ def seed(home: FleetHome, bot: str) -> str:
         if owner is not None:
             own_tree(copy, *owner)
         cache = _cache_of(copy, tree, head)
-        stamp = stat_cache.now_ns()
         _empty(root)
         _move_in(copy, root)
-    stat_cache.save(home.proposals_index(bot), cache, stamp=stamp)
+    stat_cache.save(home.proposals_index(bot), cache)
     return head
 
 
@@ -199,13 +198,55 @@ def _write_blobs(code: Path, tree: dict[str, Blob], dest: Path) -> None:
 
 
 def _cache_of(copy: Path, tree: dict[str, Blob], head: str) -> stat_cache.StatCache:
-    cache = stat_cache.StatCache(base=head)
-    for path, blob in tree.items():
-        if blob.mode in (GITLINK, SYMLINK):
-            continue
-        st = os.lstat(copy / path)
-        cache.files[path] = [*stat_cache.key(st), blob.sha]
+    """The records of the fresh copy, judged already: it is the approved
+    HEAD, byte for byte (what the seed wrote, in a directory the gateway
+    cannot reach). Entries made within the racy window are hashed again by
+    the first scan."""
+    cache = stat_cache.StatCache(base=head, fresh=True)
+    taken = stat_cache.now_ns()  # before the lstat calls: what is racy, is so for sure
+    fd = os.open(copy, DIR_FLAGS)
+    try:
+        _record_dir(cache, fd, "", tree, head, taken)
+    finally:
+        os.close(fd)
     return cache
+
+
+def _record_dir(
+    cache: stat_cache.StatCache,
+    dfd: int,
+    prefix: str,
+    tree: dict[str, Blob],
+    head: str,
+    taken: int,
+) -> None:
+    names: list[str] = []
+    values: list[int] = []
+    shas: list[str] = []
+    subdirs: list[str] = []
+    newest = 0
+    with os.scandir(dfd) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            names.append(entry.name)
+            values.extend(stat_cache.fields(st))
+            if stat.S_ISDIR(st.st_mode):
+                shas.append(stat_cache.NO_SHA)
+                if not (entry.name == ".git" and not prefix):
+                    subdirs.append(entry.name)
+                continue
+            newest = max(newest, st.st_ctime_ns)
+            blob = tree.get(prefix + entry.name)
+            shas.append(blob.sha if blob is not None else stat_cache.NO_SHA)
+    key = stat_cache.dir_key(names, values)
+    record = stat_cache.Record(stat_cache.digest(key), head, [], newest, taken)
+    cache.put(prefix, record, stat_cache.Detail(key, "".join(shas), taken))
+    for name in subdirs:
+        child = os.open(name, DIR_FLAGS, dir_fd=dfd)
+        try:
+            _record_dir(cache, child, f"{prefix}{name}/", tree, head, taken)
+        finally:
+            os.close(child)
 
 
 def _empty(root: Path) -> None:

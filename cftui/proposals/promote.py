@@ -349,6 +349,70 @@ def parse_source(spec: str) -> tuple[str, str]:
     return remote, branch_name
 
 
+@dataclass(frozen=True)
+class FastForward:
+    """What `promote --from REMOTE/BRANCH` would do, fetched and checked:
+    the approved branch moved from `before` to `target`, through `count`
+    commits (the newest `commits`, as "id summary"), changing `paths`."""
+
+    source: str
+    branch: str
+    before: str
+    target: str
+    count: int
+    commits: list[str]
+    paths: list[str]
+
+
+_PREVIEW_COMMITS = 20
+
+
+def _fetched_target(code: Path, bot: str, spec: str) -> tuple[str, str]:
+    """Fetch REMOTE/BRANCH into `code/` and check that it fast-forwards
+    the approved HEAD: (HEAD, the branch's commit)."""
+    remote, branch_name = parse_source(spec)
+    run(
+        code, "fetch", "--quiet", "--no-tags", remote,
+        f"+refs/heads/{branch_name}:refs/remotes/{remote}/{branch_name}",
+    )  # fmt: skip
+    before = approved.head(code)
+    target = run(code, "rev-parse", "--verify", f"refs/remotes/{remote}/{branch_name}^{{commit}}")
+    if target == before:
+        raise ProposalError(f"{bot}: already at {spec} ({before[:12]}): nothing to promote")
+    try:
+        run(code, "merge-base", "--is-ancestor", before, target)
+    except ProposalError:
+        raise ProposalError(
+            f"{spec} does not fast-forward {code} ({before[:12]} is not in its history): "
+            "merge it by hand"
+        ) from None
+    return before, target
+
+
+def preview_from(home: FleetHome, bot: str, spec: str) -> FastForward:
+    """Fetch REMOTE/BRANCH and say what promoting it would fast-forward
+    (nothing is changed but the remote-tracking ref): what the TUI shows
+    before it asks. Blocking (git fetch): run it in a thread."""
+    parse_source(spec)
+    code = home.code_dir(bot)
+    branch_name = approved.branch(code)
+    before, target = _fetched_target(code, bot, spec)
+    count = int(run(code, "rev-list", "--count", f"{before}..{target}") or 0)
+    log = run(
+        code, "log", f"-n{_PREVIEW_COMMITS}", "--no-decorate", "--format=%h %s",
+        f"{before}..{target}",
+    )  # fmt: skip
+    return FastForward(
+        spec,
+        branch_name,
+        before,
+        target,
+        count,
+        log.splitlines(),
+        approved.changed_paths(code, before, target),
+    )
+
+
 async def promote_from(
     home: FleetHome,
     bot: BotConfig,
@@ -356,35 +420,25 @@ async def promote_from(
     *,
     runtime: Runtime | None = None,
     progress: Progress = no_progress,
+    expected: str | None = None,
 ) -> PromoteResult:
     """Fast-forward the approved branch to REMOTE/BRANCH (a branch a human
     reviewed and merged elsewhere); what the controller's webhook calls.
-    The proposals tree follows: a path the agent had not touched takes the
-    new approved content, one it had changed keeps the agent's version."""
-    remote, branch_name = parse_source(spec)
+    With `expected` (the commit a preview showed), refuse when the branch
+    has moved since. The proposals tree follows: a path the agent had not
+    touched takes the new approved content, one it had changed keeps the
+    agent's version."""
+    parse_source(spec)
     async with locks.operation(home, bot.name, "promote"):
         code = home.code_dir(bot.name)
         approved.branch(code)
         progress(ProgressEvent("promote", 0, None, f"fetching {spec}"))
-        await asyncio.to_thread(
-            run, code, "fetch", "--quiet", "--no-tags", remote,
-            f"+refs/heads/{branch_name}:refs/remotes/{remote}/{branch_name}",
-        )  # fmt: skip
-        before = await asyncio.to_thread(approved.head, code)
-        target = await asyncio.to_thread(
-            run, code, "rev-parse", "--verify", f"refs/remotes/{remote}/{branch_name}^{{commit}}"
-        )
-        if target == before:
+        before, target = await asyncio.to_thread(_fetched_target, code, bot.name, spec)
+        if expected is not None and target != expected:
             raise ProposalError(
-                f"{bot.name}: already at {spec} ({before[:12]}): nothing to promote"
+                f"{bot.name}: {spec} moved since it was reviewed (now {target[:12]}, "
+                f"was {expected[:12]}): review it again; nothing promoted"
             )
-        try:
-            await asyncio.to_thread(run, code, "merge-base", "--is-ancestor", before, target)
-        except ProposalError:
-            raise ProposalError(
-                f"{spec} does not fast-forward {code} ({before[:12]} is not in its history): "
-                "merge it by hand"
-            ) from None
         pending: set[str] = set()
         if os.path.lexists(home.proposals_dir(bot.name)):
             found, _ = await asyncio.to_thread(

@@ -26,9 +26,11 @@ async def promote_and_roll_out(
     source: str | None = None,
     progress: Progress = no_progress,
     reviewed: Mapping[str, str | None] | None = None,
+    expected: str | None = None,
 ) -> PromoteResult:
     """`cftui promote` and the TUI's promote: the commit (or, with `source`,
-    the fast-forward to REMOTE/BRANCH), then the rebuild or restart."""
+    the fast-forward to REMOTE/BRANCH, refused if it is no longer at
+    `expected` when given), then the rebuild or restart."""
     async with locks.operation(home, bot.name, "promote"):
         runtime = None
         running = False
@@ -41,7 +43,7 @@ async def promote_and_roll_out(
             runtime, note = None, f"no runtime ({exc}): not restarted"
         if source is not None:
             result = await promotion.promote_from(
-                home, bot, source, runtime=runtime, progress=progress
+                home, bot, source, runtime=runtime, progress=progress, expected=expected
             )
         else:
             result = await promotion.promote(

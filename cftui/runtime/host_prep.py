@@ -108,22 +108,40 @@ def check_gitdir(home: FleetHome, bot: str) -> None:
         raise RuntimeOperationError(f"{bot}: {exc}") from None
 
 
-def hand_to_gateway(home: FleetHome, bot: str) -> None:
-    """Let the gateway's user own `state/` and what is in `code/`.
+def hand_to_gateway(home: FleetHome, bot: BotConfig) -> None:
+    """Let the gateway's user own what it writes: `state/`, and in `code/`
+    only its writable paths (each a bind mount over the read-only tree).
 
     Only needed when cftui runs as root (the gateway then runs as its own
-    uid, gateway_uid.GATEWAY_UID). `code/` itself and `code/.git` stay
+    uid, gateway_uid.GATEWAY_UID). The rest of the approved tree stays as
+    git wrote it (root's, world-readable): the gateway reads it read-only, so
+    a start never walks a big `code/`. `code/` itself and `code/.git` stay
     root's, with the gateway's group allowed in `code/`, so that host git in
-    the checkout never runs in a repository the gateway owns. A file with
-    several names is not re-owned (one of its names may be outside).
+    the checkout never runs in a repository the gateway owns. Each writable
+    path is reached by descriptor (a link on the way is refused by
+    `make_writable_paths`, which runs first). A file with several names is
+    not re-owned (one of its names may be outside). The proposals tree's
+    top is `prepare_proposals`'s (the seed needs its owner first).
     """
     if os.geteuid() != 0:
         return
     uid, gid = gateway_user()
-    code, state = home.code_dir(bot), home.state_dir(bot)
+    code, state = home.code_dir(bot.name), home.state_dir(bot.name)
     own_tree(state, uid, gid)
-    own_tree(code, uid, gid, top=(os.lstat(code).st_uid, gid), skip_top=frozenset({".git"}))
-    os.chmod(code, 0o770)  # code/ itself is the host's path, not the gateway's
+    with agent_dir(code) as fd:
+        assert fd is not None  # bind_paths checked it exists
+        st = os.fstat(fd)
+        if st.st_gid != gid:
+            os.fchown(fd, st.st_uid, gid)
+        if stat.S_IMODE(st.st_mode) != 0o770:
+            os.fchmod(fd, 0o770)  # code/ itself is the host's path, not the gateway's
+    for rel in bot.writable_paths:
+        try:
+            own_tree(code, uid, gid, reldir=rel)
+        except (UnsafeFile, NotADirectoryError, FileNotFoundError) as exc:
+            raise RuntimeOperationError(
+                f"{bot.name}: writable path {rel} cannot be handed to the gateway: {exc}"
+            ) from None
 
 
 def make_writable_paths(home: FleetHome, bot: BotConfig) -> None:

@@ -29,6 +29,11 @@ HELP = {
 PROPOSAL_COMMANDS = (
     ("Promote all proposals of", "promote_all", "review, then commit them to the approved code"),
     ("Reject all proposals of", "reject_all", "put the proposals back to the approved code"),
+    (
+        "Promote a merged branch into",
+        "promote_from",
+        "fast-forward to REMOTE/BRANCH (promote --from)",
+    ),
     ("Accept the config drift of", "accept_drift", "the gateway's openclaw.json becomes approved"),
     ("Revert the config drift of", "revert_drift", "write the approved openclaw.json back"),
 )

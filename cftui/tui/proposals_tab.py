@@ -29,13 +29,16 @@ from cftui.inert import inert
 from cftui.progress import ProgressEvent
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.tui.confirm import ConfirmModal
+from cftui.tui.diff_render import DiffStyles, has_syntax, message_lines, render_diff
 from cftui.tui.diff_view import DiffView
 from cftui.tui.egress_requests_view import EgressRequestsView
 from cftui.tui.formatting import agent_text
+from cftui.tui.promote_dialogs import PromoteFromModal, PromoteModal
 
 if TYPE_CHECKING:
     from textual import getters
 
+    from cftui.proposals.promote import FastForward, PromoteResult
     from cftui.tui.app import ClawFactoryApp
 
 CONFIG_KEY = "config"
@@ -67,6 +70,16 @@ def listing(changes: list[Change]) -> str:
     if len(changes) > LISTED:
         lines.append(f"  … and {len(changes) - LISTED} more")
     return "\n".join(lines)
+
+
+def _rolled_out(result: PromoteResult) -> str:
+    """What followed a promotion, for its notification."""
+    done = ""
+    if result.rebuilt:
+        done += "; gateway rebuilt and restarted"
+    elif result.restarted:
+        done += "; restarted"
+    return done + "".join(f"; {note}" for note in result.notes)
 
 
 class ProposalsTab(Vertical):
@@ -152,6 +165,14 @@ class ProposalsTab(Vertical):
             show=False,
             id="proposals.revert_drift",
             tooltip="Write the approved openclaw.json back over the gateway's; asks first",
+        ),
+        Binding(
+            "F",
+            "promote_from",
+            "Promote from…",
+            show=False,
+            id="proposals.promote_from",
+            tooltip="Fast-forward the approved code to a REMOTE/BRANCH merged elsewhere; asks first",
         ),
         Binding("f5", "reload", "Reload", show=False, id="proposals.reload", tooltip="Scan again"),
     ]
@@ -328,7 +349,7 @@ class ProposalsTab(Vertical):
             parts.append("openclaw.json drifted")
         if found.commits:
             parts.append(f"{len(found.commits)} agent commit(s)")
-        keys = "space mark · p/P promote sel./all · d/D reject sel./all"
+        keys = "space mark · p/P promote sel./all · d/D reject sel./all · F promote --from"
         if found.config_drift:
             keys += " · A accept / V revert config"
         return " · ".join(parts) + "\n" + keys + " · F5 rescan"
@@ -355,8 +376,8 @@ class ProposalsTab(Vertical):
             if refusal is not None:
                 view.show_message(self._refusal_text(refusal))
             return
-        view.show_message(Text("reading…", style="italic"))
-        self._read_diff(key)
+        view.show_message(Text("reading…", style="italic"), settled=False)
+        self._read_diff(key, view.diff_styles())
 
     def _refusal_text(self, r: Refusal) -> Text:
         text = Text()
@@ -370,7 +391,10 @@ class ProposalsTab(Vertical):
         return text
 
     @work(thread=True, exclusive=True, group="proposals-diff", exit_on_error=False)
-    def _read_diff(self, key: str) -> None:
+    def _read_diff(self, key: str, styles: DiffStyles) -> None:
+        """Read the diff, show it tinted by line at once, then again with
+        its code coloured in its language (lexing a long diff takes a while;
+        the reader need not wait for it)."""
         from cftui.gateway import drift as config_drift
         from cftui.proposals.diff import diff
 
@@ -390,17 +414,24 @@ class ProposalsTab(Vertical):
                 hint = f"`cftui diff {self.bot} PATH` shows them all."
         except CftuiError as exc:
             text, heading = "", f"cannot show it: {exc}"
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._diff_read, key, text, heading, hint)
+        worker = get_current_worker()
+        if not text and heading:
+            lines = message_lines(heading)
+        else:
+            lines = render_diff(text, styles, heading=heading, rest_hint=hint, syntax=False)
+        if worker.is_cancelled:
+            return
+        more = bool(text) and key != CONFIG_KEY and has_syntax(text)
+        self.app.call_from_thread(self._diff_read, key, lines, False, not more)
+        if more:
+            coloured = render_diff(text, styles, heading=heading, rest_hint=hint)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._diff_read, key, coloured, True, True)
 
-    def _diff_read(self, key: str, text: str, heading: str, hint: str) -> None:
+    def _diff_read(self, key: str, lines: list[Text], coloured: bool, settled: bool) -> None:
         if key != self._cursor_key():
             return  # the cursor moved on
-        view = self.query_one(DiffView)
-        if not text and heading:
-            view.show_message(heading)
-        else:
-            view.show_diff(text, heading=heading, rest_hint=hint)
+        self.query_one(DiffView).show_lines(lines, coloured=coloured, settled=settled)
 
     # --- selection --------------------------------------------------------------
     def action_mark(self) -> None:
@@ -489,9 +520,72 @@ class ProposalsTab(Vertical):
             question += f"\n{len(found.refused)} refused entr(ies) stay in the proposals."
         if found.config_drift:
             question += "\nThe config drift is not part of this (A accepts it, V reverts it)."
+        from cftui.proposals.promote import default_message
+
         paths = [c.path for c in changes]
         reviewed = {c.path: c.sha for c in changes}
-        self._ask(question, "Promote", lambda: self._start("promote", paths, reviewed), "promote")
+
+        def answered(message: str | None) -> None:
+            if message is None:
+                self.app.notify(f"{self.bot}: promote cancelled; nothing changed")
+            else:
+                self._start("promote", paths, reviewed, message=message)
+
+        self.app.push_screen(PromoteModal(question, default_message(self.bot, paths)), answered)
+
+    # --- promote --from REMOTE/BRANCH -------------------------------------------------
+    def action_promote_from(self) -> None:
+        if self.busy or self._refused_while_locked("promote"):
+            return
+        branch = self.found.branch if self.found is not None else "main"
+        default = f"origin/{branch}" if not branch.startswith("(") else "origin/main"
+
+        def answered(spec: str | None) -> None:
+            if spec is None:
+                self.app.notify(f"{self.bot}: promote --from cancelled; nothing changed")
+                return
+            self._status(f"fetching {spec}…")
+            self._preview_from(spec)
+
+        self.app.push_screen(PromoteFromModal(self.bot, branch, default), answered)
+
+    @work(thread=True, exclusive=True, group="proposals-preview", exit_on_error=False)
+    def _preview_from(self, spec: str) -> None:
+        from cftui.proposals.promote import preview_from
+
+        try:
+            ff = preview_from(self.app.home, self.bot, spec)
+        except CftuiError as exc:
+            self.app.call_from_thread(self._preview_failed, str(exc))
+            return
+        self.app.call_from_thread(self._confirm_from, ff)
+
+    def _preview_failed(self, why: str) -> None:
+        self.app.notify(inert(f"{self.bot}: {why}"), severity="error", timeout=8, markup=False)
+        if self.found is not None:
+            self._status(self._summary(self.found))
+
+    def _confirm_from(self, ff: FastForward) -> None:
+        if self.found is not None:
+            self._status(self._summary(self.found))
+        commits = "\n".join(f"  {inert(c)}" for c in ff.commits)
+        if ff.count > len(ff.commits):
+            commits += f"\n  … and {ff.count - len(ff.commits)} more"
+        paths = "\n".join(f"  {inert(p)}" for p in ff.paths[:LISTED])
+        if len(ff.paths) > LISTED:
+            paths += f"\n  … and {len(ff.paths) - LISTED} more"
+        question = (
+            f"Fast-forward {self.bot}'s {inert(ff.branch)} to {inert(ff.source)}?\n\n"
+            f"{ff.before[:12]} → {ff.target[:12]}: {ff.count} commit(s)\n{commits}\n\n"
+            f"{len(ff.paths)} path(s) change:\n{paths}\n\n"
+            "Its state is snapshotted first; a running gateway is rebuilt or restarted. "
+            "Paths the bot changed keep its version in the proposals."
+        )
+
+        def run() -> None:
+            self._start("promote_from", source=ff.source, expected=ff.target)
+
+        self._ask(question, "Fast-forward", run, "promote --from")
 
     # --- reject --------------------------------------------------------------------
     def action_reject_selected(self) -> None:
@@ -572,6 +666,9 @@ class ProposalsTab(Vertical):
         reviewed: dict[str, str | None] | None = None,
         *,
         accept: bool = False,
+        message: str | None = None,
+        source: str | None = None,
+        expected: str | None = None,
     ) -> None:
         self.busy = True
         bar = self.query_one(ProgressBar)
@@ -579,7 +676,7 @@ class ProposalsTab(Vertical):
         bar.update(total=None, progress=0)
         self._status(f"{action}…")
         self.app.run_worker(
-            self._operate(action, paths or [], reviewed, accept),
+            self._operate(action, paths or [], reviewed, accept, message, source, expected),
             group=f"proposals-op-{self.bot}",
             description=f"{action} {self.bot}",
             exit_on_error=False,
@@ -591,6 +688,9 @@ class ProposalsTab(Vertical):
         paths: list[str],
         reviewed: dict[str, str | None] | None,
         accept: bool,
+        message: str | None = None,
+        source: str | None = None,
+        expected: str | None = None,
     ) -> None:
         from cftui.gateway import drift as config_drift
         from cftui.proposals import rollout
@@ -608,16 +708,25 @@ class ProposalsTab(Vertical):
                     app.configs[bot],
                     app.runtimes,
                     paths,
-                    None,
+                    message,
                     progress=progress,
                     reviewed=reviewed,
                 )
                 done = f"promoted {len(result.paths)} file(s) as {result.commit[:12]}"
-                if result.rebuilt:
-                    done += "; gateway rebuilt and restarted"
-                elif result.restarted:
-                    done += "; restarted"
-                done += "".join(f"; {note}" for note in result.notes)
+                done += _rolled_out(result)
+            elif action == "promote_from":
+                result = await rollout.promote_and_roll_out(
+                    app.home,
+                    app.configs[bot],
+                    app.runtimes,
+                    source=source,
+                    expected=expected,
+                    progress=progress,
+                )
+                done = (
+                    f"promoted {source}: {len(result.paths)} path(s), now at {result.commit[:12]}"
+                )
+                done += _rolled_out(result)
             elif action == "reject":
                 rejected = await reject(app.home, bot, paths)
                 done = (

@@ -185,6 +185,33 @@ def test_promote_from_fast_forwards_and_the_proposals_follow(
     assert event["source"] == "origin/feature" and event["commit"] == target
 
 
+def test_preview_from_names_what_would_be_fast_forwarded_and_changes_nothing(
+    home: FleetHome, bot: str, remote: Path, tmp_path: Path
+) -> None:
+    code = home.code_dir(bot)
+    head = git(code, "rev-parse", "HEAD")
+    target = _reviewed_commit(tmp_path, remote, "workspace/TOOLS.md", "reviewed tools\n")
+    ff = promote.preview_from(home, bot, "origin/feature")
+    assert (ff.before, ff.target, ff.branch, ff.count) == (head, target, "main", 1)
+    assert ff.commits == [f"{target[:7]} reviewed workspace/TOOLS.md"]
+    assert ff.paths == ["workspace/TOOLS.md"]
+    assert git(code, "rev-parse", "HEAD") == head  # only fetched
+    assert not [e for e in read_events(home, bot) if e["action"] == "promote"]
+
+
+def test_promote_from_refuses_a_branch_that_moved_since_its_preview(
+    home: FleetHome, bot: str, remote: Path, tmp_path: Path
+) -> None:
+    code = home.code_dir(bot)
+    head = git(code, "rev-parse", "HEAD")
+    _reviewed_commit(tmp_path, remote, "a.md", "a\n")
+    seen = promote.preview_from(home, bot, "origin/feature").target
+    _reviewed_commit(tmp_path, remote, "b.md", "b, pushed after the review\n", base="feature")
+    with pytest.raises(ProposalError, match="moved since it was reviewed"):
+        asyncio.run(promote.promote_from(home, home.bot(bot), "origin/feature", expected=seen))
+    assert git(code, "rev-parse", "HEAD") == head
+
+
 def test_promote_from_refuses_what_does_not_fast_forward(
     home: FleetHome, bot: str, tree: Path, remote: Path, tmp_path: Path
 ) -> None:

@@ -53,7 +53,44 @@ def test_openclaw_state_is_wired_before_start(fleet: FleetHome) -> None:
         code = fleet.code_dir("oc")
         assert code.stat().st_uid == 0  # git run by root keeps working in code/
         assert (code / ".git").stat().st_uid == 0
-        assert (code / "workspace").stat().st_uid == uid
+        assert (code / "workspace" / "memory").stat().st_uid == uid
+
+
+def test_a_start_hands_over_only_the_writable_paths(fleet: FleetHome) -> None:
+    """Only `state/` and the writable paths change owner: the rest of the
+    approved tree (read-only to the gateway) is not walked, so a big `code/`
+    costs a start nothing, and not one of its inodes is touched."""
+    if os.geteuid() != 0:
+        pytest.skip("ownership is handed over only when cftui runs as root")
+    bot = init_bot(fleet, "oc").bot
+    code = fleet.code_dir("oc")
+    memory = code / "workspace" / "memory"
+    memory.mkdir(parents=True, exist_ok=True)
+    (memory / "old-note.md").write_text("kept\n")
+    skills = code / "workspace" / "skills" / "big"
+    skills.mkdir(parents=True)
+    for i in range(50):
+        (skills / f"f{i}.md").write_text("x\n")
+    untouched = [skills / f"f{i}.md" for i in range(50)] + [skills, code / "Dockerfile"]
+    before = {p: os.lstat(p) for p in untouched}
+    DockerRuntime(fleet)._prepare_host(bot)
+    uid, gid = gateway_user()
+    for p, st in before.items():
+        now = os.lstat(p)
+        assert (now.st_uid, now.st_gid, now.st_ctime_ns) == (
+            st.st_uid,
+            st.st_gid,
+            st.st_ctime_ns,
+        ), p
+    assert (code / "workspace").stat().st_uid == 0  # its oc_save/ was made, nothing re-owned
+    for p in (memory, memory / "old-note.md", code / "workspace" / "oc_save"):
+        assert (p.stat().st_uid, p.stat().st_gid) == (uid, gid), p
+    st = code.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, gid, 0o770)
+    assert (fleet.proposals_dir("oc").stat().st_uid, fleet.proposals_dir("oc").stat().st_gid) == (
+        uid,
+        gid,
+    )
 
 
 def test_wiring_twice_changes_nothing(fleet: FleetHome) -> None:

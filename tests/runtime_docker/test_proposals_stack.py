@@ -39,10 +39,20 @@ def _sh(world: World, bot: BotConfig, script: str) -> tuple[int, str]:
 
 
 def test_code_is_read_only_but_for_its_writable_paths(world: World, bot: BotConfig) -> None:
+    # The approved tree stays root's (only the writable paths are handed to
+    # the gateway), so a write is refused by its mode before the read-only
+    # mount would refuse it; /code itself is the gateway group's, so there
+    # the mount is what says no.
+    denied = ("Read-only file system", "Permission denied")
     code, out = _sh(world, bot, "echo evil >> /code/workspace/SOUL.md")
+    assert code != 0 and any(d in out for d in denied), out
+    code, out = _sh(world, bot, "touch /code/workspace/skills/x 2>&1")
+    assert code != 0 and any(d in out for d in denied), out
+    code, out = _sh(world, bot, "touch /code/new 2>&1")
     assert code != 0 and "Read-only file system" in out, out
-    code, out = _sh(world, bot, "touch /code/workspace/skills/x 2>&1; touch /code/new 2>&1")
-    assert out.count("Read-only file system") == 2, out
+    code, out = _sh(world, bot, "grep ' /code ' /proc/mounts")
+    assert code == 0 and " ro," in out, out
+    assert (world.home.code_dir(bot.name) / "workspace/SOUL.md").read_text().count("evil") == 0
     code, out = _sh(
         world,
         bot,

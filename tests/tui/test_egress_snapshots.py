@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from cftui.tui.diff_view import DiffView
 from tests.proposals.egress_ledger import entry, write_ledger
 from tests.tui.scene import scene_app
 from tests.tui.test_tui_snapshots import SIZE, _fleet_ready, tmp_path  # noqa: F401
@@ -43,6 +44,16 @@ def test_proposals_with_egress_requests(snap_compare, tmp_path: Path) -> None:  
         tab = pilot.app.screen.query_one(ProposalsTab)
         view = pilot.app.screen.query_one(EgressRequestsView)
         await wait_until(pilot, lambda: len(tab._keys) == 5 and len(view._keys) == 3)
+        diff = pilot.app.screen.query_one(DiffView)
+        await wait_until(pilot, lambda: diff.settled and diff.plain != "reading…")
+        # The fleet's count may have toasted "proposes N changes" if it
+        # finished after the tab's own reads (its scans run on their own
+        # clock): once it agrees with the tab, the shot pins the tab alone.
+        app = pilot.app
+        await wait_until(
+            pilot, lambda: not app._counting and app.proposal_counts.counts.get("scout") == 7
+        )
+        app.clear_notifications()
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from cftui import locks
 from cftui.audit.events import read_events
@@ -21,6 +21,7 @@ from cftui.proposal_tree import seed
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.diff_view import DiffView
 from cftui.tui.fleet_table import FleetTable
+from cftui.tui.promote_dialogs import PromoteFromModal, PromoteModal
 from cftui.tui.proposals_tab import ProposalsTab
 from tests.fakes.memory_runtime import MemoryRuntime
 from tests.tui.tui_helpers import notified, wait_until
@@ -67,20 +68,23 @@ async def opened(pilot, count: int) -> ProposalsTab:
     return tab
 
 
+ASKING = (ConfirmModal, PromoteModal)
+
+
 async def confirm(pilot, *, yes: bool = True) -> str:
-    """Answer the confirmation; the question it asked."""
+    """Answer the confirmation (a promotion's, with its message as it is);
+    the question it asked."""
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+    await wait_until(pilot, lambda: isinstance(app.screen, ASKING))
     question = app.screen.question
     await wait_until(pilot, lambda: app.focused is not None and app.focused.id == "cancel")
     await pilot.press(*(("tab", "enter") if yes else ("enter",)))
-    await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal))
+    await wait_until(pilot, lambda: not isinstance(app.screen, ASKING))
     return question
 
 
 def diff_shown(app) -> str:
-    content = app.screen.query_one(DiffView).query_one("#diff-text", Static).content
-    return content.plain if isinstance(content, Text) else str(content)
+    return app.screen.query_one(DiffView).plain
 
 
 # --- the fleet table's count ---------------------------------------------------
@@ -185,7 +189,7 @@ async def test_a_file_rewritten_after_the_review_is_not_promoted(
     async with app.run_test(size=SIZE) as pilot:
         await opened(pilot, 1)
         await pilot.press("p")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteModal))
         write(tree, SKILL, "swapped while the operator read the question\n")
         await confirm(pilot)
         await wait_until(pilot, lambda: notified(app, "changed since it was reviewed"))
@@ -257,7 +261,7 @@ async def test_a_hostile_file_name_and_content_are_shown_inert(
         assert "refused: a symbolic link" in reason.plain and reason.style
         await pilot.press("p")
         await wait_until(pilot, lambda: notified(app, "cannot be promoted"))
-        assert not isinstance(app.screen, ConfirmModal)
+        assert not isinstance(app.screen, ASKING)
 
 
 # --- locked ------------------------------------------------------------------------------
@@ -273,11 +277,11 @@ async def test_promote_and_reject_are_refused_while_the_bot_is_locked(
     async with app.run_test(size=SIZE) as pilot:
         await opened(pilot, 1)  # reviewing is allowed while locked
         await wait_until(pilot, lambda: "alpha" in app.locked)
-        for key in ("p", "P", "d", "D"):
+        for key in ("p", "P", "d", "D", "F"):
             app._notifications.clear()
             await pilot.press(key)
             await wait_until(pilot, lambda: notified(app, "is locked by the kill switch"))
-            assert not isinstance(app.screen, ConfirmModal)
+            assert not isinstance(app.screen, ASKING)
         assert rows(app) == [f"file:{SKILL}"]
     assert git(fleet.code_dir("alpha"), "rev-parse", "HEAD") == head
     assert (tree / SKILL).read_text() == "x\n"
@@ -292,7 +296,7 @@ async def test_a_lock_that_lands_after_the_question_is_refused_by_the_domain(
     async with app.run_test(size=SIZE) as pilot:
         await opened(pilot, 1)
         await pilot.press("P")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteModal))
         locks.lock_bots(fleet, ["alpha"])  # a kill from another terminal
         await confirm(pilot)
         await wait_until(pilot, lambda: notified(app, "alpha is locked by the kill switch"))
@@ -352,7 +356,139 @@ def test_help_and_palette_list_the_proposals_keys(make) -> None:
     from cftui.tui.commands import PROPOSAL_COMMANDS
 
     [keys] = [b for scope, b in binding_groups() if scope == "Proposals"]
-    assert {b.key for b in keys} >= {"p", "P", "d", "D", "A", "V", "space"}
+    assert {b.key for b in keys} >= {"p", "P", "d", "D", "A", "V", "F", "space"}
     assert {action for _t, action, _h in PROPOSAL_COMMANDS} <= {
         b.action for b in ProposalsTab.BINDINGS
     }
+
+
+async def test_markup_and_escapes_in_a_proposed_file_render_literally_when_coloured(
+    make, fleet: FleetHome, tree: Path
+) -> None:
+    """The diff view colours a Python file in its language: the markup and
+    the escape sequences in it stay text, in the lines and on the screen."""
+    write(tree, "workspace/tools/evil.py", 'x = "[bold]big[/] \x1b[31mred\x1b[0m"\n[/]\n')
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await opened(pilot, 1)
+        view = app.screen.query_one(DiffView)
+        await wait_until(pilot, lambda: view.coloured and "big" in view.plain)
+        want = '+x = "[bold]big[/] \\x1b[31mred\\x1b[0m"'
+        assert want in view.plain.split("\n") and "+[/]" in view.plain.split("\n")
+        line = next(t for t in view.lines if t.plain == want)
+        assert {s.style.color for s in line.spans if s.style and s.style.color}  # coloured
+        at = line.plain.index("big")  # the markup made nothing bold
+        assert not [s for s in line.spans if s.start <= at < s.end and s.style and s.style.bold]
+        drawn = "".join(seg.text for y in range(view.size.height) for seg in view.render_line(y))
+        assert "[bold]big[/]" in drawn and "\\x1b[31mred" in drawn and "\x1b" not in drawn
+
+
+# --- the commit message, and promote --from ---------------------------------------------
+
+
+async def test_promote_asks_for_its_commit_message_prefilled_and_editable(
+    make, fleet: FleetHome, tree: Path
+) -> None:
+    write(tree, SKILL, "# Weather\n")
+    code = fleet.code_dir("alpha")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 1)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteModal))
+        modal = app.screen
+        field = modal.query_one("#message", Input)
+        assert field.value == f"Promote alpha's proposal: {SKILL}"  # the CLI's default
+        await wait_until(pilot, lambda: app.focused is not None and app.focused.id == "cancel")
+        await pilot.press("shift+tab")  # to the message
+        assert app.focused is field
+        field.value = ""
+        await pilot.press("enter")  # on to Promote; then an empty message is refused
+        assert app.focused is not None and app.focused.id == "confirm"
+        await pilot.press("enter")
+        assert app.screen is modal and "needs a commit message" in str(
+            modal.query_one("#problem", Static).content
+        )
+        assert app.focused is field
+        field.value = "Teach alpha the "
+        await pilot.press("end", "s", "k", "y", "enter", "enter")
+        await wait_until(pilot, lambda: notified(app, "alpha: promoted 1 file(s)"))
+    assert git(code, "log", "-1", "--format=%s%n%an") == "Teach alpha the sky\nalpha"
+    [event] = [e for e in read_events(fleet, "alpha") if e["action"] == "promote"]
+    assert event["commit"] == git(code, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def reviewed(fleet: FleetHome, tmp_path: Path) -> tuple[Path, str]:
+    """alpha's approved code pushed to a bare origin, and a branch `feature`
+    a human reviewed there (one commit, a subject with an escape and markup
+    in it: whoever opened the PR may be the agent)."""
+    code = fleet.code_dir("alpha")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(code, "remote", "add", "origin", str(bare))
+    git(code, "push", "-q", "origin", "HEAD:main")
+    work = tmp_path / "reviewer"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    git(work, "checkout", "-q", "-b", "feature")
+    write(work, "workspace/TOOLS.md", "reviewed tools\n")
+    git(work, "add", "-A")
+    git(
+        work, "-c", "user.name=r", "-c", "user.email=r@x.invalid",
+        "commit", "-qm", "tools [bold]reviewed[/] \x1b[2J",
+    )  # fmt: skip
+    git(work, "push", "-q", "origin", "feature")
+    return work, git(work, "rev-parse", "HEAD")
+
+
+async def test_promote_from_asks_the_branch_names_the_fast_forward_then_makes_it(
+    make, fleet: FleetHome, tree: Path, runtime: MemoryRuntime, reviewed
+) -> None:
+    _work, target = reviewed
+    code = fleet.code_dir("alpha")
+    before = git(code, "rev-parse", "HEAD")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 0)
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteFromModal))
+        source = app.screen.query_one("#source", Input)
+        assert source.value == "origin/main" and app.focused is source
+        source.value = "origin/../main"
+        await pilot.press("enter")  # refused as the CLI refuses it, in the dialog
+        assert isinstance(app.screen, PromoteFromModal)
+        assert "not a branch name" in str(app.screen.query_one("#problem", Static).content)
+        source.value = "origin/feature"
+        await pilot.press("enter")
+        question = await confirm(pilot)
+        assert f"{before[:12]} → {target[:12]}: 1 commit(s)" in question
+        assert "tools [bold]reviewed[/] \\x1b[2J" in question and "\x1b" not in question
+        assert "workspace/TOOLS.md" in question and "alpha's main to origin/feature" in question
+        await wait_until(pilot, lambda: notified(app, "alpha: promoted origin/feature: 1 path(s)"))
+    assert git(code, "rev-parse", "HEAD") == target
+    assert (tree / "workspace/TOOLS.md").read_text() == "reviewed tools\n"  # proposals follow
+    [event] = [e for e in read_events(fleet, "alpha") if e["action"] == "promote"]
+    assert event["source"] == "origin/feature" and event["commit"] == target
+    assert runtime.calls == [("rebuild", "alpha")]  # running: rolled out like the CLI
+
+
+async def test_promote_from_a_branch_that_moved_after_the_preview_is_refused(
+    make, fleet: FleetHome, tree: Path, reviewed
+) -> None:
+    work, _target = reviewed
+    code = fleet.code_dir("alpha")
+    before = git(code, "rev-parse", "HEAD")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 0)
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteFromModal))
+        app.screen.query_one("#source", Input).value = "origin/feature"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        write(work, "workspace/SOUL.md", "pushed after the review\n")
+        git(work, "-c", "user.name=r", "-c", "user.email=r@x.invalid", "commit", "-qam", "late")
+        git(work, "push", "-q", "origin", "feature")
+        await confirm(pilot)
+        await wait_until(pilot, lambda: notified(app, "moved since it was reviewed"))
+    assert git(code, "rev-parse", "HEAD") == before

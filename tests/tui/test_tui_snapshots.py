@@ -151,6 +151,7 @@ class TestBotScreen:
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
     def test_proposals(self, snap_compare, tmp_path: Path) -> None:
+        from cftui.tui.diff_view import DiffView
         from cftui.tui.proposals_tab import ProposalsTab
 
         app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="proposals")
@@ -161,7 +162,21 @@ class TestBotScreen:
             tab = pilot.app.screen.query_one(ProposalsTab)
             await wait_until(pilot, lambda: len(tab._keys) == 5)
             await pilot.press("down", "down")  # the new skill
-            await wait_until(pilot, lambda: "forecast" in _status(pilot, "#diff-text"))
+            view = pilot.app.screen.query_one(DiffView)
+            await wait_until(pilot, lambda: "forecast" in view.plain and view.settled)
+            assert view.coloured
+            # The fleet's count toasts "proposes N changes" if it lands after
+            # the tab's own scan: once they agree, the shot pins the tab alone.
+            app = pilot.app
+            await wait_until(
+                pilot,
+                lambda: (
+                    not app._counting
+                    and tab.found is not None
+                    and app.proposal_counts.counts.get("scout") == tab.found.count
+                ),
+            )
+            app.clear_notifications()
             await pilot.pause()
 
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -1,7 +1,7 @@
 """Before a stack starts: the bot's files on the host checked and readied
 for its containers (the gateway's env, the egress control file, OpenClaw's
-proxy wiring, `state/` and `code/` handed to the gateway's user, the
-writable paths made and the proposals tree seeded). The work
+proxy wiring, the writable paths made, they and `state/` handed to the
+gateway's user, and the proposals tree seeded). The work
 on files the agent can write is `host_prep`'s; this is the order of it."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class HostPreparation(DockerEngine):
         host_prep.wire_openclaw(self.home, bot, env)
 
     def _hand_to_gateway(self, bot: BotConfig) -> None:
-        """Let the gateway's user own `state/` and what is in `code/` (host_prep)."""
-        host_prep.hand_to_gateway(self.home, bot.name)
+        """Let the gateway's user own `state/` and its writable paths (host_prep)."""
+        host_prep.hand_to_gateway(self.home, bot)
 
     def _prepare_host(self, bot: BotConfig) -> dict[str, str]:
         for path in bind_paths(self.home, bot.name):
@@ -50,8 +50,9 @@ class HostPreparation(DockerEngine):
             ) from None
         if bot.gateway == "openclaw":
             self._wire_openclaw(bot, env)
-        self._hand_to_gateway(bot)
-        # After the hand-over: new directories take their parent's owner.
+        # Made first (a link on the way refused), then handed over: only they
+        # and state/ change owner, never the rest of code/.
         host_prep.make_writable_paths(self.home, bot)
+        self._hand_to_gateway(bot)
         host_prep.prepare_proposals(self.home, bot)
         return env
