@@ -30,6 +30,7 @@ from cftui.runtime.base import KillReport
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra
+from cftui.runtime.docker.install import StackInstall
 from cftui.runtime.docker.kill import StackKill
 from cftui.runtime.docker.prepare import HostPreparation
 from cftui.runtime.docker.readiness import StackReadiness
@@ -52,7 +53,7 @@ PROXY_SERVICES = ("llm-proxy", "egress")
 
 
 class DockerRuntime(
-    HostPreparation, StackImages, StackInfra, StackReadiness, StackWatch, StackKill
+    HostPreparation, StackImages, StackInfra, StackInstall, StackReadiness, StackWatch, StackKill
 ):
     """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
 
@@ -113,6 +114,9 @@ class DockerRuntime(
             await asyncio.gather(*(self._run(self._start, bot, specs[s].name) for s in first))
             # The gateway starts once the egress proxy has exported its CA.
             await self._wait_ready(bot, PROXY_SERVICES, START_TIMEOUT_S)
+            # Through the egress proxy, so after it is ready and before the gateway.
+            done = await self._run(self._install_deps, bot, progress)
+            progress(ProgressEvent(task, 2, 4, done))
             progress(ProgressEvent(task, 3, 4, "gateway"))
             await self._run(self._start, bot, specs["gateway"].name)
             await self._wait_ready(bot, ("gateway", "front"), START_TIMEOUT_S)
