@@ -21,6 +21,7 @@ from cftui import age, hostgit
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError, FleetError, UsageError
 from cftui.fleet import RUNTIMES, BotConfig, FleetHome, validate_bot_name
+from cftui.hosts.config import LOCAL
 from cftui.identity import age_keygen_text
 from cftui.securefs import make_private_dirs, write_new_private_file
 
@@ -140,11 +141,16 @@ def init_bot(
     code: str | None = None,
     upstreams: dict[str, str] | None = None,
     gateway: str | None = None,
+    host: str = LOCAL,
 ) -> InitResult:
     """Create a bot. Refuses before touching anything; rolls back on failure."""
     validate_bot_name(name)
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}: use {' or '.join(RUNTIMES)}")
+    if host != LOCAL:
+        home.host(host)  # a host fleet.toml names, or one line saying which it does
+        if runtime != "docker":
+            raise UsageError(f"--host {host}: only a docker bot can run on another host")
     _check_home_writable(home.root)
     if home.exists() and name in home.bots():
         raise UsageError(f"bot {name!r} already exists: its key and secrets are left as they are")
@@ -199,11 +205,13 @@ def init_bot(
             gateway=kind,  # type: ignore[arg-type]  # checked against GATEWAY_KINDS
             gateway_port=home.next_gateway_port(),
             upstreams=dict(upstreams or {}),
+            host=host,
         )
         home.add_bot(config)
     except BaseException:
         for path in reversed(created):
             shutil.rmtree(path, ignore_errors=True)
         raise
-    record_event(home, "init", name, runtime=runtime, gateway=kind)
+    where = {"host": host} if host != LOCAL else {}
+    record_event(home, "init", name, runtime=runtime, gateway=kind, **where)
     return InitResult(config, age.recipient_of(identity))

@@ -21,6 +21,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from cftui import loopdisk
 from cftui.errors import BadBotName, FleetError, UnknownBot, UsageError
+from cftui.hosts.config import HOST_NAME_RE, LOCAL, HostConfig, parse_hosts
 from cftui.securefs import atomic_write_private, make_private_dirs
 from cftui.sizes import format_size, parse_size
 
@@ -179,6 +180,8 @@ class BotConfig:
     daily_usd_budget: float = 0.0
     monthly_usd_budget: float = 0.0
     on_exhausted: OnExhausted = "refuse"
+    # The Docker host it runs on (`[hosts.NAME]`; CONTRACTS §12).
+    host: str = LOCAL
 
     @property
     def writable_paths(self) -> tuple[str, ...]:
@@ -191,6 +194,8 @@ class BotConfig:
     def to_toml(self) -> tomlkit.items.Table:
         t = tomlkit.table()
         t.add("runtime", self.runtime)
+        if self.host != LOCAL:
+            t.add("host", self.host)
         t.add("gateway", self.gateway)
         t.add("gateway_port", self.gateway_port)
         t.add("capture", self.capture)
@@ -286,6 +291,11 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
         on_exhausted = raw.get("on_exhausted", "refuse")
         if on_exhausted not in ON_EXHAUSTED:
             raise ValueError(f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}")
+        host = raw.get("host", LOCAL)
+        if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
+            raise ValueError("host must name a [hosts.NAME] table, or be 'local'")
+        if host != LOCAL and runtime != "docker":
+            raise ValueError("only a docker bot can run on another host")
         allow = raw.get("egress_allow", [])
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise ValueError("egress_allow must be a list of host patterns")
@@ -317,6 +327,7 @@ def _bot_from_toml(name: str, raw: Any) -> BotConfig:
             daily_usd_budget=_usd("daily_usd_budget", raw.get("daily_usd_budget", 0.0)),
             monthly_usd_budget=_usd("monthly_usd_budget", raw.get("monthly_usd_budget", 0.0)),
             on_exhausted=str(on_exhausted),  # type: ignore[arg-type]  # checked above
+            host=host,
         )
     except (TypeError, ValueError) as exc:
         raise FleetError(f"fleet.toml: [bots.{name}]: {exc}") from None
@@ -453,14 +464,37 @@ class FleetHome:
         return doc
 
     def bots(self) -> dict[str, BotConfig]:
-        """Every bot of fleet.toml, in file order."""
+        """Every bot of fleet.toml, in file order; each one's host exists."""
         doc = self._read_doc()
+        hosts = parse_hosts(doc.get("hosts"))
         out: dict[str, BotConfig] = {}
         for name, raw in dict(doc.get("bots", {})).items():
             if not BOT_NAME_RE.fullmatch(name):
                 raise FleetError(f"fleet.toml: [bots.{name}] is not a valid bot name")
-            out[name] = _bot_from_toml(name, raw)
+            bot = _bot_from_toml(name, raw)
+            if bot.host not in hosts:
+                raise FleetError(
+                    f"fleet.toml: [bots.{name}]: host {bot.host!r} has no [hosts.{bot.host}] "
+                    f"table (hosts: {', '.join(hosts)})"
+                )
+            out[name] = bot
         return out
+
+    def hosts(self) -> dict[str, HostConfig]:
+        """Every host of the fleet, `local` first (CONTRACTS §12), validated."""
+        return parse_hosts(self._read_doc().get("hosts"))
+
+    def host(self, name: str) -> HostConfig:
+        """One host; UsageError naming the known ones if there is no such host."""
+        hosts = self.hosts()
+        if name not in hosts:
+            raise UsageError(
+                f"no host named {name!r} in {self.fleet_toml} (hosts: {', '.join(hosts)}); "
+                f'add [hosts.{name}] url = "ssh://user@server[:port]"'
+                if HOST_NAME_RE.fullmatch(name)
+                else f"bad host name {name[:40]!r}: use a [hosts.NAME] of {self.fleet_toml}"
+            )
+        return hosts[name]
 
     def document(self) -> dict[str, Any]:
         """fleet.toml as plain data, read-only: for a module that owns a

@@ -51,7 +51,7 @@ class KillResult:
 async def _kill_one(runtimes: Runtimes, bot: BotConfig) -> KillReport:
     started = time.monotonic()
     try:
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         report = await asyncio.wait_for(runtime.kill(bot), KILL_TIMEOUT_S)
     except TimeoutError:
         report = KillReport(

@@ -28,7 +28,7 @@ async def start(
 ) -> list[str]:
     """Bring the bot up; returns notes for the operator (its disk's)."""
     async with locks.operation(home, bot.name, "start"):
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
         await runtime.up(bot, progress)
     record_event(home, "start", bot.name)
@@ -40,7 +40,7 @@ async def stop(
 ) -> None:
     """Stop the bot's stack; `reason` (when not the operator's own stop, such
     as a spent budget) goes into its `stop` event."""
-    await runtimes.get(bot.runtime).down(bot)
+    await runtimes.for_bot(bot).down(bot)
     record_event(home, "stop", bot.name, **({"reason": reason} if reason else {}))
 
 
@@ -48,7 +48,7 @@ async def restart(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
 ) -> list[str]:
     async with locks.operation(home, bot.name, "restart"):
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
         await runtime.restart(bot, progress)
     record_event(home, "restart", bot.name)
@@ -59,7 +59,7 @@ async def rebuild(
     home: FleetHome, bot: BotConfig, runtimes: Runtimes, progress: Progress = no_progress
 ) -> list[str]:
     async with locks.operation(home, bot.name, "rebuild"):
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         notes = await botdisk.prepare_for_start(home, bot, runtime, progress)
         await runtime.rebuild(bot, progress)
     record_event(home, "rebuild", bot.name)
@@ -72,7 +72,7 @@ async def delete(home: FleetHome, bot: BotConfig, runtimes: Runtimes) -> list[Pa
     snapshots and audit stay, so that its history and snapshots can still be
     read; returns those paths. A failure leaves the fleet.toml entry, so that
     the delete can be run again."""
-    await runtimes.get(bot.runtime).remove(bot)
+    await runtimes.for_bot(bot).remove(bot)
     await asyncio.to_thread(botdisk.delete, home, bot.name)
     tree = home.bot_repo(bot.name, mount=False)  # plain, or gone with its image
     if tree.exists():
@@ -91,15 +91,18 @@ async def fleet_status(
     Returns the statuses (bots whose runtime failed carry its error) and the
     distinct one-line errors, for the caller to show once each.
     """
-    by_kind: dict[str, list[BotConfig]] = {}
+    # One group per runtime kind and host: a bot on another host is never
+    # asked of this machine's engine (which would call it stopped).
+    by_kind: dict[tuple[str, str], list[BotConfig]] = {}
     for bot in bots:
-        by_kind.setdefault(bot.runtime, []).append(bot)
+        by_kind.setdefault((bot.runtime, bot.host), []).append(bot)
 
     async def one_kind(
-        kind: str, group: list[BotConfig]
+        key: tuple[str, str], group: list[BotConfig]
     ) -> tuple[dict[str, BotStatus], str | None]:
+        kind = key[0]
         try:
-            runtime = runtimes.get(kind)
+            runtime = runtimes.for_bot(group[0])
             await runtime.check()
             return await runtime.status(group), None
         except CftuiError as exc:
@@ -109,7 +112,7 @@ async def fleet_status(
     host_tree: dict[str, bool] = {}
     for bot in bots:
         try:
-            host_tree[bot.name] = runtimes.get(bot.runtime).gateway_writes_host_tree
+            host_tree[bot.name] = runtimes.for_bot(bot).gateway_writes_host_tree
         except CftuiError:
             host_tree[bot.name] = False
 

@@ -12,7 +12,18 @@ no rule for that, so the pull brings such a directory and the walk drops it.
 from __future__ import annotations
 
 EXCLUDED_DIRS = frozenset(
-    {"installed", "node_modules", "__pycache__", ".venv", "venv", ".cache", "logs", "tmp"}
+    {
+        "installed",
+        ".installed-new",  # an install in progress, and the one it replaces (cftui.deps)
+        ".installed-old",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".cache",
+        "logs",
+        "tmp",
+    }
 )
 EXCLUDED_SUFFIXES = (
     ".sqlite-wal",

@@ -137,7 +137,7 @@ async def _update(
     runtime = None
     if runtimes is not None:
         try:
-            runtime = runtimes.get(bot.runtime)
+            runtime = runtimes.for_bot(bot)
         except CftuiError as exc:
             result.notes.append(f"no runtime ({exc}): state not pulled, no rebuild")
     info = await snapshots.snapshot(home, bot, "pre-update", runtime=runtime, progress=progress)

@@ -22,6 +22,7 @@ from cftui.cli import (
     cost_cmds,
     events_cmds,
     fleet_cmds,
+    host_cmds,
     proposal_cmds,
     serve_cmds,
     snapshot_cmds,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands = (
         fleet_cmds,
+        host_cmds,
         stack_cmds,
         snapshot_cmds,
         audit_cmds,

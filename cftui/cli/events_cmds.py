@@ -130,7 +130,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         runtimes = Runtimes(home)
         shown = 0
         try:
-            runtime = runtimes.get(bot.runtime)
+            runtime = runtimes.for_bot(bot)  # its host's engine
             lines = runtime.logs(bot, args.service, follow=args.follow, tail=args.tail)
             async for line in lines:
                 if since is not None and (line.ts is None or line.ts < since):
@@ -167,7 +167,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     bot = home.bot(args.bot)
     if args.service not in SERVICES:
         raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(SERVICES)}")
-    argv = Runtimes(home).get(bot.runtime).shell_argv(bot, args.service, tty=sys.stdin.isatty())
+    argv = Runtimes(home).for_bot(bot).shell_argv(bot, args.service, tty=sys.stdin.isatty())
     try:
         return subprocess.run(argv, check=False).returncode
     except OSError as exc:

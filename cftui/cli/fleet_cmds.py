@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     # init_bot checks it against fleet.RUNTIMES (not imported to build the parser).
     p.add_argument("--runtime", default="docker", help="docker (the default) or lima")
     p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
+    p.add_argument(
+        "--host", metavar="NAME", default="local", help="its Docker host (see `cftui hosts`)"
+    )
 
     p = add_command(
         sub,
@@ -48,9 +51,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     from cftui.botinit import init_bot
 
     home = resolve_home(args, create=True)
-    result = init_bot(home, args.bot, runtime=args.runtime, code=args.code)
+    result = init_bot(home, args.bot, runtime=args.runtime, code=args.code, host=args.host)
     bot = result.bot
-    print(f"created {bot.name} ({bot.runtime}, {bot.gateway} gateway) in {home.root}")
+    where = f", on host {bot.host}" if bot.host != "local" else ""
+    print(f"created {bot.name} ({bot.runtime}, {bot.gateway} gateway{where}) in {home.root}")
     print(f"  snapshot recipient: {result.recipient}")
     print(f"  provider keys go in {home.providers_env(bot.name)} (read by the LLM proxy only)")
     print(f"  start it with: cftui start {bot.name}")
@@ -104,6 +108,7 @@ def _status_json(bot: BotConfig, st: BotStatus) -> dict:
     return {
         "bot": bot.name,
         "runtime": bot.runtime,
+        "host": bot.host,
         "gateway": bot.gateway,
         "gateway_port": bot.gateway_port,
         "capture": bot.capture,
@@ -136,13 +141,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([_status_json(b, statuses[b.name]) for b in bots])
         return 0
-    rows = [("BOT", "RUNTIME", "STATE", "UPTIME", "PORT", "CAPTURE")]
+    rows = [("BOT", "RUNTIME", "HOST", "STATE", "UPTIME", "PORT", "CAPTURE")]
     for b in bots:
         st = statuses[b.name]
         rows.append(
             (
                 b.name,
                 b.runtime,
+                b.host,
                 st.state,
                 format_uptime(st.uptime_seconds()),
                 str(b.gateway_port),

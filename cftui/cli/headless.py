@@ -73,7 +73,7 @@ class _Watch:
         self.tasks: list[asyncio.Task] = []
 
     def _runtime(self, bot: BotConfig) -> Runtime:
-        return self.runtimes.get(bot.runtime)
+        return self.runtimes.for_bot(bot)
 
     def start(self) -> None:
         by_kind: dict[str, list[BotConfig]] = {}

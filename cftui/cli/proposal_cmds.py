@@ -109,6 +109,7 @@ def print_proposals(found: Proposals) -> None:
         return
     if not (found.changes or found.refused or found.commits or found.config_drift):
         print(inert(f"{head}: nothing proposed in its code"))
+        print_dependencies(found)
         return
     print(inert(f"{head}: {len(found.changes)} file(s) proposed"))
     width = max((len(c.path) for c in found.changes), default=0)
@@ -120,12 +121,33 @@ def print_proposals(found: Proposals) -> None:
     if found.config_drift:
         keys = ", ".join(found.config_drift[:8]) + (" …" if len(found.config_drift) > 8 else "")
         print(inert(f"  config drift in openclaw.json: {keys} (`cftui drift {found.bot}`)"))
+    print_dependencies(found)
     if found.commits:
         print("agent commits:")
         for commit in found.commits:
             print(inert(f"  {commit.id[:12]} {commit.date} {commit.summary}  ({commit.author})"))
     if found.commits_note:
         print(inert(f"  ({found.commits_note})"))
+
+
+def print_dependencies(found: Proposals) -> None:
+    """The save directory's dependency list against the approved one: one
+    line a package (the agent's words inert)."""
+    deps = found.dependencies
+    if deps is None:
+        return
+    print(inert(f"dependency changes in {deps.path} (not installed until promoted):"))
+    if deps.note:
+        print(inert(f"  ! {deps.note}"))
+    for d in deps.changes:
+        if d.status == "added":
+            print(inert(f"  + {d.name} {d.proposed}"))
+        elif d.status == "removed":
+            print(inert(f"  - {d.name} (was {d.approved})"))
+        else:
+            print(inert(f"  ~ {d.name} {d.approved} -> {d.proposed}"))
+    if deps.lockfile_changed:
+        print(inert("  ~ package-lock.json differs from the approved one"))
 
 
 def print_egress(inbox: EgressInbox, now: datetime) -> None:

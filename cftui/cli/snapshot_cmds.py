@@ -84,7 +84,7 @@ async def _reachable_runtime(home: FleetHome, bot: BotConfig) -> tuple[Runtimes,
 
     runtimes = Runtimes(home)
     try:
-        runtime = runtimes.get(bot.runtime)
+        runtime = runtimes.for_bot(bot)
         await runtime.check()
         return runtimes, runtime
     except CftuiError as exc:

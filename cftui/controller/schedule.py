@@ -131,7 +131,7 @@ class SnapshotScheduler:
                 )
             else:
                 info = await snapshots.snapshot(
-                    self.home, bot, SCHEDULED_LABEL, runtime=self.runtimes.get(bot.runtime)
+                    self.home, bot, SCHEDULED_LABEL, runtime=self.runtimes.for_bot(bot)
                 )
         except (CftuiError, OSError) as exc:
             reason = one_line(exc)

@@ -174,7 +174,7 @@ class Watchdog:
     async def _give_up(self, name: str, what: str, w: _Bot) -> None:
         w.gave_up = True
         try:
-            await self.runtimes.get(self.home.bot(name).runtime).stop_gateway(self.home.bot(name))
+            await self.runtimes.for_bot(self.home.bot(name)).stop_gateway(self.home.bot(name))
         except CftuiError as exc:
             self.on_action(name, f"could not stop the gateway: {one_line(exc)}")
         record_event(self.home, "crash", name, state=what, attempt=w.attempts, gave_up=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from cftui.deps.declared import DepProposal
+
 Status = Literal["added", "changed", "removed"]
 
 
@@ -55,11 +57,18 @@ class Proposals:
     commits: list[AgentCommit] = field(default_factory=list)
     commits_note: str | None = None  # why the commits could not all be read
     config_drift: list[str] = field(default_factory=list)  # changed keys of openclaw.json
+    # The save directory's package.json against the approved one (None: the same).
+    dependencies: DepProposal | None = None
 
     @property
     def count(self) -> int:
-        """What the fleet table shows: files and the config, if it drifted."""
-        return len(self.changes) + (1 if self.config_drift else 0)
+        """What the fleet table shows: files, and the config and the
+        dependency list, each if it differs."""
+        return (
+            len(self.changes)
+            + (1 if self.config_drift else 0)
+            + (1 if self.dependencies is not None else 0)
+        )
 
     def change(self, path: str) -> Change | None:
         return next((c for c in self.changes if c.path == path), None)
@@ -78,4 +87,5 @@ class Proposals:
             "commits": [asdict(c) for c in self.commits],
             "commits_note": self.commits_note,
             "config_drift": self.config_drift,
+            "dependencies": None if self.dependencies is None else asdict(self.dependencies),
         }

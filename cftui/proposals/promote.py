@@ -36,7 +36,7 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import approved, seed
 from cftui.proposal_tree.approved import EXECUTABLE, run, run_bytes
-from cftui.proposals import mirror
+from cftui.proposals import mirror, save_deps
 from cftui.proposals.model import Change, Refusal
 from cftui.proposals.scan import scan_with_contents
 from cftui.securefs import UnsafeFile, make_agent_dirs, remove_agent_entry, write_agent_file
@@ -137,12 +137,18 @@ async def promote(
         )
         if not found.seeded:
             raise ProposalError(f"{bot.name} has no proposals tree yet: nothing to promote")
-        chosen = select(found.changes, found.refused, paths)
+        code = home.code_dir(bot.name)
+        saved = await asyncio.to_thread(save_deps.changes, code, found)
+        deps = saved.changes
+        if reviewed is not None:  # a review that did not show them does not promote them
+            deps = [c for c in deps if c.path in reviewed]
+        contents.update(saved.contents)
+        refused = found.refused + saved.refused
+        chosen = select(found.changes + deps, refused, paths)
         if not chosen:
             raise ProposalError(f"{bot.name} proposes nothing to promote")
         if reviewed is not None:
             _check_reviewed(bot.name, chosen, reviewed)
-        code = home.code_dir(bot.name)
         approved.branch(code)
         before_inputs = await asyncio.to_thread(build_inputs, code)
         info = await snapshots.snapshot(
@@ -159,13 +165,18 @@ async def promote(
             found.approved,
             commit,
             [c.path for c in chosen],
-            refused=[] if paths else found.refused,
+            refused=[] if paths else refused,
             snapshot=info.name,
             build_inputs_changed=before_inputs is None or before_inputs != after_inputs,
         )
         _record(home, result)
-        if len(chosen) == len(found.changes) and not found.refused:
+        promoted = {c.path for c in chosen}
+        left = [c for c in found.changes if c.path not in promoted]
+        if not left and not found.refused:
             await asyncio.to_thread(seed.reset_git, home, bot.name)
+        from_save = [c.path for c in deps if c.path in promoted]
+        if from_save:  # the tree's copy follows the approved tree
+            await asyncio.to_thread(seed.reset_paths, home, bot.name, from_save)
         await _send_back(home, result)
         return result
 

@@ -36,7 +36,7 @@ async def promote_and_roll_out(
         running = False
         note = None
         try:
-            runtime = runtimes.get(bot.runtime)
+            runtime = runtimes.for_bot(bot)
             await runtime.check()
             running = await runtime.gateway_running(bot)
         except CftuiError as exc:

@@ -22,6 +22,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from cftui.deps import declared
 from cftui.errors import CftuiError, ProposalError
 from cftui.fleet import FleetHome
 from cftui.proposal_tree import approved, stat_cache
@@ -70,6 +71,7 @@ def scan_with_contents(
     code = home.code_dir(bot)
     head, on = approved.head_and_branch(code)
     result = Proposals(bot, head, on or "(detached)")
+    result.dependencies = declared.scan_note(code, bot, head)  # the save dir, not the tree
     root = home.proposals_dir(bot)
     try:
         fd = open_tree(root)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from cftui.errors import RuntimeUnavailable
 
 if TYPE_CHECKING:
-    from cftui.fleet import FleetHome
+    from cftui.fleet import BotConfig, FleetHome
+    from cftui.hosts.ssh import HostLink
     from cftui.runtime.base import Runtime
 
 
@@ -38,13 +39,36 @@ class Runtimes:
     def __init__(self, home: FleetHome) -> None:
         self.home = home
         self._by_kind: dict[str, Runtime] = {}
+        self._by_host: dict[str, Runtime] = {}  # another host's Docker runtime
+        self.links: dict[str, HostLink] = {}  # one SSH link per remote host
 
     def get(self, kind: str) -> Runtime:
         if kind not in self._by_kind:
             self._by_kind[kind] = runtime_for(kind, self.home)
         return self._by_kind[kind]
 
+    def for_bot(self, bot: BotConfig) -> Runtime:
+        """The runtime that runs `bot` where fleet.toml puts it: this
+        machine's, or the Docker runtime of the bot's host, which reaches
+        that host's engine through the host's one SSH link (reused by every
+        bot there, opened on first use)."""
+        from cftui.hosts.config import LOCAL
+
+        if bot.host == LOCAL:
+            return self.get(bot.runtime)
+        if bot.host not in self._by_host:
+            from cftui.hosts.ssh import HostLink
+            from cftui.runtime.docker.runtime import DockerRuntime
+
+            link = self.links[bot.host] = HostLink(self.home.host(bot.host))
+            self._by_host[bot.host] = DockerRuntime(self.home, link=link)
+        return self._by_host[bot.host]
+
     async def aclose(self) -> None:
-        for runtime in self._by_kind.values():
+        for runtime in (*self._by_kind.values(), *self._by_host.values()):
             await runtime.aclose()
         self._by_kind.clear()
+        self._by_host.clear()
+        for link in self.links.values():
+            await link.aclose()
+        self.links.clear()

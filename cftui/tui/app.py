@@ -494,7 +494,7 @@ class ClawFactoryApp(App[int]):
             elif action == "snapshot":
                 from cftui import snapshots
 
-                runtime = self.runtimes.get(config.runtime)
+                runtime = self.runtimes.for_bot(config)
                 info = await snapshots.snapshot(
                     self.home, config, arg or None, runtime=runtime, progress=progress
                 )

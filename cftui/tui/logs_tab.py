@@ -75,7 +75,7 @@ class LogsTab(Vertical):
             return
         log.write_line(f"── {self.bot}/{service} ──")
         try:
-            runtime = self.app.runtimes.get(config.runtime)
+            runtime = self.app.runtimes.for_bot(config)
             async for line in runtime.logs(config, service, follow=True, tail=200):
                 log.write_line(inert(line.text.rstrip("\n")))  # the agent's own output
         except CftuiError as exc:

@@ -191,7 +191,7 @@ class SnapshotsTab(Vertical):
             self.post_message(self.Progressed(event))
 
         try:
-            runtime = app.runtimes.get(config.runtime)
+            runtime = app.runtimes.for_bot(config)
         except CftuiError:
             runtime = None
         try:

@@ -105,3 +105,10 @@ def test_the_serve_help_names_the_controllers_default_listener(cli) -> None:
 
     r = cli("serve", "--help")
     assert r.code == 0 and f"else {DEFAULT_LISTEN})" in " ".join(r.out.split())
+
+
+def test_the_hosts_help_names_the_probe_timeout(cli) -> None:
+    from cftui.runtime.hosts import PROBE_TIMEOUT_S
+
+    r = cli("hosts", "--help")
+    assert r.code == 0 and f"(default {PROBE_TIMEOUT_S:g})" in " ".join(r.out.split())

@@ -15,16 +15,22 @@ import functools
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import FleetHome
 from cftui.runtime.base import Runtime
 
+if TYPE_CHECKING:
+    from cftui.hosts.ssh import HostLink
+
 T = TypeVar("T")
 
 # The HTTP pool is as large as the thread pool, so no call waits for a connection.
 _POOL_THREADS = 64
+# How long a pool thread waits for a remote host's link (its own timeout is shorter).
+_LINK_WAIT_S = 15.0
 
 
 def explain(exc: BaseException) -> str:
@@ -39,20 +45,59 @@ class DockerEngine(Runtime):
     """The engine as every part of `DockerRuntime` reaches it (`DOCKER_HOST`
     honoured); the parts are mixins on this class, one module a concern."""
 
-    def __init__(self, home: FleetHome, client: Any = None) -> None:
+    def __init__(self, home: FleetHome, client: Any = None, link: HostLink | None = None) -> None:
         super().__init__(home)
         self._client = client
+        # Another host's engine (CONTRACTS §12): its socket forwarded over the
+        # host's one SSH link, which the event loop serves. The SDK asks the
+        # engine's API version in its constructor, so the client is made in
+        # this pool, never on that loop (it would wait on itself).
+        self._link = link
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="cf-docker")
 
+    @property
+    def remote(self) -> bool:
+        """Whether this is another host's engine, reached over SSH."""
+        return self._link is not None
+
+    def _remote_socket(self) -> str:
+        """The local end of the link's engine forward, (re)opened by the
+        event loop while this pool thread waits (blocking)."""
+        assert self._link is not None
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeUnavailable(f"host {self._link.host.name}: no event loop serves its link")
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                raise RuntimeOperationError("a remote engine's client is made in the pool only")
+        future = asyncio.run_coroutine_threadsafe(self._link.engine_socket(), loop)
+        try:
+            return f"unix://{future.result(timeout=_LINK_WAIT_S)}"
+        except FutureTimeout:
+            future.cancel()
+            raise RuntimeUnavailable(
+                f"host {self._link.host.name} ({self._link.host.url}) is unreachable: "
+                "no answer in time"
+            ) from None
+
     def client(self) -> Any:
-        """The docker SDK client, made on first use (blocking)."""
+        """The docker SDK client, made on first use (blocking); for another
+        host, its link reopened first if it dropped."""
+        if self._link is not None and self._client is not None and not self._link.is_up:
+            self._remote_socket()  # the same path: the client keeps working
         with self._client_lock:
             if self._client is None:
                 import docker
 
                 try:
-                    self._client = docker.from_env(timeout=60, max_pool_size=_POOL_THREADS)
+                    if self._link is not None:
+                        self._client = docker.DockerClient(
+                            base_url=self._remote_socket(), timeout=60, max_pool_size=_POOL_THREADS
+                        )
+                    else:
+                        self._client = docker.from_env(timeout=60, max_pool_size=_POOL_THREADS)
                 except docker.errors.DockerException as exc:
                     raise RuntimeUnavailable(
                         f"the Docker engine is not reachable ({explain(exc)}): "
@@ -65,7 +110,7 @@ class DockerEngine(Runtime):
         return self.client().api
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     def _inspect(self, name: str) -> dict[str, Any] | None:
@@ -97,6 +142,54 @@ class DockerEngine(Runtime):
                 ) from None
 
         await self._run(ping)
+
+    async def engine_version(self) -> str:
+        """The engine's version (`docker version`'s Server.Version);
+        RuntimeUnavailable (one line) when it does not answer."""
+        import docker.errors
+
+        def version() -> str:
+            try:
+                return str(self.api.version().get("Version") or "?")
+            except (docker.errors.DockerException, OSError) as exc:
+                raise RuntimeUnavailable(
+                    f"the Docker engine does not answer ({explain(exc)})"
+                ) from None
+
+        return await self._run(version)
+
+    async def send_image(self, image: str, to: DockerEngine) -> bool:
+        """Make `image` of this engine exist, under the same name, in engine
+        `to` (another host's): `docker save | docker load` streamed through
+        both clients, skipped when `to` already holds that image id (the
+        cache). True when it was sent."""
+        import docker.errors
+
+        def image_id() -> str:
+            try:
+                return str(self.api.inspect_image(image)["Id"])
+            except docker.errors.NotFound:
+                raise RuntimeOperationError(f"no image {image} to send: build it first") from None
+
+        def holds(iid: str) -> bool:
+            try:
+                return image in (to.api.inspect_image(iid).get("RepoTags") or [])
+            except docker.errors.NotFound:
+                return False
+
+        def load() -> None:
+            to.api.load_image(self.api.get_image(image))
+
+        try:
+            iid = await self._run(image_id)
+            if await to._run(holds, iid):
+                return False
+            await to._run(load)
+            if not await to._run(holds, iid):
+                raise RuntimeOperationError(f"image {image} did not arrive intact")
+        except (docker.errors.DockerException, OSError) as exc:
+            raise RuntimeOperationError(f"sending image {image}: {explain(exc)}") from None
+        return True
 
     def _stop(self, name: str, timeout: int) -> str:
         """Stop one container; 'stopped', or 'missing' when there is none."""

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cftui import locks
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
+from cftui.runtime.base import KillReport
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra
+from cftui.runtime.docker.install import StackInstall
 from cftui.runtime.docker.kill import StackKill
 from cftui.runtime.docker.prepare import HostPreparation
 from cftui.runtime.docker.readiness import StackReadiness
@@ -41,27 +45,38 @@ from cftui.runtime.docker.spec import (
 )
 from cftui.runtime.docker.watch import StackWatch
 
+if TYPE_CHECKING:
+    from cftui.hosts.ssh import HostLink
+
 START_TIMEOUT_S = float(os.environ.get("CFTUI_START_TIMEOUT", "90"))
 STOP_TIMEOUT_S = 10
 PROXY_SERVICES = ("llm-proxy", "egress")
 
 
 class DockerRuntime(
-    HostPreparation, StackImages, StackInfra, StackReadiness, StackWatch, StackKill
+    HostPreparation, StackImages, StackInfra, StackInstall, StackReadiness, StackWatch, StackKill
 ):
     """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
 
     name = "docker"
     gateway_writes_host_tree = True  # code/ and state/ are bind mounts
 
-    def __init__(self, home: FleetHome, client: Any = None) -> None:
-        super().__init__(home, client)
+    def __init__(self, home: FleetHome, client: Any = None, link: HostLink | None = None) -> None:
+        super().__init__(home, client, link)
+        # Another host's bots write their tree there, not on this machine's
+        # disk images (cftui.botdisk leaves them alone).
+        self.gateway_writes_host_tree = link is None
         self._wave = None
         self._builds = {}
 
     def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
         """`docker exec` of `sh` in the service's container, as its user (the
         container's own: the SDK has no terminal to hand over, the CLI does)."""
+        if self.remote:
+            raise RuntimeUnavailable(
+                f"{bot.name} runs on host {bot.host}: `cftui shell` reaches this machine's "
+                "engine only yet (its logs do: `cftui logs`)"
+            )
         docker = shutil.which("docker")
         if docker is None:
             raise RuntimeUnavailable(
@@ -74,7 +89,17 @@ class DockerRuntime(
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         await self._bring_up(bot, progress)
 
+    def _here_only(self, bot: BotConfig, what: str) -> None:
+        """Refuse what needs the bot's files next to its engine on a remote
+        host: its tree, secrets and images are not placed there yet (#21)."""
+        if self.remote:
+            raise RuntimeOperationError(
+                f"{bot.name} runs on host {bot.host}: {what} a bot there is not built yet "
+                "(its status, logs, stop and kill work)"
+            )
+
     async def _bring_up(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> None:
+        self._here_only(bot, "starting")
         await self.check()
         task = f"start {bot.name}"
         progress(ProgressEvent(task, 0, 4, "images"))
@@ -106,6 +131,9 @@ class DockerRuntime(
             await asyncio.gather(*(self._run(self._start, bot, specs[s].name) for s in first))
             # The gateway starts once the egress proxy has exported its CA.
             await self._wait_ready(bot, PROXY_SERVICES, START_TIMEOUT_S)
+            # Through the egress proxy, so after it is ready and before the gateway.
+            done = await self._run(self._install_deps, bot, progress)
+            progress(ProgressEvent(task, 2, 4, done))
             progress(ProgressEvent(task, 3, 4, "gateway"))
             await self._run(self._start, bot, specs["gateway"].name)
             await self._wait_ready(bot, ("gateway", "front"), START_TIMEOUT_S)
@@ -162,6 +190,7 @@ class DockerRuntime(
         await self._run(self._stop, container_name(bot.name, "gateway"), STOP_TIMEOUT_S)
 
     async def start_gateway(self, bot: BotConfig) -> None:
+        self._here_only(bot, "restoring")
         locks.ensure_unlocked(self.home, bot.name)  # before the host is rewired
         name = container_name(bot.name, "gateway")
         if await self._run(self._inspect, name) is None:
@@ -179,6 +208,7 @@ class DockerRuntime(
         (SIGKILL reaches a frozen container)."""
         import docker.errors
 
+        self._here_only(bot, "a snapshot of")
         name = container_name(bot.name, "gateway")
         paused = False
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -194,8 +224,28 @@ class DockerRuntime(
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     await self._run(self.api.unpause, name)
 
+    async def kill(self, bot: BotConfig) -> KillReport:
+        """The kill (`StackKill.kill`); on another host, with the kill
+        marker written there at the same time (a failure to write it is in
+        the report, and holds nothing up)."""
+        if self._link is None:
+            return await super().kill(bot)
+        marker = self._link.host.kill_marker(bot.name)
+        stamp = json.dumps({"bot": bot.name, "killed_at": time.time()}).encode()
+        report, written = await asyncio.gather(
+            super().kill(bot), self._link.write_private(marker, stamp), return_exceptions=True
+        )
+        if isinstance(report, BaseException):
+            raise report
+        if isinstance(written, CftuiError):
+            report.errors.append(f"kill marker: {written}")
+        elif isinstance(written, BaseException):
+            raise written
+        return report
+
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
         """Remove the bot's containers, networks and volumes (`cftui delete`,
         tests). Files in the fleet home are not touched."""
+        self._here_only(bot, "deleting")
         await self._run(self._remove, bot.name)

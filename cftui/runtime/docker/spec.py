@@ -64,6 +64,7 @@ _HARDENING = {
     "security_opt": ["no-new-privileges:true"],
     "init": True,  # signals reach the service; SIGTERM stops are quick
 }
+HARDENING = _HARDENING  # every container of a stack's, the one-shot installer's too
 
 
 def container_name(bot: str, service: str) -> str:

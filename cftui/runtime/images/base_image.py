@@ -47,21 +47,50 @@ def ensure_base_image(client: Any, progress: Progress = no_progress) -> str:
 
 
 def _build_base(client: Any, root: Path, want: str, progress: Progress, task: str) -> None:
+    build_rootfs_image(
+        client,
+        root / "images" / "base" / "mkrootfs.sh",
+        BASE_IMAGE,
+        [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            'CMD ["python3"]',
+            f"LABEL {HASH_LABEL}={want} {SERVICE_LABEL}=base",
+        ],
+        want,
+        progress,
+        task,
+    )
+
+
+def build_rootfs_image(
+    client: Any,
+    script: Path,
+    image: str,
+    changes: list[str],
+    want: str,
+    progress: Progress,
+    task: str,
+) -> None:
+    """A Debian rootfs made by `script ROOTFS MIRROR` under debootstrap,
+    imported as `image` with Dockerfile `changes` (which must set
+    HASH_LABEL to `want`): every image of the project made from Debian
+    packages alone is made here."""
     import docker.errors
     import requests
 
+    root = script.parents[2]
     if os.geteuid() != 0:
         raise RuntimeOperationError(
-            f"building {BASE_IMAGE} needs root (debootstrap): run "
+            f"building {image} needs root (debootstrap): run "
             f"`sudo {root / 'scripts' / 'build-images.sh'}` once"
         )
     if shutil.which("debootstrap") is None:
         raise RuntimeOperationError(
-            f"building {BASE_IMAGE} needs debootstrap: apt-get install debootstrap"
+            f"building {image} needs debootstrap: apt-get install debootstrap"
         )
-    script = root / "images" / "base" / "mkrootfs.sh"
     mirror = os.environ.get("CLAWFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    work = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=cache_dir()))
+    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))
     rootfs = work / "rootfs"
     try:
         progress(ProgressEvent(task, 0, 2, f"debootstrap bookworm into {rootfs}"))
@@ -69,22 +98,16 @@ def _build_base(client: Any, root: Path, want: str, progress: Progress, task: st
             ["bash", str(script), str(rootfs), mirror],
             task=task,
             progress=progress,
-            what=f"building {BASE_IMAGE} (debootstrap)",
+            what=f"building {image} (debootstrap)",
         )
-        progress(ProgressEvent(task, 1, 2, f"docker import {BASE_IMAGE}"))
-        changes = [
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV LANG=C.UTF-8",
-            'CMD ["python3"]',
-            f"LABEL {HASH_LABEL}={want} {SERVICE_LABEL}=base",
-        ]
+        progress(ProgressEvent(task, 1, 2, f"docker import {image}"))
         tar = subprocess.Popen(
             ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", "-", "."],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         assert tar.stdout is not None
-        repo, tag = BASE_IMAGE.split(":")
+        repo, _, tag = image.partition(":")
         # The engine answers only once the import is done: minutes on a slow
         # disk, past the client's usual timeout (harmless for other callers
         # meanwhile: theirs only grows).
@@ -92,12 +115,16 @@ def _build_base(client: Any, root: Path, want: str, progress: Progress, task: st
         client.api.timeout = max(saved_timeout or 0, 1800)
         try:
             client.api.import_image(
-                src=tar.stdout, repository=repo, tag=tag, changes=changes, stream_src=True
+                src=tar.stdout,
+                repository=repo,
+                tag=tag or "latest",
+                changes=changes,
+                stream_src=True,
             )
         except (docker.errors.DockerException, requests.RequestException) as exc:
             tar.kill()
             raise RuntimeOperationError(
-                f"building {BASE_IMAGE} failed at docker import: {explain(exc)}"
+                f"building {image} failed at docker import: {explain(exc)}"
             ) from None
         finally:
             client.api.timeout = saved_timeout
@@ -106,11 +133,11 @@ def _build_base(client: Any, root: Path, want: str, progress: Progress, task: st
             tar.wait()
         if tar.returncode != 0:
             raise RuntimeOperationError(
-                f"building {BASE_IMAGE} failed at tar: {one_line(err) or tar.returncode}"
+                f"building {image} failed at tar: {one_line(err) or tar.returncode}"
             )
-        labels = image_labels(client, BASE_IMAGE)
+        labels = image_labels(client, image)
         if labels is None or labels.get(HASH_LABEL) != want:
-            raise RuntimeOperationError(f"building {BASE_IMAGE} failed: import produced no image")
-        progress(ProgressEvent(task, 2, 2, f"built {BASE_IMAGE}"))
+            raise RuntimeOperationError(f"building {image} failed: import produced no image")
+        progress(ProgressEvent(task, 2, 2, f"built {image}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,6 +23,10 @@ PROJECT_BASES = {
     "openclaw-base": "clawfactory/openclaw-base",
 }
 BASE_IMAGE = "clawfactory/base:bookworm"
+# Debian's nodejs and npm, for the one-shot install of a bot's declared
+# dependencies (cftui/runtime/docker/install.py): built from images/installer/
+# only when some bot declares dependencies, so a fleet without pays nothing.
+INSTALLER_IMAGE = "clawfactory/installer:latest"
 TAG = "latest"
 
 # One label set by the build (the classic builder turns each label into a

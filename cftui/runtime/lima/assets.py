@@ -60,6 +60,10 @@ def render_template(dest: Path) -> Path:
     return dest
 
 
+# The VM's virtualenvs and the extras each holds (lima/provision/vm-setup.sh).
+VM_ENVIRONMENTS = ("llm,fake", "egress")
+
+
 def _cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "clawfactory" / "lima-wheels"
@@ -100,7 +104,12 @@ async def wheelhouse(progress: Progress = no_progress) -> Path:
     deps = _cache_root() / f"deps-{deps_key}"
     if full and not (deps / ".complete").exists():
         progress(ProgressEvent("wheels", message="fetching the proxies' dependencies"))
-        await _pip_wheel(deps, f"{src}[llm,fake,egress]")
+        # One resolution per VM environment, as vm-setup.sh installs them:
+        # mitmproxy's pins (h11 0.14) and the LLM proxy's (genai-prices'
+        # httpx2 needs h11 0.16) cannot share one, and pip asked for both at
+        # once backtracks until "resolution-too-deep".
+        for extras in VM_ENVIRONMENTS:
+            await _pip_wheel(deps, f"{src}[{extras}]")
         for own in deps.glob("clawfactory_proxies-*.whl"):
             own.unlink()
         (deps / ".complete").touch()

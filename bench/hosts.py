@@ -1,0 +1,150 @@
+"""Benchmark of bots on several Docker hosts (issue 21), on real second
+engines in network namespaces reached over SSH (tests/hosts/testhost.py).
+
+Three hosts, ten stand-in bots on each (a gateway container named and
+labelled as the runtime names its own, made with the docker CLI on that
+engine: starting bots there is not built yet). Timed in the same run:
+
+- `status` of the 30 bots, warm: one `Runtimes` (one SSH link per host,
+  reused) asked ROUNDS times; against the baseline, a connection per
+  command (a fresh `Runtimes`, so three new SSH links, for every status);
+- the kill switch on 10 bots spread over 3 hosts; against 10 bots on one host.
+
+Ratios are printed beside the baselines. Needs root, `ip netns`, dockerd, sshd.
+
+    .venv/bin/python bench/hosts.py [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cftui import killswitch
+from cftui.botinit import init_bot
+from cftui.fleet import FleetHome
+from cftui.lifecycle import fleet_status
+from cftui.runtime import Runtimes
+from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
+from tests.hosts.testhost import TestHost
+
+IMAGE = "clawfactory/base:bookworm"
+DEMO = str(Path(__file__).resolve().parents[1] / "cftui/templates/demo-agent")
+
+
+def docker(host: TestHost, *args: str) -> str:
+    env = dict(os.environ, DOCKER_HOST=host.docker_host)
+    return subprocess.run(
+        ["docker", *args], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def stand_in(host: TestHost, bot: str) -> None:
+    name = container_name(bot, "gateway")
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True,
+                   env=dict(os.environ, DOCKER_HOST=host.docker_host))  # fmt: skip
+    docker(host, "run", "-d", "--name", name, "--label", f"{LABEL_BOT}={bot}",
+           "--label", f"{LABEL_SERVICE}=gateway", IMAGE, "sleep", "600")  # fmt: skip
+
+
+async def timed_status(home: FleetHome, rounds: int, warm: bool) -> float:
+    bots = list(home.bots().values())
+    shared = Runtimes(home) if warm else None
+    try:
+        if shared is not None:
+            await fleet_status(home, bots, shared)  # the links open once, untimed
+        start = time.perf_counter()
+        for _ in range(rounds):
+            runtimes = shared or Runtimes(home)
+            statuses, errors = await fleet_status(home, bots, runtimes)
+            assert not errors, errors
+            assert all(s.state != "unknown" for s in statuses.values())
+            if shared is None:
+                await runtimes.aclose()
+        return (time.perf_counter() - start) / rounds
+    finally:
+        if shared is not None:
+            await shared.aclose()
+
+
+def timed_kill(home: FleetHome, names: list[str]) -> float:
+    async def go() -> float:
+        runtimes = Runtimes(home)
+        try:
+            await fleet_status(home, [home.bot(n) for n in names], runtimes)  # links warm
+            start = time.perf_counter()
+            result = await killswitch.kill(home, [home.bot(n) for n in names], runtimes)
+            seconds = time.perf_counter() - start
+            assert result.ok, [r.errors for r in result.reports]
+            return seconds
+        finally:
+            await runtimes.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        killswitch.unlock(home, names)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    operator = Path(tempfile.mkdtemp(prefix="cf-bench-hosts-"))
+    ssh = operator / ".ssh"
+    ssh.mkdir(mode=0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh / "id_ed25519")],
+                   check=True)  # fmt: skip
+    os.environ["HOME"] = str(operator)
+    os.environ.pop("SSH_AUTH_SOCK", None)
+    hosts = [TestHost(f"cfh21c{i}", 8 + i, Path(f"/tmp/cf-host-bench{i}")) for i in range(3)]
+    try:
+        known = []
+        for h in hosts:
+            h.close()
+            h.build((ssh / "id_ed25519.pub").read_text())
+            known.append(h.known_hosts_line())
+            subprocess.run(f"docker save {IMAGE} | DOCKER_HOST={h.docker_host} docker load",
+                           shell=True, check=True, capture_output=True)  # fmt: skip
+        (ssh / "known_hosts").write_text("\n".join(known) + "\n")
+        home = FleetHome(operator / "fleet")
+        home.root.mkdir()
+        home.fleet_toml.write_text("".join(
+            f'[hosts.h{i}]\nurl = "{h.url()}"\ndocker_socket = "{h.docker_sock}"\n'
+            f'root = "{h.root}/cf"\n' for i, h in enumerate(hosts)))  # fmt: skip
+        for i, h in enumerate(hosts):
+            for j in range(10):
+                init_bot(home, f"b{i}-{j}", code=DEMO, host=f"h{i}")
+                stand_in(h, f"b{i}-{j}")
+        cold = asyncio.run(timed_status(home, args.rounds, warm=False))
+        warm = asyncio.run(timed_status(home, args.rounds, warm=True))
+        print(f"status of 30 bots on 3 hosts, {args.rounds} rounds")
+        print(f"  baseline, a connection per command: {cold * 1000:8.1f} ms")
+        print(f"  warm, one link per host reused:     {warm * 1000:8.1f} ms"
+              f"  ({warm / cold:.2f}x the baseline)")  # fmt: skip
+
+        spread = [f"b{i}-{j}" for i in range(3) for j in range(4)][:10]
+        one = [f"b0-{j}" for j in range(10)]
+        t_spread = timed_kill(home, spread)
+        for name in spread:
+            stand_in(hosts[int(name[1])], name)
+        t_one = timed_kill(home, one)
+        print("kill switch")
+        print(f"  baseline, 10 bots on one host:      {t_one * 1000:8.1f} ms")
+        print(f"  10 bots over 3 hosts:               {t_spread * 1000:8.1f} ms"
+              f"  ({t_spread / t_one:.2f}x the baseline)")  # fmt: skip
+    finally:
+        for h in hosts:
+            h.close()
+        subprocess.run(["rm", "-rf", str(operator)], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""One SSH connection per remote host, reused by every caller, and the
+host's Docker Engine socket forwarded through it to a local socket.
+
+The connection is the operator's own: their keys (`~/.ssh/id_*`, the agent),
+their `~/.ssh/config` and their `~/.ssh/known_hosts`, all as asyncssh reads
+them by default. Host-key checking is never turned off: a host whose key is
+not known is unreachable, with a line saying how to add it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import asyncssh
+
+from cftui.errors import RuntimeUnavailable
+from cftui.hosts.config import HostConfig
+
+CONNECT_TIMEOUT_S = 10.0
+# After a failed connect, calls fail at once with the same reason for this
+# long, so a kill or a status of ten bots on a down host waits once, not ten times.
+RETRY_AFTER_S = 3.0
+
+
+def _reason(exc: BaseException) -> str:
+    """An SSH failure as a short phrase, without a traceback."""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return "its host key is not in ~/.ssh/known_hosts (add it with ssh-keyscan or one `ssh` by hand)"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "SSH refused the operator's keys (check ~/.ssh and the host's authorized_keys)"
+    if isinstance(exc, asyncssh.ConnectionLost):
+        return "the connection was lost (no route to it, or it dropped the link)"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class HostLink:
+    """The one SSH connection to one host, opened on first use and reopened
+    after it drops, and the local end of its forwarded engine socket."""
+
+    def __init__(self, host: HostConfig) -> None:
+        if host.is_local:
+            raise ValueError("the local host needs no SSH link")
+        self.host = host
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._sock_dir: Path | None = None  # kept across reconnects: clients keep its path
+        self._forward: asyncssh.SSHListener | None = None
+        self.connects = 0  # connections opened (tests and benchmarks check reuse)
+        self._failed: tuple[float, RuntimeUnavailable] | None = None
+
+    @property
+    def is_up(self) -> bool:
+        """Whether the connection and its engine forward are open now."""
+        return self._conn is not None and not self._conn.is_closed() and self._forward is not None
+
+    def _down(self, why: BaseException | str) -> RuntimeUnavailable:
+        text = why if isinstance(why, str) else _reason(why)
+        return RuntimeUnavailable(f"host {self.host.name} ({self.host.url}) is unreachable: {text}")
+
+    async def connection(self, timeout: float = CONNECT_TIMEOUT_S) -> asyncssh.SSHClientConnection:
+        """The open connection; RuntimeUnavailable (one line) within `timeout`."""
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            await self._drop_forward()
+            if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
+                raise RuntimeUnavailable(str(self._failed[1]))
+            try:
+                self._conn = await asyncio.wait_for(
+                    asyncssh.connect(
+                        self.host.address,
+                        port=self.host.port,
+                        username=self.host.user,
+                        keepalive_interval=15,
+                        keepalive_count_max=3,
+                        login_timeout=timeout,
+                    ),
+                    timeout,
+                )
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                error = self._down(exc)
+                self._failed = (time.monotonic(), error)
+                raise error from None
+            self._failed = None
+            self.connects += 1
+            return self._conn
+
+    async def engine_socket(self, timeout: float = CONNECT_TIMEOUT_S) -> Path:
+        """A local socket that speaks to the host's engine (`docker_socket`),
+        forwarded over the connection, at one path for the link's life (in a
+        0700 directory of its own), so a client made on it survives a reconnect."""
+        conn = await self.connection(timeout)
+        async with self._lock:
+            if self._sock_dir is None:
+                self._sock_dir = Path(tempfile.mkdtemp(prefix=f"cf-host-{self.host.name}-"))
+            local = self._sock_dir / "docker.sock"
+            if self._forward is not None:
+                return local
+            local.unlink(missing_ok=True)
+            try:
+                self._forward = await asyncio.wait_for(
+                    conn.forward_local_path(str(local), self.host.docker_socket), timeout
+                )
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                await self._drop_forward()
+                raise self._down(exc) from None
+            return local
+
+    async def write_private(
+        self, path: str, data: bytes, timeout: float = CONNECT_TIMEOUT_S
+    ) -> None:
+        """Write a file on the host over SFTP, 0600 in 0700 directories made
+        as needed (written under a temporary name, then renamed in place)."""
+        conn = await self.connection(timeout)
+        parent = path.rsplit("/", 1)[0] or "/"
+        part = f"{path}.part"
+        try:
+            async with asyncio.timeout(timeout), conn.start_sftp_client() as sftp:
+                await sftp.makedirs(
+                    parent, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True
+                )
+                await sftp.chmod(parent, 0o700)
+                async with sftp.open(part, "wb", attrs=asyncssh.SFTPAttrs(permissions=0o600)) as f:
+                    await f.write(data)
+                await sftp.chmod(part, 0o600)
+                await sftp.posix_rename(part, path)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise RuntimeUnavailable(
+                f"host {self.host.name}: cannot write {path}: {_reason(exc)}"
+            ) from None
+
+    async def _drop_forward(self) -> None:
+        forward, self._forward = self._forward, None
+        if forward is not None:
+            forward.close()
+
+    async def aclose(self) -> None:
+        await self._drop_forward()
+        sock_dir, self._sock_dir = self._sock_dir, None
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
