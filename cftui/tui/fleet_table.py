@@ -45,6 +45,43 @@ COLUMNS = (
     *COST_COLUMNS,
 )
 
+# Which columns stay when the terminal is narrow, most important first: a
+# column shows only if every one before it here does, so what is left out is
+# always the least telling (the services' own states, then the runtime).
+PRIORITY = (
+    "bot",
+    "state",
+    "uptime",
+    "locked",
+    "calls",
+    "tokens",
+    *(key for key, _label, _width in COST_COLUMNS),
+    "proposals",
+    "capture",
+    "gateway",
+    "llm-proxy",
+    "egress",
+    "front",
+    "runtime",
+)
+
+CELL_PADDING = 1  # DataTable's default, on each side of a cell
+
+
+def columns_for(width: int) -> list[str]:
+    """The keys of the columns that fit in `width` cells, in display order:
+    the longest prefix of PRIORITY that fits (the bot's name always)."""
+    widths = {key: w + 2 * CELL_PADDING for key, _label, w in COLUMNS}
+    chosen: set[str] = set()
+    used = 0
+    for key in PRIORITY:
+        used += widths[key]
+        if used > width and chosen:
+            break
+        chosen.add(key)
+    return [key for key, _label, _width in COLUMNS if key in chosen]
+
+
 # A service's state in eight cells.
 SERVICE_WORDS = {
     "running": "● up",
@@ -102,10 +139,33 @@ class FleetTable(DataTable):
         # The cells as last drawn: a diff against cells rebuilt from the old
         # row would read the clock now, and the uptime would never move.
         self._shown: dict[str, dict[str, Text | str]] = {}
+        self.shown_columns: list[str] = []  # the keys of the columns on screen
 
     def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+        self._fit_columns()
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Show the columns the width holds (by PRIORITY); the rest are named
+        in the tooltip. A change rebuilds the table, keeping the cursor."""
+        width = self.scrollable_content_region.width or self.app.size.width
+        visible = columns_for(width)
+        if visible == self.shown_columns:
+            return
+        selected = self.selected_bot
+        self.shown_columns = visible
+        self.clear(columns=True)
+        for key, label, w in COLUMNS:
+            if key in visible:
+                self.add_column(label, key=key, width=w)
+        for name, cells in self._shown.items():
+            self.add_row(*(cells[k] for k in visible), key=name)
+        hidden = [label for key, label, _w in COLUMNS if key not in visible]
+        self.tooltip = f"Hidden at this width: {', '.join(hidden)}" if hidden else None
+        if selected:
+            self.select_bot(selected)
 
     def _styled(self, text: str, tone: str) -> Text:
         return Text(text, style=self.get_component_rich_style(f"fleet--{tone}"), no_wrap=True)
@@ -178,11 +238,11 @@ class FleetTable(DataTable):
                 name = row.config.name
                 cells = self._cells(row)
                 if name not in self._rows:
-                    self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=name)
+                    self.add_row(*(cells[k] for k in self.shown_columns), key=name)
                 else:
                     old = self._shown[name]
-                    for key, value in cells.items():
-                        if value != old[key]:
+                    for key in self.shown_columns:
+                        if (value := cells[key]) != old[key]:
                             self.update_cell(name, key, value)
                 self._rows[name] = row
                 self._shown[name] = cells
@@ -193,8 +253,8 @@ class FleetTable(DataTable):
         with self.app.batch_update():
             for row in rows:
                 cells = self._shown[row.config.name] = self._cells(row)
-                for key, value in cells.items():
-                    self.update_cell(row.config.name, key, value)
+                for key in self.shown_columns:
+                    self.update_cell(row.config.name, key, cells[key])
 
     @property
     def selected_bot(self) -> str | None:
