@@ -68,10 +68,16 @@ PRIORITY = (
 CELL_PADDING = 1  # DataTable's default, on each side of a cell
 
 
-def columns_for(width: int) -> list[str]:
+SORT_MARK = " ▾"  # after the label of the column the rows are sorted by
+
+
+def columns_for(width: int, sorted_by: str | None = None) -> list[str]:
     """The keys of the columns that fit in `width` cells, in display order:
-    the longest prefix of PRIORITY that fits (the bot's name always)."""
+    the longest prefix of PRIORITY that fits (the bot's name always). The
+    column sorted by is wider by its mark."""
     widths = {key: w + 2 * CELL_PADDING for key, _label, w in COLUMNS}
+    if sorted_by in widths:
+        widths[sorted_by] += len(SORT_MARK)
     chosen: set[str] = set()
     used = 0
     for key in PRIORITY:
@@ -108,6 +114,43 @@ class FleetRow:
     operation: str | None = None  # an operation in flight ("start"): the state says so at once
 
 
+def sort_value(row: FleetRow, column: str, now: datetime) -> tuple:
+    """What the rows are ordered by for `column`: names and states A to Z,
+    counts, money and uptime largest first, the budget left smallest first
+    (the bot closest to its limit on top); unknown values last."""
+    st, totals, month = row.status, row.totals, row.month
+    missing = float("inf")
+    if column == "bot":
+        value: object = row.config.name
+    elif column == "runtime":
+        value = row.config.runtime
+    elif column == "state":
+        value = "locked" if row.locked else (st.state if st else "~")
+    elif column in SERVICES:
+        svc = st.services.get(column) if st else None
+        value = svc.state if svc else "~"
+    elif column == "uptime":
+        gw = st.services.get("gateway") if st else None
+        up = gw.uptime_seconds(now) if gw else None
+        value = -up if up is not None else missing
+    elif column in ("calls", "tokens"):
+        value = -getattr(totals, column) if totals else missing
+    elif column == "proposals":
+        value = -row.proposals if row.proposals is not None else missing
+    elif column == "capture":
+        value = not row.config.capture
+    elif column == "locked":
+        value = not row.locked
+    elif column in ("cost_today", "cost_month"):
+        t = totals if column == "cost_today" else month
+        value = -t.cost_usd if t and t.calls else missing
+    else:  # budget_left
+        cfg = row.config
+        left = budget_left(cfg.daily_usd_budget, cfg.monthly_usd_budget, totals, month)
+        value = left if left is not None else missing
+    return (value, row.config.name)
+
+
 def spend_text(totals: Totals | None) -> str:
     """A spend cell: `$1.23`, `$1.23+` (and unpriced calls), `?` (calls,
     none priced), `-` (no calls, or not counted yet)."""
@@ -140,6 +183,7 @@ class FleetTable(DataTable):
         # row would read the clock now, and the uptime would never move.
         self._shown: dict[str, dict[str, Text | str]] = {}
         self.shown_columns: list[str] = []  # the keys of the columns on screen
+        self.sort_column: str | None = None  # None: the order of fleet.toml
 
     def on_mount(self) -> None:
         self._fit_columns()
@@ -147,23 +191,52 @@ class FleetTable(DataTable):
     def on_resize(self) -> None:
         self._fit_columns()
 
-    def _fit_columns(self) -> None:
+    def _fit_columns(self, force: bool = False) -> None:
         """Show the columns the width holds (by PRIORITY); the rest are named
         in the tooltip. A change rebuilds the table, keeping the cursor."""
         width = self.scrollable_content_region.width or self.app.size.width
-        visible = columns_for(width)
-        if visible == self.shown_columns:
+        visible = columns_for(width, self.sort_column)
+        if visible == self.shown_columns and not force:
             return
         selected = self.selected_bot
         self.shown_columns = visible
         self.clear(columns=True)
         for key, label, w in COLUMNS:
-            if key in visible:
+            if key == self.sort_column:
+                self.add_column(label + SORT_MARK, key=key, width=w + len(SORT_MARK))
+            elif key in visible:
                 self.add_column(label, key=key, width=w)
         for name, cells in self._shown.items():
             self.add_row(*(cells[k] for k in visible), key=name)
         hidden = [label for key, label, _w in COLUMNS if key not in visible]
         self.tooltip = f"Hidden at this width: {', '.join(hidden)}" if hidden else None
+        self._sort()
+        if selected:
+            self.select_bot(selected)
+
+    def cycle_sort(self) -> str | None:
+        """Sort by the next shown column (after the last: fleet.toml's order
+        again); the column now sorted by, marked in the header."""
+        order: list[str | None] = [None, *self.shown_columns]
+        at = order.index(self.sort_column) if self.sort_column in order else 0
+        self.sort_column = order[(at + 1) % len(order)]
+        self._fit_columns(force=True)
+        return self.sort_column
+
+    def _sort(self) -> None:
+        """Order the rows by the sort column (or as fleet.toml lists them)."""
+        if not self._rows:
+            return
+        selected = self.selected_bot
+        now = self.clock()
+        names = list(self._rows)
+        column = self.sort_column if self.sort_column in self.shown_columns else None
+
+        def key(cell: object) -> tuple:
+            row = self._rows[str(cell)]
+            return sort_value(row, column, now) if column else (names.index(row.config.name),)
+
+        self.sort("bot", key=key)
         if selected:
             self.select_bot(selected)
 
@@ -246,6 +319,7 @@ class FleetTable(DataTable):
                             self.update_cell(name, key, value)
                 self._rows[name] = row
                 self._shown[name] = cells
+            self._sort()
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""

@@ -63,3 +63,47 @@ async def test_at_160_columns_every_column_shows_in_order(make) -> None:
         assert table.shown_columns == [k for k, _l, _w in COLUMNS]
         assert _labels(table) == [label for _k, label, _w in COLUMNS]
         assert str(table.get_cell("alpha", "calls")) == "40"
+
+
+def _order(table: FleetTable) -> list[str]:
+    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+
+
+async def test_o_cycles_the_sort_column_shown_in_the_header(tmp_path) -> None:
+    """Sort by column (issue #22, for k9s users): `o` moves the sort to the
+    next shown column, marked ▾ in the header; the cursor stays on its bot;
+    after the last column, fleet.toml's order again."""
+    from tests.tui.scene import scene_app
+
+    app, _home, _rt = scene_app(tmp_path / "fleet")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_until(pilot, lambda: len(app.statuses) == 4 and len(app.totals) == 4)
+        table = app.screen.query_one(FleetTable)
+        await wait_until(pilot, lambda: table.row_count == 4)
+        assert _order(table) == ["scout", "scribe", "sentinel", "tinker"]
+        await pilot.press("o")  # Bot: A to Z
+        assert table.sort_column == "bot" and "Bot ▾" in _labels(table)
+        await pilot.press("o", "o")  # Runtime, then State: A to Z
+        assert table.sort_column == "state"
+        assert "State ▾" in _labels(table) and "Bot ▾" not in _labels(table)
+        # absent < running < unhealthy; scout and scribe by name
+        assert _order(table) == ["tinker", "scout", "scribe", "sentinel"]
+        while table.sort_column != "calls":
+            await pilot.press("o")
+        assert "Calls ▾" in _labels(table)
+        assert _order(table) == ["scout", "scribe", "sentinel", "tinker"]  # most first
+        table.move_cursor(row=2)  # sentinel
+        while table.sort_column != "budget_left":
+            await pilot.press("o")
+        # the budget left, smallest first: scribe spent, scout $1.47, none last
+        assert _order(table)[:2] == ["scribe", "scout"]
+        assert table.selected_bot == "sentinel"  # the cursor followed its bot
+        # new figures keep the order up to date
+        app.fleet_signal.publish(None)
+        await pilot.pause()
+        assert _order(table)[:2] == ["scribe", "scout"]
+        await pilot.press("o")  # past the last column: fleet.toml's order
+        assert table.sort_column is None
+        assert not any("▾" in label for label in _labels(table))
+        assert _order(table) == ["scout", "scribe", "sentinel", "tinker"]
+        assert table.selected_bot == "sentinel"
