@@ -7,7 +7,11 @@ a container of its own on the `cf-demo` network. The Docker runtime attaches
 each bot's LLM proxy to that network (it is named as an upstream), so real
 LLM-proxy traffic flows; the demo agent's direct probe is aimed at the same
 container's address, which its gateway, on an internal network, cannot
-reach: containment shown with no byte leaving the machine.
+reach: containment shown with no byte leaving the machine. Through its
+egress proxy the agent fetches the fake provider's health page now and then
+(allowlisted: `cf-fake-llm` and its address, the egress being attached to
+`cf-demo` for it) and an unlisted host (refused): the capture, the refusals
+and the egress proposals have something to show.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ FAKE_LLM_PORT = 8080
 DEMO_NETWORK = "cf-demo"
 DEMO_LABEL = "io.clawfactory.demo"
 PLACEHOLDER_KEY = "demo-placeholder-not-a-key"
+# What the demo agent fetches through its egress proxy: one listed, one not.
+DEMO_ALLOWED_URL = f"http://{FAKE_LLM}:{FAKE_LLM_PORT}/health"
+DEMO_UNLISTED_URL = "http://unlisted.demo.example/fetch"
 _READY_TIMEOUT_S = 60.0
 
 
@@ -129,8 +136,37 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def ensure_demo_bots(home: FleetHome, probe_url: str, names: Sequence[str] = DEMO_BOTS) -> list:
-    """The demo bots, made on first use; their probe aimed at `probe_url`."""
+def demo_allowlist(current: Sequence[str], fake_llm_ip: str) -> list[str]:
+    """The bot's allowlist with the fake provider's name and address (the
+    egress reaches a name only at a public or listed address); an address
+    the provider had before is dropped, the operator's own entries kept."""
+    ours = f":{FAKE_LLM_PORT}"
+    kept = [
+        e
+        for e in current
+        if not (e.endswith(ours) and (e.startswith(FAKE_LLM) or _is_ip(e[: -len(ours)])))
+    ]
+    return [*kept, f"{FAKE_LLM}{ours}", f"{fake_llm_ip}{ours}"]
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def ensure_demo_bots(
+    home: FleetHome,
+    probe_url: str,
+    names: Sequence[str] = DEMO_BOTS,
+    fake_llm_ip: str | None = None,
+) -> list:
+    """The demo bots, made on first use; their probe aimed at `probe_url`,
+    their egress allowlist holding the fake provider (`fake_llm_ip`, when given)."""
     upstream = f"http://{FAKE_LLM}:{FAKE_LLM_PORT}"
     existing = home.bots() if home.exists() else {}
     bots = []
@@ -156,7 +192,18 @@ def ensure_demo_bots(home: FleetHome, probe_url: str, names: Sequence[str] = DEM
         _set_env_lines(
             home.providers_env(name), dict.fromkeys(keys, PLACEHOLDER_KEY), only_empty=True
         )
-        _set_env_lines(home.gateway_env(name), {"CF_DEMO_PROBE_URL": probe_url})
+        _set_env_lines(
+            home.gateway_env(name),
+            {
+                "CF_DEMO_PROBE_URL": probe_url,
+                "CF_DEMO_ALLOWED_URL": DEMO_ALLOWED_URL,
+                "CF_DEMO_UNLISTED_URL": DEMO_UNLISTED_URL,
+            },
+        )
+        if fake_llm_ip:
+            allow = demo_allowlist(home.bot(name).egress_allow, fake_llm_ip)
+            if allow != list(home.bot(name).egress_allow):
+                home.update_bot(name, egress_allow=allow)
         bots.append(home.bot(name))
     return bots
 
@@ -177,7 +224,7 @@ async def start_demo(
         if isinstance(exc, RuntimeOperationError):
             raise
         raise RuntimeOperationError(f"cannot start {FAKE_LLM}: {exc}") from None
-    bots = ensure_demo_bots(home, f"http://{ip}:{FAKE_LLM_PORT}/health")
+    bots = ensure_demo_bots(home, f"http://{ip}:{FAKE_LLM_PORT}/health", fake_llm_ip=ip)
     progress(ProgressEvent("demo", 1, 2, "starting " + ", ".join(b.name for b in bots)))
     await asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
     progress(ProgressEvent("demo", 2, 2, "demo fleet up"))

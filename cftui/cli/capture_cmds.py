@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,12 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bot")
 
     p = add_command(
-        sub, "decrypt", "the decrypted MITM capture log (nothing is written to disk)", cmd_decrypt
+        sub,
+        "decrypt",
+        "the decrypted MITM capture log, newest last (nothing is written to disk)",
+        cmd_decrypt,
     )
     p.add_argument("bot")
     p.add_argument("--json", action="store_true", help="one JSON record a line, in full")
-    p.add_argument("--oldest-first", action="store_true", help="default: newest first")
-    p.add_argument("--limit", "-n", type=int, default=None, metavar="N", help="at most N flows")
+    p.add_argument(
+        "--newest-first", action="store_true", help="default: newest last, as `cftui traffic`"
+    )
+    # The old default's opposite, kept so that scripts still run: a no-op now.
+    p.add_argument("--oldest-first", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--limit", "-n", type=int, default=None, metavar="N", help="only the newest N flows"
+    )
     p.add_argument(
         "--identity",
         metavar="FILE",
@@ -113,13 +123,19 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     reader = CaptureReader(
         home, args.bot, identity_path=Path(args.identity) if args.identity else None
     )
+    if args.oldest_first and args.newest_first:
+        raise UsageError("--oldest-first and --newest-first: choose one")
     out = sys.stdout
     shown = 0
-    # Everything: a full scan, in worker processes when the log is big; a few: here, lazily.
-    workers = None if args.limit is None else 1
-    for entry in reader.iter_entries(newest_first=not args.oldest_first, workers=workers):
-        if args.limit is not None and shown >= args.limit:
-            break
+    # Everything: a full scan, in worker processes when the log is big, in the
+    # order asked. The newest N: read here, lazily, from the end, then put in
+    # that order (newest last unless told otherwise), as `traffic --tail` does.
+    if args.limit is None:
+        entries = reader.iter_entries(newest_first=args.newest_first, workers=None)
+    else:
+        newest = list(islice(reader.iter_entries(newest_first=True, workers=1), args.limit))
+        entries = iter(newest if args.newest_first else newest[::-1])
+    for entry in entries:
         if args.json:
             out.write(inert_json_text(orjson.dumps(entry.record).decode()) + "\n")
         else:

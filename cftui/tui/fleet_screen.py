@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from cftui.inert import inert
 from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
-from cftui.tui.fleet_table import FleetRow, FleetTable
+from cftui.tui.fleet_table import COLUMNS, FleetRow, FleetTable
 from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
@@ -34,6 +34,16 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
         Binding("enter", "open('overview')", "Open", id="fleet.open", tooltip="Open the bot"),
         Binding("t", "open('traffic')", "Traffic", id="fleet.traffic", tooltip="Bot's traffic"),
         Binding("l", "open('logs')", "Logs", id="fleet.logs", tooltip="Bot's service logs"),
+        # Not in the footer (it would push ^k KILL ALL off at 120 columns):
+        # in the help screen and the command palette.
+        Binding(
+            "o",
+            "cycle_sort",
+            "Sort",
+            show=False,
+            id="fleet.sort",
+            tooltip="Sort by the next column (marked ▾)",
+        ),
         *BOT_BINDINGS,
         *NAV_BINDINGS,
     ]
@@ -83,6 +93,11 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
 
     def current_bot(self) -> str | None:
         return self.table.selected_bot
+
+    def action_cycle_sort(self) -> None:
+        column = self.table.cycle_sort()
+        labels = {key: label for key, label, _w in COLUMNS}
+        self.notify(f"sorted by {labels[column]}" if column else "in fleet.toml's order")
 
     def action_open(self, tab: str) -> None:
         bot = self.current_bot()

@@ -45,6 +45,49 @@ COLUMNS = (
     *COST_COLUMNS,
 )
 
+# Which columns stay when the terminal is narrow, most important first: a
+# column shows only if every one before it here does, so what is left out is
+# always the least telling (the services' own states, then the runtime).
+PRIORITY = (
+    "bot",
+    "state",
+    "uptime",
+    "locked",
+    "calls",
+    "tokens",
+    *(key for key, _label, _width in COST_COLUMNS),
+    "proposals",
+    "capture",
+    "gateway",
+    "llm-proxy",
+    "egress",
+    "front",
+    "runtime",
+)
+
+CELL_PADDING = 1  # DataTable's default, on each side of a cell
+
+
+SORT_MARK = " ▾"  # after the label of the column the rows are sorted by
+
+
+def columns_for(width: int, sorted_by: str | None = None) -> list[str]:
+    """The keys of the columns that fit in `width` cells, in display order:
+    the longest prefix of PRIORITY that fits (the bot's name always). The
+    column sorted by is wider by its mark."""
+    widths = {key: w + 2 * CELL_PADDING for key, _label, w in COLUMNS}
+    if sorted_by in widths:
+        widths[sorted_by] += len(SORT_MARK)
+    chosen: set[str] = set()
+    used = 0
+    for key in PRIORITY:
+        used += widths[key]
+        if used > width and chosen:
+            break
+        chosen.add(key)
+    return [key for key, _label, _width in COLUMNS if key in chosen]
+
+
 # A service's state in eight cells.
 SERVICE_WORDS = {
     "running": "● up",
@@ -69,6 +112,43 @@ class FleetRow:
     proposals: int | None = None  # None: no proposals tree (yet)
     month: Totals | None = None  # this calendar month's calls, tokens and cost
     operation: str | None = None  # an operation in flight ("start"): the state says so at once
+
+
+def sort_value(row: FleetRow, column: str, now: datetime) -> tuple:
+    """What the rows are ordered by for `column`: names and states A to Z,
+    counts, money and uptime largest first, the budget left smallest first
+    (the bot closest to its limit on top); unknown values last."""
+    st, totals, month = row.status, row.totals, row.month
+    missing = float("inf")
+    if column == "bot":
+        value: object = row.config.name
+    elif column == "runtime":
+        value = row.config.runtime
+    elif column == "state":
+        value = "locked" if row.locked else (st.state if st else "~")
+    elif column in SERVICES:
+        svc = st.services.get(column) if st else None
+        value = svc.state if svc else "~"
+    elif column == "uptime":
+        gw = st.services.get("gateway") if st else None
+        up = gw.uptime_seconds(now) if gw else None
+        value = -up if up is not None else missing
+    elif column in ("calls", "tokens"):
+        value = -getattr(totals, column) if totals else missing
+    elif column == "proposals":
+        value = -row.proposals if row.proposals is not None else missing
+    elif column == "capture":
+        value = not row.config.capture
+    elif column == "locked":
+        value = not row.locked
+    elif column in ("cost_today", "cost_month"):
+        t = totals if column == "cost_today" else month
+        value = -t.cost_usd if t and t.calls else missing
+    else:  # budget_left
+        cfg = row.config
+        left = budget_left(cfg.daily_usd_budget, cfg.monthly_usd_budget, totals, month)
+        value = left if left is not None else missing
+    return (value, row.config.name)
 
 
 def spend_text(totals: Totals | None) -> str:
@@ -102,10 +182,63 @@ class FleetTable(DataTable):
         # The cells as last drawn: a diff against cells rebuilt from the old
         # row would read the clock now, and the uptime would never move.
         self._shown: dict[str, dict[str, Text | str]] = {}
+        self.shown_columns: list[str] = []  # the keys of the columns on screen
+        self.sort_column: str | None = None  # None: the order of fleet.toml
 
     def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+        self._fit_columns()
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self, force: bool = False) -> None:
+        """Show the columns the width holds (by PRIORITY); the rest are named
+        in the tooltip. A change rebuilds the table, keeping the cursor."""
+        width = self.scrollable_content_region.width or self.app.size.width
+        visible = columns_for(width, self.sort_column)
+        if visible == self.shown_columns and not force:
+            return
+        selected = self.selected_bot
+        self.shown_columns = visible
+        self.clear(columns=True)
+        for key, label, w in COLUMNS:
+            if key == self.sort_column:
+                self.add_column(label + SORT_MARK, key=key, width=w + len(SORT_MARK))
+            elif key in visible:
+                self.add_column(label, key=key, width=w)
+        for name, cells in self._shown.items():
+            self.add_row(*(cells[k] for k in visible), key=name)
+        hidden = [label for key, label, _w in COLUMNS if key not in visible]
+        self.tooltip = f"Hidden at this width: {', '.join(hidden)}" if hidden else None
+        self._sort()
+        if selected:
+            self.select_bot(selected)
+
+    def cycle_sort(self) -> str | None:
+        """Sort by the next shown column (after the last: fleet.toml's order
+        again); the column now sorted by, marked in the header."""
+        order: list[str | None] = [None, *self.shown_columns]
+        at = order.index(self.sort_column) if self.sort_column in order else 0
+        self.sort_column = order[(at + 1) % len(order)]
+        self._fit_columns(force=True)
+        return self.sort_column
+
+    def _sort(self) -> None:
+        """Order the rows by the sort column (or as fleet.toml lists them)."""
+        if not self._rows:
+            return
+        selected = self.selected_bot
+        now = self.clock()
+        names = list(self._rows)
+        column = self.sort_column if self.sort_column in self.shown_columns else None
+
+        def key(cell: object) -> tuple:
+            row = self._rows[str(cell)]
+            return sort_value(row, column, now) if column else (names.index(row.config.name),)
+
+        self.sort("bot", key=key)
+        if selected:
+            self.select_bot(selected)
 
     def _styled(self, text: str, tone: str) -> Text:
         return Text(text, style=self.get_component_rich_style(f"fleet--{tone}"), no_wrap=True)
@@ -178,14 +311,15 @@ class FleetTable(DataTable):
                 name = row.config.name
                 cells = self._cells(row)
                 if name not in self._rows:
-                    self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=name)
+                    self.add_row(*(cells[k] for k in self.shown_columns), key=name)
                 else:
                     old = self._shown[name]
-                    for key, value in cells.items():
-                        if value != old[key]:
+                    for key in self.shown_columns:
+                        if (value := cells[key]) != old[key]:
                             self.update_cell(name, key, value)
                 self._rows[name] = row
                 self._shown[name] = cells
+            self._sort()
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""
@@ -193,8 +327,8 @@ class FleetTable(DataTable):
         with self.app.batch_update():
             for row in rows:
                 cells = self._shown[row.config.name] = self._cells(row)
-                for key, value in cells.items():
-                    self.update_cell(row.config.name, key, value)
+                for key in self.shown_columns:
+                    self.update_cell(row.config.name, key, cells[key])
 
     @property
     def selected_bot(self) -> str | None:

@@ -123,3 +123,29 @@ def test_nothing_decrypted_is_written_to_disk(home, rbot, tmp_path, cli):
             assert b"PLAINTEXT-MARKER" not in (Path(dirpath) / n).read_bytes()
     after = {p: p.stat().st_mtime_ns for p in home.root.rglob("*") if p.is_file()}
     assert set(after) == set(before)
+
+
+def test_decrypt_lists_newest_last_like_traffic(home, rbot, cli):
+    """`decrypt` listed newest first while `traffic` and the Capture tab list
+    newest last (issue #22): now newest last, and `-n N` the newest N."""
+    _write_flows(home, rbot, 5)
+    _write_flows(home, rbot, 3, start=5)
+
+    def ids(*argv: str) -> list[str]:
+        r = cli("decrypt", rbot, "--json", *argv)
+        assert r.code == 0, r.err
+        return [json.loads(x)["id"] for x in r.out.splitlines()]
+
+    assert ids() == [f"f{i}" for i in range(8)]
+    assert ids("-n", "3") == ["f5", "f6", "f7"]
+    assert ids("--newest-first") == [f"f{i}" for i in range(7, -1, -1)]
+    assert ids("--newest-first", "-n", "2") == ["f7", "f6"]
+    assert ids("--oldest-first", "-n", "2") == ["f6", "f7"]  # the old flag, still accepted
+    assert ids("-n", "0") == []
+    text = cli("decrypt", rbot).out.splitlines()
+    assert "a.example/0" in text[0]
+    assert "a.example/7" in text[-1]
+    r = cli("decrypt", rbot, "--oldest-first", "--newest-first")
+    assert r.code == 2 and "choose one" in r.err and "Traceback" not in r.err
+    r = cli("decrypt", "--help")
+    assert "newest last" in " ".join(r.out.split())

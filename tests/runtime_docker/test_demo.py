@@ -49,3 +49,25 @@ def test_demo_bots_are_reused_and_real_keys_kept(tmp_path: Path) -> None:
     assert read_env_file(path)["ANTHROPIC_API_KEY"] == "sk-operator"
     env = read_env_file(home.gateway_env(DEMO_BOTS[0]))
     assert env["CF_DEMO_PROBE_URL"] == "http://b/health"
+
+
+def test_demo_bots_fetch_through_their_egress_the_fake_provider_listed(tmp_path: Path) -> None:
+    """The demo agent fetches a listed and an unlisted URL through the egress
+    (issue #22): the fake provider's name and its current address are
+    listed, an address it had before dropped, the operator's entries kept."""
+    from cftui.demo import DEMO_ALLOWED_URL, DEMO_UNLISTED_URL
+    from cftui.runtime.docker.spec import allowlisted_hosts, egress_spec
+
+    home = FleetHome(tmp_path / "demo")
+    ensure_demo_bots(home, "http://172.30.0.2:8080/health", fake_llm_ip="172.30.0.2")
+    home.update_bot(DEMO_BOTS[0], egress_allow=[*home.bot(DEMO_BOTS[0]).egress_allow, "a.example"])
+    bots = ensure_demo_bots(home, "http://172.30.0.9:8080/health", fake_llm_ip="172.30.0.9")
+    assert list(bots[0].egress_allow) == ["a.example", f"{FAKE_LLM}:8080", "172.30.0.9:8080"]
+    assert list(bots[1].egress_allow) == [f"{FAKE_LLM}:8080", "172.30.0.9:8080"]
+    env = read_env_file(home.gateway_env(bots[0].name))
+    assert env["CF_DEMO_ALLOWED_URL"] == DEMO_ALLOWED_URL == f"http://{FAKE_LLM}:8080/health"
+    assert env["CF_DEMO_UNLISTED_URL"] == DEMO_UNLISTED_URL
+    # The egress is attached to the fake provider's networks, as the LLM proxy is.
+    assert allowlisted_hosts(bots[0]) == [FAKE_LLM]
+    spec = egress_spec(home, bots[0], "img", "age1x", ["cf-demo"])
+    assert spec.networks[-1] == "cf-demo"

@@ -14,6 +14,7 @@ from cftui.runtime.docker.spec import (
     LABEL_BOT,
     LABEL_SPEC,
     ContainerSpec,
+    allowlisted_hosts,
     ext_network,
     int_network,
     upstream_hosts,
@@ -61,8 +62,16 @@ class StackInfra(DockerEngine):
 
     def _upstream_networks(self, bot: BotConfig) -> list[str]:
         """Networks of local containers named as upstreams (not internal ones)."""
+        return self._networks_of(upstream_hosts(bot))
+
+    def _allowlisted_networks(self, bot: BotConfig) -> list[str]:
+        """Networks of local containers named in the egress allowlist."""
+        return self._networks_of(allowlisted_hosts(bot))
+
+    def _networks_of(self, hosts: list[str]) -> list[str]:
+        """The non-internal networks the named containers are on."""
         found: set[str] = set()
-        for host in upstream_hosts(bot):
+        for host in hosts:
             attrs = self._inspect(host)
             if attrs is None:
                 continue

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cftui import locks
@@ -113,7 +113,8 @@ class DockerRuntime(
         progress(ProgressEvent(task, 1, 4, "containers"))
         env = await self._run(self._prepare_host, bot)
         extra = await self._run(self._upstream_networks, bot)
-        specs = self._specs(bot, images, env, extra)
+        egress_extra = await self._run(self._allowlisted_networks, bot)
+        specs = self._specs(bot, images, env, extra, egress_extra)
         try:
             await self._run(self._ensure_infra, bot)
             await asyncio.gather(
@@ -147,13 +148,20 @@ class DockerRuntime(
         progress(ProgressEvent(task, 4, 4, "healthy"))
 
     def _specs(
-        self, bot: BotConfig, images: dict[str, str], env: dict[str, str], extra: list[str]
+        self,
+        bot: BotConfig,
+        images: dict[str, str],
+        env: dict[str, str],
+        extra: list[str],
+        egress_extra: Sequence[str] = (),
     ) -> dict[str, ContainerSpec]:
         gw_env = gateway_environment(
             bot.gateway, bot=bot.name, gateway_env=env, memory_mb=bot.limits.memory_mb
         )
         return {
-            "egress": egress_spec(self.home, bot, images["egress"], self._recipient(bot)),
+            "egress": egress_spec(
+                self.home, bot, images["egress"], self._recipient(bot), egress_extra
+            ),
             "llm-proxy": llm_proxy_spec(
                 self.home, bot, images["llm-proxy"], env["CF_PROXY_TOKEN"], extra
             ),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,15 +170,23 @@ def _host_config(service: str, **extra: Any) -> dict[str, Any]:
     return cfg
 
 
+def _container_names(hosts: list[str]) -> list[str]:
+    return sorted({h for h in hosts if h and "." not in h and ":" not in h and h != "localhost"})
+
+
 def upstream_hosts(bot: BotConfig) -> list[str]:
     """Upstream hosts that may be local containers (a bare name, no dots):
     the LLM proxy is attached to their networks (the demo's `cf-fake-llm`)."""
-    hosts = []
-    for url in bot.upstreams.values():
-        host = urlparse(url).hostname or ""
-        if host and "." not in host and ":" not in host and host != "localhost":
-            hosts.append(host)
-    return sorted(set(hosts))
+    return _container_names([urlparse(url).hostname or "" for url in bot.upstreams.values()])
+
+
+def allowlisted_hosts(bot: BotConfig) -> list[str]:
+    """Egress allowlist hosts that may be local containers (a bare name, no
+    wildcard): the egress proxy is attached to their networks, as the LLM
+    proxy to its upstreams', so that the demo's agent can fetch from
+    `cf-fake-llm` through it. The operator writes the allowlist, never the agent."""
+    hosts = [urlparse(f"//{entry.split()[0]}").hostname or "" for entry in bot.egress_allow]
+    return _container_names([h for h in hosts if "*" not in h])
 
 
 def writable_mounts(home: FleetHome, bot: BotConfig) -> list[dict]:
@@ -290,7 +299,13 @@ def llm_proxy_spec(
     )
 
 
-def egress_spec(home: FleetHome, bot: BotConfig, image: str, recipient: str) -> ContainerSpec:
+def egress_spec(
+    home: FleetHome,
+    bot: BotConfig,
+    image: str,
+    recipient: str,
+    extra_networks: Sequence[str] = (),
+) -> ContainerSpec:
     command = [
         "cf-egress",
         "--listen",
@@ -324,7 +339,7 @@ def egress_spec(home: FleetHome, bot: BotConfig, image: str, recipient: str) -> 
         command=command,
         environment={"HOME": "/confdir"},
         user=proxies_user(),
-        networks=[int_network(bot.name), ext_network(bot.name)],
+        networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
         aliases=["egress"],
         host_config=host_config,
         labels=_labels(bot.name, "egress"),

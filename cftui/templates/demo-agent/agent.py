@@ -15,6 +15,11 @@ the same contract, with nothing but the Python standard library.
   refuses: the demo shows both outcomes.
 - Tries to reach `CF_DEMO_PROBE_URL` directly (no proxy) and logs that the
   attempt failed, as it must inside a contained stack.
+- Every `DEMO_EGRESS_EVERY` cycles (default 2, from the second) fetches
+  `CF_DEMO_ALLOWED_URL` and `CF_DEMO_UNLISTED_URL` through the egress proxy
+  (`HTTP(S)_PROXY`), as a real agent's tools would: the first is listed and
+  passes (the capture shows it), the second is refused (a 403, a line in the
+  egress ledger, an egress proposal).
 - One log line per action on stdout.
 
 `python3 agent.py --healthcheck` is the image's HEALTHCHECK.
@@ -49,11 +54,16 @@ CALL_TIMEOUT_S = float(os.environ.get("DEMO_CALL_TIMEOUT_S", "30"))
 BOT = os.environ.get("CF_BOT") or socket.gethostname()
 PROPOSALS = Path(os.environ.get("CF_DEMO_PROPOSALS", "/proposals"))
 PROPOSE_EVERY = int(os.environ.get("DEMO_PROPOSE_EVERY", "6"))
+ALLOWED_URL = os.environ.get("CF_DEMO_ALLOWED_URL", "")
+UNLISTED_URL = os.environ.get("CF_DEMO_UNLISTED_URL", "")
+EGRESS_EVERY = int(os.environ.get("DEMO_EGRESS_EVERY", "2"))
 
 # Model calls go straight to the LLM proxy on the bot's internal network,
 # whatever HTTP(S)_PROXY says; the probe goes straight out, to prove that a
 # path ignoring the proxy settings fails closed.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Fetches go through HTTP(S)_PROXY, the egress proxy, like any tool's.
+PROXIED = urllib.request.build_opener(urllib.request.ProxyHandler())
 
 stop = threading.Event()
 status_lock = threading.Lock()
@@ -65,6 +75,8 @@ status: dict[str, object] = {
     "calls_failed": 0,
     "probes_blocked": 0,
     "probes_reached": 0,
+    "fetches_ok": 0,
+    "fetches_refused": 0,
     "last": [],
 }
 
@@ -202,6 +214,23 @@ def probe() -> None:
     log("probe", f"CONTAINMENT BROKEN: reached {PROBE_URL} directly (HTTP {code})")
 
 
+def fetch(url: str) -> None:
+    """One GET through the egress proxy; logs what the proxy answered."""
+    try:
+        with PROXIED.open(url, timeout=PROBE_TIMEOUT_S) as resp:
+            code = resp.status
+    except urllib.error.HTTPError as exc:
+        bump("fetches_refused")
+        log("fetch", f"{url} through the egress proxy: HTTP {exc.code}")
+        return
+    except (OSError, ValueError) as exc:
+        bump("fetches_refused")
+        log("fetch", f"{url} through the egress proxy failed ({getattr(exc, 'reason', exc)})")
+        return
+    bump("fetches_ok")
+    log("fetch", f"{url} through the egress proxy: HTTP {code}")
+
+
 def propose(n: int) -> None:
     """Propose a skill the way an agent must (in the proposals tree), then
     try the forbidden way (rewrite the approved SOUL.md in place)."""
@@ -256,6 +285,10 @@ def cycle(n: int) -> None:
         log("llm", f"{what} call ok in {ms:.0f} ms: {one_line(reply)}")
         remember(f"cycle {n} ({what}): {one_line(reply, 200)}")
     probe()
+    if EGRESS_EVERY > 0 and n % EGRESS_EVERY == 1 % EGRESS_EVERY:
+        for url in (ALLOWED_URL, UNLISTED_URL):
+            if url:
+                fetch(url)
     if PROPOSE_EVERY > 0 and n % PROPOSE_EVERY == 0:
         propose(n)
     bump("cycles")
