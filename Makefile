@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 EGRESS_VENV := .venv-egress
 BIN := $(VENV)/bin
+# pip (24.1 on) shows what the build backend warns: setuptools' notice on every
+# editable install ("Please be careful with folders ...") filled pages of
+# `make demo` before its first progress bar. That one warning, no other.
+QUIET_EDITABLE := PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel
 
 .PHONY: demo test lint typecheck format host-deps venv images screenshots bench clean fuzz
 
@@ -40,7 +44,7 @@ venv: $(VENV)/.installed $(EGRESS_VENV)/.installed
 $(VENV)/.installed: pyproject.toml proxies/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e './proxies[llm,fake]' -e '.[test]'
+	$(QUIET_EDITABLE) $(BIN)/pip install -q -e './proxies[llm,fake]' -e '.[test]'
 	touch $@
 
 # mitmproxy 11 pins an older cryptography: the egress proxy gets its own
@@ -48,7 +52,7 @@ $(VENV)/.installed: pyproject.toml proxies/pyproject.toml
 $(EGRESS_VENV)/.installed: proxies/pyproject.toml
 	test -x $(EGRESS_VENV)/bin/python || $(PYTHON) -m venv $(EGRESS_VENV)
 	$(EGRESS_VENV)/bin/pip install -q --upgrade pip
-	$(EGRESS_VENV)/bin/pip install -q -e './proxies[egress]'
+	$(QUIET_EDITABLE) $(EGRESS_VENV)/bin/pip install -q -e './proxies[egress]'
 	touch $@
 
 host-deps:
@@ -64,7 +68,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?= streams traffic tarheader patterns age
 
 fuzz: venv
-	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(QUIET_EDITABLE) $(BIN)/pip install -q -e '.[fuzz]'
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz: $$t ($(FUZZ_SECONDS) s)"; log=$$(mktemp); \
 		if $(BIN)/python fuzz/run.py $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -42,15 +43,41 @@ def record_event(home: FleetHome, action: str, bot: str | None = None, **detail:
 
 def read_events(home: FleetHome, bot: str | None = None) -> Iterator[dict]:
     """The events, oldest first; torn or malformed lines are skipped."""
-    try:
-        f = home.events_log.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for raw in f:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and (bot is None or event.get("bot") == bot):
-                yield event
+    yield from EventsReader(home, bot).read()
+
+
+class EventsReader:
+    """Reads events.jsonl from where it last stopped: `read()` yields the
+    events of the whole lines appended since (a line still being written is
+    left for the next read), counting in `skipped` the lines that are not an
+    event (torn by a crash, or edited by hand). A file that shrank was
+    replaced: it is read again from its start."""
+
+    def __init__(self, home: FleetHome, bot: str | None = None) -> None:
+        self.path = home.events_log
+        self.bot = bot
+        self.offset = 0
+        self.skipped = 0
+
+    def read(self) -> Iterator[dict]:
+        try:
+            f = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with f:
+            if os.fstat(f.fileno()).st_size < self.offset:
+                self.offset = 0
+            f.seek(self.offset)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # being appended: read it whole next time
+                self.offset += len(raw)
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict) or not isinstance(event.get("ts"), str):
+                    self.skipped += 1
+                    continue
+                if self.bot is None or event.get("bot") == self.bot:
+                    yield event

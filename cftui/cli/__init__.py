@@ -20,6 +20,7 @@ from cftui.cli import (
     audit_cmds,
     capture_cmds,
     cost_cmds,
+    events_cmds,
     fleet_cmds,
     host_cmds,
     proposal_cmds,
@@ -29,7 +30,6 @@ from cftui.cli import (
 )
 from cftui.cli.common import add_home_option, fail, resolve_home
 from cftui.errors import CftuiError, UsageError
-from cftui.fleet import validate_bot_name
 
 # The app's bot tabs, in key order (1-7); `--open BOT:TAB` names one.
 from cftui.tui.tabs import TABS
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         stack_cmds,
         snapshot_cmds,
         audit_cmds,
+        events_cmds,
         cost_cmds,
         capture_cmds,
         proposal_cmds,
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open_target(spec: str) -> tuple[str, str]:
+    from cftui.fleet import validate_bot_name
+
     bot, _, tab = spec.partition(":")
     validate_bot_name(bot)
     tab = tab or "overview"

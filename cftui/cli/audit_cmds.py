@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from cftui.audit.traffic.display import format_call
-from cftui.audit.traffic.log import Change, TrafficLog
 from cftui.cli.common import add_command, resolve_home, warn
 from cftui.errors import UsageError
 from cftui.inert import inert, inert_json
+
+if TYPE_CHECKING:
+    from cftui.audit.traffic.log import Change, TrafficLog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
+    from cftui.audit.traffic.log import TrafficLog  # the reader: only for this command
+
     home = resolve_home(args)
     home.bot(args.bot)
     if args.tail is not None and args.tail < 0:
@@ -54,6 +58,8 @@ def _print_lines(
 ) -> None:
     """Lines first..end as calls. Following, a call's start line is left out:
     the call is printed once, when its end line comes."""
+    from cftui.audit.traffic.display import format_call
+
     out = sys.stdout
     for i in range(first, end):
         record = log.call(i) if following else log.record(i)

@@ -6,14 +6,15 @@ import argparse
 import sys
 from itertools import islice
 from pathlib import Path
-
-import orjson
+from typing import TYPE_CHECKING
 
 from cftui.cli.common import add_command, print_json, resolve_home, warn
-from cftui.egress_control import ApplyResult, edit_allowlist, read_stats, set_allowlist, set_capture
 from cftui.errors import UsageError
 from cftui.humanize import human_bytes
 from cftui.inert import inert, inert_json_text
+
+if TYPE_CHECKING:
+    from cftui.egress_control import ApplyResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +103,8 @@ def _applied(result: ApplyResult) -> str:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    from cftui.egress_control import set_capture
+
     home = resolve_home(args)
     result = set_capture(home, args.bot, args.state == "on")
     print(f"{args.bot}: capture {args.state} {_applied(result)}")
@@ -109,6 +112,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    import orjson
+
     from cftui.audit.capture import CaptureReader
 
     home = resolve_home(args)
@@ -147,6 +152,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_egress(args: argparse.Namespace) -> int:
+    from cftui.egress_control import edit_allowlist, read_stats, set_allowlist
+
     home = resolve_home(args)
     config = home.bot(args.bot)
     result: ApplyResult | None = None

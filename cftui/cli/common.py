@@ -7,14 +7,28 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cftui.errors import UsageError
-from cftui.fleet import FleetHome
 from cftui.inert import inert
-from cftui.progress import Progress, ProgressEvent
+
+if TYPE_CHECKING:
+    # The fleet home reads fleet.toml (tomlkit, the loop disk's helpers): only
+    # commands that open it pay for it, not `--version` or `--help`.
+    from cftui.fleet import FleetHome
+    from cftui.progress import Progress, ProgressEvent
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, with asyncio (40 ms of imports) loaded only by the
+    commands that talk to a runtime, not by `--version`, `--help` or `costs`."""
+    import asyncio
+
+    return asyncio.run(coroutine)
 
 
 def add_home_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
@@ -31,6 +45,8 @@ def resolve_home(args: argparse.Namespace, *, create: bool = False) -> FleetHome
     `$CLAWFACTORY_HOME` must exist (a mistyped path listed an empty fleet
     and exited 0), but for `init` (`create`), which makes it; the default
     home may be missing: a new operator has none yet."""
+    from cftui.fleet import FleetHome
+
     given = getattr(args, "home", None)
     home = FleetHome(given)
     named = given is not None or bool(os.environ.get("CLAWFACTORY_HOME"))

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cftui.botinit import init_bot
-from cftui.cli.common import add_command, print_json, resolve_home, warn
+from cftui.cli.common import add_command, print_json, resolve_home, run_async, warn
 from cftui.errors import UsageError
-from cftui.fleet import RUNTIMES, BotConfig, FleetHome
 from cftui.humanize import format_uptime
 from cftui.inert import inert
-from cftui.lifecycle import fleet_status
-from cftui.runtime import Runtimes
-from cftui.runtime.base import BotStatus
+
+if TYPE_CHECKING:
+    from cftui.fleet import BotConfig, FleetHome
+    from cftui.runtime.base import BotStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "init", "create a bot: directories, secrets, snapshot key, fleet entry", cmd_init
     )
     p.add_argument("bot")
-    p.add_argument("--runtime", choices=RUNTIMES, default="docker")
+    # init_bot checks it against fleet.RUNTIMES (not imported to build the parser).
+    p.add_argument("--runtime", default="docker", help="docker (the default) or lima")
     p.add_argument("--code", metavar="PATH_OR_GIT_URL", help="gateway source (default: OpenClaw)")
     p.add_argument(
         "--host", metavar="NAME", default="local", help="its Docker host (see `cftui hosts`)"
@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from cftui.botinit import init_bot
+
     home = resolve_home(args, create=True)
     result = init_bot(home, args.bot, runtime=args.runtime, code=args.code, host=args.host)
     bot = result.bot
@@ -61,6 +63,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from cftui.lifecycle import delete
+    from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
@@ -77,7 +80,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         finally:
             await runtimes.aclose()
 
-    kept = asyncio.run(go())
+    kept = run_async(go())
     print(f"deleted {bot.name}")
     for path in kept:
         print(f"  kept {path}")
@@ -85,6 +88,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
+    from cftui.lifecycle import fleet_status
+    from cftui.runtime import Runtimes
+
     async def go() -> tuple[dict[str, BotStatus], list[str]]:
         runtimes = Runtimes(home)
         try:
@@ -92,7 +98,7 @@ def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
         finally:
             await runtimes.aclose()
 
-    statuses, errors = asyncio.run(go())
+    statuses, errors = run_async(go())
     for err in errors:
         warn(f"{err} (showing the bots from fleet.toml without live state)")
     return statuses

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from cftui.cli.common import add_command, print_json, resolve_home
+from cftui.cli.common import add_command, print_json, resolve_home, run_async
 from cftui.errors import UsageError
 from cftui.inert import inert
-from cftui.runtime.hosts import PROBE_TIMEOUT_S, probe_hosts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,17 +17,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout",
         type=float,
-        default=PROBE_TIMEOUT_S,
+        default=None,  # runtime.hosts.PROBE_TIMEOUT_S: not imported to build the parser
         metavar="SECONDS",
-        help=f"how long to wait for each host (default {PROBE_TIMEOUT_S:g})",
+        help="how long to wait for each host (default 8)",
     )
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
+    from cftui.runtime.hosts import PROBE_TIMEOUT_S, probe_hosts
+
+    if args.timeout is None:
+        args.timeout = PROBE_TIMEOUT_S
     if not 0 < args.timeout <= 300:
         raise UsageError("--timeout must be more than 0 and at most 300 seconds")
     home = resolve_home(args)
-    reports = asyncio.run(probe_hosts(home, args.timeout))
+    reports = run_async(probe_hosts(home, args.timeout))
     if args.json:
         print_json([r.as_json() for r in reports])
         return 0

@@ -6,19 +6,20 @@ here may be the agent's: printed inert."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cftui.cli.capture_cmds import _applied  # the one wording of a live allowlist change
-from cftui.cli.common import add_command, print_json, progress_bar, resolve_home
+from cftui.cli.common import add_command, print_json, progress_bar, resolve_home, run_async
 from cftui.errors import UsageError
-from cftui.fleet import FleetHome
 from cftui.humanize import format_ago, human_bytes
 from cftui.inert import inert
-from cftui.proposals.egress_inbox import DEFAULT_WINDOW, EgressInbox
-from cftui.proposals.model import Proposals
-from cftui.runtime import Runtimes
+
+if TYPE_CHECKING:
+    from cftui.fleet import FleetHome
+    from cftui.proposals.egress_inbox import EgressInbox
+    from cftui.proposals.model import Proposals
 
 _MARK = {"added": "A", "changed": "M", "removed": "D"}
 MAX_WINDOW_HOURS = 24 * 366 * 10
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window-hours",
         type=float,
-        default=DEFAULT_WINDOW.total_seconds() / 3600,
+        default=None,  # egress_inbox.DEFAULT_WINDOW, read when it is used
         metavar="H",
         help="with --dismiss: how long a new refusal stays hidden (default 24)",
     )
@@ -196,9 +197,15 @@ def _settle(args: argparse.Namespace, home: FleetHome, bot: str) -> int:
             inert(f"{bot}: {result.pattern} {verb} the egress allowlist {_applied(result.applied)}")
         )
         return 0
-    if not 0 <= args.window_hours <= MAX_WINDOW_HOURS:  # also refuses nan
+    if (
+        args.window_hours is not None and not 0 <= args.window_hours <= MAX_WINDOW_HOURS
+    ):  # also refuses nan
         raise UsageError(f"--window-hours must be between 0 and {MAX_WINDOW_HOURS}")
-    window = timedelta(hours=args.window_hours)
+    window = (
+        egress_inbox.DEFAULT_WINDOW
+        if args.window_hours is None
+        else timedelta(hours=args.window_hours)
+    )
     request, settled = egress_inbox.dismiss(home, bot, args.dismiss, window=window)
     if args.json:
         print_json({"bot": bot, "key": request.key, "dismissed": settled.to_json()})
@@ -206,7 +213,7 @@ def _settle(args: argparse.Namespace, home: FleetHome, bot: str) -> int:
     print(
         inert(
             f"{bot}: egress request {request.key} dismissed; it shows again if refused "
-            f"more than {args.window_hours:g} h from now"
+            f"more than {window.total_seconds() / 3600:g} h from now"
         )
     )
     return 0
@@ -248,6 +255,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from cftui.proposals import promote, rollout
+    from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
@@ -276,7 +284,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         finally:
             await runtimes.aclose()
 
-    result = asyncio.run(go())
+    result = run_async(go())
     what = f"{result.source} " if result.source else ""
     print(
         inert(
@@ -302,7 +310,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
-    done = asyncio.run(reject(home, bot.name, args.paths))
+    done = run_async(reject(home, bot.name, args.paths))
     if done == ["*"]:
         print(f"{bot.name}: every proposal rejected; the proposals are the approved code again")
     else:
@@ -317,7 +325,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
     if args.accept or args.revert:
-        keys = asyncio.run(config_drift.settle(home, bot.name, accept=args.accept))
+        keys = run_async(config_drift.settle(home, bot.name, accept=args.accept))
         verb = "accepted" if args.accept else "reverted"
         print(inert(f"{bot.name}: config drift {verb}: {', '.join(keys) or 'whole file'}"))
         if args.revert:

@@ -4,14 +4,10 @@ checks, then hands over to `cftui.controller.service`."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from cftui.cli.common import add_command, resolve_home
-from cftui.controller import settings as controller_settings
-from cftui.controller import unit
-from cftui.controller.settings import DEFAULT_LISTEN, check_url, parse_listen
+from cftui.cli.common import add_command, resolve_home, run_async
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         cmd_serve,
     )
     p.add_argument(
-        "--listen", metavar="HOST:PORT", help=f"the HTTP listener (default {DEFAULT_LISTEN})"
+        "--listen",
+        metavar="HOST:PORT",
+        # The controller is imported by `serve` only (not to build the parser):
+        # its settings.DEFAULT_LISTEN, which a test holds this help to.
+        help="the HTTP listener (default [controller] listen, else 127.0.0.1:8790)",
     )
     p.add_argument(
         "--kill-listen",
@@ -56,6 +56,10 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cftui.controller import settings as controller_settings
+    from cftui.controller import unit
+    from cftui.controller.settings import DEFAULT_LISTEN, check_url, parse_listen
+
     home = resolve_home(args)
     settings = controller_settings.load(home)
     listen = args.listen or settings.listen or DEFAULT_LISTEN
@@ -78,5 +82,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     options = ServeOptions(listen=listen, kill_listen=args.kill_listen, notify=notify)
-    asyncio.run(serve(home, settings, options))
+    run_async(serve(home, settings, options))
     return 0

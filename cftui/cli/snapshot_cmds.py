@@ -4,30 +4,30 @@ configuration (`config`) and source updates (`update`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cfproxies.cli import OneLineParser
 
-from cftui import snapshots
 from cftui.cli.common import (
     add_command,
     add_home_option,
     print_json,
     progress_bar,
     resolve_home,
+    run_async,
     warn,
 )
 from cftui.errors import CftuiError, UsageError
-from cftui.fleet import BotConfig, FleetHome
-from cftui.gateway import config as gateway_config
 from cftui.humanize import human_bytes
 from cftui.inert import inert, inert_json_text
-from cftui.progress import Progress
-from cftui.runtime import Runtimes
-from cftui.runtime.base import Runtime
+
+if TYPE_CHECKING:
+    from cftui.fleet import BotConfig, FleetHome
+    from cftui.progress import Progress
+    from cftui.runtime import Runtimes
+    from cftui.runtime.base import Runtime
 
 T = TypeVar("T")
 
@@ -80,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 async def _reachable_runtime(home: FleetHome, bot: BotConfig) -> tuple[Runtimes, Runtime | None]:
     """The bot's runtime if it answers; None (said once on stderr) otherwise."""
+    from cftui.runtime import Runtimes
+
     runtimes = Runtimes(home)
     try:
         runtime = runtimes.for_bot(bot)
@@ -104,10 +106,12 @@ def _run_with_runtime(
         finally:
             await runtimes.aclose()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from cftui import snapshots
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
 
@@ -127,6 +131,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from cftui import snapshots
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
     snaps = snapshots.list_snapshots(home, bot.name)
@@ -157,6 +163,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from cftui import snapshots
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
     name = args.name or "latest"
@@ -193,6 +201,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
+    from cftui import snapshots
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
     new = snapshots.rename(home, bot.name, args.old, args.new)
@@ -209,6 +219,8 @@ def _confirm(question: str) -> bool:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from cftui import snapshots
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
     if args.all:
@@ -235,6 +247,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from cftui.gateway import config as gateway_config
+
     home = resolve_home(args)
     bot = home.bot(args.bot)
     chosen = sum((bool(args.set), args.edit, args.revert))
@@ -265,6 +279,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     from cftui import update
+    from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
@@ -277,7 +292,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         finally:
             await runtimes.aclose()
 
-    result = asyncio.run(go())
+    result = run_async(go())
     if result.changed:
         print(
             inert(

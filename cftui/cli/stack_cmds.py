@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+from typing import TYPE_CHECKING
 
-from cftui import killswitch, lifecycle, locks
-from cftui.cli.common import add_command, progress_bar, resolve_home, warn
-from cftui.errors import UsageError
+from cftui.cli.common import add_command, progress_bar, resolve_home, run_async, warn
+from cftui.errors import CftuiError, UsageError
 from cftui.inert import inert
-from cftui.runtime import Runtimes
+
+if TYPE_CHECKING:
+    from cftui.fleet import BotConfig, FleetHome
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("restart", "stop, then start a bot's stack"),
         ("rebuild", "rebuild the gateway image from code/ and restart"),
     ):
-        p = add_command(sub, name, help_text, cmd_lifecycle)
-        p.add_argument("bot")
+        p = add_command(sub, name, help_text + " (several bots: one line each)", cmd_lifecycle)
+        p.add_argument("bots", nargs="*", metavar="BOT")
+        p.add_argument("--all", action="store_true", help="every bot of the fleet")
 
     p = add_command(
         sub, "kill", "the kill switch: cut the network and stop bots, locked until unlock", cmd_kill
@@ -39,37 +41,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tui", action="store_true", help="leave the fleet running and return")
 
 
+def named_bots(home: FleetHome, args: argparse.Namespace, verb: str) -> list[BotConfig]:
+    """The bots a many-bot verb acts on: those named (every name checked
+    before anything is done) or, with `--all`, the whole fleet."""
+    if args.all and args.bots:
+        raise UsageError(f"name the bots to {verb}, or use --all: not both")
+    if not args.bots and not args.all:
+        raise UsageError(f"name the bots to {verb}, or use --all")
+    return home.resolve_bots(None if args.all else args.bots)
+
+
 def cmd_lifecycle(args: argparse.Namespace) -> int:
+    """One bot after another (a start may build an image: in parallel they
+    would share the machine's cores anyway); a bot that fails is said in its
+    line and the others still go; exit 1 if any failed."""
+    from cftui import lifecycle
+    from cftui.runtime import Runtimes
+
     home = resolve_home(args)
-    bot = home.bot(args.bot)
+    bots = named_bots(home, args, args.command)
+    if not bots:
+        print(f"no bots to {args.command}")
+        return 0
     action = getattr(lifecycle, args.command)
 
-    async def go() -> list[str]:
+    async def one(bot: BotConfig, runtimes: Runtimes) -> list[str]:
+        if args.command == "stop":
+            await action(home, bot, runtimes)
+            return []
+        with progress_bar() as progress:
+            notes: list[str] = await action(home, bot, runtimes, progress)
+            return notes
+
+    async def go() -> bool:
+        ok = True
         runtimes = Runtimes(home)
         try:
-            if args.command == "stop":
-                await action(home, bot, runtimes)
-                return []
-            with progress_bar() as progress:
-                return await action(home, bot, runtimes, progress)
+            for bot in bots:
+                try:
+                    notes = await one(bot, runtimes)
+                except CftuiError as exc:
+                    if len(bots) == 1:
+                        raise  # one bot: the usual one-line error and its exit code
+                    ok = False
+                    print(inert(f"{bot.name}: {args.command} failed: {exc}"))
+                    continue
+                for note in notes:
+                    warn(note)
+                print(f"{bot.name}: {args.command} done")
         finally:
             await runtimes.aclose()
+        return ok
 
-    for note in asyncio.run(go()):
-        warn(note)
-    print(f"{bot.name}: {args.command} done")
-    return 0
+    return 0 if run_async(go()) else 1
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
+    from cftui import killswitch
+
     home = resolve_home(args)
-    if not args.bots and not args.all:
-        raise UsageError("name the bots to kill, or use --all")
-    bots = home.resolve_bots(None if args.all else args.bots)
+    bots = named_bots(home, args, "kill")
     if not bots:
         print("no bots to kill")
         return 0
-    result = asyncio.run(killswitch.kill(home, bots))
+    result = run_async(killswitch.kill(home, bots))
     for report in result.reports:
         print(inert(report.summary()))  # may quote the engine's errors
     print(
@@ -80,10 +115,12 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
+    from cftui import killswitch, locks
+
     home = resolve_home(args)
-    if not args.bots and not args.all:
-        raise UsageError("name the bots to unlock, or use --all")
-    names = locks.locked_bots(home) if args.all else [b.name for b in home.resolve_bots(args.bots)]
+    named = named_bots(home, args, "unlock")
+    # --all: every lock, even one of a bot no longer in fleet.toml.
+    names = locks.locked_bots(home) if args.all else [b.name for b in named]
     lifted = killswitch.unlock(home, names)
     if lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
@@ -94,6 +131,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from cftui import demo
+    from cftui.runtime import Runtimes
 
     home = demo.demo_home(getattr(args, "home", None))
 
@@ -105,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             await runtimes.aclose()
 
-    bots = asyncio.run(go())
+    bots = run_async(go())
     if args.no_tui:
         _print_demo_left_running(home.root, [b.name for b in bots])
         return 0

@@ -244,6 +244,14 @@ class Runtime(ABC):
 
         raise RuntimeOperationError(f"{bot.name}: the {self.name} runtime cannot delete a bot yet")
 
+    def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
+        """The command that opens an interactive shell where the service runs
+        (`cftui shell`), as the service's own user; `tty` when stdin is a
+        terminal. Run by the caller, which waits for it."""
+        from cftui.errors import RuntimeUnavailable
+
+        raise RuntimeUnavailable(f"the {self.name} runtime opens no shell")
+
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""
 

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cftui import locks
-from cftui.errors import CftuiError, RuntimeOperationError
+from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
@@ -67,6 +68,22 @@ class DockerRuntime(
         self.gateway_writes_host_tree = link is None
         self._wave = None
         self._builds = {}
+
+    def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
+        """`docker exec` of `sh` in the service's container, as its user (the
+        container's own: the SDK has no terminal to hand over, the CLI does)."""
+        if self.remote:
+            raise RuntimeUnavailable(
+                f"{bot.name} runs on host {bot.host}: `cftui shell` reaches this machine's "
+                "engine only yet (its logs do: `cftui logs`)"
+            )
+        docker = shutil.which("docker")
+        if docker is None:
+            raise RuntimeUnavailable(
+                "the docker CLI is not installed: `cftui shell` runs `docker exec -it` "
+                "(install docker-ce-cli, or use `cftui logs`)"
+            )
+        return [docker, "exec", "-it" if tty else "-i", container_name(bot.name, service), "sh"]
 
     # --- start and stop ------------------------------------------------------------
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:

@@ -88,6 +88,13 @@ class LimaRuntime(Runtime):
         self.stop_vm_on_kill = True
         self._kill_batches = KillBatches()
 
+    def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
+        """`limactl shell` into the bot's VM, then a shell as the unit's user
+        (the one its systemd unit runs as), in that user's home."""
+        user = unix_user(service, bot.name)
+        shell = ["sudo", "-u", user, "-H", "--", "/bin/sh"]
+        return [self.limactl.path(), "shell", "--workdir", "/", bot.lima.vm, *shell]
+
     # --- the VM ----------------------------------------------------------
     async def check(self) -> None:
         self.limactl.path()

@@ -142,7 +142,32 @@ def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> Non
         loop.default_exception_handler(context)
 
 
+# What the egress extra brings (proxies/pyproject.toml). mitmproxy pins an
+# older cryptography than the app's, so it lives in .venv-egress and the
+# egress image only; the app's .venv has the `cf-egress` script too (one
+# package, one set of scripts) and must say so in one line, not a traceback.
+EGRESS_MODULES = ("mitmproxy", "pyrage")
+
+
+def missing_dependency() -> str | None:
+    """Why this environment cannot run the egress proxy, or None if it can."""
+    import importlib.util
+
+    missing = [name for name in EGRESS_MODULES if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"{' and '.join(missing)} not installed in this Python environment ({sys.prefix}): "
+        "the egress proxy runs from its own, .venv-egress/bin/cf-egress (made by `make venv`), "
+        "or in the clawfactory/egress image"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    missing = missing_dependency()
+    if missing is not None:
+        print(f"cf-egress: {missing}", file=sys.stderr)
+        return 1
     try:
         config = parse_config(argv)
     except ConfigError as exc:

@@ -60,6 +60,9 @@ class Call:
         )
         self.raw_path = raw_path
         self.request_body: Any = None  # parsed, when it is JSON
+        # Whether the request asked for a stream. The record's `stream` says
+        # whether the answer was one (CONTRACTS §3): set by the relay only.
+        self.asked_stream = False
         self.request_raw = b""
         self.req_wire_bytes = 0
         self.response_raw = b""  # a plain answer's body as sent (or a stream's, decoded)
@@ -91,6 +94,9 @@ class Call:
         proxy that dies mid-call leaves the call in the log (and charged)."""
         self.sent = True
         line = start_line(self.record, tokens_est)
+        # Before any answer, `stream` can only say what the request asks for;
+        # the end line says what the answer was.
+        line["stream"] = self.asked_stream
         self.state.log.write_line(sealed_line(line, self.state.scrubber.get(), {}))
 
     def ms_since_start(self, t: float) -> float:

@@ -110,7 +110,8 @@ async def _read_bounded(request: web.Request, call: Call, state: ProxyState) -> 
 
 
 def _note_request(call: Call, request: web.Request, body: bytes, tail: str) -> None:
-    """What the record says of the request: its size, model and whether it streams."""
+    """What the record says of the request: its size and model; and whether
+    it asks for a stream, which the record does not say (the relay does)."""
     rec = call.record
     call.request_raw = body
     call.req_wire_bytes = request.content_length or len(body)  # before any decoding
@@ -118,11 +119,11 @@ def _note_request(call: Call, request: web.Request, body: bytes, tail: str) -> N
     if isinstance(call.request_body, dict):
         model = call.request_body.get("model")
         rec["model"] = model if isinstance(model, str) else None
-        rec["stream"] = call.request_body.get("stream") is True
+        call.asked_stream = call.request_body.get("stream") is True
     if rec["model"] is None:
         rec["model"] = _model_from_path(tail)
     if ":streamGenerateContent" in tail:
-        rec["stream"] = True
+        call.asked_stream = True
 
 
 async def _forward(request: web.Request, call: Call, state: ProxyState) -> web.StreamResponse:

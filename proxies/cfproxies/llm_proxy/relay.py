@@ -93,7 +93,9 @@ async def relay(
         note_upstream_error(rec, upstream.status, reader)
         return response
 
-    rec["stream"] = rec["stream"] or is_sse
+    # Streamed: SSE, or a stream the request asked for (Gemini's JSON array)
+    # that came as a success; an error answered without a length is not one.
+    rec["stream"] = is_sse or (call.asked_stream and upstream.status < 400)
     # Decoded once, here, when the gateway gets it decoded; else the parser decodes.
     inflate = decoder_for(encoding) if decoding else None
     parser = StreamParser(reader, sse=is_sse, encoding=None if inflate else encoding)
