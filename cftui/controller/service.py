@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from cftui.audit.events import record_event
-from cftui.controller import budget, notify, remote_kill, server
+from cftui.controller import budget, notify, proposals_watch, remote_kill, server
 from cftui.controller.clock import Clock
 from cftui.controller.lock import ServeLock
 from cftui.controller.notify import BACKOFF_S as NOTIFY_BACKOFF_S
@@ -47,6 +47,7 @@ class ServeOptions:
     kill_listen: str | None = None
     notify: tuple[str, ...] = ()
     watchdog_poll_s: float = 5.0
+    proposals_poll_s: float = proposals_watch.POLL_S
     watchdog_backoff_s: float = 10.0
     watchdog_stable_s: float = 120.0
     notify_backoff_s: float = NOTIFY_BACKOFF_S
@@ -64,6 +65,7 @@ class Controller:
     secrets: ControllerSecrets = field(init=False)
     deliveries: SeenDeliveries = field(init=False)
     notifier: notify.Notifier = field(init=False)
+    proposals: proposals_watch.ProposalsWatch = field(init=False)
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _promoting: dict[str, asyncio.Lock] = field(default_factory=dict)
     _actions: set[asyncio.Task] = field(default_factory=set)
@@ -73,6 +75,7 @@ class Controller:
     def __post_init__(self) -> None:
         self.secrets = load_or_create(self.home)
         self.deliveries = SeenDeliveries(self.home)
+        self.proposals = proposals_watch.ProposalsWatch(self.home)
         urls = tuple(dict.fromkeys(self.options.notify + self.settings.notify))
         self.notifier = notify.Notifier(
             urls,
@@ -182,6 +185,15 @@ class Controller:
         self._spawn(watchdog.run(), "cf-watchdog")
         self._spawn(
             budget.watch_budgets(self.home, self.runtimes, self.clock, self.log), "cf-budget"
+        )
+        self._spawn(
+            proposals_watch.watch_proposals(
+                self.proposals,
+                self.clock,
+                self.log,
+                self.options.proposals_poll_s,
+            ),
+            "cf-proposals",
         )
         sites = [(self.options.listen, self.options.kill_listen is None)]
         if self.options.kill_listen:

@@ -34,6 +34,7 @@ from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
 from cftui.progress import ProgressEvent
+from cftui.proposals.counts import BotCount, ProposalCounts, proposes
 from cftui.runtime import Runtimes
 from cftui.runtime.base import ServiceStatus
 from cftui.tui.commands import FleetCommands
@@ -46,7 +47,6 @@ from cftui.tui.messages import (
     ProposalCountsUpdated,
     ServiceStateChanged,
 )
-from cftui.tui.proposal_counts import BotCount, ProposalCounts, proposes
 from cftui.tui.themes import DARK, LIGHT, LIGHT_THEME
 
 # What stops a running agent asks first (the focus on Cancel); the kill

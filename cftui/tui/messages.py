@@ -13,8 +13,8 @@ from textual.message import Message
 from cftui.audit.traffic.totals import Totals
 from cftui.killswitch import KillResult
 from cftui.progress import ProgressEvent
+from cftui.proposals.counts import BotCount
 from cftui.runtime.base import BotStatus, StateChange
-from cftui.tui.proposal_counts import BotCount
 
 
 @dataclass

@@ -214,7 +214,7 @@ def test_a_huge_or_unreadable_proposal_is_refused_without_crossing(lima_stack):
 
 
 def test_the_tuis_proposal_counts_see_the_vms_proposals(lima_stack):
-    from cftui.tui.proposal_counts import ProposalCounts  # no Textual in it
+    from cftui.proposals.counts import ProposalCounts  # no Textual in it
 
     counts = ProposalCounts()
     before = counts.scan_due(lima_stack.home, [BOT])[BOT].code or 0

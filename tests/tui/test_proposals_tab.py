@@ -110,7 +110,7 @@ async def test_fleet_table_counts_proposals_and_notifies_when_they_go_up(
 def test_the_count_scans_a_bot_no_more_often_than_its_cost_allows(
     fleet: FleetHome, tree: Path
 ) -> None:
-    from cftui.tui.proposal_counts import BotCount, ProposalCounts
+    from cftui.proposals.counts import BotCount, ProposalCounts
 
     now = [100.0]
 
