@@ -94,12 +94,15 @@ def _run_app(args: argparse.Namespace) -> int:
     if target:
         home.bot(target[0])
     from cftui.tui.app import run_app  # Textual only here
+    from cftui.tui.keymap import load_user_keymap
 
+    keymap = load_user_keymap()  # a bad file: one line, and no app
     return run_app(
         home,
         open_bot=target[0] if target else None,
         open_tab=target[1] if target else None,
         read_only=args.readonly,
+        keymap=keymap,
     )
 
 

@@ -128,9 +128,11 @@ class ClawFactoryApp(App[int]):
         live: bool = True,
         theme: str = DARK,
         read_only: bool = False,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.read_only = read_only
+        self.user_keymap = dict(keymap or {})  # the checked keymap file (cftui.tui.keymap)
         if read_only:
             self.title = f"{self.TITLE} · READ-ONLY"
         self.home = home
@@ -168,6 +170,8 @@ class ClawFactoryApp(App[int]):
         # the default 5 ms GIL switch interval every wake-up of the UI thread
         # can wait that long behind them; 1 ms keeps keys and frames prompt.
         sys.setswitchinterval(0.001)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
 
         self.push_screen(FleetScreen())
         self.read_fleet_files()
@@ -673,7 +677,8 @@ def run_app(
     open_tab: str | None = None,
     *,
     read_only: bool = False,
+    keymap: Mapping[str, str] | None = None,
 ) -> int:
-    app = make_app(home, open_bot=open_bot, open_tab=open_tab, read_only=read_only)
+    app = make_app(home, open_bot=open_bot, open_tab=open_tab, read_only=read_only, keymap=keymap)
     app.run()
     return app.return_code or 0
