@@ -652,7 +652,8 @@ class ProposalsTab(Vertical):
         keys = self._selected()
         changes, refused = self._picked(keys)
         found_paths = {c.path for c in found.changes} | {r.path for r in found.refused}
-        if any(x.path not in found_paths for x in [*changes, *refused]):
+        picked = [c.path for c in changes] + [r.path for r in refused]
+        if any(path not in found_paths for path in picked):
             self.app.notify(
                 f"{self.bot}: the save directory's files are the gateway's; reject leaves them "
                 "(they stay unapproved, so nothing of them is installed)",

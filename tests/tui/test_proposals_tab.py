@@ -612,3 +612,18 @@ async def test_markup_in_a_dependency_spec_or_name_renders_literally(
     assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json") == npm_manifest(
         **{"left-pad": "1.3.0", "gone": "^1"}
     )
+
+
+async def test_reject_leaves_a_save_dir_file_and_says_so(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    wanted = npm_manifest(**{"left-pad": "1.4.0"})
+    write(code, f"{ALPHA_SAVE}/package.json", wanted)
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 1)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: notified(app, "reject leaves them"))
+        assert not isinstance(app.screen, ASKING)
+    assert (code / f"{ALPHA_SAVE}/package.json").read_text() == wanted
