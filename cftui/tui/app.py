@@ -623,7 +623,14 @@ class ClawFactoryApp(App[int]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(binding_groups()))
+        groups = binding_groups()
+        if self.user_keymap:  # the keys as the keymap file set them
+            keymap = self.user_keymap
+            groups = [
+                (scope, [replace(b, key=keymap.get(b.id or "", b.key)) for b in bindings])
+                for scope, bindings in groups
+            ]
+        self.push_screen(HelpScreen(groups))
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK

@@ -83,3 +83,15 @@ async def test_the_app_uses_the_keymap(make, runtime) -> None:
         assert app.screen.active_bindings["S"].binding.action == "bot('start')"
         await pilot.press("S")
         await wait_until(pilot, lambda: runtime.states.get("beta", {}).get("gateway") == "running")
+
+
+async def test_help_shows_the_keys_the_keymap_set(make) -> None:
+    from cftui.tui.help_screen import HelpScreen
+
+    app = make(keymap={"app.theme": "f9"})
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        theme = [b for _s, bs in app.screen.groups for b in bs if b.id == "app.theme"]
+        assert [b.key for b in theme] == ["f9"]
