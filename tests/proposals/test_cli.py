@@ -20,7 +20,7 @@ from .conftest import git, write
 def runtime(home: FleetHome, bot: str, monkeypatch: pytest.MonkeyPatch):
     rt = memory_runtime.MemoryRuntime(home, running=[bot])
     monkeypatch.setattr(
-        "cftui.cli.proposal_cmds.Runtimes", lambda h: memory_runtime.MemoryRuntimes(h, rt)
+        "cftui.runtime.Runtimes", lambda h: memory_runtime.MemoryRuntimes(h, rt)
     )
     return rt
 
