@@ -1,20 +1,25 @@
 """The overview tab: services, ports, image, limits, the allowlist, and
 spend: today's, this month's, what the budgets leave, and a chart of the
 last day's spend and calls per hour (so a loop shows before its budget
-stops it)."""
+stops it); then the bot's history, its last operator actions from
+audit/events.jsonl (read through `EventsReader`, in a worker)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Sparkline, Static
 
+from cftui.audit.events import EventsReader, format_event
 from cftui.audit.traffic.spend import budget_left, hourly
 from cftui.audit.traffic.totals import Totals
 from cftui.fleet import BotConfig
@@ -50,6 +55,8 @@ class OverviewTab(VerticalScroll):
 
     HOURS = 24
     CHART_EVERY_S = 15.0
+    HISTORY_LINES = 10
+    HISTORY_EVERY_S = 2.0  # events.jsonl gains a line per operator action: polling is plenty
 
     @dataclass
     class SpendRead(Message):
@@ -57,12 +64,22 @@ class OverviewTab(VerticalScroll):
 
         series: list[tuple[str, Totals]]
 
+    @dataclass
+    class HistoryRead(Message):
+        """The bot's events appended since the last read, as lines."""
+
+        lines: list[str]
+        skipped: int
+
     def __init__(self, bot: str) -> None:
         super().__init__()
         self.bot = bot
         self.series: list[tuple[str, Totals]] | None = None
         self._charted = -1  # today's call count the chart was read at
         self._chart_due = 0.0
+        self.history: deque[str] = deque(maxlen=self.HISTORY_LINES)
+        self._events: EventsReader | None = None
+        self._events_lock = threading.Lock()  # one reader, one read at a time
 
     def compose(self):
         yield Static(id="overview-services")
@@ -71,10 +88,14 @@ class OverviewTab(VerticalScroll):
         yield Sparkline([], id="overview-spend-chart")
         yield Static("Calls per hour", id="overview-calls", classes="spend-label")
         yield Sparkline([], id="overview-calls-chart")
+        yield Static("History: reading…", id="overview-history")
 
     def on_mount(self) -> None:
         self.app.fleet_signal.subscribe(self, self._sync)
         self._sync(None)
+        self._events = EventsReader(self.app.home, self.bot)
+        self.read_history()
+        self.set_interval(self.HISTORY_EVERY_S, self.read_history)
 
     def activate(self) -> None:
         self.focus()
@@ -180,6 +201,36 @@ class OverviewTab(VerticalScroll):
         self.query_one("#overview-calls-chart", Sparkline).data = [
             float(t.calls) for _h, t in message.series
         ]
+
+    @work(thread=True, group="overview-history", exit_on_error=False)
+    def read_history(self) -> None:
+        """The bot's events appended since the last read (skipped when a
+        read is still going: the reader remembers where it stopped)."""
+        if self._events is None or not self._events_lock.acquire(blocking=False):
+            return
+        try:
+            lines = [format_event(e) for e in self._events.read()]
+            skipped = self._events.skipped
+        finally:
+            self._events_lock.release()
+        self.post_message(self.HistoryRead(lines, skipped))
+
+    @on(HistoryRead)
+    def _history_read(self, message: HistoryRead) -> None:
+        self.history.extend(message.lines)
+        text = Text(f"History (audit/events.jsonl, last {self.HISTORY_LINES}, newest last)\n")
+        text.stylize("bold")
+        if self.history:
+            text.append("\n".join(self.history))  # inert lines, appended as plain text
+        else:
+            text.append("no operator action recorded for this bot yet", style="dim")
+        if message.skipped:
+            text.append(f"\n{message.skipped} malformed line(s) skipped", style="dim")
+        self.query_one("#overview-history", Static).update(text)
+
+    @property
+    def history_text(self) -> str:
+        return str(self.query_one("#overview-history", Static).render())
 
 
 def spend_line(t: Totals) -> str:
