@@ -22,9 +22,10 @@ from textual.widgets import Sparkline, Static
 from cftui.audit.events import EventsReader, format_event
 from cftui.audit.traffic.spend import budget_left, hourly
 from cftui.audit.traffic.totals import Totals
+from cftui.errors import CftuiError
 from cftui.fleet import BotConfig
-from cftui.humanize import format_uptime, format_usd, human_count
-from cftui.runtime.base import SERVICES
+from cftui.humanize import format_uptime, format_usd, human_bytes, human_count
+from cftui.runtime.base import RUNNING, SERVICES, STARTING, UNHEALTHY, ServiceUsage
 from cftui.tui.formatting import agent_text, state_look
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class OverviewTab(VerticalScroll):
     HOURS = 24
     CHART_EVERY_S = 15.0
     HISTORY_LINES = 10
+    USAGE_EVERY_S = 5.0  # a sample takes the engine ~2 s per container
     HISTORY_EVERY_S = 2.0  # events.jsonl gains a line per operator action: polling is plenty
 
     @dataclass
@@ -63,6 +65,12 @@ class OverviewTab(VerticalScroll):
         """The last day's totals per hour, read in a worker."""
 
         series: list[tuple[str, Totals]]
+
+    @dataclass
+    class UsageRead(Message):
+        """CPU and memory per running service, sampled in a worker."""
+
+        usage: dict[str, ServiceUsage]
 
     @dataclass
     class HistoryRead(Message):
@@ -77,6 +85,8 @@ class OverviewTab(VerticalScroll):
         self.series: list[tuple[str, Totals]] | None = None
         self._charted = -1  # today's call count the chart was read at
         self._chart_due = 0.0
+        self.usage: dict[str, ServiceUsage] = {}
+        self._usage_due = 0.0  # monotonic time of the next sample
         self.history: deque[str] = deque(maxlen=self.HISTORY_LINES)
         self._events: EventsReader | None = None
         self._events_lock = threading.Lock()  # one reader, one read at a time
@@ -96,21 +106,31 @@ class OverviewTab(VerticalScroll):
         self._events = EventsReader(self.app.home, self.bot)
         self.read_history()
         self.set_interval(self.HISTORY_EVERY_S, self.read_history)
+        self.set_interval(self.USAGE_EVERY_S, self._usage_tick)
 
     def activate(self) -> None:
         self.focus()
 
+    def _usage_tick(self) -> None:
+        """Sample CPU and memory when due (the fleet's updates and a timer
+        both ask; at most one sample every USAGE_EVERY_S)."""
+        now = time.monotonic()
+        if now >= self._usage_due:
+            self._usage_due = now + self.USAGE_EVERY_S
+            self.read_usage()
+
     def _sync(self, _data: object) -> None:
+        self._usage_tick()
         app = self.app
         config = app.configs.get(self.bot)
         status = app.statuses.get(self.bot)
         services = Table(title="Services", title_justify="left", expand=True)
-        for col in ("Service", "State", "Health", "Uptime", "Image", "Detail"):
+        for col in ("Service", "State", "Health", "Uptime", "CPU", "Memory", "Image", "Detail"):
             services.add_column(col, no_wrap=col != "Detail")
         for svc in SERVICES:
             s = status.services.get(svc) if status else None
             if s is None:
-                services.add_row(svc, "-", "-", "-", "-", "")
+                services.add_row(svc, "-", "-", "-", "-", "-", "-", "")
                 continue
             word, _tone = state_look(s.state)
             # Rich tables read str cells as markup; the engine relays what
@@ -120,6 +140,7 @@ class OverviewTab(VerticalScroll):
                 agent_text(word),
                 agent_text(s.health or "-"),
                 format_uptime(s.uptime_seconds(app.clock())),
+                *usage_cells(self.usage.get(svc)),
                 agent_text(s.image or "-"),
                 agent_text(s.detail),
             )
@@ -202,6 +223,31 @@ class OverviewTab(VerticalScroll):
             float(t.calls) for _h, t in message.series
         ]
 
+    @work(exclusive=True, group="overview-usage", exit_on_error=False)
+    async def read_usage(self) -> None:
+        """One CPU/memory sample of the bot's running services (none while
+        it is stopped: no engine call for nothing)."""
+        config = self.app.configs.get(self.bot)
+        status = self.app.statuses.get(self.bot)
+        live = (RUNNING, STARTING, UNHEALTHY)
+        if config is None or not any(
+            s.state in live for s in (status.services.values() if status else ())
+        ):
+            self._usage_due = 0.0  # not running (or not known yet): ask again once it is
+            if self.usage:
+                self.post_message(self.UsageRead({}))
+            return
+        try:
+            usage = await self.app.runtimes.for_bot(config).usage(config)
+        except CftuiError:
+            usage = {}  # the services table already says what the runtime reports
+        self.post_message(self.UsageRead(usage))
+
+    @on(UsageRead)
+    def _usage_read(self, message: UsageRead) -> None:
+        self.usage = message.usage
+        self._sync(None)
+
     @work(thread=True, group="overview-history", exit_on_error=False)
     def read_history(self) -> None:
         """The bot's events appended since the last read (skipped when a
@@ -231,6 +277,15 @@ class OverviewTab(VerticalScroll):
     @property
     def history_text(self) -> str:
         return str(self.query_one("#overview-history", Static).render())
+
+
+def usage_cells(u: ServiceUsage | None) -> tuple[str, str]:
+    """`12.3%` and `85.2 MiB / 2.0 GiB` as `docker stats` reads, or dashes."""
+    if u is None:
+        return "-", "-"
+    cpu = "…" if u.cpu_percent is None else f"{u.cpu_percent:.1f}%"
+    mem = human_bytes(u.mem_bytes) + (f" / {human_bytes(u.mem_limit)}" if u.mem_limit else "")
+    return cpu, mem
 
 
 def spend_line(t: Totals) -> str:
