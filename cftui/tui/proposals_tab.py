@@ -29,6 +29,7 @@ from cftui.inert import inert
 from cftui.progress import ProgressEvent
 from cftui.proposals.model import Change, Proposals, Refusal
 from cftui.tui.confirm import ConfirmModal
+from cftui.tui.dependency_changes_view import DependencyChangesView, dependency_text
 from cftui.tui.diff_render import DiffStyles, has_syntax, message_lines, render_diff
 from cftui.tui.diff_view import DiffView
 from cftui.tui.egress_requests_view import EgressRequestsView
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from textual import getters
 
     from cftui.proposals.promote import FastForward, PromoteResult
+    from cftui.proposals.save_deps import SaveChanges
     from cftui.tui.app import ClawFactoryApp
 
 CONFIG_KEY = "config"
@@ -186,6 +188,8 @@ class ProposalsTab(Vertical):
         super().__init__()
         self.bot = bot
         self.found: Proposals | None = None
+        # The save directory's dependency files, promotable like the tree's.
+        self.saved: SaveChanges | None = None
         self.marked: set[str] = set()
         self.busy = False
         self._started = False
@@ -208,6 +212,7 @@ class ProposalsTab(Vertical):
                 table.add_column(label, key=key, width=width)
             yield table
             yield DiffView(id="proposals-diff")
+        yield DependencyChangesView(id="proposals-deps")
         yield EgressRequestsView(self.bot, id="proposals-egress")
 
     def on_mount(self) -> None:
@@ -238,23 +243,27 @@ class ProposalsTab(Vertical):
 
     @work(thread=True, exclusive=True, group="proposals-scan", exit_on_error=False)
     def _scan(self) -> None:
+        from cftui.proposals import save_deps
         from cftui.proposals.scan import scan
 
         try:
             found = scan(self.app.home, self.bot)
+            saved = save_deps.changes(self.app.home.code_dir(self.bot), found)
         except CftuiError as exc:
             self.app.call_from_thread(self._status, str(exc), True)
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show, found)
+            self.app.call_from_thread(self._show, found, saved)
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#proposals-status", Static)
         status.update(agent_text(text, multiline=True))
         status.set_class(error, "-error")
 
-    def _show(self, found: Proposals) -> None:
+    def _show(self, found: Proposals, saved: SaveChanges) -> None:
         self.found = found
+        self.saved = saved
+        self.query_one(DependencyChangesView).show(found.dependencies)
         self._fill(found)
         self._status(self._summary(found))
         self.app.proposals_seen(self.bot, self._count())
@@ -286,9 +295,31 @@ class ProposalsTab(Vertical):
     def _style(self, tone: str) -> str:
         return str(self.get_component_rich_style(f"proposals--{tone}"))
 
+    def _save_changes(self) -> list[Change]:
+        return self.saved.changes if self.saved is not None else []
+
+    def _save_refused(self) -> list[Refusal]:
+        """The save directory's refusals not already a row of the tree's."""
+        found, saved = self.found, self.saved
+        if saved is None:
+            return []
+        tree = {r.path for r in found.refused} if found is not None else set()
+        return [r for r in saved.refused if r.path not in tree]
+
+    def _change(self, path: str) -> Change | None:
+        """A proposed file: the tree's, or the save directory's."""
+        found = self.found
+        hit = found.change(path) if found is not None else None
+        return hit or next((c for c in self._save_changes() if c.path == path), None)
+
+    def _refusal(self, path: str) -> Refusal | None:
+        found = self.found
+        hit = found.refusal(path) if found is not None else None
+        return hit or next((r for r in self._save_refused() if r.path == path), None)
+
     def _rows(self, found: Proposals) -> list[tuple[str, list[Text | str]]]:
         rows: list[tuple[str, list[Text | str]]] = []
-        for c in found.changes:
+        for c in found.changes + self._save_changes():
             key = file_key(c.path)
             tone = self._style(c.status)
             size = human_bytes(c.size) if c.size is not None else ""
@@ -305,7 +336,7 @@ class ProposalsTab(Vertical):
                 )
             )
         dim = self._style("refused")
-        for r in found.refused:
+        for r in found.refused + self._save_refused():
             key = refused_key(r.path)
             rows.append(
                 (
@@ -340,11 +371,14 @@ class ProposalsTab(Vertical):
         head = f"{self.bot}: against {found.branch}@{found.approved[:12]}"
         if not found.seeded:
             return f"{head}: no proposals tree yet (it is made at the bot's next start)"
-        if not (found.changes or found.refused or found.config_drift):
+        saved, saved_refused = self._save_changes(), self._save_refused()
+        if not (found.changes or found.refused or found.config_drift or saved or saved_refused):
             return f"{head}: nothing proposed"
-        parts = [head, f"{len(found.changes)} file(s) proposed"]
-        if found.refused:
-            parts.append(f"{len(found.refused)} refused")
+        parts = [head, f"{len(found.changes) + len(saved)} file(s) proposed"]
+        if saved:
+            parts.append(f"{len(saved)} dependency file(s) in the save directory")
+        if found.refused or saved_refused:
+            parts.append(f"{len(found.refused) + len(saved_refused)} refused")
         if found.config_drift:
             parts.append("openclaw.json drifted")
         if found.commits:
@@ -372,9 +406,13 @@ class ProposalsTab(Vertical):
             view.show_message(Text("Nothing proposed: nothing to review.", style="italic"))
             return
         if key.startswith("refused:"):
-            refusal = found.refusal(key.removeprefix("refused:"))
+            refusal = self._refusal(key.removeprefix("refused:"))
             if refusal is not None:
                 view.show_message(self._refusal_text(refusal))
+            return
+        path = key.removeprefix("file:")
+        if found.dependencies is not None and any(c.path == path for c in self._save_changes()):
+            view.show_message(self._save_text(path, found))
             return
         view.show_message(Text("reading…", style="italic"), settled=False)
         self._read_diff(key, view.diff_styles())
@@ -388,6 +426,17 @@ class ProposalsTab(Vertical):
             "(removes it from the proposals by name, never through it).",
             style="italic",
         )
+        return text
+
+    @staticmethod
+    def _save_text(path: str, found: Proposals) -> Text:
+        """A save-directory file's row: what it changes, package by package."""
+        assert found.dependencies is not None
+        text = Text()
+        text.append(inert(path), style="bold")
+        text.append("\n\nWritten by the gateway in its save directory; installed at the bot's ")
+        text.append("next start only once promoted.\n\n")
+        text.append_text(dependency_text(found.dependencies))
         return text
 
     @work(thread=True, exclusive=True, group="proposals-diff", exit_on_error=False)
@@ -450,12 +499,11 @@ class ProposalsTab(Vertical):
         key = self._cursor_key()
         return [key] if key else []
 
-    @staticmethod
-    def _picked(found: Proposals, keys: list[str]) -> tuple[list[Change], list[Refusal]]:
+    def _picked(self, keys: list[str]) -> tuple[list[Change], list[Refusal]]:
         """The changes and refused entries the selected rows name."""
-        changes = [found.change(k.removeprefix("file:")) for k in keys if k.startswith("file:")]
+        changes = [self._change(k.removeprefix("file:")) for k in keys if k.startswith("file:")]
         refused = [
-            found.refusal(k.removeprefix("refused:")) for k in keys if k.startswith("refused:")
+            self._refusal(k.removeprefix("refused:")) for k in keys if k.startswith("refused:")
         ]
         return [c for c in changes if c], [r for r in refused if r]
 
@@ -486,7 +534,7 @@ class ProposalsTab(Vertical):
         if found is None or self._refused_while_locked("promote"):
             return
         keys = self._selected()
-        changes, refused = self._picked(found, keys)
+        changes, refused = self._picked(keys)
         if refused:
             r = refused[0]
             self.app.notify(
@@ -502,10 +550,11 @@ class ProposalsTab(Vertical):
         found = self.found
         if found is None or self._refused_while_locked("promote"):
             return
-        if not found.changes:
+        everything = found.changes + self._save_changes()
+        if not everything:
             self.app.notify(f"{self.bot} proposes no file to promote")
             return
-        self._confirm_promote(list(found.changes), everything=True)
+        self._confirm_promote(everything, everything=True)
 
     def _confirm_promote(self, changes: list[Change], *, everything: bool) -> None:
         found = self.found
@@ -516,8 +565,16 @@ class ProposalsTab(Vertical):
             f"Its state is snapshotted first, then one commit on {inert(found.branch)} "
             f"(author {self.bot}); a running gateway is rebuilt or restarted."
         )
-        if everything and found.refused:
-            question += f"\n{len(found.refused)} refused entr(ies) stay in the proposals."
+        saved = {c.path for c in self._save_changes()}
+        from_save = [c for c in changes if c.path in saved]
+        if from_save:
+            question += (
+                f"\n{len(from_save)} of them from the save directory: the dependencies "
+                "committed are installed at the bot's next start."
+            )
+        refused_count = len(found.refused) + len(self._save_refused())
+        if everything and refused_count:
+            question += f"\n{refused_count} refused entr(ies) stay in the proposals."
         if found.config_drift:
             question += "\nThe config drift is not part of this (A accepts it, V reverts it)."
         from cftui.proposals.promote import default_message
@@ -593,7 +650,17 @@ class ProposalsTab(Vertical):
         if found is None or self._refused_while_locked("reject"):
             return
         keys = self._selected()
-        changes, refused = self._picked(found, keys)
+        changes, refused = self._picked(keys)
+        found_paths = {c.path for c in found.changes} | {r.path for r in found.refused}
+        picked = [c.path for c in changes] + [r.path for r in refused]
+        if any(path not in found_paths for path in picked):
+            self.app.notify(
+                f"{self.bot}: the save directory's files are the gateway's; reject leaves them "
+                "(they stay unapproved, so nothing of them is installed)",
+                severity="warning",
+                markup=False,
+            )
+            return
         if not (changes or refused):
             self._nothing_selected(keys, "reject")
             return

@@ -492,3 +492,138 @@ async def test_promote_from_a_branch_that_moved_after_the_preview_is_refused(
         await confirm(pilot)
         await wait_until(pilot, lambda: notified(app, "moved since it was reviewed"))
     assert git(code, "rev-parse", "HEAD") == before
+
+
+# --- declared dependencies (the save directory) --------------------------------------
+
+ALPHA_SAVE = "workspace/alpha_save"
+
+
+def npm_manifest(**deps: str) -> str:
+    return json.dumps({"name": "save", "private": True, "dependencies": deps})
+
+
+@pytest.fixture
+def approved_deps(fleet: FleetHome) -> Path:
+    """alpha's approved code declares two packages; its proposals tree follows."""
+    code = fleet.code_dir("alpha")
+    write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"left-pad": "1.3.0", "gone": "^1"}))
+    git(code, "add", f"{ALPHA_SAVE}/package.json")
+    git(code, "commit", "-q", "-m", "deps")
+    seed.seed(fleet, "alpha")
+    return code
+
+
+def deps_shown(app) -> str:
+    from cftui.tui.dependency_changes_view import DependencyChangesView
+
+    view = app.screen.query_one(DependencyChangesView)
+    return str(view.render()) if view.display else ""
+
+
+async def test_dependency_changes_show_each_package_and_promote_all_commits_them(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    wanted = npm_manifest(**{"left-pad": "1.4.0", "@acme/new": "2.0.0"})
+    write(code, f"{ALPHA_SAVE}/package.json", wanted)
+    write(code, f"{ALPHA_SAVE}/package-lock.json", '{"lockfileVersion": 3}\n')
+    write(tree, SKILL, "# Weather\n")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 3)
+        shown = deps_shown(app)
+        assert f"Dependency changes in {ALPHA_SAVE}/package.json" in shown
+        assert "+ @acme/new  added: 2.0.0" in shown
+        assert "- gone  removed (approved ^1)" in shown
+        assert "~ left-pad  approved 1.3.0 → proposed 1.4.0" in shown
+        assert "package-lock.json differs from the approved one" in shown
+        assert f"file:{ALPHA_SAVE}/package.json" in rows(app)
+        await pilot.press("P")
+        question = await confirm(pilot, yes=False)
+        assert f"A {ALPHA_SAVE}/package-lock.json" in question
+        assert f"M {ALPHA_SAVE}/package.json" in question and SKILL in question
+        assert "2 of them from the save directory" in question
+        assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json") != wanted
+        await pilot.press("P")
+        await confirm(pilot)
+        await wait_until(pilot, lambda: notified(app, "alpha: promoted 3 file(s)"))
+        await wait_until(pilot, lambda: rows(app) == [] and deps_shown(app) == "")
+    assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json") == wanted
+    assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package-lock.json") == '{"lockfileVersion": 3}'
+
+
+async def test_promote_selected_takes_only_the_save_dir_file_under_the_cursor(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    wanted = npm_manifest(**{"left-pad": "1.4.0"})
+    write(code, f"{ALPHA_SAVE}/package.json", wanted)
+    write(tree, SKILL, "# Weather\n")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await opened(pilot, 2)
+        key = f"file:{ALPHA_SAVE}/package.json"
+        await pilot.press(*["down"] * rows(app).index(key))
+        await wait_until(pilot, lambda: tab._cursor_key() == key)
+        await wait_until(pilot, lambda: "approved 1.3.0 → proposed 1.4.0" in diff_shown(app))
+        await pilot.press("p")
+        question = await confirm(pilot)
+        assert f"M {ALPHA_SAVE}/package.json" in question and SKILL not in question
+        await wait_until(pilot, lambda: rows(app) == [f"file:{SKILL}"])
+    assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json") == wanted
+    assert not (code / SKILL).exists()
+
+
+async def test_a_save_dir_file_rewritten_after_the_review_is_not_promoted(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"left-pad": "1.4.0"}))
+    head = git(code, "rev-parse", "HEAD")
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 1)
+        await pilot.press("P")
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteModal))
+        write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"evil": "9.9.9"}))
+        await confirm(pilot)
+        await wait_until(pilot, lambda: notified(app, "changed since it was reviewed"))
+    assert git(code, "rev-parse", "HEAD") == head
+
+
+async def test_markup_in_a_dependency_spec_or_name_renders_literally(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"left-pad": "[bold red]9[/]"}))
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 1)
+        assert "approved 1.3.0 → proposed [bold red]9[/]" in deps_shown(app)
+        # a name npm would refuse: the reason quotes it, literally, and blocks its promotion
+        write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"[red]x": "1"}))
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: "[red]x" in deps_shown(app))
+        assert "is not an npm package name" in deps_shown(app)
+        assert f"refused:{ALPHA_SAVE}/package.json" in rows(app)
+        await pilot.press("P")
+        await wait_until(pilot, lambda: notified(app, "proposes no file to promote"))
+    assert git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json") == npm_manifest(
+        **{"left-pad": "1.3.0", "gone": "^1"}
+    )
+
+
+async def test_reject_leaves_a_save_dir_file_and_says_so(
+    make, fleet: FleetHome, approved_deps: Path, tree: Path
+) -> None:
+    code = approved_deps
+    wanted = npm_manifest(**{"left-pad": "1.4.0"})
+    write(code, f"{ALPHA_SAVE}/package.json", wanted)
+    app = make(open_bot="alpha", open_tab="proposals")
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, 1)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: notified(app, "reject leaves them"))
+        assert not isinstance(app.screen, ASKING)
+    assert (code / f"{ALPHA_SAVE}/package.json").read_text() == wanted
