@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--run", metavar="BOT", help="headless: run a bot's stack until Ctrl-C or SIGTERM"
     )
+    parser.add_argument(
+        "--readonly",
+        action="store_true",
+        help=(
+            "open the app to look, not act: every key and command that changes a bot "
+            "is refused and hidden, except the kill switch (ctrl+k, ctrl+x), since "
+            "stopping a runaway bot is always allowed"
+        ),
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands = (
         fleet_cmds,
@@ -85,9 +94,15 @@ def _run_app(args: argparse.Namespace) -> int:
     if target:
         home.bot(target[0])
     from cftui.tui.app import run_app  # Textual only here
+    from cftui.tui.keymap import load_user_keymap
 
+    keymap = load_user_keymap()  # a bad file: one line, and no app
     return run_app(
-        home, open_bot=target[0] if target else None, open_tab=target[1] if target else None
+        home,
+        open_bot=target[0] if target else None,
+        open_tab=target[1] if target else None,
+        read_only=args.readonly,
+        keymap=keymap,
     )
 
 
@@ -96,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("CFTUI_DEBUG"))
     try:
+        if args.readonly and (args.command or args.run):
+            raise UsageError("--readonly is for the app: use it alone or with --open")
         if args.command:
             return int(args.handler(args) or 0)
         if args.run:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from textual import on, work
+from textual.actions import ActionParseResult
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
@@ -37,6 +38,7 @@ from cftui.progress import ProgressEvent
 from cftui.proposals.counts import BotCount, ProposalCounts, proposes
 from cftui.runtime import Runtimes
 from cftui.runtime.base import ServiceStatus
+from cftui.tui import readonly as ro
 from cftui.tui.commands import FleetCommands
 from cftui.tui.messages import (
     DailyTotalsUpdated,
@@ -125,8 +127,14 @@ class ClawFactoryApp(App[int]):
         status_interval: float = 5.0,
         live: bool = True,
         theme: str = DARK,
+        read_only: bool = False,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.read_only = read_only
+        self.user_keymap = dict(keymap or {})  # the checked keymap file (cftui.tui.keymap)
+        if read_only:
+            self.title = f"{self.TITLE} · READ-ONLY"
         self.home = home
         self.runtimes = runtimes or Runtimes(home)
         self.open_target = (open_bot, open_tab or "overview") if open_bot else None
@@ -162,6 +170,8 @@ class ClawFactoryApp(App[int]):
         # the default 5 ms GIL switch interval every wake-up of the UI thread
         # can wait that long behind them; 1 ms keeps keys and frames prompt.
         sys.setswitchinterval(0.001)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
 
         self.push_screen(FleetScreen())
         self.read_fleet_files()
@@ -302,6 +312,8 @@ class ClawFactoryApp(App[int]):
     def proposals_command(self, bot: str, action: str) -> None:
         """A palette command on a bot's proposals: its tab opens and, once
         it has read them, asks about exactly what it shows."""
+        if self.refuse_if_read_only(action):
+            return
         self.pending_proposals[bot] = action
         self.open_bot(bot, "proposals")
 
@@ -377,6 +389,42 @@ class ClawFactoryApp(App[int]):
         self.read_fleet_files()
         self.refresh_status()
 
+    # --- read-only mode: the one gate for keys, footer clicks and the footer --
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Every binding and footer click runs through here: in read-only
+        mode an acting one is refused with one line (and counts as handled,
+        so the key goes no further)."""
+        if self.read_only:
+            _target, name, params = self._parse_action(
+                action, self if default_namespace is None else default_namespace, namespaces
+            )
+            if ro.refuses(name, params):
+                self.notify(ro.refusal(name, params), severity="warning", markup=False)
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def _check_action_state(self, action: str, default_namespace: DOMNode) -> bool | None:
+        """What the footer asks of each binding: in read-only mode no acting
+        key is shown."""
+        if self.read_only:
+            _target, name, params = self._parse_action(action, default_namespace)
+            if ro.refuses(name, params):
+                return False
+        return super()._check_action_state(action, default_namespace)
+
+    def refuse_if_read_only(self, action: str, parameters: tuple[object, ...] = ()) -> bool:
+        """For callers outside the bindings (the palette): True, after the
+        one-line refusal, when read-only mode refuses `action`."""
+        if self.read_only and ro.refuses(action, parameters):
+            self.notify(ro.refusal(action, parameters), severity="warning", markup=False)
+            return True
+        return False
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock":
             from cftui.tui.bot_screen import BotScreen
@@ -391,6 +439,8 @@ class ClawFactoryApp(App[int]):
 
     def action_unlock(self, bots: list[str] | None = None) -> None:
         """Unlock `bots` (every locked one when None), after asking."""
+        if self.refuse_if_read_only("unlock"):
+            return
         from cftui.tui.confirm import ConfirmModal
 
         names = sorted(self.locked if bots is None else self.locked & set(bots))
@@ -421,6 +471,8 @@ class ClawFactoryApp(App[int]):
     # --- bot operations ------------------------------------------------------
     def run_bot_action(self, bot: str, action: str) -> None:
         """Start/stop/restart/rebuild/snapshot/capture/kill on one bot."""
+        if self.refuse_if_read_only("bot", (action,)):
+            return
         config = self.configs.get(bot)
         if config is None:
             self.notify(f"no bot named {bot!r}", severity="error")
@@ -571,7 +623,14 @@ class ClawFactoryApp(App[int]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(binding_groups()))
+        groups = binding_groups()
+        if self.user_keymap:  # the keys as the keymap file set them
+            keymap = self.user_keymap
+            groups = [
+                (scope, [replace(b, key=keymap.get(b.id or "", b.key)) for b in bindings])
+                for scope, bindings in groups
+            ]
+        self.push_screen(HelpScreen(groups))
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK
@@ -619,7 +678,14 @@ def make_app(
     return ClawFactoryApp(home, runtimes, open_bot=open_bot, open_tab=open_tab, **options)
 
 
-def run_app(home: FleetHome, open_bot: str | None = None, open_tab: str | None = None) -> int:
-    app = make_app(home, open_bot=open_bot, open_tab=open_tab)
+def run_app(
+    home: FleetHome,
+    open_bot: str | None = None,
+    open_tab: str | None = None,
+    *,
+    read_only: bool = False,
+    keymap: Mapping[str, str] | None = None,
+) -> int:
+    app = make_app(home, open_bot=open_bot, open_tab=open_tab, read_only=read_only, keymap=keymap)
     app.run()
     return app.return_code or 0

@@ -1,5 +1,6 @@
 """The command palette (ctrl+p): every bot action for every bot, the kill
-switch, unlock, opening any bot's tab, and the actions on its proposals."""
+switch, unlock, opening any bot's tab, and the actions on its proposals.
+In read-only mode (`cftui.tui.readonly`) the acting ones are not offered."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from cftui.tui import readonly
 from cftui.tui.bot_actions import ACTIONS
 from cftui.tui.tabs import TABS
 
@@ -44,20 +46,34 @@ class FleetCommands(Provider):
 
     def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
         app = cast("ClawFactoryApp", self.app)  # Provider types it App[object]
-        yield "Kill the whole fleet", app.action_kill_all, "the kill switch (ctrl+k)"
-        yield "Unlock the fleet", app.action_unlock, "lift the kill switch (asks first)"
-        yield "Help: every key", app.action_help, "?"
+        for command in self._all_commands(app):
+            title, callback, help_text, action, params = command
+            if not (app.read_only and readonly.refuses(action, params)):
+                yield title, callback, help_text
+
+    def _all_commands(
+        self, app: ClawFactoryApp
+    ) -> Iterator[tuple[str, Callable[[], object], str, str, tuple[object, ...]]]:
+        """Each command with the action it is (as `readonly` names them)."""
+        kill_all = app.action_kill_all
+        yield "Kill the whole fleet", kill_all, "the kill switch (ctrl+k)", "kill_all", ()
+        unlock_all = app.action_unlock
+        yield "Unlock the fleet", unlock_all, "lift the kill switch (asks first)", "unlock", ()
+        yield "Help: every key", app.action_help, "?", "help", ()
         for bot in getattr(app, "bot_names", ()):
             for action in ACTIONS:
                 title = f"{action.capitalize()} {bot}"
-                yield title, partial(app.run_bot_action, bot, action), HELP[action]
+                run = partial(app.run_bot_action, bot, action)
+                yield title, run, HELP[action], "bot", (action,)
             unlock = partial(app.action_unlock, [bot])
-            yield f"Unlock {bot}", unlock, "lift the kill switch on this bot only (asks first)"
+            help_unlock = "lift the kill switch on this bot only (asks first)"
+            yield f"Unlock {bot}", unlock, help_unlock, "unlock", ()
             for tab in TABS:
-                yield f"Open {bot}: {tab}", partial(app.open_bot, bot, tab), f"{bot}'s {tab} tab"
+                show = partial(app.open_bot, bot, tab)
+                yield f"Open {bot}: {tab}", show, f"{bot}'s {tab} tab", "open", ()
             for title, action, help_text in PROPOSAL_COMMANDS:
                 command = partial(app.proposals_command, bot, action)
-                yield f"{title} {bot}", command, f"{help_text} (asks first)"
+                yield f"{title} {bot}", command, f"{help_text} (asks first)", action, ()
 
     async def discover(self) -> Hits:
         for title, callback, help_text in self._commands():
