@@ -16,6 +16,7 @@ from typing import Any
 from cfproxies.jsonl import append_line
 
 from cftui.fleet import FleetHome
+from cftui.inert import inert
 from cftui.securefs import make_private_dirs
 
 
@@ -39,6 +40,16 @@ def record_event(home: FleetHome, action: str, bot: str | None = None, **detail:
     make_private_dirs(home.events_log.parent)
     append_line(home.events_log, record)
     return record
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One event as one inert line (`ts  action  bot  key=value…`): the
+    CLI's `audit` and the TUI's history show the same words. Details may
+    hold what a bot wrote (a file name, a reason): control characters are
+    escaped."""
+    head = f"{event.get('ts')}  {event.get('action')}  {event.get('bot') or '-'}"
+    rest = [f"{k}={v}" for k, v in event.items() if k not in ("ts", "action", "bot")]
+    return inert("  ".join([head, *rest]))
 
 
 def read_events(home: FleetHome, bot: str | None = None) -> Iterator[dict]:

@@ -76,13 +76,9 @@ def _event_time(event: dict[str, Any]) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def format_event(event: dict[str, Any]) -> str:
-    head = f"{event.get('ts')}  {event.get('action')}  {event.get('bot') or '-'}"
-    rest = [f"{k}={v}" for k, v in event.items() if k not in ("ts", "action", "bot")]
-    return inert("  ".join([head, *rest]))
-
-
 def _print_events(reader: EventsReader, since: datetime | None, as_json: bool) -> None:
+    from cftui.audit.events import format_event
+
     out = sys.stdout
     for event in reader.read():
         if since is not None:

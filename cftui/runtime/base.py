@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cftui.progress import Progress, no_progress
 
@@ -49,6 +49,38 @@ class ServiceStatus:
         if self.state not in (RUNNING, STARTING, UNHEALTHY) or self.started_at is None:
             return None
         return ((now or datetime.now(UTC)) - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class ServiceUsage:
+    """A running service's CPU and memory, as `docker stats` shows them:
+    CPU in percent of one core (200.0 is two cores busy), None when the
+    engine had no earlier sample to measure against; memory without the
+    page cache the kernel can drop."""
+
+    cpu_percent: float | None
+    mem_bytes: int
+    mem_limit: int | None = None
+
+    @classmethod
+    def from_docker_stats(cls, stats: dict[str, Any]) -> ServiceUsage:
+        """The figures of one `stats(stream=False)` answer (cgroup v1 or v2)."""
+        cpu, pre = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+        used = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+            pre.get("cpu_usage") or {}
+        ).get("total_usage", 0)
+        system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+        cores = (
+            cpu.get("online_cpus")
+            or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ())
+            or 1
+        )
+        percent = used / system * cores * 100.0 if system > 0 and used >= 0 and pre else None
+        mem = stats.get("memory_stats") or {}
+        detail = mem.get("stats") or {}
+        cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+        usage = max(0, int(mem.get("usage", 0)) - int(cache))
+        return cls(percent, usage, mem.get("limit"))
 
 
 @dataclass(frozen=True)
@@ -266,6 +298,11 @@ class Runtime(ABC):
     async def push_proposals(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Send the host's `proposals/` to where the gateway writes its tree,
         after cftui changed it (a reject, a promotion)."""
+
+    async def usage(self, bot: BotConfig) -> dict[str, ServiceUsage]:
+        """Each running service's CPU and memory now (one sample, which may
+        take the engine a second or two); empty where the runtime cannot say."""
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (SSH, HTTP pools)."""

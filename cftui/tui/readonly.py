@@ -45,7 +45,9 @@ VIEWING = frozenset(
         "clear",
         "clear_filter",
         "close",
+        "close_find",  # logs tab: find, next/prev match, pause, wrap
         "cycle_sort",
+        "find",
         "first",
         "focus_filter",
         "follow",
@@ -53,9 +55,11 @@ VIEWING = frozenset(
         "mark",
         "move",
         "nav",
+        "next_match",
         "open",
         "open_detail",
         "page",
+        "pause",
         "quit",
         "refused",
         "reload",
@@ -63,6 +67,7 @@ VIEWING = frozenset(
         "toggle_detail",
         "toggle_theme",
         "validate",
+        "wrap",
     }
 )
 

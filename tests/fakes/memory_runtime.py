@@ -24,6 +24,7 @@ from cftui.runtime.base import (
     LogLine,
     Runtime,
     ServiceStatus,
+    ServiceUsage,
     StateChange,
 )
 
@@ -39,6 +40,11 @@ class MemoryRuntime(Runtime):
         self.calls: list[tuple[str, str]] = []
         self.events_queue: asyncio.Queue[StateChange] | None = None
         self.log_lines: dict[tuple[str, str], list[str]] = {}
+        # A queue here feeds a followed log line by line after `log_lines`
+        # (a service writing while the operator watches).
+        self.log_feeds: dict[tuple[str, str], asyncio.Queue[str]] = {}
+        # What `usage()` samples per bot and service (a test sets the figures).
+        self.usage_figures: dict[str, dict[str, ServiceUsage]] = {}
         # Set `building` to an unset Event to hold up() and rebuild() in their
         # build step (a slow image build); `build_started` says one is there.
         self.building: asyncio.Event | None = None
@@ -111,8 +117,17 @@ class MemoryRuntime(Runtime):
     ) -> AsyncIterator[LogLine]:
         for text in self.log_lines.get((bot.name, service), [f"{service} of {bot.name} ready"]):
             yield LogLine(bot.name, service, text)
+        feed = self.log_feeds.get((bot.name, service))
+        while follow and feed is not None:
+            yield LogLine(bot.name, service, await feed.get())
         if follow:
             await asyncio.Event().wait()
+
+    async def usage(self, bot: BotConfig) -> dict[str, ServiceUsage]:
+        self.calls.append(("usage", bot.name))
+        running = self.states.get(bot.name, {})
+        figures = self.usage_figures.get(bot.name, {})
+        return {s: u for s, u in figures.items() if running.get(s) == RUNNING}
 
     async def kill(self, bot: BotConfig) -> KillReport:
         self.calls.append(("kill", bot.name))

@@ -7,6 +7,7 @@ frozen clock; nothing blinks (no text field has focus when the shot is taken).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -182,7 +183,17 @@ class TestBotScreen:
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
     def test_overview(self, snap_compare, tmp_path: Path) -> None:
-        app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="overview")
+        app, home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="overview")
+        # The history shows event times: fixed ones here (the scene's are now).
+        home.events_log.write_text(
+            "".join(
+                json.dumps({"ts": ts, "action": action, "bot": "scout", "by": "operator"}) + "\n"
+                for ts, action in (
+                    ("2026-12-01T09:00:00.000Z", "init"),
+                    ("2026-12-01T09:05:00.000Z", "start"),
+                )
+            )
+        )
 
         async def ready(pilot) -> None:
             from cftui.tui.overview_tab import OverviewTab
@@ -192,6 +203,7 @@ class TestBotScreen:
             tab = pilot.app.screen.query_one(OverviewTab)
             # the chart read once today's 240 calls are counted
             await wait_until(pilot, lambda: sum(t.calls for _h, t in tab.series or []) == 240)
+            await wait_until(pilot, lambda: "09:05:00.000Z  start" in tab.history_text)
             await pilot.pause()
 
         assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -19,8 +19,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
-from cftui.fleet import FleetHome
-from cftui.runtime.base import Runtime
+from cftui.fleet import BotConfig, FleetHome
+from cftui.runtime.base import SERVICES, Runtime, ServiceUsage
 
 if TYPE_CHECKING:
     from cftui.hosts.ssh import HostLink
@@ -121,6 +121,28 @@ class DockerEngine(Runtime):
             return self.api.inspect_container(name)
         except docker.errors.NotFound:
             return None
+
+    def _stats_once(self, name: str) -> ServiceUsage | None:
+        """One `docker stats --no-stream` sample of a container, None when
+        it is absent or not running (the engine answers with no figures)."""
+        import docker.errors
+
+        try:
+            stats = self.api.stats(name, stream=False)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            return None
+        if not isinstance(stats, dict) or not (stats.get("memory_stats") or {}).get("usage"):
+            return None
+        return ServiceUsage.from_docker_stats(stats)
+
+    async def usage(self, bot: BotConfig) -> dict[str, ServiceUsage]:
+        """The stack's services sampled at once, each in a pool thread."""
+        from cftui.runtime.docker.spec import container_name
+
+        samples = await asyncio.gather(
+            *(self._run(self._stats_once, container_name(bot.name, s)) for s in SERVICES)
+        )
+        return {s: u for s, u in zip(SERVICES, samples, strict=True) if u is not None}
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
