@@ -19,9 +19,7 @@ from .conftest import git, write
 @pytest.fixture
 def runtime(home: FleetHome, bot: str, monkeypatch: pytest.MonkeyPatch):
     rt = memory_runtime.MemoryRuntime(home, running=[bot])
-    monkeypatch.setattr(
-        "cftui.runtime.Runtimes", lambda h: memory_runtime.MemoryRuntimes(h, rt)
-    )
+    monkeypatch.setattr("cftui.runtime.Runtimes", lambda h: memory_runtime.MemoryRuntimes(h, rt))
     return rt
 
 
