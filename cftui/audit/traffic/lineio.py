@@ -5,6 +5,7 @@ counted and found with C-level calls. The leaf every other module here reads wit
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 # Filter / totals read size: small enough to stay in the CPU cache. Read as
 # `lineio.CHUNK` where another module uses it, so a test can shrink it.
@@ -53,3 +54,30 @@ def last_newline_before(fd: int, end: int) -> int:
             return start + i
         pos = start
     return -1
+
+
+def feed_range(
+    path: str, start: int, end: int, ino: int, feed: Callable[[bytes, int], None]
+) -> bool:
+    """Feed the whole lines in [start, end) of `path` to `feed(data, pos)`,
+    chunk by chunk (in a worker process: it opens the file itself); False,
+    with nothing fed, when the file is gone or is no longer the one asked
+    for (inode `ino`, at least `end` bytes): rotated or truncated."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != ino or st.st_size < end:
+            return False
+        pos = start
+        while pos < end:
+            data = read_lines(fd, pos, end)
+            if not data:
+                break
+            feed(data, pos)
+            pos += len(data)
+    finally:
+        os.close(fd)
+    return True

@@ -5,7 +5,6 @@ a big file into ranges for `cftui.audit.rangescan` and merges the results."""
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections.abc import Callable
 from itertools import repeat
@@ -15,7 +14,7 @@ from pathlib import Path
 from cftui.audit import rangescan
 from cftui.audit.traffic.fields import is_start, start_id
 from cftui.audit.traffic.filter import TrafficFilter
-from cftui.audit.traffic.lineio import newlines_in, read_lines
+from cftui.audit.traffic.lineio import feed_range, newlines_in
 from cftui.audit.traffic.pairing import Pairing, Pending
 from cftui.audit.traffic.totals import Totals, chunk_totals, lines_totals
 
@@ -108,24 +107,9 @@ def scan_range(path: str, start: int, end: int, flt: TrafficFilter, ino: int) ->
     line count, its start lines left open: see `Pairing`). Runs in a worker process (`cftui.audit.rangescan`), which
     opens the file itself; None when the file at `path` is no longer the
     one indexed (inode `ino`, at least `end` bytes): rotated or truncated."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    scan = RangeScan(flt)
+    if not feed_range(path, start, end, ino, scan.feed):
         return None
-    try:
-        st = os.fstat(fd)
-        if st.st_ino != ino or st.st_size < end:
-            return None
-        scan = RangeScan(flt)
-        pos = start
-        while pos < end:
-            data = read_lines(fd, pos, end)
-            if not data:
-                break
-            scan.feed(data, pos)
-            pos += len(data)
-    finally:
-        os.close(fd)
     return scan.lines, scan.totals, scan.line_count, scan.pairing.pending
 
 

@@ -26,7 +26,7 @@ from cftui.audit import rangescan
 from cftui.audit.traffic.daily import since_offset
 from cftui.audit.traffic.fields import HALF_HEAD, field_of, parse_ok, top_limit
 from cftui.audit.traffic.filter import TrafficFilter
-from cftui.audit.traffic.lineio import last_newline_before, read_lines
+from cftui.audit.traffic.lineio import feed_range, last_newline_before
 from cftui.audit.traffic.pairing import end_after
 from cftui.audit.traffic.scan import PARALLEL_MIN, RANGE, scan_ranges
 from cftui.audit.traffic.totals import Totals
@@ -103,24 +103,10 @@ def group_range(path: str, start: int, end: int, by: str, ino: int) -> tuple[Gro
     """`GroupScan` over the whole lines in [start, end) of `path` (in a
     worker process: it opens the file itself); None when the file is no
     longer the one asked for (inode `ino`, at least `end` bytes)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    scan = GroupScan(by)
+    # whole lines: the last newline ends the last
+    if not feed_range(path, start, end, ino, lambda data, pos: scan.feed(data[:-1], pos)):
         return None
-    try:
-        st = os.fstat(fd)
-        if st.st_ino != ino or st.st_size < end:
-            return None
-        scan = GroupScan(by)
-        pos = start
-        while pos < end:
-            data = read_lines(fd, pos, end)
-            if not data:
-                break
-            scan.feed(data[:-1], pos)  # whole lines: the last newline ends the last
-            pos += len(data)
-    finally:
-        os.close(fd)
     return scan.groups, scan.open
 
 
