@@ -41,7 +41,7 @@ import tempfile
 from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 log = logging.getLogger("cf-egress")
 
@@ -97,6 +97,18 @@ _FIELDS = ("key", "host", "port", "connect", "count", "first", "last")
 _OPTIONAL = ("method", "path", "rule", "suggest")
 
 
+class Attempt(TypedDict, total=False):
+    """What the egress saw of one refused attempt (`RequestLedger.record`'s
+    keywords), passed through the state's counters unchanged."""
+
+    connect: bool
+    method: str | None
+    path: str | None
+    rule: str | None
+    suggest: str | None
+    prefix: str | None
+
+
 class RequestLedger:
     """The entries in least-recently-refused order, and whether they changed."""
 
@@ -114,7 +126,7 @@ class RequestLedger:
         host: str,
         port: int | None,
         *,
-        connect: bool,
+        connect: bool = False,
         method: str | None = None,
         path: str | None = None,
         rule: str | None = None,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Unpack
 
 from cfproxies.egress.config import EgressConfig
-from cfproxies.egress.ledger import RequestLedger, printable
+from cfproxies.egress.ledger import Attempt, RequestLedger, printable
 from cfproxies.egress.patterns import Allowlist
 from cfproxies.egress.session import CaptureSession
 
@@ -59,55 +60,21 @@ class EgressState:
         way: str,
         why: str = "not on the allowlist",
         *,
-        connect: bool = False,
-        method: str | None = None,
-        path: str | None = None,
-        rule: str | None = None,
-        suggest: str | None = None,
-        prefix: str | None = None,
         ledger: bool = True,
+        **attempt: Unpack[Attempt],
     ) -> None:
         """Count one refusal in the stats, the log and (unless `ledger` is
         False: the attempt is recorded later) the request ledger; see
-        `ledger.RequestLedger.record` for the keyword arguments."""
+        `ledger.RequestLedger.record` for what an attempt holds."""
         self.refused[f"{host}:{port}" if port else host] += 1
         log.warning("refused %s %s:%s (%s)", way, printable(host, 255), port, why)
         if ledger:
-            self.ledger_only(
-                host,
-                port,
-                connect=connect,
-                method=method,
-                path=path,
-                rule=rule,
-                suggest=suggest,
-                prefix=prefix,
-            )
+            self.ledger_only(host, port, **attempt)
 
-    def ledger_only(
-        self,
-        host: str,
-        port: int | None,
-        *,
-        connect: bool,
-        method: str | None = None,
-        path: str | None = None,
-        rule: str | None = None,
-        suggest: str | None = None,
-        prefix: str | None = None,
-    ) -> None:
+    def ledger_only(self, host: str, port: int | None, **attempt: Unpack[Attempt]) -> None:
         """Record one refused attempt in the ledger (already counted and logged)."""
         if self.ledger is not None:
-            self.ledger.record(
-                host,
-                port,
-                connect=connect,
-                method=method,
-                path=path,
-                rule=rule,
-                suggest=suggest,
-                prefix=prefix,
-            )
+            self.ledger.record(host, port, **attempt)
 
     def snapshot(self) -> dict:
         """The stats the operator's tools read (no secrets: no key, no bodies)."""
