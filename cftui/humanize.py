@@ -4,6 +4,11 @@ one spelling everywhere."""
 
 from __future__ import annotations
 
+import re
+
+_DURATION_RE = re.compile(r"(\d{1,6})([smhdw])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -70,3 +75,12 @@ def format_ago(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
+
+
+def parse_duration(text: str, units: str = "smhdw") -> int | None:
+    """Seconds of a short duration (`90s`, `30m`, `2h`, `3d`, `1w`; at most
+    six digits, so no overflow) in one of `units`, or None when `text` is
+    not one. The one grammar of `--since` ages (no weeks) and the
+    controller's `snapshot_every`."""
+    m = _DURATION_RE.fullmatch(text)
+    return int(m[1]) * _DURATION_UNITS[m[2]] if m and m[2] in units else None

@@ -6,7 +6,6 @@ lines): control characters escaped."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from cftui.cli.common import add_command, resolve_home, run_async, warn
 from cftui.errors import UsageError
+from cftui.humanize import parse_duration
 from cftui.inert import inert, inert_json
 
 if TYPE_CHECKING:
     from cftui.audit.events import EventsReader
 
 FOLLOW_POLL_S = 0.5  # events.jsonl gains a line per operator action: polling is plenty
-_AGO_RE = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,10 +53,9 @@ def since_time(text: str | None, now: datetime | None = None) -> datetime | None
     (ISO 8601); UsageError (one line) for anything else."""
     if text is None:
         return None
-    ago = _AGO_RE.fullmatch(text)
-    if ago:
-        delta = timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
-        return (now or datetime.now(UTC)) - delta
+    ago = parse_duration(text, units="smhd")
+    if ago is not None:
+        return (now or datetime.now(UTC)) - timedelta(seconds=ago)
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -26,10 +26,9 @@ from typing import Any
 
 from cftui.errors import FleetError, UsageError
 from cftui.fleet import FleetHome
+from cftui.humanize import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:8790"
-_INTERVAL_RE = re.compile(r"^(\d{1,6})([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _ALIASES = {"@hourly": 3600, "@daily": 86400, "@weekly": 7 * 86400}
 MIN_INTERVAL_S = 60
 _REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -70,13 +69,12 @@ def parse_interval(value: str) -> int:
     """Seconds of "30m", "1h", "1d", "1w" or "@hourly"/"@daily"/"@weekly"."""
     if value in _ALIASES:
         return _ALIASES[value]
-    m = _INTERVAL_RE.fullmatch(value)
-    if not m:
+    seconds = parse_duration(value)
+    if seconds is None:
         raise ValueError(
             f'snapshot_every {value!r}: use a number and s, m, h, d or w ("1h", "30m") '
             "or @hourly, @daily, @weekly"
         )
-    seconds = int(m[1]) * _UNITS[m[2]]
     if seconds < MIN_INTERVAL_S:
         raise ValueError(f"snapshot_every {value!r}: at least {MIN_INTERVAL_S} s")
     return seconds
