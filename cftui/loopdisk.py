@@ -37,7 +37,6 @@ import fcntl
 import os
 import shutil
 import stat
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +87,8 @@ def unavailable_reason() -> str | None:
 
 
 def _run(cmd: list[str], what: str, ok: tuple[int, ...] = (0,)) -> str:
+    import subprocess  # only what changes a disk runs a tool; `cftui list` reads state
+
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL

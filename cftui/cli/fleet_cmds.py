@@ -88,6 +88,22 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
+    from cftui.fleet_view import read_now
+
+    # This machine's docker bots: the engine's socket, no SDK, no event loop.
+    got = read_now(home, bots)
+    if got is None:
+        got = _statuses_of_every_runtime(home, bots)
+    statuses, errors = got
+    for err in errors:
+        warn(f"{err} (showing the bots from fleet.toml without live state)")
+    return statuses
+
+
+def _statuses_of_every_runtime(
+    home: FleetHome, bots: list[BotConfig]
+) -> tuple[dict[str, BotStatus], list[str]]:
+    """Lima bots, other hosts' bots, a DOCKER_HOST that is no unix socket."""
     from cftui.lifecycle import fleet_status
     from cftui.runtime import Runtimes
 
@@ -98,10 +114,7 @@ def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
         finally:
             await runtimes.aclose()
 
-    statuses, errors = run_async(go())
-    for err in errors:
-        warn(f"{err} (showing the bots from fleet.toml without live state)")
-    return statuses
+    return run_async(go())
 
 
 def _status_json(bot: BotConfig, st: BotStatus) -> dict:
