@@ -1,10 +1,10 @@
-"""The Docker Engine API over its unix socket, with `http.client` alone.
+"""The Docker Engine API over its unix socket, read with a socket alone.
 
 Why not the SDK: `cftui list` and `cftui status` only read (the container
 listing and one inspect a container), and the docker SDK costs them more
 than the whole rest of the command (requests, urllib3 and asyncio to load:
 ~130 ms, where a bare interpreter starts in ~40). So the read-only fast path
-speaks the two GETs itself, on one keep-alive connection.
+speaks the two GETs itself, on one keep-alive connection (`EngineSocket`).
 
 Only where that reaches the engine the SDK would reach (`local_socket`):
 `DOCKER_HOST` unset or `unix://`, no Docker CLI context chosen, no TLS
@@ -14,7 +14,6 @@ and `local_socket` says None.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -26,6 +25,8 @@ from cftui.errors import RuntimeUnavailable
 DEFAULT_SOCKET = "/var/run/docker.sock"  # the SDK's and the CLI's default
 TIMEOUT_S = 60.0  # the runtime's SDK client's timeout
 _MAX_BODY = 64 << 20  # an inspect is a few KiB; a listing of 1000 containers a few MiB
+_MAX_LINE = 64 << 10
+_MAX_HEADERS = 100
 
 
 def local_socket(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
@@ -60,25 +61,15 @@ def _config_context(env: os._Environ[str] | dict[str, str]) -> bool:
     return bool(name) and name != "default"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class EngineSocket:
     """A blocking reader of one engine, the same calls (and the same
-    answers) as the SDK's `APIClient.containers` and `inspect_container`.
+    answers) as the SDK's `APIClient.containers` and `inspect_container`,
+    as HTTP/1.1 GETs on one keep-alive connection.
+
+    Not `http.client`: it loads `ssl` and the `email` package, as much
+    import time as the rest of `cftui list`. The engine is this machine's
+    own daemon, and two GETs need only a status line, `Content-Length` or
+    chunks, each bounded.
 
     Errors are one line (`RuntimeUnavailable`): an engine that cannot be
     reached reads as the runtime's client says it (`DockerEngine.client`),
@@ -86,11 +77,17 @@ class EngineSocket:
 
     def __init__(self, path: str, timeout: float = TIMEOUT_S) -> None:
         self.path = path
-        self._conn = _UnixConnection(path, timeout)
-        self._connected = False
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+        self._answered = False  # the engine has answered once
 
     def close(self) -> None:
-        self._conn.close()
+        if self._file is not None:
+            self._file.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._file = None
 
     def __enter__(self) -> EngineSocket:
         return self
@@ -98,14 +95,27 @@ class EngineSocket:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._file = sock, sock.makefile("rb")
+
     def _get(self, url: str) -> tuple[int, bytes]:
         try:
-            self._conn.request("GET", url, headers={"Host": "docker"})
-            resp = self._conn.getresponse()
-            body = resp.read(_MAX_BODY + 1)
+            try:
+                return self._exchange(url)
+            except _Dropped:
+                # A kept-alive connection the engine closed meanwhile: once more, afresh.
+                self.close()
+                return self._exchange(url)
         except OSError as exc:
-            self._conn.close()
-            if not self._connected:
+            self.close()
+            if not self._answered:
                 # The docker SDK's words (it fails on its first call, the
                 # engine's version), so both paths say the same line.
                 raise RuntimeUnavailable(
@@ -113,14 +123,76 @@ class EngineSocket:
                     f"version: ('Connection aborted.', {exc!r})): start it, or set DOCKER_HOST"
                 ) from None
             raise RuntimeUnavailable(f"docker: {' '.join(str(exc).split())[:300]}") from None
-        except http.client.HTTPException as exc:
-            self._conn.close()
-            raise RuntimeUnavailable(f"docker: the engine's answer is not HTTP ({exc!r})") from None
-        self._connected = True
+        except (_Dropped, ValueError):
+            self.close()
+            raise RuntimeUnavailable(f"docker: the engine's answer to {url} is not HTTP") from None
+
+    def _exchange(self, url: str) -> tuple[int, bytes]:
+        reused = self._sock is not None
+        if self._sock is None:
+            self._connect()
+        assert self._sock is not None
+        request = f"GET {url} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cftui\r\n\r\n"
+        try:
+            self._sock.sendall(request.encode("ascii"))
+            status_line = self._file.readline(_MAX_LINE)
+        except (BrokenPipeError, ConnectionResetError):
+            if reused:
+                raise _Dropped() from None
+            raise
+        if not status_line:
+            raise _Dropped()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ValueError("status line")
+        status = int(parts[1])
+        headers: dict[bytes, bytes] = {}
+        for _ in range(_MAX_HEADERS):
+            line = self._file.readline(_MAX_LINE)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line.endswith(b"\n"):
+                raise ValueError("header")
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise ValueError("headers")
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = self._chunks()
+        elif b"content-length" in headers:
+            length = int(headers[b"content-length"])
+            if not 0 <= length <= _MAX_BODY:
+                raise ValueError("length")
+            body = self._exactly(length)
+        else:  # to the end: this connection is spent
+            body = self._file.read(_MAX_BODY + 1)
+            headers[b"connection"] = b"close"
         if len(body) > _MAX_BODY:
-            self._conn.close()
-            raise RuntimeUnavailable(f"docker: the engine's answer to {url} is too large")
-        return resp.status, body
+            raise ValueError("size")
+        if headers.get(b"connection", b"").lower() == b"close":
+            self.close()
+        self._answered = True
+        return status, body
+
+    def _exactly(self, n: int) -> bytes:
+        data = self._file.read(n)
+        if len(data) != n:
+            raise ValueError("short body")
+        return bytes(data)
+
+    def _chunks(self) -> bytes:
+        body = bytearray()
+        while True:
+            size = int(self._file.readline(_MAX_LINE).split(b";")[0].strip(), 16)
+            if size == 0:
+                for _ in range(_MAX_HEADERS):  # trailers, to the blank line
+                    if self._file.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
+                        return bytes(body)
+                raise ValueError("trailers")
+            if len(body) + size > _MAX_BODY:
+                raise ValueError("size")
+            body += self._exactly(size)
+            self._exactly(2)  # the chunk's CRLF
 
     def _json(self, url: str) -> Any:
         status, body = self._get(url)
@@ -153,6 +225,10 @@ class EngineSocket:
                 return None
             raise
         return doc if isinstance(doc, dict) else None
+
+
+class _Dropped(Exception):
+    """The engine closed a kept-alive connection before answering."""
 
 
 class _HTTPError(RuntimeUnavailable):
