@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bot")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help='{"bot", "kept": [PATH, ...]}')
 
     p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
     p.add_argument("--json", action="store_true")
@@ -81,6 +82,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             await runtimes.aclose()
 
     kept = run_async(go())
+    if args.json:
+        print_json({"bot": bot.name, "kept": [str(p) for p in kept]})
+        return 0
     print(f"deleted {bot.name}")
     for path in kept:
         print(f"  kept {path}")

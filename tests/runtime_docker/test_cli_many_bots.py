@@ -62,6 +62,10 @@ def test_the_verbs_kill_and_unlock_say_it_in_json(home: FleetHome, cli, docker_c
         assert r.code == 0 and json.loads(r.out) == {"unlocked": sorted(names)}
         r = cli("unlock", "--json", *names)
         assert r.code == 0 and json.loads(r.out) == {"unlocked": []}
+        r = cli("delete", "--yes", "--json", names[0])
+        assert r.code == 0, r
+        kept = json.loads(r.out)
+        assert kept["bot"] == names[0] and str(home.audit_dir(names[0])) in kept["kept"]
     finally:
         cli("unlock", "--all")
         for name in names:
