@@ -317,6 +317,40 @@ async def inspect_rate(home: FleetHome, bots: list[BotConfig], total: int) -> tu
         await runtimes.aclose()
 
 
+async def call_behind_a_poll(
+    home: FleetHome, bots: list[BotConfig], n: int, rounds: int = 3
+) -> tuple[float, float, float]:
+    """Seconds one engine call takes alone, and when submitted to the same
+    runtime just after the inspects of a status poll of `n` bots (4n), with
+    the poll's own seconds (medians of `rounds`): what the kill switch's
+    first call (its cut) waits in the TUI or `serve`, whose kill runs on
+    the runtime their status poll uses."""
+    runtimes = Runtimes(home)
+    rt = runtimes.get("docker")
+    assert isinstance(rt, DockerRuntime)
+    probe = container_name(bots[0].name, "gateway")
+    try:
+        await rt._run(rt._inspect, probe)  # the client and its pool made
+        t = time.perf_counter()
+        await rt._run(rt._inspect, probe)
+        alone = time.perf_counter() - t
+        names = [container_name(b.name, s) for b in bots for s in SERVICES]
+        batch = (names * (4 * n // len(names) + 1))[: 4 * n]
+        behind, whole = [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            poll = [asyncio.ensure_future(rt._run(rt._inspect, x)) for x in batch]
+            await asyncio.sleep(0)  # every inspect handed to the pool, as `status` does
+            t1 = time.perf_counter()
+            await rt._run(rt._inspect, probe)
+            behind.append(time.perf_counter() - t1)
+            await asyncio.gather(*poll)
+            whole.append(time.perf_counter() - t)
+        return alone, statistics.median(behind), statistics.median(whole)
+    finally:
+        await runtimes.aclose()
+
+
 # --- the report -----------------------------------------------------------------
 def fit(small: float, large: float, n_small: int, n_large: int) -> tuple[float, float]:
     """(fixed, per bot) of a straight line through the two sizes."""
@@ -441,16 +475,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cf-controller-load-"))
     client = docker.from_env(timeout=60)  # the bench's own, straight to the engine
     try:
-        small, large, rate, wall = _run(client, prefix, small_n, large_n, args, tmp)
+        small, large, rate, wall, queued = _run(client, prefix, small_n, large_n, args, tmp)
     finally:
         client.close()
         shutil.rmtree(tmp, ignore_errors=True)
     report(small, large, rate, wall)
+    print(f"\none engine call alone: {queued[0] * 1000:.0f} ms; submitted to the same runtime "
+          f"just after a status poll of 100 bots (400 inspects): {queued[1] * 1000:.0f} ms, "
+          f"the poll itself {queued[2] * 1000:.0f} ms (medians of 3)")  # fmt: skip
 
 
 def _run(
     client: Any, prefix: str, small_n: int, large_n: int, args: argparse.Namespace, tmp: Path
-) -> tuple[Measure, Measure, float, float]:
+) -> tuple[Measure, Measure, float, float, tuple[float, float, float]]:
     with bench_fleet(small_n, prefix) as (home, bots):
         for bot in bots:
             warm_images(home, bot)
@@ -468,7 +505,8 @@ def _run(
         bots = bots + more
         large = measure(client, home, bots, args.window, tmp)
         rate, wall = asyncio.run(inspect_rate(home, bots, args.inspects))
-    return small, large, rate, wall
+        queued = asyncio.run(call_behind_a_poll(home, bots, 100))
+    return small, large, rate, wall, queued
 
 
 async def _start(home: FleetHome, bots: list[BotConfig]) -> None:
