@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 
-from cftui.deps import declared, installed
+from cftui.deps import declared, install_log, installed
 from cftui.deps.installed import InstallError
 from cftui.deps.manifest import LOCKFILE
 from cftui.fleet import BotConfig
@@ -97,7 +97,17 @@ class StackInstall(DockerEngine):
         progress(ProgressEvent(task, 2, 4, "dependencies: npm install (through egress)"))
         started = time.monotonic()
         try:
-            self._run_installer(bot, image, str(staging), LOCKFILE in deps.files(), owner)
+            lock = LOCKFILE in deps.files()
+            status, log = self._run_installer(bot, image, str(staging), lock, owner)
+            header = f"{' '.join(install_command(lock)[:2])} of {deps.commit[:12]}: exit {status}"
+            lines = log.splitlines()
+            install_log.keep(self.home, bot.name, header, lines)
+            if status != 0:
+                reason = npm_reason("\n".join(install_log.text_of(ln) for ln in lines))
+                raise InstallError(
+                    f"{bot.name}: installing its dependencies failed: {reason} "
+                    f"(cftui logs {bot.name} installer)"
+                )
             installed.swap_in(state, digest, deps.commit, owner)
         except BaseException:
             installed.discard_staging(state)
@@ -106,7 +116,9 @@ class StackInstall(DockerEngine):
 
     def _run_installer(
         self, bot: BotConfig, image: str, staging: str, has_lockfile: bool, owner: tuple[int, int]
-    ) -> None:
+    ) -> tuple[int, str]:
+        """npm run in its container: its exit status and its output (each
+        line stamped by Docker)."""
         import docker.errors
         import requests
 
@@ -149,7 +161,7 @@ class StackInstall(DockerEngine):
                 self.api.start(cid)
             try:
                 result = self.api.wait(cid, timeout=INSTALL_TIMEOUT_S)
-                log = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace")
+                raw = self.api.logs(cid, stdout=True, stderr=True, timestamps=True)
             finally:
                 with _suppress_missing():
                     self.api.remove_container(cid, force=True)
@@ -157,8 +169,8 @@ class StackInstall(DockerEngine):
             raise InstallError(
                 f"{bot.name}: cannot install its dependencies: {explain(exc)}"
             ) from None
-        if result.get("StatusCode") != 0:
-            raise InstallError(f"{bot.name}: installing its dependencies failed: {npm_reason(log)}")
+        status = result.get("StatusCode")
+        return (status if isinstance(status, int) else -1), raw.decode("utf-8", "replace")
 
 
 class _suppress_missing:

@@ -26,6 +26,7 @@ from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_prep
 from cftui.runtime.base import (
+    INSTALLER,
     MISSING,
     RUNNING,
     SERVICES,
@@ -442,6 +443,10 @@ class LimaRuntime(Runtime):
     async def logs(
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
+        if service == INSTALLER:
+            async for kept in self.installer_logs(bot, follow=follow, tail=tail):
+                yield kept
+            return
         if service not in SERVICES:
             raise CftuiError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
         shell = await self._shell(bot.lima.vm)
