@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from docker_bench_fleet import bench_fleet, warm_images
+from docker_bench_fleet import warm_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +38,7 @@ from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.docker.spec import LABEL_BOT
 from cftui.runtime.images.installer import ensure_installer_image
 from tests.fakes.npm_registry import PACKAGE, VERSION, manifest, run_registry
+from tests.runtime_docker.helpers import destroy_world, make_world
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -102,8 +103,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with bench_fleet(1, "bench-dp") as (home, bots):
-        bot = bots[0]
+    import tempfile
+
+    import docker
+
+    # The tests' Docker world (a network and fake provider of its own, so
+    # nothing is shared with another run), one demo-agent bot in it.
+    world = make_world(docker.from_env(timeout=60), Path(tempfile.mkdtemp(prefix="cf-bench-")))
+    try:
+        home = world.home
+        bot = world.add_bot(f"bdp{world.suffix}")
         warm_images(home, bot)
         rt = DockerRuntime(home)
         ensure_installer_image(rt.client())
@@ -112,7 +121,7 @@ def main() -> None:
         client.networks.create(ext, driver="bridge", labels={LABEL_BOT: bot.name})
         registry = None
         try:
-            registry = run_registry(client, ext, f"{bot.name}-registry", {}, _wait_for)
+            registry = run_registry(client, ext, f"cftest-{world.suffix}-registry", {}, _wait_for)
             bot = home.update_bot(bot.name, egress_allow=[*bot.egress_allow, registry.key])
             asyncio.run(_restart(home, bot))  # creates everything once
             declared = {
@@ -138,6 +147,10 @@ def main() -> None:
             if registry is not None:
                 with contextlib.suppress(Exception):
                     registry.container.remove(force=True)
+    finally:
+        destroy_world(world)
+        with contextlib.suppress(Exception):
+            client.networks.get(ext).remove()
     base = statistics.median(none)
     rows = [
         ("start, no package.json (baseline)", base),
