@@ -419,6 +419,12 @@ class FleetHome:
     def audit_dir(self, bot: str) -> Path:
         return self.root / "audit" / validate_bot_name(bot)
 
+    def installer_log(self, bot: str) -> Path:
+        """The last dependency install's output (cftui writes it, 0600 in a
+        0700 directory): outside every tree the gateway writes and outside
+        audit/, which the proxies write; never mounted anywhere."""
+        return self.root / "logs" / validate_bot_name(bot) / "installer.log"
+
     def traffic_log(self, bot: str) -> Path:
         return self.audit_dir(bot) / "traffic.jsonl"
 

@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(sub, "logs", "a service's log, through its runtime (Docker or Lima)", cmd_logs)
     p.add_argument("bot")
-    p.add_argument("service", nargs="?", default="gateway", help="default: gateway")
+    p.add_argument(
+        "service",
+        nargs="?",
+        default="gateway",
+        help="default: gateway; `installer`: the last dependency install's output",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", "-n", type=int, default=200, metavar="N", help="the last N lines")
     p.add_argument("--since", metavar="WHEN", help="10m, 2h, 3d, or a UTC time (2026-12-01T10:00)")
@@ -115,12 +120,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from cftui.runtime import Runtimes
-    from cftui.runtime.base import SERVICES
+    from cftui.runtime.base import INSTALLER, LOG_SERVICES
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
-    if args.service not in SERVICES:
-        raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(SERVICES)}")
+    if args.service not in LOG_SERVICES:
+        raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(LOG_SERVICES)}")
     if args.tail < 0:
         raise UsageError("--tail must be 0 or more")
     since = since_time(args.since)
@@ -145,7 +150,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         shown = run_async(go())
     except KeyboardInterrupt:
         return 0
-    if shown == 0 and not args.follow:
+    if shown == 0 and not args.follow and args.service == INSTALLER:
+        warn(f"no dependency install has run for {bot.name} (`cftui logs` keeps the last one)")
+    elif shown == 0 and not args.follow:
         warn(
             f"no log lines for {bot.name}/{args.service} (is it running? `cftui status {bot.name}`)"
         )

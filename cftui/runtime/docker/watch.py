@@ -10,7 +10,12 @@ from typing import Any
 
 from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig
-from cftui.runtime.base import BotStatus, LogLine, StateChange
+from cftui.runtime.base import (
+    INSTALLER,
+    BotStatus,
+    LogLine,
+    StateChange,
+)
 from cftui.runtime.docker import listing
 from cftui.runtime.docker.engine import DockerEngine, explain
 from cftui.runtime.docker.names import LABEL_BOT, container_name
@@ -53,6 +58,10 @@ class StackWatch(DockerEngine):
     async def logs(
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
+        if service == INSTALLER:
+            async for line in self.installer_logs(bot, follow=follow, tail=tail):
+                yield line
+            return
         name = container_name(bot.name, service)
         if await self._run(self._inspect, name) is None:
             return
