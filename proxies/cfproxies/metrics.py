@@ -94,8 +94,15 @@ class Counter(Family):
 
     kind = "counter"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        const: dict[str, str] | None = None,
+        max_series: int = MAX_SERIES,
+    ) -> None:
+        super().__init__(name, help_text, labels, const, max_series)
         self.values: dict[Labels, float] = {}
 
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
@@ -175,7 +182,9 @@ class Histogram(Family):
             running = 0.0
             for bound, count in zip((*self.bounds, float("inf")), row, strict=False):
                 running += count
-                le = f'le="{_number(bound)}"'
+                # As the client libraries write it ("1.0"), so that a series
+                # reads the same whoever wrote its buckets.
+                le = 'le="+Inf"' if bound == float("inf") else f'le="{float(bound)!r}"'
                 out.append(f"{self.name}_bucket{self._labels(labels, le)} {_number(running)}")
             out.append(f"{self.name}_sum{self._labels(labels)} {_number(row[-1])}")
             out.append(f"{self.name}_count{self._labels(labels)} {_number(running)}")

@@ -69,7 +69,8 @@ def _message(msg: Any) -> dict[str, Any]:
     parts = _parts(msg.get("content", msg.get("parts")))
     for call in msg.get("tool_calls") or []:  # OpenAI's assistant tool calls
         if isinstance(call, dict):
-            fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+            fn = call.get("function")
+            fn = fn if isinstance(fn, dict) else {}
             parts.append(
                 {
                     "type": "tool_call",
