@@ -41,6 +41,7 @@ from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.spend_flags import money_flags, prices_env
+from cftui.runtime.telemetry_env import telemetry_env, telemetry_secret_env
 
 LABEL_BOT = "io.clawfactory.bot"
 LABEL_SERVICE = "io.clawfactory.service"
@@ -278,6 +279,7 @@ def llm_proxy_spec(
     if bot.budget.requests_per_minute:
         command += ["--rpm", str(bot.budget.requests_per_minute)]
     command += money_flags(bot)
+    telemetry = home.telemetry()
     host_config = _host_config(
         "llm-proxy",
         mounts=[
@@ -290,7 +292,12 @@ def llm_proxy_spec(
         name=container_name(bot.name, "llm-proxy"),
         image=image,
         command=command,
-        environment={"CF_PROXY_TOKEN": proxy_token, **prices_env(home.prices())},
+        environment={
+            "CF_PROXY_TOKEN": proxy_token,
+            **prices_env(home.prices()),
+            **telemetry_env(telemetry),
+            **telemetry_secret_env(home, telemetry),
+        },
         user=proxies_user(),
         networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
         aliases=["llm-proxy"],
