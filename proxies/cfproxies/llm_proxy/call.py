@@ -138,7 +138,10 @@ class Call:
                 rec["error_kind"] = "stream_error_event" if rec["stream"] else "upstream_http"
         self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
         checkpoint = self._price()
-        self.state.metrics.observe(rec)
+        try:
+            self.state.metrics.observe(rec)
+        except Exception as exc:  # a bug in a counter must not lose the record
+            print(f"cf-llm-proxy: call not counted: {type(exc).__name__}", file=sys.stderr)
         size = len(self.request_raw) + len(self.response_raw) + (r.text_len if r else 0)
         writer = self.state.record_writer
         if size < OFFLOAD_BYTES or writer is None:
