@@ -275,3 +275,52 @@ def test_a_bad_telemetry_setting_is_one_line(environ, needle):
     message = str(err.value)
     assert needle in message and "\n" not in message
     assert "sekrit" not in message
+
+
+def test_messages_of_each_wire_format_take_the_conventions_shape():
+    from cfproxies.llm_proxy.genai_content import input_messages, output_messages
+
+    gemini = {
+        "systemInstruction": {"parts": [{"text": "sys"}]},
+        "contents": [{"role": "user", "parts": [{"text": "hi"}, {"functionCall": {"name": "f"}}]}],
+    }
+    messages, system = input_messages(gemini)
+    assert system == [{"type": "text", "content": "sys"}]
+    assert messages == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "hi"},
+                {"type": "tool_call", "id": None, "name": "f", "arguments": None},
+            ],
+        }
+    ]
+    openai = {
+        "choices": [{"message": {"role": "assistant", "content": "yo"}, "finish_reason": "stop"}]
+    }
+    assert output_messages(openai, False) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "yo"}], "finish_reason": "stop"}
+    ]
+    gem_out = {"candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP"}]}
+    assert output_messages(gem_out, False)[0]["finish_reason"] == "STOP"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        None,
+        "text cut at the cap",
+        {"messages": 7},
+        {"messages": [None, 3, [], {"role": 5, "content": {"type": []}}]},
+        {"messages": [{"role": "user", "content": [{"type": "tool_use", "input": "x"}, 9]}]},
+        {"system": {"type": 3}, "contents": "plain"},
+        {"messages": [{"tool_calls": [None, {"function": "notadict"}]}]},
+    ],
+)
+def test_the_agents_odd_bodies_never_raise(hostile):
+    from cfproxies.llm_proxy.genai_content import input_messages, output_messages
+
+    input_messages(hostile)
+    output_messages(hostile, False)
+    output_messages(hostile, True)
+    json.dumps(input_messages(hostile))
