@@ -56,6 +56,26 @@ def _once(tree: Path, home: Path, extra: list[str]) -> float:
         proc.wait(10)
 
 
+MODULES = """
+import sys
+from cfproxies.llm_proxy.app import make_app
+from cfproxies.llm_proxy.config import load_config
+make_app(load_config(sys.argv[1:], {}))
+print(len(sys.modules), sum(m.startswith("opentelemetry") for m in sys.modules))
+"""
+
+
+def modules(tree: Path, home: Path, extra: list[str]) -> tuple[int, int]:
+    """(modules loaded, of them OpenTelemetry's) once the app is built: the
+    figure a loaded machine cannot blur."""
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'proxies'}"}
+    argv = ["--bot", "bench", "--audit-dir", str(home / "audit"), *extra]
+    out = subprocess.run(
+        [sys.executable, "-c", MODULES, *argv], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[0]), int(out[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -75,13 +95,19 @@ def main() -> None:
         for _ in range(args.runs):
             for name, tree, extra in cases:
                 times[name].append(_once(tree, home, extra))
-    finally:
+    except BaseException:
         shutil.rmtree(home, ignore_errors=True)
+        raise
     first = statistics.median(times[cases[0][0]])
     print(f"cf-llm-proxy exec to first /health answer, median of {args.runs} (interleaved):")
-    for name, _, _ in cases:
+    for name, tree, extra in cases:
         median = statistics.median(times[name])
-        print(f"  {name:<60} {median * 1000:8.1f} ms  {median / first:5.2f}x")
+        loaded, otel = modules(tree, home, extra)
+        print(
+            f"  {name:<44} {median * 1000:8.1f} ms  {median / first:5.2f}x   "
+            f"{loaded} modules ({otel} opentelemetry)"
+        )
+    shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from cftui.fleet import BotConfig
 
 from .helpers import TEST_LABEL, World, http_get, start_bot, wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 COLLECTOR = r"""
 import base64, json, http.server
