@@ -105,6 +105,17 @@ class Counter(Family):
         super().__init__(name, help_text, labels, const, max_series)
         self.values: dict[Labels, float] = {}
 
+    def key_for(self, labels: Labels) -> Labels:
+        """The key these labels are counted under (themselves, or the
+        overflow once the family is full), its series made if new: a caller
+        that keeps it adds to `values[key]` with no check (the hot path)."""
+        values = self.values
+        if labels not in values:
+            if len(values) >= self.max_series:
+                labels = self._overflow
+            values.setdefault(labels, 0.0)
+        return labels
+
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
         values = self.values
         if labels in values:
@@ -165,7 +176,9 @@ class Histogram(Family):
         # Per label set: a count per bucket (the last one +Inf), then the sum.
         self.series: dict[Labels, list[float]] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
+    def row_for(self, labels: Labels) -> list[float]:
+        """The counts of a label set (made if new; the overflow's once the
+        family is full), for `add` on the hot path."""
         row = self.series.get(labels)
         if row is None:
             if len(self.series) >= self.max_series:
@@ -173,8 +186,15 @@ class Histogram(Family):
                 row = self.series.get(labels)
             if row is None:
                 row = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        return row
+
+    def add(self, row: list[float], value: float) -> None:
+        """Count one value in a row that `row_for` gave."""
         row[bisect_left(self.bounds, value)] += 1
         row[-1] += value
+
+    def observe(self, labels: Labels, value: float) -> None:
+        self.add(self.row_for(labels), value)
 
     def lines(self) -> list[str]:
         out = self._head()

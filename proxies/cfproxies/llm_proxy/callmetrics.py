@@ -10,17 +10,40 @@ the rest are counted as `_other`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from cfproxies.metrics import OVERFLOW, Counter, Family, Gauge, Histogram, label_value, render
+from cfproxies.metrics import (
+    OVERFLOW,
+    Counter,
+    Family,
+    Gauge,
+    Histogram,
+    Labels,
+    label_value,
+    render,
+)
 
 MAX_MODELS = 64
+MAX_SLOTS = 1024  # (provider, model, status) kept worked out; past that, worked out per call
 UNKNOWN_PROVIDER = "_unknown"
 # Seconds. A call's whole duration runs from milliseconds (a refusal) to the
 # read timeout (300 s) of a thinking model's stream; its first byte, to tens
 # of seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Slot(NamedTuple):
+    """The keys and rows one (provider, model, status) is counted in."""
+
+    calls: Labels
+    tokens_in: Labels
+    tokens_out: Labels
+    cost: Labels
+    unpriced: Labels
+    duration: list[float]
+    ttfb: list[float]
+    provider: str
 
 
 class CallMetrics:
@@ -39,6 +62,7 @@ class CallMetrics:
         self._providers = frozenset(providers)
         self._scrub = scrub
         self._models: dict[str, str] = {}
+        self._slots: dict[tuple[str, object, int], _Slot] = {}
         pm = ("provider", "model")
         self.calls = Counter(
             "cf_llm_calls_total",
@@ -122,33 +146,54 @@ class CallMetrics:
             self._models[key] = label
         return label
 
-    def observe(self, rec: dict[str, Any]) -> None:
-        """Count one finished call from its record (before it is sealed:
-        only numbers and the scrubbed model label leave this record here)."""
-        provider = rec["provider"]
+    def _slot(self, provider: str, model: object, status: int) -> _Slot:
+        """Where a call of this provider, model and status is counted: every
+        label worked out once (scrubbed, bounded), the series made."""
         if provider not in self._providers:
             provider = UNKNOWN_PROVIDER
-        model = self.model_label(rec["model"])
+        pm = (provider, self.model_label(model))
+        by_provider = (provider,)
+        slot = _Slot(
+            self.calls.key_for((*pm, str(status))),
+            self.tokens_in.key_for(pm),
+            self.tokens_out.key_for(pm),
+            self.cost.key_for(pm),
+            self.unpriced.key_for(pm),
+            self.duration.row_for(by_provider),
+            self.ttfb.row_for(by_provider),
+            provider,
+        )
+        if len(self._slots) < MAX_SLOTS:
+            self._slots[(provider, model, status)] = slot
+        return slot
+
+    def observe(self, rec: dict[str, Any]) -> None:
+        """Count one finished call from its record (before it is sealed:
+        only numbers and the scrubbed model label leave this record here).
+        The hot path: one lookup of the call's slot, then plain additions."""
         status = rec["status"]
-        pm = (provider, model)
-        self.calls.inc((provider, model, str(status)))
+        model = rec["model"]
+        slot = self._slots.get((rec["provider"], model, status))
+        if slot is None:
+            slot = self._slot(rec["provider"], model, status)
+        self.calls.values[slot.calls] += 1
         if status >= 400 or status == 0 or rec["error"]:
-            self.errors.inc((provider, str(status), rec.get("error_kind") or ""))
-        tokens_in, tokens_out = rec["tokens_in"], rec["tokens_out"]
-        if tokens_in:
-            self.tokens_in.inc(pm, tokens_in)
-        if tokens_out:
-            self.tokens_out.inc(pm, tokens_out)
+            self.errors.inc((slot.provider, str(status), rec.get("error_kind") or ""))
+        tokens = rec["tokens_in"]
+        if tokens:
+            self.tokens_in.values[slot.tokens_in] += tokens
+        tokens = rec["tokens_out"]
+        if tokens:
+            self.tokens_out.values[slot.tokens_out] += tokens
         cost = rec.get("cost_usd")
         if cost is None:
-            self.unpriced.inc(pm)
+            self.unpriced.values[slot.unpriced] += 1
         elif cost:
-            self.cost.inc(pm, cost)
-        by_provider = (provider,)
-        self.duration.observe(by_provider, rec["duration_ms"] / 1000.0)
+            self.cost.values[slot.cost] += cost
+        self.duration.add(slot.duration, rec["duration_ms"] / 1000.0)
         ttfb = rec["ttfb_ms"]
         if ttfb:
-            self.ttfb.observe(by_provider, ttfb / 1000.0)
+            self.ttfb.add(slot.ttfb, ttfb / 1000.0)
 
     def exposition(self) -> bytes:
         return render(self.families())
