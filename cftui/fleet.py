@@ -151,6 +151,58 @@ def parse_prices(raw: Any) -> dict[str, ModelPrice]:
 
 
 @dataclass(frozen=True)
+class Telemetry:
+    """`[telemetry]` of fleet.toml: where every bot's LLM proxy sends a span
+    per call (OTLP/HTTP), and whether the spans carry the scrubbed prompts.
+    The collector's credentials, if it needs any, are a secret of their own
+    (`FleetHome.otel_env`), never in fleet.toml."""
+
+    otlp_endpoint: str | None = None  # as OTEL_EXPORTER_OTLP_ENDPOINT: spans go to .../v1/traces
+    capture_content: bool = False
+    service_name: str | None = None
+
+
+TELEMETRY_KEYS = ("otlp_endpoint", "capture_content", "service_name")
+
+
+def parse_telemetry(raw: Any) -> Telemetry:
+    """The top-level `[telemetry]` table; FleetError (one line) for an unknown
+    key, a URL that is not http(s), a flag that is not true or false."""
+    if raw is None:
+        return Telemetry()
+    where = "fleet.toml: [telemetry]"
+    if not isinstance(raw, dict):
+        raise FleetError(f"{where} must be a table ({', '.join(TELEMETRY_KEYS)})")
+    unknown = sorted(set(raw) - set(TELEMETRY_KEYS))
+    if unknown:
+        raise FleetError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(TELEMETRY_KEYS)})")
+    endpoint = raw.get("otlp_endpoint")
+    if endpoint is not None:
+        from urllib.parse import urlsplit  # here: fleet.py is on every command's start path
+
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FleetError(
+                f"{where}: otlp_endpoint must be an http:// or https:// URL (OTLP/HTTP), "
+                'such as "http://otel-collector:4318"'
+            )
+        if parts.username or parts.password or not endpoint.isprintable() or " " in endpoint:
+            raise FleetError(
+                f"{where}: otlp_endpoint holds no credential and no space; a collector's "
+                "key goes in secrets/otel.env (OTEL_EXPORTER_OTLP_HEADERS=...)"
+            )
+    capture = raw.get("capture_content", False)
+    if not isinstance(capture, bool):
+        raise FleetError(f"{where}: capture_content must be true or false")
+    service = raw.get("service_name")
+    if service is not None and (
+        not isinstance(service, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", service)
+    ):
+        raise FleetError(f"{where}: service_name is 1-64 letters, digits, '.', '_' or '-'")
+    return Telemetry(endpoint or None, capture, service)
+
+
+@dataclass(frozen=True)
 class LimaVM:
     """Sizing of a bot's Lima VM."""
 
@@ -542,6 +594,16 @@ class FleetHome:
         table of its own (the controller's `[controller]` and
         `[bots.NAME.controller]`) and parses it itself."""
         return self._read_data()
+
+    def telemetry(self) -> Telemetry:
+        """Where the LLM proxies send their spans (`[telemetry]`), validated."""
+        return parse_telemetry(self._read_data().get("telemetry"))
+
+    @property
+    def otel_env(self) -> Path:
+        """`secrets/otel.env` (0600, optional): the collector's headers
+        (`OTEL_EXPORTER_OTLP_HEADERS=authorization=Basic%20...`), for every bot."""
+        return self.root / "secrets" / "otel.env"
 
     def prices(self) -> dict[str, ModelPrice]:
         """The operator's prices per model (`[prices."MODEL"]`), validated;

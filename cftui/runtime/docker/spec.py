@@ -42,6 +42,7 @@ from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOU
 from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE, container_name
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.spend_flags import money_flags, prices_env
+from cftui.runtime.telemetry_env import telemetry_env, telemetry_secret_env
 
 GIT_MOUNT = f"{CODE_MOUNT}/.git"
 FRONT_PORT = 8080
@@ -271,6 +272,7 @@ def llm_proxy_spec(
     if bot.budget.requests_per_minute:
         command += ["--rpm", str(bot.budget.requests_per_minute)]
     command += money_flags(bot)
+    telemetry = home.telemetry()
     host_config = _host_config(
         "llm-proxy",
         mounts=[
@@ -283,7 +285,12 @@ def llm_proxy_spec(
         name=container_name(bot.name, "llm-proxy"),
         image=image,
         command=command,
-        environment={"CF_PROXY_TOKEN": proxy_token, **prices_env(home.prices())},
+        environment={
+            "CF_PROXY_TOKEN": proxy_token,
+            **prices_env(home.prices()),
+            **telemetry_env(telemetry),
+            **telemetry_secret_env(home, telemetry),
+        },
         user=proxies_user(),
         networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
         aliases=["llm-proxy"],

@@ -66,6 +66,7 @@ from cftui.runtime.lima.sync import pull_proposals, pull_state, push_proposals, 
 from cftui.runtime.lima.units import parse_journal_line
 from cftui.runtime.lima.vms import VMs
 from cftui.runtime.lima.wiring import wire_openclaw
+from cftui.runtime.telemetry_env import telemetry_secret_env
 
 HEALTH_TIMEOUT_S = 60.0
 # A unit counts as up once it has stayed active this long (not crash-looping).
@@ -126,16 +127,17 @@ class LimaRuntime(Runtime):
         that a bad value is refused before the VM is touched."""
         name = bot.name
         host_env = host_prep.gateway_env(self.home, name)
+        telemetry = self.home.telemetry()
         argv, image_env = gateway_argv(bot, self.home.code_dir(name))
         # The demo agent's direct probe: sshd answers everyone in the VM but
         # the gateway's user, whose packets nftables drops.
         probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
         return {
-            "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices()),
+            "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices(), telemetry),
             "egress.allow": egress_allow_file(bot),
             "gateway.conf": gateway_conf(bot, argv, image_env, probe),
             "gateway.env": gateway_secret_env(host_env),
-            "llm.env": llm_secret_env(host_env),
+            "llm.env": llm_secret_env(host_env, telemetry_secret_env(self.home, telemetry)),
             "providers.env": self.home.providers_env(name).read_text(encoding="utf-8"),
             "openclaw": "yes" if any("openclaw" in a for a in argv) else "",
             "proxy_token": host_env.get("CF_PROXY_TOKEN", ""),
