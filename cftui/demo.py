@@ -37,6 +37,7 @@ from cftui.securefs import atomic_write_private
 
 DEMO_BOTS = ("demo-ada", "demo-bob")
 FAKE_LLM = "cf-fake-llm"
+FAKE_LLM_SERVICE = "fake-llm"  # its image (catalog.SERVICE_IMAGES)
 FAKE_LLM_PORT = 8080
 DEMO_NETWORK = "cf-demo"
 DEMO_LABEL = "io.clawfactory.demo"
@@ -70,7 +71,7 @@ def ensure_fake_llm(client: Any, progress: Progress = no_progress) -> str:
     from cftui.runtime.docker.health import http_status
     from cftui.runtime.images import services
 
-    image = services.ensure_image(client, "fake-llm", progress)
+    image = services.ensure_image(client, FAKE_LLM_SERVICE, progress)
     labels = {DEMO_LABEL: "1"}
     try:
         client.networks.get(DEMO_NETWORK)
@@ -212,10 +213,18 @@ async def start_demo(
     home: FleetHome, runtimes: Runtimes, progress: Progress = no_progress
 ) -> list[BotConfig]:
     """Build what is missing, start the fake provider and the demo bots."""
+    from cftui.runtime.docker.build import STACK_SERVICES
+    from cftui.runtime.images.batch import ensure_images
+
     runtime = runtimes.get("docker")
     await runtime.check()
     client = await asyncio.to_thread(runtime.client)  # type: ignore[attr-defined]  # the Docker runtime's own
-    progress(ProgressEvent("demo", 0, 2, f"starting {FAKE_LLM}"))
+    # Every service image the demo runs, side by side (with the base and the
+    # wheels under them), before anything starts: on a fresh machine this is
+    # most of the demo's time, and one after another it was their sum.
+    progress(ProgressEvent("demo", 0, 3, "getting the images ready, side by side"))
+    await asyncio.to_thread(ensure_images, client, (FAKE_LLM_SERVICE, *STACK_SERVICES), progress)
+    progress(ProgressEvent("demo", 1, 3, f"starting {FAKE_LLM}"))
     try:
         ip = await asyncio.to_thread(ensure_fake_llm, client, progress)
     except RuntimeUnavailable:
@@ -225,7 +234,7 @@ async def start_demo(
             raise
         raise RuntimeOperationError(f"cannot start {FAKE_LLM}: {exc}") from None
     bots = ensure_demo_bots(home, f"http://{ip}:{FAKE_LLM_PORT}/health", fake_llm_ip=ip)
-    progress(ProgressEvent("demo", 1, 2, "starting " + ", ".join(b.name for b in bots)))
+    progress(ProgressEvent("demo", 2, 3, "starting " + ", ".join(b.name for b in bots)))
     await asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
-    progress(ProgressEvent("demo", 2, 2, "demo fleet up"))
+    progress(ProgressEvent("demo", 3, 3, "demo fleet up"))
     return bots

@@ -15,6 +15,9 @@ from cftui.fleet import BotConfig
 from cftui.progress import Progress
 from cftui.runtime.docker.engine import DockerEngine
 
+# The service images every bot's stack runs (the gateway's is the bot's own).
+STACK_SERVICES = ("front", "llm-proxy", "egress")
+
 
 class StackImages(DockerEngine):
     """Images for a start (part of `DockerRuntime`); `_builds` holds the
@@ -24,18 +27,22 @@ class StackImages(DockerEngine):
 
     def _images(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> dict:
         """Every image the stack needs, built here if missing (blocking)."""
-        from cftui.runtime.images import catalog, gateway, services
+        from cftui.runtime.images import batch, catalog, gateway
 
         client = self.client()
-        out: dict[str, str] = {}
-        for service in ("front", "llm-proxy", "egress"):
+        try:
+            # Side by side: on a fresh machine the three (and the base under
+            # them) took the sum of their builds one after another.
+            out: dict[str, str] = dict(
+                batch.ensure_images(client, STACK_SERVICES, progress).results
+            )
+        except batch.ImagesFailed as exc:
+            # The first image that failed (a prerequisite's failure is in its reason).
+            service, why = next((n, w) for n, w in exc.failures.items() if n in STACK_SERVICES)
             ref = catalog.SERVICE_IMAGES[service]
-            try:
-                out[service] = services.ensure_image(client, service, progress)
-            except CftuiError as exc:
-                raise RuntimeOperationError(
-                    f"{bot.name}: the {service} image ({ref}) is not available: {exc}"
-                ) from None
+            raise RuntimeOperationError(
+                f"{bot.name}: the {service} image ({ref}) is not available: {why}"
+            ) from None
         aborter = BuildAborter()
         self._builds[bot.name] = aborter
         try:
