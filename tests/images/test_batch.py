@@ -285,7 +285,7 @@ def test_the_make_ahead_step_needs_only_the_standard_library(tmp_path):
     env.pop("DOCKER_HOST", None)
     env["PATH"] = str(tmp_path / "bin")  # no docker CLI: nothing to learn, nothing made
     proc = subprocess.run(
-        [python3, "-S", "-m", "cftui.runtime.images.rootfs"],
+        [python3, "-S", "-m", "cftui.runtime.images.ahead"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -307,7 +307,7 @@ def test_the_make_ahead_step_makes_nothing_when_the_base_is_current(
     python3 = BARE_PYTHON
     env = dict(os.environ, PYTHONPATH=str(catalog.REPO_ROOT), XDG_CACHE_HOME=str(tmp_path))
     proc = subprocess.run(
-        [python3, "-S", "-m", "cftui.runtime.images.rootfs"],
+        [python3, "-S", "-m", "cftui.runtime.images.ahead"],
         capture_output=True,
         text=True,
         timeout=120,
