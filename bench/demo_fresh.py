@@ -181,10 +181,11 @@ def main() -> int:
     if os.geteuid() != 0:
         print("demo_fresh: needs root (ip netns, iptables, dockerd)", file=sys.stderr)
         return 2
-    sides = [("baseline", args.baseline), ("candidate", args.candidate)]
-    sides = [s for s in sides if args.only in (None, s[0])]
+    # Each side its own namespace (index), so two runs can never share one.
+    sides = [(0, "baseline", args.baseline), (1, "candidate", args.candidate)]
+    sides = [s for s in sides if args.only in (None, s[1])]
     runs: dict[str, Run] = {}
-    for i, (side, ref) in enumerate(sides):
+    for i, side, ref in sides:
         load = os.getloadavg()[0]
         run = fresh_run(args.repo, ref, FIRST_INDEX + i, args.logs, args.keep)
         runs[side] = run

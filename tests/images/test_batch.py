@@ -5,6 +5,7 @@ and the base's rootfs made ahead (`rootfs`) found by the build."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -316,3 +317,38 @@ def test_the_make_ahead_step_makes_nothing_when_the_base_is_current(
     )
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc
     assert not (tmp_path / "clawfactory" / "rootfs").exists()
+
+
+@pytest.fixture
+def two_bots(docker_client):
+    names = [f"t{os.urandom(4).hex()}" for _ in range(2)]
+    yield names
+    for name in names:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(catalog.gateway_image_name(name), force=True)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(1800)
+def test_two_gateways_of_one_dockerfile_build_once(
+    docker_client, service_images, two_bots, tmp_path
+):
+    """The second gateway waits for the first and takes every layer from the
+    cache (built side by side, both would build every step)."""
+    code = tmp_path / "code"
+    shutil.copytree(catalog.REPO_ROOT / "cftui" / "templates" / "demo-agent", code)
+    (code / "marker.txt").write_text(os.urandom(8).hex())  # a context no cache holds yet
+    events: list[ProgressEvent] = []
+    gateways = [batch.Gateway(name, code) for name in two_bots]
+    out = batch.ensure_images(docker_client, ["front"], events.append, gateways=gateways)
+    first, second = (gw.step for gw in gateways)
+    assert out.results[first] == catalog.gateway_image_name(two_bots[0])
+    assert out.results[second] == catalog.gateway_image_name(two_bots[1])
+    tasks = [e.task for e in events]
+    built_first = max(i for i, t in enumerate(tasks) if t == first)
+    assert min(i for i, t in enumerate(tasks) if t == second) > built_first
+    mine = [e.message for e in events if e.task == second]
+    steps = [m for m in mine if m.startswith("Step ")]
+    cached = [m for m in mine if "Using cache" in m]
+    # All but ARG, FROM and the labels the build adds (the bot's name differs).
+    assert len(steps) > 8 and len(cached) >= len(steps) - 3, mine

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cftui.errors import CftuiError, RuntimeOperationError
@@ -166,6 +167,22 @@ def _in_dependency_order(steps: Sequence[Step]) -> list[Step]:
 BASE_STEP = "base image"
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """A bot's gateway image to have with the service images (its step is
+    `gateway <bot>`): built on `client` when given (the start's own, which
+    the kill switch can hang up on), from `code_dir`."""
+
+    bot: str
+    code_dir: Path
+    client: Any = None
+    nocache: bool = False
+
+    @property
+    def step(self) -> str:
+        return f"gateway {self.bot}"
+
+
 def ensure_images(
     client: Any,
     names: Sequence[str],
@@ -173,12 +190,16 @@ def ensure_images(
     *,
     rebuild: bool = False,
     jobs: int | None = None,
+    gateways: Sequence[Gateway] = (),
 ) -> Outcome:
     """Every service image or project base in `names` ready (built where
-    missing or stale), as many at once as the graph and `jobs` allow; the
-    Outcome maps each name to its tag. Raises `ImagesFailed` naming each
-    image that could not be had, after the others are done."""
-    from cftui.runtime.images import services, wheels
+    missing or stale), and the `gateways` (each after the one before it, so
+    that two bots of one Dockerfile build it once and the second finds its
+    layers cached), as many at once as the graph and `jobs` allow; the
+    Outcome maps each name (and each gateway's step) to its tag. Raises
+    `ImagesFailed` naming each image that could not be had, after the
+    others are done."""
+    from cftui.runtime.images import context, services, wheels
     from cftui.runtime.images.base_image import ensure_base_image
 
     steps: list[Step] = []
@@ -200,6 +221,20 @@ def ensure_images(
             steps.append(Step(name, _raise(exc)))
             continue
         steps.append(Step(name, _ensure(client, name, progress, rebuild), tuple(needs)))
+    before: tuple[str, ...] = ()
+    for gw in gateways:
+        try:
+            text = context.read_dockerfile(gw.code_dir).decode("utf-8", errors="replace")
+            base = services.default_base_missing(
+                client, text, f"{gw.code_dir}/Dockerfile", progress
+            )
+        except CftuiError as exc:
+            steps.append(Step(gw.step, _raise(exc), before))
+        else:
+            wants_base = wants_base or base
+            after = (*before, BASE_STEP) if base else before
+            steps.append(Step(gw.step, _gateway(client, gw, progress), after))
+        before = (gw.step,)
     if wants_base:
         steps.append(Step(BASE_STEP, lambda: ensure_base_image(client, progress), build=False))
     for extra in sorted(extras):
@@ -210,6 +245,14 @@ def ensure_images(
     if outcome.failures:
         raise ImagesFailed(outcome)
     return outcome
+
+
+def _gateway(client: Any, gw: Gateway, progress: Progress) -> Callable[[], str]:
+    from cftui.runtime.images.gateway import build_gateway_image
+
+    return lambda: build_gateway_image(
+        gw.client or client, gw.bot, gw.code_dir, progress, nocache=gw.nocache
+    )
 
 
 def _raise(exc: CftuiError) -> Callable[[], None]:

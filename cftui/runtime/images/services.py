@@ -161,14 +161,23 @@ def wheel_extra(service: str) -> str | None:
 
 
 def needs_fallback_base(client: Any, service: str, progress: Progress = no_progress) -> bool:
-    """Whether building the service will take `clawfactory/base:bookworm`:
-    its Dockerfile's default base is neither here nor pullable (the pull is
-    tried once and its failure remembered, so the build does not try again).
-    A forecast for scheduling only: the build itself still decides."""
+    """Whether building the service will take `clawfactory/base:bookworm`
+    (`default_base_missing` on its Dockerfile)."""
     _known(service)
     path = service_sources()[service].context / "Dockerfile"
     text = path.read_text(encoding="utf-8", errors="replace")
-    instructions, _ = parse_dockerfile(text, str(path))
+    return default_base_missing(client, text, str(path), progress)
+
+
+def default_base_missing(
+    client: Any, text: str, what: str, progress: Progress = no_progress
+) -> bool:
+    """Whether a Dockerfile's build will fall back to `clawfactory/base:bookworm`:
+    its `ARG BASE_IMAGE` default is a FROM that is neither here nor
+    pullable (the pull is tried once and its failure remembered, so the
+    build does not try again). A forecast for scheduling only: the build
+    itself still decides (`choose_base`)."""
+    instructions, _ = parse_dockerfile(text, what)
     declares, default = dockerfile.base_arg_default(instructions)
     if not declares or default is None or project_base_service(default) is not None:
         return False
