@@ -15,9 +15,12 @@ QUIET_EDITABLE := PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable
 # The virtualenvs' installs and the base image's debootstrap (when no
 # registry gives the shipped bases) side by side: on a fresh machine both are
 # minutes of downloads; `cftui demo` then builds its images in parallel.
+# DEMO_ARGS: `cftui demo`'s flags (`--no-tui`: return once the fleet is up).
+DEMO_ARGS ?=
+
 demo: host-deps
 	@$(MAKE) --no-print-directory -j3 venv images-ahead
-	$(BIN)/cftui demo
+	$(BIN)/cftui demo $(DEMO_ARGS)
 
 # Only the standard library (no venv yet): one line, never a failure (the
 # build says what is wrong when it gets there).
