@@ -19,14 +19,28 @@ from cftui.progress import ProgressEvent
 from cftui.runtime.images import dockerfile
 from cftui.runtime.images.base_image import base_image_hash
 from cftui.runtime.images.cache import cache_dir
-from cftui.runtime.images.catalog import BASE_IMAGE, HASH_LABEL, service_sources, source_root
+from cftui.runtime.images.catalog import (
+    BASE_IMAGE,
+    HASH_LABEL,
+    SERVICE_IMAGES,
+    service_sources,
+    source_root,
+)
 from cftui.runtime.images.rootfs import debootstrapped
 
 
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600
-    )
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The docker CLI's answer; one that does not come in time is a failure."""
+    try:
+        return subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return subprocess.CompletedProcess(["docker", *args], 1, "", str(exc))
 
 
 def _base_needed() -> str | None:
@@ -39,8 +53,9 @@ def _base_needed() -> str | None:
     if label.returncode == 0 and label.stdout.strip() == base_image_hash():
         return None
     defaults: set[str] = set()
-    for source in service_sources().values():
-        path = source.context / "Dockerfile"
+    sources = service_sources()
+    for service in SERVICE_IMAGES:  # not the project bases: built only on demand
+        path = sources[service].context / "Dockerfile"
         try:
             declares, default = dockerfile.base_arg_default(dockerfile.parse(path.read_text())[0])
         except (OSError, dockerfile.DockerfileError):
@@ -48,10 +63,10 @@ def _base_needed() -> str | None:
         if declares and default and not default.startswith("clawfactory/"):
             defaults.add(default)
     for ref in sorted(defaults):
-        if (
-            _docker("image", "inspect", ref).returncode != 0
-            and _docker("pull", "-q", ref).returncode != 0
-        ):
+        # A pull that works is a prefetch; one that hangs is cut (the build's
+        # own pull would hang the same, so the base is then what it uses).
+        here = _docker("image", "inspect", ref).returncode == 0
+        if not here and _docker("pull", "-q", ref, timeout=300).returncode != 0:
             return f"{ref} is neither here nor pullable"
     return None
 
