@@ -174,7 +174,17 @@ def fresh_run(repo: Path, ref: str, index: int, logs: Path, keep: bool) -> Run:
             print(f"kept {work} (engine at {host.docker_host})", file=sys.stderr)
         else:
             host.close()
+            _drop_demo_disks(home / ".local" / "share" / "clawfactory-demo")
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _drop_demo_disks(demo: Path) -> None:
+    """The demo bots' loop disks (mounted, their frozen mount points
+    immutable): what `cftui delete` would release, without its engine."""
+    from cftui import loopdisk
+
+    for image in sorted((demo / "disks").glob("*.ext4")):
+        loopdisk.destroy(image, demo / "bot_repos" / image.stem)
 
 
 def main() -> int:
