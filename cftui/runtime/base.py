@@ -170,6 +170,20 @@ class KillReport:
         self.errors += [e for e in later.errors if e not in self.errors]
         self.cancelled += [c for c in later.cancelled if c not in self.cancelled]
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as `cftui kill --json` prints it (the same facts as `summary`)."""
+        return {
+            "bot": self.bot,
+            "ok": self.ok,
+            "network_cut": self.network_cut,
+            "gateway_killed": self.gateway_killed,
+            "stopped": list(self.stopped),
+            "already_gone": list(self.already_gone),
+            "cancelled": list(self.cancelled),
+            "errors": list(self.errors),
+            "seconds": self.seconds,
+        }
+
     def summary(self) -> str:
         parts = []
         if any(s.startswith("gateway") for s in self.already_gone):

@@ -10,9 +10,8 @@ from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
 from cftui.runtime.docker import firewall
 from cftui.runtime.docker.engine import DockerEngine, explain
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SPEC
 from cftui.runtime.docker.spec import (
-    LABEL_BOT,
-    LABEL_SPEC,
     ContainerSpec,
     allowlisted_hosts,
     ext_network,

@@ -39,12 +39,9 @@ from urllib.parse import urlparse
 from cftui.egress_control import allow_entries
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE, container_name
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.spend_flags import money_flags, prices_env
-
-LABEL_BOT = "io.clawfactory.bot"
-LABEL_SERVICE = "io.clawfactory.service"
-LABEL_SPEC = "io.clawfactory.spec"
 
 GIT_MOUNT = f"{CODE_MOUNT}/.git"
 FRONT_PORT = 8080
@@ -66,10 +63,6 @@ _HARDENING = {
     "init": True,  # signals reach the service; SIGTERM stops are quick
 }
 HARDENING = _HARDENING  # every container of a stack's, the one-shot installer's too
-
-
-def container_name(bot: str, service: str) -> str:
-    return f"cf-{bot}-{service}"
 
 
 def int_network(bot: str) -> str:
