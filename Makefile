@@ -10,10 +10,22 @@ BIN := $(VENV)/bin
 # `make demo` before its first progress bar. That one warning, no other.
 QUIET_EDITABLE := PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel
 
-.PHONY: demo test lint typecheck format host-deps venv images screenshots bench clean fuzz
+.PHONY: demo test lint typecheck format host-deps venv images screenshots bench clean fuzz images-ahead
 
-demo: venv host-deps
-	$(BIN)/cftui demo
+# The virtualenvs' installs and the base image's debootstrap (when no
+# registry gives the shipped bases) side by side: on a fresh machine both are
+# minutes of downloads; `cftui demo` then builds its images in parallel.
+# DEMO_ARGS: `cftui demo`'s flags (`--no-tui`: return once the fleet is up).
+DEMO_ARGS ?=
+
+demo: host-deps
+	@$(MAKE) --no-print-directory -j3 venv images-ahead
+	$(BIN)/cftui demo $(DEMO_ARGS)
+
+# Only the standard library (no venv yet): one line, never a failure (the
+# build says what is wrong when it gets there).
+images-ahead:
+	@$(PYTHON) -m cftui.runtime.images.ahead
 
 test: venv host-deps typecheck
 	$(BIN)/ruff check .

@@ -39,6 +39,7 @@ from cftui.securefs import atomic_write_private
 
 DEMO_BOTS = ("demo-ada", "demo-bob")
 FAKE_LLM = "cf-fake-llm"
+FAKE_LLM_SERVICE = "fake-llm"  # its image (catalog.SERVICE_IMAGES)
 FAKE_LLM_PORT = 8080
 DEMO_NETWORK = "cf-demo"
 DEMO_LABEL = "io.clawfactory.demo"
@@ -87,7 +88,7 @@ def ensure_fake_llm(client: Any, progress: Progress = no_progress) -> str:
     Blocking (docker SDK): call it in a thread."""
     from cftui.runtime.images import services
 
-    image = services.ensure_image(client, "fake-llm", progress)
+    image = services.ensure_image(client, FAKE_LLM_SERVICE, progress)
     with _provider_lock():
         return _ensure_provider_container(client, image)
 
@@ -185,6 +186,32 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def init_demo_bots(home: FleetHome, names: Sequence[str] = DEMO_BOTS) -> None:
+    """The demo bots that do not exist yet, made (their code/ the demo
+    agent's); what needs the fake provider's address comes later
+    (`ensure_demo_bots`), so their images can be built before it runs."""
+    upstream = f"http://{FAKE_LLM}:{FAKE_LLM_PORT}"
+    existing = home.bots() if home.exists() else {}
+    for name in names:
+        if name in existing:
+            continue
+        with resources.as_file(_demo_agent_source()) as src:
+            made = init_bot(
+                home,
+                name,
+                code=str(src),
+                gateway="generic",
+                upstreams={p: upstream for p in ("anthropic", "openai", "gemini")},
+            ).bot
+        # The operator's own fleet may hold the usual ports: take free ones.
+        port = made.gateway_port
+        used = {b.gateway_port for b in home.bots().values() if b.name != name}
+        while port in used or not _port_free(port):
+            port += 1
+        if port != made.gateway_port:
+            home.update_bot(name, gateway_port=port)
+
+
 def ensure_demo_bots(
     home: FleetHome,
     probe_url: str,
@@ -193,26 +220,9 @@ def ensure_demo_bots(
 ) -> list:
     """The demo bots, made on first use; their probe aimed at `probe_url`,
     their egress allowlist holding the fake provider (`fake_llm_ip`, when given)."""
-    upstream = f"http://{FAKE_LLM}:{FAKE_LLM_PORT}"
-    existing = home.bots() if home.exists() else {}
+    init_demo_bots(home, names)
     bots = []
     for name in names:
-        if name not in existing:
-            with resources.as_file(_demo_agent_source()) as src:
-                made = init_bot(
-                    home,
-                    name,
-                    code=str(src),
-                    gateway="generic",
-                    upstreams={p: upstream for p in ("anthropic", "openai", "gemini")},
-                ).bot
-            # The operator's own fleet may hold the usual ports: take free ones.
-            port = made.gateway_port
-            used = {b.gateway_port for b in home.bots().values() if b.name != name}
-            while port in used or not _port_free(port):
-                port += 1
-            if port != made.gateway_port:
-                home.update_bot(name, gateway_port=port)
         # The fake provider takes any key; the LLM proxy insists on having one.
         keys = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
         _set_env_lines(
@@ -238,10 +248,23 @@ async def start_demo(
     home: FleetHome, runtimes: Runtimes, progress: Progress = no_progress
 ) -> list[BotConfig]:
     """Build what is missing, start the fake provider and the demo bots."""
+    from cftui.runtime.docker.build import STACK_SERVICES
+    from cftui.runtime.images.batch import Gateway, ensure_images
+
     runtime = runtimes.get("docker")
     await runtime.check()
     client = await asyncio.to_thread(runtime.client)  # type: ignore[attr-defined]  # the Docker runtime's own
-    progress(ProgressEvent("demo", 0, 2, f"starting {FAKE_LLM}"))
+    # Every image the demo runs, side by side (with the base and the wheels
+    # under them), before anything starts: on a fresh machine this is most
+    # of the demo's time, and one after another it was their sum. The bots'
+    # gateways are one Dockerfile: the second builds from the first's cache.
+    await asyncio.to_thread(init_demo_bots, home)
+    progress(ProgressEvent("demo", 0, 3, "getting the images ready, side by side"))
+    gateways = [Gateway(name, home.code_dir(name)) for name in DEMO_BOTS]
+    await asyncio.to_thread(
+        ensure_images, client, (FAKE_LLM_SERVICE, *STACK_SERVICES), progress, gateways=gateways
+    )
+    progress(ProgressEvent("demo", 1, 3, f"starting {FAKE_LLM}"))
     try:
         ip = await asyncio.to_thread(ensure_fake_llm, client, progress)
     except RuntimeUnavailable:
@@ -251,7 +274,7 @@ async def start_demo(
             raise
         raise RuntimeOperationError(f"cannot start {FAKE_LLM}: {exc}") from None
     bots = ensure_demo_bots(home, f"http://{ip}:{FAKE_LLM_PORT}/health", fake_llm_ip=ip)
-    progress(ProgressEvent("demo", 1, 2, "starting " + ", ".join(b.name for b in bots)))
+    progress(ProgressEvent("demo", 2, 3, "starting " + ", ".join(b.name for b in bots)))
     await asyncio.gather(*(lifecycle.start(home, b, runtimes, progress) for b in bots))
-    progress(ProgressEvent("demo", 2, 2, "demo fleet up"))
+    progress(ProgressEvent("demo", 3, 3, "demo fleet up"))
     return bots

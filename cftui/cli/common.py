@@ -86,12 +86,21 @@ def add_command(
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
-    """A progress callback drawn with rich.progress on stderr (if a terminal)."""
+    """A progress callback drawn with rich.progress on stderr (if a terminal):
+    one row per task. Safe from several threads at once (images build side
+    by side): without a terminal each event is one whole line, never two
+    threads' text mixed on one."""
+    import threading
+
+    lock = threading.Lock()
     if not enabled or not sys.stderr.isatty():
 
         def plain(event: ProgressEvent) -> None:
             if event.message:
-                print(inert(f"{event.task}: {event.message}"), file=sys.stderr)
+                line = inert(f"{event.task}: {event.message}") + "\n"
+                with lock:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
 
         yield plain
         return
@@ -99,9 +108,10 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     from rich.progress import Progress as RichProgress
 
     with RichProgress(
-        TextColumn("{task.description}"),
+        # Never Rich markup: a task is named like "wheels[llm]" (a markup tag,
+        # which hid the extra), and build output is the agent's Dockerfile talking.
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
-        # Build output is the agent's Dockerfile talking: never Rich markup.
         TextColumn("{task.fields[message]}", markup=False),
         TimeElapsedColumn(),
         transient=True,
@@ -109,13 +119,14 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
         tasks: dict[str, Any] = {}
 
         def update(event: ProgressEvent) -> None:
-            if event.task not in tasks:
-                tasks[event.task] = bar.add_task(event.task, total=event.total, message="")
-            bar.update(
-                tasks[event.task],
-                completed=event.done,
-                total=event.total,
-                message=inert(event.message)[:60],
-            )
+            with lock:
+                if event.task not in tasks:
+                    tasks[event.task] = bar.add_task(event.task, total=event.total, message="")
+                bar.update(
+                    tasks[event.task],
+                    completed=event.done,
+                    total=event.total,
+                    message=inert(event.message)[:60],
+                )
 
         yield update

@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 from cftui import locks
-from cftui.errors import BotLocked, CftuiError, RuntimeOperationError
+from cftui.errors import BotLocked, RuntimeOperationError
 from cftui.fleet import BotConfig
 from cftui.progress import Progress
 from cftui.runtime.docker.engine import DockerEngine
+
+# The service images every bot's stack runs (the gateway's is the bot's own).
+STACK_SERVICES = ("front", "llm-proxy", "egress")
 
 
 class StackImages(DockerEngine):
@@ -24,34 +28,41 @@ class StackImages(DockerEngine):
 
     def _images(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> dict:
         """Every image the stack needs, built here if missing (blocking)."""
-        from cftui.runtime.images import catalog, gateway, services
+        from cftui.runtime.images import batch, catalog
 
         client = self.client()
-        out: dict[str, str] = {}
-        for service in ("front", "llm-proxy", "egress"):
-            ref = catalog.SERVICE_IMAGES[service]
-            try:
-                out[service] = services.ensure_image(client, service, progress)
-            except CftuiError as exc:
-                raise RuntimeOperationError(
-                    f"{bot.name}: the {service} image ({ref}) is not available: {exc}"
-                ) from None
         aborter = BuildAborter()
         self._builds[bot.name] = aborter
+        gw = batch.Gateway(bot.name, self.home.code_dir(bot.name), nocache=nocache)
         try:
+            # Side by side, the gateway's build too: on a fresh machine the
+            # images (and the base under them) took the sum of their builds.
             with aborter.client(self.api.api_version) as build_client:
-                out["gateway"] = gateway.build_gateway_image(
-                    build_client, bot.name, self.home.code_dir(bot.name), progress, nocache=nocache
+                outcome = batch.ensure_images(
+                    client,
+                    STACK_SERVICES,
+                    progress,
+                    gateways=[dataclasses.replace(gw, client=build_client)],
                 )
-        except CftuiError as exc:
-            if aborter.aborted:
+        except batch.ImagesFailed as exc:
+            if aborter.aborted and gw.step in exc.failures:
                 raise BotLocked(locks.locked_message(bot.name, "its build")) from None
+            # The first image that failed (a prerequisite's failure is in its reason).
+            failed = [n for n in exc.failures if n in (*STACK_SERVICES, gw.step)]
+            name = failed[0]
+            if name == gw.step:
+                raise RuntimeOperationError(
+                    f"{bot.name}: the gateway image failed to build: {exc.failures[name]}"
+                ) from None
             raise RuntimeOperationError(
-                f"{bot.name}: the gateway image failed to build: {exc}"
+                f"{bot.name}: the {name} image ({catalog.SERVICE_IMAGES[name]}) "
+                f"is not available: {exc.failures[name]}"
             ) from None
         finally:
             if self._builds.get(bot.name) is aborter:
                 del self._builds[bot.name]
+        out = {s: outcome.results[s] for s in STACK_SERVICES}
+        out["gateway"] = outcome.results[gw.step]
         return out
 
     def _abort_build(self, bot: BotConfig) -> None:

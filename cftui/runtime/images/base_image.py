@@ -5,20 +5,17 @@ from Debian packages (`images/base/mkrootfs.sh` under debootstrap, then
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cftui.errors import RuntimeOperationError
 from cftui.progress import Progress, ProgressEvent, no_progress
-from cftui.runtime.images.cache import cache_dir, file_lock
+from cftui.runtime.images.cache import file_lock
 from cftui.runtime.images.catalog import BASE_IMAGE, HASH_LABEL, SERVICE_LABEL, source_root
-from cftui.runtime.images.commands import run_logged
 from cftui.runtime.images.engine import explain, image_labels, one_line
 from cftui.runtime.images.hashing import paths_hash
+from cftui.runtime.images.rootfs import debootstrapped, discard
 
 
 def base_image_hash(root: Path | None = None) -> str:
@@ -72,34 +69,15 @@ def build_rootfs_image(
     progress: Progress,
     task: str,
 ) -> None:
-    """A Debian rootfs made by `script ROOTFS MIRROR` under debootstrap,
-    imported as `image` with Dockerfile `changes` (which must set
-    HASH_LABEL to `want`): every image of the project made from Debian
-    packages alone is made here."""
+    """A Debian rootfs made by `script ROOTFS MIRROR` under debootstrap (or
+    found made ahead, `rootfs`), imported as `image` with Dockerfile
+    `changes` (which must set HASH_LABEL to `want`): every image of the
+    project made from Debian packages alone is made here."""
     import docker.errors
     import requests
 
-    root = script.parents[2]
-    if os.geteuid() != 0:
-        raise RuntimeOperationError(
-            f"building {image} needs root (debootstrap): run "
-            f"`sudo {root / 'scripts' / 'build-images.sh'}` once"
-        )
-    if shutil.which("debootstrap") is None:
-        raise RuntimeOperationError(
-            f"building {image} needs debootstrap: apt-get install debootstrap"
-        )
-    mirror = os.environ.get("CLAWFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))
-    rootfs = work / "rootfs"
+    rootfs = debootstrapped(script, want, image, progress, task)
     try:
-        progress(ProgressEvent(task, 0, 2, f"debootstrap bookworm into {rootfs}"))
-        run_logged(
-            ["bash", str(script), str(rootfs), mirror],
-            task=task,
-            progress=progress,
-            what=f"building {image} (debootstrap)",
-        )
         progress(ProgressEvent(task, 1, 2, f"docker import {image}"))
         tar = subprocess.Popen(
             ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", "-", "."],
@@ -140,4 +118,4 @@ def build_rootfs_image(
             raise RuntimeOperationError(f"building {image} failed: import produced no image")
         progress(ProgressEvent(task, 2, 2, f"built {image}"))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        discard(script, want)

@@ -133,26 +133,74 @@ def choose_base(
     return buildargs
 
 
+def _known(service: str) -> str:
+    """The image a service or project base is built as; one line for an unknown name."""
+    image = project_image(service)
+    if image is None:
+        known = ", ".join([*SERVICE_IMAGES, *PROJECT_BASES])
+        raise RuntimeOperationError(f"unknown service image {service!r}: one of {known}")
+    return image
+
+
+def _current(client: Any, tag: str, want: str) -> bool:
+    labels = image_labels(client, tag)
+    return labels is not None and labels.get(HASH_LABEL) == want
+
+
+def image_current(client: Any, service: str) -> bool:
+    """Whether the service's image is here, built from its sources as they are."""
+    image = _known(service)
+    root = source_root()
+    return _current(client, f"{image}:{TAG}", _service_hash(service_sources(root)[service], root))
+
+
+def wheel_extra(service: str) -> str | None:
+    """The extra of `clawfactory-proxies` whose wheels the image installs, if any."""
+    _known(service)
+    return service_sources()[service].extra
+
+
+def needs_fallback_base(client: Any, service: str, progress: Progress = no_progress) -> bool:
+    """Whether building the service will take `clawfactory/base:bookworm`
+    (`default_base_missing` on its Dockerfile)."""
+    _known(service)
+    path = service_sources()[service].context / "Dockerfile"
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return default_base_missing(client, text, str(path), progress)
+
+
+def default_base_missing(
+    client: Any, text: str, what: str, progress: Progress = no_progress
+) -> bool:
+    """Whether a Dockerfile's build will fall back to `clawfactory/base:bookworm`:
+    its `ARG BASE_IMAGE` default is a FROM that is neither here nor
+    pullable (the pull is tried once and its failure remembered, so the
+    build does not try again). A forecast for scheduling only: the build
+    itself still decides (`choose_base`)."""
+    instructions, _ = parse_dockerfile(text, what)
+    declares, default = dockerfile.base_arg_default(instructions)
+    if not declares or default is None or project_base_service(default) is not None:
+        return False
+    if default not in dockerfile.from_images(instructions, default):
+        return False
+    return not image_available(client, default, progress)
+
+
 def ensure_image(
     client: Any, service: str, progress: Progress = no_progress, *, rebuild: bool = False
 ) -> str:
     """The image of a service (`SERVICE_IMAGES`) or project base
     (`PROJECT_BASES`), built from the project's sources if missing or stale."""
-    image = project_image(service)
-    if image is None:
-        known = ", ".join([*SERVICE_IMAGES, *PROJECT_BASES])
-        raise RuntimeOperationError(f"unknown service image {service!r}: one of {known}")
+    image = _known(service)
     root = source_root()
     source = service_sources(root)[service]
     tag = f"{image}:{TAG}"
     want = _service_hash(source, root)
-    labels = image_labels(client, tag)
-    if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
+    if not rebuild and _current(client, tag, want):
         return tag
     task = f"image {service}"
     with file_lock(image.replace("/", "-"), progress, task):
-        labels = image_labels(client, tag)
-        if not rebuild and labels is not None and labels.get(HASH_LABEL) == want:
+        if not rebuild and _current(client, tag, want):
             return tag
         progress(ProgressEvent(task, 0, None, f"building {tag}"))
         with tempfile.TemporaryDirectory(prefix=f"ctx-{service}-", dir=cache_dir()) as tmp:
