@@ -33,8 +33,20 @@ GOAL_S = 0.5
 BOTS = 20
 CONSOLE_SCRIPT = "import sys; from cftui.cli import main; sys.exit(main())"
 POLL_S = 0.01
+# A tmux server of this run's own (not the one other users' sessions live
+# in), kept up by one idle session between launches: a server that exits
+# with its last session races the next launch.
+SOCKET = f"cf-bench-tui-{os.getpid()}"
 
-BARE_TEXTUAL = """
+
+def tmux(*args: str, check: bool = True) -> str:
+    return subprocess.run(
+        ["tmux", "-L", SOCKET, *args], check=check, capture_output=True, text=True
+    ).stdout
+
+
+BARE_TEXTUAL = f"""
+BOTS = {BOTS}
 from textual.app import App
 from textual.widgets import DataTable
 class Bare(App):
@@ -43,10 +55,10 @@ class Bare(App):
     def on_mount(self):
         t = self.query_one(DataTable)
         t.add_columns("Bot", "State")
-        for i in range(%d):
-            t.add_row(f"bare-{i:02d}", "ok")
+        for i in range(BOTS):
+            t.add_row(f"bare-{{i:02d}}", "ok")
 Bare().run()
-""" % BOTS
+"""
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -55,9 +67,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _screen(session: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
-    ).stdout
+    return tmux("capture-pane", "-p", "-t", session, check=False)
 
 
 def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> dict[str, float]:
@@ -70,7 +80,7 @@ def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> d
         options += ["-e", f"{key}={env[key]}"]
     found: dict[str, float] = {}
     started = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, *options, command], check=True)
+    tmux("new-session", "-d", "-s", session, *options, command)
     try:
         while len(found) < len(marks) and time.perf_counter() - started < 30:
             screen = _screen(session)
@@ -80,7 +90,7 @@ def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> d
                     found[name] = now
             time.sleep(POLL_S)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        tmux("kill-session", "-t", session, check=False)
     missing = set(marks) - set(found)
     if missing:
         raise SystemExit(f"never on screen: {', '.join(sorted(missing))}\n{screen}")
@@ -147,6 +157,7 @@ def main() -> None:
         for name in names:
             init_bot(home, name)
         env = _env(home.root)
+        tmux("new-session", "-d", "-s", "keep", "sleep 3600")
         try:
             for name in names[: args.running]:
                 containers += _stand_in_stack(name, f"io.clawfactory.bench={tag}")
@@ -155,8 +166,10 @@ def main() -> None:
                 return all(n in screen for n in names)
 
             def statuses(screen: str) -> bool:
-                return rows(screen) and "loading" not in screen and (
-                    not args.running or screen.count("running") >= args.running
+                return (
+                    rows(screen)
+                    and "loading" not in screen
+                    and (not args.running or screen.count("running") >= args.running)
                 )
 
             cases = {
@@ -185,6 +198,7 @@ def main() -> None:
                     for mark, at in in_tmux(argv, env, marks).items():
                         times[f"{case}: {mark}"].append(at)
         finally:
+            tmux("kill-server", check=False)
             if containers:
                 subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
     base = statistics.median(times["python -c pass"])

@@ -10,16 +10,20 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from cftui.audit.traffic.spend import budget_left
-from cftui.audit.traffic.totals import Totals
-from cftui.fleet import BotConfig
+from cftui.audit.traffic.budget import budget_left
 from cftui.humanize import format_uptime, format_usd, human_count
-from cftui.runtime.base import SERVICES, BotStatus
+from cftui.runtime.base import SERVICES
 from cftui.tui.formatting import state_look
+
+if TYPE_CHECKING:
+    from cftui.audit.traffic.totals import Totals
+    from cftui.fleet import BotConfig
+    from cftui.runtime.base import BotStatus
 
 # Money: today's and this month's spend, and what a budget leaves (the
 # smaller of the day's and the month's). "+" after a sum: some calls of it
@@ -69,6 +73,7 @@ CELL_PADDING = 1  # DataTable's default, on each side of a cell
 
 
 SORT_MARK = " ▾"  # after the label of the column the rows are sorted by
+MARK = "● "  # before the name of a bot marked with space (as the Proposals tab marks)
 
 
 def columns_for(width: int, sorted_by: str | None = None) -> list[str]:
@@ -164,7 +169,14 @@ def spend_text(totals: Totals | None) -> str:
 class FleetTable(DataTable):
     """The fleet, one row per bot (j/k beside the arrows: the screen's)."""
 
-    COMPONENT_CLASSES = {"fleet--ok", "fleet--warn", "fleet--bad", "fleet--muted", "fleet--locked"}
+    COMPONENT_CLASSES = {
+        "fleet--ok",
+        "fleet--warn",
+        "fleet--bad",
+        "fleet--muted",
+        "fleet--locked",
+        "fleet--marked",
+    }
 
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
@@ -173,6 +185,7 @@ class FleetTable(DataTable):
     FleetTable > .fleet--bad { color: $error; text-style: bold; }
     FleetTable > .fleet--muted { color: $text-muted; }
     FleetTable > .fleet--locked { color: $text; background: $error; text-style: bold; }
+    FleetTable > .fleet--marked { color: $accent; text-style: bold; }
     """
 
     def __init__(self, clock: Callable[[], datetime], **kwargs) -> None:
@@ -184,6 +197,8 @@ class FleetTable(DataTable):
         self._shown: dict[str, dict[str, Text | str]] = {}
         self.shown_columns: list[str] = []  # the keys of the columns on screen
         self.sort_column: str | None = None  # None: the order of fleet.toml
+        # The bots marked with space: start, stop and restart act on them all.
+        self.marked: set[str] = set()
 
     def on_mount(self) -> None:
         self._fit_columns()
@@ -245,8 +260,13 @@ class FleetTable(DataTable):
 
     def _cells(self, row: FleetRow) -> dict[str, Text | str]:
         st = row.status
+        name = row.config.name
         cells: dict[str, Text | str] = {
-            "bot": Text(row.config.name, style="bold"),
+            "bot": (
+                self._styled(MARK + name, "marked")
+                if name in self.marked
+                else Text(name, style="bold")
+            ),
             "runtime": row.config.runtime,
         }
         if st is None:
@@ -307,6 +327,7 @@ class FleetTable(DataTable):
                 self.remove_row(name)
                 del self._rows[name]
                 del self._shown[name]
+                self.marked.discard(name)
             for row in rows:
                 name = row.config.name
                 cells = self._cells(row)
@@ -320,6 +341,28 @@ class FleetTable(DataTable):
                 self._rows[name] = row
                 self._shown[name] = cells
             self._sort()
+
+    def toggle_mark(self, bot: str) -> None:
+        """Mark the bot's row, or unmark it (shown before its name)."""
+        self.marked ^= {bot}
+        self._redraw_name(bot)
+
+    def clear_marks(self) -> None:
+        marked, self.marked = self.marked, set()
+        for bot in marked:
+            self._redraw_name(bot)
+
+    def marked_bots(self) -> list[str]:
+        """The marked bots in the order the table shows them."""
+        return [str(row.key.value) for row in self.ordered_rows if row.key.value in self.marked]
+
+    def _redraw_name(self, bot: str) -> None:
+        row = self._rows.get(bot)
+        if row is None:
+            return
+        cell = self._cells(row)["bot"]
+        self._shown[bot]["bot"] = cell
+        self.update_cell(bot, "bot", cell)
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""
