@@ -27,6 +27,7 @@ def stand_in_stack(
             name=container_name(bot, service),
             labels={LABEL_BOT: bot, LABEL_SERVICE: service, TEST_LABEL: tag},
             healthcheck={"test": ["NONE"]},
+            init=True,  # `sleep` as pid 1 would ignore the stop's SIGTERM for 10 s
             detach=True,
         )
         for service in services
