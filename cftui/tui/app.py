@@ -382,7 +382,11 @@ class ClawFactoryApp(App[int]):
         self.open_bot(bot, "proposals")
 
     def _start_event_watchers(self) -> None:
-        kinds = {c.runtime for c in self.configs.values()}
+        from cftui.hosts.config import LOCAL
+
+        # This machine's engines stream their events; another host's bots
+        # are polled (each status round trip asks their host again).
+        kinds = {c.runtime for c in self.configs.values() if c.host == LOCAL}
         for kind in kinds - self._watching:
             self._watching.add(kind)
             self.run_worker(self._watch_events(kind), group=f"events-{kind}", exit_on_error=False)
@@ -391,7 +395,7 @@ class ClawFactoryApp(App[int]):
         """The runtime's state stream; polling stays as the fallback."""
         try:
             runtime = self.runtimes.get(kind)
-            bots = [c for c in self.configs.values() if c.runtime == kind]
+            bots = [c for c in self.configs.values() if c.runtime == kind and c.host == "local"]
             async for change in runtime.events(bots):
                 self.post_message(ServiceStateChanged(change))
         except (CftuiError, OSError, NotImplementedError):
