@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 BOT_BINDINGS = [
     # `s` opens a shell as in k9s; start is `S`, as lazydocker starts a service.
+    # Not in the footer (it would push ^k KILL ALL off at 120 columns): in
+    # the help screen and the command palette.
     Binding(
         "s",
         "bot('shell')",
         "Shell",
+        show=False,
         id="bot.shell",
         tooltip="A shell in the bot's gateway (the app returns when it exits)",
     ),
