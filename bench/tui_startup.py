@@ -13,7 +13,11 @@ variant gives three of the bots a running stack of stand-in containers
 (the runtime's names and labels on a `sleep` process), so their rows need
 the engine's answer about real containers.
 
-    .venv/bin/python bench/tui_startup.py [--runs 10] [--running 3]
+    .venv/bin/python bench/tui_startup.py [--runs 10] [--running 3] [--before DIR]
+
+`--before DIR` adds the same launch of the cftui of another checkout (say
+`git worktree add /tmp/cftui-main main`), interleaved with this one's, so
+that a change is measured against the code before it under the same load.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_S = 0.5
 BOTS = 20
 CONSOLE_SCRIPT = "import sys; from cftui.cli import main; sys.exit(main())"
 POLL_S = 0.01
+LIMIT_S = 90  # a launch that shows nothing by then fails the run
 # A tmux server of this run's own (not the one other users' sessions live
 # in), kept up by one idle session between launches: a server that exits
 # with its last session races the next launch.
@@ -61,8 +67,8 @@ Bare().run()
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    path = f"{REPO}{os.pathsep}{REPO / 'proxies'}"
+def _env(home: Path, repo: Path = REPO) -> dict[str, str]:
+    path = f"{repo}{os.pathsep}{repo / 'proxies'}"
     return {**os.environ, "PYTHONPATH": path, "CLAWFACTORY_HOME": str(home)}
 
 
@@ -74,7 +80,7 @@ def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> d
     """Launch `argv` in a new tmux session; for each mark (a predicate on the
     screen's text), the seconds from launch until it first held."""
     session = f"cf-bench-tui-{os.getpid()}-{time.monotonic_ns()}"
-    command = shlex.join(argv) + "; sleep 30"
+    command = shlex.join(argv) + f"; sleep {LIMIT_S}"
     options = ["-x", "120", "-y", "40"]
     for key in ("PYTHONPATH", "CLAWFACTORY_HOME"):
         options += ["-e", f"{key}={env[key]}"]
@@ -82,7 +88,7 @@ def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> d
     started = time.perf_counter()
     tmux("new-session", "-d", "-s", session, *options, command)
     try:
-        while len(found) < len(marks) and time.perf_counter() - started < 30:
+        while len(found) < len(marks) and time.perf_counter() - started < LIMIT_S:
             screen = _screen(session)
             now = time.perf_counter() - started
             for name, holds in marks.items():
@@ -143,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--running", type=int, default=0, help="bots given a running stack")
+    parser.add_argument("--before", type=Path, help="another checkout's cftui, measured alike")
     args = parser.parse_args()
     sys.path[:0] = [str(REPO), str(REPO / "proxies")]
     from cftui.botinit import init_bot
@@ -172,30 +179,39 @@ def main() -> None:
                     and (not args.running or screen.count("running") >= args.running)
                 )
 
-            cases = {
+            cases: dict[str, tuple[list[str], dict[str, Any], dict[str, str]]] = {
                 "tmux: a shell prints a line (floor of the method)": (
                     [py, "-c", "print('cf-bench-ready')"],
                     {"rows": lambda s: "cf-bench-ready" in s},
+                    env,
                 ),
                 f"bare Textual app, DataTable of {BOTS} rows": (
                     [py, "-c", BARE_TEXTUAL],
                     {"rows": lambda s: f"bare-{BOTS - 1:02d}" in s},
+                    env,
                 ),
                 f"cftui, {BOTS} bots ({args.running} running)": (
                     [py, "-c", CONSOLE_SCRIPT],
                     {"rows": rows, "statuses": statuses},
+                    env,
                 ),
             }
+            if args.before:
+                cases[f"cftui at {args.before}"] = (
+                    [py, "-c", CONSOLE_SCRIPT],
+                    {"rows": rows, "statuses": statuses},
+                    _env(home.root, args.before.resolve()),
+                )
             times: dict[str, list[float]] = {"python -c pass": []}
-            for case, (_argv, marks) in cases.items():
+            for case, (_argv, marks, _case_env) in cases.items():
                 for mark in marks:
                     times[f"{case}: {mark}"] = []
-            warm_argv, warm_marks = cases[f"cftui, {BOTS} bots ({args.running} running)"]
-            in_tmux(warm_argv, env, warm_marks)  # the page cache, the engine's connection
+            for argv, marks, case_env in cases.values():  # the page cache, the engine
+                in_tmux(argv, case_env, marks)
             for _ in range(args.runs):  # interleaved: a busy moment falls on all alike
                 times["python -c pass"].append(_bare_start(py))
-                for case, (argv, marks) in cases.items():
-                    for mark, at in in_tmux(argv, env, marks).items():
+                for case, (argv, marks, case_env) in cases.items():
+                    for mark, at in in_tmux(argv, case_env, marks).items():
                         times[f"{case}: {mark}"].append(at)
         finally:
             tmux("kill-server", check=False)
