@@ -6,6 +6,7 @@ Implementations are imported lazily so that a command that needs neither
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from cftui.errors import RuntimeUnavailable
@@ -34,18 +35,21 @@ def runtime_for(kind: str, home: FleetHome) -> Runtime:
 
 
 class Runtimes:
-    """One runtime instance per kind for a fleet home, created on first use."""
+    """One runtime instance per kind for a fleet home, created on first use
+    (from any thread: the TUI makes them in a worker, away from its loop)."""
 
     def __init__(self, home: FleetHome) -> None:
         self.home = home
+        self._lock = threading.RLock()
         self._by_kind: dict[str, Runtime] = {}
         self._by_host: dict[str, Runtime] = {}  # another host's Docker runtime
         self.links: dict[str, HostLink] = {}  # one SSH link per remote host
 
     def get(self, kind: str) -> Runtime:
-        if kind not in self._by_kind:
-            self._by_kind[kind] = runtime_for(kind, self.home)
-        return self._by_kind[kind]
+        with self._lock:
+            if kind not in self._by_kind:
+                self._by_kind[kind] = runtime_for(kind, self.home)
+            return self._by_kind[kind]
 
     def for_bot(self, bot: BotConfig) -> Runtime:
         """The runtime that runs `bot` where fleet.toml puts it: this
@@ -56,13 +60,14 @@ class Runtimes:
 
         if bot.host == LOCAL:
             return self.get(bot.runtime)
-        if bot.host not in self._by_host:
-            from cftui.hosts.ssh import HostLink
-            from cftui.runtime.docker.runtime import DockerRuntime
+        with self._lock:
+            if bot.host not in self._by_host:
+                from cftui.hosts.ssh import HostLink
+                from cftui.runtime.docker.runtime import DockerRuntime
 
-            link = self.links[bot.host] = HostLink(self.home.host(bot.host))
-            self._by_host[bot.host] = DockerRuntime(self.home, link=link)
-        return self._by_host[bot.host]
+                link = self.links[bot.host] = HostLink(self.home.host(bot.host))
+                self._by_host[bot.host] = DockerRuntime(self.home, link=link)
+            return self._by_host[bot.host]
 
     async def aclose(self) -> None:
         for runtime in (*self._by_kind.values(), *self._by_host.values()):

@@ -50,8 +50,13 @@ class ServiceStatus:
     image: str | None = None
     detail: str = ""
 
+    @property
+    def up(self) -> bool:
+        """Whether its process runs (healthy or not yet, or not)."""
+        return self.state in (RUNNING, STARTING, UNHEALTHY)
+
     def uptime_seconds(self, now: datetime | None = None) -> float | None:
-        if self.state not in (RUNNING, STARTING, UNHEALTHY) or self.started_at is None:
+        if not self.up or self.started_at is None:
             return None
         return ((now or datetime.now(UTC)) - self.started_at).total_seconds()
 

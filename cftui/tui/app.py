@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.actions import ActionParseResult
@@ -27,17 +27,10 @@ from textual.reactive import reactive
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from cftui import killswitch, lifecycle, locks, spend
-from cftui.audit.traffic.daily import DailyCounter, month_start
-from cftui.audit.traffic.totals import Totals
-from cftui.controller.lock import ControllerInfo, running_controller
 from cftui.errors import CftuiError
-from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
-from cftui.progress import ProgressEvent
-from cftui.proposals.counts import BotCount, ProposalCounts, proposes
+from cftui.proposals.counts import ProposalCounts, proposes
 from cftui.runtime import Runtimes
-from cftui.runtime.base import ServiceStatus
 from cftui.tui import readonly as ro
 from cftui.tui.commands import FleetCommands
 from cftui.tui.messages import (
@@ -49,16 +42,45 @@ from cftui.tui.messages import (
     ProposalCountsUpdated,
     ServiceStateChanged,
 )
+from cftui.tui.shell import Runner, run_suspended
 from cftui.tui.themes import DARK, LIGHT, LIGHT_THEME
+
+if TYPE_CHECKING:
+    from cftui.audit.traffic.daily import DailyCounter
+    from cftui.audit.traffic.totals import Totals
+    from cftui.controller.lock import ControllerInfo
+    from cftui.fleet import BotConfig, FleetHome
+    from cftui.progress import ProgressEvent
+    from cftui.proposals.counts import BotCount
+
+# What the first paint of the fleet does without: the domain modules of the
+# status, the kill switch, the lifecycle and the totals load in a worker
+# thread after it (imported on the event loop, they held the screen back
+# by a second on a busy machine; issue #23: rows within 0.5 s).
+DOMAIN_MODULES = (
+    "cftui.lifecycle",
+    "cftui.killswitch",
+    "cftui.spend",
+    "cftui.audit.traffic.daily",
+    "cftui.controller.lock",
+)
 
 # What stops a running agent asks first (the focus on Cancel); the kill
 # switch alone never asks (it loses nothing, and unlock undoes it).
 DISRUPTIVE = {
-    "stop": "Stop {bot}?\n\nIts stack stops cleanly; start it again with s.",
+    "stop": "Stop {bot}?\n\nIts stack stops cleanly; start it again with S.",
     "restart": "Restart {bot}?\n\nIts stack stops, then starts: the agent's work in flight is cut.",
     "rebuild": (
         "Rebuild {bot}?\n\nIts gateway image is built again from the approved code "
         "and the stack restarted: the agent's work in flight is cut."
+    ),
+}
+# The same questions for the bots marked on the fleet screen.
+DISRUPTIVE_MANY = {
+    "stop": "Stop {n} bots: {bots}?\n\nTheir stacks stop cleanly, one after another.",
+    "restart": (
+        "Restart {n} bots: {bots}?\n\nEach stack stops, then starts, one after another: "
+        "the agents' work in flight is cut."
     ),
 }
 
@@ -129,8 +151,10 @@ class ClawFactoryApp(App[int]):
         theme: str = DARK,
         read_only: bool = False,
         keymap: Mapping[str, str] | None = None,
+        shell_runner: Runner | None = None,
     ) -> None:
         super().__init__()
+        self.shell_runner: Runner = shell_runner or run_suspended
         self.read_only = read_only
         self.user_keymap = dict(keymap or {})  # the checked keymap file (cftui.tui.keymap)
         if read_only:
@@ -157,6 +181,7 @@ class ClawFactoryApp(App[int]):
         self.operations: dict[str, str] = {}
         self._watching: set[str] = set()
         self._status_timer: Any = None
+        self._domain_loaded = False
         self.proposal_counts = ProposalCounts()
         self._counting = False
         # A palette command for a bot's Proposals tab, run once it has loaded.
@@ -183,8 +208,10 @@ class ClawFactoryApp(App[int]):
     # --- fleet files, totals (thread) ---------------------------------------
     @work(thread=True, exclusive=True, group="files", exit_on_error=False)
     def read_fleet_files(self) -> None:
-        """fleet.toml, locks, then today's (and this month's) calls, tokens
-        and cost per bot."""
+        """fleet.toml and the locks: all the fleet's rows need to be drawn
+        (their statuses and totals follow from other workers)."""
+        from cftui import locks
+
         try:
             configs = self.home.bots()
             error = None
@@ -192,10 +219,18 @@ class ClawFactoryApp(App[int]):
             configs, error = {}, str(exc)
         locked = frozenset(locks.locked_bots(self.home))
         self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+
+    @work(thread=True, exclusive=True, group="totals", exit_on_error=False)
+    def read_totals(self, names: list[str]) -> None:
+        """Whether `cftui serve` runs, then today's (and this month's) calls,
+        tokens and cost per bot from each traffic.jsonl."""
+        from cftui.audit.traffic.daily import DailyCounter, month_start
+        from cftui.controller.lock import running_controller
+
         self.call_from_thread(self._show_controller, running_controller(self.home))
         now = self.clock()
         totals, month = {}, {}
-        for name in configs:
+        for name in names:
             path = self.home.traffic_log(name)
             counter = self._counters.setdefault(name, DailyCounter(path))
             by_month = self._month_counters.setdefault(name, DailyCounter(path, month_start))
@@ -219,13 +254,19 @@ class ClawFactoryApp(App[int]):
         if files.error:
             self.status_errors = [files.error]
         self.fleet_signal.publish(None)
-        if first:
-            self.refresh_status()
-            self.count_proposals()
-            self.check_spend()
-            if self.open_target:
-                bot, tab = self.open_target
-                self.open_bot(bot, tab)
+        if not first:
+            self.read_totals(list(self.configs))
+            return
+        # The rows go on screen first; what fills them in starts after.
+        self.call_after_refresh(self._after_first_paint)
+        if self.open_target:
+            bot, tab = self.open_target
+            self.open_bot(bot, tab)
+
+    def _after_first_paint(self) -> None:
+        self.refresh_status()
+        self.read_totals(list(self.configs))
+        self.count_proposals()
 
     @on(DailyTotalsUpdated)
     def _totals(self, message: DailyTotalsUpdated) -> None:
@@ -237,14 +278,35 @@ class ClawFactoryApp(App[int]):
     @work(exclusive=True, group="status", exit_on_error=False)
     async def refresh_status(self) -> None:
         bots = list(self.configs.values())
+        if not self._domain_loaded:
+            # Imports and runtime objects (the Docker SDK...) in a thread:
+            # on the event loop they froze the screen just drawn.
+            await asyncio.to_thread(self._load_domain, bots)
+            self._domain_loaded = True
+        from cftui import lifecycle
+
         statuses, errors = await lifecycle.fleet_status(self.home, bots, self.runtimes)
         self.post_message(FleetStatusUpdated(statuses, errors))
 
+    def _load_domain(self, bots: list[BotConfig]) -> None:
+        import importlib
+
+        for module in DOMAIN_MODULES:
+            importlib.import_module(module)
+        for bot in bots:
+            try:
+                self.runtimes.for_bot(bot)
+            except CftuiError:
+                continue  # the status says why, once
+
     @on(FleetStatusUpdated)
     def _status(self, message: FleetStatusUpdated) -> None:
+        first = not self.statuses
         self.statuses.update(message.statuses)
         self.status_errors = message.errors
         self.fleet_signal.publish(None)
+        if first:
+            self.check_spend()
         if self.live:
             self._start_event_watchers()
             if self._status_timer is not None:
@@ -263,6 +325,8 @@ class ClawFactoryApp(App[int]):
         """The budget thresholds the proxies' spend crossed: each told once
         per period (whoever looks first: this app, `--run` or `cftui
         serve`), and a bot whose `on_exhausted` is "stop" stopped."""
+        from cftui import spend
+
         notices = await spend.check_budgets(self.home, self.runtimes, list(self.configs.values()))
         for notice in notices:
             spent = notice.percent >= 100
@@ -318,7 +382,11 @@ class ClawFactoryApp(App[int]):
         self.open_bot(bot, "proposals")
 
     def _start_event_watchers(self) -> None:
-        kinds = {c.runtime for c in self.configs.values()}
+        from cftui.hosts.config import LOCAL
+
+        # This machine's engines stream their events; another host's bots
+        # are polled (each status round trip asks their host again).
+        kinds = {c.runtime for c in self.configs.values() if c.host == LOCAL}
         for kind in kinds - self._watching:
             self._watching.add(kind)
             self.run_worker(self._watch_events(kind), group=f"events-{kind}", exit_on_error=False)
@@ -327,7 +395,7 @@ class ClawFactoryApp(App[int]):
         """The runtime's state stream; polling stays as the fallback."""
         try:
             runtime = self.runtimes.get(kind)
-            bots = [c for c in self.configs.values() if c.runtime == kind]
+            bots = [c for c in self.configs.values() if c.runtime == kind and c.host == "local"]
             async for change in runtime.events(bots):
                 self.post_message(ServiceStateChanged(change))
         except (CftuiError, OSError, NotImplementedError):
@@ -342,6 +410,8 @@ class ClawFactoryApp(App[int]):
         if status is None:
             return
         services = dict(status.services)
+        from cftui.runtime.base import ServiceStatus
+
         old = services.get(change.service) or ServiceStatus(change.service)
         started = old.started_at
         if change.state == "running" and old.state != "running":
@@ -371,6 +441,8 @@ class ClawFactoryApp(App[int]):
             )
         else:
             bots = [self.configs[n] for n in names if n in self.configs]
+        from cftui import killswitch
+
         result = await killswitch.kill(self.home, bots, self.runtimes)
         self.post_message(KillFinished(result))
 
@@ -462,9 +534,11 @@ class ClawFactoryApp(App[int]):
 
     @work(thread=True, group="unlock", exit_on_error=False)
     def _unlock(self, names: list[str]) -> None:
+        from cftui import killswitch
+
         lifted = killswitch.unlock(self.home, names)
         self.call_from_thread(
-            self.notify, f"Unlocked {', '.join(lifted) or 'nothing'}; start bots with s."
+            self.notify, f"Unlocked {', '.join(lifted) or 'nothing'}; start bots with S."
         )
         self.call_from_thread(self._periodic)
 
@@ -479,6 +553,9 @@ class ClawFactoryApp(App[int]):
             return
         if action == "kill":
             self.kill_bot(bot)
+            return
+        if action == "shell":
+            self.open_shell(config)
             return
         if action == "snapshot":
             from cftui.tui.prompt import PromptModal
@@ -506,6 +583,82 @@ class ClawFactoryApp(App[int]):
             return
         self._operation(bot, action)
 
+    def run_bot_action_many(
+        self, bots: list[str], action: str, ran: Callable[[], None] = lambda: None
+    ) -> None:
+        """Start, stop or restart several bots (those marked on the fleet
+        screen): one worker, a bot after another, each row showing its
+        operation, after one question naming them all where one bot's
+        action asks; `ran` once the action is under way."""
+        if self.refuse_if_read_only("bot", (action,)):
+            return
+        unknown = [b for b in bots if b not in self.configs]
+        if unknown:
+            self.notify(f"no bot named {unknown[0]!r}", severity="error")
+            return
+        held = [b for b in bots if b in self.locked] if action in ("start", "restart") else []
+        if held:
+            self.notify(
+                f"{', '.join(held)}: locked by the kill switch: unlock (U) first",
+                severity="error",
+                markup=False,
+            )
+            return
+
+        def go() -> None:
+            for bot in bots:
+                self._set_op(bot, f"{action}: waiting")
+                self.operations[bot] = action
+            self.fleet_signal.publish(None)
+            self.run_worker(
+                self._run_many(bots, action),
+                group="op-many",
+                description=f"{action} {', '.join(bots)}",
+                exit_on_error=False,
+            )
+            ran()
+
+        question = DISRUPTIVE_MANY.get(action)
+        if question is None:
+            go()
+            return
+        from cftui.tui.confirm import ConfirmModal
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                go()
+            else:
+                self.notify(f"{action} {', '.join(bots)} cancelled", markup=False)
+
+        text = question.format(n=len(bots), bots=", ".join(bots))
+        self.push_screen(ConfirmModal(text, action.capitalize()), answered)
+
+    async def _run_many(self, bots: list[str], action: str) -> None:
+        """Each bot's operation in turn (as `cftui start A B` runs them),
+        each reported as if run alone."""
+        for bot in bots:
+            self._set_op(bot, f"{action}…")
+            await self._run_operation(bot, action, None)
+
+    def open_shell(self, config: BotConfig) -> None:
+        """`cftui shell BOT` in the bot's gateway, the app suspended until
+        the shell exits; refused in one line when there is no gateway up."""
+        from cftui.tui import shell
+
+        bot = config.name
+        why = shell.not_running(bot, self.statuses.get(bot))
+        if why is not None:
+            self.notify(why, severity="warning", markup=False)
+            return
+        try:
+            argv = self.runtimes.for_bot(config).shell_argv(config, shell.SHELL_SERVICE, tty=True)
+            code = self.shell_runner(self, argv)
+        except CftuiError as exc:
+            self.notify(inert(f"shell {bot}: {exc}"), severity="error", markup=False)
+            return
+        self.notify(inert(shell.outcome(bot, code)), markup=False)
+        self.refresh_status()
+
     def _operation(self, bot: str, action: str, arg: str | None = None) -> None:
         self._set_op(bot, f"{action}…")
         self.operations[bot] = action
@@ -518,6 +671,8 @@ class ClawFactoryApp(App[int]):
         )
 
     async def _run_operation(self, bot: str, action: str, arg: str | None) -> None:
+        from cftui import lifecycle
+
         config = self.configs[bot]
 
         def progress(event: ProgressEvent) -> None:

@@ -12,7 +12,18 @@ if TYPE_CHECKING:
 
 
 BOT_BINDINGS = [
-    Binding("s", "bot('start')", "Start", id="bot.start", tooltip="Start the bot's stack"),
+    # `s` opens a shell as in k9s; start is `S`, as lazydocker starts a service.
+    # Not in the footer (it would push ^k KILL ALL off at 120 columns): in
+    # the help screen and the command palette.
+    Binding(
+        "s",
+        "bot('shell')",
+        "Shell",
+        show=False,
+        id="bot.shell",
+        tooltip="A shell in the bot's gateway (the app returns when it exits)",
+    ),
+    Binding("S", "bot('start')", "Start", id="bot.start", tooltip="Start the bot's stack"),
     Binding("x", "bot('stop')", "Stop", id="bot.stop", tooltip="Stop the bot's stack cleanly"),
     Binding("r", "bot('restart')", "Restart", id="bot.restart", tooltip="Stop, then start"),
     Binding(
@@ -27,7 +38,7 @@ BOT_BINDINGS = [
     ),
     # A locked bot's start keys are off the footer; pressed, they say why.
     Binding(
-        "s,r,b",
+        "S,r,b",
         "refused",
         show=False,
         id="bot.locked",
@@ -59,8 +70,9 @@ INSTALL_LOG_BINDING = Binding(
     tooltip="The last dependency install's output (npm's, through the egress)",
 )
 
-ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "kill")
+ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "shell", "kill")
 LOCKED_OUT = ("start", "restart", "rebuild")  # what the kill switch's lock refuses
+MULTI_ACTIONS = ("start", "stop", "restart")  # what acts on every bot marked in the fleet
 
 
 class BotActionsMixin:

@@ -24,6 +24,7 @@ HELP = {
     "rebuild": "rebuild the gateway image and restart",
     "snapshot": "encrypted snapshot of state/",
     "capture": "turn MITM capture on or off",
+    "shell": "a shell in its gateway (s; the app returns when it exits)",
     "kill": "kill now and lock (ctrl+x, no confirmation)",
 }
 

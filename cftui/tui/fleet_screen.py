@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from cftui.inert import inert
 from cftui.runtime.base import INSTALLER
-from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, BotActionsMixin
+from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, MULTI_ACTIONS, BotActionsMixin
 from cftui.tui.fleet_table import COLUMNS, FleetRow, FleetTable
 from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
@@ -46,6 +46,14 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
             tooltip="Sort by the next column (marked ▾)",
         ),
         INSTALL_LOG_BINDING,
+        Binding(
+            "space",
+            "mark",
+            "Mark",
+            show=False,
+            id="fleet.mark",
+            tooltip="Mark or unmark the bot: start, stop and restart act on every marked bot",
+        ),
         *BOT_BINDINGS,
         *NAV_BINDINGS,
     ]
@@ -54,6 +62,7 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
         yield Header(show_clock=False, icon=HEADER_ICON)
         yield LockedBanner()
         yield Static("", id="fleet-errors")
+        yield Static("", id="fleet-marks")
         yield FleetTable(clock=self.app.clock, id="fleet")
         yield OpsLine()
         yield Footer()
@@ -84,6 +93,7 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
             for name, cfg in app.configs.items()
         ]
         self.table.sync(rows)
+        self._show_marks()
         errors = self.query_one("#fleet-errors", Static)
         errors.update(
             agent_text("\n".join(f"⚠ {inert(e)}" for e in app.status_errors), multiline=True)
@@ -95,6 +105,42 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
 
     def current_bot(self) -> str | None:
         return self.table.selected_bot
+
+    def action_mark(self) -> None:
+        """Mark the cursor's bot (or unmark it), then move down a row, as
+        the Proposals tab marks its rows."""
+        bot = self.current_bot()
+        if bot is None:
+            return
+        self.table.toggle_mark(bot)
+        self.table.action_cursor_down()
+        self._show_marks()
+
+    def _show_marks(self) -> None:
+        marks = self.query_one("#fleet-marks", Static)
+        marked = self.table.marked_bots()
+        marks.display = bool(marked)
+        if marked:
+            marks.update(
+                agent_text(
+                    f"{len(marked)} marked: {', '.join(marked)} · S start, x stop, r restart "
+                    "act on them all · space unmarks"
+                )
+            )
+
+    def action_bot(self, action: str) -> None:
+        """Start, stop and restart act on the marked bots when there are
+        some (then the marks go); every other action on the cursor's."""
+        marked = self.table.marked_bots()
+        if not marked or action not in MULTI_ACTIONS:
+            super().action_bot(action)
+            return
+
+        def ran() -> None:
+            self.table.clear_marks()
+            self._show_marks()
+
+        self.app.run_bot_action_many(marked, action, ran)
 
     def action_cycle_sort(self) -> None:
         column = self.table.cycle_sort()

@@ -10,16 +10,21 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from cftui.audit.traffic.spend import budget_left
-from cftui.audit.traffic.totals import Totals
-from cftui.fleet import BotConfig
+from cftui.audit.traffic.budget import budget_left
+from cftui.hosts.config import LOCAL
 from cftui.humanize import format_uptime, format_usd, human_count
-from cftui.runtime.base import SERVICES, BotStatus
+from cftui.runtime.base import SERVICES
 from cftui.tui.formatting import state_look
+
+if TYPE_CHECKING:
+    from cftui.audit.traffic.totals import Totals
+    from cftui.fleet import BotConfig
+    from cftui.runtime.base import BotStatus
 
 # Money: today's and this month's spend, and what a budget leaves (the
 # smaller of the day's and the month's). "+" after a sum: some calls of it
@@ -32,6 +37,7 @@ COST_COLUMNS = (
 
 COLUMNS = (
     ("bot", "Bot", 11),
+    ("host", "Host", 8),  # shown only when a bot is on another host (#21)
     ("runtime", "Runtime", 7),
     ("state", "State", 11),
     *((svc, svc, max(8, len(svc))) for svc in SERVICES),
@@ -50,6 +56,7 @@ COLUMNS = (
 # always the least telling (the services' own states, then the runtime).
 PRIORITY = (
     "bot",
+    "host",
     "state",
     "uptime",
     "locked",
@@ -69,18 +76,22 @@ CELL_PADDING = 1  # DataTable's default, on each side of a cell
 
 
 SORT_MARK = " ▾"  # after the label of the column the rows are sorted by
+MARK = "● "  # before the name of a bot marked with space (as the Proposals tab marks)
 
 
-def columns_for(width: int, sorted_by: str | None = None) -> list[str]:
+def columns_for(width: int, sorted_by: str | None = None, *, hosts: bool = False) -> list[str]:
     """The keys of the columns that fit in `width` cells, in display order:
     the longest prefix of PRIORITY that fits (the bot's name always). The
-    column sorted by is wider by its mark."""
+    column sorted by is wider by its mark. The host column only with
+    `hosts` (a bot elsewhere than here): a one-machine fleet keeps its room."""
     widths = {key: w + 2 * CELL_PADDING for key, _label, w in COLUMNS}
     if sorted_by in widths:
         widths[sorted_by] += len(SORT_MARK)
     chosen: set[str] = set()
     used = 0
     for key in PRIORITY:
+        if key == "host" and not hosts:
+            continue
         used += widths[key]
         if used > width and chosen:
             break
@@ -122,6 +133,8 @@ def sort_value(row: FleetRow, column: str, now: datetime) -> tuple:
     missing = float("inf")
     if column == "bot":
         value: object = row.config.name
+    elif column == "host":
+        value = group_key(row)
     elif column == "runtime":
         value = row.config.runtime
     elif column == "state":
@@ -151,6 +164,13 @@ def sort_value(row: FleetRow, column: str, now: datetime) -> tuple:
     return (value, row.config.name)
 
 
+def group_key(row: FleetRow) -> tuple[bool, str]:
+    """Rows are grouped by host: this machine's bots first, then each
+    host's by its name."""
+    host = row.config.host
+    return (host != LOCAL, host)
+
+
 def spend_text(totals: Totals | None) -> str:
     """A spend cell: `$1.23`, `$1.23+` (and unpriced calls), `?` (calls,
     none priced), `-` (no calls, or not counted yet)."""
@@ -164,7 +184,14 @@ def spend_text(totals: Totals | None) -> str:
 class FleetTable(DataTable):
     """The fleet, one row per bot (j/k beside the arrows: the screen's)."""
 
-    COMPONENT_CLASSES = {"fleet--ok", "fleet--warn", "fleet--bad", "fleet--muted", "fleet--locked"}
+    COMPONENT_CLASSES = {
+        "fleet--ok",
+        "fleet--warn",
+        "fleet--bad",
+        "fleet--muted",
+        "fleet--locked",
+        "fleet--marked",
+    }
 
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
@@ -173,6 +200,7 @@ class FleetTable(DataTable):
     FleetTable > .fleet--bad { color: $error; text-style: bold; }
     FleetTable > .fleet--muted { color: $text-muted; }
     FleetTable > .fleet--locked { color: $text; background: $error; text-style: bold; }
+    FleetTable > .fleet--marked { color: $accent; text-style: bold; }
     """
 
     def __init__(self, clock: Callable[[], datetime], **kwargs) -> None:
@@ -184,6 +212,9 @@ class FleetTable(DataTable):
         self._shown: dict[str, dict[str, Text | str]] = {}
         self.shown_columns: list[str] = []  # the keys of the columns on screen
         self.sort_column: str | None = None  # None: the order of fleet.toml
+        # The bots marked with space: start, stop and restart act on them all.
+        self.marked: set[str] = set()
+        self.has_hosts = False  # a bot on another host: the Host column, rows grouped by host
 
     def on_mount(self) -> None:
         self._fit_columns()
@@ -195,7 +226,7 @@ class FleetTable(DataTable):
         """Show the columns the width holds (by PRIORITY); the rest are named
         in the tooltip. A change rebuilds the table, keeping the cursor."""
         width = self.scrollable_content_region.width or self.app.size.width
-        visible = columns_for(width, self.sort_column)
+        visible = columns_for(width, self.sort_column, hosts=self.has_hosts)
         if visible == self.shown_columns and not force:
             return
         selected = self.selected_bot
@@ -208,7 +239,11 @@ class FleetTable(DataTable):
                 self.add_column(label, key=key, width=w)
         for name, cells in self._shown.items():
             self.add_row(*(cells[k] for k in visible), key=name)
-        hidden = [label for key, label, _w in COLUMNS if key not in visible]
+        hidden = [
+            label
+            for key, label, _w in COLUMNS
+            if key not in visible and (key != "host" or self.has_hosts)
+        ]
         self.tooltip = f"Hidden at this width: {', '.join(hidden)}" if hidden else None
         self._sort()
         if selected:
@@ -234,7 +269,8 @@ class FleetTable(DataTable):
 
         def key(cell: object) -> tuple:
             row = self._rows[str(cell)]
-            return sort_value(row, column, now) if column else (names.index(row.config.name),)
+            order = sort_value(row, column, now) if column else (names.index(row.config.name),)
+            return (group_key(row), *order) if self.has_hosts else order
 
         self.sort("bot", key=key)
         if selected:
@@ -245,14 +281,22 @@ class FleetTable(DataTable):
 
     def _cells(self, row: FleetRow) -> dict[str, Text | str]:
         st = row.status
+        name = row.config.name
         cells: dict[str, Text | str] = {
-            "bot": Text(row.config.name, style="bold"),
+            "bot": (
+                self._styled(MARK + name, "marked")
+                if name in self.marked
+                else Text(name, style="bold")
+            ),
+            "host": row.config.host,
             "runtime": row.config.runtime,
         }
         if st is None:
             cells["state"] = self._styled("… loading", "muted")
         elif st.error:
-            cells["state"] = self._styled("? error", "warn")
+            # Its engine or host did not answer: not known, never "stopped"
+            # (the reason is above the table, once); the next poll asks again.
+            cells["state"] = self._styled(*state_look(st.state))
         elif row.operation and not row.locked:
             cells["state"] = self._styled(f"◐ {row.operation}…", "warn")
         else:
@@ -302,11 +346,16 @@ class FleetTable(DataTable):
     def sync(self, rows: list[FleetRow]) -> None:
         """Make the table show `rows`: update changed cells only."""
         wanted = {r.config.name for r in rows}
+        has_hosts = any(r.config.host != LOCAL for r in rows)
+        if has_hosts != self.has_hosts:
+            self.has_hosts = has_hosts
+            self._fit_columns(force=True)
         with self.app.batch_update():
             for name in [n for n in self._rows if n not in wanted]:
                 self.remove_row(name)
                 del self._rows[name]
                 del self._shown[name]
+                self.marked.discard(name)
             for row in rows:
                 name = row.config.name
                 cells = self._cells(row)
@@ -320,6 +369,28 @@ class FleetTable(DataTable):
                 self._rows[name] = row
                 self._shown[name] = cells
             self._sort()
+
+    def toggle_mark(self, bot: str) -> None:
+        """Mark the bot's row, or unmark it (shown before its name)."""
+        self.marked ^= {bot}
+        self._redraw_name(bot)
+
+    def clear_marks(self) -> None:
+        marked, self.marked = self.marked, set()
+        for bot in marked:
+            self._redraw_name(bot)
+
+    def marked_bots(self) -> list[str]:
+        """The marked bots in the order the table shows them."""
+        return [str(row.key.value) for row in self.ordered_rows if row.key.value in self.marked]
+
+    def _redraw_name(self, bot: str) -> None:
+        row = self._rows.get(bot)
+        if row is None:
+            return
+        cell = self._cells(row)["bot"]
+        self._shown[bot]["bot"] = cell
+        self.update_cell(bot, "bot", cell)
 
     def restyle(self) -> None:
         """Re-render every cell (after a theme change)."""

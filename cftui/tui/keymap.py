@@ -4,7 +4,7 @@
 It maps binding ids (every binding of the app has one, `bot.start`...) to
 keys, Textual's names, several separated by commas:
 
-    "bot.start" = "S"
+    "bot.start" = "u"
     [traffic]
     filter = "f,slash"
 

@@ -7,14 +7,16 @@ ones several screens care about.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from cftui.audit.traffic.totals import Totals
-from cftui.killswitch import KillResult
-from cftui.progress import ProgressEvent
-from cftui.proposals.counts import BotCount
-from cftui.runtime.base import BotStatus, StateChange
+if TYPE_CHECKING:  # the fleet screen's first paint loads none of them
+    from cftui.audit.traffic.totals import Totals
+    from cftui.killswitch import KillResult
+    from cftui.progress import ProgressEvent
+    from cftui.proposals.counts import BotCount
+    from cftui.runtime.base import BotStatus, StateChange
 
 
 @dataclass

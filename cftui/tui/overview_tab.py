@@ -20,7 +20,8 @@ from textual.message import Message
 from textual.widgets import Sparkline, Static
 
 from cftui.audit.events import EventsReader, format_event
-from cftui.audit.traffic.spend import budget_left, hourly
+from cftui.audit.traffic.budget import budget_left
+from cftui.audit.traffic.spend import hourly
 from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig

@@ -14,12 +14,16 @@ MUST = ["bot", "state", "uptime", "locked", "calls", "tokens"]
 
 def test_every_column_has_a_priority_and_the_prefix_rule_holds() -> None:
     assert sorted(PRIORITY) == sorted(key for key, _label, _width in COLUMNS)
-    for width in range(10, 200):
-        shown = columns_for(width)
-        ranks = sorted(PRIORITY.index(k) for k in shown)
-        assert ranks == list(range(len(shown)))  # never a gap in the priority
-        assert shown == [k for k, _l, _w in COLUMNS if k in shown]  # display order
+    for hosts in (False, True):
+        priority = [k for k in PRIORITY if hosts or k != "host"]
+        for width in range(10, 200):
+            shown = columns_for(width, hosts=hosts)
+            ranks = sorted(priority.index(k) for k in shown)
+            assert ranks == list(range(len(shown)))  # never a gap in the priority
+            assert shown == [k for k, _l, _w in COLUMNS if k in shown]  # display order
     assert columns_for(1) == ["bot"]
+    assert "host" not in columns_for(500)  # every bot here: no Host column
+    assert columns_for(40, hosts=True)[:2] == ["bot", "host"]
 
 
 async def _table(pilot) -> FleetTable:
@@ -47,7 +51,7 @@ async def test_at_80_columns_the_important_columns_show(make) -> None:
         await wait_until(pilot, lambda: str(table.get_cell("alpha", "calls")) == "40")
         table.move_cursor(row=1)
         await pilot.resize_terminal(160, 30)
-        await wait_until(pilot, lambda: len(table.shown_columns) == len(COLUMNS))
+        await wait_until(pilot, lambda: len(table.shown_columns) == len(COLUMNS) - 1)
         assert table.selected_bot == "beta"
         assert table.tooltip is None
         assert str(table.get_cell("alpha", "runtime")) == "docker"
@@ -60,8 +64,8 @@ async def test_at_160_columns_every_column_shows_in_order(make) -> None:
     app = make()
     async with app.run_test(size=(160, 30)) as pilot:
         table = await _table(pilot)
-        assert table.shown_columns == [k for k, _l, _w in COLUMNS]
-        assert _labels(table) == [label for _k, label, _w in COLUMNS]
+        assert table.shown_columns == [k for k, _l, _w in COLUMNS if k != "host"]
+        assert _labels(table) == [label for k, label, _w in COLUMNS if k != "host"]
         assert str(table.get_cell("alpha", "calls")) == "40"
 
 

@@ -71,17 +71,17 @@ def test_a_bad_file_stops_the_app_with_one_line(
 
 
 async def test_the_app_uses_the_keymap(make, runtime) -> None:
-    app = make(keymap={"bot.start": "S"})
+    app = make(keymap={"bot.start": "u"})
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.statuses)
         table = app.screen.query_one(FleetTable)
         await wait_until(pilot, lambda: table.row_count == 2)
         await pilot.press("j")  # beta, stopped
-        await pilot.press("s")  # no longer start
+        await pilot.press("S")  # no longer start
         await pilot.pause()
         assert "beta" not in app.operations
-        assert app.screen.active_bindings["S"].binding.action == "bot('start')"
-        await pilot.press("S")
+        assert app.screen.active_bindings["u"].binding.action == "bot('start')"
+        await pilot.press("u")
         await wait_until(pilot, lambda: runtime.states.get("beta", {}).get("gateway") == "running")
 
 

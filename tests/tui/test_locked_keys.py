@@ -35,7 +35,7 @@ async def test_the_footer_hides_start_keys_for_a_locked_bot(make, fleet: FleetHo
         keys = footer_keys(app)  # alpha, locked, is selected
         assert not keys & {"Start", "Restart", "Rebuild"}, keys
         assert {"Stop", "Kill bot", "KILL ALL", "Unlock"} <= keys, keys
-        await pilot.press("s")  # off the footer, but it says why
+        await pilot.press("S")  # off the footer, but it says why
         await wait_until(pilot, lambda: notified(app, "alpha is locked by the kill switch"))
         await pilot.press("j")  # beta: not locked
         await wait_until(pilot, lambda: "Start" in footer_keys(app))

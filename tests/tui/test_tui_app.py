@@ -72,9 +72,9 @@ async def test_start_stop_restart_rebuild_keys_call_the_runtime(make, runtime) -
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.screen.query_one(FleetTable).move_cursor(row=1)  # beta
-        for key, call in (("s", "up"), ("x", "down"), ("r", "up"), ("b", "rebuild")):
+        for key, call in (("S", "up"), ("x", "down"), ("r", "up"), ("b", "rebuild")):
             await pilot.press(key)
-            if key != "s":  # stop, restart and rebuild ask first
+            if key != "S":  # stop, restart and rebuild ask first
                 await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
                 await pilot.press("tab", "enter")
             await wait_until(
@@ -201,7 +201,7 @@ async def test_a_locked_bot_refuses_to_start(make, runtime, fleet) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.screen.query_one(FleetTable).move_cursor(row=1)
-        await pilot.press("s")
+        await pilot.press("S")
         await wait_until(pilot, lambda: notified(app, "beta is locked by the kill switch"))
         assert ("up", "beta") not in runtime.calls
 
@@ -214,7 +214,7 @@ async def test_a_kill_during_a_start_worker_cancels_it(make, runtime, fleet) -> 
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.screen.query_one(FleetTable).move_cursor(row=1)
-        await pilot.press("s")
+        await pilot.press("S")
         await wait_until(pilot, runtime.build_started.is_set)
         await pilot.press("ctrl+k")
         await wait_until(pilot, lambda: notified(app, "start cancelled: beta is locked"))

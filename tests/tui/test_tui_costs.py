@@ -97,6 +97,7 @@ async def test_overview_charts_spend_and_calls_per_hour(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
         tab = app.screen.query_one(OverviewTab)
         await wait_until(pilot, lambda: tab.series is not None and _calls(tab) == 240)
+        await wait_until(pilot, lambda: "scout" in app.totals)  # a worker after the first paint
         assert tab.series is not None and len(tab.series) == OverviewTab.HOURS
         costs = list(app.screen.query_one("#overview-spend-chart", Sparkline).data or [])
         calls = list(app.screen.query_one("#overview-calls-chart", Sparkline).data or [])

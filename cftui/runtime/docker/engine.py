@@ -152,9 +152,9 @@ class DockerEngine(Runtime):
         self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="cf-docker")
 
     async def check(self) -> None:
-        import docker.errors
-
         def ping() -> None:
+            import docker.errors  # in the pool: the SDK's first import is long
+
             try:
                 self.client().ping()
             except (docker.errors.DockerException, OSError) as exc:
@@ -168,9 +168,10 @@ class DockerEngine(Runtime):
     async def engine_version(self) -> str:
         """The engine's version (`docker version`'s Server.Version);
         RuntimeUnavailable (one line) when it does not answer."""
-        import docker.errors
 
         def version() -> str:
+            import docker.errors  # in the pool: the SDK's first import is long
+
             try:
                 return str(self.api.version().get("Version") or "?")
             except (docker.errors.DockerException, OSError) as exc:

@@ -1,0 +1,84 @@
+"""The fleet table with bots on other hosts (issue #21): a Host column,
+rows grouped by host (this machine's first, then by host name), and a bot
+whose host does not answer shown `unknown`, never stopped. The hosts here
+are addresses nothing answers on (loopback port 1: refused at once); this
+machine's bots are asked of the real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cftui.botinit import init_bot
+from cftui.fleet import FleetHome
+from cftui.tui.app import make_app
+from cftui.tui.fleet_screen import FleetScreen
+from cftui.tui.fleet_table import FleetTable
+from tests.tui.tui_helpers import wait_until
+
+WAIT = 60.0
+
+
+def _home(tmp_path: Path) -> FleetHome:
+    home = FleetHome(tmp_path / "fleet")
+    home.root.mkdir(parents=True)
+    home.fleet_toml.write_text(
+        '[hosts.far]\nurl = "ssh://cf@127.0.0.1:1"\n[hosts.bee]\nurl = "ssh://cf@127.0.0.1:1"\n'
+    )
+    init_bot(home, "zed", host="far")
+    init_bot(home, "loc1")
+    init_bot(home, "abe", host="bee")
+    init_bot(home, "loc2")
+    return home
+
+
+def _order(table: FleetTable) -> list[str]:
+    return [str(row.key.value) for row in table.ordered_rows]
+
+
+async def test_hosts_column_groups_rows_and_an_unreachable_host_is_unknown(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    home = _home(tmp_path)
+    app = make_app(home, status_interval=3600, live=False)
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), WAIT)
+        table = app.screen.query_one(FleetTable)
+        await wait_until(pilot, lambda: table.row_count == 4, WAIT)
+        assert "host" in table.shown_columns
+        # this machine's bots first (in fleet.toml's order), then host by host
+        assert _order(table) == ["loc1", "loc2", "abe", "zed"]
+        assert [str(table.get_cell(b, "host")) for b in _order(table)] == [
+            "local",
+            "local",
+            "bee",
+            "far",
+        ]
+        await wait_until(pilot, lambda: len(app.statuses) == 4, WAIT)
+        for bot in ("abe", "zed"):
+            state = str(table.get_cell(bot, "state"))
+            assert "unknown" in state and "stop" not in state, state
+        assert "absent" in str(table.get_cell("loc1", "state"))  # asked of this engine
+        errors = str(app.screen.query_one("#fleet-errors").render())
+        lines = errors.strip().splitlines()  # one line per host, saying why
+        assert len(lines) == 2 and all("unreachable" in line for line in lines), lines
+        # the sort keeps the groups: by name within each host
+        while table.sort_column != "bot":
+            table.cycle_sort()
+        assert _order(table) == ["loc1", "loc2", "abe", "zed"]
+        await app.runtimes.aclose()
+
+
+async def test_a_fleet_on_this_machine_alone_has_no_host_column(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    home = FleetHome(tmp_path / "fleet")
+    init_bot(home, "loc1")
+    app = make_app(home, status_interval=3600, live=False)
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen), WAIT)
+        table = app.screen.query_one(FleetTable)
+        await wait_until(pilot, lambda: table.row_count == 1 and app.statuses, WAIT)
+        assert "host" not in table.shown_columns
+        assert "Host" not in str(table.tooltip or "")
+        await app.runtimes.aclose()
