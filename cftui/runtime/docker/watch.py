@@ -13,6 +13,7 @@ from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.runtime.base import RUNNING, SERVICES, STARTING, BotStatus, LogLine, StateChange
 from cftui.runtime.docker.engine import DockerEngine, explain
+from cftui.runtime.docker.health import Opener
 from cftui.runtime.docker.readiness import answering
 from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
 from cftui.runtime.docker.states import event_change, parse_docker_time, service_status
@@ -45,7 +46,7 @@ class StackWatch(DockerEngine):
         for bot in bots:
             services = {s: service_status(s, found.get((bot.name, s))) for s in SERVICES}
             out[bot.name] = BotStatus(bot.name, self.name, services)
-        await _probe_unchecked(bots, out, found)
+        await _probe_unchecked(bots, out, found, self._opener)
         return out
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
@@ -80,7 +81,10 @@ class StackWatch(DockerEngine):
 
 
 async def _probe_unchecked(
-    bots: Sequence[BotConfig], out: dict[str, BotStatus], found: dict[tuple[str, str], dict]
+    bots: Sequence[BotConfig],
+    out: dict[str, BotStatus],
+    found: dict[tuple[str, str], dict],
+    opener: Opener | None = None,
 ) -> None:
     """A service Docker has not health-checked yet (its first check comes an
     interval after the start, 10 s in our images) reads `starting` though it
@@ -95,7 +99,7 @@ async def _probe_unchecked(
     if not unchecked:
         return
     answers = await asyncio.gather(
-        *(answering(bot, svc, found[(bot.name, svc)]) for bot, svc in unchecked)
+        *(answering(bot, svc, found[(bot.name, svc)], opener) for bot, svc in unchecked)
     )
     for (bot, svc), ok in zip(unchecked, answers, strict=True):
         if ok:
