@@ -35,6 +35,8 @@ T = TypeVar("T")
 _POOL_THREADS = 64
 # How long a pool thread waits for a remote host's link (its own timeout is shorter).
 _LINK_WAIT_S = 15.0
+# How long another host's engine may take to load the images sent to it.
+_LOAD_TIMEOUT_S = 900.0
 
 
 def explain(exc: BaseException) -> str:
@@ -237,7 +239,22 @@ class DockerEngine(Runtime):
             return api._stream_raw_result(res, 2 << 20, False)
 
         def load(names: list[str]) -> None:
-            to.api.load_image(save(names))
+            # `docker load`, with the wait its engine takes to unpack every
+            # layer before it answers (longer than the client's 60 s on a
+            # busy host); the answer is a progress stream, read to its end
+            # (the load is done then) for any error in it.
+            api = to.api
+            res = api._post(
+                api._url("/images/load"),
+                data=save(names),
+                params={"quiet": "1"},
+                stream=True,
+                timeout=_LOAD_TIMEOUT_S,
+            )
+            api._raise_for_status(res)
+            for item in api._stream_helper(res, decode=True):
+                if isinstance(item, dict) and item.get("error"):
+                    raise RuntimeOperationError(f"loading {', '.join(names)}: {item['error']}")
 
         try:
             ids = await asyncio.gather(*(self._run(image_id, i) for i in images))
