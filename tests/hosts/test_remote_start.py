@@ -254,14 +254,8 @@ def test_the_remote_gateway_is_contained(remote: Remote):
     rules = subprocess.run(["ip", "netns", "exec", host.netns, "iptables", "-S", "INPUT"],
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert f"cftui-host-isolation:{BOT}" in rules
-    assert (
-        f"cftui-host-isolation:{BOT}"
-        not in subprocess.run(
-            ["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    # The control: the LLM proxy, on a normal network too, does reach them.
-    assert reach("llm-proxy", remote.fake_ip, 8080) == "connected"
+    here = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True)
+    assert f"cftui-host-isolation:{BOT}" not in here.stdout
 
 
 def test_the_agents_proposals_come_home_links_as_links(remote: Remote):
