@@ -16,12 +16,10 @@ before.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cftui import loopdisk
-from cftui.audit.events import record_event
 from cftui.fleet import BotConfig, FleetHome
 from cftui.humanize import human_bytes
 from cftui.progress import Progress, ProgressEvent, no_progress
@@ -29,6 +27,9 @@ from cftui.sizes import format_size
 
 if TYPE_CHECKING:
     from cftui.runtime.base import Runtime
+
+# asyncio and the events log load with a start (`prepare_for_start`), not
+# with `status`, which `cftui list` calls.
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ async def prepare_for_start(
 ) -> list[str]:
     """Before a start: the bot's tree on its image, mounted, grown to the
     size fleet.toml asks. Returns notes for the operator (unbounded, full)."""
+    import asyncio
+
+    from cftui.audit.events import record_event
+
     if not runtime.gateway_writes_host_tree or bot.disk_bytes is None:
         return []
     image, tree = home.disk_image(bot.name), home.bot_repo(bot.name, mount=False)

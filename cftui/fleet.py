@@ -2,7 +2,10 @@
 
 All paths of CONTRACTS §2 are named here and nowhere else, so a newcomer (or
 a test) finds the layout in one place. `fleet.toml` is edited with tomlkit so
-that the operator's comments and ordering survive every change we make.
+that the operator's comments and ordering survive every change we make; it
+is read with the standard library's `tomllib` (a tenth of tomlkit's import
+time), so the commands that only read it (`cftui list`, `cftui status`)
+never load tomlkit, nor the writers' helpers (securefs).
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-
-from cftui import loopdisk
 from cftui.errors import BadBotName, FleetError, UnknownBot, UsageError
 from cftui.hosts.config import HOST_NAME_RE, LOCAL, HostConfig, parse_hosts
-from cftui.securefs import atomic_write_private, make_private_dirs
 from cftui.sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    import tomlkit
+    import tomlkit.items
 
 BOT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 RUNTIMES = ("docker", "lima")
@@ -149,6 +151,58 @@ def parse_prices(raw: Any) -> dict[str, ModelPrice]:
 
 
 @dataclass(frozen=True)
+class Telemetry:
+    """`[telemetry]` of fleet.toml: where every bot's LLM proxy sends a span
+    per call (OTLP/HTTP), and whether the spans carry the scrubbed prompts.
+    The collector's credentials, if it needs any, are a secret of their own
+    (`FleetHome.otel_env`), never in fleet.toml."""
+
+    otlp_endpoint: str | None = None  # as OTEL_EXPORTER_OTLP_ENDPOINT: spans go to .../v1/traces
+    capture_content: bool = False
+    service_name: str | None = None
+
+
+TELEMETRY_KEYS = ("otlp_endpoint", "capture_content", "service_name")
+
+
+def parse_telemetry(raw: Any) -> Telemetry:
+    """The top-level `[telemetry]` table; FleetError (one line) for an unknown
+    key, a URL that is not http(s), a flag that is not true or false."""
+    if raw is None:
+        return Telemetry()
+    where = "fleet.toml: [telemetry]"
+    if not isinstance(raw, dict):
+        raise FleetError(f"{where} must be a table ({', '.join(TELEMETRY_KEYS)})")
+    unknown = sorted(set(raw) - set(TELEMETRY_KEYS))
+    if unknown:
+        raise FleetError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(TELEMETRY_KEYS)})")
+    endpoint = raw.get("otlp_endpoint")
+    if endpoint is not None:
+        from urllib.parse import urlsplit  # here: fleet.py is on every command's start path
+
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FleetError(
+                f"{where}: otlp_endpoint must be an http:// or https:// URL (OTLP/HTTP), "
+                'such as "http://otel-collector:4318"'
+            )
+        if parts.username or parts.password or not endpoint.isprintable() or " " in endpoint:
+            raise FleetError(
+                f"{where}: otlp_endpoint holds no credential and no space; a collector's "
+                "key goes in secrets/otel.env (OTEL_EXPORTER_OTLP_HEADERS=...)"
+            )
+    capture = raw.get("capture_content", False)
+    if not isinstance(capture, bool):
+        raise FleetError(f"{where}: capture_content must be true or false")
+    service = raw.get("service_name")
+    if service is not None and (
+        not isinstance(service, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", service)
+    ):
+        raise FleetError(f"{where}: service_name is 1-64 letters, digits, '.', '_' or '-'")
+    return Telemetry(endpoint or None, capture, service)
+
+
+@dataclass(frozen=True)
 class LimaVM:
     """Sizing of a bot's Lima VM."""
 
@@ -192,6 +246,8 @@ class BotConfig:
         return tuple(p.format(bot=self.name) for p in DEFAULT_WRITABLE)
 
     def to_toml(self) -> tomlkit.items.Table:
+        import tomlkit
+
         t = tomlkit.table()
         t.add("runtime", self.runtime)
         if self.host != LOCAL:
@@ -360,8 +416,11 @@ class FleetHome:
         empty directory under it (`loopdisk.require_tree`). `mount=False`
         only names the path (to show it, or for the disk code itself)."""
         tree = self.root / "bot_repos" / validate_bot_name(bot)
-        if mount and loopdisk.marker_visible(tree):  # one lstat on every call
-            loopdisk.require_tree(self.disk_image(bot), tree)
+        if mount:
+            from cftui import loopdisk
+
+            if loopdisk.marker_visible(tree):  # one lstat on every call
+                loopdisk.require_tree(self.disk_image(bot), tree)
         return tree
 
     def code_dir(self, bot: str, *, mount: bool = True) -> Path:
@@ -412,6 +471,12 @@ class FleetHome:
     def audit_dir(self, bot: str) -> Path:
         return self.root / "audit" / validate_bot_name(bot)
 
+    def installer_log(self, bot: str) -> Path:
+        """The last dependency install's output (cftui writes it, 0600 in a
+        0700 directory): outside every tree the gateway writes and outside
+        audit/, which the proxies write; never mounted anywhere."""
+        return self.root / "logs" / validate_bot_name(bot) / "installer.log"
+
     def traffic_log(self, bot: str) -> Path:
         return self.audit_dir(bot) / "traffic.jsonl"
 
@@ -447,25 +512,53 @@ class FleetHome:
     def exists(self) -> bool:
         return self.fleet_toml.is_file()
 
-    def _read_doc(self) -> tomlkit.TOMLDocument:
+    def _read_text(self) -> str | None:
+        """fleet.toml's text, None when there is none yet."""
         try:
-            text = self.fleet_toml.read_text(encoding="utf-8")
+            return self.fleet_toml.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return tomlkit.document()
+            return None
         except OSError as exc:
             raise FleetError(f"cannot read {self.fleet_toml}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc.reason}") from None
+
+    def _check_bots(self, bots: Any) -> None:
+        if bots is not None and not isinstance(bots, dict):
+            raise FleetError(f"{self.fleet_toml}: 'bots' must be a table")
+
+    def _read_doc(self) -> tomlkit.TOMLDocument:
+        """fleet.toml for editing: comments and order kept (tomlkit)."""
+        import tomlkit
+        from tomlkit.exceptions import TOMLKitError
+
+        text = self._read_text()
+        if text is None:
+            return tomlkit.document()
         try:
             doc = tomlkit.parse(text)
         except TOMLKitError as exc:
             raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc}") from None
-        bots = doc.get("bots")
-        if bots is not None and not isinstance(bots, dict):
-            raise FleetError(f"{self.fleet_toml}: 'bots' must be a table")
+        self._check_bots(doc.get("bots"))
         return doc
+
+    def _read_data(self) -> dict[str, Any]:
+        """fleet.toml as plain data, for every reader (tomllib)."""
+        import tomllib
+
+        text = self._read_text()
+        if text is None:
+            return {}
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc}") from None
+        self._check_bots(data.get("bots"))
+        return data
 
     def bots(self) -> dict[str, BotConfig]:
         """Every bot of fleet.toml, in file order; each one's host exists."""
-        doc = self._read_doc()
+        doc = self._read_data()
         hosts = parse_hosts(doc.get("hosts"))
         out: dict[str, BotConfig] = {}
         for name, raw in dict(doc.get("bots", {})).items():
@@ -482,7 +575,7 @@ class FleetHome:
 
     def hosts(self) -> dict[str, HostConfig]:
         """Every host of the fleet, `local` first (CONTRACTS §12), validated."""
-        return parse_hosts(self._read_doc().get("hosts"))
+        return parse_hosts(self._read_data().get("hosts"))
 
     def host(self, name: str) -> HostConfig:
         """One host; UsageError naming the known ones if there is no such host."""
@@ -500,12 +593,22 @@ class FleetHome:
         """fleet.toml as plain data, read-only: for a module that owns a
         table of its own (the controller's `[controller]` and
         `[bots.NAME.controller]`) and parses it itself."""
-        return self._read_doc().unwrap()
+        return self._read_data()
+
+    def telemetry(self) -> Telemetry:
+        """Where the LLM proxies send their spans (`[telemetry]`), validated."""
+        return parse_telemetry(self._read_data().get("telemetry"))
+
+    @property
+    def otel_env(self) -> Path:
+        """`secrets/otel.env` (0600, optional): the collector's headers
+        (`OTEL_EXPORTER_OTLP_HEADERS=authorization=Basic%20...`), for every bot."""
+        return self.root / "secrets" / "otel.env"
 
     def prices(self) -> dict[str, ModelPrice]:
         """The operator's prices per model (`[prices."MODEL"]`), validated;
         they win over the price database in the LLM proxy."""
-        return parse_prices(self._read_doc().get("prices"))
+        return parse_prices(self._read_data().get("prices"))
 
     def bot(self, name: str) -> BotConfig:
         """One bot's config; UnknownBot if fleet.toml does not list it."""
@@ -525,6 +628,10 @@ class FleetHome:
     @contextmanager
     def editing(self) -> Iterator[tomlkit.TOMLDocument]:
         """Read-modify-write fleet.toml under an exclusive lock, atomically."""
+        import tomlkit
+
+        from cftui.securefs import atomic_write_private, make_private_dirs
+
         make_private_dirs(self.root)
         lock_path = self.root / ".fleet.lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -538,6 +645,8 @@ class FleetHome:
 
     def add_bot(self, config: BotConfig) -> None:
         """Append a new bot's table; refuses a name already present."""
+        import tomlkit
+
         with self.editing() as doc:
             if "bots" not in doc:
                 doc.add(tomlkit.comment("The bots of this fleet; `cftui init` adds one."))

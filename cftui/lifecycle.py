@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from cftui import botdisk, locks
+from cftui import botdisk, fleet_view, locks
 from cftui.audit.events import record_event
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
@@ -89,7 +88,8 @@ async def fleet_status(
     """Status of every bot, one runtime call per runtime kind, concurrently.
 
     Returns the statuses (bots whose runtime failed carry its error) and the
-    distinct one-line errors, for the caller to show once each.
+    distinct one-line errors, for the caller to show once each. The
+    read-only commands try `fleet_view.read_now` first (no event loop).
     """
     # One group per runtime kind and host: a bot on another host is never
     # asked of this machine's engine (which would call it stopped).
@@ -116,11 +116,9 @@ async def fleet_status(
         except CftuiError:
             host_tree[bot.name] = False
 
-    def disks() -> dict[str, botdisk.DiskStatus | None]:
-        return {b.name: botdisk.status(home, b, host_tree[b.name]) for b in bots}
-
     results, disk = await asyncio.gather(
-        asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items())), asyncio.to_thread(disks)
+        asyncio.gather(*(one_kind(k, g) for k, g in by_kind.items())),
+        asyncio.to_thread(fleet_view.disks, home, bots, host_tree),
     )
     statuses: dict[str, BotStatus] = {}
     errors: list[str] = []
@@ -128,9 +126,4 @@ async def fleet_status(
         statuses.update(found)
         if err:
             errors.append(err)
-    locked = set(locks.locked_bots(home))
-    ordered = {}
-    for bot in bots:
-        st = statuses.get(bot.name) or BotStatus(bot.name, bot.runtime)
-        ordered[bot.name] = replace(st, locked=bot.name in locked, disk=disk[bot.name])
-    return ordered, errors
+    return fleet_view.merge(home, bots, statuses, disk), errors

@@ -24,7 +24,6 @@ Three parts, each closing a different way a kill could lose:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -35,17 +34,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cftui.audit.events import record_event, utc_now_iso
 from cftui.errors import BotLocked
 from cftui.fleet import FleetHome, validate_bot_name
-from cftui.securefs import (
-    PRIVATE_FILE,
-    atomic_write_private,
-    make_private_dirs,
-    write_new_private_file,
-)
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio, the events log and securefs load where a lock is written or an
+# operation runs, not where one is only looked at (`cftui list`, whose whole
+# budget is a few tens of milliseconds).
 
 # How often an operation of another process looks for the lock.
 WATCH_INTERVAL_S = 0.05
@@ -74,6 +73,9 @@ def locked_message(bot: str, what: str = "") -> str:
 # --- the lock ---------------------------------------------------------------
 def lock_bots(home: FleetHome, bots: Sequence[str], reason: str = "kill") -> None:
     """Mark bots locked; survives restarts of cftui and of the machine."""
+    from cftui.audit.events import utc_now_iso
+    from cftui.securefs import atomic_write_private, make_private_dirs
+
     make_private_dirs(home.locks_dir)
     body = json.dumps({"ts": utc_now_iso(), "reason": reason}) + "\n"
     for bot in bots:
@@ -112,6 +114,8 @@ def remove_locks(home: FleetHome, bots: Sequence[str]) -> list[str]:
 
 # --- the gate ---------------------------------------------------------------
 def _open_gate(home: FleetHome, bot: str) -> int:
+    from cftui.securefs import PRIVATE_FILE, make_private_dirs
+
     make_private_dirs(home.locks_dir)
     path = home.locks_dir / f"{validate_bot_name(bot)}{_GATE_SUFFIX}"
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, PRIVATE_FILE)
@@ -164,6 +168,12 @@ def wait_gate(home: FleetHome, bot: str, timeout: float = GATE_WAIT_S) -> bool:
 
 
 # --- operations in flight ---------------------------------------------------
+def _new_event() -> asyncio.Event:
+    import asyncio
+
+    return asyncio.Event()
+
+
 @dataclass(eq=False)
 class Operation:
     """A start, rebuild, update or restore of one bot, while it runs."""
@@ -176,7 +186,7 @@ class Operation:
     # Set by an operation that records its own cancellation in the events
     # log (a restore says what it restored); else `operation` records it.
     recorded: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=_new_event)
 
     def cancel_for_kill(self) -> None:
         if self.killed:
@@ -200,6 +210,9 @@ def _register_file(home: FleetHome, bot: str, action: str) -> Path | None:
     Written in place, not fsynced: it only has to outlive this process's
     operation, not a crash (a dead pid's file is ignored), so it costs a few
     microseconds and may be written from an event loop."""
+    from cftui.audit.events import utc_now_iso
+    from cftui.securefs import make_private_dirs, write_new_private_file
+
     try:
         make_private_dirs(_ops_dir(home))
         path = _ops_dir(home) / f"{bot}.{os.getpid()}.{next(_seq)}"
@@ -261,6 +274,8 @@ def other_operations(home: FleetHome, bots: Sequence[str]) -> list[OtherOperatio
 
 async def _watch(home: FleetHome, op: Operation) -> None:
     """Cancel the operation when a kill in another process locks the bot."""
+    import asyncio
+
     while not op.killed:
         if is_locked(home, op.bot):  # one lstat: cheap enough for any event loop
             op.cancel_for_kill()
@@ -283,6 +298,10 @@ async def operation(home: FleetHome, bot: str, action: str) -> AsyncIterator[Ope
     process or another) cancels it, and it ends with BotLocked naming what
     was cancelled. Nested operations of one task on one bot (an update's
     rebuild) are one operation."""
+    import asyncio
+
+    from cftui.audit.events import record_event
+
     task = asyncio.current_task()
     outer = _current(bot, task)
     if outer is not None:
@@ -332,6 +351,8 @@ async def finish_first(step: Awaitable[T]) -> T:
     """Run a step that must not stop halfway (a bot's state swapped in) to
     its end even if the kill cancels the operation meanwhile; the
     cancellation is raised once it has ended (its own error, if it failed)."""
+    import asyncio
+
     fut = asyncio.ensure_future(step)
     try:
         return await asyncio.shield(fut)
@@ -362,6 +383,8 @@ async def wait_operations_ended(
 ) -> list[tuple[str, str]]:
     """Wait until the cancelled operations have ended; those that had not,
     as (bot, what to report)."""
+    import asyncio
+
     deadline = time.monotonic() + timeout
     for op in mine:
         with contextlib.suppress(TimeoutError):

@@ -37,7 +37,7 @@ import fcntl
 import os
 import shutil
 import stat
-import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +74,22 @@ class Usage:
         return self.avail < max(self.size // 100, 1 << 20) or self.inodes_avail == 0
 
 
+_TOOLS_TTL_S = 30.0  # a tool installed meanwhile is seen within this
+_tools_checked: tuple[float, list[str]] | None = None
+
+
 def unavailable_reason() -> str | None:
     """Why loop images cannot be used here (not root, a tool or the loop
-    driver missing), or None when they can."""
+    driver missing), or None when they can. Asked for every bot of a fleet
+    view (`botdisk.status`): the tools' PATH search (six tools, each over
+    PATH: a thousand stats for 20 bots) is kept for a while."""
+    global _tools_checked
     if os.geteuid() != 0:
         return "mounting a disk image needs cftui to run as root"
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+    now = time.monotonic()
+    if _tools_checked is None or now - _tools_checked[0] > _TOOLS_TTL_S:
+        _tools_checked = (now, [t for t in TOOLS if shutil.which(t) is None])
+    missing = _tools_checked[1]
     if missing:
         return f"{', '.join(missing)} not installed"
     if not os.path.exists("/dev/loop-control"):
@@ -88,6 +98,8 @@ def unavailable_reason() -> str | None:
 
 
 def _run(cmd: list[str], what: str, ok: tuple[int, ...] = (0,)) -> str:
+    import subprocess  # only what changes a disk runs a tool; `cftui list` reads state
+
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from typing import TYPE_CHECKING
 
 from cftui.cli.common import add_command, resolve_home, warn
@@ -73,6 +72,8 @@ def _print_lines(
 def _follow(log: TrafficLog, as_json: bool) -> None:
     """Print appended calls until Ctrl-C; start over after a truncation or
     rotation (the new file's calls are all new)."""
+    import threading
+
     shown = len(log)
     stop = threading.Event()
 

@@ -18,6 +18,7 @@ from cftui.inert import inert, inert_json
 
 if TYPE_CHECKING:
     from cftui.audit.events import EventsReader
+    from cftui.runtime.base import LogLine
 
 FOLLOW_POLL_S = 0.5  # events.jsonl gains a line per operator action: polling is plenty
 
@@ -33,10 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(sub, "logs", "a service's log, through its runtime (Docker or Lima)", cmd_logs)
     p.add_argument("bot")
-    p.add_argument("service", nargs="?", default="gateway", help="default: gateway")
+    p.add_argument(
+        "service",
+        nargs="?",
+        default="gateway",
+        help="default: gateway; `installer`: the last dependency install's output",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", "-n", type=int, default=200, metavar="N", help="the last N lines")
     p.add_argument("--since", metavar="WHEN", help="10m, 2h, 3d, or a UTC time (2026-12-01T10:00)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON line a log line: {"bot", "service", "ts", "text"} (with --follow too)',
+    )
 
     p = add_command(
         sub,
@@ -109,12 +120,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from cftui.runtime import Runtimes
-    from cftui.runtime.base import SERVICES
+    from cftui.runtime.base import INSTALLER, LOG_SERVICES
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
-    if args.service not in SERVICES:
-        raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(SERVICES)}")
+    if args.service not in LOG_SERVICES:
+        raise UsageError(f"unknown service {args.service!r}: use one of {', '.join(LOG_SERVICES)}")
     if args.tail < 0:
         raise UsageError("--tail must be 0 or more")
     since = since_time(args.since)
@@ -128,9 +139,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             async for line in lines:
                 if since is not None and (line.ts is None or line.ts < since):
                     continue
-                stamp = line.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "  " if line.ts else ""
-                # The agent's bytes: one line each, control characters escaped.
-                sys.stdout.write(stamp + inert(line.text) + "\n")
+                sys.stdout.write(_log_json(line) if args.json else _log_text(line))
                 sys.stdout.flush()
                 shown += 1
         finally:
@@ -141,11 +150,27 @@ def cmd_logs(args: argparse.Namespace) -> int:
         shown = run_async(go())
     except KeyboardInterrupt:
         return 0
-    if shown == 0 and not args.follow:
+    if shown == 0 and not args.follow and args.service == INSTALLER:
+        warn(f"no dependency install has run for {bot.name} (`cftui logs` keeps the last one)")
+    elif shown == 0 and not args.follow:
         warn(
             f"no log lines for {bot.name}/{args.service} (is it running? `cftui status {bot.name}`)"
         )
     return 0
+
+
+def _log_text(line: LogLine) -> str:
+    stamp = line.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "  " if line.ts else ""
+    # The agent's bytes: one line each, control characters escaped.
+    return stamp + inert(line.text) + "\n"
+
+
+def _log_json(line: LogLine) -> str:
+    """A log line as JSON (`--json`): the text as the service wrote it, which
+    JSON's escapes keep on one line and inert on a terminal."""
+    ts = line.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if line.ts else None
+    doc = {"bot": line.bot, "service": line.service, "ts": ts, "text": line.text}
+    return inert_json(doc) + "\n"
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bot")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help='{"bot", "kept": [PATH, ...]}')
 
     p = add_command(sub, "list", "the fleet, one row a bot", cmd_list)
     p.add_argument("--json", action="store_true")
@@ -81,6 +82,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             await runtimes.aclose()
 
     kept = run_async(go())
+    if args.json:
+        print_json({"bot": bot.name, "kept": [str(p) for p in kept]})
+        return 0
     print(f"deleted {bot.name}")
     for path in kept:
         print(f"  kept {path}")
@@ -88,6 +92,22 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
+    from cftui.fleet_view import read_now
+
+    # This machine's docker bots: the engine's socket, no SDK, no event loop.
+    got = read_now(home, bots)
+    if got is None:
+        got = _statuses_of_every_runtime(home, bots)
+    statuses, errors = got
+    for err in errors:
+        warn(f"{err} (showing the bots from fleet.toml without live state)")
+    return statuses
+
+
+def _statuses_of_every_runtime(
+    home: FleetHome, bots: list[BotConfig]
+) -> tuple[dict[str, BotStatus], list[str]]:
+    """Lima bots, other hosts' bots, a DOCKER_HOST that is no unix socket."""
     from cftui.lifecycle import fleet_status
     from cftui.runtime import Runtimes
 
@@ -98,10 +118,7 @@ def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
         finally:
             await runtimes.aclose()
 
-    statuses, errors = run_async(go())
-    for err in errors:
-        warn(f"{err} (showing the bots from fleet.toml without live state)")
-    return statuses
+    return run_async(go())
 
 
 def _status_json(bot: BotConfig, st: BotStatus) -> dict:

@@ -77,10 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fast-forward the approved code to a reviewed branch instead",
     )
     p.add_argument("--no-restart", action="store_true", help="commit only; apply at next start")
+    p.add_argument("--json", action="store_true", help="what was promoted and applied, as JSON")
 
     p = add_command(sub, "reject", "put the bot's proposals back to its approved code", cmd_reject)
     p.add_argument("bot")
     p.add_argument("paths", nargs="*", metavar="PATH", help="only these (default: all)")
+    p.add_argument("--json", action="store_true", help='{"bot", "all", "rejected": [PATH, ...]}')
 
     p = add_command(sub, "drift", "changes the gateway made to its own openclaw.json", cmd_drift)
     p.add_argument("bot")
@@ -285,6 +287,22 @@ def cmd_promote(args: argparse.Namespace) -> int:
             await runtimes.aclose()
 
     result = run_async(go())
+    if args.json:
+        print_json(
+            {
+                "bot": bot.name,
+                "commit": result.commit,
+                "before": result.before,
+                "source": result.source,
+                "paths": result.paths,
+                "refused": [{"path": r.path, "reason": r.reason} for r in result.refused],
+                "snapshot": result.snapshot,
+                "rebuilt": result.rebuilt,
+                "restarted": result.restarted,
+                "notes": result.notes,
+            }
+        )
+        return 0
     what = f"{result.source} " if result.source else ""
     print(
         inert(
@@ -311,7 +329,10 @@ def cmd_reject(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
     done = run_async(reject(home, bot.name, args.paths))
-    if done == ["*"]:
+    if args.json:  # "*": every proposal, the tree made the approved code again
+        every = done == ["*"]
+        print_json({"bot": bot.name, "all": every, "rejected": [] if every else done})
+    elif done == ["*"]:
         print(f"{bot.name}: every proposal rejected; the proposals are the approved code again")
     else:
         for path in done:

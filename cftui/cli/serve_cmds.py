@@ -4,7 +4,6 @@ checks, then hands over to `cftui.controller.service`."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from cftui.cli.common import add_command, resolve_home, run_async
@@ -73,6 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"enable it with: systemctl --user daemon-reload && "
               f"systemctl --user enable --now {path.name}")  # fmt: skip
         return 0
+    import logging  # the controller's, not every command's (8 ms of imports)
+
     from cftui.controller.service import ServeOptions, serve
 
     logging.basicConfig(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from cftui.cli.common import add_command, progress_bar, resolve_home, run_async, warn
+from cftui.cli.common import add_command, print_json, progress_bar, resolve_home, run_async, warn
 from cftui.errors import CftuiError, UsageError
 from cftui.inert import inert
 
@@ -24,16 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = add_command(sub, name, help_text + " (several bots: one line each)", cmd_lifecycle)
         p.add_argument("bots", nargs="*", metavar="BOT")
         p.add_argument("--all", action="store_true", help="every bot of the fleet")
+        p.add_argument(
+            "--json",
+            action="store_true",
+            help='at the end, one JSON list: {"bot", "action", "ok", "error", "notes"} a bot',
+        )
 
     p = add_command(
         sub, "kill", "the kill switch: cut the network and stop bots, locked until unlock", cmd_kill
     )
     p.add_argument("bots", nargs="*", metavar="BOT")
     p.add_argument("--all", action="store_true", help="every bot of the fleet")
+    p.add_argument("--json", action="store_true", help="what was done to each bot, as JSON")
 
     p = add_command(sub, "unlock", "lift the kill switch's lock", cmd_unlock)
     p.add_argument("bots", nargs="*", metavar="BOT")
     p.add_argument("--all", action="store_true", help="every locked bot")
+    p.add_argument("--json", action="store_true", help='{"unlocked": [BOT, ...]}')
 
     p = add_command(
         sub, "demo", "start a small demo fleet with a fake LLM provider and open the app", cmd_demo
@@ -61,9 +68,13 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bots = named_bots(home, args, args.command)
     if not bots:
-        print(f"no bots to {args.command}")
+        if args.json:
+            print_json([])
+        else:
+            print(f"no bots to {args.command}")
         return 0
     action = getattr(lifecycle, args.command)
+    done: list[dict] = []  # --json: each bot's outcome
 
     async def one(bot: BotConfig, runtimes: Runtimes) -> list[str]:
         if args.command == "stop":
@@ -81,19 +92,31 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
                 try:
                     notes = await one(bot, runtimes)
                 except CftuiError as exc:
-                    if len(bots) == 1:
+                    if len(bots) == 1 and not args.json:
                         raise  # one bot: the usual one-line error and its exit code
                     ok = False
-                    print(inert(f"{bot.name}: {args.command} failed: {exc}"))
+                    done.append(_outcome(bot.name, args.command, str(exc)))
+                    if not args.json:
+                        print(inert(f"{bot.name}: {args.command} failed: {exc}"))
                     continue
                 for note in notes:
                     warn(note)
-                print(f"{bot.name}: {args.command} done")
+                done.append(_outcome(bot.name, args.command, None, notes))
+                if not args.json:
+                    print(f"{bot.name}: {args.command} done")
         finally:
             await runtimes.aclose()
         return ok
 
-    return 0 if run_async(go()) else 1
+    ok = run_async(go())
+    if args.json:
+        print_json(done)
+    return 0 if ok else 1
+
+
+def _outcome(bot: str, action: str, error: str | None, notes: list[str] | None = None) -> dict:
+    """One bot's line of `start|stop|restart|rebuild --json`."""
+    return {"bot": bot, "action": action, "ok": error is None, "error": error, "notes": notes or []}
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -102,9 +125,21 @@ def cmd_kill(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bots = named_bots(home, args, "kill")
     if not bots:
-        print("no bots to kill")
+        if args.json:
+            print_json({"ok": True, "seconds": 0.0, "bots": []})
+        else:
+            print("no bots to kill")
         return 0
     result = run_async(killswitch.kill(home, bots))
+    if args.json:
+        print_json(
+            {
+                "ok": result.ok,
+                "seconds": result.seconds,
+                "bots": [r.to_json() for r in result.reports],
+            }
+        )
+        return 0 if result.ok else 1
     for report in result.reports:
         print(inert(report.summary()))  # may quote the engine's errors
     print(
@@ -123,12 +158,15 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     names = locks.locked_bots(home) if args.all else [b.name for b in named]
     host_errors: list[str] = []
     lifted = killswitch.unlock(home, names, host_errors)
-    if lifted:
+    if args.json:
+        print_json({"unlocked": lifted, "host_errors": host_errors})
+    elif lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
     else:
         print("nothing was locked")
-    for line in host_errors:
-        print(line)
+    if not args.json:
+        for line in host_errors:
+            print(line)
     return 1 if host_errors else 0
 
 

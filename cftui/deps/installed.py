@@ -39,6 +39,11 @@ def installed_digest(state: Path) -> str | None:
         raw = read_agent_file(state, f"{INSTALLED}/{MARKER}", 4096)
     except (UnsafeFile, OSError):
         return None
+    return marker_digest(raw)
+
+
+def marker_digest(raw: bytes | str | None) -> str | None:
+    """The digest a marker's bytes record; None when absent or not one."""
     if raw is None:
         return None
     try:
@@ -47,6 +52,11 @@ def installed_digest(state: Path) -> str | None:
         return None
     digest = doc.get("digest") if isinstance(doc, dict) else None
     return digest if isinstance(digest, str) else None
+
+
+def marker_bytes(digest: str, commit: str) -> bytes:
+    """What a successful install writes as its marker."""
+    return json.dumps({"digest": digest, "commit": commit}).encode()
 
 
 def is_current(state: Path, digest: str) -> bool:
@@ -72,8 +82,7 @@ def new_staging(state: Path, files: dict[str, bytes], owner: tuple[int, int] | N
 def swap_in(state: Path, digest: str, commit: str, owner: tuple[int, int] | None) -> None:
     """The staging directory becomes `installed/` (the previous one removed),
     with its marker; only a successful install calls this."""
-    data = json.dumps({"digest": digest, "commit": commit}).encode()
-    write_agent_file(state, f"{STAGING}/{MARKER}", data, mode=0o644)
+    write_agent_file(state, f"{STAGING}/{MARKER}", marker_bytes(digest, commit), mode=0o644)
     if owner is not None:
         os.chown(state / STAGING / MARKER, *owner, follow_symlinks=False)
     with _state_fd(state) as fd:

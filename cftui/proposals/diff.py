@@ -1,6 +1,8 @@
 """The unified diff of the proposals against the approved tree (`cftui
-diff`), for one path, a directory of them, or all. Binary files and refused
-entries get one line each saying so; nothing refused is read."""
+diff`), for one path, a directory of them, or all: the proposals tree's
+files and the save directory's dependency files (`save_deps`). Binary
+files and refused entries get one line each saying so; nothing refused is
+read."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import difflib
 from cftui.errors import UsageError
 from cftui.fleet import FleetHome
 from cftui.proposal_tree import approved
+from cftui.proposals import save_deps
 from cftui.proposals.content import is_binary
 from cftui.proposals.model import Change
 from cftui.proposals.scan import scan_with_contents
@@ -19,12 +22,17 @@ MAX_DIFF_LINES = 20_000
 
 def diff(home: FleetHome, bot: str, path: str | None = None) -> str:
     found, contents = scan_with_contents(home, bot, with_commits=False)
+    code = home.code_dir(bot)
+    # The save directory's dependency files, read as a promotion reads them.
+    saved = save_deps.changes(code, found)
+    contents = {**contents, **saved.contents}
     want = path.strip("/") if path else None
-    changes = [c for c in found.changes if _under(c.path, want)]
-    refused = [r for r in found.refused if _under(r.path, want)]
+    changes = [c for c in found.changes + saved.changes if _under(c.path, want)]
+    tree_refused = {r.path for r in found.refused}
+    both = found.refused + [r for r in saved.refused if r.path not in tree_refused]
+    refused = [r for r in both if _under(r.path, want)]
     if want and not changes and not refused:
         raise UsageError(f"{path!r} is not a proposal of {bot} (see `cftui proposals {bot}`)")
-    code = home.code_dir(bot)
     tree = approved.tree(code, found.approved)
     olds = dict(approved.blobs(code, {tree[c.path].sha for c in changes if c.path in tree}))
     out: list[str] = []

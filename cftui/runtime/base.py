@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
 
 SERVICES = ("front", "gateway", "llm-proxy", "egress")
+# Not a service of the stack: the start's dependency install, whose output
+# cftui keeps (cftui.deps.install_log); `logs` shows it like a service's.
+INSTALLER = "installer"
+LOG_SERVICES = (*SERVICES, INSTALLER)
+INSTALLER_POLL_S = 1.0
 
 # Service states, as every runtime reports them.
 RUNNING = "running"
@@ -170,6 +175,20 @@ class KillReport:
         self.errors += [e for e in later.errors if e not in self.errors]
         self.cancelled += [c for c in later.cancelled if c not in self.cancelled]
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as `cftui kill --json` prints it (the same facts as `summary`)."""
+        return {
+            "bot": self.bot,
+            "ok": self.ok,
+            "network_cut": self.network_cut,
+            "gateway_killed": self.gateway_killed,
+            "stopped": list(self.stopped),
+            "already_gone": list(self.already_gone),
+            "cancelled": list(self.cancelled),
+            "errors": list(self.errors),
+            "seconds": self.seconds,
+        }
+
     def summary(self) -> str:
         parts = []
         if any(s.startswith("gateway") for s in self.already_gone):
@@ -244,6 +263,27 @@ class Runtime(ABC):
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
         """A service's log lines, the last `tail` first, then followed."""
+
+    async def installer_logs(
+        self, bot: BotConfig, *, follow: bool = True, tail: int = 200
+    ) -> AsyncIterator[LogLine]:
+        """The last dependency install's output; followed, the output of each
+        install that replaces it (the file is read in a thread)."""
+        import asyncio
+
+        from cftui.deps import install_log
+
+        seen = await asyncio.to_thread(install_log.version, self.home, bot.name)
+        for ts, text in await asyncio.to_thread(install_log.read, self.home, bot.name, tail):
+            yield LogLine(bot.name, INSTALLER, text, ts)
+        while follow:
+            await asyncio.sleep(INSTALLER_POLL_S)
+            now = await asyncio.to_thread(install_log.version, self.home, bot.name)
+            if now is None or now == seen:
+                continue
+            seen = now
+            for ts, text in await asyncio.to_thread(install_log.read, self.home, bot.name, None):
+                yield LogLine(bot.name, INSTALLER, text, ts)
 
     @abstractmethod
     async def kill(self, bot: BotConfig) -> KillReport:

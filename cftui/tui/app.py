@@ -606,7 +606,7 @@ class ClawFactoryApp(App[int]):
             )
 
     # --- navigation, help, theme ---------------------------------------------
-    def open_bot(self, bot: str, tab: str = "overview") -> None:
+    def open_bot(self, bot: str, tab: str = "overview", log_service: str | None = None) -> None:
         from cftui.tui.bot_screen import BotScreen
 
         if bot not in self.configs:
@@ -614,9 +614,12 @@ class ClawFactoryApp(App[int]):
             return
         screen = self.screen
         if isinstance(screen, BotScreen) and screen.bot == bot:
-            screen.show_tab(tab)
+            if log_service is not None:
+                screen.show_logs(log_service)
+            else:
+                screen.show_tab(tab)
             return
-        self.push_screen(BotScreen(bot, tab))
+        self.push_screen(BotScreen(bot, tab, log_service or "gateway"))
 
     def action_help(self) -> None:
         from cftui.tui.help_screen import HelpScreen

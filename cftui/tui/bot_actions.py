@@ -47,6 +47,18 @@ BOT_BINDINGS = [
     ),
 ]
 
+# Viewing, on both screens: the last dependency install's output (the Logs
+# tab on its `installer` entry), one key from a start's progress. Off the
+# footer (it would push ^k KILL ALL off at 120 columns): in help and the palette.
+INSTALL_LOG_BINDING = Binding(
+    "i",
+    "install_log",
+    "Install log",
+    show=False,
+    id="bot.install_log",
+    tooltip="The last dependency install's output (npm's, through the egress)",
+)
+
 ACTIONS = ("start", "stop", "restart", "rebuild", "snapshot", "capture", "kill")
 LOCKED_OUT = ("start", "restart", "rebuild")  # what the kill switch's lock refuses
 

@@ -14,7 +14,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from cftui.audit.traffic.log import TrafficLog
-from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
+from cftui.runtime.base import INSTALLER
+from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, BotActionsMixin
 from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine
@@ -62,14 +63,16 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
             )
             for i, t in enumerate(TABS)
         ),
+        INSTALL_LOG_BINDING,
         *BOT_BINDINGS,
         *NAV_BINDINGS,
     ]
 
-    def __init__(self, bot: str, tab: str = "overview") -> None:
+    def __init__(self, bot: str, tab: str = "overview", log_service: str = "gateway") -> None:
         super().__init__()
         self.bot = bot
         self.initial_tab = tab if tab in TABS else "overview"
+        self.log_service = log_service  # what the Logs tab shows when first built
         self.traffic_log: TrafficLog | None = None
         self._activated: str | None = None
 
@@ -100,9 +103,10 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
         if tab == "traffic":
             assert self.traffic_log is not None
             return TrafficTab(self.traffic_log)
+        if tab == "logs":
+            return LogsTab(self.bot, self.log_service)
         factory = {
             "overview": OverviewTab,
-            "logs": LogsTab,
             "capture": CaptureTab,
             "snapshots": SnapshotsTab,
             "config": ConfigTab,
@@ -158,6 +162,18 @@ class BotScreen(VimNavMixin, BotActionsMixin, Screen):
 
     def action_tab(self, tab: str) -> None:
         self.show_tab(tab)
+
+    def action_install_log(self) -> None:
+        self.show_logs(INSTALLER)
+
+    def show_logs(self, service: str) -> None:
+        """The Logs tab on `service`'s log (built on it if never shown)."""
+        from cftui.tui.logs_tab import LogsTab
+
+        self.log_service = service
+        for tab in self.query(LogsTab):
+            tab.show_service(service)
+        self.show_tab("logs")
 
     def show_tab(self, tab: str) -> None:
         if not self.is_mounted:

@@ -11,7 +11,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from cftui.inert import inert
-from cftui.tui.bot_actions import BOT_BINDINGS, BotActionsMixin
+from cftui.runtime.base import INSTALLER
+from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, BotActionsMixin
 from cftui.tui.fleet_table import COLUMNS, FleetRow, FleetTable
 from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
@@ -44,6 +45,7 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
             id="fleet.sort",
             tooltip="Sort by the next column (marked ▾)",
         ),
+        INSTALL_LOG_BINDING,
         *BOT_BINDINGS,
         *NAV_BINDINGS,
     ]
@@ -103,6 +105,11 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
         bot = self.current_bot()
         if bot:
             self.app.open_bot(bot, tab)
+
+    def action_install_log(self) -> None:
+        bot = self.current_bot()
+        if bot:
+            self.app.open_bot(bot, "logs", log_service=INSTALLER)
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self) -> None:

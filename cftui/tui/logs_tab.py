@@ -1,4 +1,5 @@
-"""The logs tab: one service's log, followed live from the runtime.
+"""The logs tab: one service's log, followed live from the runtime, or
+the last dependency install's output (`installer`, cftui's own file).
 
 For k9s/lazydocker hands: `p` pauses (new lines are counted, not shown,
 until resumed), `/` finds plain text with `n`/`N` for the next/previous
@@ -19,7 +20,7 @@ from textual.widgets import Input, Log, Select, Static
 
 from cftui.errors import CftuiError
 from cftui.inert import inert
-from cftui.runtime.base import SERVICES
+from cftui.runtime.base import LOG_SERVICES
 from cftui.tui.log_buffer import LogBuffer, rows_of
 
 if TYPE_CHECKING:
@@ -61,10 +62,10 @@ class LogsTab(Vertical):
         ),
     ]
 
-    def __init__(self, bot: str) -> None:
+    def __init__(self, bot: str, service: str = "gateway") -> None:
         super().__init__()
         self.bot = bot
-        self.service = "gateway"
+        self.service = service if service in LOG_SERVICES else "gateway"
         self._started = False
         self.buffer = LogBuffer()
         self.wrap = False
@@ -76,7 +77,10 @@ class LogsTab(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="logs-bar"):
             yield Select(
-                [(s, s) for s in SERVICES], value=self.service, allow_blank=False, id="logs-service"
+                [(s, s) for s in LOG_SERVICES],
+                value=self.service,
+                allow_blank=False,
+                id="logs-service",
             )
             yield Input(placeholder="find (plain text, enter)", id="logs-find")
         yield Log(max_lines=None, id="logs-view", auto_scroll=True)
@@ -123,6 +127,11 @@ class LogsTab(Vertical):
         if self.wrap and self._width_now() != self._width:
             self._redraw()
         self._width = self._width_now()
+
+    def show_service(self, service: str) -> None:
+        """Switch to `service`'s log (the Select follows, and so the stream)."""
+        if service in LOG_SERVICES:
+            self.query_one("#logs-service", Select).value = service
 
     @on(Select.Changed, "#logs-service")
     def _service(self, event: Select.Changed) -> None:

@@ -435,7 +435,7 @@ class ProposalsTab(Vertical):
         text = Text()
         text.append(inert(path), style="bold")
         text.append("\n\nWritten by the gateway in its save directory; installed at the bot's ")
-        text.append("next start only once promoted.\n\n")
+        text.append("next start only once promoted; d puts back the approved one.\n\n")
         text.append_text(dependency_text(found.dependencies))
         return text
 
@@ -651,16 +651,6 @@ class ProposalsTab(Vertical):
             return
         keys = self._selected()
         changes, refused = self._picked(keys)
-        found_paths = {c.path for c in found.changes} | {r.path for r in found.refused}
-        picked = [c.path for c in changes] + [r.path for r in refused]
-        if any(path not in found_paths for path in picked):
-            self.app.notify(
-                f"{self.bot}: the save directory's files are the gateway's; reject leaves them "
-                "(they stay unapproved, so nothing of them is installed)",
-                severity="warning",
-                markup=False,
-            )
-            return
         if not (changes or refused):
             self._nothing_selected(keys, "reject")
             return
@@ -670,6 +660,9 @@ class ProposalsTab(Vertical):
             f"Reject {len(changes) + len(refused)} proposal(s) of {self.bot}?\n\n{named.strip(chr(10))}\n\n"
             "Each is put back as the approved code has it; the bot's version is lost."
         )
+        saved = {c.path for c in self._save_changes()} | {r.path for r in self._save_refused()}
+        if any(c.path in saved for c in changes) or any(r.path in saved for r in refused):
+            question += " (The save directory's files too, in the gateway's code/.)"
         paths = [c.path for c in changes] + [r.path for r in refused]
         self._ask(question, "Reject", lambda: self._start("reject", paths), "reject")
 
@@ -677,7 +670,8 @@ class ProposalsTab(Vertical):
         found = self.found
         if found is None or self._refused_while_locked("reject"):
             return
-        if not found.seeded or not (found.changes or found.refused):
+        saved = len(self._save_changes()) + len(self._save_refused())
+        if not found.seeded or not (found.changes or found.refused or saved):
             self.app.notify(f"{self.bot} proposes nothing to reject")
             return
         question = (
@@ -686,6 +680,10 @@ class ProposalsTab(Vertical):
             f"{len(found.changes)} file(s) and {len(found.refused)} refused entr(ies) are "
             "discarded, with anything the bot wrote there since this list was read."
         )
+        if saved:
+            question += (
+                f" The save directory's {saved} dependency file(s) are put back as approved."
+            )
         if found.commits:
             question += f" Its {len(found.commits)} commit(s) there go too."
         if found.config_drift:

@@ -52,6 +52,7 @@ VIEWING = frozenset(
         "focus_filter",
         "follow",
         "help",
+        "install_log",
         "mark",
         "move",
         "nav",

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from cftui.deps import installed
-from cftui.runtime.docker.install import install_command, npm_reason
+from cftui.runtime.npm_install import install_command, npm_reason
 
 
 def test_a_successful_install_replaces_installed_and_records_its_digest(tmp_path: Path) -> None:

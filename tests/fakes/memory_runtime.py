@@ -15,6 +15,7 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import Runtimes
 from cftui.runtime.base import (
+    INSTALLER,
     KILLED,
     RUNNING,
     SERVICES,
@@ -115,6 +116,10 @@ class MemoryRuntime(Runtime):
     async def logs(
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
+        if service == INSTALLER:  # the real file, as every runtime reads it
+            async for line in self.installer_logs(bot, follow=follow, tail=tail):
+                yield line
+            return
         for text in self.log_lines.get((bot.name, service), [f"{service} of {bot.name} ready"]):
             yield LogLine(bot.name, service, text)
         feed = self.log_feeds.get((bot.name, service))

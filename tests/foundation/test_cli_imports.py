@@ -4,6 +4,8 @@ times (no timing assertions in tests: bench/startup.py has the figures)."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cftui.audit.traffic import spend
-from cftui.cli import cost_cmds
+from cftui.cli import GROUPS, cost_cmds
 
 # What no command pays for unless it uses it: the traffic reader, snapshots
 # and the age code, the runtimes and their SDKs, the TUI, the event loop.
@@ -67,15 +69,65 @@ def test_version_and_help_load_neither_the_domain_nor_fleet_toml(argv: tuple[str
     assert _hits(modules, HEAVY + FLEET) == []
 
 
-def test_list_loads_the_fleet_and_the_runtime_but_not_the_readers(tmp_path: Path) -> None:
-    home = tmp_path / "fleet"
-    env = {"CLAWFACTORY_HOME": str(home), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+# What `cftui list` and `cftui status` of this machine's docker bots do
+# without: the docker SDK (requests, urllib3), the event loop, tomlkit.
+SDK_LOOP_TOMLKIT = ("docker", "requests", "urllib3", "asyncio", "tomlkit", "asyncssh")
+
+
+@pytest.mark.parametrize("engine", ["real", "missing"])
+@pytest.mark.parametrize("argv", [("list",), ("status",), ("status", "--json"), ("status", "bot1")])
+def test_list_and_status_of_local_docker_bots_load_no_sdk_no_loop_no_tomlkit(
+    argv: tuple[str, ...], engine: str, tmp_path: Path
+) -> None:
+    env = {"CLAWFACTORY_HOME": str(tmp_path / "fleet")}
+    if engine == "missing":
+        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    assert _loaded("init", "bot1", env=env)[0] == 0
+    assert _loaded("init", "bot2", env=env)[0] == 0
+    code, modules = _loaded(*argv, env=env)
+    assert code == 0
+    assert "cftui.fleet" in modules and "cftui.runtime.docker.listing" in modules  # it did the work
+    readers = ("textual", "cftui.audit.traffic", "cftui.snapshots", "cftui.age", "cftui.proposals")
+    assert _hits(modules, SDK_LOOP_TOMLKIT + readers + ("cftui.runtime.docker.runtime",)) == []
+    # Nor the parsers of the other commands.
+    others = tuple(f"cftui.cli.{g}" for g in GROUPS if g != "fleet_cmds")
+    assert _hits(modules, others) == []
+
+
+def test_the_command_groups_are_what_each_module_registers() -> None:
+    """`main` builds only the named command's group, found in GROUPS."""
+    for group, commands in GROUPS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"cftui.cli.{group}").register(sub)
+        assert tuple(sub.choices) == commands, group
+
+
+@pytest.mark.parametrize(
+    ("argv", "groups"),
+    [
+        (["list"], ("fleet_cmds",)),
+        (["--home", "status", "list"], ("fleet_cmds",)),  # a home named "status"
+        (["--debug", "snapshot", "list", "bot1"], ("snapshot_cmds",)),
+        (["--version"], ()),
+        (["--open", "bot1:traffic"], ()),
+        (["--help"], tuple(GROUPS)),
+        (["lst"], tuple(GROUPS)),  # refused, with every command named
+    ],
+)
+def test_a_command_line_builds_the_parsers_it_names(argv: list[str], groups: tuple) -> None:
+    from cftui.cli import _groups_for
+
+    assert _groups_for(argv) == groups
+
+
+def test_list_pays_for_the_sdk_only_when_the_fleet_has_another_runtime(tmp_path: Path) -> None:
+    """A Lima bot (or another host's, or a DOCKER_HOST that is no unix
+    socket) takes the runtimes' path, event loop and all."""
+    env = {"CLAWFACTORY_HOME": str(tmp_path / "fleet"), "DOCKER_HOST": "tcp://127.0.0.1:1"}
     assert _loaded("init", "bot1", env=env)[0] == 0
     code, modules = _loaded("list", env=env)
     assert code == 0
-    assert "cftui.fleet" in modules and "cftui.runtime.docker" in modules  # it did the work
-    readers = ("textual", "cftui.audit.traffic", "cftui.snapshots", "cftui.age", "cftui.proposals")
-    assert _hits(modules, readers) == []
+    assert "asyncio" in modules and "cftui.runtime.docker.runtime" in modules
 
 
 def test_costs_loads_the_traffic_reader_but_no_runtime(tmp_path: Path) -> None:

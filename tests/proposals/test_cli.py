@@ -125,3 +125,20 @@ def test_reject_and_drift_commands(cli, home: FleetHome, bot: str, tree: Path) -
     assert cli("drift", bot, "--revert").code == 0
     assert gc.read_config(home, bot) == {"a": 1}
     assert "approved version" in cli("drift", bot).out
+
+
+def test_promote_and_reject_json(cli, home: FleetHome, bot: str, tree: Path, runtime) -> None:
+    write(tree, "workspace/skills/s.md", "s\n")
+    write(tree, "workspace/skills/t.md", "t\n")
+    res = cli("reject", bot, "workspace/skills/t.md", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out) == {"bot": bot, "all": False, "rejected": ["workspace/skills/t.md"]}
+    res = cli("promote", bot, "--json", "-m", "skill s")
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)
+    assert doc["paths"] == ["workspace/skills/s.md"] and doc["refused"] == []
+    assert doc["commit"] == git(home.code_dir(bot), "rev-parse", "HEAD") != doc["before"]
+    assert doc["rebuilt"] is True and doc["snapshot"]
+    write(tree, "workspace/skills/u.md", "u\n")
+    res = cli("reject", bot, "--json")
+    assert json.loads(res.out) == {"bot": bot, "all": True, "rejected": []}

@@ -3,6 +3,7 @@ with their control characters escaped, `--tail`, `--since`, bad input."""
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -62,3 +63,16 @@ def test_logs_bad_input_is_one_line_exit_2(logged_bot: str, cli) -> None:
         r = cli("logs", logged_bot, *args)
         assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r
     assert cli("logs", "nobot").code == 2
+
+
+def test_logs_json_is_one_line_each_with_the_text_as_written(logged_bot: str, cli) -> None:
+    r = cli("logs", logged_bot, "--json")
+    assert r.code == 0, r
+    assert "\x1b" not in r.out and "\x07" not in r.out  # JSON's escapes: inert on a terminal
+    docs = [json.loads(line) for line in r.out.splitlines()]
+    assert [d["text"] for d in docs] == ["plain", "red \x1b[31mX\x1b[0m bell\x07 \x1b]0;title\x07"]
+    for d in docs:
+        assert d["bot"] == logged_bot and d["service"] == "gateway"
+        assert d["ts"].endswith("Z") and d["ts"][:4].isdigit()
+    r = cli("logs", logged_bot, "--json", "--tail", "1")
+    assert len(r.out.splitlines()) == 1 and "red" in json.loads(r.out)["text"]

@@ -3,6 +3,7 @@ one line a bot, each stop recorded."""
 
 from __future__ import annotations
 
+import json
 import secrets
 
 from cftui.audit.events import read_events
@@ -24,5 +25,48 @@ def test_stop_several_bots_and_all(home: FleetHome, cli, docker_client) -> None:
         stops = [e["bot"] for e in read_events(home) if e["action"] == "stop"]
         assert stops == names + names
     finally:
+        for name in names:
+            cli("delete", "--yes", name)
+
+
+def test_the_verbs_kill_and_unlock_say_it_in_json(home: FleetHome, cli, docker_client) -> None:
+    """`--json` (issue #23): one document a command, each bot's outcome in
+    it, the exit status as without it."""
+    names = [f"cfjson{secrets.token_hex(3)}{n}" for n in ("a", "b")]
+    for name in names:
+        assert cli("init", name).code == 0
+    try:
+        r = cli("stop", "--json", *names)
+        assert r.code == 0, r
+        assert json.loads(r.out) == [
+            {"bot": n, "action": "stop", "ok": True, "error": None, "notes": []} for n in names
+        ]
+        r = cli("kill", "--json", *names)
+        assert r.code == 0, r
+        killed = json.loads(r.out)
+        assert killed["ok"] is True and [b["bot"] for b in killed["bots"]] == names
+        for report in killed["bots"]:
+            assert report["errors"] == [] and report["ok"] is True
+            assert set(report) == {
+                "bot", "ok", "network_cut", "gateway_killed", "stopped", "already_gone",
+                "cancelled", "errors", "seconds",
+            }  # fmt: skip
+        # Locked: a start of each fails, said in the document, exit 1 (one bot too).
+        for bots in (names, names[:1]):
+            r = cli("start", "--json", *bots)
+            assert r.code == 1, r
+            outcomes = json.loads(r.out)
+            assert [o["bot"] for o in outcomes] == bots
+            assert all(not o["ok"] and "cftui unlock" in o["error"] for o in outcomes)
+        r = cli("unlock", "--json", "--all")
+        assert r.code == 0 and json.loads(r.out) == {"unlocked": sorted(names)}
+        r = cli("unlock", "--json", *names)
+        assert r.code == 0 and json.loads(r.out) == {"unlocked": []}
+        r = cli("delete", "--yes", "--json", names[0])
+        assert r.code == 0, r
+        kept = json.loads(r.out)
+        assert kept["bot"] == names[0] and str(home.audit_dir(names[0])) in kept["kept"]
+    finally:
+        cli("unlock", "--all")
         for name in names:
             cli("delete", "--yes", name)

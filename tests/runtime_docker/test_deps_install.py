@@ -12,92 +12,32 @@ in one line and keeps the previous install."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import io
 import json
 import os
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from cftui import lifecycle
+from cftui.egress_control import set_capture
 from cftui.errors import CftuiError
 from cftui.progress import ProgressEvent
 from cftui.proposals.scan import scan
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.spec import LABEL_BOT
+from tests.fakes.npm_registry import PACKAGE, VERSION, Registry, manifest, run_registry
 
-from .helpers import TEST_LABEL, World, wait_for
-
-PORT = 4873
-PACKAGE = "left-pad"
-VERSION = "1.3.0"
-REGISTRY = r"""
-import base64, http.server, json, sys
-port, meta, tgz = int(sys.argv[1]), sys.argv[2].encode(), base64.b64decode(sys.argv[3])
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        path = self.path.split("://", 1)[-1]
-        path = "/" + path.split("/", 1)[1] if "://" in self.path else path
-        here = b"http://" + self.headers.get("Host", "").encode()
-        body, kind = (tgz, "application/octet-stream") if path.endswith(".tgz") else (meta.replace(b"__BASE__", here), "application/json")
-        if not (path.endswith(".tgz") or path.rstrip("/") == "/left-pad"):
-            self.send_response(404); self.end_headers(); return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        print(json.dumps({"get": path}), flush=True)
-    def log_message(self, *a): pass
-print(json.dumps({"ready": True}), flush=True)
-http.server.ThreadingHTTPServer(("0.0.0.0", port), H).serve_forever()
-"""
-
-
-def _tarball() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in (
-            ("package/package.json", json.dumps({"name": PACKAGE, "version": VERSION})),
-            ("package/index.js", "module.exports = (s, n) => String(s).padStart(n);\n"),
-        ):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _metadata(base: str, tgz: bytes) -> str:
-    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode()
-    version = {
-        "name": PACKAGE,
-        "version": VERSION,
-        "dist": {
-            "tarball": f"{base}/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz",
-            "shasum": hashlib.sha1(tgz).hexdigest(),
-            "integrity": integrity,
-        },
-    }
-    return json.dumps(
-        {"name": PACKAGE, "dist-tags": {"latest": VERSION}, "versions": {VERSION: version}}
-    )
+from .helpers import TEST_LABEL, World, cftui, wait_for
 
 
 @dataclass
 class DepsBot:
     world: World
     name: str
-    registry: Any
-    registry_key: str  # host:port of the registry, as the allowlist names it
+    registry: Registry
 
     def start(self) -> list[ProgressEvent]:
         events: list[ProgressEvent] = []
@@ -115,8 +55,7 @@ class DepsBot:
         return events
 
     def gets(self) -> list[str]:
-        lines = self.registry.logs().decode().splitlines()
-        return [json.loads(ln)["get"] for ln in lines if '"get"' in ln]
+        return self.registry.gets()
 
 
 def git(cwd: os.PathLike, *args: str) -> str:
@@ -138,10 +77,6 @@ def commit_save(world: World, bot: str, files: dict[str, str]) -> None:
     git(code, "commit", "-q", "-m", "declared dependencies")
 
 
-def manifest(**deps: str) -> str:
-    return json.dumps({"name": "save", "private": True, "dependencies": deps}, indent=1)
-
-
 @pytest.fixture(scope="module")
 def deps_bot(world: World) -> Iterator[DepsBot]:
     name = f"dp{world.suffix}"
@@ -151,39 +86,28 @@ def deps_bot(world: World) -> Iterator[DepsBot]:
     net = world.client.networks.create(ext, driver="bridge", labels={LABEL_BOT: name})
     registry = None
     try:
-        tgz = _tarball()
-        registry = world.client.containers.run(
-            "clawfactory/base:bookworm",
-            [
-                "python3",
-                "-c",
-                REGISTRY,
-                str(PORT),
-                _metadata("__BASE__", tgz),
-                base64.b64encode(tgz).decode(),
-            ],
-            name=f"cftest-{world.suffix}-registry",
-            detach=True,
-            labels={TEST_LABEL: world.suffix},
-            network=ext,
+        registry = run_registry(
+            world.client,
+            ext,
+            f"cftest-{world.suffix}-registry",
+            {TEST_LABEL: world.suffix},
+            wait_for,
         )
-        wait_for(lambda: b'"ready"' in registry.logs(), 30, "the test's registry")
-        registry.reload()
-        got_ip = registry.attrs["NetworkSettings"]["Networks"][ext]["IPAddress"]
-        base = f"http://{got_ip}:{PORT}"
         world.add_bot(name)
-        key = f"{got_ip}:{PORT}"
-        world.home.update_bot(name, egress_allow=[key])
+        world.home.update_bot(name, egress_allow=[registry.key])
         commit_save(
             world,
             name,
-            {"package.json": manifest(**{PACKAGE: VERSION}), ".npmrc": f"registry={base}/\n"},
+            {
+                "package.json": manifest(**{PACKAGE: VERSION}),
+                ".npmrc": f"registry={registry.url}\n",
+            },
         )
-        yield DepsBot(world, name, registry, key)
+        yield DepsBot(world, name, registry)
     finally:
         if registry is not None:
             with contextlib.suppress(Exception):
-                registry.remove(force=True)
+                registry.container.remove(force=True)
         with contextlib.suppress(Exception):
             net.reload()
             for c in net.containers:
@@ -204,6 +128,11 @@ def test_the_approved_dependency_is_installed_through_the_egress_proxy(deps_bot:
     assert any(g.endswith(".tgz") for g in deps_bot.gets())
     st = os.stat(pkg)
     assert os.stat(w.home.state_dir(name)).st_uid == st.st_uid  # the gateway's uid wrote it
+    # npm's output kept for the operator (the container is gone): `cftui logs BOT installer`.
+    out = cftui(w, "logs", name, "installer")
+    assert out.returncode == 0, out.stderr
+    assert "cftui: npm install of " in out.stdout and ": exit 0" in out.stdout, out.stdout
+    assert "added 1 package" in out.stdout, out.stdout
 
 
 def test_a_second_start_does_not_run_the_installer(deps_bot: DepsBot) -> None:
@@ -230,6 +159,24 @@ def test_the_bots_own_edit_installs_nothing_and_is_a_dependency_change(deps_bot:
     assert [(c.name, c.status) for c in found.dependencies.changes] == [("evil", "added")]
 
 
+def test_with_capture_on_the_installs_requests_are_in_the_capture_log(deps_bot: DepsBot) -> None:
+    w, name = deps_bot.world, deps_bot.name
+    set_capture(w.home, name, True, wait=False)
+    try:
+        # A new approved list, so the installer runs again (capture on).
+        commit_save(w, name, {"package.json": manifest(**{PACKAGE: "~1.3.0"})})
+        events = deps_bot.start()
+        assert any("dependencies installed" in e.message for e in events), events
+        out = cftui(w, "decrypt", name, "--json")
+        assert out.returncode == 0, out.stderr
+        urls = [json.loads(line)["url"] for line in out.stdout.splitlines()]
+        base = deps_bot.registry.url.rstrip("/")
+        assert f"{base}/{PACKAGE}" in urls, urls
+        assert f"{base}/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz" in urls, urls
+    finally:
+        set_capture(w.home, name, False, wait=False)
+
+
 def test_a_registry_off_the_allowlist_fails_the_start_in_one_line(deps_bot: DepsBot) -> None:
     w, name = deps_bot.world, deps_bot.name
     w.home.update_bot(name, egress_allow=["registry.npmjs.org"])
@@ -242,3 +189,7 @@ def test_a_registry_off_the_allowlist_fails_the_start_in_one_line(deps_bot: Deps
     assert "403" in reason or "Forbidden" in reason or "refused" in reason.lower(), reason
     assert _installed(w, name).st_ino == before.st_ino  # the previous install kept
     assert not (w.home.state_dir(name) / ".installed-new").exists()
+    assert f"cftui logs {name} installer" in reason
+    log = cftui(w, "logs", name, "installer").stdout
+    assert "npm ERR!" in log or "npm error" in log, log
+    assert ": exit 0" not in log, log  # this install's log replaced the last

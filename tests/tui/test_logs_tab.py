@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import Log
+from textual.widgets import Log, TabbedContent
 
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.logs_tab import LogsTab
@@ -118,3 +118,36 @@ async def test_wrap_splits_long_lines_to_the_width_and_back(make, runtime) -> No
         assert rows[-1] == "short"
         await pilot.press("w")
         assert long in log.lines and "wrap off" in tab.status_text
+
+
+async def test_i_shows_the_last_install_log_from_the_fleet_and_the_bot_screen(
+    make, runtime, fleet
+) -> None:
+    from textual.widgets import Select
+
+    from cftui.deps import install_log
+
+    install_log.keep(
+        fleet, "alpha", "npm ci of c0ffee: exit 1", ["npm ERR! 403 \x1b[2J[b]Forbidden[/b]"]
+    )
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")  # the fleet screen: its selected bot, alpha
+        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: bool(app.screen.query(LogsTab)))
+        tab = app.screen.query_one(LogsTab)
+        log = tab.query_one(Log)
+        await wait_until(pilot, lambda: "npm ERR! 403 \\x1b[2J[b]Forbidden[/b]" in log.lines)
+        assert "cftui: npm ci of c0ffee: exit 1" in log.lines
+        assert tab.query_one("#logs-service", Select).value == "installer"
+        # A new install's log replaces it: the followed tab shows the new one.
+        install_log.keep(fleet, "alpha", "npm ci of beef: exit 0", ["added 1 package"])
+        await wait_until(pilot, lambda: "added 1 package" in log.lines, timeout=10)
+        # On the bot screen, from another service and another tab.
+        tab.show_service("gateway")
+        await wait_until(pilot, lambda: any("gateway of alpha ready" in ln for ln in log.lines))
+        await pilot.press("1")
+        await pilot.press("i")
+        await wait_until(pilot, lambda: tab.query_one("#logs-service", Select).value == "installer")
+        await wait_until(pilot, lambda: "added 1 package" in log.lines)
+        assert app.screen.query_one(TabbedContent).active == "logs"

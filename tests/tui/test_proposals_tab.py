@@ -614,16 +614,20 @@ async def test_markup_in_a_dependency_spec_or_name_renders_literally(
     )
 
 
-async def test_reject_leaves_a_save_dir_file_and_says_so(
+async def test_d_puts_a_save_dir_file_back_as_approved(
     make, fleet: FleetHome, approved_deps: Path, tree: Path
 ) -> None:
     code = approved_deps
-    wanted = npm_manifest(**{"left-pad": "1.4.0"})
-    write(code, f"{ALPHA_SAVE}/package.json", wanted)
+    approved_text = git(code, "show", f"HEAD:{ALPHA_SAVE}/package.json")
+    write(code, f"{ALPHA_SAVE}/package.json", npm_manifest(**{"left-pad": "1.4.0"}))
     app = make(open_bot="alpha", open_tab="proposals")
     async with app.run_test(size=SIZE) as pilot:
         await opened(pilot, 1)
         await pilot.press("d")
-        await wait_until(pilot, lambda: notified(app, "reject leaves them"))
-        assert not isinstance(app.screen, ASKING)
-    assert (code / f"{ALPHA_SAVE}/package.json").read_text() == wanted
+        question = await confirm(pilot)
+        assert "save directory's files too" in question
+        await wait_until(pilot, lambda: rows(app) == [] and deps_shown(app) == "")
+    assert (code / f"{ALPHA_SAVE}/package.json").read_text() == approved_text
+    events = [json.loads(ln) for ln in fleet.events_log.read_text().splitlines()]
+    assert events[-1]["action"] == "reject"
+    assert events[-1]["paths"] == [f"{ALPHA_SAVE}/package.json"]

@@ -10,9 +10,8 @@ from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
 from cftui.runtime.docker import firewall
 from cftui.runtime.docker.engine import DockerEngine, explain
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SPEC
 from cftui.runtime.docker.spec import (
-    LABEL_BOT,
-    LABEL_SPEC,
     ContainerSpec,
     allowlisted_hosts,
     ext_network,
@@ -20,6 +19,7 @@ from cftui.runtime.docker.spec import (
     upstream_hosts,
     volume_specs,
 )
+from cftui.runtime.telemetry_env import collector_hosts
 
 
 class StackInfra(DockerEngine):
@@ -61,8 +61,9 @@ class StackInfra(DockerEngine):
                 )
 
     def _upstream_networks(self, bot: BotConfig) -> list[str]:
-        """Networks of local containers named as upstreams (not internal ones)."""
-        return self._networks_of(upstream_hosts(bot))
+        """Networks of local containers named as upstreams, or as the span
+        collector (`[telemetry]`), which the LLM proxy joins (not internal ones)."""
+        return self._networks_of(upstream_hosts(bot) + collector_hosts(self.home.telemetry()))
 
     def _allowlisted_networks(self, bot: BotConfig) -> list[str]:
         """Networks of local containers named in the egress allowlist."""

@@ -14,12 +14,10 @@ installed again. A failure fails the start with npm's own reason in one line.
 
 from __future__ import annotations
 
-import re
 import time
 
 from cftui.deps import declared, installed
 from cftui.deps.installed import InstallError
-from cftui.deps.manifest import LOCKFILE
 from cftui.fleet import BotConfig
 from cftui.gateway.wiring import CA_BUNDLE, CA_DIR, CA_PEM, EGRESS_PROXY
 from cftui.progress import Progress, ProgressEvent, no_progress
@@ -27,51 +25,14 @@ from cftui.runtime.docker.engine import DockerEngine, explain
 from cftui.runtime.docker.spec import HARDENING, LABEL_BOT, ca_volume, int_network
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.images.installer import ensure_installer_image
+from cftui.runtime.npm_install import (
+    INSTALL_TIMEOUT_S,
+    command_for,
+    install_environment,
+    keep_and_check,
+)
 
 INSTALL_MOUNT = "/install"
-INSTALL_TIMEOUT_S = 600
-_NPM_FLAGS = ["--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--no-update-notifier"]
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
-
-
-def install_command(has_lockfile: bool) -> list[str]:
-    """`npm ci` when the approved tree locks the versions, else `npm install`."""
-    return ["npm", "ci" if has_lockfile else "install", *_NPM_FLAGS]
-
-
-def install_environment() -> dict[str, str]:
-    """npm and node pointed at the egress proxy and trusting its CA."""
-    return {
-        "HOME": "/tmp",
-        "npm_config_cache": "/tmp/npm-cache",
-        "npm_config_proxy": EGRESS_PROXY,
-        "npm_config_https_proxy": EGRESS_PROXY,
-        "HTTP_PROXY": EGRESS_PROXY,
-        "HTTPS_PROXY": EGRESS_PROXY,
-        "npm_config_cafile": CA_BUNDLE,
-        "NODE_EXTRA_CA_CERTS": CA_PEM,
-        "npm_config_update_notifier": "false",
-        "npm_config_loglevel": "warn",
-    }
-
-
-def npm_reason(log: str) -> str:
-    """npm's own reason for a failure, in one line (its `npm ERR!` lines,
-    without the pointers to log files)."""
-    clean = _CONTROL.sub("", _ANSI.sub("", log))
-    lines = []
-    for raw in clean.splitlines():
-        line = raw.strip()
-        for prefix in ("npm ERR!", "npm error"):
-            if line.startswith(prefix):
-                text = line[len(prefix) :].strip()
-                if text and not text.startswith(("A complete log", "/tmp/", "code ", "errno ")):
-                    lines.append(text)
-    if not lines:
-        tail = [ln.strip() for ln in clean.splitlines() if ln.strip()]
-        lines = tail[-1:] or ["npm failed with no output"]
-    return " ".join(lines)[:300]
 
 
 class StackInstall(DockerEngine):
@@ -102,7 +63,8 @@ class StackInstall(DockerEngine):
         progress(ProgressEvent(task, 2, 4, "dependencies: npm install (through egress)"))
         started = time.monotonic()
         try:
-            self._run_installer(bot, image, str(staging), LOCKFILE in deps.files(), owner)
+            status, log = self._run_installer(bot, image, str(staging), command_for(deps), owner)
+            keep_and_check(self.home, bot.name, deps, status, log)
             installed.swap_in(state, digest, deps.commit, owner)
         except BaseException:
             installed.discard_staging(state)
@@ -110,8 +72,10 @@ class StackInstall(DockerEngine):
         return f"dependencies installed in {time.monotonic() - started:.1f}s"
 
     def _run_installer(
-        self, bot: BotConfig, image: str, staging: str, has_lockfile: bool, owner: tuple[int, int]
-    ) -> None:
+        self, bot: BotConfig, image: str, staging: str, command: list[str], owner: tuple[int, int]
+    ) -> tuple[int, str]:
+        """npm run in its container: its exit status and its output (each
+        line stamped by Docker)."""
         import docker.errors
         import requests
 
@@ -141,10 +105,10 @@ class StackInstall(DockerEngine):
             with self.gate(bot, "installing its dependencies"):
                 cid = self.api.create_container(
                     image=image,
-                    command=install_command(has_lockfile),
+                    command=command,
                     name=name,
                     user=f"{owner[0]}:{owner[1]}",
-                    environment=install_environment(),
+                    environment=install_environment(EGRESS_PROXY, CA_BUNDLE, CA_PEM, "/tmp"),
                     working_dir=INSTALL_MOUNT,
                     labels={LABEL_BOT: bot.name, "io.clawfactory.service": "installer"},
                     host_config=host_config,
@@ -154,7 +118,7 @@ class StackInstall(DockerEngine):
                 self.api.start(cid)
             try:
                 result = self.api.wait(cid, timeout=INSTALL_TIMEOUT_S)
-                log = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace")
+                raw = self.api.logs(cid, stdout=True, stderr=True, timestamps=True)
             finally:
                 with _suppress_missing():
                     self.api.remove_container(cid, force=True)
@@ -162,8 +126,8 @@ class StackInstall(DockerEngine):
             raise InstallError(
                 f"{bot.name}: cannot install its dependencies: {explain(exc)}"
             ) from None
-        if result.get("StatusCode") != 0:
-            raise InstallError(f"{bot.name}: installing its dependencies failed: {npm_reason(log)}")
+        status = result.get("StatusCode")
+        return (status if isinstance(status, int) else -1), raw.decode("utf-8", "replace")
 
 
 class _suppress_missing:

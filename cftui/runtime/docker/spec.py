@@ -43,12 +43,10 @@ from urllib.parse import urlparse
 from cftui.egress_control import allow_entries
 from cftui.fleet import EGRESS_CONTROL_NAME, BotConfig, FleetHome
 from cftui.gateway.wiring import CA_DIR, CODE_MOUNT, GATEWAY_PORT, PROPOSALS_MOUNT, STATE_MOUNT
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE, container_name
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.spend_flags import money_flags, prices_env
-
-LABEL_BOT = "io.clawfactory.bot"
-LABEL_SERVICE = "io.clawfactory.service"
-LABEL_SPEC = "io.clawfactory.spec"
+from cftui.runtime.telemetry_env import telemetry_env, telemetry_secret_env
 
 GIT_MOUNT = f"{CODE_MOUNT}/.git"
 FRONT_PORT = 8080
@@ -84,10 +82,6 @@ class TreePaths(Protocol):
     def audit_dir(self, bot: str) -> PurePath: ...
 
     def providers_env(self, bot: str) -> PurePath: ...
-
-
-def container_name(bot: str, service: str) -> str:
-    return f"cf-{bot}-{service}"
 
 
 def int_network(bot: str) -> str:
@@ -307,6 +301,7 @@ def llm_proxy_spec(
     if bot.budget.requests_per_minute:
         command += ["--rpm", str(bot.budget.requests_per_minute)]
     command += money_flags(bot)
+    telemetry = home.telemetry()
     host_config = _host_config(
         "llm-proxy",
         mounts=[
@@ -319,7 +314,12 @@ def llm_proxy_spec(
         name=container_name(bot.name, "llm-proxy"),
         image=image,
         command=command,
-        environment={"CF_PROXY_TOKEN": proxy_token, **prices_env(home.prices())},
+        environment={
+            "CF_PROXY_TOKEN": proxy_token,
+            **prices_env(home.prices()),
+            **telemetry_env(telemetry),
+            **telemetry_secret_env(home, telemetry),
+        },
         user=proxies_user(),
         networks=[int_network(bot.name), ext_network(bot.name), *extra_networks],
         aliases=["llm-proxy"],

@@ -18,7 +18,7 @@ from cftui.runtime.base import (
     ServiceStatus,
     StateChange,
 )
-from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE
 
 SIGKILL_EXIT = 137
 

@@ -6,47 +6,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig
-from cftui.runtime.base import RUNNING, SERVICES, STARTING, BotStatus, LogLine, StateChange
+from cftui.runtime.base import (
+    INSTALLER,
+    BotStatus,
+    LogLine,
+    StateChange,
+)
+from cftui.runtime.docker import listing
 from cftui.runtime.docker.engine import DockerEngine, explain
-from cftui.runtime.docker.health import Opener
-from cftui.runtime.docker.readiness import answering
-from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
-from cftui.runtime.docker.states import event_change, parse_docker_time, service_status
+from cftui.runtime.docker.names import LABEL_BOT, container_name
+from cftui.runtime.docker.states import event_change, parse_docker_time
 
 
 class StackWatch(DockerEngine):
     """Status, events and logs (part of `DockerRuntime`)."""
 
     async def status(self, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
-        names = {b.name for b in bots}
-
-        def listing() -> list[dict]:
-            return self.api.containers(all=True, filters={"label": LABEL_BOT})
-
+        """The stacks as `listing` reads them, each inspect in a pool thread
+        (another host's engine answers each over SSH: in parallel)."""
         import docker.errors
 
+        def containers() -> list[dict]:  # the client is made in the pool, never on the loop
+            return self.api.containers(all=True, filters=listing.FILTERS)
+
         try:
-            summaries = await self._run(listing)
-            wanted = [s["Id"] for s in summaries if (s.get("Labels") or {}).get(LABEL_BOT) in names]
-            infos = await asyncio.gather(*(self._run(self._inspect, cid) for cid in wanted))
+            summaries = await self._run(containers)
+            ids = listing.wanted(summaries, bots)
+            infos = await asyncio.gather(*(self._run(self._inspect, cid) for cid in ids))
         except (docker.errors.DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"docker: {explain(exc)}") from None
-        found: dict[tuple[str, str], dict] = {}
-        for attrs in infos:
-            if attrs is None:
-                continue
-            labels = (attrs.get("Config") or {}).get("Labels") or {}
-            found[(labels.get(LABEL_BOT, ""), labels.get(LABEL_SERVICE, ""))] = attrs
-        out = {}
-        for bot in bots:
-            services = {s: service_status(s, found.get((bot.name, s))) for s in SERVICES}
-            out[bot.name] = BotStatus(bot.name, self.name, services)
-        await _probe_unchecked(bots, out, found, self._opener)
+        found = listing.by_service(infos)
+        out = listing.statuses(bots, found)
+        await listing.probe_unchecked(bots, out, found, self._opener)
         return out
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
@@ -63,6 +58,10 @@ class StackWatch(DockerEngine):
     async def logs(
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
+        if service == INSTALLER:
+            async for line in self.installer_logs(bot, follow=follow, tail=tail):
+                yield line
+            return
         name = container_name(bot.name, service)
         if await self._run(self._inspect, name) is None:
             return
@@ -78,39 +77,6 @@ class StackWatch(DockerEngine):
                 yield _log_line(bot.name, service, raw)
         if pending:
             yield _log_line(bot.name, service, pending)
-
-
-async def _probe_unchecked(
-    bots: Sequence[BotConfig],
-    out: dict[str, BotStatus],
-    found: dict[tuple[str, str], dict],
-    opener: Opener | None = None,
-) -> None:
-    """A service Docker has not health-checked yet (its first check comes an
-    interval after the start, 10 s in our images) reads `starting` though it
-    may answer already: the start said done when it did, and the fleet said
-    running only at that first check. The start's own probe decides."""
-    unchecked = [
-        (bot, svc)
-        for bot in bots
-        for svc, st in out[bot.name].services.items()
-        if st.state == STARTING and st.health == "starting"
-    ]
-    if not unchecked:
-        return
-    answers = await asyncio.gather(
-        *(answering(bot, svc, found[(bot.name, svc)], opener) for bot, svc in unchecked)
-    )
-    for (bot, svc), ok in zip(unchecked, answers, strict=True):
-        if ok:
-            status = out[bot.name]
-            services = dict(status.services)
-            old = services[svc]
-            detail = ", ".join(
-                d for d in (old.detail, "answering; Docker's first check is due") if d
-            )
-            services[svc] = replace(old, state=RUNNING, detail=detail)
-            out[bot.name] = replace(status, services=services)
 
 
 def _log_line(bot: str, service: str, raw: bytes) -> LogLine:

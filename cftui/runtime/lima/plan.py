@@ -19,10 +19,11 @@ from typing import Any
 
 from cftui.egress_control import allow_file_text
 from cftui.errors import RuntimeOperationError
-from cftui.fleet import BotConfig, ModelPrice
+from cftui.fleet import BotConfig, ModelPrice, Telemetry
 from cftui.gateway import wiring
 from cftui.gateway.wiring import node_heap_mb
 from cftui.runtime.spend_flags import money_flags, prices_env
+from cftui.runtime.telemetry_env import telemetry_env
 
 # Where things live in the VM (lima/provision/*.sh use the same paths).
 SRV = "/srv/clawfactory"
@@ -121,7 +122,12 @@ def egress_allow_file(bot: BotConfig) -> str:
     return allow_file_text(bot)
 
 
-def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None = None) -> str:
+def bot_env(
+    bot: BotConfig,
+    recipient: str,
+    prices: dict[str, ModelPrice] | None = None,
+    telemetry: Telemetry | None = None,
+) -> str:
     """`/etc/clawfactory/bots/<bot>/bot.env`: read by bot-setup.sh and the proxy units."""
     ports = ports_for(bot)
     llm_args = [f"--upstream={p}={u}" for p, u in sorted(bot.upstreams.items())]
@@ -159,6 +165,7 @@ def bot_env(bot: BotConfig, recipient: str, prices: dict[str, ModelPrice] | None
         "CF_TASKS_MAX": str(bot.limits.pids),
         "CF_CPU_QUOTA": f"{round(bot.limits.cpus * 100)}%",
         **prices_env(prices or {}),
+        **telemetry_env(telemetry or Telemetry()),
     }
     return "# Written by cftui; not secret.\n" + "".join(_env_line(k, v) for k, v in values.items())
 
@@ -340,9 +347,13 @@ def gateway_secret_env(host_gateway_env: dict[str, str]) -> str:
     return "".join(_env_line(k, v) for k, v in values.items())
 
 
-def llm_secret_env(host_gateway_env: dict[str, str]) -> str:
-    """The LLM proxy's token, by environment rather than on its command line."""
-    return _env_line("CF_PROXY_TOKEN", host_gateway_env.get("CF_PROXY_TOKEN", ""))
+def llm_secret_env(
+    host_gateway_env: dict[str, str], otel_secrets: dict[str, str] | None = None
+) -> str:
+    """The LLM proxy's token, by environment rather than on its command line,
+    and the span collector's headers (`telemetry_env.telemetry_secret_env`)."""
+    values = {"CF_PROXY_TOKEN": host_gateway_env.get("CF_PROXY_TOKEN", ""), **(otel_secrets or {})}
+    return "".join(_env_line(k, v) for k, v in values.items())
 
 
 # --- OpenClaw's own configuration -----------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
+from cftui.deps import declared
 from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.identity import recipient_of
@@ -26,6 +27,7 @@ from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_prep
 from cftui.runtime.base import (
+    INSTALLER,
     MISSING,
     RUNNING,
     SERVICES,
@@ -38,6 +40,7 @@ from cftui.runtime.base import (
 )
 from cftui.runtime.lima.audit import AuditFollower
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
+from cftui.runtime.lima.install import install_deps
 from cftui.runtime.lima.kill_batch import KillBatch, KillBatches, kill_in_vm
 from cftui.runtime.lima.plan import (
     CONF_DIR,
@@ -63,6 +66,7 @@ from cftui.runtime.lima.sync import pull_proposals, pull_state, push_proposals, 
 from cftui.runtime.lima.units import parse_journal_line
 from cftui.runtime.lima.vms import VMs
 from cftui.runtime.lima.wiring import wire_openclaw
+from cftui.runtime.telemetry_env import telemetry_secret_env
 
 HEALTH_TIMEOUT_S = 60.0
 # A unit counts as up once it has stayed active this long (not crash-looping).
@@ -123,16 +127,17 @@ class LimaRuntime(Runtime):
         that a bad value is refused before the VM is touched."""
         name = bot.name
         host_env = host_prep.gateway_env(self.home, name)
+        telemetry = self.home.telemetry()
         argv, image_env = gateway_argv(bot, self.home.code_dir(name))
         # The demo agent's direct probe: sshd answers everyone in the VM but
         # the gateway's user, whose packets nftables drops.
         probe = "http://127.0.0.1:22/" if bot.gateway == "generic" else ""
         return {
-            "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices()),
+            "bot.env": bot_env(bot, recipient_of(self.home, name), self.home.prices(), telemetry),
             "egress.allow": egress_allow_file(bot),
             "gateway.conf": gateway_conf(bot, argv, image_env, probe),
             "gateway.env": gateway_secret_env(host_env),
-            "llm.env": llm_secret_env(host_env),
+            "llm.env": llm_secret_env(host_env, telemetry_secret_env(self.home, telemetry)),
             "providers.env": self.home.providers_env(name).read_text(encoding="utf-8"),
             "openclaw": "yes" if any("openclaw" in a for a in argv) else "",
             "proxy_token": host_env.get("CF_PROXY_TOKEN", ""),
@@ -260,19 +265,41 @@ class LimaRuntime(Runtime):
         shell = await self.ensure_vm(bot, progress)
         progress(ProgressEvent("setup", message=f"setting up {bot.name} in VM {bot.lima.vm}"))
         await self._prepare_bot(shell, bot, plan, progress)
-        units = " ".join(self._units(bot.name))
         progress(ProgressEvent("start", message=f"starting {bot.name}'s services"))
+        gateway = unit_name("gateway", bot.name)
+        others = [u for u in self._units(bot.name) if u != gateway]
+        # Declared dependencies install through the egress, so after it and
+        # before the gateway; with none, everything starts at once.
+        deps = await asyncio.to_thread(
+            declared.approved_deps, self.home.code_dir(bot.name), bot.name
+        )
+        if deps.declared:
+            await self._start_units(shell, bot, others)
+            self._follower(shell, bot.name).start()
+            try:
+                done = await install_deps(self.home, shell, bot, progress)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.down(bot))
+                raise
+            progress(ProgressEvent("deps", message=f"{bot.name}: {done}"))
+            await self._start_units(shell, bot, [gateway])
+        else:
+            await self._start_units(shell, bot, [*others, gateway])
+        self._follower(shell, bot.name).start()
+        await self._wait_healthy(shell, bot)
+
+    async def _start_units(self, shell: VMShell, bot: BotConfig, units: list[str]) -> None:
+        names = " ".join(units)
         with self.gate(bot, "starting its services"):
             res = await shell.run(
-                f"systemctl reset-failed {units} 2>/dev/null; systemctl start {units}", check=False
+                f"systemctl reset-failed {names} 2>/dev/null; systemctl start {names}", check=False
             )
         if res.code != 0:
             raise RuntimeOperationError(
                 f"{bot.name}: starting its services failed: {res.reason()}"
                 + await self._journal_tail(shell, bot.name)
             )
-        self._follower(shell, bot.name).start()
-        await self._wait_healthy(shell, bot)
 
     async def _journal_tail(self, shell: VMShell, bot: str) -> str:
         units = " ".join(f"-u {u}" for u in self._units(bot))
@@ -442,6 +469,10 @@ class LimaRuntime(Runtime):
     async def logs(
         self, bot: BotConfig, service: str, *, follow: bool = True, tail: int = 200
     ) -> AsyncIterator[LogLine]:
+        if service == INSTALLER:
+            async for kept in self.installer_logs(bot, follow=follow, tail=tail):
+                yield kept
+            return
         if service not in SERVICES:
             raise CftuiError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
         shell = await self._shell(bot.lima.vm)

@@ -105,6 +105,7 @@ async def serve(config: EgressConfig) -> None:
     from cfproxies.egress.allowlist import Allowlist as AllowlistAddon
     from cfproxies.egress.capture import Capture
     from cfproxies.egress.ledger import RequestLedger
+    from cfproxies.egress.metrics_page import MetricsPage
     from cfproxies.egress.state import EgressState
 
     opts = Options(
@@ -126,8 +127,11 @@ async def serve(config: EgressConfig) -> None:
     state.ledger.load()
     state.set_capture(config.capture)
     # Order matters: Capture decides tunnel-or-intercept in tls_clienthello,
-    # then Allowlist overrides it for a refused SNI.
-    master.addons.add(Capture(state), AllowlistAddon(state), Lifecycle(state))
+    # then Allowlist overrides it for a refused SNI; MetricsPage answers
+    # /metrics addressed to the proxy before Allowlist would refuse it.
+    master.addons.add(
+        Capture(state), MetricsPage(state.metrics), AllowlistAddon(state), Lifecycle(state)
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)

@@ -208,6 +208,7 @@ class Allowlist:
             return
         if await self._route(flow, "CONNECT"):
             self._tunnels.add(flow.client_conn.id)
+            self.state.metrics.count_allowed(flow.request.host, flow.request.port, "CONNECT")
 
     def _suggest_host(self, d: Decision) -> str | None:
         """The plain entry that would list a refused host (None: not a host)."""
@@ -301,6 +302,7 @@ class Allowlist:
                     return
         if await self._route(flow, "HTTP"):
             self.state.allowed += 1
+            self.state.metrics.count_allowed(req.host, req.port, "HTTP")
 
     def _refuse_request(self, flow: http.HTTPFlow, d: RequestDecision) -> None:
         req = flow.request

@@ -15,6 +15,7 @@ import time
 from mitmproxy import http, tls
 
 from cfproxies.egress.flowrecord import TEE_KEY, WS_KEY, BodyTee, WsLog, flow_record
+from cfproxies.egress.metrics_page import OWN_FLOW
 from cfproxies.egress.state import EgressState
 
 log = logging.getLogger("cf-egress")
@@ -66,7 +67,7 @@ class Capture:
 
     def _write(self, flow: http.HTTPFlow) -> None:
         session = self.state.session
-        if session is None:
+        if session is None or flow.metadata.get(OWN_FLOW):  # a scrape of /metrics
             return
         try:
             record = flow_record(flow, session.bot, session.key_id, self.state.config.body_cap)

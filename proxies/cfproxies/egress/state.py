@@ -9,6 +9,7 @@ from typing import Unpack
 
 from cfproxies.egress.config import EgressConfig
 from cfproxies.egress.ledger import Attempt, RequestLedger, printable
+from cfproxies.egress.metrics import EgressMetrics
 from cfproxies.egress.patterns import Allowlist
 from cfproxies.egress.session import CaptureSession
 
@@ -32,6 +33,14 @@ class EgressState:
     control_generation: int | None = None
     running: bool = True
     ledger: RequestLedger | None = None
+    metrics: EgressMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = EgressMetrics(
+            self.config.bot,
+            lambda: self.capture,
+            lambda: self.session.flows if self.session else 0,
+        )
 
     @property
     def capture(self) -> bool:
@@ -67,6 +76,7 @@ class EgressState:
         False: the attempt is recorded later) the request ledger; see
         `ledger.RequestLedger.record` for what an attempt holds."""
         self.refused[f"{host}:{port}" if port else host] += 1
+        self.metrics.count_refused(host, port, way)
         log.warning("refused %s %s:%s (%s)", way, printable(host, 255), port, why)
         if ledger:
             self.ledger_only(host, port, **attempt)

@@ -38,9 +38,12 @@ def serve(config: ProxyConfig) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    spans = config.telemetry
     print(
         f"cf-llm-proxy: bot {config.bot} listening on {config.host}:{config.port}, "
-        f"log {config.traffic_log}",
+        f"log {config.traffic_log}"
+        + (f", spans to {spans.shown_endpoint}" if spans else "")
+        + (" (with the scrubbed prompts)" if spans and spans.capture_content else ""),
         file=sys.stderr,
         flush=True,
     )

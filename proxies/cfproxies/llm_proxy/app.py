@@ -32,6 +32,7 @@ from aiohttp import web
 from yarl import URL
 
 from cfproxies.llm_proxy.budget import Budget
+from cfproxies.llm_proxy.callmetrics import CallMetrics
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.handler import proxy
 from cfproxies.llm_proxy.pricing import Pricer
@@ -42,6 +43,7 @@ from cfproxies.llm_proxy.spend import Ledger
 from cfproxies.llm_proxy.state import STATE, ProxyState
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
+from cfproxies.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cfproxies.scrub import ReloadingScrubber
 
 __all__ = ["STATE", "ProxyState", "make_app"]
@@ -67,12 +69,26 @@ def make_app(config: ProxyConfig, clock: Callable[[], float] = time.time) -> web
     spend.rebuild()
     scrubber = ReloadingScrubber(config.scrub_rules, literals, _report_rules_problem)
     allowed = {name: allowed_for(p, config.extra_routes) for name, p in config.providers.items()}
-    state = ProxyState(config, log, scrubber, budget, KeyStripper(literals), allowed, spend)
+    metrics = CallMetrics(
+        config.bot,
+        config.providers,
+        lambda text: scrubber.get().scrub_text(text),
+        lambda: state.inflight,
+    )
+    state = ProxyState(
+        config, log, scrubber, budget, KeyStripper(literals), allowed, spend, metrics
+    )
+    if config.telemetry is not None:
+        # Only now: a proxy with no endpoint never loads the SDK.
+        from cfproxies.llm_proxy.telemetry import SpanExport
+
+        state.telemetry = SpanExport(config.telemetry, config.bot)
     app[STATE] = state
     app.on_startup.append(_open_pools)
     app.on_shutdown.append(_drain_calls)
     app.on_cleanup.append(_close_pools_and_log)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_route("*", "/{provider}/{tail:.*}", proxy)
     return app
 
@@ -129,6 +145,15 @@ async def _close_pools_and_log(app: web.Application) -> None:
         state.record_writer = None
     state.spend.checkpoint(force=True)
     state.log.close()
+    if state.telemetry is not None:  # the spans queued, sent in at most a second
+        await asyncio.get_running_loop().run_in_executor(None, state.telemetry.shutdown)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """`/metrics` in the Prometheus text format (callmetrics.py), on the
+    proxy's one port like `/health`: no secret in it, the models scrubbed."""
+    body = request.app[STATE].metrics.exposition()
+    return web.Response(body=body, headers={"content-type": METRICS_CONTENT_TYPE})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -157,6 +182,13 @@ async def health(request: web.Request) -> web.Response:
             "providers": {
                 name: {"key_configured": p.key_env in cfg.keys}
                 for name, p in sorted(cfg.providers.items())
+            },
+            "telemetry": None
+            if state.telemetry is None
+            else {
+                "endpoint": state.telemetry.config.shown_endpoint,
+                "capture_content": state.telemetry.config.capture_content,
+                "spans": state.telemetry.emitted,
             },
             "inflight": state.inflight,
             "inflight_bytes": state.inflight_bytes,

@@ -9,6 +9,7 @@ bodies is refused instead of filling memory."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -48,6 +49,7 @@ class Call:
         self.held_bytes = 0
         raw_path, _, query = request.raw_path.partition("?")
         self.query = split_query(query)
+        self.epoch = time.time()
         shown = "&".join(
             f"key={'[REDACTED]'}" if name == "key" else part for name, part in self.query
         )
@@ -56,9 +58,13 @@ class Call:
             provider=provider_name,
             method=request.method,
             path=raw_path + (f"?{shown}" if shown else ""),
-            epoch=time.time(),
+            epoch=self.epoch,
         )
         self.raw_path = raw_path
+        # The gateway's trace, which the call's span joins (telemetry.py).
+        self.traceparent = (
+            request.headers.get("traceparent") if state.telemetry is not None else None
+        )
         self.request_body: Any = None  # parsed, when it is JSON
         # Whether the request asked for a stream. The record's `stream` says
         # whether the answer was one (CONTRACTS §3): set by the relay only.
@@ -132,6 +138,10 @@ class Call:
                 rec["error_kind"] = "stream_error_event" if rec["stream"] else "upstream_http"
         self.state.budget.add_tokens(int(rec["tokens_in"]) + int(rec["tokens_out"]))
         checkpoint = self._price()
+        try:
+            self.state.metrics.observe(rec)
+        except Exception as exc:  # a bug in a counter must not lose the record
+            print(f"cf-llm-proxy: call not counted: {type(exc).__name__}", file=sys.stderr)
         size = len(self.request_raw) + len(self.response_raw) + (r.text_len if r else 0)
         writer = self.state.record_writer
         if size < OFFLOAD_BYTES or writer is None:
@@ -208,3 +218,18 @@ class Call:
         rec["truncated"] = truncated
         raws = {"request": self.request_raw, "response": response_text}
         self.state.log.write_line(sealed_line(rec, self.state.scrubber.get(), raws))
+        if self.state.telemetry is not None:  # after sealing: every string scrubbed
+            self._emit_span()
+
+    def _emit_span(self) -> None:
+        """The call's span; a failure to make one is said, never lets a call fail."""
+        state = self.state
+        assert state.telemetry is not None
+        origin = state.origins.get(self.record["provider"])
+        server = (origin[0].host, origin[0].port) if origin is not None else None
+        try:
+            state.telemetry.emit(
+                self.record, int(self.epoch * 1e9), server, self.traceparent, self.raw_path
+            )
+        except Exception as exc:  # a bug in a span must not lose the record or the call
+            print(f"cf-llm-proxy: span not exported: {type(exc).__name__}", file=sys.stderr)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from cfproxies.cli import OneLineParser
 from cfproxies.envfile import read_env_file
@@ -31,6 +31,25 @@ PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 
 class ConfigError(Exception):
     """A bad flag, variable or file, told in one line."""
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Where each call's OpenTelemetry span goes (OTLP/HTTP), read from the
+    standard OTEL_* variables or the proxy's flags (telemetry.py says why
+    each is what it is). No endpoint: no span, and no SDK imported."""
+
+    traces_endpoint: str  # the full URL spans are POSTed to (.../v1/traces)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold a key
+    timeout_s: float = 10.0
+    capture_content: bool = False  # prompts and answers, scrubbed (opt-in)
+    service_name: str = "cf-llm-proxy"
+
+    @property
+    def shown_endpoint(self) -> str:
+        """The endpoint without what a URL may carry besides the place."""
+        parts = urlsplit(self.traces_endpoint)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,7 @@ class ProxyConfig:
     max_inflight_bytes: int = MAX_INFLIGHT_BYTES
     # Methods and paths forwarded beyond each provider's inference API.
     extra_routes: tuple[Route, ...] = ()
+    telemetry: TelemetryConfig | None = None
 
     @property
     def traffic_log(self) -> Path:
@@ -205,7 +225,96 @@ def build_parser() -> argparse.ArgumentParser:
         "provider's inference API is forwarded otherwise; * is one path segment or any "
         "provider/method, ** any path: '* * /**' forwards everything; repeatable",
     )
+    p.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export each call as an OpenTelemetry span over OTLP/HTTP to URL/v1/traces "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the full URL)",
+    )
+    p.add_argument(
+        "--otel-capture-content",
+        action="store_true",
+        help="put the scrubbed prompt and answer in each span "
+        "(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true); off by default",
+    )
     return p
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+def _env_flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}={value!r}: expected true or false")
+
+
+def _otlp_headers(text: str, name: str) -> dict[str, str]:
+    """`k=v,k2=v2` (values URL-encoded), as the OTLP exporter variables say."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip().lower()
+        if not sep or not key or not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", key):
+            # Never the value: a header here is often a credential.
+            raise ConfigError(f"{name}: expected key=value pairs separated by commas")
+        out[key] = unquote(value).strip()
+    return out
+
+
+def parse_telemetry(
+    flag_endpoint: str | None, capture: bool, environ: Mapping[str, str]
+) -> TelemetryConfig | None:
+    """The span export, from `--otlp-endpoint` or the OTEL_* variables (the
+    traces-specific ones first, as the OTLP exporter spec orders them); None
+    when no endpoint is set, or the SDK is disabled (`OTEL_SDK_DISABLED`,
+    `OTEL_TRACES_EXPORTER=none`)."""
+    if _env_flag(environ, "OTEL_SDK_DISABLED"):
+        return None
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return None
+    generic = flag_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+    traces = "" if flag_endpoint else environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+    if not traces and not generic:
+        return None
+    url = traces or generic.rstrip("/") + "/v1/traces"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        which = "--otlp-endpoint" if flag_endpoint else "OTEL_EXPORTER_OTLP_ENDPOINT"
+        raise ConfigError(f"{which}: expected an http:// or https:// URL (OTLP/HTTP)")
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol.strip() != "http/protobuf":
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol.strip()!r}: cf-llm-proxy speaks OTLP over "
+            "HTTP with protobuf only (http/protobuf)"
+        )
+    header_var = (
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        if environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        else "OTEL_EXPORTER_OTLP_HEADERS"
+    )
+    timeout_var = (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        if environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        else "OTEL_EXPORTER_OTLP_TIMEOUT"
+    )
+    timeout = _float_option(timeout_var, environ.get(timeout_var), 10.0)
+    capture = capture or _env_flag(environ, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    return TelemetryConfig(
+        traces_endpoint=url,
+        headers=_otlp_headers(environ.get(header_var, ""), header_var),
+        timeout_s=min(timeout, 60.0),
+        capture_content=capture,
+        service_name=(environ.get("OTEL_SERVICE_NAME") or "cf-llm-proxy").strip(),
+    )
 
 
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> ProxyConfig:
@@ -239,7 +348,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
         urls[name.strip().lower()] = url.strip()
     providers: dict[str, Provider] = {}
     for name, url in urls.items():
-        if not PROVIDER_NAME.match(name) or name == "health":
+        if not PROVIDER_NAME.match(name) or name in ("health", "metrics"):
             raise ConfigError(f"upstream {name!r}: a provider name is lowercase letters, digits, -")
         providers[name] = provider_for(name, _check_url(name, url))
 
@@ -306,4 +415,5 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Proxy
         max_request_bytes=max_request,
         max_inflight_bytes=max_inflight,
         extra_routes=extra_routes,
+        telemetry=parse_telemetry(args.otlp_endpoint, args.otel_capture_content, environ),
     )

@@ -6,10 +6,12 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from cfproxies.llm_proxy.budget import Budget
+from cfproxies.llm_proxy.callmetrics import CallMetrics
 from cfproxies.llm_proxy.config import ProxyConfig
 from cfproxies.llm_proxy.reflect import KeyStripper
 from cfproxies.llm_proxy.routes import Allowed
@@ -17,6 +19,9 @@ from cfproxies.llm_proxy.spend import Ledger
 from cfproxies.llm_proxy.trafficlog import TrafficLog
 from cfproxies.llm_proxy.upstream import Origin, UpstreamPool
 from cfproxies.scrub import ReloadingScrubber
+
+if TYPE_CHECKING:  # the SDK is imported only when an endpoint is set
+    from cfproxies.llm_proxy.telemetry import SpanExport
 
 
 @dataclass
@@ -30,6 +35,8 @@ class ProxyState:
     keys: KeyStripper
     allowed: dict[str, Allowed]
     spend: Ledger
+    metrics: CallMetrics
+    telemetry: SpanExport | None = None  # each call's span (telemetry.py), when configured
     upstream: UpstreamPool | None = None
     # Each provider's origin and base path, parsed once.
     origins: dict[str, tuple[Origin, str]] = field(default_factory=dict)

@@ -1,0 +1,73 @@
+"""The fleet as `cftui list` and `cftui status` show it: each bot's stack
+as its runtime reads it, with its kill-switch lock and its disk.
+
+Two ways to get it, one result. `lifecycle.fleet_status` asks every
+runtime through `Runtimes` (asyncio, the docker SDK, SSH, limactl) and is
+what the TUI and the controller use. `read_now` is the fast path of the
+read-only commands: when every bot is a docker bot of this machine and the
+engine is a unix socket (`engine_socket.local_socket`), it reads the stacks
+there with no SDK and no event loop (`listing.read_status`, the same steps
+`DockerRuntime.status` runs); any other fleet goes the first way. Both end
+in `merge`, so a lock or a disk reads the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from cftui import botdisk, locks
+from cftui.errors import CftuiError
+from cftui.fleet import BotConfig, FleetHome
+from cftui.hosts.config import LOCAL
+from cftui.runtime.base import BotStatus
+
+
+def disks(
+    home: FleetHome, bots: Sequence[BotConfig], host_tree: Mapping[str, bool]
+) -> dict[str, botdisk.DiskStatus | None]:
+    """Each bot's disk (`host_tree`: whether its runtime's gateway writes
+    its tree on this machine; `Runtime.gateway_writes_host_tree`)."""
+    return {b.name: botdisk.status(home, b, host_tree[b.name]) for b in bots}
+
+
+def merge(
+    home: FleetHome,
+    bots: Sequence[BotConfig],
+    statuses: Mapping[str, BotStatus],
+    disk: Mapping[str, botdisk.DiskStatus | None],
+) -> dict[str, BotStatus]:
+    """The runtimes' statuses in fleet order, each with its lock and disk
+    (a bot no runtime answered for: no services)."""
+    locked = set(locks.locked_bots(home))
+    ordered = {}
+    for bot in bots:
+        st = statuses.get(bot.name) or BotStatus(bot.name, bot.runtime)
+        ordered[bot.name] = replace(st, locked=bot.name in locked, disk=disk[bot.name])
+    return ordered
+
+
+def read_now(
+    home: FleetHome, bots: Sequence[BotConfig]
+) -> tuple[dict[str, BotStatus], list[str]] | None:
+    """`lifecycle.fleet_status`, blocking and light, or None when a bot
+    needs another runtime or the engine is not this machine's unix socket
+    (the caller then takes the full path)."""
+    if any(b.runtime != "docker" or b.host != LOCAL for b in bots):
+        return None
+    from cftui.runtime.docker.engine_socket import EngineSocket, local_socket
+
+    path = local_socket()
+    if path is None:
+        return None
+    from cftui.runtime.docker.listing import read_status
+
+    errors: list[str] = []
+    try:
+        with EngineSocket(path) as engine:
+            found = read_status(engine, bots)
+    except CftuiError as exc:
+        errors.append(str(exc))
+        found = {b.name: BotStatus(b.name, b.runtime, error=str(exc)) for b in bots}
+    # This machine's docker bots write their tree here (bind mounts).
+    return merge(home, bots, found, disks(home, bots, {b.name: True for b in bots})), errors
