@@ -159,7 +159,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     host_errors: list[str] = []
     lifted = killswitch.unlock(home, names, host_errors)
     if args.json:
-        print_json({"unlocked": lifted, "host_errors": host_errors})
+        print_json({"unlocked": lifted, **({"host_errors": host_errors} if host_errors else {})})
     elif lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
     else:
