@@ -13,27 +13,59 @@ exactly what happened per bot.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from cftui import locks
 from cftui.audit.events import record_event
-from cftui.errors import RuntimeUnavailable
+from cftui.errors import CftuiError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
+from cftui.hosts.config import LOCAL
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KillReport
+from cftui.runtime.hosts import clear_kill_markers
+
+T = TypeVar("T")
 
 # A runtime that does not answer within this time is reported, not waited on.
 KILL_TIMEOUT_S = 10.0
 
 
-def unlock(home: FleetHome, bots: Sequence[str]) -> list[str]:
-    """Lift the lock; returns the bots that were locked. Records an event."""
+def unlock(home: FleetHome, bots: Sequence[str], host_errors: list[str] | None = None) -> list[str]:
+    """Lift the lock, and the kill markers of those bots on other hosts;
+    returns the bots that were locked. Records an event. Blocking (the CLI,
+    the TUI's worker thread); a host it could not clear is a line in
+    `host_errors`."""
     lifted = locks.remove_locks(home, bots)
     if lifted:
         record_event(home, "unlock", bots=lifted)
+    if any(b.host != LOCAL for b in _known(home, bots)):
+        errors = _blocking(clear_kill_markers(home, bots))
+        if host_errors is not None:
+            host_errors.extend(errors)
     return lifted
+
+
+def _known(home: FleetHome, bots: Sequence[str]) -> list[BotConfig]:
+    try:
+        configs = home.bots()
+    except CftuiError:
+        return []
+    return [configs[b] for b in bots if b in configs]
+
+
+def _blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from code that is not on a loop (or, on
+    a thread that runs one, on a loop of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass

@@ -156,14 +156,18 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     named = named_bots(home, args, "unlock")
     # --all: every lock, even one of a bot no longer in fleet.toml.
     names = locks.locked_bots(home) if args.all else [b.name for b in named]
-    lifted = killswitch.unlock(home, names)
+    host_errors: list[str] = []
+    lifted = killswitch.unlock(home, names, host_errors)
     if args.json:
-        print_json({"unlocked": lifted})
+        print_json({"unlocked": lifted, **({"host_errors": host_errors} if host_errors else {})})
     elif lifted:
         print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
     else:
         print("nothing was locked")
-    return 0
+    if not args.json:
+        for line in host_errors:
+            print(line)
+    return 1 if host_errors else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ class HostConfig:
         """The kill switch's marker of `bot` on this host: written by every
         kill, so that nothing there brings the bot back (the lock itself
         stays on the operator's machine)."""
-        return f"{self.root}/locks/{bot}.killed"
+        from cftui.hosts.layout import HostLayout
+
+        return str(HostLayout.of(self).kill_marker(bot))
 
     @property
     def address(self) -> str:

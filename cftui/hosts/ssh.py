@@ -13,7 +13,10 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import asyncssh
 
@@ -38,6 +41,24 @@ def _reason(exc: BaseException) -> str:
         return "no answer in time"
     text = " ".join(str(exc).split())[:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A command's end on the host: its exit status, stdout and stderr."""
+
+    code: int
+    out: bytes
+    err: str
+
+    def reason(self) -> str:
+        """What a failed command said, trimmed for a one-line error."""
+        text = self.err.strip() or self.out.decode(errors="replace").strip()
+        tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-3:]
+        return " | ".join(tail)[:300] if tail else f"exit status {self.code}"
+
+
+_CHUNK = 1 << 16
 
 
 class HostLink:
@@ -136,6 +157,66 @@ class HostLink:
                 f"host {self.host.name}: cannot write {path}: {_reason(exc)}"
             ) from None
 
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: IO[bytes] | bytes | None = None,
+        stdout: IO[bytes] | None = None,
+        timeout: float = 120.0,
+        what: str = "",
+    ) -> Ran:
+        """Run a shell line on the host over the link: `stdin` streamed in
+        (a file is read in chunks), stdout kept (or written to `stdout`, for
+        a tree coming back). Secrets travel on stdin only, never on the
+        command line. RuntimeUnavailable when the host is out of reach."""
+        conn = await self.connection()
+        label = what or command.split(" ", 1)[0]
+        try:
+            async with asyncio.timeout(timeout):
+                proc = await conn.create_process(command, encoding=None)
+                feed = asyncio.create_task(self._feed(proc, stdin))
+                out = bytearray()
+                async for chunk in _chunks(proc.stdout):
+                    if stdout is not None:
+                        stdout.write(chunk)
+                    else:
+                        out += chunk
+                err = await proc.stderr.read()
+                await feed
+                done = await proc.wait(check=False)
+        except TimeoutError:
+            raise RuntimeUnavailable(
+                f"host {self.host.name}: {label} did not finish in {timeout:.0f} s"
+            ) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise self._down(exc) from None
+        text = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
+        return Ran(int(done.exit_status or 0), bytes(out), text)
+
+    @staticmethod
+    async def _feed(proc: asyncssh.SSHClientProcess, stdin: IO[bytes] | bytes | None) -> None:
+        try:
+            if isinstance(stdin, bytes):
+                proc.stdin.write(stdin)
+            elif stdin is not None:
+                while chunk := await asyncio.to_thread(stdin.read, _CHUNK):
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
+            proc.stdin.write_eof()
+        except (OSError, asyncssh.Error, BrokenPipeError):
+            return  # the command ended first: its exit status says why
+
+    async def open_tcp(self, host: str, port: int) -> tuple[asyncssh.SSHReader, asyncssh.SSHWriter]:
+        """A TCP connection opened by the host itself (its sshd's
+        direct-tcpip), to an address only it reaches: a container's on one
+        of its bridges, or its own loopback. OSError when nothing answers."""
+        conn = await self.connection()
+        try:
+            return await conn.open_connection(host, port)
+        except asyncssh.Error as exc:
+            raise OSError(str(exc)) from None
+
     async def _drop_forward(self) -> None:
         forward, self._forward = self._forward, None
         if forward is not None:
@@ -150,3 +231,8 @@ class HostLink:
         if conn is not None:
             conn.close()
             await conn.wait_closed()
+
+
+async def _chunks(stream: asyncssh.SSHReader) -> AsyncIterator[bytes]:
+    while chunk := await stream.read(_CHUNK):
+        yield chunk if isinstance(chunk, bytes) else chunk.encode()

@@ -1,7 +1,8 @@
 """The host's proposals tree, when the gateway writes a copy of it elsewhere.
 
 A Docker gateway writes the host's `proposals/` itself (a bind mount). A
-Lima gateway writes its VM's copy, so every read of the tree here (the scan
+Lima gateway writes its VM's copy, and a gateway on another Docker host
+that host's (`cftui.hosts.layout`), so every read of the tree here (the scan
 behind `cftui proposals`, `diff`, `promote`, `reject`, the TUI's tab and its
 counts) first brings that copy home, and every change cftui makes to the
 host's (a reject, a promotion) is sent back; the runtime does the moving
@@ -19,7 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from cftui.errors import CftuiError, FleetError, ProposalError
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime import runtime_for
+from cftui.hosts.config import LOCAL
+from cftui.runtime import Runtimes
 from cftui.runtime.base import Runtime
 
 # The runtimes whose gateway writes its own copy of the tree (not the host's).
@@ -48,19 +50,21 @@ def _config(home: FleetHome, bot: str) -> BotConfig | None:
     except (OSError, FleetError):
         return None  # no readable fleet.toml: the scan says what is wrong
     config = hit[1].get(bot)
-    return config if config is not None and config.runtime in _ELSEWHERE else None
+    if config is None:
+        return None
+    return config if config.runtime in _ELSEWHERE or config.host != LOCAL else None
 
 
 async def _with_runtime(
     home: FleetHome, config: BotConfig, step: Callable[[Runtime], Awaitable[None]], what: str
 ) -> None:
-    runtime = runtime_for(config.runtime, home)
+    runtimes = Runtimes(home)
     try:
-        await step(runtime)
+        await step(runtimes.for_bot(config))
     except CftuiError as exc:
         raise ProposalError(f"{config.name}: {what}: {exc}") from None
     finally:
-        await runtime.aclose()
+        await runtimes.aclose()
 
 
 def bring_home(home: FleetHome, bot: str) -> None:
@@ -91,5 +95,5 @@ async def send_back(home: FleetHome, bot: str) -> None:
     if config is None:
         return
     await _with_runtime(
-        home, config, lambda rt: rt.push_proposals(config), "sending its proposals to the VM"
+        home, config, lambda rt: rt.push_proposals(config), "sending its proposals back"
     )

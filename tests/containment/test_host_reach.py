@@ -134,16 +134,16 @@ def test_host_reach_rules_are_added_once_and_removed_with_the_bot(docker_client,
         return
     rt._ensure_infra(bot)  # a second start: nothing added
     what = "test"
-    tools = docker_firewall._tools()
+    tools = docker_firewall._tools(docker_firewall.LOCAL)
     for tool in tools:
-        rules = docker_firewall._tagged(tool, bot.name, what)
+        rules = docker_firewall._tagged(docker_firewall.LOCAL, tool, bot.name, what)
         iface = docker_firewall.bridge_interface(
             docker_client.api.inspect_network(int_network(bot.name))
         )
         assert [i for i, _ in rules] == [iface], (tool, rules)
     rt._remove(bot.name)
     for tool in tools:
-        assert docker_firewall._tagged(tool, bot.name, what) == []
+        assert docker_firewall._tagged(docker_firewall.LOCAL, tool, bot.name, what) == []
 
 
 @pytest.mark.docker

@@ -35,7 +35,7 @@ def test_a_docker_bots_scan_asks_no_runtime(home: FleetHome, monkeypatch) -> Non
     def no_runtime(*_a, **_k):
         raise AssertionError("a Docker bot's scan built a runtime")
 
-    monkeypatch.setattr(mirror, "runtime_for", no_runtime)
+    monkeypatch.setattr(mirror, "Runtimes", no_runtime)
     assert [c.path for c in scan(home, "dock").changes] == ["workspace/skills/a/SKILL.md"]
     asyncio.run(mirror.send_back(home, "dock"))
 

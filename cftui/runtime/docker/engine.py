@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import shlex
+import subprocess
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +26,8 @@ from cftui.runtime.base import SERVICES, Runtime, ServiceUsage
 
 if TYPE_CHECKING:
     from cftui.hosts.ssh import HostLink
+    from cftui.runtime.docker.firewall import HostShell
+    from cftui.runtime.docker.health import Opener
 
 T = TypeVar("T")
 
@@ -31,6 +35,8 @@ T = TypeVar("T")
 _POOL_THREADS = 64
 # How long a pool thread waits for a remote host's link (its own timeout is shorter).
 _LINK_WAIT_S = 15.0
+# How long another host's engine may take to load the images sent to it.
+_LOAD_TIMEOUT_S = 900.0
 
 
 def explain(exc: BaseException) -> str:
@@ -62,25 +68,45 @@ class DockerEngine(Runtime):
         """Whether this is another host's engine, reached over SSH."""
         return self._link is not None
 
-    def _remote_socket(self) -> str:
-        """The local end of the link's engine forward, (re)opened by the
-        event loop while this pool thread waits (blocking)."""
+    def _on_link(self, coro: Coroutine[Any, Any, T], wait: float = _LINK_WAIT_S) -> T:
+        """Run a coroutine of the link on the event loop that serves it,
+        while this pool thread waits (blocking)."""
         assert self._link is not None
         loop = self._loop
         if loop is None or loop.is_closed():
+            coro.close()
             raise RuntimeUnavailable(f"host {self._link.host.name}: no event loop serves its link")
         with contextlib.suppress(RuntimeError):
             if asyncio.get_running_loop() is loop:
-                raise RuntimeOperationError("a remote engine's client is made in the pool only")
-        future = asyncio.run_coroutine_threadsafe(self._link.engine_socket(), loop)
+                coro.close()
+                raise RuntimeOperationError("a remote engine's link is waited on in the pool only")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            return f"unix://{future.result(timeout=_LINK_WAIT_S)}"
+            return future.result(timeout=wait)
         except FutureTimeout:
             future.cancel()
             raise RuntimeUnavailable(
                 f"host {self._link.host.name} ({self._link.host.url}) is unreachable: "
                 "no answer in time"
             ) from None
+
+    def _remote_socket(self) -> str:
+        """The local end of the link's engine forward, (re)opened by the
+        event loop while this pool thread waits (blocking)."""
+        assert self._link is not None
+        return f"unix://{self._on_link(self._link.engine_socket())}"
+
+    @property
+    def _opener(self) -> Opener | None:
+        """How a health probe reaches a container: from this machine, or
+        opened by the engine's host (its bridges are only there)."""
+        return None if self._link is None else self._link.open_tcp
+
+    def _host_shell(self) -> HostShell:
+        """Where the engine's host runs a command (the firewall rules)."""
+        from cftui.runtime.docker import firewall
+
+        return firewall.LOCAL if self._link is None else _LinkShell(self)
 
     def client(self) -> Any:
         """The docker SDK client, made on first use (blocking); for another
@@ -183,36 +209,71 @@ class DockerEngine(Runtime):
 
     async def send_image(self, image: str, to: DockerEngine) -> bool:
         """Make `image` of this engine exist, under the same name, in engine
-        `to` (another host's): `docker save | docker load` streamed through
-        both clients, skipped when `to` already holds that image id (the
-        cache). True when it was sent."""
+        `to` (another host's); True when it was sent (`send_images`)."""
+        return bool(await self.send_images([image], to))
+
+    async def send_images(self, images: list[str], to: DockerEngine) -> list[str]:
+        """Make each of `images` of this engine exist, under the same name,
+        in engine `to` (another host's): those `to` does not hold by id (the
+        cache) go in one `docker save | docker load` streamed through both
+        clients, so the layers they share cross once. The names sent."""
         import docker.errors
 
-        def image_id() -> str:
+        def image_id(image: str) -> str:
             try:
                 return str(self.api.inspect_image(image)["Id"])
             except docker.errors.NotFound:
                 raise RuntimeOperationError(f"no image {image} to send: build it first") from None
 
-        def holds(iid: str) -> bool:
+        def holds(image: str, iid: str) -> bool:
             try:
                 return image in (to.api.inspect_image(iid).get("RepoTags") or [])
             except docker.errors.NotFound:
                 return False
 
-        def load() -> None:
-            to.api.load_image(self.api.get_image(image))
+        def save(names: list[str]) -> Any:
+            # `docker save A B`: the SDK's get_image takes one name; the
+            # engine's endpoint takes several.
+            api = self.api
+            res = api._get(api._url("/images/get"), params={"names": names}, stream=True)
+            api._raise_for_status(res)
+            return api._stream_raw_result(res, 2 << 20, False)
+
+        def load(names: list[str]) -> None:
+            # `docker load`, with the wait its engine takes to unpack every
+            # layer before it answers (longer than the client's 60 s on a
+            # busy host); the answer is a progress stream, read to its end
+            # (the load is done then) for any error in it.
+            api = to.api
+            res = api._post(
+                api._url("/images/load"),
+                data=save(names),
+                params={"quiet": "1"},
+                stream=True,
+                timeout=_LOAD_TIMEOUT_S,
+            )
+            api._raise_for_status(res)
+            for item in api._stream_helper(res, decode=True):
+                if isinstance(item, dict) and item.get("error"):
+                    raise RuntimeOperationError(f"loading {', '.join(names)}: {item['error']}")
 
         try:
-            iid = await self._run(image_id)
-            if await to._run(holds, iid):
-                return False
-            await to._run(load)
-            if not await to._run(holds, iid):
-                raise RuntimeOperationError(f"image {image} did not arrive intact")
+            ids = await asyncio.gather(*(self._run(image_id, i) for i in images))
+            held = await asyncio.gather(
+                *(to._run(holds, i, iid) for i, iid in zip(images, ids, strict=True))
+            )
+            missing = [i for i, h in zip(images, held, strict=True) if not h]
+            if not missing:
+                return []
+            await to._run(load, missing)
+            for image, iid in zip(images, ids, strict=True):
+                if image in missing and not await to._run(holds, image, iid):
+                    raise RuntimeOperationError(f"image {image} did not arrive intact")
         except (docker.errors.DockerException, OSError) as exc:
-            raise RuntimeOperationError(f"sending image {image}: {explain(exc)}") from None
-        return True
+            raise RuntimeOperationError(
+                f"sending images {', '.join(images)}: {explain(exc)}"
+            ) from None
+        return missing
 
     def _stop(self, name: str, timeout: int) -> str:
         """Stop one container; 'stopped', or 'missing' when there is none."""
@@ -268,3 +329,36 @@ class DockerEngine(Runtime):
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await self._run(stream.close)
+
+
+class _LinkShell:
+    """A remote engine's host as the firewall runs commands there: over
+    its SSH link, from a pool thread (the `firewall.HostShell` protocol)."""
+
+    def __init__(self, engine: DockerEngine) -> None:
+        assert engine._link is not None
+        self._engine, self._link = engine, engine._link
+        self._found: dict[str, str | None] = {}
+
+    def _line(self, line: str, timeout: float) -> tuple[int, str, str]:
+        ran = self._engine._on_link(self._link.run(line, timeout=timeout), wait=timeout + 5)
+        return ran.code, ran.out.decode(errors="replace"), ran.err
+
+    def which(self, tool: str) -> str | None:
+        if tool not in self._found:
+            code, out, _ = self._line(f"command -v {shlex.quote(tool)}", 20)
+            self._found[tool] = (out.strip() or None) if code == 0 else None
+        return self._found[tool]
+
+    def has_ipv6(self) -> bool:
+        return self._line("test -e /proc/net/if_inet6", 20)[0] == 0
+
+    def is_root(self) -> bool:
+        return self._line("id -u", 20)[1].strip() == "0"
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            code, out, err = self._line(shlex.join(argv), timeout)
+        except RuntimeUnavailable as exc:
+            raise OSError(str(exc)) from None
+        return subprocess.CompletedProcess(argv, code, out, err)

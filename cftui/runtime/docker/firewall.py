@@ -18,6 +18,10 @@ delivered to the host, so INPUT never sees it, and Docker's embedded DNS
 answers inside each container's namespace. The comment names the bot, so
 the rules are found (and removed) by it alone, even once the network and
 its interface are gone. They live until a reboot; each start adds them back.
+
+The rules go where the engine runs: on this machine through `LocalShell`,
+on another host through that host's SSH link (`HostShell`, the same
+commands run by the host's own iptables). Nothing else here differs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from typing import Any
+from typing import Any, Protocol
 
 from cftui.errors import RuntimeOperationError
 
@@ -83,40 +87,73 @@ def _rule(iface: str, bot: str) -> list[str]:
     ]
 
 
-def _tools() -> list[str]:
+class HostShell(Protocol):
+    """Where the rules are run: the host whose engine made the network."""
+
+    def which(self, tool: str) -> str | None: ...
+
+    def has_ipv6(self) -> bool: ...
+
+    def is_root(self) -> bool: ...
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run argv there (blocking); OSError or TimeoutExpired when it cannot."""
+        ...
+
+
+class LocalShell:
+    """This machine."""
+
+    def which(self, tool: str) -> str | None:
+        return shutil.which(tool)
+
+    def has_ipv6(self) -> bool:
+        return os.path.exists("/proc/net/if_inet6")
+
+    def is_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+
+LOCAL = LocalShell()
+
+
+def _tools(shell: HostShell) -> list[str]:
     """iptables, and ip6tables when the kernel has IPv6."""
-    return ["iptables", "ip6tables"] if os.path.exists("/proc/net/if_inet6") else ["iptables"]
+    return ["iptables", "ip6tables"] if shell.has_ipv6() else ["iptables"]
 
 
-def _run(tool: str, args: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    path = shutil.which(tool)
+def _run(
+    shell: HostShell, tool: str, args: list[str], what: str
+) -> subprocess.CompletedProcess[str]:
+    path = shell.which(tool)
     if path is None:
         raise RuntimeOperationError(
             f"{what}: {tool} is not installed (apt-get install iptables), and this Docker "
             "engine (< 28) cannot isolate an internal network from the host by itself"
         )
     try:
-        return subprocess.run(
-            [path, "-w", "5", *args],
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
+        return shell.run([path, "-w", "5", *args], _TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeOperationError(f"{what}: {tool} did not run: {exc}") from None
 
 
-def _refused(tool: str, proc: subprocess.CompletedProcess[str], what: str) -> RuntimeOperationError:
+def _refused(
+    shell: HostShell, tool: str, proc: subprocess.CompletedProcess[str], what: str
+) -> RuntimeOperationError:
     lines = (proc.stderr or proc.stdout or "").strip().splitlines()
     why = lines[-1] if lines else f"exit {proc.returncode}"
-    hint = " (run cftui as root)" if os.geteuid() != 0 else ""
+    hint = " (run cftui, or log in to that host, as root)" if not shell.is_root() else ""
     return RuntimeOperationError(f"{what}: {tool} refused: {' '.join(why.split())}{hint}")
 
 
-def _tagged(tool: str, bot: str, what: str) -> list[tuple[str, list[str]]]:
+def _tagged(shell: HostShell, tool: str, bot: str, what: str) -> list[tuple[str, list[str]]]:
     """This bot's rules in INPUT: (their interface, the arguments that delete them)."""
-    proc = _must(tool, ["-S", _CHAIN], what)
+    proc = _must(shell, tool, ["-S", _CHAIN], what)
     found = []
     for line in proc.stdout.splitlines():
         words = shlex.split(line)
@@ -129,7 +166,7 @@ def _tagged(tool: str, bot: str, what: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-def isolate_host(api: Any, bot: str, network: str) -> None:
+def isolate_host(api: Any, bot: str, network: str, shell: HostShell = LOCAL) -> None:
     """Make sure nothing on `network` can open a connection to the host.
 
     Idempotent: an engine-isolated network needs nothing; otherwise the rule
@@ -143,28 +180,30 @@ def isolate_host(api: Any, bot: str, network: str) -> None:
     iface = bridge_interface(net)
     want = _rule(iface, bot)
     what = f"cannot keep {network} off the host"
-    for tool in _tools():
-        for rule_iface, rule in _tagged(tool, bot, what):
+    for tool in _tools(shell):
+        for rule_iface, rule in _tagged(shell, tool, bot, what):
             if rule_iface != iface:
-                _must(tool, rule, what)
-        if _run(tool, ["-C", _CHAIN, *want], what).returncode == 0:
+                _must(shell, tool, rule, what)
+        if _run(shell, tool, ["-C", _CHAIN, *want], what).returncode == 0:
             continue
-        _must(tool, ["-I", _CHAIN, "1", *want], what)
+        _must(shell, tool, ["-I", _CHAIN, "1", *want], what)
 
 
-def _must(tool: str, args: list[str], what: str) -> subprocess.CompletedProcess[str]:
+def _must(
+    shell: HostShell, tool: str, args: list[str], what: str
+) -> subprocess.CompletedProcess[str]:
     """Run the tool; its result, or a one-line error if it refused."""
-    proc = _run(tool, args, what)
+    proc = _run(shell, tool, args, what)
     if proc.returncode != 0:
-        raise _refused(tool, proc, what)
+        raise _refused(shell, tool, proc, what)
     return proc
 
 
-def release_host(bot: str) -> None:
+def release_host(bot: str, shell: HostShell = LOCAL) -> None:
     """Remove every rule `isolate_host` added for this bot."""
     what = f"cannot remove the host-isolation rules of {bot}"
-    for tool in _tools():
-        if shutil.which(tool) is None:
+    for tool in _tools(shell):
+        if shell.which(tool) is None:
             continue
-        for _, rule in _tagged(tool, bot, what):
-            _must(tool, rule, what)
+        for _, rule in _tagged(shell, tool, bot, what):
+            _must(shell, tool, rule, what)

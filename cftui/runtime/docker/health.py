@@ -1,20 +1,35 @@
 """Is a service answering? Small async probes, run from the host against
 a container's address (on Linux the host reaches every bridge network,
 internal ones included), so a stack is known healthy as soon as it is,
-without waiting for Docker's own healthcheck interval."""
+without waiting for Docker's own healthcheck interval.
+
+On another host the probe is opened by that host (`Opener`: its SSH link's
+direct-tcpip), which alone reaches its bridges and its loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 PROBE_TIMEOUT_S = 1.0
 
+# (host, port) -> (reader, writer): asyncio's own, or a host link's.
+Opener = Callable[[str, int], Awaitable[tuple[Any, Any]]]
 
-async def http_status(host: str, port: int, path: str, timeout: float = PROBE_TIMEOUT_S) -> int:
+
+async def http_status(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float = PROBE_TIMEOUT_S,
+    opener: Opener | None = None,
+) -> int:
     """The status of `GET path`, or 0 when nothing answers with HTTP."""
+    opener = opener or asyncio.open_connection
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(opener(host, port), timeout)
     except (OSError, TimeoutError):
         return 0
     try:
@@ -26,33 +41,38 @@ async def http_status(host: str, port: int, path: str, timeout: float = PROBE_TI
     except (OSError, TimeoutError, ValueError):
         return 0
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await _close(writer)
 
 
-async def tcp_open(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:
+async def _close(writer: Any) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def tcp_open(
+    host: str, port: int, timeout: float = PROBE_TIMEOUT_S, opener: Opener | None = None
+) -> bool:
+    opener = opener or asyncio.open_connection
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await asyncio.wait_for(opener(host, port), timeout)
     except (OSError, TimeoutError):
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+    await _close(writer)
     return True
 
 
-async def gateway_ready(host: str, port: int) -> bool:
+async def gateway_ready(host: str, port: int, opener: Opener | None = None) -> bool:
     """CONTRACTS §4: `/readyz`, then `/health`, then a TCP connect (an older
     OpenClaw answers only WebSocket RPC on its port)."""
-    status = await http_status(host, port, "/readyz")
+    status = await http_status(host, port, "/readyz", opener=opener)
     if status == 200:
         return True
     if status not in (0, 404, 405):
         return False  # it knows /readyz and says not yet
-    if status == 0 and not await tcp_open(host, port):
+    if status == 0 and not await tcp_open(host, port, opener=opener):
         return False
-    status = await http_status(host, port, "/health")
+    status = await http_status(host, port, "/health", opener=opener)
     if status == 200:
         return True
     # Something listens but knows neither path (or speaks no HTTP): the TCP
@@ -60,11 +80,11 @@ async def gateway_ready(host: str, port: int) -> bool:
     return status in (0, 404, 405)
 
 
-async def service_ready(service: str, host: str, port: int) -> bool:
+async def service_ready(service: str, host: str, port: int, opener: Opener | None = None) -> bool:
     if service == "gateway":
-        return await gateway_ready(host, port)
+        return await gateway_ready(host, port, opener)
     if service == "llm-proxy":
-        return await http_status(host, port, "/health") == 200
+        return await http_status(host, port, "/health", opener=opener) == 200
     if service == "front":
-        return await http_status(host, port, "/cf-front/health") == 200
-    return await tcp_open(host, port)
+        return await http_status(host, port, "/cf-front/health", opener=opener) == 200
+    return await tcp_open(host, port, opener=opener)

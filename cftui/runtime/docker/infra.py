@@ -51,7 +51,7 @@ class StackInfra(DockerEngine):
                     f"network {name} exists but is {'not ' if internal else ''}internal: "
                     f"remove it (`docker network rm {name}`) and start again"
                 )
-        firewall.isolate_host(self.api, bot.name, int_network(bot.name))
+        firewall.isolate_host(self.api, bot.name, int_network(bot.name), self._host_shell())
         for vol in volume_specs(bot.name):
             try:
                 self.api.inspect_volume(vol.name)
@@ -156,7 +156,7 @@ class StackInfra(DockerEngine):
         for net in (int_network(bot), ext_network(bot)):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_network(net)
-        firewall.release_host(bot)
+        firewall.release_host(bot, self._host_shell())
         for vol in volume_specs(bot):
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_volume(vol.name, force=True)

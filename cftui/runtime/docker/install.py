@@ -46,6 +46,11 @@ class StackInstall(DockerEngine):
         deps = declared.approved_deps(code, bot.name)
         if not deps.declared:
             return "no dependencies declared"
+        if self.remote:
+            raise InstallError(
+                f"{bot.name}: installing declared dependencies on another host is not built "
+                "yet (#21): run the bot on this machine, or declare none"
+            )
         declared.approved_declared(deps, bot.name)  # a list npm could read, or one line why
         state = self.home.state_dir(bot.name)
         digest = deps.digest()

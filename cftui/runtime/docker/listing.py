@@ -23,6 +23,7 @@ from cftui.runtime.docker.states import service_status
 if TYPE_CHECKING:
     from cftui.fleet import BotConfig
     from cftui.runtime.docker.engine_socket import EngineSocket
+    from cftui.runtime.docker.health import Opener
 
 # Every container any cftui stack made carries its bot's label.
 FILTERS = {"label": [LABEL_BOT]}
@@ -72,7 +73,7 @@ def unchecked(bots: Sequence[BotConfig], out: dict[str, BotStatus]) -> list[tupl
 
 
 async def probe_unchecked(
-    bots: Sequence[BotConfig], out: dict[str, BotStatus], found: Found
+    bots: Sequence[BotConfig], out: dict[str, BotStatus], found: Found, opener: Opener | None = None
 ) -> None:
     """The start said done when a service answered, and the fleet would say
     `running` only at Docker's first check: the start's own probe decides."""
@@ -84,7 +85,7 @@ async def probe_unchecked(
     from cftui.runtime.docker.readiness import answering
 
     answers = await asyncio.gather(
-        *(answering(bot, svc, found[(bot.name, svc)]) for bot, svc in todo)
+        *(answering(bot, svc, found[(bot.name, svc)], opener) for bot, svc in todo)
     )
     for (bot, svc), ok in zip(todo, answers, strict=True):
         if ok:

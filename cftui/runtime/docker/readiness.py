@@ -14,7 +14,7 @@ from cftui.errors import RuntimeOperationError
 from cftui.fleet import BotConfig
 from cftui.gateway.wiring import GATEWAY_PORT
 from cftui.runtime.docker.engine import DockerEngine
-from cftui.runtime.docker.health import service_ready
+from cftui.runtime.docker.health import Opener, service_ready
 from cftui.runtime.docker.spec import EGRESS_PORT, LLM_PROXY_PORT, container_name, int_network
 
 _POLL_S = 0.2
@@ -30,10 +30,13 @@ def service_address(bot: BotConfig, service: str, attrs: dict[str, Any]) -> tupl
     return net.get("IPAddress") or "", port[service]
 
 
-async def answering(bot: BotConfig, service: str, attrs: dict[str, Any]) -> bool:
-    """Whether the service answers its probe now."""
+async def answering(
+    bot: BotConfig, service: str, attrs: dict[str, Any], opener: Opener | None = None
+) -> bool:
+    """Whether the service answers its probe now (opened by the engine's
+    host: `DockerEngine._opener`)."""
     host, port = service_address(bot, service, attrs)
-    return bool(host) and await service_ready(service, host, port)
+    return bool(host) and await service_ready(service, host, port, opener)
 
 
 class StackReadiness(DockerEngine):
@@ -86,7 +89,7 @@ class StackReadiness(DockerEngine):
                         f"{restarts} restarts)" + (f"; last log: {log}" if log else "")
                     )
                 health = (state.get("Health") or {}).get("Status")
-                if health == "healthy" or await answering(bot, service, attrs):
+                if health == "healthy" or await answering(bot, service, attrs, self._opener):
                     pending.remove(service)
             if not pending:
                 return

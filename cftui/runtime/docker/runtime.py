@@ -35,6 +35,7 @@ from cftui.runtime.docker.install import StackInstall
 from cftui.runtime.docker.kill import StackKill
 from cftui.runtime.docker.prepare import HostPreparation
 from cftui.runtime.docker.readiness import StackReadiness
+from cftui.runtime.docker.remote import RemotePlacement
 from cftui.runtime.docker.spec import (
     ContainerSpec,
     container_name,
@@ -54,9 +55,19 @@ PROXY_SERVICES = ("llm-proxy", "egress")
 
 
 class DockerRuntime(
-    HostPreparation, StackImages, StackInfra, StackInstall, StackReadiness, StackWatch, StackKill
+    HostPreparation,
+    RemotePlacement,
+    StackImages,
+    StackInfra,
+    StackInstall,
+    StackReadiness,
+    StackWatch,
+    StackKill,
 ):
-    """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured)."""
+    """Bots as Docker stacks on the local engine (`DOCKER_HOST` honoured), or
+    on another host's engine through its SSH link (`link`): then the images
+    are built here and sent there, and the bot's files placed there
+    (`remote`), and its containers mount only that host's paths."""
 
     name = "docker"
     gateway_writes_host_tree = True  # code/ and state/ are bind mounts
@@ -68,6 +79,23 @@ class DockerRuntime(
         self.gateway_writes_host_tree = link is None
         self._wave = None
         self._builds = {}
+        self._builder: DockerRuntime | None = None  # this machine's engine, for a remote bot
+
+    def _local_builder(self) -> DockerRuntime:
+        if self._builder is None:
+            self._builder = DockerRuntime(self.home)
+        return self._builder
+
+    def _abort_build(self, bot: BotConfig) -> None:
+        super()._abort_build(bot)
+        if self._builder is not None:
+            self._builder._abort_build(bot)
+
+    async def aclose(self) -> None:
+        builder, self._builder = self._builder, None
+        if builder is not None:
+            await builder.aclose()
+        await super().aclose()
 
     def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
         """`docker exec` of `sh` in the service's container, as its user (the
@@ -91,20 +119,24 @@ class DockerRuntime(
 
     def _here_only(self, bot: BotConfig, what: str) -> None:
         """Refuse what needs the bot's files next to its engine on a remote
-        host: its tree, secrets and images are not placed there yet (#21)."""
+        host and is not built for one yet (#21)."""
         if self.remote:
             raise RuntimeOperationError(
                 f"{bot.name} runs on host {bot.host}: {what} a bot there is not built yet "
-                "(its status, logs, stop and kill work)"
+                "(its start, status, logs, stop and kill work)"
             )
 
     async def _bring_up(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> None:
-        self._here_only(bot, "starting")
+        # The host's own kill marker holds a remote start, as the lock does here.
+        facts = await self._refuse_if_marked(bot) if self.remote else set()
         await self.check()
         task = f"start {bot.name}"
         progress(ProgressEvent(task, 0, 4, "images"))
         try:
-            images = await self._run(self._images, bot, progress, nocache=nocache)
+            if self.remote:
+                images = await self._images_for_host(bot, progress, nocache=nocache)
+            else:
+                images = await self._run(self._images, bot, progress, nocache=nocache)
         except asyncio.CancelledError:
             # The kill cancelled this start: hang up on the build, so the
             # engine stops it and its thread does not outlive the start.
@@ -112,6 +144,8 @@ class DockerRuntime(
             raise
         progress(ProgressEvent(task, 1, 4, "containers"))
         env = await self._run(self._prepare_host, bot)
+        if self.remote:
+            await self._place_on_host(bot, facts, progress)
         extra = await self._run(self._upstream_networks, bot)
         egress_extra = await self._run(self._allowlisted_networks, bot)
         specs = self._specs(bot, images, env, extra, egress_extra)
@@ -158,14 +192,15 @@ class DockerRuntime(
         gw_env = gateway_environment(
             bot.gateway, bot=bot.name, gateway_env=env, memory_mb=bot.limits.memory_mb
         )
+        at = self.layout if self.remote else None  # the host's paths, never this machine's
         return {
             "egress": egress_spec(
-                self.home, bot, images["egress"], self._recipient(bot), egress_extra
+                self.home, bot, images["egress"], self._recipient(bot), egress_extra, at
             ),
             "llm-proxy": llm_proxy_spec(
-                self.home, bot, images["llm-proxy"], env["CF_PROXY_TOKEN"], extra
+                self.home, bot, images["llm-proxy"], env["CF_PROXY_TOKEN"], extra, at
             ),
-            "gateway": gateway_spec(self.home, bot, images["gateway"], gw_env),
+            "gateway": gateway_spec(self.home, bot, images["gateway"], gw_env, at),
             "front": front_spec(bot, images["front"]),
         }
 

@@ -23,6 +23,10 @@ proposes; the operator promotes from there (cftui.proposals).
 The proxies run as the operator's uid/gid with every
 capability dropped, so they can read `providers.env` (0600) and append to
 `audit/<bot>/` exactly as the operator could, and nothing more.
+
+Where the bind mounts come from. `TreePaths`: the fleet home for this
+machine's engine, a host's `HostLayout` (cftui.hosts.layout) for another's,
+so that a remote container mounts only that host's paths.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from cftui.egress_control import allow_entries
@@ -64,6 +68,20 @@ _HARDENING = {
     "init": True,  # signals reach the service; SIGTERM stops are quick
 }
 HARDENING = _HARDENING  # every container of a stack's, the one-shot installer's too
+
+
+class TreePaths(Protocol):
+    """Where a bot's mounted files are on the engine's host."""
+
+    def code_dir(self, bot: str) -> PurePath: ...
+
+    def state_dir(self, bot: str) -> PurePath: ...
+
+    def proposals_dir(self, bot: str) -> PurePath: ...
+
+    def audit_dir(self, bot: str) -> PurePath: ...
+
+    def providers_env(self, bot: str) -> PurePath: ...
 
 
 def int_network(bot: str) -> str:
@@ -183,16 +201,21 @@ def allowlisted_hosts(bot: BotConfig) -> list[str]:
     return _container_names([h for h in hosts if "*" not in h])
 
 
-def writable_mounts(home: FleetHome, bot: BotConfig) -> list[dict]:
+def writable_mounts(at: TreePaths, bot: BotConfig) -> list[dict]:
     """The bot's `writable` paths, read-write over the read-only `/code`
     (Docker mounts a nested target after its parent)."""
-    code = home.code_dir(bot.name)
+    code = at.code_dir(bot.name)
     return [_mount(f"{CODE_MOUNT}/{rel}", str(code / rel)) for rel in bot.writable_paths]
 
 
 def gateway_spec(
-    home: FleetHome, bot: BotConfig, image: str, environment: dict[str, str]
+    home: FleetHome,
+    bot: BotConfig,
+    image: str,
+    environment: dict[str, str],
+    at: TreePaths | None = None,
 ) -> ContainerSpec:
+    paths: TreePaths = at or home
     uid, gid = gateway_user()
     limits = bot.limits
     host_config = _host_config(
@@ -204,13 +227,13 @@ def gateway_spec(
         read_only=True,
         tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
         mounts=[
-            _mount(CODE_MOUNT, str(home.code_dir(bot.name)), read_only=True),
+            _mount(CODE_MOUNT, str(paths.code_dir(bot.name)), read_only=True),
             # Read-only, and a mount point: the gateway cannot write, rename
             # or replace the repository that host git runs in (hostgit).
-            _mount(GIT_MOUNT, str(home.code_dir(bot.name) / ".git"), read_only=True),
-            *writable_mounts(home, bot),
-            _mount(PROPOSALS_MOUNT, str(home.proposals_dir(bot.name))),
-            _mount(STATE_MOUNT, str(home.state_dir(bot.name))),
+            _mount(GIT_MOUNT, str(paths.code_dir(bot.name) / ".git"), read_only=True),
+            *writable_mounts(paths, bot),
+            _mount(PROPOSALS_MOUNT, str(paths.proposals_dir(bot.name))),
+            _mount(STATE_MOUNT, str(paths.state_dir(bot.name))),
             _mount(CA_DIR, ca_volume(bot.name), "volume", read_only=True),
         ],
     )
@@ -252,8 +275,14 @@ def front_spec(bot: BotConfig, image: str) -> ContainerSpec:
 
 
 def llm_proxy_spec(
-    home: FleetHome, bot: BotConfig, image: str, proxy_token: str, extra_networks: list[str]
+    home: FleetHome,
+    bot: BotConfig,
+    image: str,
+    proxy_token: str,
+    extra_networks: list[str],
+    at: TreePaths | None = None,
 ) -> ContainerSpec:
+    paths: TreePaths = at or home
     command = [
         "cf-llm-proxy",
         "--listen",
@@ -276,8 +305,8 @@ def llm_proxy_spec(
     host_config = _host_config(
         "llm-proxy",
         mounts=[
-            _mount("/audit", str(home.audit_dir(bot.name))),
-            _mount(PROVIDERS_ENV_MOUNT, str(home.providers_env(bot.name)), read_only=True),
+            _mount("/audit", str(paths.audit_dir(bot.name))),
+            _mount(PROVIDERS_ENV_MOUNT, str(paths.providers_env(bot.name)), read_only=True),
         ],
     )
     return ContainerSpec(
@@ -305,7 +334,9 @@ def egress_spec(
     image: str,
     recipient: str,
     extra_networks: Sequence[str] = (),
+    at: TreePaths | None = None,
 ) -> ContainerSpec:
+    paths: TreePaths = at or home
     command = [
         "cf-egress",
         "--listen",
@@ -327,7 +358,7 @@ def egress_spec(
     host_config = _host_config(
         "egress",
         mounts=[
-            _mount("/audit", str(home.audit_dir(bot.name))),
+            _mount("/audit", str(paths.audit_dir(bot.name))),
             _mount(CA_DIR, ca_volume(bot.name), "volume"),
             _mount("/confdir", confdir_volume(bot.name), "volume"),
         ],

@@ -41,7 +41,7 @@ class StackWatch(DockerEngine):
             raise RuntimeUnavailable(f"docker: {explain(exc)}") from None
         found = listing.by_service(infos)
         out = listing.statuses(bots, found)
-        await listing.probe_unchecked(bots, out, found)
+        await listing.probe_unchecked(bots, out, found, self._opener)
         return out
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
