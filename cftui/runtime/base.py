@@ -284,6 +284,12 @@ class Runtime(ABC):
 
         raise RuntimeUnavailable(f"the {self.name} runtime opens no shell")
 
+    async def follow_audit(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Start mirroring the bot's audit files into the fleet home's
+        `audit/<bot>/`, where they are written elsewhere (a Lima VM, another
+        Docker host); a no-op where the proxies write the fleet home's own.
+        `events` starts it for the bots it watches (the TUI, `--run`)."""
+
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""
 

@@ -155,7 +155,7 @@ class ClawFactoryApp(App[int]):
         self._ops: dict[str, str] = {}
         # The operation in flight per bot ("start"), shown in its row at once.
         self.operations: dict[str, str] = {}
-        self._watching: set[str] = set()
+        self._watching: set[tuple[str, str]] = set()  # (host, runtime kind) watched
         self._status_timer: Any = None
         self.proposal_counts = ProposalCounts()
         self._counting = False
@@ -318,22 +318,27 @@ class ClawFactoryApp(App[int]):
         self.open_bot(bot, "proposals")
 
     def _start_event_watchers(self) -> None:
-        kinds = {c.runtime for c in self.configs.values()}
-        for kind in kinds - self._watching:
-            self._watching.add(kind)
-            self.run_worker(self._watch_events(kind), group=f"events-{kind}", exit_on_error=False)
+        """One state stream per runtime: a kind on this machine, or another
+        host's engine (whose stream also starts its bots' audit mirrors)."""
+        places = {(c.host, c.runtime) for c in self.configs.values()}
+        for place in places - self._watching:
+            self._watching.add(place)
+            self.run_worker(
+                self._watch_events(place), group=f"events-{place[0]}-{place[1]}",
+                exit_on_error=False,
+            )  # fmt: skip
 
-    async def _watch_events(self, kind: str) -> None:
+    async def _watch_events(self, place: tuple[str, str]) -> None:
         """The runtime's state stream; polling stays as the fallback."""
         try:
-            runtime = self.runtimes.get(kind)
-            bots = [c for c in self.configs.values() if c.runtime == kind]
+            bots = [c for c in self.configs.values() if (c.host, c.runtime) == place]
+            runtime = self.runtimes.for_bot(bots[0])
             async for change in runtime.events(bots):
                 self.post_message(ServiceStateChanged(change))
         except (CftuiError, OSError, NotImplementedError):
             pass
         finally:
-            self._watching.discard(kind)
+            self._watching.discard(place)
 
     @on(ServiceStateChanged)
     def _state_changed(self, message: ServiceStateChanged) -> None:

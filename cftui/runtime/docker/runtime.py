@@ -27,7 +27,8 @@ from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
-from cftui.runtime.base import KillReport
+from cftui.runtime.base import KillReport, StateChange
+from cftui.runtime.docker.audit_mirror import HostAuditMirror
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra
@@ -68,6 +69,7 @@ class DockerRuntime(
         self.gateway_writes_host_tree = link is None
         self._wave = None
         self._builds = {}
+        self._mirrors: dict[str, HostAuditMirror] = {}  # a remote bot's audit, followed here
 
     def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
         """`docker exec` of `sh` in the service's container, as its user (the
@@ -250,6 +252,32 @@ class DockerRuntime(
         elif isinstance(written, BaseException):
             raise written
         return report
+
+    # --- a remote bot's audit --------------------------------------------------------
+    async def follow_audit(self, bot: BotConfig) -> None:
+        """On another host, mirror the bot's `audit/<bot>/` into the fleet
+        home over the host's link (`HostAuditMirror`), until `aclose`; here,
+        the proxies write the fleet home's files themselves."""
+        if self._link is None:
+            return
+        mirror = self._mirrors.get(bot.name)
+        if mirror is None:
+            mirror = self._mirrors[bot.name] = HostAuditMirror(self.home, self._link, bot.name)
+        mirror.start()
+
+    async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
+        """The engine's events (`StackWatch.events`); on another host the
+        bots' audit mirrors start first, as a Lima VM's do."""
+        for bot in bots:
+            await self.follow_audit(bot)
+        async for change in super().events(bots):
+            yield change
+
+    async def aclose(self) -> None:
+        mirrors, self._mirrors = self._mirrors, {}
+        for mirror in mirrors.values():
+            await mirror.stop()
+        await super().aclose()
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
