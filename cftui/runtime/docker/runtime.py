@@ -218,7 +218,6 @@ class DockerRuntime(
         (SIGKILL reaches a frozen container)."""
         import docker.errors
 
-        self._here_only(bot, "a snapshot of")
         name = container_name(bot.name, "gateway")
         paused = False
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -252,6 +251,10 @@ class DockerRuntime(
         elif isinstance(written, BaseException):
             raise written
         return report
+
+    def state_link(self, bot: BotConfig) -> HostLink | None:
+        """Another host's link: the bot's `state/` is under its root."""
+        return self._link
 
     # --- a remote bot's audit --------------------------------------------------------
     async def follow_audit(self, bot: BotConfig) -> None:

@@ -8,19 +8,26 @@ line, a line far over the bound, a file replaced and one shrunk there."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cftui import snapshots
 from cftui.audit import mirror
 from cftui.botinit import init_bot
+from cftui.errors import SnapshotError
 from cftui.fleet import FleetHome
-from cftui.hosts._paths import remote_audit
+from cftui.hosts._paths import remote_audit, remote_state
 from cftui.runtime import Runtimes
+from cftui.snapshots.agechild import bot_identity, spawn
+from cftui.snapshots.remote import RemoteState, create_remote_snapshot
 from tests.hosts.conftest import _make_host
 from tests.hosts.testhost import TestHost
 
@@ -169,3 +176,141 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
             await runtimes.aclose()
 
     asyncio.run(go())
+
+
+# --- snapshots of a remote bot -----------------------------------------------------
+
+
+def _remote_tree(home: FleetHome, bot: str) -> Path:
+    """The bot's `state/` under its host's root (the host shares this file system)."""
+    return Path(remote_state(home.host(home.bot(bot).host), bot))
+
+
+def _plant_state(state: Path) -> None:
+    (state / "memory").mkdir(parents=True)
+    (state / "memory" / "notes.md").write_text("remember the milk\n")
+    (state / "config.json").write_text('{"a": 1}\n')
+    (state / "node_modules" / "left").mkdir(parents=True)  # a cache: left out
+    (state / "node_modules" / "left" / "big.js").write_text("x" * 1000)
+    (state / "run.log").write_text("left out\n")
+    (state / "env").mkdir()
+    (state / "env" / "pyvenv.cfg").write_text("home = /usr\n")  # a virtualenv: left out
+    (state / "here").symlink_to("memory/notes.md")  # a link inside, archived as a link
+
+
+def _members(home: FleetHome, bot: str, snapshot: Path) -> dict[str, tarfile.TarInfo]:
+    """What the snapshot holds, decrypted here with the bot's key."""
+    proc = spawn("decrypt", str(snapshot), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _err = proc.communicate(f"{bot_identity(home, bot)}\n".encode(), timeout=60)
+    assert proc.returncode == 0
+    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def _tree(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            out[rel] = path.read_text()
+        else:
+            out[rel] = "/"
+    return out
+
+
+def test_a_remote_bots_state_is_snapshotted_and_restored_over_ssh(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    _fleet(home, audit_host, "far")
+    state = _remote_tree(home, "far")
+    _plant_state(state)
+    os.chown(state, 4321, 4321)
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        bot = home.bot("far")
+        runtime = runtimes.for_bot(bot)
+        try:
+            info = await snapshots.snapshot(home, bot, "before", runtime=runtime)
+            snap = home.snapshots_dir("far") / info.name
+            names = _members(home, "far", snap)
+            assert set(names) == {"state", "state/memory", "state/memory/notes.md",
+                                  "state/config.json", "state/here"}  # fmt: skip
+            assert names["state/here"].issym()  # a link, never what it points at
+            # The agent changes its state; the snapshot puts it back, on the host.
+            (state / "memory" / "notes.md").write_text("forgot\n")
+            (state / "new.txt").write_text("new\n")
+            kept = _tree(state)
+            result = await snapshots.restore(home, bot, info.name, runtime=runtime)
+            assert result.safety is not None
+            assert _tree(state) == {"config.json": '{"a": 1}\n', "here": "-> memory/notes.md",
+                                    "memory": "/", "memory/notes.md": "remember the milk\n"}  # fmt: skip
+            assert os.stat(state).st_uid == 4321 and os.stat(state / "config.json").st_uid == 4321
+            # The safety snapshot holds what was there before.
+            safety = _members(home, "far", home.snapshots_dir("far") / result.safety)
+            assert "state/new.txt" in safety and set(kept) >= {"new.txt"}
+            leftovers = [p.name for p in state.parent.iterdir() if p.name.startswith(".state")]
+            assert leftovers == []
+        finally:
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    # The host never held the bot's identity.
+    secret = bot_identity(home, "far").encode()
+    root = Path(home.host("h2").root)
+    assert not any(secret in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    events = [json.loads(ln) for ln in home.events_log.read_text().splitlines()]
+    assert [(e["action"], e.get("ok", True)) for e in events if e["bot"] == "far"][-2:] == [
+        ("snapshot", True), ("restore", True)]  # fmt: skip
+
+
+def test_a_hostile_remote_state_is_refused_in_one_line_and_left_as_it_was(
+    home: FleetHome, audit_host: TestHost, as_operator: Path, cli
+) -> None:
+    _fleet(home, audit_host, "far")
+    state = _remote_tree(home, "far")
+    _plant_state(state)
+    (state / "out").symlink_to("/etc")  # a link out: archived as a link, refused on restore
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        bot = home.bot("far")
+        runtime = runtimes.for_bot(bot)
+        try:
+            info = await snapshots.snapshot(home, bot, "hostile", runtime=runtime)
+            names = _members(home, "far", home.snapshots_dir("far") / info.name)
+            assert names["state/out"].issym() and not any(n.startswith("state/out/") for n in names)
+            before = _tree(state)
+            with pytest.raises(SnapshotError) as refused:
+                await snapshots.restore(home, bot, info.name, runtime=runtime)
+            assert "leads out of the state" in str(refused.value) or "absolute" in str(
+                refused.value
+            )
+            assert "\n" not in str(refused.value)
+            assert _tree(state) == before
+            assert not [p for p in state.parent.iterdir() if p.name.startswith(".state-")]
+            # A state over the bound is refused, and no snapshot is left of it.
+            (state / "out").unlink()
+            count = len(snapshots.list_snapshots(home, "far"))
+            tree = RemoteState(runtimes.links["h2"], "far", asyncio.get_running_loop(), 4096)
+            (state / "big.bin").write_bytes(os.urandom(64 << 10))
+            with pytest.raises(SnapshotError, match="over"):
+                await asyncio.to_thread(create_remote_snapshot, home, tree, "big")
+            assert len(snapshots.list_snapshots(home, "far")) == count
+            assert not [
+                p for p in home.snapshots_dir("far").iterdir() if p.name.endswith(".partial")
+            ]
+        finally:
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    # The CLI says it in one line, with no traceback.
+    (state / "out").symlink_to("/etc")
+    r = cli("snapshot", "create", "far", "again")
+    assert r.code == 0, r.err
+    r = cli("snapshot", "restore", "far", "latest", "--yes")
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("cftui:")]
+    assert r.code == 1 and len(errors) == 1 and "Traceback" not in r.err
+    assert "points to the absolute path" in errors[0] and "unchanged" in errors[0]
