@@ -13,14 +13,18 @@ exactly what happened per bot.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import asyncssh
 
 from cftui import locks
 from cftui.audit.events import record_event
 from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
+from cftui.hosts.config import LOCAL
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KillReport
 
@@ -29,11 +33,56 @@ KILL_TIMEOUT_S = 10.0
 
 
 def unlock(home: FleetHome, bots: Sequence[str]) -> list[str]:
-    """Lift the lock; returns the bots that were locked. Records an event."""
+    """Lift the lock on the operator's machine; returns the bots that were
+    locked. Records an event. `lift` also clears the markers on other hosts."""
     lifted = locks.remove_locks(home, bots)
     if lifted:
         record_event(home, "unlock", bots=lifted)
     return lifted
+
+
+@dataclass
+class UnlockResult:
+    """What `lift` did: the bots unlocked, and those whose host kept its
+    kill marker (down, or refusing), which stay locked, with why."""
+
+    lifted: list[str] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+
+
+async def _clear_marker(runtimes: Runtimes, bot: BotConfig) -> str | None:
+    """Remove the bot's kill marker on its host; the reason when it could not."""
+    runtimes.for_bot(bot)
+    link = runtimes.links[bot.host]
+    marker = link.host.kill_marker(bot.name)
+    try:
+        async with asyncio.timeout(KILL_TIMEOUT_S):
+            conn = await link.connection(KILL_TIMEOUT_S)
+            res = await conn.run(f"rm -f -- {shlex.quote(marker)}", check=False)
+    except TimeoutError:
+        return f"host {bot.host} did not answer in {KILL_TIMEOUT_S:.0f} s"
+    except RuntimeUnavailable as exc:
+        return str(exc)
+    except (OSError, asyncssh.Error) as exc:
+        return f"host {bot.host}: {type(exc).__name__}"
+    if res.exit_status != 0:
+        why = " ".join(str(res.stderr or "").split())[:200]
+        return f"host {bot.host}: cannot remove {marker}: {why or res.exit_status}"
+    return None
+
+
+async def lift(home: FleetHome, names: Sequence[str], runtimes: Runtimes) -> UnlockResult:
+    """Unlock bots everywhere: the kill marker on each remote bot's host is
+    removed first (every host at once, each within the kill's bound); a bot
+    whose marker could not be removed stays locked, so nothing there starts
+    it while its host still says killed. Then the locks here (`unlock`)."""
+    bots = home.bots()
+    remote = [bots[n] for n in names if n in bots and bots[n].host != LOCAL]
+    reasons = await asyncio.gather(*(_clear_marker(runtimes, b) for b in remote))
+    result = UnlockResult()
+    result.held = {b.name: why for b, why in zip(remote, reasons, strict=True) if why}
+    result.lifted = unlock(home, [n for n in names if n not in result.held])
+    return result
 
 
 @dataclass

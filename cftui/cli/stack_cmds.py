@@ -116,17 +116,28 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     from cftui import killswitch, locks
+    from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     named = named_bots(home, args, "unlock")
     # --all: every lock, even one of a bot no longer in fleet.toml.
     names = locks.locked_bots(home) if args.all else [b.name for b in named]
-    lifted = killswitch.unlock(home, names)
-    if lifted:
-        print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
-    else:
+
+    async def go() -> killswitch.UnlockResult:
+        runtimes = Runtimes(home)
+        try:
+            return await killswitch.lift(home, names, runtimes)
+        finally:
+            await runtimes.aclose()
+
+    result = run_async(go())
+    for bot, why in result.held.items():
+        print(inert(f"{bot}: still locked, its host's kill marker stays: {why}"))
+    if result.lifted:
+        print("unlocked " + ", ".join(result.lifted) + " (start them with `cftui start BOT`)")
+    elif not result.held:
         print("nothing was locked")
-    return 0
+    return 1 if result.held else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -351,6 +351,13 @@ async def _finish_input(proc: asyncssh.SSHClientProcess[bytes]) -> tuple[int, st
     return status, " ".join(stderr.decode("utf-8", "replace").split())[-300:]
 
 
+def has_state(tree: RemoteState) -> bool:
+    """Whether the host holds a `state/` directory (not a link) for the bot (blocking)."""
+    q = shlex.quote(tree.path)
+    status, _err = tree.call(_run(tree, f"[ -d {q} ] && [ ! -L {q} ]"))
+    return status == 0
+
+
 def restore_remote_state(
     home: FleetHome, tree: RemoteState, path: Path, *, progress: Progress = no_progress
 ) -> str | None:
@@ -360,10 +367,7 @@ def restore_remote_state(
     failure the host's `state/` is as it was."""
     check_key(home, tree.bot, path)
     safety = None
-    status, _err = tree.call(
-        _run(tree, f"[ -d {shlex.quote(tree.path)} ] && [ ! -L {shlex.quote(tree.path)} ]")
-    )
-    if status == 0:
+    if has_state(tree):
         safety = create_remote_snapshot(
             home, tree, SAFETY_LABEL, progress=progress, record=False, point_latest=False
         ).name

@@ -465,13 +465,18 @@ class ClawFactoryApp(App[int]):
 
         self.push_screen(ConfirmModal(question, "Unlock"), answered)
 
-    @work(thread=True, group="unlock", exit_on_error=False)
-    def _unlock(self, names: list[str]) -> None:
-        lifted = killswitch.unlock(self.home, names)
-        self.call_from_thread(
-            self.notify, f"Unlocked {', '.join(lifted) or 'nothing'}; start bots with s."
-        )
-        self.call_from_thread(self._periodic)
+    @work(group="unlock", exit_on_error=False)
+    async def _unlock(self, names: list[str]) -> None:
+        """The markers on other hosts, then the locks here (`killswitch.lift`)."""
+        result = await killswitch.lift(self.home, names, self.runtimes)
+        for bot, why in result.held.items():
+            self.notify(
+                f"{bot} stays locked: its host's kill marker stays ({why})",
+                severity="warning",
+                markup=False,
+            )
+        self.notify(f"Unlocked {', '.join(result.lifted) or 'nothing'}; start bots with s.")
+        self._periodic()
 
     # --- bot operations ------------------------------------------------------
     def run_bot_action(self, bot: str, action: str) -> None:

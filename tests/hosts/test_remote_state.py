@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cftui import snapshots
+from cftui import locks, snapshots
 from cftui.audit import mirror
 from cftui.botinit import init_bot
 from cftui.errors import SnapshotError
@@ -314,3 +314,126 @@ def test_a_hostile_remote_state_is_refused_in_one_line_and_left_as_it_was(
     errors = [ln for ln in r.err.splitlines() if ln.startswith("cftui:")]
     assert r.code == 1 and len(errors) == 1 and "Traceback" not in r.err
     assert "points to the absolute path" in errors[0] and "unchanged" in errors[0]
+
+
+# --- move and unlock ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_host(operator_ssh: Path, audit_host: TestHost) -> Iterator[TestHost]:
+    """A second host of this module's (netns cfh21n)."""
+    yield from _make_host(operator_ssh, "cfh21n", 21)
+
+
+def _two_hosts(home: FleetHome, a: TestHost, b: TestHost) -> None:
+    home.root.mkdir(parents=True, exist_ok=True)
+    tag = home.root.parent.name
+    home.fleet_toml.write_text(
+        "".join(
+            f'[hosts.{name}]\nurl = "{h.url()}"\ndocker_socket = "{h.docker_sock}"\n'
+            f'root = "{h.root}/cf-{tag}"\n'
+            for name, h in (("h2", a), ("h3", b))
+        )
+    )
+
+
+def _host_in_toml(home: FleetHome, bot: str) -> str:
+    return home.bot(bot).host
+
+
+def _actions(home: FleetHome, bot: str) -> list[tuple[str, bool]]:
+    events = [json.loads(ln) for ln in home.events_log.read_text().splitlines()]
+    return [(e["action"], e.get("ok", True)) for e in events if e.get("bot") == bot]
+
+
+def test_move_carries_a_bots_state_between_hosts_through_a_snapshot(
+    home: FleetHome, audit_host: TestHost, other_host: TestHost, as_operator: Path, cli
+) -> None:
+    _two_hosts(home, audit_host, other_host)
+    init_bot(home, "mover", code=DEMO)
+    local_state = home.state_dir("mover")
+    _plant_state(local_state)
+    expected = _tree(local_state)
+    del expected["run.log"], expected["env"], expected["env/pyvenv.cfg"]
+    for key in [k for k in expected if k.startswith("node_modules")]:
+        del expected[key]
+    # local -> h2
+    r = cli("move", "mover", "--host", "h2")
+    assert r.code == 0, r.err
+    assert "moved from local to h2" in r.out and _host_in_toml(home, "mover") == "h2"
+    assert _tree(_remote_tree(home, "mover")) == expected
+    # h2 -> h3
+    on_h2 = _remote_tree(home, "mover")
+    r = cli("move", "mover", "--host", "h3")
+    assert r.code == 0, r.err
+    assert _host_in_toml(home, "mover") == "h3"
+    assert _tree(_remote_tree(home, "mover")) == expected
+    # h3 -> local, after the bot changed its state there
+    (_remote_tree(home, "mover") / "memory" / "notes.md").write_text("learnt on h3\n")
+    r = cli("move", "mover", "--host", "local")
+    assert r.code == 0, r.err
+    assert _host_in_toml(home, "mover") == "local"
+    assert (home.state_dir("mover") / "memory" / "notes.md").read_text() == "learnt on h3\n"
+    assert on_h2.is_dir()  # what the old host kept is left to the operator
+    assert [a for a in _actions(home, "mover") if a[0] == "move"] == [("move", True)] * 3
+    moves = [s.name for s in snapshots.list_snapshots(home, "mover") if s.label == "move"]
+    assert len(moves) == 3
+
+
+def test_move_refuses_an_unknown_or_down_host_and_leaves_the_bot_where_it_was(
+    home: FleetHome, audit_host: TestHost, other_host: TestHost, as_operator: Path, cli
+) -> None:
+    _two_hosts(home, audit_host, other_host)
+    init_bot(home, "stay", code=DEMO, host="h2")
+    state = _remote_tree(home, "stay")
+    _plant_state(state)
+    before = _tree(state)
+    toml = home.fleet_toml.read_text()
+    r = cli("move", "stay", "--host", "nowhere")
+    assert r.code == 2 and "no host 'nowhere'" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli("move", "stay", "--host", "h2")
+    assert r.code == 2 and "already on host h2" in r.err
+    other_host.cut()
+    try:
+        r = cli("move", "stay", "--host", "h3")
+    finally:
+        other_host.restore()
+    assert r.code == 1 and "unreachable" in r.err and "stays on h2" in r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert home.fleet_toml.read_text() == toml
+    # A failure half-way (the target cannot hold the files): nothing switched.
+    blocker = Path(home.host("h3").root)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the host's root should be\n")
+    r = cli("move", "stay", "--host", "h3")
+    assert r.code == 1 and "Traceback" not in r.err, r.err
+    assert home.fleet_toml.read_text() == toml and _tree(state) == before
+    assert _actions(home, "stay")[-1] == ("move", False)
+
+
+def test_unlock_removes_the_kill_markers_on_every_host_and_waits_for_a_down_one(
+    home: FleetHome, audit_host: TestHost, other_host: TestHost, as_operator: Path, cli
+) -> None:
+    _two_hosts(home, audit_host, other_host)
+    init_bot(home, "one", code=DEMO, host="h2")
+    init_bot(home, "two", code=DEMO, host="h3")
+    markers = {b: Path(home.host(h).kill_marker(b)) for b, h in (("one", "h2"), ("two", "h3"))}
+    r = cli("kill", "one", "two")
+    assert all(m.exists() for m in markers.values()), r.out
+    r = cli("unlock", "one", "two")
+    assert r.code == 0 and "unlocked one, two" in r.out, r.out + r.err
+    assert not any(m.exists() for m in markers.values())
+    assert not locks.is_locked(home, "one") and not locks.is_locked(home, "two")
+    # A host that is down keeps its marker: its bot stays locked, the other is unlocked.
+    cli("kill", "one", "two")
+    other_host.cut()
+    try:
+        r = cli("unlock", "--all")
+    finally:
+        other_host.restore()
+    assert r.code == 1
+    assert "two: still locked" in r.out and "unreachable" in r.out and "unlocked one" in r.out
+    assert locks.is_locked(home, "two") and not locks.is_locked(home, "one")
+    assert markers["two"].exists() and not markers["one"].exists()
+    r = cli("unlock", "two")
+    assert r.code == 0 and not markers["two"].exists() and not locks.is_locked(home, "two")
