@@ -29,7 +29,7 @@ import fcntl
 import json
 import os
 import shlex
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -244,11 +244,11 @@ async def pull_whole(end: MirrorEnd, remote: str, local: Path) -> None:
             atomic_write_private(local, base64.b64decode(out))
 
 
-async def retrying(step: Callable[[], object]) -> None:
+async def retrying(step: Callable[[], Awaitable[None]]) -> None:
     """Run `step` (a coroutine function) again a second after it ends or fails."""
     while True:
         try:
-            await step()  # type: ignore[misc]
+            await step()
         except asyncio.CancelledError:
             raise
         except Exception:  # the far side went away or the connection dropped

@@ -29,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    from cftui.move import move
+    from cftui.move import MoveResult, move
     from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     bot = home.bot(args.bot)
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> MoveResult:
         runtimes = Runtimes(home)
         try:
             with progress_bar() as progress:

@@ -300,7 +300,7 @@ def _stream_checked(
         ):  # fmt: skip
             src.errorlevel = 2
             while (member := src.next()) is not None:
-                src.members.clear()  # type: ignore[attr-defined]  # tarfile's, missing from typeshed
+                src.members.clear()
                 filtered = member_filter(member, member_filter.dest)
                 if filtered is None:
                     continue

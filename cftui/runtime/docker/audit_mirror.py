@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
@@ -79,7 +80,7 @@ class HostAuditMirror:
             far, near = remote_audit(host, self.bot, name), audit / name
             self._tasks.append(
                 asyncio.create_task(
-                    retrying(lambda f=far, d=near: pull_whole(self._end, f, d)),
+                    retrying(functools.partial(pull_whole, self._end, far, near)),
                     name=f"host-audit-{self.bot}-{name}",
                 )
             )

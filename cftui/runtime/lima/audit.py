@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shlex
 
 import asyncssh
@@ -82,7 +83,7 @@ class AuditFollower:
         ):
             vm = vm_audit_path(self.bot, name, "egress")
             self._tasks.append(
-                asyncio.create_task(retrying(lambda v=vm, d=dest: pull_whole(self._end, v, d)))
+                asyncio.create_task(retrying(functools.partial(pull_whole, self._end, vm, dest)))
             )
 
     @property
