@@ -29,7 +29,7 @@ import fcntl
 import json
 import os
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -230,18 +230,41 @@ async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
         proc.close()
 
 
-async def pull_whole(end: MirrorEnd, remote: str, local: Path) -> None:
-    """A file the far side rewrites whole (the egress proxy's stats, its
-    ledger of refused requests): copied whenever its content changes."""
-    q = shlex.quote(remote)
-    loop = (
-        f"prev=; while :; do cur=$(cksum < {q} 2>/dev/null); "
-        f'if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then prev=$cur; '
-        f'echo "$(base64 -w0 < {q})"; fi; sleep 0.1; done'
-    )
-    async for out in _lines(end, f"sh -c {shlex.quote(loop)}"):
+# Each file whose content changed since the last look, as "INDEX BASE64"
+# on one line; one session for all of a bot's rewritten files.
+_PULL = r"""
+w=$1; shift
+while :; do
+  i=0
+  for f in "$@"; do
+    cur=$(cksum < "$f" 2>/dev/null)
+    eval "prev=\${p$i-}"
+    if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then
+      eval "p$i=\$cur"
+      echo "$i $(base64 -w0 < "$f")"
+    fi
+    i=$((i + 1))
+  done
+  sleep "$w"
+done
+"""
+
+
+async def pull_whole(
+    end: MirrorEnd, pairs: Sequence[tuple[str, Path]], interval: float = 0.1
+) -> None:
+    """Files the far side rewrites whole (the egress proxy's stats, its
+    ledger of refused requests, the LLM proxy's money ledger): each (far,
+    local) pair copied whenever the far content changes, checked every
+    `interval` seconds, all in one session."""
+    args = " ".join(shlex.quote(far) for far, _local in pairs)
+    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {args}"
+    async for out in _lines(end, command):
+        index, _, data = out.partition(" ")
+        if not index.isdigit() or int(index) >= len(pairs):
+            continue
         with contextlib.suppress(ValueError):
-            atomic_write_private(local, base64.b64decode(out))
+            atomic_write_private(pairs[int(index)][1], base64.b64decode(data, validate=True))
 
 
 async def retrying(step: Callable[[], Awaitable[None]]) -> None:

@@ -99,6 +99,16 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             await _until(lambda: _ids(near) == ["c1", "c2"], "the lines already there")
             kept = home.audit_dir("far") / "capture.keys"
             await _until(lambda: kept.read_bytes().startswith(b'{"k": 1'), "capture.keys")
+            # The files the proxies rewrite whole come back as they change.
+            stats, copy = far.parent / "egress.stats.json", home.egress_stats("far")
+            for n in (1, 2):
+                tmp = far.parent / "stats.tmp"
+                tmp.write_text(json.dumps({"v": 1, "allowed": n}))
+                os.replace(tmp, stats)
+                await _until(
+                    lambda n=n: copy.exists() and json.loads(copy.read_text())["allowed"] == n,
+                    "the egress stats",
+                )
             assert os.stat(near).st_mode & 0o777 == 0o600
             # A torn line waits for its end; then arrives whole, with one write.
             _append(far, _record(3)[:10])
@@ -155,8 +165,9 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
     async def go() -> None:
         runtimes = Runtimes(home)
         bot = home.bot("far")
+        runtime = runtimes.for_bot(bot)
         try:
-            await runtimes.for_bot(bot).follow_audit(bot)
+            await runtime.follow_audit(bot)
             await _until(lambda: _ids(near) == ["c1"], "the first line")
             audit_host.cut()
             try:
@@ -165,13 +176,14 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
                 assert _ids(near) == ["c1"]
             finally:
                 audit_host.restore()
-            # The SSH keepalive or the next command finds the link dead; the
-            # mirror reconnects by itself. Dropping the link makes that prompt.
-            link = runtimes.links["h2"]
-            conn = link._conn
-            if conn is not None:
-                conn.abort()
+            # Its connection dropped meanwhile (as sshd or a NAT would): the
+            # mirror connects again by itself and resumes where it stopped.
+            side = runtime._mirrors["far"]._end._conn  # type: ignore[attr-defined]
+            assert side is not None and side is not runtimes.links["h2"]._conn
+            side.abort()
             await _until(lambda: _ids(near) == ["c1", "c2"], "the line written while cut off")
+            _append(far, _record(3))
+            await _until(lambda: _ids(near) == ["c1", "c2", "c3"], "a line after the reconnect")
         finally:
             await runtimes.aclose()
 

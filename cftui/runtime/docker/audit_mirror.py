@@ -29,22 +29,35 @@ if TYPE_CHECKING:
 
 # Appended by the proxies: followed line by line.
 GROWING = ("traffic.jsonl", "traffic.enc.jsonl", "capture.keys")
-# Rewritten whole by the proxies: copied when they change.
+# Rewritten whole by the proxies: copied when they change, looked at this often.
 REWRITTEN = (EGRESS_STATS_NAME, EGRESS_REQUESTS_NAME, SPEND_NAME)
+PULL_INTERVAL_S = 0.5
 
 
 class _HostEnd:
     """The host as the mirror's far side: commands run as the link's user
-    (the one that reaches the engine; the host's root is theirs)."""
+    (the one that reaches the engine; the host's root is theirs), on a
+    connection of the mirror's own, so that its long-lived sessions (one
+    tail a file) never take the link's share of sshd's `MaxSessions`."""
 
     def __init__(self, link: HostLink) -> None:
         self.link = link
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
 
     async def connection(self) -> asyncssh.SSHClientConnection:
-        return await self.link.connection()
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self.link.side_connection()
+            return self._conn
 
     def command(self, line: str) -> str:
         return line
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 class HostAuditMirror:
@@ -76,14 +89,13 @@ class HostAuditMirror:
             )
             for n in GROWING
         ]
-        for name in REWRITTEN:
-            far, near = remote_audit(host, self.bot, name), audit / name
-            self._tasks.append(
-                asyncio.create_task(
-                    retrying(functools.partial(pull_whole, self._end, far, near)),
-                    name=f"host-audit-{self.bot}-{name}",
-                )
+        pulled = [(remote_audit(host, self.bot, n), audit / n) for n in REWRITTEN]
+        self._tasks.append(
+            asyncio.create_task(
+                retrying(functools.partial(pull_whole, self._end, pulled, PULL_INTERVAL_S)),
+                name=f"host-audit-{self.bot}-rewritten",
             )
+        )
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -92,3 +104,4 @@ class HostAuditMirror:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        self._end.close()

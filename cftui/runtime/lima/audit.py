@@ -77,14 +77,19 @@ class AuditFollower:
             for name, sub in AUDIT_FILES
         ]
         self._tasks.append(asyncio.create_task(retrying(self._push_control)))
-        for name, dest in (
-            (EGRESS_STATS_NAME, self.home.egress_stats(self.bot)),
-            (EGRESS_REQUESTS_NAME, self.home.egress_requests(self.bot)),
-        ):
-            vm = vm_audit_path(self.bot, name, "egress")
-            self._tasks.append(
-                asyncio.create_task(retrying(functools.partial(pull_whole, self._end, vm, dest)))
-            )
+        pulled = [
+            (
+                vm_audit_path(self.bot, EGRESS_STATS_NAME, "egress"),
+                self.home.egress_stats(self.bot),
+            ),
+            (
+                vm_audit_path(self.bot, EGRESS_REQUESTS_NAME, "egress"),
+                self.home.egress_requests(self.bot),
+            ),
+        ]
+        self._tasks.append(
+            asyncio.create_task(retrying(functools.partial(pull_whole, self._end, pulled)))
+        )
 
     @property
     def running(self) -> bool:
