@@ -18,8 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import asyncssh
-
 from cftui import locks
 from cftui.audit.events import record_event
 from cftui.errors import RuntimeUnavailable
@@ -52,6 +50,8 @@ class UnlockResult:
 
 async def _clear_marker(runtimes: Runtimes, bot: BotConfig) -> str | None:
     """Remove the bot's kill marker on its host; the reason when it could not."""
+    import asyncssh  # only when a bot is on another host
+
     runtimes.for_bot(bot)
     link = runtimes.links[bot.host]
     marker = link.host.kill_marker(bot.name)

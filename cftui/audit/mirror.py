@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # each, escaping may grow them several times): a longer line is not a record.
 MAX_LINE = 16 << 20
 RETRY_S = 1.0
+IDLE_MAX_S = 5.0
 # How often the far side checks that the file it tails is still the one at
 # that name and has not shrunk.
 WATCH_S = 1.0
@@ -135,12 +136,12 @@ async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: Mirror
         try:  # one mirror of a file at a time, whichever cftui process runs it
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return
+            return False
         offsets = _Offsets(local)
         size = os.fstat(fd).st_size
         far = await _stat(end, remote)
         if far is None:
-            return
+            return False
         ino, far_size = far
         offset = size + offsets.delta
         if offsets.ino not in ("-", ino) or far_size < offset or offset < 0:
@@ -161,6 +162,7 @@ async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: Mirror
             proc.close()
     finally:
         os.close(fd)
+    return True
 
 
 async def _copy_lines(
@@ -210,14 +212,18 @@ async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: Mirror
     """Mirror `remote` into `local` for as long as the task runs, starting
     again a second after the connection drops or the file changes."""
     local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    idle = RETRY_S
     while True:
         try:
-            await follow_once(end, remote, local, counters)
+            followed = await follow_once(end, remote, local, counters)
         except asyncio.CancelledError:
             raise
         except Exception:  # the far side went away or the connection dropped: retry
-            pass
-        await asyncio.sleep(RETRY_S)
+            followed = True
+        # A file that is not there (capture.keys before a capture) is looked
+        # for less and less often, up to IDLE_MAX_S.
+        idle = RETRY_S if followed else min(idle * 2, IDLE_MAX_S)
+        await asyncio.sleep(idle)
 
 
 async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
@@ -231,7 +237,9 @@ async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
 
 
 # Each file whose content changed since the last look, as "INDEX BASE64"
-# on one line; one session for all of a bot's rewritten files.
+# on one line; one session for all of a bot's rewritten files. The empty
+# line after each look is a heartbeat: without a terminal, sshd sends no
+# hangup when the session ends, and a loop that never writes would outlive it.
 _PULL = r"""
 w=$1; shift
 while :; do
@@ -245,6 +253,7 @@ while :; do
     fi
     i=$((i + 1))
   done
+  echo || exit 0  # an empty line: once the session has gone, its pipe ends the loop
   sleep "$w"
 done
 """

@@ -72,6 +72,20 @@ async def _until(check: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+def _host_processes(folder: Path) -> list[str]:
+    """Processes whose command line names `folder` (the host shares this machine)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(folder) in args:
+                out.append(args)
+    return out
+
+
 def _ids(path: Path) -> list[str]:
     if not path.exists():
         return []
@@ -140,6 +154,8 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             watcher.cancel()
         finally:
             await runtimes.aclose()
+        # Nothing of the mirror outlives its sessions on the host.
+        await _until(lambda: not _host_processes(far.parent), "the host's tails and loops to end")
 
         # A later run resumes where this one stopped: nothing twice, nothing lost.
         _append(far, _record(10))
