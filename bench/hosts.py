@@ -12,13 +12,13 @@ engine: starting bots there is not built yet). Timed in the same run:
 - a remote bot's LLM call reaching the operator: the time from a line
   appended to `audit/<bot>/traffic.jsonl` on its host to the line in the
   fleet home's mirror, and to its row in the TUI's traffic table (the real
-  app, headless, open on that bot while the mirrors of all 30 remote bots
-  run); against a local bot's line, appended to the fleet home's file
-  itself, reaching the same table.
+  app, headless, open on that bot while the mirrors of all 10 remote bots
+  of that host run: `--audit-bots`); against a local bot's line, appended
+  to the fleet home's file itself, reaching the same table.
 
 Ratios are printed beside the baselines. Needs root, `ip netns`, dockerd, sshd.
 
-    .venv/bin/python bench/hosts.py [--rounds 10]
+    .venv/bin/python bench/hosts.py [--rounds 10] [--audit-only] [--audit-bots 10]
 """
 
 from __future__ import annotations
@@ -183,6 +183,8 @@ async def timed_audit(home: FleetHome, bot: str, far: Path | None, rounds: int) 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--audit-only", action="store_true", help="only the audit line's times")
+    parser.add_argument("--audit-bots", type=int, default=10, help="remote bots mirrored meanwhile")
     args = parser.parse_args()
     operator = Path(tempfile.mkdtemp(prefix="cf-bench-hosts-"))
     ssh = operator / ".ssh"
@@ -210,6 +212,29 @@ def main() -> int:
             for j in range(10):
                 init_bot(home, f"b{i}-{j}", code=DEMO, host=f"h{i}")
                 stand_in(h, f"b{i}-{j}")
+        # The audit line: a fleet of its own, AUDIT_BOTS bots on h0 (all
+        # mirrored while the app runs) and a local bot as the baseline.
+        ahome = FleetHome(operator / "audit-fleet")
+        ahome.root.mkdir()
+        h = hosts[0]
+        ahome.fleet_toml.write_text(f'[hosts.h0]\nurl = "{h.url()}"\n'
+                                    f'docker_socket = "{h.docker_sock}"\nroot = "{h.root}/cfa"\n')  # fmt: skip
+        for j in range(args.audit_bots):
+            init_bot(ahome, f"a{j}", code=DEMO, host="h0")
+        init_bot(ahome, "here", code=DEMO)
+        far = Path(remote_audit(ahome.host("h0"), "a0", "traffic.jsonl"))
+        far.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        remote = asyncio.run(timed_audit(ahome, "a0", far, args.rounds))
+        local = asyncio.run(timed_audit(ahome, "here", None, args.rounds))
+        print(f"an LLM call's line reaching the operator, median of {args.rounds}"
+              f" ({args.audit_bots} remote bots on the host, all mirrored)")  # fmt: skip
+        print(f"  baseline, local bot, in the TUI table: {local['table'] * 1000:8.1f} ms")
+        print(f"  remote bot, in the local mirror:       {remote['mirror'] * 1000:8.1f} ms")
+        print(f"  remote bot, in the TUI table:          {remote['table'] * 1000:8.1f} ms"
+              f"  ({remote['table'] / local['table']:.2f}x the baseline;"
+              f" max {remote['table_max'] * 1000:.0f} ms)")  # fmt: skip
+        if args.audit_only:
+            return 0
         cold = asyncio.run(timed_status(home, args.rounds, warm=False))
         warm = asyncio.run(timed_status(home, args.rounds, warm=True))
         print(f"status of 30 bots on 3 hosts, {args.rounds} rounds")
@@ -228,18 +253,6 @@ def main() -> int:
         print(f"  10 bots over 3 hosts:               {t_spread * 1000:8.1f} ms"
               f"  ({t_spread / t_one:.2f}x the baseline)")  # fmt: skip
 
-        init_bot(home, "here", code=DEMO)
-        far = Path(remote_audit(home.host("h0"), "b0-0", "traffic.jsonl"))
-        far.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        local = asyncio.run(timed_audit(home, "here", None, args.rounds))
-        remote = asyncio.run(timed_audit(home, "b0-0", far, args.rounds))
-        print(f"an LLM call's line reaching the operator, median of {args.rounds}"
-              " (30 remote bots mirrored)")  # fmt: skip
-        print(f"  baseline, local bot, in the TUI table: {local['table'] * 1000:8.1f} ms")
-        print(f"  remote bot, in the local mirror:       {remote['mirror'] * 1000:8.1f} ms")
-        print(f"  remote bot, in the TUI table:          {remote['table'] * 1000:8.1f} ms"
-              f"  ({remote['table'] / local['table']:.2f}x the baseline;"
-              f" max {remote['table_max'] * 1000:.0f} ms)")  # fmt: skip
     finally:
         for h in hosts:
             h.close()

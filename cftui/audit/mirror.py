@@ -128,9 +128,11 @@ async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
     return parts[0], int(parts[1])
 
 
-async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> None:
+async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> bool:
     """Copy the far file's new complete lines until its tail ends (the
-    connection dropped, or the file was replaced or shrank)."""
+    connection dropped, or the file was replaced or shrank). False when
+    there was nothing to follow (no such file yet, or another process
+    mirrors it)."""
     fd = open_append(local)
     try:
         try:  # one mirror of a file at a time, whichever cftui process runs it
