@@ -8,12 +8,13 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from cftui import demo
+from cftui import demo, lifecycle
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.runtime import DockerRuntime
@@ -44,9 +45,18 @@ def bench_fleet(n: int, prefix: str) -> Iterator[tuple[FleetHome, list[BotConfig
     finally:
 
         async def cleanup() -> None:
-            for bot in home.bots().values():
-                await runtime.remove(bot)
-            await runtime.aclose()
+            # `cftui delete`'s own path: the stack, and the disk unmounted
+            # with its loop device released (a bare remove left them mounted).
+            runtimes = Runtimes(home)
+            try:
+                for bot in home.bots().values():
+                    try:
+                        await lifecycle.delete(home, bot, runtimes)
+                    except Exception as exc:  # the others are still removed
+                        print(f"cleanup of {bot.name} failed: {exc}", file=sys.stderr)
+            finally:
+                await runtimes.aclose()
+                await runtime.aclose()
 
         asyncio.run(cleanup())
         if not fake_was_there:

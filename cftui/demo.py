@@ -17,10 +17,12 @@ and the egress proposals have something to show.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,15 +64,39 @@ def _demo_agent_source() -> Any:
     return resources.files("cftui") / "templates" / "demo-agent"
 
 
+@contextlib.contextmanager
+def _provider_lock() -> Iterator[None]:
+    """One process at a time makes the shared provider: the engine takes two
+    networks of one name (`check_duplicate` is ignored since API 1.44), so
+    two demo starts at once each made a `cf-demo`, and every later attach by
+    name then failed. The provider is the engine's, not a home's: the lock
+    is the machine's (a file in the temp dir, per user)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"cftui-demo-provider-{os.getuid()}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def ensure_fake_llm(client: Any, progress: Progress = no_progress) -> str:
     """The fake provider's container, running on `cf-demo`; its address there.
     Blocking (docker SDK): call it in a thread."""
-    import docker.errors
-
-    from cftui.runtime.docker.health import http_status
     from cftui.runtime.images import services
 
     image = services.ensure_image(client, "fake-llm", progress)
+    with _provider_lock():
+        return _ensure_provider_container(client, image)
+
+
+def _ensure_provider_container(client: Any, image: str) -> str:
+    import docker.errors
+
+    from cftui.runtime.docker.health import http_status
+
     labels = {DEMO_LABEL: "1"}
     try:
         client.networks.get(DEMO_NETWORK)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 import uuid
 
@@ -365,6 +367,37 @@ async def test_tui_fleet_row_shows_the_lima_bot_running(lima_stack):
             assert cell("gateway") == "● up"
     finally:
         await runtimes.aclose()
+
+
+def _cftui_shell(lima_stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """`cftui shell ARGS` as the operator runs it, on the module's home."""
+    env = {**os.environ, "CLAWFACTORY_HOME": str(lima_stack.home.root)}
+    return subprocess.run(
+        [sys.executable, "-m", "cftui", "shell", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("service", ["gateway", "llm-proxy"])
+async def test_shell_runs_as_the_units_user_in_the_vm_and_passes_its_status(lima_stack, service):
+    # The runtime's own argv (`limactl shell --workdir / VM sudo -u USER -H
+    # -- /bin/sh`) through the stand-in limactl, into the VM.
+    proc = _cftui_shell(
+        lima_stack, "lbot", service, stdin='id -un; echo "home=$HOME cwd=$(pwd)"; exit 3\n'
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines() == [unix_user(service, "lbot"), "home=/nonexistent cwd=/"]
+
+
+async def test_shell_refuses_an_unknown_service_in_one_line(lima_stack):
+    proc = _cftui_shell(lima_stack, "lbot", "nosvc", stdin="id -un\n")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "unknown service 'nosvc'" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 async def test_the_running_gateway_holds_no_privilege_and_has_its_limits(lima_stack):
