@@ -8,17 +8,24 @@ engine: starting bots there is not built yet). Timed in the same run:
 - `status` of the 30 bots, warm: one `Runtimes` (one SSH link per host,
   reused) asked ROUNDS times; against the baseline, a connection per
   command (a fresh `Runtimes`, so three new SSH links, for every status);
-- the kill switch on 10 bots spread over 3 hosts; against 10 bots on one host.
+- the kill switch on 10 bots spread over 3 hosts; against 10 bots on one host;
+- a remote bot's LLM call reaching the operator: the time from a line
+  appended to `audit/<bot>/traffic.jsonl` on its host to the line in the
+  fleet home's mirror, and to its row in the TUI's traffic table (the real
+  app, headless, open on that bot while the mirrors of all 10 remote bots
+  of that host run: `--audit-bots`); against a local bot's line, appended
+  to the fleet home's file itself, reaching the same table.
 
 Ratios are printed beside the baselines. Needs root, `ip netns`, dockerd, sshd.
 
-    .venv/bin/python bench/hosts.py [--rounds 10]
+    .venv/bin/python bench/hosts.py [--rounds 10] [--audit-only] [--audit-bots 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +36,7 @@ from pathlib import Path
 from cftui import killswitch
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.hosts.layout import HostLayout
 from cftui.lifecycle import fleet_status
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
@@ -92,9 +100,91 @@ def timed_kill(home: FleetHome, names: list[str]) -> float:
         killswitch.unlock(home, names)
 
 
+def _call(bot: str, n: int) -> tuple[str, bytes]:
+    """One traffic.jsonl record as the LLM proxy writes it (an end line)."""
+    call_id = f"bench-{bot}-{n:06d}"
+    rec = {
+        "v": 1, "id": call_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "bot": bot, "provider": "anthropic", "method": "POST", "path": "/v1/messages",
+        "model": "claude-sonnet-4-5", "status": 200, "stream": False, "ttfb_ms": 120.0,
+        "duration_ms": 900.0, "tokens_in": 1200, "tokens_out": 300, "cache_read": 0,
+        "cache_write": 0, "req_bytes": 1400, "resp_bytes": 700,
+        "request": {"messages": [{"role": "user", "content": "plan the next step " * 40}]},
+        "response": {"text": "Here is the plan. " * 20, "stop_reason": "end_turn"},
+        "error": None, "cost_usd": 0.0081,
+    }  # fmt: skip
+    return call_id, json.dumps(rec).encode() + b"\n"
+
+
+def _has_id(path: Path, call_id: str) -> bool:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(path.stat().st_size - 8192, 0))
+            return call_id.encode() in f.read()
+    except FileNotFoundError:
+        return False
+
+
+async def _until(check, timeout: float = 30.0) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    while not check():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("not seen in time")
+        await asyncio.sleep(0.002)
+    return time.perf_counter()
+
+
+async def timed_audit(home: FleetHome, bot: str, far: Path | None, rounds: int) -> dict:
+    """Median times from an appended line to the mirror and to the TUI's row
+    (`far`: the file on the bot's host; None: the fleet home's, a local bot)."""
+    from cftui.tui.app import make_app
+    from cftui.tui.bot_screen import BotScreen
+    from cftui.tui.traffic_view import TrafficView
+
+    near = home.traffic_log(bot)
+    app = make_app(home, open_bot=bot, open_tab="traffic", status_interval=3600)
+    mirror_s: list[float] = []
+    table_s: list[float] = []
+    async with app.run_test(size=(120, 40)):
+        await _until(lambda: isinstance(app.screen, BotScreen) and app.screen.query(TrafficView))
+        view = app.screen.query_one(TrafficView)
+
+        def in_table(call_id: str) -> bool:
+            for row in range(max(view.row_count - 5, 0), view.row_count):
+                rec = view.tlog.cached(view.line_of(row))
+                if isinstance(rec, dict) and rec.get("id") == call_id:
+                    return True
+            return False
+
+        # The first line: the mirror is up and the view follows the file.
+        for n in range(rounds + 1):
+            call_id, line = _call(bot, n)
+            target = far if far is not None else near
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            start = time.perf_counter()
+            try:
+                os.write(fd, line)  # one write, as the proxy does
+            finally:
+                os.close(fd)
+            timeout = 60.0 if n == 0 else 30.0
+            mirrored = await _until(lambda c=call_id: _has_id(near, c), timeout)
+            shown = await _until(lambda c=call_id: in_table(c), timeout)
+            if n:
+                mirror_s.append(mirrored - start)
+                table_s.append(shown - start)
+            await asyncio.sleep(0.2)
+    mirror_s.sort()
+    table_s.sort()
+    return {"mirror": mirror_s[len(mirror_s) // 2], "table": table_s[len(table_s) // 2],
+            "table_max": table_s[-1]}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--audit-only", action="store_true", help="only the audit line's times")
+    parser.add_argument("--audit-bots", type=int, default=10, help="remote bots mirrored meanwhile")
     args = parser.parse_args()
     operator = Path(tempfile.mkdtemp(prefix="cf-bench-hosts-"))
     ssh = operator / ".ssh"
@@ -122,6 +212,29 @@ def main() -> int:
             for j in range(10):
                 init_bot(home, f"b{i}-{j}", code=DEMO, host=f"h{i}")
                 stand_in(h, f"b{i}-{j}")
+        # The audit line: a fleet of its own, AUDIT_BOTS bots on h0 (all
+        # mirrored while the app runs) and a local bot as the baseline.
+        ahome = FleetHome(operator / "audit-fleet")
+        ahome.root.mkdir()
+        h = hosts[0]
+        ahome.fleet_toml.write_text(f'[hosts.h0]\nurl = "{h.url()}"\n'
+                                    f'docker_socket = "{h.docker_sock}"\nroot = "{h.root}/cfa"\n')  # fmt: skip
+        for j in range(args.audit_bots):
+            init_bot(ahome, f"a{j}", code=DEMO, host="h0")
+        init_bot(ahome, "here", code=DEMO)
+        far = Path(HostLayout.of(ahome.host("h0")).traffic_log("a0"))
+        far.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        remote = asyncio.run(timed_audit(ahome, "a0", far, args.rounds))
+        local = asyncio.run(timed_audit(ahome, "here", None, args.rounds))
+        print(f"an LLM call's line reaching the operator, median of {args.rounds}"
+              f" ({args.audit_bots} remote bots on the host, all mirrored)")  # fmt: skip
+        print(f"  baseline, local bot, in the TUI table: {local['table'] * 1000:8.1f} ms")
+        print(f"  remote bot, in the local mirror:       {remote['mirror'] * 1000:8.1f} ms")
+        print(f"  remote bot, in the TUI table:          {remote['table'] * 1000:8.1f} ms"
+              f"  ({remote['table'] / local['table']:.2f}x the baseline;"
+              f" max {remote['table_max'] * 1000:.0f} ms)")  # fmt: skip
+        if args.audit_only:
+            return 0
         cold = asyncio.run(timed_status(home, args.rounds, warm=False))
         warm = asyncio.run(timed_status(home, args.rounds, warm=True))
         print(f"status of 30 bots on 3 hosts, {args.rounds} rounds")
@@ -139,6 +252,7 @@ def main() -> int:
         print(f"  baseline, 10 bots on one host:      {t_one * 1000:8.1f} ms")
         print(f"  10 bots over 3 hosts:               {t_spread * 1000:8.1f} ms"
               f"  ({t_spread / t_one:.2f}x the baseline)")  # fmt: skip
+
     finally:
         for h in hosts:
             h.close()

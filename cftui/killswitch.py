@@ -13,20 +13,19 @@ exactly what happened per bot.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import shlex
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cftui import locks
 from cftui.audit.events import record_event
-from cftui.errors import CftuiError, RuntimeUnavailable
+from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.hosts.config import LOCAL
 from cftui.runtime import Runtimes
 from cftui.runtime.base import KillReport
-from cftui.runtime.hosts import clear_kill_markers
 
 T = TypeVar("T")
 
@@ -34,38 +33,59 @@ T = TypeVar("T")
 KILL_TIMEOUT_S = 10.0
 
 
-def unlock(home: FleetHome, bots: Sequence[str], host_errors: list[str] | None = None) -> list[str]:
-    """Lift the lock, and the kill markers of those bots on other hosts;
-    returns the bots that were locked. Records an event. Blocking (the CLI,
-    the TUI's worker thread); a host it could not clear is a line in
-    `host_errors`."""
+def unlock(home: FleetHome, bots: Sequence[str]) -> list[str]:
+    """Lift the lock on the operator's machine; returns the bots that were
+    locked. Records an event. `lift` also clears the markers on other hosts."""
     lifted = locks.remove_locks(home, bots)
     if lifted:
         record_event(home, "unlock", bots=lifted)
-    if any(b.host != LOCAL for b in _known(home, bots)):
-        errors = _blocking(clear_kill_markers(home, bots))
-        if host_errors is not None:
-            host_errors.extend(errors)
     return lifted
 
 
-def _known(home: FleetHome, bots: Sequence[str]) -> list[BotConfig]:
-    try:
-        configs = home.bots()
-    except CftuiError:
-        return []
-    return [configs[b] for b in bots if b in configs]
+@dataclass
+class UnlockResult:
+    """What `lift` did: the bots unlocked, and those whose host kept its
+    kill marker (down, or refusing), which stay locked, with why."""
+
+    lifted: list[str] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
 
 
-def _blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to its end from code that is not on a loop (or, on
-    a thread that runs one, on a loop of its own)."""
+async def _clear_marker(runtimes: Runtimes, bot: BotConfig) -> str | None:
+    """Remove the bot's kill marker on its host; the reason when it could not."""
+    import asyncssh  # only when a bot is on another host
+
+    runtimes.for_bot(bot)
+    link = runtimes.links[bot.host]
+    marker = link.host.kill_marker(bot.name)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        async with asyncio.timeout(KILL_TIMEOUT_S):
+            conn = await link.connection(KILL_TIMEOUT_S)
+            res = await conn.run(f"rm -f -- {shlex.quote(marker)}", check=False)
+    except TimeoutError:
+        return f"host {bot.host} did not answer in {KILL_TIMEOUT_S:.0f} s"
+    except RuntimeUnavailable as exc:
+        return str(exc)
+    except (OSError, asyncssh.Error) as exc:
+        return f"host {bot.host}: {type(exc).__name__}"
+    if res.exit_status != 0:
+        why = " ".join(str(res.stderr or "").split())[:200]
+        return f"host {bot.host}: cannot remove {marker}: {why or res.exit_status}"
+    return None
+
+
+async def lift(home: FleetHome, names: Sequence[str], runtimes: Runtimes) -> UnlockResult:
+    """Unlock bots everywhere: the kill marker on each remote bot's host is
+    removed first (every host at once, each within the kill's bound); a bot
+    whose marker could not be removed stays locked, so nothing there starts
+    it while its host still says killed. Then the locks here (`unlock`)."""
+    bots = home.bots()
+    remote = [bots[n] for n in names if n in bots and bots[n].host != LOCAL]
+    reasons = await asyncio.gather(*(_clear_marker(runtimes, b) for b in remote))
+    result = UnlockResult()
+    result.held = {b.name: why for b, why in zip(remote, reasons, strict=True) if why}
+    result.lifted = unlock(home, [n for n in names if n not in result.held])
+    return result
 
 
 @dataclass

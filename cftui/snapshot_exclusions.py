@@ -1,7 +1,8 @@
 """What a snapshot of `state/` leaves out (CONTRACTS §5): caches and things
 rebuilt or rewritten at run time. The one list, in the two forms that apply
 it: `is_excluded` for the snapshot's own walk, `rsync_filter_args` for the
-Lima runtime's pull of `state/` before a snapshot.
+Lima runtime's pull of `state/` before a snapshot, `find_prune_args` for
+the walk on another Docker host that streams a remote bot's `state/`.
 
 A leaf at the package's top level, not inside `cftui.snapshots`, because the
 runtimes (which snapshots call) import it too. The walk also leaves out any
@@ -56,3 +57,21 @@ def rsync_filter_args() -> tuple[str, ...]:
         *(f"--include={p}/" for p in file_patterns),
         *(f"--exclude={p}" for p in file_patterns),
     )
+
+
+def find_prune_args() -> tuple[str, ...]:
+    """The same rules as a `find` expression that is true for what to leave
+    out (used as `find state ( EXPR ) -prune -o ... -print0`): the
+    directories by name, any directory holding a `pyvenv.cfg` (as the walk
+    drops it), then files (anything but a directory) by suffix and prefix."""
+    dirs: list[str] = []
+    for d in sorted(EXCLUDED_DIRS):
+        dirs += [*(("-o",) if dirs else ()), "-name", d]
+    files: list[str] = []
+    for p in [f"*{s}" for s in EXCLUDED_SUFFIXES] + [f"{p}*" for p in EXCLUDED_PREFIXES]:
+        files += [*(("-o",) if files else ()), "-name", p]
+    return (
+        "(", "-type", "d", "(", *dirs, ")", ")",
+        "-o", "(", "-type", "d", "-exec", "test", "-e", "{}/pyvenv.cfg", ";", ")",
+        "-o", "(", "!", "-type", "d", "(", *files, ")", ")",
+    )  # fmt: skip

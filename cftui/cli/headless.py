@@ -76,15 +76,16 @@ class _Watch:
         return self.runtimes.for_bot(bot)
 
     def start(self) -> None:
-        by_kind: dict[str, list[BotConfig]] = {}
+        # One state stream per runtime (another host's engine is one of its own).
+        by_place: dict[tuple[str, str], list[BotConfig]] = {}
         for bot in self.bots:
-            by_kind.setdefault(bot.runtime, []).append(bot)
+            by_place.setdefault((bot.host, bot.runtime), []).append(bot)
             for service in SERVICES:
                 self.started[(bot.name, service)] = asyncio.Event()
                 self.tasks.append(asyncio.create_task(self._logs(bot, service)))
             began = _size(self.home.traffic_log(bot.name))  # now, not when the thread runs
             self.tasks.append(asyncio.create_task(self._traffic(bot, began)))
-        for group in by_kind.values():
+        for group in by_place.values():
             self.tasks.append(asyncio.create_task(self._events(group)))
         if any(b.daily_usd_budget or b.monthly_usd_budget for b in self.bots):
             self.tasks.append(asyncio.create_task(self._spend()))

@@ -1,10 +1,11 @@
-"""`cftui hosts`: the Docker hosts of the fleet (CONTRACTS §12)."""
+"""`cftui hosts`: the Docker hosts of the fleet; `cftui move`: a bot
+carried to another of them (CONTRACTS §12)."""
 
 from __future__ import annotations
 
 import argparse
 
-from cftui.cli.common import add_command, print_json, resolve_home, run_async
+from cftui.cli.common import add_command, print_json, progress_bar, resolve_home, run_async
 from cftui.errors import UsageError
 from cftui.inert import inert
 
@@ -21,6 +22,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long to wait for each host (default 8)",
     )
+
+    p = add_command(sub, "move", "carry a docker bot to another host through a snapshot", cmd_move)
+    p.add_argument("bot")
+    p.add_argument("--host", required=True, metavar="NAME", help="the host to move it to")
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    from cftui.move import MoveResult, move
+    from cftui.runtime import Runtimes
+
+    home = resolve_home(args)
+    bot = home.bot(args.bot)
+
+    async def go() -> MoveResult:
+        runtimes = Runtimes(home)
+        try:
+            with progress_bar() as progress:
+                return await move(home, bot, args.host, runtimes, progress)
+        finally:
+            await runtimes.aclose()
+
+    result = run_async(go())
+    carried = f"its state in snapshot {result.snapshot}" if result.snapshot else "no state to carry"
+    print(inert(f"{result.bot}: moved from {result.source} to {result.target} ({carried})"))
+    for note in result.notes:
+        print(inert(f"  {note}"))
+    return 0
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:

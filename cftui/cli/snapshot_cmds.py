@@ -115,7 +115,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     home = resolve_home(args)
     bot = home.bot(args.bot)
 
-    if bot.runtime == "docker":  # state lives on the host: no runtime needed
+    if bot.runtime == "docker" and bot.host == "local":  # state/ is here: no runtime needed
         with progress_bar() as progress:
             info = snapshots.create_snapshot(home, bot.name, args.label, progress=progress)
     else:

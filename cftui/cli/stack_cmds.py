@@ -151,23 +151,35 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     from cftui import killswitch, locks
+    from cftui.runtime import Runtimes
 
     home = resolve_home(args)
     named = named_bots(home, args, "unlock")
     # --all: every lock, even one of a bot no longer in fleet.toml.
     names = locks.locked_bots(home) if args.all else [b.name for b in named]
-    host_errors: list[str] = []
-    lifted = killswitch.unlock(home, names, host_errors)
+
+    async def go() -> killswitch.UnlockResult:
+        runtimes = Runtimes(home)
+        try:
+            return await killswitch.lift(home, names, runtimes)
+        finally:
+            await runtimes.aclose()
+
+    result = run_async(go())
+    held = [
+        inert(f"{bot}: still locked, its host's kill marker stays: {why}")
+        for bot, why in result.held.items()
+    ]
     if args.json:
-        print_json({"unlocked": lifted, **({"host_errors": host_errors} if host_errors else {})})
-    elif lifted:
-        print("unlocked " + ", ".join(lifted) + " (start them with `cftui start BOT`)")
-    else:
+        print_json({"unlocked": result.lifted, **({"host_errors": held} if held else {})})
+        return 1 if held else 0
+    for line in held:
+        print(line)
+    if result.lifted:
+        print("unlocked " + ", ".join(result.lifted) + " (start them with `cftui start BOT`)")
+    elif not result.held:
         print("nothing was locked")
-    if not args.json:
-        for line in host_errors:
-            print(line)
-    return 1 if host_errors else 0
+    return 1 if result.held else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

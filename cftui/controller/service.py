@@ -92,6 +92,13 @@ class Controller:
         if result != "delivered":
             self.log(f"notify {url}: {event['event']} {result}")
 
+    async def _follow_audits(self) -> None:
+        """Every bot's audit mirror (a Lima VM's, another host's), which the
+        budgets and the notifications read from the fleet home."""
+        for bot in self.home.bots().values():
+            with contextlib.suppress(CftuiError, OSError):
+                await self.runtimes.for_bot(bot).follow_audit(bot)
+
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
@@ -183,6 +190,7 @@ class Controller:
             on_action=lambda bot, what: self.log(f"{bot}: {what}"),
         )
         self._spawn(watchdog.run(), "cf-watchdog")
+        self._spawn(self._follow_audits(), "cf-audit-mirrors")
         self._spawn(
             budget.watch_budgets(self.home, self.runtimes, self.clock, self.log), "cf-budget"
         )

@@ -94,24 +94,40 @@ class HostLink:
             if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
                 raise RuntimeUnavailable(str(self._failed[1]))
             try:
-                self._conn = await asyncio.wait_for(
-                    asyncssh.connect(
-                        self.host.address,
-                        port=self.host.port,
-                        username=self.host.user,
-                        keepalive_interval=15,
-                        keepalive_count_max=3,
-                        login_timeout=timeout,
-                    ),
-                    timeout,
-                )
-            except (OSError, asyncssh.Error, TimeoutError) as exc:
-                error = self._down(exc)
+                self._conn = await self._connect(timeout)
+            except RuntimeUnavailable as error:
                 self._failed = (time.monotonic(), error)
-                raise error from None
+                raise
             self._failed = None
             self.connects += 1
             return self._conn
+
+    async def _connect(self, timeout: float) -> asyncssh.SSHClientConnection:
+        try:
+            return await asyncio.wait_for(
+                asyncssh.connect(
+                    self.host.address,
+                    port=self.host.port,
+                    username=self.host.user,
+                    keepalive_interval=15,
+                    keepalive_count_max=3,
+                    login_timeout=timeout,
+                ),
+                timeout,
+            )
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise self._down(exc) from None
+
+    async def side_connection(
+        self, timeout: float = CONNECT_TIMEOUT_S
+    ) -> asyncssh.SSHClientConnection:
+        """Another connection to the host, with the same keys and checks, for
+        a caller that keeps several sessions open for long (an audit mirror:
+        sshd allows 10 sessions a connection by default, `MaxSessions`). The
+        caller closes it. Fails at once while the link's own connect fails."""
+        if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
+            raise RuntimeUnavailable(str(self._failed[1]))
+        return await self._connect(timeout)
 
     async def engine_socket(self, timeout: float = CONNECT_TIMEOUT_S) -> Path:
         """A local socket that speaks to the host's engine (`docker_socket`),

@@ -20,6 +20,7 @@ from cftui.progress import Progress, no_progress
 if TYPE_CHECKING:
     from cftui.botdisk import DiskStatus
     from cftui.fleet import BotConfig, FleetHome
+    from cftui.hosts.ssh import HostLink
 
 SERVICES = ("front", "gateway", "llm-proxy", "egress")
 # Not a service of the stack: the start's dependency install, whose output
@@ -328,6 +329,19 @@ class Runtime(ABC):
         from cftui.errors import RuntimeUnavailable
 
         raise RuntimeUnavailable(f"the {self.name} runtime opens no shell")
+
+    async def follow_audit(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Start mirroring the bot's audit files into the fleet home's
+        `audit/<bot>/`, where they are written elsewhere (a Lima VM, another
+        Docker host); a no-op where the proxies write the fleet home's own.
+        `events` starts it for the bots it watches (the TUI, `--run`)."""
+
+    def state_link(self, bot: BotConfig) -> HostLink | None:
+        """The SSH link to the host that holds the bot's `state/` when it is
+        not the fleet home's (another Docker host): snapshots stream it from
+        there and back (`cftui.snapshots.remote`). None: the fleet home's
+        `state/` is the bot's (after `pull_state`, for Lima)."""
+        return None
 
     async def pull_state(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
         """Bring `state/` to the host before a snapshot (Lima syncs it back)."""

@@ -7,13 +7,11 @@ listing no more than its timeout.
 from __future__ import annotations
 
 import asyncio
-import shlex
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from cftui.errors import CftuiError
 from cftui.fleet import FleetHome
-from cftui.hosts.config import LOCAL, HostConfig
+from cftui.hosts.config import HostConfig
 
 PROBE_TIMEOUT_S = 8.0
 
@@ -79,35 +77,3 @@ async def probe_hosts(home: FleetHome, timeout: float = PROBE_TIMEOUT_S) -> list
             *(probe_host(home, h, counts[h.name], timeout) for h in hosts.values())
         )
     )
-
-
-async def clear_kill_markers(home: FleetHome, bots: Sequence[str]) -> list[str]:
-    """`cftui unlock` of bots on other hosts: each one's kill marker
-    (`HostLayout.kill_marker`) removed on its host, the hosts at once, each
-    within a bounded time. One line per host it could not clear (a host
-    that is down keeps its markers: the next unlock clears them)."""
-    from cftui.hosts.layout import HostLayout
-    from cftui.hosts.ssh import HostLink
-
-    configs = home.bots()
-    by_host: dict[str, list[str]] = {}
-    for name in bots:
-        config = configs.get(name)
-        if config is not None and config.host != LOCAL:
-            by_host.setdefault(config.host, []).append(name)
-
-    async def clear(host: HostConfig, names: list[str]) -> str:
-        link = HostLink(host)
-        layout = HostLayout.of(host)
-        paths = " ".join(shlex.quote(str(layout.kill_marker(n))) for n in names)
-        try:
-            ran = await link.run(f"rm -f -- {paths}", timeout=PROBE_TIMEOUT_S, what="unlock")
-        except CftuiError as exc:
-            return f"{', '.join(names)}: kill marker kept: {exc}"
-        finally:
-            await link.aclose()
-        return "" if ran.code == 0 else f"host {host.name}: kill marker kept: {ran.reason()}"
-
-    hosts = home.hosts()
-    found = await asyncio.gather(*(clear(hosts[h], n) for h, n in by_host.items() if h in hosts))
-    return [line for line in found if line]

@@ -273,6 +273,12 @@ def _clean_partials(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
+# Writes the encrypted archive of a bot's state to the descriptor, with the
+# recipient given, filling in the stats: this machine's tar (`_archive_into`)
+# or another host's, streamed over SSH (`cftui.snapshots.remote`).
+Archiver = Callable[[int, str, CreateStats, Progress], None]
+
+
 def create_snapshot(
     home: FleetHome,
     bot: str,
@@ -282,15 +288,23 @@ def create_snapshot(
     now: datetime | None = None,
     record: bool = True,
     point_latest: bool = True,
+    archive: Archiver | None = None,
 ) -> SnapshotInfo:
     """Archive and encrypt `state/` into a new snapshot; point `latest` at it.
+    `archive` makes the archive where the state is not the fleet home's
+    (another Docker host); by default, the fleet home's `state/`.
 
     Blocking; the TUI calls it from a thread worker (or through `snapshot`),
     and `progress` is called from that thread.
     """
-    state = home.state_dir(bot)
-    if not state.is_dir():
-        raise SnapshotError(f"{bot} has no state directory ({state}): nothing to snapshot")
+    if archive is None:
+        state = home.state_dir(bot)
+        if not state.is_dir():
+            raise SnapshotError(f"{bot} has no state directory ({state}): nothing to snapshot")
+
+        def archive(fd: int, recipient: str, stats: CreateStats, progress: Progress) -> None:
+            _archive_into(fd, recipient, state, stats, progress)
+
     recipient = bot_recipient(home, bot)
     folder = home.snapshots_dir(bot)
     make_private_dirs(folder)
@@ -302,7 +316,7 @@ def create_snapshot(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         with open(fd, "wb") as out:
-            _archive_into(out.fileno(), recipient, state, stats, progress)
+            archive(out.fileno(), recipient, stats, progress)
             os.fsync(out.fileno())
         # Link, not rename: never replace an existing snapshot of the same second.
         for _ in range(60):

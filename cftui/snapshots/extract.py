@@ -65,6 +65,13 @@ class MemberFilter:
                 raise Refused(f"member {name!r} would be written through a link or file")
             self.real_dirs.add(prefix)
 
+    def _is_regular(self, rel: str) -> bool | None:
+        """Whether what the restore made at `rel` is a regular file (None: nothing)."""
+        try:
+            return stat.S_ISREG(os.lstat(os.path.join(self.dest, rel)).st_mode)
+        except FileNotFoundError:
+            return None
+
     def _check_symlink(self, rel: str, name: str, target: str) -> None:
         if target.startswith("/"):
             raise Refused(f"link {name!r} points to the absolute path {target!r}")
@@ -97,12 +104,11 @@ class MemberFilter:
         elif member.islnk():
             target = self._rel(member.linkname, "hard link target")
             self._check_parents(target, name)  # its parents; lstat below checks it
-            full = os.path.join(self.dest, target)
-            try:
-                if not stat.S_ISREG(os.lstat(full).st_mode):
-                    raise Refused(f"hard link {name!r} must point to a regular file")
-            except FileNotFoundError:
-                raise Refused(f"hard link {name!r} points to a missing member") from None
+            regular = self._is_regular(target)
+            if regular is None:
+                raise Refused(f"hard link {name!r} points to a missing member")
+            if not regular:
+                raise Refused(f"hard link {name!r} must point to a regular file")
             member.linkname = target
         if member.isdir():
             self.real_dirs.discard(rel)  # checked again when used as a parent
@@ -119,6 +125,39 @@ class MemberFilter:
             filtered.uid, filtered.gid = self.owner
             filtered.uname = filtered.gname = ""
         self.members += 1
+        return filtered
+
+
+class StreamFilter(MemberFilter):
+    """The same checks for an archive that is not extracted here but sent
+    on (to another host's `tar -x`, a remote bot's restore): what a member
+    would be written through is judged by the members already let pass,
+    since there is no tree here to lstat. Names keep their `state/` prefix."""
+
+    def __init__(self) -> None:
+        super().__init__("/nonexistent-stream-destination", None)
+        self.kinds: dict[str, str] = {}  # rel -> "d", "f" or "l", the last member at it
+
+    def _check_parents(self, rel: str, name: str) -> None:
+        prefix = ""
+        for part in rel.split("/")[:-1]:
+            prefix = f"{prefix}/{part}" if prefix else part
+            if self.kinds.get(prefix, "d") != "d":
+                raise Refused(f"member {name!r} would be written through a link or file")
+
+    def _is_regular(self, rel: str) -> bool | None:
+        kind = self.kinds.get(rel)
+        return None if kind is None else kind == "f"
+
+    def __call__(self, member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        filtered = super().__call__(member, path)
+        if filtered is None:
+            return None
+        rel = filtered.name
+        self.kinds[rel] = "d" if filtered.isdir() else "l" if filtered.issym() else "f"
+        filtered.name = f"{ARC_ROOT}/{rel}"
+        if filtered.islnk():
+            filtered.linkname = f"{ARC_ROOT}/{filtered.linkname}"
         return filtered
 
 

@@ -19,6 +19,12 @@ from cftui.snapshots.catalog import SnapshotInfo, resolve
 from cftui.snapshots.create import create_snapshot
 from cftui.snapshots.decrypt import check_key
 from cftui.snapshots.reasons import one_line
+from cftui.snapshots.remote import (
+    DEFAULT_LIMIT,
+    RemoteState,
+    create_remote_snapshot,
+    restore_remote_state,
+)
 from cftui.snapshots.swap import restore_state
 
 if TYPE_CHECKING:
@@ -50,9 +56,23 @@ async def snapshot(
     so no event loop waits."""
     if runtime is None:
         return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
+    tree = remote_tree(home, bot, runtime)
     await runtime.pull_state(bot)
     async with runtime.held_still(bot):
+        if tree is not None:  # tar on the bot's host, encrypted here
+            return await asyncio.to_thread(
+                create_remote_snapshot, home, tree, label, progress=progress
+            )
         return await asyncio.to_thread(create_snapshot, home, bot.name, label, progress=progress)
+
+
+def remote_tree(home: FleetHome, bot: BotConfig, runtime: Runtime) -> RemoteState | None:
+    """The bot's `state/` on another host, when the runtime keeps it there."""
+    link = runtime.state_link(bot)
+    if link is None:
+        return None
+    limit = bot.disk_bytes or DEFAULT_LIMIT
+    return RemoteState(link, bot.name, asyncio.get_running_loop(), limit)
 
 
 async def restore(
@@ -98,7 +118,14 @@ async def _restore(
             await runtime.stop_gateway(bot)
         await runtime.pull_state(bot)
 
+    tree = remote_tree(home, bot, runtime) if runtime is not None else None
+
     async def swap() -> None:
+        if tree is not None:  # decrypted here, extracted and swapped in on its host
+            result.safety = await asyncio.to_thread(
+                restore_remote_state, home, tree, path, progress=progress
+            )
+            return
         _restored, result.safety = await asyncio.to_thread(
             restore_state, home, bot.name, path.name, progress=progress
         )

@@ -179,7 +179,7 @@ class ClawFactoryApp(App[int]):
         self._ops: dict[str, str] = {}
         # The operation in flight per bot ("start"), shown in its row at once.
         self.operations: dict[str, str] = {}
-        self._watching: set[str] = set()
+        self._watching: set[tuple[str, str]] = set()  # (host, runtime kind) watched
         self._status_timer: Any = None
         self._domain_loaded = False
         self.proposal_counts = ProposalCounts()
@@ -382,26 +382,27 @@ class ClawFactoryApp(App[int]):
         self.open_bot(bot, "proposals")
 
     def _start_event_watchers(self) -> None:
-        from cftui.hosts.config import LOCAL
+        """One state stream per runtime: a kind on this machine, or another
+        host's engine (whose stream also starts its bots' audit mirrors)."""
+        places = {(c.host, c.runtime) for c in self.configs.values()}
+        for place in places - self._watching:
+            self._watching.add(place)
+            self.run_worker(
+                self._watch_events(place), group=f"events-{place[0]}-{place[1]}",
+                exit_on_error=False,
+            )  # fmt: skip
 
-        # This machine's engines stream their events; another host's bots
-        # are polled (each status round trip asks their host again).
-        kinds = {c.runtime for c in self.configs.values() if c.host == LOCAL}
-        for kind in kinds - self._watching:
-            self._watching.add(kind)
-            self.run_worker(self._watch_events(kind), group=f"events-{kind}", exit_on_error=False)
-
-    async def _watch_events(self, kind: str) -> None:
+    async def _watch_events(self, place: tuple[str, str]) -> None:
         """The runtime's state stream; polling stays as the fallback."""
         try:
-            runtime = self.runtimes.get(kind)
-            bots = [c for c in self.configs.values() if c.runtime == kind and c.host == "local"]
+            bots = [c for c in self.configs.values() if (c.host, c.runtime) == place]
+            runtime = self.runtimes.for_bot(bots[0])
             async for change in runtime.events(bots):
                 self.post_message(ServiceStateChanged(change))
         except (CftuiError, OSError, NotImplementedError):
             pass
         finally:
-            self._watching.discard(kind)
+            self._watching.discard(place)
 
     @on(ServiceStateChanged)
     def _state_changed(self, message: ServiceStateChanged) -> None:
@@ -532,15 +533,20 @@ class ClawFactoryApp(App[int]):
 
         self.push_screen(ConfirmModal(question, "Unlock"), answered)
 
-    @work(thread=True, group="unlock", exit_on_error=False)
-    def _unlock(self, names: list[str]) -> None:
+    @work(group="unlock", exit_on_error=False)
+    async def _unlock(self, names: list[str]) -> None:
+        """The markers on other hosts, then the locks here (`killswitch.lift`)."""
         from cftui import killswitch
 
-        lifted = killswitch.unlock(self.home, names)
-        self.call_from_thread(
-            self.notify, f"Unlocked {', '.join(lifted) or 'nothing'}; start bots with S."
-        )
-        self.call_from_thread(self._periodic)
+        result = await killswitch.lift(self.home, names, self.runtimes)
+        for bot, why in result.held.items():
+            self.notify(
+                f"{bot} stays locked: its host's kill marker stays ({why})",
+                severity="warning",
+                markup=False,
+            )
+        self.notify(f"Unlocked {', '.join(result.lifted) or 'nothing'}; start bots with S.")
+        self._periodic()
 
     # --- bot operations ------------------------------------------------------
     def run_bot_action(self, bot: str, action: str) -> None:

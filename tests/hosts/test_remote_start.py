@@ -303,8 +303,15 @@ def test_a_kill_marker_on_the_host_holds_a_start_until_unlock(remote: Remote):
         assert "\n" not in message and "kill marker on host h2" in message
         assert f"cftui unlock {BOT}" in message
         assert time.monotonic() - started < 30  # refused before any image went out
-        errors: list[str] = []
-        assert killswitch.unlock(remote.home, [BOT], errors) == []  # not locked here
-        assert errors == [] and not marker.exists()  # the host's marker is lifted
+
+        async def lift() -> killswitch.UnlockResult:
+            runtimes = Runtimes(remote.home)
+            try:
+                return await killswitch.lift(remote.home, [BOT], runtimes)
+            finally:
+                await runtimes.aclose()
+
+        result = asyncio.run(lift())
+        assert result.held == {} and not marker.exists()  # the host's marker is lifted
     finally:
         marker.unlink(missing_ok=True)

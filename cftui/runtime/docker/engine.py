@@ -288,7 +288,9 @@ class DockerEngine(Runtime):
     async def _stream(self, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
         """Items of a blocking SDK stream, read in a thread; closing the
         iterator closes the stream, which ends the thread."""
-        loop = asyncio.get_running_loop()
+        # The loop that serves a remote engine's link, for the client the
+        # stream's thread may make (as `_run` records it).
+        loop = self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         holder: dict[str, Any] = {}
         done = object()

@@ -27,7 +27,8 @@ from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
-from cftui.runtime.base import KillReport
+from cftui.runtime.base import KillReport, StateChange
+from cftui.runtime.docker.audit_mirror import HostAuditMirror
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
 from cftui.runtime.docker.infra import StackInfra
@@ -80,6 +81,7 @@ class DockerRuntime(
         self._wave = None
         self._builds = {}
         self._builder: DockerRuntime | None = None  # this machine's engine, for a remote bot
+        self._mirrors: dict[str, HostAuditMirror] = {}  # a remote bot's audit, followed here
 
     def _local_builder(self) -> DockerRuntime:
         if self._builder is None:
@@ -92,6 +94,9 @@ class DockerRuntime(
             self._builder._abort_build(bot)
 
     async def aclose(self) -> None:
+        mirrors, self._mirrors = self._mirrors, {}
+        for mirror in mirrors.values():
+            await mirror.stop()
         builder, self._builder = self._builder, None
         if builder is not None:
             await builder.aclose()
@@ -251,7 +256,6 @@ class DockerRuntime(
         (SIGKILL reaches a frozen container)."""
         import docker.errors
 
-        self._here_only(bot, "a snapshot of")
         name = container_name(bot.name, "gateway")
         paused = False
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -285,6 +289,30 @@ class DockerRuntime(
         elif isinstance(written, BaseException):
             raise written
         return report
+
+    def state_link(self, bot: BotConfig) -> HostLink | None:
+        """Another host's link: the bot's `state/` is under its root."""
+        return self._link
+
+    # --- a remote bot's audit --------------------------------------------------------
+    async def follow_audit(self, bot: BotConfig) -> None:
+        """On another host, mirror the bot's `audit/<bot>/` into the fleet
+        home over the host's link (`HostAuditMirror`), until `aclose`; here,
+        the proxies write the fleet home's files themselves."""
+        if self._link is None:
+            return
+        mirror = self._mirrors.get(bot.name)
+        if mirror is None:
+            mirror = self._mirrors[bot.name] = HostAuditMirror(self.home, self._link, bot.name)
+        mirror.start()
+
+    async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
+        """The engine's events (`StackWatch.events`); on another host the
+        bots' audit mirrors start first, as a Lima VM's do."""
+        for bot in bots:
+            await self.follow_audit(bot)
+        async for change in super().events(bots):
+            yield change
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:

@@ -1,0 +1,290 @@
+"""A local mirror of audit files that grow somewhere else (in a Lima VM, on
+another Docker host), followed over an SSH connection that is already open.
+
+One `tail -f` per file runs on the far side, starting where the local copy
+left off; every complete line is appended locally with a single write
+(cfproxies.jsonl), so a reader of the mirror never sees half a record. An
+appended record reaches the mirror in well under a second, with no polling
+loop on our side.
+
+What the far side's file does is not trusted:
+- a torn last line waits for its newline (a restart reads it again whole);
+- a line longer than `MAX_LINE` is dropped, not held in memory, and counted;
+- a file replaced or shrunk there (the tail's watcher sees its inode change
+  or its size fall) is followed again from its start: the mirror keeps every
+  line it had and never shrinks.
+
+The mirror knows the far offset it reached as "local size + delta": the
+delta (zero while the two grow together) changes only when a line is
+dropped or a new file begins, and is kept beside the copy in
+`.<name>.mirror` (0600), so a restart resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from cfproxies.jsonl import append_bytes, open_append
+
+from cftui.securefs import atomic_write_private
+
+if TYPE_CHECKING:
+    import asyncssh
+
+# Longer than any record the proxies write (bodies are capped at 256 KiB
+# each, escaping may grow them several times): a longer line is not a record.
+MAX_LINE = 16 << 20
+RETRY_S = 1.0
+IDLE_MAX_S = 5.0
+# How often the far side checks that the file it tails is still the one at
+# that name and has not shrunk.
+WATCH_S = 1.0
+# Exit status of the follow script when its file was replaced or shrunk.
+_CHANGED = 4
+
+
+class MirrorEnd(Protocol):
+    """The far side: an SSH connection and how a command runs there (as
+    root through sudo in a VM, as the login user on a Docker host)."""
+
+    async def connection(self) -> asyncssh.SSHClientConnection: ...
+
+    def command(self, line: str) -> str: ...
+
+
+@dataclass
+class MirrorCounters:
+    """What the mirror did, for tests, benchmarks and a status line."""
+
+    lines_copied: int = 0
+    lines_dropped: int = 0  # longer than MAX_LINE
+    restarts: int = 0  # the far file was replaced or shrunk
+
+
+# Stat, tail from the offset, and a watcher that ends the tail (exit 4) when
+# the name points at another inode or the file shrank. `-f` follows the
+# descriptor, never another file, so every byte out is of the inode stated.
+_FOLLOW = r"""
+f=$1; off=$2; want=$3
+exec 2>/dev/null
+set -- $(stat -L -c '%i %s' -- "$f") || exit 3
+ino=$1; size=$2
+[ "$want" = "$ino" ] || exit 4
+[ "$size" -ge "$off" ] || exit 4
+exec 3<"$f" || exit 3
+tail -q -s 0.1 -c +$((off + 1)) -f /dev/fd/3 & t=$!
+exec 3<&-
+trap 'kill $t; exit 0' HUP TERM INT
+while kill -0 $t; do
+  sleep __WATCH__
+  set -- $(stat -L -c '%i %s' -- "$f") || { kill $t; exit 4; }
+  [ "$1" = "$ino" ] && [ "$2" -ge "$size" ] || { kill $t; exit 4; }
+  size=$2
+done
+""".replace("__WATCH__", str(WATCH_S))
+
+
+class _Offsets:
+    """The far offset of one mirrored file: local size + delta, and the far
+    inode it belongs to ("-" before the first stat)."""
+
+    def __init__(self, local: Path) -> None:
+        self.path = local.parent / f".{local.name}.mirror"
+        self.ino = "-"
+        self.delta = 0
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                raw = json.loads(f.read(4096))
+            ino, delta = raw["ino"], raw["delta"]
+            if isinstance(ino, str) and ino.isdigit() and isinstance(delta, int):
+                self.ino, self.delta = ino, delta
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, or not ours: the local size is the offset
+
+    def save(self) -> None:
+        data = json.dumps({"ino": self.ino, "delta": self.delta}).encode()
+        atomic_write_private(self.path, data)
+
+
+async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
+    """(inode, size) of the far file, or None when it is not there (yet)."""
+    conn = await end.connection()
+    line = f"exec stat -L -c '%i %s' -- {shlex.quote(remote)} 2>/dev/null"
+    res = await conn.run(end.command(line), check=False)
+    parts = str(res.stdout or "").split()
+    if res.exit_status != 0 or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return parts[0], int(parts[1])
+
+
+async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> bool:
+    """Copy the far file's new complete lines until its tail ends (the
+    connection dropped, or the file was replaced or shrank). False when
+    there was nothing to follow (no such file yet, or another process
+    mirrors it)."""
+    fd = open_append(local)
+    try:
+        try:  # one mirror of a file at a time, whichever cftui process runs it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        offsets = _Offsets(local)
+        size = os.fstat(fd).st_size
+        far = await _stat(end, remote)
+        if far is None:
+            return False
+        ino, far_size = far
+        offset = size + offsets.delta
+        if offsets.ino not in ("-", ino) or far_size < offset or offset < 0:
+            # Another file at that name, or this one shrank: it starts anew
+            # after what the mirror already holds.
+            if offsets.ino != "-" or far_size < offset:
+                counters.restarts += 1
+            offset = 0
+        if (offsets.ino, offsets.delta) != (ino, offset - size):
+            offsets.ino, offsets.delta = ino, offset - size
+            offsets.save()
+        conn = await end.connection()
+        script = f"sh -c {shlex.quote(_FOLLOW)} follow {shlex.quote(remote)} {offset} {ino}"
+        proc = await conn.create_process(end.command(script), encoding=None)
+        try:
+            await _copy_lines(proc.stdout, fd, offsets, counters)
+        finally:
+            proc.close()
+    finally:
+        os.close(fd)
+    return True
+
+
+async def _copy_lines(
+    stdout: asyncssh.SSHReader[bytes],
+    fd: int,
+    offsets: _Offsets,
+    counters: MirrorCounters,
+) -> None:
+    pending = b""
+    dropping = False  # inside a line longer than MAX_LINE: skipped to its newline
+    while True:
+        chunk = await stdout.read(1 << 16)
+        if not chunk:
+            return
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                rest = chunk[start:]
+                if dropping:
+                    offsets.delta += len(rest)
+                elif len(pending) + len(rest) > MAX_LINE:
+                    offsets.delta += len(pending) + len(rest)
+                    pending, dropping = b"", True
+                else:
+                    pending += rest
+                break
+            piece = chunk[start : nl + 1]
+            start = nl + 1
+            if dropping:
+                offsets.delta += len(piece)
+                offsets.save()
+                counters.lines_dropped += 1
+                dropping = False
+            elif len(pending) + len(piece) > MAX_LINE:
+                offsets.delta += len(pending) + len(piece)
+                offsets.save()
+                counters.lines_dropped += 1
+                pending = b""
+            else:
+                append_bytes(fd, pending + piece)
+                pending = b""
+                counters.lines_copied += 1
+
+
+async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> None:
+    """Mirror `remote` into `local` for as long as the task runs, starting
+    again a second after the connection drops or the file changes."""
+    local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    idle = RETRY_S
+    while True:
+        try:
+            followed = await follow_once(end, remote, local, counters)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the far side went away or the connection dropped: retry
+            followed = True
+        # A file that is not there (capture.keys before a capture) is looked
+        # for less and less often, up to IDLE_MAX_S.
+        idle = RETRY_S if followed else min(idle * 2, IDLE_MAX_S)
+        await asyncio.sleep(idle)
+
+
+async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
+    conn = await end.connection()
+    proc = await conn.create_process(end.command(line))
+    try:
+        async for out in proc.stdout:
+            yield str(out).rstrip("\n")
+    finally:
+        proc.close()
+
+
+# Each file whose content changed since the last look, as "INDEX BASE64"
+# on one line; one session for all of a bot's rewritten files. The empty
+# line after each look is a heartbeat: without a terminal, sshd sends no
+# hangup when the session ends, and a loop that never writes would outlive it.
+_PULL = r"""
+w=$1; shift
+while :; do
+  i=0
+  for f in "$@"; do
+    cur=$(cksum < "$f" 2>/dev/null)
+    eval "prev=\${p$i-}"
+    if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then
+      eval "p$i=\$cur"
+      echo "$i $(base64 -w0 < "$f")"
+    fi
+    i=$((i + 1))
+  done
+  echo || exit 0  # an empty line: once the session has gone, its pipe ends the loop
+  sleep "$w"
+done
+"""
+
+
+async def pull_whole(
+    end: MirrorEnd, pairs: Sequence[tuple[str, Path]], interval: float = 0.1
+) -> None:
+    """Files the far side rewrites whole (the egress proxy's stats, its
+    ledger of refused requests, the LLM proxy's money ledger): each (far,
+    local) pair copied whenever the far content changes, checked every
+    `interval` seconds, all in one session."""
+    args = " ".join(shlex.quote(far) for far, _local in pairs)
+    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {args}"
+    async for out in _lines(end, command):
+        index, _, data = out.partition(" ")
+        if not index.isdigit() or int(index) >= len(pairs):
+            continue
+        with contextlib.suppress(ValueError):
+            atomic_write_private(pairs[int(index)][1], base64.b64decode(data, validate=True))
+
+
+async def retrying(step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` (a coroutine function) again a second after it ends or fails."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the far side went away or the connection dropped
+            pass
+        await asyncio.sleep(RETRY_S)

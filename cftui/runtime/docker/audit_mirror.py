@@ -1,0 +1,112 @@
+"""The live local mirror of a remote Docker bot's `audit/<bot>/`.
+
+The bot's proxies write its audit files under the host's root
+(`<root>/audit/<bot>/`); the TUI, `cftui traffic`, `decrypt` and the budgets
+read the fleet home's `audit/<bot>/` on the operator's machine, whatever the
+host. The same mirror as a Lima VM's (`cftui.audit.mirror`) follows them over
+the host's one SSH link (`HostLink`): the logs that grow are tailed and
+appended line by line, the files the egress and LLM proxies rewrite whole
+(counters, refused requests, the money ledger) are copied when they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from typing import TYPE_CHECKING
+
+from cfproxies.spendstate import SPEND_NAME
+
+from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, retrying
+from cftui.fleet import EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
+from cftui.hosts.layout import HostLayout
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from cftui.hosts.ssh import HostLink
+
+# Appended by the proxies: followed line by line.
+GROWING = ("traffic.jsonl", "traffic.enc.jsonl", "capture.keys")
+# Rewritten whole by the proxies: copied when they change, looked at this often.
+REWRITTEN = (EGRESS_STATS_NAME, EGRESS_REQUESTS_NAME, SPEND_NAME)
+PULL_INTERVAL_S = 0.5
+
+
+class _HostEnd:
+    """The host as the mirror's far side: commands run as the link's user
+    (the one that reaches the engine; the host's root is theirs), on a
+    connection of the mirror's own, so that its long-lived sessions (one
+    tail a file) never take the link's share of sshd's `MaxSessions`."""
+
+    def __init__(self, link: HostLink) -> None:
+        self.link = link
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self.link.side_connection()
+            return self._conn
+
+    def command(self, line: str) -> str:
+        return line
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class HostAuditMirror:
+    """Follows one remote bot's audit files until stopped; restarts by
+    itself after the host drops out and comes back."""
+
+    def __init__(self, home: FleetHome, link: HostLink, bot: str) -> None:
+        self.home = home
+        self.link = link
+        self.bot = bot
+        self.counters = MirrorCounters()
+        self._end = _HostEnd(link)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    def start(self) -> None:
+        """Begin (again, if it ended); a no-op while it runs."""
+        if self.running:
+            return
+        host, audit = self.link.host, self.home.audit_dir(self.bot)
+        audit.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._tasks = [
+            asyncio.create_task(
+                follow_file(
+                    self._end,
+                    str(HostLayout.of(host).audit_dir(self.bot) / n),
+                    audit / n,
+                    self.counters,
+                ),
+                name=f"host-audit-{self.bot}-{n}",
+            )
+            for n in GROWING
+        ]
+        pulled = [(str(HostLayout.of(host).audit_dir(self.bot) / n), audit / n) for n in REWRITTEN]
+        self._tasks.append(
+            asyncio.create_task(
+                retrying(functools.partial(pull_whole, self._end, pulled, PULL_INTERVAL_S)),
+                name=f"host-audit-{self.bot}-rewritten",
+            )
+        )
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        self._end.close()
