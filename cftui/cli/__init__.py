@@ -29,7 +29,7 @@ from cftui.tui.tabs import TABS
 # test checks these against what each module's `register` adds).
 GROUPS: dict[str, tuple[str, ...]] = {
     "fleet_cmds": ("init", "delete", "list", "status"),
-    "host_cmds": ("hosts",),
+    "host_cmds": ("hosts", "move"),
     "stack_cmds": ("start", "stop", "restart", "rebuild", "kill", "unlock", "demo"),
     "snapshot_cmds": ("snapshot", "config", "update"),
     "audit_cmds": ("traffic",),

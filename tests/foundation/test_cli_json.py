@@ -23,6 +23,7 @@ NO_LIST = {
     "capture": "one toggle",
     "diff": "a unified diff",
     "serve": "the controller, until stopped (its log on stderr)",
+    "move": "one bot moved (a line: from, to, what was carried)",
 }
 
 

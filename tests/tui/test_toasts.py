@@ -38,7 +38,7 @@ async def test_start_says_running_and_a_snapshot_as_the_tab_does(make, fleet: Fl
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("j", "s")  # beta
+        await pilot.press("j", "S")  # beta
         await wait_until(pilot, lambda: notified(app, "beta: running"))
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, PromptModal))
@@ -61,7 +61,7 @@ async def test_the_row_says_starting_as_soon_as_s_is_pressed(make, runtime) -> N
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(FleetTable)
-        await pilot.press("j", "s")
+        await pilot.press("j", "S")
         assert "start…" in str(table.get_cell("beta", "state"))  # at once, before any answer
         await wait_until(pilot, runtime.build_started.is_set)
         runtime.building.set()
