@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,6 +165,40 @@ def test_the_demo_agent_calls_the_fake_provider_through_the_hosts_llm_proxy(remo
     assert local.stdout.strip() == ""
     status = _run(remote.home, lambda rt: rt.for_bot(remote.bot).status([remote.bot]))
     assert status[BOT].services["gateway"].state == "running"  # type: ignore[index]
+
+
+def test_the_remote_bots_calls_reach_the_local_audit_mirror(remote: Remote):
+    """The operator's machine reads a remote bot's calls where it reads a
+    local bot's: the mirror follows `<root>/audit/<bot>/traffic.jsonl` over
+    the link into the fleet home, and `cftui traffic` reads that copy."""
+    local = remote.home.traffic_log(BOT)
+
+    def mirrored_call() -> bool:
+        try:
+            return any(
+                json.loads(line).get("status") == 200 for line in local.read_text().splitlines()
+            )
+        except FileNotFoundError:
+            return False
+
+    async def follow(runtimes: Runtimes) -> bool:
+        await runtimes.for_bot(remote.bot).follow_audit(remote.bot)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if mirrored_call():
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    assert _run(remote.home, follow), "no call of the remote bot reached the local mirror"
+    assert local.stat().st_mode & 0o777 == 0o600
+    shown = subprocess.run(
+        [sys.executable, "-m", "cftui", "traffic", BOT, "--json", "--home", str(remote.home.root)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert any(r.get("bot") == BOT and r.get("status") == 200 for r in records)
 
 
 def test_no_remote_container_mounts_anything_of_the_fleet_home(remote: Remote):
