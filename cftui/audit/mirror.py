@@ -288,3 +288,35 @@ async def retrying(step: Callable[[], Awaitable[None]]) -> None:
         except Exception:  # the far side went away or the connection dropped
             pass
         await asyncio.sleep(RETRY_S)
+
+
+async def push_on_change(local: Path, write: Callable[[str], Awaitable[None]]) -> None:
+    """The other way: a file the operator's side writes (the egress control
+    file: capture on/off, the allowlist) handed to `write` now and each time
+    it changes, until cancelled. Used for a Lima VM and another host alike."""
+    from watchfiles import awatch
+
+    last: str | None = None
+
+    async def push() -> None:
+        nonlocal last
+        try:
+            text = await asyncio.to_thread(local.read_text, encoding="utf-8")
+        except FileNotFoundError:
+            return
+        if text != last:
+            await write(text)
+            last = text
+
+    await push()
+    # A change made while that first push was on the wire comes before the
+    # watch begins: a look every second (an empty yield) catches it too.
+    async for _changes in awatch(
+        local.parent,
+        watch_filter=lambda _change, path: path.endswith(local.name),
+        debounce=20,
+        step=10,
+        rust_timeout=1000,
+        yield_on_timeout=True,
+    ):
+        await push()

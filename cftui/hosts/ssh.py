@@ -151,10 +151,16 @@ class HostLink:
             return local
 
     async def write_private(
-        self, path: str, data: bytes, timeout: float = CONNECT_TIMEOUT_S
+        self,
+        path: str,
+        data: bytes,
+        timeout: float = CONNECT_TIMEOUT_S,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         """Write a file on the host over SFTP, 0600 in 0700 directories made
-        as needed (written under a temporary name, then renamed in place)."""
+        as needed (written under a temporary name, given to `owner` (uid,
+        gid) if named, then renamed in place: a reader never sees it half
+        written or not yet its owner's)."""
         conn = await self.connection(timeout)
         parent = path.rsplit("/", 1)[0] or "/"
         part = f"{path}.part"
@@ -167,6 +173,8 @@ class HostLink:
                 async with sftp.open(part, "wb", attrs=asyncssh.SFTPAttrs(permissions=0o600)) as f:
                     await f.write(data)
                 await sftp.chmod(part, 0o600)
+                if owner is not None:
+                    await sftp.chown(part, *owner)
                 await sftp.posix_rename(part, path)
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise RuntimeUnavailable(

@@ -201,6 +201,35 @@ def test_the_remote_bots_calls_reach_the_local_audit_mirror(remote: Remote):
     assert any(r.get("bot") == BOT and r.get("status") == 200 for r in records)
 
 
+def test_capture_reaches_the_remote_egress_live(remote: Remote):
+    """`cftui capture on` of a remote bot: the control file written here
+    goes to the host's egress proxy through the mirror, and the proxy's
+    answer (its stats, mirrored back) confirms it, with no restart."""
+    from cftui import egress_control
+
+    async def toggle(runtimes: Runtimes) -> dict | None:
+        await runtimes.for_bot(remote.bot).follow_audit(remote.bot)
+        await asyncio.to_thread(egress_control.set_capture, remote.home, BOT, True, False)
+        generation = json.loads(remote.home.egress_control(BOT).read_text())["generation"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = egress_control.read_stats(remote.home, BOT)
+            if stats and stats.get("control_generation") == generation:
+                return stats
+            await asyncio.sleep(0.2)
+        return None
+
+    try:
+        stats = _run(remote.home, toggle)
+        assert stats is not None, "the host's egress never applied the control file sent to it"
+        assert stats["capture"] is True
+        far = Path(str(remote.layout.audit_dir(BOT) / "egress.control.json"))
+        assert far.stat().st_mode & 0o777 == 0o600
+        assert json.loads(far.read_text())["capture"] is True
+    finally:
+        egress_control.set_capture(remote.home, BOT, False, wait=False)
+
+
 def test_no_remote_container_mounts_anything_of_the_fleet_home(remote: Remote):
     root = str(remote.layout.root)
     seen = 0

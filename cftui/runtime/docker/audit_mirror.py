@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
 
-from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, retrying
-from cftui.fleet import EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
+from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, push_on_change, retrying
+from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.hosts.layout import HostLayout
 
 if TYPE_CHECKING:
@@ -101,6 +102,20 @@ class HostAuditMirror:
                 name=f"host-audit-{self.bot}-rewritten",
             )
         )
+        self._tasks.append(
+            asyncio.create_task(retrying(self._push_control), name=f"host-audit-{self.bot}-control")
+        )
+
+    async def _push_control(self) -> None:
+        """`cftui capture` and `cftui egress` write the control file here;
+        the host's egress proxy reads its copy under the host's root (owned
+        by the proxies' user, as the start placed it)."""
+        remote = str(HostLayout.of(self.link.host).audit_dir(self.bot) / EGRESS_CONTROL_NAME)
+
+        async def write(text: str) -> None:
+            await self.link.write_private(remote, text.encode(), owner=(os.getuid(), os.getgid()))
+
+        await push_on_change(self.home.egress_control(self.bot), write)
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -16,9 +16,8 @@ import functools
 import shlex
 
 import asyncssh
-from watchfiles import awatch
 
-from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, retrying
+from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, push_on_change, retrying
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.runtime.lima.plan import SRV, unix_user
 from cftui.runtime.lima.ssh import VMShell
@@ -98,29 +97,13 @@ class AuditFollower:
     async def _push_control(self) -> None:
         """The egress proxy's control file (capture on/off, allowlist), which
         `cftui capture` writes on the host, into the VM as soon as it changes."""
-        host = self.home.egress_control(self.bot)
         vm = vm_audit_path(self.bot, EGRESS_CONTROL_NAME, "egress")
         owner = unix_user("egress", self.bot)
-        last: str | None = None
 
-        async def push() -> None:
-            nonlocal last
-            try:
-                text = host.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                return
-            if text != last:
-                await self.shell.write_file(vm, text, owner=owner)
-                last = text
+        async def write(text: str) -> None:
+            await self.shell.write_file(vm, text, owner=owner)
 
-        await push()
-        async for _changes in awatch(
-            host.parent,
-            watch_filter=lambda _change, path: path.endswith(EGRESS_CONTROL_NAME),
-            debounce=20,
-            step=10,
-        ):
-            await push()
+        await push_on_change(self.home.egress_control(self.bot), write)
 
     async def stop(self) -> None:
         for t in self._tasks:
