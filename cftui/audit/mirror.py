@@ -320,3 +320,12 @@ async def push_on_change(local: Path, write: Callable[[str], Awaitable[None]]) -
         yield_on_timeout=True,
     ):
         await push()
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """End a mirror's tasks and wait for each, whatever it ended with."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t

@@ -12,14 +12,20 @@ appended line by line, the files the egress and LLM proxies rewrite whole
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
 
-from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, push_on_change, retrying
+from cftui.audit.mirror import (
+    MirrorCounters,
+    cancel_all,
+    follow_file,
+    pull_whole,
+    push_on_change,
+    retrying,
+)
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.hosts.layout import HostLayout
 
@@ -118,10 +124,6 @@ class HostAuditMirror:
         await push_on_change(self.home.egress_control(self.bot), write)
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
         self._end.close()

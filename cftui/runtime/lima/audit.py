@@ -11,13 +11,19 @@ record reaches the host in well under a second, with no polling on either side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import shlex
 
 import asyncssh
 
-from cftui.audit.mirror import MirrorCounters, follow_file, pull_whole, push_on_change, retrying
+from cftui.audit.mirror import (
+    MirrorCounters,
+    cancel_all,
+    follow_file,
+    pull_whole,
+    push_on_change,
+    retrying,
+)
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.runtime.lima.plan import SRV, unix_user
 from cftui.runtime.lima.ssh import VMShell
@@ -106,9 +112,5 @@ class AuditFollower:
         await push_on_change(self.home.egress_control(self.bot), write)
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
