@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cftui.botinit import init_bot
+from cftui.fleet import FleetHome
+from cftui.hosts.layout import HostLayout
 from cftui.hosts.ssh import HostLink
+from cftui.runtime.docker import remote as remote_mod
+from cftui.runtime.docker.runtime import DockerRuntime
+from cftui.runtime.gateway_uid import gateway_user
 from tests.containment.sshd_host import SshdHost, sshd_host
 
 
@@ -72,3 +79,129 @@ def test_write_private_neither_writes_nor_chowns_through_a_planted_part_link(
     st = os.lstat(target)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4242, 4242, 0o600)
     assert sorted(os.listdir(audit)) == ["egress-control.json", "egress-control.json.part"]
+
+
+# --- the proposals pull-back from a host ------------------------------------------
+
+DEMO = "cftui/templates/demo-agent"
+
+
+class CountingLink(HostLink):
+    """The real link, counting what the host's commands sent back to a file
+    (the tree that comes home)."""
+
+    received = 0
+
+    async def run(self, command: str, *, stdout=None, **kwargs):  # type: ignore[no-untyped-def,override]
+        if stdout is None:
+            return await super().run(command, **kwargs)
+        outer = self
+
+        class Tee:
+            def write(self, chunk: bytes) -> int:
+                outer.received += len(chunk)
+                return stdout.write(chunk)
+
+        return await super().run(command, stdout=Tee(), **kwargs)
+
+
+def _remote_fleet(home: FleetHome, host: SshdHost, bot: str = "far") -> None:
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.fleet_toml.write_text(
+        f'[hosts.h9]\nurl = "ssh://root@127.0.0.1:{host.port}"\nroot = "{host.root}"\n'
+    )
+    init_bot(home, bot, code=DEMO, host="h9")
+
+
+def _host_proposals(home: FleetHome, bot: str = "far") -> Path:
+    """The bot's proposals tree on the host, the gateway's user's, as the
+    remote start leaves it."""
+    tree = Path(HostLayout.of(home.host("h9")).proposals_dir(bot))
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    os.chown(tree, *gateway_user())
+    return tree
+
+
+def _as_gateway(tree: Path) -> None:
+    for path in [tree, *tree.rglob("*")]:
+        os.chown(path, *gateway_user(), follow_symlinks=False)
+
+
+def _pull(home: FleetHome, bot: str = "far") -> CountingLink:
+    async def go() -> CountingLink:
+        link = CountingLink(home.host("h9"))
+        runtime = DockerRuntime(home, link=link)
+        try:
+            await runtime.pull_proposals(home.bot(bot))
+        finally:
+            await link.aclose()
+        return link
+
+    return asyncio.run(go())
+
+
+def test_a_huge_sparse_proposal_neither_crosses_the_link_nor_fills_the_operators_disk(
+    home: FleetHome, operator: SshdHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse file costs the agent nothing on the host; read whole by the
+    host's tar it crossed the link and was spooled here in full, then its
+    stand-in was copied into the proposals tree by rsync as real zeros.
+    Lima's pull carries no file over the scan's limit (`--max-size`): nor
+    may this one, and the stand-in stays sparse."""
+    monkeypatch.setattr(remote_mod, "MAX_FILE_BYTES", 1 << 20)
+    _remote_fleet(home, operator)
+    tree = _host_proposals(home)
+    (tree / "notes.md").write_text("a proposal\n")
+    (tree / "skills").mkdir()
+    with open(tree / "skills" / "huge.bin", "wb") as f:
+        f.truncate(256 << 20)
+    _as_gateway(tree)
+    link = _pull(home)
+    mine = home.proposals_dir("far")
+    assert (mine / "notes.md").read_text() == "a proposal\n"
+    huge = mine / "skills" / "huge.bin"
+    assert huge.stat().st_size == 256 << 20  # the scan refuses it with its size
+    assert huge.stat().st_blocks * 512 < 1 << 20, "the stand-in was written out in full"
+    assert link.received < 1 << 20, f"{link.received} bytes crossed the link"
+    # A second pull (the stand-in's time differs from the host's file) stays as small.
+    _pull(home)
+    assert huge.stat().st_blocks * 512 < 1 << 20
+
+
+def test_a_hostile_host_tree_comes_home_as_plain_files_and_hidden_files_stay(
+    home: FleetHome, operator: SshdHost, tmp_path: Path
+) -> None:
+    """Links out stay links (nothing read through them), fifos and sockets
+    do not come, a name with a newline and control characters is a plain
+    file, a deep tree comes whole; a directory the agent made unreadable
+    afterwards is not taken for a removal (nothing of it is deleted here)."""
+    _remote_fleet(home, operator)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret\n")
+    tree = _host_proposals(home)
+    (tree / "out").symlink_to(outside)
+    os.mkfifo(tree / "fifo")
+    (tree / "evil\nname\x1b[2J").write_text("x\n")
+    deep = tree.joinpath(*["d"] * 60)
+    deep.mkdir(parents=True)
+    (deep / "leaf.md").write_text("deep\n")
+    (tree / "hidden").mkdir()
+    (tree / "hidden" / "kept.md").write_text("kept\n")
+    _as_gateway(tree)
+    _pull(home)
+    mine = home.proposals_dir("far")
+    assert (mine / "out").is_symlink() and os.readlink(mine / "out") == str(outside)
+    assert not os.path.lexists(mine / "fifo")
+    assert (mine / "evil\nname\x1b[2J").read_text() == "x\n"
+    assert (mine.joinpath(*["d"] * 60) / "leaf.md").read_text() == "deep\n"
+    assert (outside / "secret").read_text() == "host secret\n" and len(os.listdir(outside)) == 1
+    # The agent hides a directory from its own user: the copy here keeps it.
+    (tree / "hidden").chmod(0)
+    (tree / "notes.md").write_text("new\n")
+    os.chown(tree / "notes.md", *gateway_user())
+    _pull(home)
+    assert (mine / "notes.md").read_text() == "new\n"
+    assert (mine / "hidden" / "kept.md").read_text() == "kept\n"
