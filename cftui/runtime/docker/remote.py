@@ -305,7 +305,8 @@ class RemotePlacement(DockerEngine):
             # tar's 2: some file it could not read (the agent's doing): the rest comes.
             what = f"reading {bot.name}'s proposals"
             ran = await self._sh(
-                f"cd {_q(src)} && " + _as_gateway(f"sh -c {shlex.quote(_pack_proposals(MAX_FILE_BYTES))}"),
+                f"cd {_q(src)} && "
+                + _as_gateway(f"sh -c {shlex.quote(_pack_proposals(MAX_FILE_BYTES))}"),
                 stdout=spool,
                 what=what,
                 ok=(0, 1, 2),
