@@ -228,12 +228,29 @@ async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: Mirror
         await asyncio.sleep(idle)
 
 
-async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
+async def _lines(end: MirrorEnd, line: str, max_line: int) -> AsyncIterator[bytes]:
+    """The far command's output lines, without their newline; a line longer
+    than `max_line` is dropped whole, never held (asyncssh's own readline
+    would hand it over cut in pieces)."""
     conn = await end.connection()
-    proc = await conn.create_process(end.command(line))
+    proc = await conn.create_process(end.command(line), encoding=None)
     try:
-        async for out in proc.stdout:
-            yield str(out).rstrip("\n")
+        parts: list[bytes] = []  # the line so far (dropped once it is too long)
+        size, dropping = 0, False
+        while chunk := await proc.stdout.read(1 << 16):
+            start = 0
+            while (nl := chunk.find(b"\n", start)) >= 0:
+                piece = chunk[start:nl]
+                start = nl + 1
+                if not dropping and size + len(piece) <= max_line:
+                    yield b"".join([*parts, piece])
+                parts, size, dropping = [], 0, False
+            rest = chunk[start:]
+            if dropping or size + len(rest) > max_line:
+                parts, size, dropping = [], 0, True
+            elif rest:
+                parts.append(rest)
+                size += len(rest)
     finally:
         proc.close()
 
@@ -242,16 +259,24 @@ async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
 # on one line; one session for all of a bot's rewritten files. The empty
 # line after each look is a heartbeat: without a terminal, sshd sends no
 # hangup when the session ends, and a loop that never writes would outlive it.
+# The directory is the proxies' user's, who may put a link, a fifo or a
+# huge file at a name: only a regular file is read, opened without
+# following a link (swapped in after the test) or waiting for a fifo's
+# writer (`nofollow,nonblock`), and never more than one byte past the bound.
 _PULL = r"""
-w=$1; shift
+w=$1; max=$2; shift 2
 while :; do
   i=0
   for f in "$@"; do
-    cur=$(cksum < "$f" 2>/dev/null)
-    eval "prev=\${p$i-}"
-    if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then
-      eval "p$i=\$cur"
-      echo "$i $(base64 -w0 < "$f")"
+    if [ -f "$f" ] && [ ! -L "$f" ]; then
+      data=$(dd if="$f" iflag=nofollow,nonblock,count_bytes,fullblock bs=65536 \
+        count=$((max + 1)) status=none 2>/dev/null | base64 -w0)
+      cur=$(printf '%s' "$data" | cksum)
+      eval "prev=\${p$i-}"
+      if [ -n "$data" ] && [ "$cur" != "$prev" ]; then
+        eval "p$i=\$cur"
+        echo "$i $data"
+      fi
     fi
     i=$((i + 1))
   done
@@ -259,6 +284,9 @@ while :; do
   sleep "$w"
 done
 """
+# A rewritten file larger than this is not copied (the egress ledger, the
+# largest, is capped at 8 MiB by the proxy and its readers).
+MAX_WHOLE = 8 << 20
 
 
 async def pull_whole(
@@ -267,15 +295,18 @@ async def pull_whole(
     """Files the far side rewrites whole (the egress proxy's stats, its
     ledger of refused requests, the LLM proxy's money ledger): each (far,
     local) pair copied whenever the far content changes, checked every
-    `interval` seconds, all in one session."""
+    `interval` seconds, all in one session. A link, a fifo or a file over
+    MAX_WHOLE at a far name is not copied (the local copy stays as it was)."""
     args = " ".join(shlex.quote(far) for far, _local in pairs)
-    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {args}"
-    async for out in _lines(end, command):
-        index, _, data = out.partition(" ")
+    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {MAX_WHOLE} {args}"
+    async for out in _lines(end, command, (MAX_WHOLE // 3 + 2) * 4 + 16):
+        index, _, data = out.partition(b" ")
         if not index.isdigit() or int(index) >= len(pairs):
             continue
         with contextlib.suppress(ValueError):
-            atomic_write_private(pairs[int(index)][1], base64.b64decode(data, validate=True))
+            body = base64.b64decode(data, validate=True)
+            if len(body) <= MAX_WHOLE:
+                atomic_write_private(pairs[int(index)][1], body)
 
 
 async def retrying(step: Callable[[], Awaitable[None]]) -> None:

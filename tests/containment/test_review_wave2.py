@@ -7,6 +7,7 @@ bot's own trees moved and that the refusal is one line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from cftui.audit import mirror
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 from cftui.hosts.layout import HostLayout
 from cftui.hosts.ssh import HostLink
 from cftui.runtime.docker import remote as remote_mod
+from cftui.runtime.docker.audit_mirror import _HostEnd
 from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.gateway_uid import gateway_user
 from tests.containment.sshd_host import SshdHost, sshd_host
@@ -205,3 +208,82 @@ def test_a_hostile_host_tree_comes_home_as_plain_files_and_hidden_files_stay(
     _pull(home)
     assert (mine / "notes.md").read_text() == "new\n"
     assert (mine / "hidden" / "kept.md").read_text() == "kept\n"
+
+
+# --- the audit mirror: what the proxies' user leaves in its audit directory -------
+
+
+def _far_audit(host: SshdHost, bot: str = "far") -> Path:
+    """The bot's audit directory on the host, the proxies' user's."""
+    audit = host.root / "audit" / bot
+    if audit.exists():
+        shutil.rmtree(audit)
+    audit.mkdir(parents=True, mode=0o700)
+    os.chown(audit, 4242, 4242)
+    return audit
+
+
+def _mirror_whole(host: SshdHost, pairs: list[tuple[Path, Path]], until) -> None:  # type: ignore[no-untyped-def]
+    """`pull_whole` over a real link until `until()` holds (or 20 s pass),
+    then a few more looks (so that what should not come had its chance)."""
+
+    async def go() -> None:
+        link = HostLink(host.config())
+        end = _HostEnd(link)
+        task = asyncio.create_task(
+            mirror.pull_whole(end, [(str(far), near) for far, near in pairs], 0.05)
+        )
+        try:
+            for _ in range(400):
+                if until() or task.done():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            if task.done():
+                task.result()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            end.close()
+            await link.aclose()
+
+    asyncio.run(go())
+
+
+def test_the_mirror_copies_no_link_fifo_or_huge_file_of_the_hosts_audit_directory(
+    operator: SshdHost, tmp_path: Path
+) -> None:
+    """The rewritten files (stats, refused requests, spend) are copied whole
+    by root on the host: one replaced by a link to a root file must not
+    bring that file here, a fifo must not stall the others, and one far over
+    any ledger's size must neither be held in memory as one line nor land
+    here cut short."""
+    secret = _victim(tmp_path)
+    far = _far_audit(operator)
+    near = tmp_path / "near"
+    near.mkdir(mode=0o700)
+    (far / "egress.stats.json").symlink_to(secret)
+    os.mkfifo(far / "egress.requests.json")
+    (far / "spend.json").write_bytes(b"[" + b'"x",' * (3 << 20) + b'"x"]')
+    (far / "ok.json").write_text('{"allowed": 1}\n')
+    names = ["egress.stats.json", "egress.requests.json", "spend.json", "ok.json"]
+    pairs = [(far / n, near / n) for n in names]
+    _mirror_whole(operator, pairs, lambda: (near / "ok.json").exists())
+    assert (near / "ok.json").read_text() == '{"allowed": 1}\n'
+    assert not (near / "egress.stats.json").exists(), "a link's target was copied"
+    assert not (near / "egress.requests.json").exists()
+    assert not (near / "spend.json").exists(), "a huge file was copied (or cut short)"
+    # Back to sane files, the mirror copies them again.
+    for n in names[:3]:
+        (far / n).unlink()
+        (far / n).write_text(f'{{"{n}": 2}}\n')
+    big = b'{"refused": [' + b'"x",' * (750 << 10) + b'"x"]}\n'  # 3 MiB: a full ledger's size
+    (far / "ok.json").write_bytes(big)
+    _mirror_whole(
+        operator,
+        pairs,
+        lambda: all((near / n).exists() for n in names) and (near / "ok.json").stat().st_size > 99,
+    )
+    assert [(near / n).read_text() for n in names[:3]] == [f'{{"{n}": 2}}\n' for n in names[:3]]
+    assert (near / "ok.json").read_bytes() == big  # one line far past asyncssh's window, whole
