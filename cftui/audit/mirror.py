@@ -74,20 +74,26 @@ class MirrorCounters:
 # Stat, tail from the offset, and a watcher that ends the tail (exit 4) when
 # the name points at another inode or the file shrank. `-f` follows the
 # descriptor, never another file, so every byte out is of the inode stated.
+# The directory is the proxies' user's: the name must be a regular file,
+# not a link (stat without -L), and the descriptor opened on it must be
+# that very file (its device and inode), not what a link swapped in since
+# the test points at.
 _FOLLOW = r"""
 f=$1; off=$2; want=$3
 exec 2>/dev/null
-set -- $(stat -L -c '%i %s' -- "$f") || exit 3
-ino=$1; size=$2
+[ -f "$f" ] && [ ! -L "$f" ] || exit 3
+set -- $(stat -c '%i %s %d' -- "$f") || exit 3
+ino=$1; size=$2; dev=$3
 [ "$want" = "$ino" ] || exit 4
 [ "$size" -ge "$off" ] || exit 4
 exec 3<"$f" || exit 3
+[ "$(stat -L -c '%d %i' /dev/fd/3)" = "$dev $ino" ] || exit 4
 tail -q -s 0.1 -c +$((off + 1)) -f /dev/fd/3 & t=$!
 exec 3<&-
 trap 'kill $t; exit 0' HUP TERM INT
 while kill -0 $t; do
   sleep __WATCH__
-  set -- $(stat -L -c '%i %s' -- "$f") || { kill $t; exit 4; }
+  set -- $(stat -c '%i %s' -- "$f") || { kill $t; exit 4; }
   [ "$1" = "$ino" ] && [ "$2" -ge "$size" ] || { kill $t; exit 4; }
   size=$2
 done
@@ -118,9 +124,11 @@ class _Offsets:
 
 
 async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
-    """(inode, size) of the far file, or None when it is not there (yet)."""
+    """(inode, size) of the far file, or None when it is not there (yet) or
+    is not a regular file (a link is never followed)."""
     conn = await end.connection()
-    line = f"exec stat -L -c '%i %s' -- {shlex.quote(remote)} 2>/dev/null"
+    q = shlex.quote(remote)
+    line = f"[ -f {q} ] && [ ! -L {q} ] && exec stat -c '%i %s' -- {q} 2>/dev/null"
     res = await conn.run(end.command(line), check=False)
     parts = str(res.stdout or "").split()
     if res.exit_status != 0 or len(parts) != 2 or not all(p.isdigit() for p in parts):

@@ -287,3 +287,68 @@ def test_the_mirror_copies_no_link_fifo_or_huge_file_of_the_hosts_audit_director
     )
     assert [(near / n).read_text() for n in names[:3]] == [f'{{"{n}": 2}}\n' for n in names[:3]]
     assert (near / "ok.json").read_bytes() == big  # one line far past asyncssh's window, whole
+
+
+def _follow(host: SshdHost, far: Path, near: Path, steps) -> mirror.MirrorCounters:  # type: ignore[no-untyped-def]
+    """`follow_file` over a real link while `steps` (a coroutine function
+    given a wait-for helper) plays the proxies' user on the host."""
+    counters = mirror.MirrorCounters()
+
+    async def until(check, what: str) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(400):
+            if check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not within 20 s: {what}")
+
+    async def go() -> None:
+        link = HostLink(host.config())
+        end = _HostEnd(link)
+        task = asyncio.create_task(mirror.follow_file(end, str(far), near, counters))
+        try:
+            await steps(until)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            end.close()
+            await link.aclose()
+
+    asyncio.run(go())
+    return counters
+
+
+def _lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines() if path.exists() else []
+
+
+def test_the_mirror_follows_no_link_put_at_or_swapped_into_a_log(
+    operator: SshdHost, tmp_path: Path
+) -> None:
+    """traffic.jsonl is tailed by root on the host: a link there (from the
+    start, or swapped in for the file it follows) must bring nothing of
+    what it points at, while the real file's lines still come."""
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b'{"root": "secret line"}\n' * 3)
+    far = _far_audit(operator)
+    log = far / "traffic.jsonl"
+    log.symlink_to(secret)
+    near = tmp_path / "near" / "traffic.jsonl"
+
+    async def steps(until) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(2.5)  # the mirror has looked (and retried) meanwhile
+        assert _lines_of(near) == [], "a link's target was mirrored"
+        log.unlink()
+        log.write_bytes(b'{"id": "c1"}\n')
+        await until(lambda: _lines_of(near) == [b'{"id": "c1"}'], "the real file's line")
+        # Swapped for a link while followed: the tail ends, nothing of the target comes.
+        log.unlink()
+        log.symlink_to(secret)
+        await asyncio.sleep(3.0)
+        assert b"secret" not in near.read_bytes()
+        log.unlink()
+        log.write_bytes(b'{"id": "c2"}\n')
+        await until(lambda: _lines_of(near)[-1:] == [b'{"id": "c2"}'], "the next file's line")
+
+    _follow(operator, log, near, steps)
+    assert b"secret" not in near.read_bytes()
