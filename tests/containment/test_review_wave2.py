@@ -223,24 +223,16 @@ def _far_audit(host: SshdHost, bot: str = "far") -> Path:
     return audit
 
 
-def _mirror_whole(host: SshdHost, pairs: list[tuple[Path, Path]], until) -> None:  # type: ignore[no-untyped-def]
-    """`pull_whole` over a real link until `until()` holds (or 20 s pass),
-    then a few more looks (so that what should not come had its chance)."""
+def _with_mirror(host: SshdHost, start, body) -> None:  # type: ignore[no-untyped-def]
+    """One of the mirror's tasks (`start(end)`) run over a real link to the
+    host while `body(task)` plays the proxies' user there; then ended."""
 
     async def go() -> None:
         link = HostLink(host.config())
         end = _HostEnd(link)
-        task = asyncio.create_task(
-            mirror.pull_whole(end, [(str(far), near) for far, near in pairs], 0.05)
-        )
+        task = asyncio.create_task(start(end))
         try:
-            for _ in range(400):
-                if until() or task.done():
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
-            if task.done():
-                task.result()
+            await body(task)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -249,6 +241,23 @@ def _mirror_whole(host: SshdHost, pairs: list[tuple[Path, Path]], until) -> None
             await link.aclose()
 
     asyncio.run(go())
+
+
+def _mirror_whole(host: SshdHost, pairs: list[tuple[Path, Path]], until) -> None:  # type: ignore[no-untyped-def]
+    """`pull_whole` until `until()` holds (or 20 s pass), then a few more
+    looks (so that what should not come had its chance)."""
+
+    async def body(task: asyncio.Task[None]) -> None:
+        for _ in range(400):
+            if until() or task.done():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        if task.done():
+            task.result()
+
+    far = [(str(f), n) for f, n in pairs]
+    _with_mirror(host, lambda end: mirror.pull_whole(end, far, 0.05), body)
 
 
 def test_the_mirror_copies_no_link_fifo_or_huge_file_of_the_hosts_audit_directory(
@@ -290,8 +299,8 @@ def test_the_mirror_copies_no_link_fifo_or_huge_file_of_the_hosts_audit_director
 
 
 def _follow(host: SshdHost, far: Path, near: Path, steps) -> mirror.MirrorCounters:  # type: ignore[no-untyped-def]
-    """`follow_file` over a real link while `steps` (a coroutine function
-    given a wait-for helper) plays the proxies' user on the host."""
+    """`follow_file` while `steps` (a coroutine function given a wait-for
+    helper) plays the proxies' user on the host."""
     counters = mirror.MirrorCounters()
 
     async def until(check, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -301,20 +310,10 @@ def _follow(host: SshdHost, far: Path, near: Path, steps) -> mirror.MirrorCounte
             await asyncio.sleep(0.05)
         raise AssertionError(f"not within 20 s: {what}")
 
-    async def go() -> None:
-        link = HostLink(host.config())
-        end = _HostEnd(link)
-        task = asyncio.create_task(mirror.follow_file(end, str(far), near, counters))
-        try:
-            await steps(until)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            end.close()
-            await link.aclose()
+    async def body(_task: asyncio.Task[None]) -> None:
+        await steps(until)
 
-    asyncio.run(go())
+    _with_mirror(host, lambda end: mirror.follow_file(end, str(far), near, counters), body)
     return counters
 
 

@@ -42,3 +42,22 @@ async def test_a_model_name_of_ordinary_length_is_kept_whole(start_proxy, client
         await r.read()
     (rec,) = await proxy.wait_records(1)
     assert rec["model"] == name and "model_truncated" not in rec
+
+
+def test_help_and_label_values_parse_back_as_written():
+    """The exposition format escapes a HELP text's backslash and newline
+    only (a quote is itself there), a label value's quote too: each parses
+    back to what was meant, whatever the agent put in a value."""
+    from cfproxies.metrics import Counter, label_value, render
+    from prometheus_client.parser import text_string_to_metric_families
+
+    help_text = 'calls "quoted", a \\ backslash and a\nnewline'
+    values = ['a"b', "back\\slash", 'x"} 1\nfake_total{bot="y"} 9', '",le="+Inf', "\x1b[2J\u202e"]
+    c = Counter("t_total", help_text, ("model",), {"bot": 'b"1'})
+    for v in values:
+        c.inc((label_value(v),))
+    (family,) = text_string_to_metric_families(render([c]).decode())
+    assert family.documentation == help_text
+    assert {s.labels["model"] for s in family.samples} == {label_value(v) for v in values}
+    assert {s.labels["bot"] for s in family.samples} == {'b"1'}
+    assert [s.name for s in family.samples] == ["t_total"] * len(values)
