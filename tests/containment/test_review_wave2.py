@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from cftui import snapshots
 from cftui.audit import mirror
 from cftui.botinit import init_bot
+from cftui.errors import SnapshotError
 from cftui.fleet import FleetHome
 from cftui.hosts.layout import HostLayout
 from cftui.hosts.ssh import HostLink
@@ -24,6 +26,7 @@ from cftui.runtime.docker import remote as remote_mod
 from cftui.runtime.docker.audit_mirror import _HostEnd
 from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.gateway_uid import gateway_user
+from cftui.snapshots.remote import RemoteState, create_remote_snapshot
 from tests.containment.sshd_host import SshdHost, sshd_host
 
 
@@ -351,3 +354,44 @@ def test_the_mirror_follows_no_link_put_at_or_swapped_into_a_log(
 
     _follow(operator, log, near, steps)
     assert b"secret" not in near.read_bytes()
+
+
+# --- the remote snapshot --------------------------------------------------------
+
+
+def test_a_sparse_state_over_the_bound_is_refused_before_a_byte_crosses(
+    home: FleetHome, operator: SshdHost
+) -> None:
+    """A sparse file costs the agent nothing on the host and tar reads it
+    whole: the state's bound (the bot's disk bound, 64 GiB otherwise) was
+    enforced only once that much had crossed the link and been encrypted
+    into the snapshots directory here. The sum is taken first now."""
+    _remote_fleet(home, operator)
+    state = Path(HostLayout.of(home.host("h9")).state_dir("far"))
+    state.mkdir(parents=True)
+    (state / "notes.md").write_text("kept\n")
+    with open(state / "huge.bin", "wb") as f:
+        f.truncate(8 << 30)
+    sent: list[int] = []
+
+    async def go() -> None:
+        link = HostLink(home.host("h9"))
+        tree = RemoteState(link, "far", asyncio.get_running_loop(), 64 << 20)
+        try:
+            with pytest.raises(SnapshotError) as refused:
+                await asyncio.to_thread(
+                    create_remote_snapshot,
+                    home,
+                    tree,
+                    "big",
+                    progress=lambda e: sent.append(int(e.done or 0)),
+                )
+            assert "8192 MiB" in str(refused.value) and "sparse" in str(refused.value)
+            assert "\n" not in str(refused.value)
+        finally:
+            await link.aclose()
+
+    asyncio.run(go())
+    assert max(sent, default=0) == 0, f"{max(sent)} bytes were archived first"
+    assert snapshots.list_snapshots(home, "far") == []
+    assert not [p for p in home.snapshots_dir("far").iterdir() if p.name.endswith(".partial")]
