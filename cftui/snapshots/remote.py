@@ -39,7 +39,7 @@ from cftui.hosts.layout import HostLayout
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.snapshot_exclusions import find_prune_args
 from cftui.snapshots.agechild import CHUNK, ChildFailed, bot_identity, child_result, spawn
-from cftui.snapshots.create import CreateStats, create_snapshot
+from cftui.snapshots.create import STATE_LIMIT, CreateStats, create_snapshot, over_bound
 from cftui.snapshots.decrypt import _ForwardReader, check_key
 from cftui.snapshots.extract import StreamFilter
 from cftui.snapshots.reasons import one_line
@@ -55,7 +55,7 @@ T = TypeVar("T")
 
 # A remote state's archive larger than this is refused (the bot's disk
 # bound, when fleet.toml gives one, is used instead).
-DEFAULT_LIMIT = 64 << 30
+DEFAULT_LIMIT = STATE_LIMIT
 STEP_TIMEOUT_S = 120.0
 SAFETY_LABEL = "pre-restore"
 
@@ -158,11 +158,7 @@ def archiver(tree: RemoteState) -> Any:
             raise SnapshotError(f"{tree.bot} has no state directory on {tree.where()}")
         if status == _OVER:
             size = int(why) if why.isdigit() else 0
-            raise SnapshotError(
-                f"the state of {tree.bot} on {tree.where()} holds {size >> 20} MiB of files "
-                f"(a sparse file counted whole, as tar reads it), over {tree.limit >> 20} MiB: "
-                "refused before archiving (remove the large files, or raise the bot's disk bound)"
-            )
+            raise over_bound(tree.bot, f" on {tree.where()}", size, tree.limit)
         if status not in (0, 1):  # 1: a file changed as tar read it
             raise SnapshotError(
                 f"tar on {tree.where()} failed ({why or f'exit {status}'}): snapshot not written"

@@ -395,3 +395,27 @@ def test_a_sparse_state_over_the_bound_is_refused_before_a_byte_crosses(
     assert max(sent, default=0) == 0, f"{max(sent)} bytes were archived first"
     assert snapshots.list_snapshots(home, "far") == []
     assert not [p for p in home.snapshots_dir("far").iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_sparse_local_state_is_refused_before_the_snapshot_fills_the_disk(
+    home: FleetHome,
+) -> None:
+    """The same on this machine: a snapshot had no bound at all here, and a
+    promotion and a restore each take one (their safety snapshot), so a
+    sparse file of a terabyte in state/ was a terabyte of ciphertext in
+    snapshots/ at the operator's next promote."""
+    init_bot(home, "near", code=DEMO)
+    state = home.state_dir("near")
+    (state / "notes.md").write_text("kept\n")
+    with open(state / "huge.bin", "wb") as f:
+        f.truncate(1 << 40)
+    written: list[int] = []
+    with pytest.raises(SnapshotError) as refused:
+        snapshots.create_snapshot(
+            home, "near", "big", progress=lambda e: written.append(int(e.done or 0))
+        )
+    limit = home.bot("near").disk_bytes or 0
+    assert f"over {limit >> 20} MiB" in str(refused.value) and "sparse" in str(refused.value)
+    assert max(written, default=0) < 64 << 20
+    assert snapshots.list_snapshots(home, "near") == []
+    assert not [p for p in home.snapshots_dir("near").iterdir() if p.name.endswith(".partial")]
