@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
+import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +29,8 @@ from cftui.runtime.docker import remote as remote_mod
 from cftui.runtime.docker.audit_mirror import _HostEnd
 from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.gateway_uid import gateway_user
-from cftui.snapshots.remote import RemoteState, create_remote_snapshot
+from cftui.snapshots.agechild import bot_recipient, spawn
+from cftui.snapshots.remote import RemoteState, create_remote_snapshot, restore_remote_state
 from tests.containment.sshd_host import SshdHost, sshd_host
 
 
@@ -128,6 +132,15 @@ def _host_proposals(home: FleetHome, bot: str = "far") -> Path:
     tree.mkdir(parents=True)
     os.chown(tree, *gateway_user())
     return tree
+
+
+def _host_state(home: FleetHome, bot: str = "far") -> Path:
+    """The bot's `state/` on the host, empty (the sshd host serves the module)."""
+    state = Path(HostLayout.of(home.host("h9")).state_dir(bot))
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    return state
 
 
 def _as_gateway(tree: Path) -> None:
@@ -367,8 +380,7 @@ def test_a_sparse_state_over_the_bound_is_refused_before_a_byte_crosses(
     enforced only once that much had crossed the link and been encrypted
     into the snapshots directory here. The sum is taken first now."""
     _remote_fleet(home, operator)
-    state = Path(HostLayout.of(home.host("h9")).state_dir("far"))
-    state.mkdir(parents=True)
+    state = _host_state(home)
     (state / "notes.md").write_text("kept\n")
     with open(state / "huge.bin", "wb") as f:
         f.truncate(8 << 30)
@@ -419,3 +431,103 @@ def test_a_sparse_local_state_is_refused_before_the_snapshot_fills_the_disk(
     assert max(written, default=0) < 64 << 20
     assert snapshots.list_snapshots(home, "near") == []
     assert not [p for p in home.snapshots_dir("near").iterdir() if p.name.endswith(".partial")]
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = ""):  # type: ignore[no-untyped-def]
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+    info.mode = 0o644
+    return info, data
+
+
+def _snapshot_of(home: FleetHome, bot: str, members, cut: int = 0) -> Path:  # type: ignore[no-untyped-def]
+    """A snapshot file made here of exactly these members (as a hostile host's
+    tar could have streamed them at create), encrypted to the bot; `cut`
+    bytes taken off its end."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    folder = home.snapshots_dir(bot)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crafted-{len(list(folder.iterdir()))}--2026-12-02T00-00-00Z.tar.age"
+    with path.open("wb") as out:
+        proc = spawn("encrypt", bot_recipient(home, bot), stdin=subprocess.PIPE, stdout=out)
+        proc.communicate(raw.getvalue(), timeout=60)
+    assert proc.returncode == 0
+    if cut:
+        with path.open("r+b") as f:
+            f.truncate(path.stat().st_size - cut)
+    return path
+
+
+def _huge_header() -> tuple[tarfile.TarInfo, bytes]:
+    """A member that says it holds 10 GiB, followed by nothing."""
+    info = tarfile.TarInfo("state/huge.bin")
+    info.size = 10 << 30
+    return info, b""
+
+
+CRAFTED = {
+    "dotdot": [_member("state/../escape", data=b"x")],
+    "absolute": [_member("/tmp/cf-review-abs", data=b"x")],
+    "link-out": [_member("state/l", tarfile.SYMTYPE, link="/etc")],
+    "through-link": [
+        _member("state/in", tarfile.SYMTYPE, link="memory"),
+        _member("state/in/planted", data=b"x"),
+    ],
+    "hard-link-out": [_member("state/h", tarfile.LNKTYPE, link="etc/passwd")],
+    "device": [_member("state/dev", tarfile.CHRTYPE)],
+    "fifo": [_member("state/fifo", tarfile.FIFOTYPE)],
+}
+
+
+WHY = {
+    "dotdot": "contains '..'",
+    "absolute": "is an absolute path",
+    "link-out": "points to the absolute path",
+    "through-link": "would be written through a link",
+    "hard-link-out": "is outside state/",
+    "device": "is a device or fifo",
+    "fifo": "is a device or fifo",
+    "truncated": "truncated or tampered",
+    "huge-member": "not a valid archive",
+}
+
+
+@pytest.mark.parametrize("attack", [*CRAFTED, "truncated", "huge-member"])
+def test_a_crafted_remote_restore_is_refused_in_one_line_and_the_state_kept(
+    home: FleetHome, operator: SshdHost, attack: str
+) -> None:
+    _remote_fleet(home, operator)
+    state = _host_state(home)
+    (state / "memory").mkdir()
+    (state / "memory" / "notes.md").write_text("remember\n")
+    ok = _member("state/ok.md", data=b"fine\n")
+    if attack == "truncated":
+        path = _snapshot_of(home, "far", [ok, _member("state/b.md", data=b"y" * 9000)], cut=700)
+    elif attack == "huge-member":
+        path = _snapshot_of(home, "far", [ok, _huge_header()])
+    else:
+        path = _snapshot_of(home, "far", [ok, *CRAFTED[attack]])
+    before = sorted(str(p.relative_to(state)) for p in state.rglob("*"))
+
+    async def go() -> str:
+        link = HostLink(home.host("h9"))
+        tree = RemoteState(link, "far", asyncio.get_running_loop(), 64 << 20)
+        try:
+            with pytest.raises(SnapshotError) as refused:
+                await asyncio.to_thread(restore_remote_state, home, tree, path)
+            return str(refused.value)
+        finally:
+            await link.aclose()
+
+    why = asyncio.run(go())
+    assert WHY[attack] in why, why
+    assert "\n" not in why and "Traceback" not in why, why
+    assert sorted(str(p.relative_to(state)) for p in state.rglob("*")) == before
+    assert (state / "memory" / "notes.md").read_text() == "remember\n"
+    assert not (state / "ok.md").exists()
+    leftovers = [p.name for p in state.parent.iterdir() if p.name.startswith(".state-")]
+    assert leftovers == [], leftovers
+    assert not Path("/tmp/cf-review-abs").exists() and not (state.parent / "escape").exists()
