@@ -37,14 +37,26 @@ from cftui.runtime.lima.sync import MAX_OVERSIZED, PARTIAL, PROPOSALS_ARGS, stan
 _SPOOL_BYTES = 8 << 20
 
 
-def pack(src: Path, *, skip: Sequence[str] = ()) -> IO[bytes]:
+def pack(src: Path, *, skip: Sequence[str] = (), stand_ins_over: int | None = None) -> IO[bytes]:
     """`src` as an uncompressed tar (members relative to it, `.` first),
     rewound, ready to stream; `skip`: relative paths left out (and what is
-    under them). Blocking: run it in a thread."""
+    under them); `stand_ins_over`: a file larger than this that is mostly
+    holes (a pull's stand-in, `take_home`) is left out too, never read as
+    zeros into the spool and written out on the host. Blocking: run it in
+    a thread."""
     skipped = {f"./{rel.strip('/')}" for rel in skip}
 
+    def stand_in(info: tarfile.TarInfo) -> bool:
+        if stand_ins_over is None or not info.isreg() or info.size <= stand_ins_over:
+            return False
+        try:
+            st = os.lstat(os.path.join(src, info.name))
+        except OSError:
+            return True
+        return st.st_blocks * 512 < st.st_size // 2
+
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if info.name in skipped:
+        if info.name in skipped or stand_in(info):
             return None
         if not (info.isdir() or info.isreg() or info.issym() or info.islnk()):
             return None  # no device, fifo or socket leaves this machine

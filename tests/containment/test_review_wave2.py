@@ -531,3 +531,49 @@ def test_a_crafted_remote_restore_is_refused_in_one_line_and_the_state_kept(
     leftovers = [p.name for p in state.parent.iterdir() if p.name.startswith(".state-")]
     assert leftovers == [], leftovers
     assert not Path("/tmp/cf-review-abs").exists() and not (state.parent / "escape").exists()
+
+
+def test_a_stand_in_is_never_sent_back_to_the_host_as_real_zeros(
+    home: FleetHome, operator: SshdHost
+) -> None:
+    """A file the pull left out is a sparse stand-in here; the next push of
+    this machine's tree (after a reject or a promotion) read it whole into
+    the spool here and wrote it out on the host as real zeros. A sparse
+    file over the limit is not sent (a real big file, an approved one, is)."""
+    _remote_fleet(home, operator)
+    tree = _host_proposals(home)
+    with open(tree / "huge.bin", "wb") as f:
+        f.truncate(256 << 20)
+    (tree / "notes.md").write_text("n\n")
+    _as_gateway(tree)
+    _pull(home)
+    mine = home.proposals_dir("far")
+    assert mine.joinpath("huge.bin").stat().st_blocks * 512 < 1 << 20  # the stand-in
+    big = os.urandom(1 << 20) * 17  # an approved file over the limit, written out
+    mine.joinpath("approved.bin").write_bytes(big)
+    sent: list[int] = []
+
+    async def go() -> None:
+        link = CountingLink(home.host("h9"))
+        runtime = DockerRuntime(home, link=link)
+        try:
+            original = link.run
+
+            async def run(command: str, *, stdin=None, **kw):  # type: ignore[no-untyped-def]
+                if stdin is not None and not isinstance(stdin, bytes):
+                    stdin.seek(0, os.SEEK_END)
+                    sent.append(stdin.tell())
+                    stdin.seek(0)
+                return await original(command, stdin=stdin, **kw)
+
+            link.run = run  # type: ignore[method-assign]
+            await runtime.push_proposals(home.bot("far"))
+        finally:
+            await link.aclose()
+
+    asyncio.run(go())
+    assert sent and max(sent) < len(big) + (4 << 20), f"{max(sent)} bytes sent"
+    assert (tree / "approved.bin").read_bytes() == big
+    assert (tree / "notes.md").read_text() == "n\n"
+    on_host = tree / "huge.bin"
+    assert not on_host.exists() or on_host.stat().st_blocks * 512 < 1 << 20

@@ -251,7 +251,9 @@ class RemotePlacement(DockerEngine):
             f"install -d -m 0755 -o {uid} -g {gid} {_q(dest)}; cd {_q(dest)}; "
             + _as_gateway(f"sh -c {shlex.quote(inside)}")
         )
-        archive = await asyncio.to_thread(host_trees.pack, self.home.proposals_dir(name))
+        archive = await asyncio.to_thread(
+            host_trees.pack, self.home.proposals_dir(name), stand_ins_over=MAX_FILE_BYTES
+        )
         try:
             await self._sh(script, stdin=archive, what=f"sending {name}'s proposals")
         finally:
