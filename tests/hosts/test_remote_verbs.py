@@ -285,10 +285,17 @@ def test_move_clears_the_old_host_and_delete_clears_the_new_one_following_no_lin
 
 
 def test_a_cleanup_that_fails_is_one_note_and_the_move_stands(
-    home: FleetHome, host_v: TestHost, host_w: TestHost, as_operator: Path, cli
+    home: FleetHome, host_v: TestHost, host_w: TestHost, as_operator: Path, cli, tmp_path: Path
 ) -> None:
     _fleet(home, {"hv": host_v, "hw": host_w})
     _init(home, "stuck", "hv")
+    # A directory of the root that is a link out of it is not walked through.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "stuck").mkdir(parents=True)
+    (elsewhere / "stuck" / "keep.txt").write_text("not the bot's\n")
+    proposals = Path(str(_layout(home, "hv").proposals_dir("stuck"))).parent
+    proposals.parent.mkdir(parents=True)
+    proposals.symlink_to(elsewhere)
     mount = Path(str(_layout(home, "hv").bot_repo("stuck"))) / "mnt"
     mount.mkdir(parents=True)
     secrets = Path(str(_layout(home, "hv").gateway_env("stuck")))
@@ -303,6 +310,8 @@ def test_a_cleanup_that_fails_is_one_note_and_the_move_stands(
     assert home.bot("stuck").host == "hw"
     notes = [ln for ln in r.out.splitlines() if "still holds" in ln]
     assert len(notes) == 1 and "host hv" in notes[0] and "stuck/mnt" in notes[0], r.out
+    assert "proposals is a link" in notes[0]
+    assert (elsewhere / "stuck" / "keep.txt").read_text() == "not the bot's\n"
     assert "Traceback" not in r.out + r.err
     # The secrets went, whatever could not.
     assert not secrets.parent.exists()
