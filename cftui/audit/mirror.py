@@ -71,14 +71,13 @@ class MirrorCounters:
     restarts: int = 0  # the far file was replaced or shrunk
 
 
-# Stat, tail from the offset, and a watcher that ends the tail (exit 4) when
-# the name points at another inode or the file shrank. `-f` follows the
-# descriptor, never another file, so every byte out is of the inode stated.
+# The start of a follow: the far file opened as fd 3 at the inode stated
+# (exit 3 when it is not there, 4 when another file or a shorter one is).
 # The directory is the proxies' user's: the name must be a regular file,
 # not a link (stat without -L), and the descriptor opened on it must be
 # that very file (its device and inode), not what a link swapped in since
 # the test points at.
-_FOLLOW = r"""
+_OPEN = r"""
 f=$1; off=$2; want=$3
 exec 2>/dev/null
 [ -f "$f" ] && [ ! -L "$f" ] || exit 3
@@ -88,6 +87,13 @@ ino=$1; size=$2; dev=$3
 [ "$size" -ge "$off" ] || exit 4
 exec 3<"$f" || exit 3
 [ "$(stat -L -c '%d %i' /dev/fd/3)" = "$dev $ino" ] || exit 4
+"""
+# Then the tail from the offset, and a watcher that ends it (exit 4) when
+# the name points at another inode or the file shrank. `-f` follows the
+# descriptor, never another file, so every byte out is of the inode stated.
+_FOLLOW = (
+    _OPEN
+    + r"""
 tail -q -s 0.1 -c +$((off + 1)) -f /dev/fd/3 & t=$!
 exec 3<&-
 trap 'kill $t; exit 0' HUP TERM INT
@@ -98,15 +104,9 @@ while kill -0 $t; do
   size=$2
 done
 """.replace("__WATCH__", str(WATCH_S))
-# The same start as _FOLLOW's, but read to the end once (a file nothing writes any more).
-_TO_END = r"""
-f=$1; off=$2; want=$3
-exec 2>/dev/null
-set -- $(stat -L -c '%i %s' -- "$f") || exit 3
-[ "$want" = "$1" ] || exit 4
-[ "$2" -ge "$off" ] || exit 4
-exec tail -c +$((off + 1)) -- "$f"
-"""
+)
+# Or read to the end once (a file nothing writes any more).
+_TO_END = _OPEN + "exec tail -c +$((off + 1)) /dev/fd/3\n"
 
 
 class _Offsets:
@@ -275,6 +275,17 @@ async def _lines(end: MirrorEnd, line: str, max_line: int) -> AsyncIterator[byte
         proc.close()
 
 
+# A rewritten file larger than this is not copied (the egress ledger, the
+# largest, is capped at 8 MiB by the proxy and its readers).
+MAX_WHOLE = 8 << 20
+# The file "$f" itself in base64, at most one byte past "$max": never what a
+# link swapped in points at, nor a wait for a fifo's writer.
+_READ = (
+    'dd if="$f" iflag=nofollow,nonblock,count_bytes,fullblock bs=65536 '
+    "count=$((max + 1)) status=none 2>/dev/null | base64 -w0"
+)
+_MAX_WHOLE_LINE = (MAX_WHOLE // 3 + 2) * 4 + 16
+
 # Each file whose content changed since the last look, as "INDEX BASE64"
 # on one line; one session for all of a bot's rewritten files. The empty
 # line after each look is a heartbeat: without a terminal, sshd sends no
@@ -289,8 +300,7 @@ while :; do
   i=0
   for f in "$@"; do
     if [ -f "$f" ] && [ ! -L "$f" ]; then
-      data=$(dd if="$f" iflag=nofollow,nonblock,count_bytes,fullblock bs=65536 \
-        count=$((max + 1)) status=none 2>/dev/null | base64 -w0)
+      data=$(__READ__)
       cur=$(printf '%s' "$data" | cksum)
       eval "prev=\${p$i-}"
       if [ -n "$data" ] && [ "$cur" != "$prev" ]; then
@@ -303,10 +313,7 @@ while :; do
   echo || exit 0  # an empty line: once the session has gone, its pipe ends the loop
   sleep "$w"
 done
-"""
-# A rewritten file larger than this is not copied (the egress ledger, the
-# largest, is capped at 8 MiB by the proxy and its readers).
-MAX_WHOLE = 8 << 20
+""".replace("__READ__", _READ)
 
 
 async def pull_whole(
@@ -319,7 +326,7 @@ async def pull_whole(
     MAX_WHOLE at a far name is not copied (the local copy stays as it was)."""
     args = " ".join(shlex.quote(far) for far, _local in pairs)
     command = f"sh -c {shlex.quote(_PULL)} pull {interval} {MAX_WHOLE} {args}"
-    async for out in _lines(end, command, (MAX_WHOLE // 3 + 2) * 4 + 16):
+    async for out in _lines(end, command, _MAX_WHOLE_LINE):
         index, _, data = out.partition(b" ")
         if not index.isdigit() or int(index) >= len(pairs):
             continue
@@ -327,6 +334,20 @@ async def pull_whole(
             body = base64.b64decode(data, validate=True)
             if len(body) <= MAX_WHOLE:
                 atomic_write_private(pairs[int(index)][1], body)
+
+
+async def read_whole(end: MirrorEnd, far: str) -> bytes | None:
+    """A file the far side rewrites whole, as it is now (`pull_whole`'s
+    read, once); None when it is absent, not a regular file, empty or over
+    MAX_WHOLE."""
+    script = f'max=$1; f=$2; [ -f "$f" ] && [ ! -L "$f" ] || exit 3; {_READ}; echo'
+    command = f"sh -c {shlex.quote(script)} read {MAX_WHOLE} {shlex.quote(far)}"
+    async for out in _lines(end, command, _MAX_WHOLE_LINE):
+        with contextlib.suppress(ValueError):
+            body = base64.b64decode(out, validate=True)
+            return body if body and len(body) <= MAX_WHOLE else None
+        return None
+    return None
 
 
 async def retrying(step: Callable[[], Awaitable[None]]) -> None:

@@ -26,7 +26,7 @@ from cftui.fleet import FleetHome
 from cftui.hosts.layout import HostLayout
 from cftui.hosts.ssh import HostLink
 from cftui.runtime.docker import remote as remote_mod
-from cftui.runtime.docker.audit_mirror import _HostEnd
+from cftui.runtime.docker.audit_mirror import HostAuditMirror, _HostEnd
 from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.snapshots.agechild import bot_recipient, spawn
@@ -577,3 +577,35 @@ def test_a_stand_in_is_never_sent_back_to_the_host_as_real_zeros(
     assert (tree / "notes.md").read_text() == "n\n"
     on_host = tree / "huge.bin"
     assert not on_host.exists() or on_host.stat().st_blocks * 512 < 1 << 20
+
+
+def test_the_last_catch_up_before_a_delete_reads_no_link_or_fifo_either(
+    home: FleetHome, operator: SshdHost, tmp_path: Path
+) -> None:
+    """`cftui delete` and a move copy the host's audit files one last time
+    (HostAuditMirror.catch_up): the same refusals as the live mirror's."""
+    _remote_fleet(home, operator)
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b'{"root": "secret line"}\n')
+    far = _far_audit(operator)
+    (far / "traffic.jsonl").write_bytes(b'{"id": "c1"}\n')
+    (far / "traffic.enc.jsonl").symlink_to(secret)
+    (far / "egress.stats.json").symlink_to(secret)
+    os.mkfifo(far / "egress.requests.json")
+    (far / "spend.json").write_text('{"usd": 1}\n')
+
+    async def go() -> None:
+        link = HostLink(home.host("h9"))
+        audit = HostAuditMirror(home, link, "far")
+        try:
+            await asyncio.wait_for(audit.catch_up(), 60)
+        finally:
+            await audit.stop()
+            await link.aclose()
+
+    asyncio.run(go())
+    near = home.audit_dir("far")
+    assert (near / "traffic.jsonl").read_bytes() == b'{"id": "c1"}\n'
+    assert (near / "spend.json").read_text() == '{"usd": 1}\n'
+    for name in ("traffic.enc.jsonl", "egress.stats.json", "egress.requests.json"):
+        assert not (near / name).exists() or b"secret" not in (near / name).read_bytes(), name
