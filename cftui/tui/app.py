@@ -500,12 +500,18 @@ class ClawFactoryApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock":
-            from cftui.tui.bot_screen import BotScreen
-
             # Offered only when it can be done; a bot's screen has its own U,
             # which unlocks that bot alone, never the fleet.
-            return bool(self.locked) and not isinstance(self.screen, BotScreen)
+            return bool(self.locked) and not self._on_bot_screen()
         return True
+
+    def _on_bot_screen(self) -> bool:
+        """Whether the screen shown is a bot's, without importing the bot
+        screen: the footer asks on its first paint, and that module (with
+        the traffic reader under it) held the fleet's first paint back. No
+        bot screen exists before its module is loaded."""
+        module = sys.modules.get("cftui.tui.bot_screen")
+        return module is not None and isinstance(self.screen, module.BotScreen)
 
     def watch_locked(self) -> None:
         self.refresh_bindings()
