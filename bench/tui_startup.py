@@ -45,9 +45,16 @@ LIMIT_S = 90  # a launch that shows nothing by then fails the run
 SOCKET = f"cf-bench-tui-{os.getpid()}"
 
 
+# The launches write bytecode, as an installed cftui has it: with a
+# PYTHONDONTWRITEBYTECODE in the caller's environment (the tmux server passes
+# its environment on to every launch) a fresh checkout, `--before`'s
+# worktree say, compiled every module of its path at each launch.
+TMUX_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def tmux(*args: str, check: bool = True) -> str:
     return subprocess.run(
-        ["tmux", "-L", SOCKET, *args], check=check, capture_output=True, text=True
+        ["tmux", "-L", SOCKET, *args], check=check, capture_output=True, text=True, env=TMUX_ENV
     ).stdout
 
 
@@ -206,7 +213,7 @@ def main() -> None:
             for case, (_argv, marks, _case_env) in cases.items():
                 for mark in marks:
                     times[f"{case}: {mark}"] = []
-            for argv, marks, case_env in cases.values():  # the page cache, the engine
+            for argv, marks, case_env in cases.values():  # the page cache, the engine, bytecode
                 in_tmux(argv, case_env, marks)
             for _ in range(args.runs):  # interleaved: a busy moment falls on all alike
                 times["python -c pass"].append(_bare_start(py))
