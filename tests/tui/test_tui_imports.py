@@ -9,12 +9,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from cftui.runtime import Runtimes
 
 PROBE = """
 import asyncio, json, sys
@@ -66,3 +68,41 @@ def test_the_fleet_on_screen_loads_no_bot_screen_no_ssh(engine: str, tmp_path: P
     assert set(doc["states"]) == {"bot1", "bot2"}  # the engine was asked (or said why not)
     assert "cftui.runtime.docker.runtime" in doc["modules"]
     assert _hits(doc["modules"], ("cftui.tui.bot_screen", "asyncssh", "cftui.hosts.ssh")) == []
+
+
+class _Where(Runtimes):
+    """The real runtimes, noting the thread each kind's runtime is made in."""
+
+    def __init__(self, home: FleetHome) -> None:
+        super().__init__(home)
+        self.made: dict[str, str] = {}
+
+    def get(self, kind: str):
+        if kind not in self._by_kind:
+            self.made[kind] = threading.current_thread().name
+        return super().get(kind)
+
+
+async def test_a_bot_of_another_runtime_added_later_has_its_runtime_made_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A Lima bot put in fleet.toml while the app runs: its runtime (and
+    asyncssh under it) is made in a thread, as the first ones are, never on
+    the event loop at the next poll."""
+    from cftui.tui.app import make_app
+    from tests.tui.tui_helpers import wait_until
+
+    home = FleetHome(tmp_path / "fleet")
+    init_bot(home, "bot1")
+    runtimes = _Where(home)
+    app = make_app(home, runtimes, status_interval=3600, live=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: "bot1" in app.statuses, timeout=30)
+        init_bot(home, "vm1", runtime="lima")
+        app.read_fleet_files()
+        await wait_until(pilot, lambda: "vm1" in app.configs, timeout=30)
+        app.refresh_status()
+        await wait_until(pilot, lambda: "vm1" in app.statuses, timeout=30)
+    loop_thread = threading.main_thread().name
+    assert set(runtimes.made) == {"docker", "lima"}
+    assert loop_thread not in runtimes.made.values(), runtimes.made
