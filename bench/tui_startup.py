@@ -115,7 +115,11 @@ def in_tmux(
     seconds the launched process had used by then (where it could be read)."""
     session = f"cf-bench-tui-{os.getpid()}-{time.monotonic_ns()}"
     command = shlex.join(argv) + f"; sleep {LIMIT_S}"
-    options = ["-x", "120", "-y", "40"]
+    # Started in the checkout measured: `python -c` puts the current
+    # directory first on sys.path, before PYTHONPATH, so from this one's
+    # directory `--before` ran this checkout's cftui, not its own.
+    checkout = env["PYTHONPATH"].split(os.pathsep)[0]
+    options = ["-x", "120", "-y", "40", "-c", checkout]
     for key in ("PYTHONPATH", "CLAWFACTORY_HOME"):
         options += ["-e", f"{key}={env[key]}"]
     found: dict[str, float] = {}
