@@ -158,7 +158,7 @@ def refuse_planted(tree: StateTree) -> None:
         if kind not in (ABSENT, DIRECTORY):
             raise InstallError(
                 f"{tree.where}{name} is {kind}, not an install of cftui's: refused, "
-                "nothing touched (remove it, then start again)"
+                f"nothing touched (remove {tree.path(name)}, then start again)"
             )
 
 
@@ -262,7 +262,9 @@ class ShellState:
         _checked(name)
         return f"{self.state.rstrip('/')}/{name}"
 
-    def _sh(self, script: str, what: str, stdin: bytes | None = None, ok=(0,)) -> tuple[int, bytes]:
+    def _sh(
+        self, script: str, what: str, stdin: bytes | None = None, ok: tuple[int, ...] = (0,)
+    ) -> tuple[int, bytes]:
         code, out, err = self._run(script, stdin)
         if code == _REFUSED:
             raise InstallError(f"{self.where}{what}: a link or a special file is there: refused")

@@ -84,11 +84,13 @@ class StackInstall(DockerEngine):
     def _state_tree(self, bot: BotConfig, owner: tuple[int, int]) -> installed.StateTree:
         """The bot's `state/` as the install touches it: this machine's, or
         its host's, reached over the link, each step there as the gateway's
-        user in that `state/` (never through a link in the host's root)."""
+        user in that `state/` (reached from the host's root, whose
+        directories are root's, never through a link)."""
         if self._link is None:
             return installed.LocalState(self.home.state_dir(bot.name), owner, f"{bot.name}: state/")
         link = self._link
-        state = _q(HostLayout.of(link.host).state_dir(bot.name))
+        path = HostLayout.of(link.host).state_dir(bot.name)
+        state = _q(path)
 
         def run(script: str, stdin: bytes | None) -> tuple[int, bytes, str]:
             line = (
@@ -103,7 +105,7 @@ class StackInstall(DockerEngine):
             return ran.code, ran.out, ran.err
 
         where = f"{bot.name}: host {link.host.name}'s state/"
-        return installed.ShellState(run, str(HostLayout.of(link.host).state_dir(bot.name)), where)
+        return installed.ShellState(run, str(path), where)
 
     def _installer_image(self, progress: Progress) -> str:
         """The installer image in this engine: made here, or for another
