@@ -30,19 +30,21 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cftui import locks
 from cftui.errors import BotLocked, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.hosts.layout import HostLayout
-from cftui.hosts.ssh import HostLink, Ran
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_trees
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import DockerEngine
 from cftui.runtime.gateway_uid import gateway_user
+
+if TYPE_CHECKING:  # asyncssh only when a bot is on another host
+    from cftui.hosts.ssh import HostLink, Ran
 
 PLACE_TIMEOUT_S = 600.0
 _NEW = ".cftui-new"
