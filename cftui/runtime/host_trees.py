@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import IO
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.lima.sync import MAX_OVERSIZED, PARTIAL, PROPOSALS_ARGS, stand_in_for
+
+# Lima's sync rules (`cftui.runtime.lima.sync`) are imported where they are
+# used: that module loads asyncssh, which this machine's Docker bots (whose
+# runtime imports this module) never need.
 
 # Spooled in memory up to this size, then on disk.
 _SPOOL_BYTES = 8 << 20
@@ -118,6 +121,8 @@ def unpack_plain(stream: IO[bytes], dest: Path, *, max_bytes: int) -> list[tuple
                 tar.extract(member, str(dest), set_attrs=True, filter=plain)
     except (tarfile.TarError, OSError) as exc:
         raise RuntimeOperationError(f"the tree that came back is not readable: {exc}") from None
+    from cftui.runtime.lima.sync import MAX_OVERSIZED
+
     return [(rel, size) for rel, size in oversized if _inside(root, rel)][:MAX_OVERSIZED]
 
 
@@ -134,6 +139,8 @@ def take_home(
     `dest` for each file over `max_bytes`: those the far side listed
     (`oversized`, left out of the stream) and any the stream still held.
     Blocking."""
+    from cftui.runtime.lima.sync import MAX_OVERSIZED, stand_in_for
+
     fresh = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
     try:
         found = unpack_plain(stream, fresh, max_bytes=max_bytes)
@@ -148,6 +155,8 @@ def replace_with(fresh: Path, dest: Path, *, delete: bool = True) -> None:
     between two directories of this machine). `delete=False` after a read
     that missed files (the agent made some unreadable): nothing is removed,
     so what it hid shows as it was, never as a removal. Blocking."""
+    from cftui.runtime.lima.sync import PARTIAL, PROPOSALS_ARGS
+
     dest.mkdir(parents=True, exist_ok=True)
     args = [a for a in PROPOSALS_ARGS if delete or a != "--delete"]
     proc = subprocess.run(

@@ -29,20 +29,21 @@ import os
 import shlex
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cftui import locks
 from cftui.errors import BotLocked, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.hosts.layout import HostLayout
-from cftui.hosts.ssh import HostLink, Ran
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_trees
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import DockerEngine
 from cftui.runtime.gateway_uid import gateway_user
-from cftui.runtime.lima.sync import oversized_listing, parse_oversized
+
+if TYPE_CHECKING:  # asyncssh only when a bot is on another host
+    from cftui.hosts.ssh import HostLink, Ran
 
 PLACE_TIMEOUT_S = 600.0
 _NEW = ".cftui-new"
@@ -328,6 +329,8 @@ class RemotePlacement(DockerEngine):
             await self._send_proposals(bot)
         dest = self.home.proposals_dir(bot.name)
         src = self.layout.proposals_dir(bot.name)
+        from cftui.runtime.lima.sync import oversized_listing, parse_oversized
+
         listed = await self._sh(
             f"cd {_q(src)} && "
             + _as_gateway(f"sh -c {shlex.quote(oversized_listing('.', MAX_FILE_BYTES))}"),
