@@ -100,7 +100,7 @@ def test_cftui_list_and_status_print_the_same_both_ways(
     shown = []
     for fast in (True, False):
         if not fast:  # the path every other runtime takes
-            monkeypatch.setattr(fleet_view, "read_now", lambda home, bots: None)
+            monkeypatch.setattr(fleet_view, "read_now", lambda home, bots, brief=False: None)
         outs = [cli(*argv) for argv in (("list",), ("status",), ("status", bots[0].name))]
         assert all(r.code == 0 and r.err == "" for r in outs), outs
         shown.append([r.out for r in outs])
