@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import IO
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.lima.sync import PARTIAL, PROPOSALS_ARGS, stand_in_for
+
+# Lima's sync rules (`cftui.runtime.lima.sync`) are imported where they are
+# used: that module loads asyncssh, which this machine's Docker bots (whose
+# runtime imports this module) never need.
 
 # Spooled in memory up to this size, then on disk.
 _SPOOL_BYTES = 8 << 20
@@ -101,6 +104,8 @@ def unpack_plain(stream: IO[bytes], dest: Path, *, max_bytes: int) -> None:
     except (tarfile.TarError, OSError) as exc:
         raise RuntimeOperationError(f"the tree that came back is not readable: {exc}") from None
     if oversized:
+        from cftui.runtime.lima.sync import stand_in_for
+
         stand_in_for(dest, [(rel, size) for rel, size in oversized if _inside(root, rel)])
 
 
@@ -109,6 +114,8 @@ def replace_with(fresh: Path, dest: Path, *, delete: bool = True) -> None:
     between two directories of this machine). `delete=False` after a read
     that missed files (the agent made some unreadable): nothing is removed,
     so what it hid shows as it was, never as a removal. Blocking."""
+    from cftui.runtime.lima.sync import PARTIAL, PROPOSALS_ARGS
+
     dest.mkdir(parents=True, exist_ok=True)
     args = [a for a in PROPOSALS_ARGS if delete or a != "--delete"]
     proc = subprocess.run(
