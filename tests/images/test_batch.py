@@ -125,14 +125,14 @@ def test_a_bug_in_a_step_is_not_swallowed_and_a_cycle_is_refused():
         batch.run_steps([batch.Step("a", lambda: 1, ("z",))], 2)
 
 
-def test_jobs_default_to_the_cpus_or_the_environment(monkeypatch):
+def test_jobs_default_to_two_more_than_the_cpus_or_the_environment(monkeypatch):
     monkeypatch.delenv(batch.JOBS_ENV, raising=False)
-    assert batch.default_jobs() == len(os.sched_getaffinity(0))
+    assert batch.default_jobs() == len(os.sched_getaffinity(0)) + 2
     monkeypatch.setenv(batch.JOBS_ENV, "5")
     assert batch.default_jobs() == 5
     for bad in ("0", "-1", "many"):
         monkeypatch.setenv(batch.JOBS_ENV, bad)
-        assert batch.default_jobs() == len(os.sched_getaffinity(0))
+        assert batch.default_jobs() == len(os.sched_getaffinity(0)) + 2
 
 
 # --- the real engine ---------------------------------------------------------

@@ -6,8 +6,8 @@ debootstrap, network- and disk-bound), and the service builds, each of
 which needs its wheels and, when its shipped base cannot be pulled, the
 base. The prerequisites start at once, side by side; each build starts as
 soon as its own prerequisites are done, at most `jobs` builds at a time
-(the machine's CPUs unless `CFTUI_BUILD_JOBS` says otherwise). One after
-another, the same work took the sum of every step.
+(two more than the machine's CPUs unless `CFTUI_BUILD_JOBS` says
+otherwise). One after another, the same work took the sum of every step.
 
 Nothing about what is built, or how it is labelled, changes here: each
 build is `services.ensure_image`, which still checks the recipe hash
@@ -36,15 +36,20 @@ JOBS_ENV = "CFTUI_BUILD_JOBS"
 
 
 def default_jobs() -> int:
-    """`CFTUI_BUILD_JOBS` when set to a positive number, else the CPUs this
-    process may run on (at least 1)."""
+    """`CFTUI_BUILD_JOBS` when set to a positive number, else two more than
+    the CPUs this process may run on. A legacy-builder build spends most of
+    its time waiting on the engine (a container made and committed for every
+    instruction, 2-3 s each even for an ENV or a LABEL), not computing: on
+    two CPUs, two at a time left the demo's llm-proxy build queued behind
+    fake-llm and egress for 80 s of a fresh `make demo` (bench/demo_fresh.py)."""
     raw = os.environ.get(JOBS_ENV, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(1, cpus) + 2
 
 
 @dataclass(frozen=True)
