@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cftui import locks, snapshots
-from cftui.audit import mirror
+from cftui.audit import mirror, mirror_many
 from cftui.botinit import init_bot
 from cftui.errors import SnapshotError
 from cftui.fleet import FleetHome
@@ -41,18 +41,19 @@ def audit_host(operator_ssh: Path) -> Iterator[TestHost]:
     yield from _make_host(operator_ssh, "cfh21m", 20)
 
 
-def _fleet(home: FleetHome, host: TestHost, bot: str) -> Path:
-    """A fleet whose `bot` lives on `host`; the bot's audit dir there, made
-    as the remote start makes it (0700)."""
+def _fleet(home: FleetHome, host: TestHost, bot: str, *more: str) -> Path:
+    """A fleet whose `bot` (and `more`) live on `host`; the bot's audit dir
+    there, made as the remote start makes it (0700)."""
     home.root.mkdir(parents=True, exist_ok=True)
     root = host.root / f"cf-{home.root.parent.name}"
     home.fleet_toml.write_text(
         f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\nroot = "{root}"\n'
     )
-    init_bot(home, bot, code=DEMO, host="h2")
-    far = Path(HostLayout.of(home.host("h2")).traffic_log(bot))
-    far.parent.mkdir(parents=True, mode=0o700)
-    return far
+    for name in (bot, *more):
+        init_bot(home, name, code=DEMO, host="h2")
+        far = Path(HostLayout.of(home.host("h2")).traffic_log(name))
+        far.parent.mkdir(parents=True, mode=0o700)
+    return Path(HostLayout.of(home.host("h2")).traffic_log(bot))
 
 
 def _record(n: int, pad: int = 0) -> bytes:
@@ -132,7 +133,7 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             _append(far, _record(5, pad=300 << 10) + _record(6))
             await _until(lambda: _ids(near)[-1:] == ["c6"], "the line after a huge one")
             assert "c5" not in _ids(near)
-            counters = runtime._mirrors["far"].counters  # type: ignore[attr-defined]
+            counters = runtime._mirror.counters["far"]  # type: ignore[attr-defined]
             assert counters.lines_dropped == 1
             # The file replaced on the host: the mirror keeps what it had and
             # follows the new file from its start.
@@ -145,7 +146,7 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             # Shrunk in place: the same.
             with far.open("r+b") as f:
                 f.truncate(0)
-            await asyncio.sleep(mirror.WATCH_S * 2.5)  # the host's watcher sees it
+            await asyncio.sleep(mirror_many.TICK_S * 10)  # the host's watch sees it
             _append(far, _record(9))
             await _until(lambda: _ids(near)[-1:] == ["c9"], "lines after the file shrank")
             assert _ids(near) == ["c1", "c2", "c3", "c4", "c6", "c7", "c8", "c9"]
@@ -194,7 +195,7 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
                 audit_host.restore()
             # Its connection dropped meanwhile (as sshd or a NAT would): the
             # mirror connects again by itself and resumes where it stopped.
-            side = runtime._mirrors["far"]._end._conn  # type: ignore[attr-defined]
+            side = runtime._mirror._end._conn  # type: ignore[attr-defined]
             assert side is not None and side is not runtimes.links["h2"]._conn
             side.abort()
             await _until(lambda: _ids(near) == ["c1", "c2"], "the line written while cut off")
@@ -202,6 +203,83 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
             await _until(lambda: _ids(near) == ["c1", "c2", "c3"], "a line after the reconnect")
         finally:
             await runtimes.aclose()
+
+    asyncio.run(go())
+
+
+def test_thirty_bots_on_one_host_are_mirrored_by_one_watch_loop_there(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """Each bot's mirror had tails and watcher loops of its own on the host:
+    with thirty bots they forked some 700 processes a second there and a
+    line appended waited over a minute for its mirror. One watch loop and
+    one reader serve all the host's bots now, over one connection."""
+    bots = [f"m{i}" for i in range(30)]
+    _fleet(home, audit_host, *bots)
+    far = {b: Path(HostLayout.of(home.host("h2")).traffic_log(b)) for b in bots}
+    for n, b in enumerate(bots):
+        _append(far[b], _record(n))
+    stats = far["m29"].parent / "egress.stats.json"
+    stats.write_text(json.dumps({"v": 1, "allowed": 29}))
+    audit_root = far["m0"].parent.parent
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        try:
+            for b in bots:  # as the TUI's state stream and `cftui serve` start them
+                await runtimes.for_bot(home.bot(b)).follow_audit(home.bot(b))
+            await _until(
+                lambda: all(_ids(home.traffic_log(b)) == [f"c{n}"] for n, b in enumerate(bots)),
+                "every bot's line",
+            )
+            await _until(lambda: home.egress_stats("m29").exists(), "a rewritten file")
+            for n in (100, 101):
+                for b in ("m0", "m17", "m29"):
+                    _append(far[b], _record(n))
+                await _until(
+                    lambda n=n: all(
+                        _ids(home.traffic_log(b))[-1:] == [f"c{n}"] for b in ("m0", "m17", "m29")
+                    ),
+                    f"line c{n} of three bots",
+                )
+            # On the host: one loop names the bots' files (the reader names
+            # none), where each bot had four.
+            loops = [p for p in _host_processes(audit_root) if p.startswith("sh -c")]
+            assert len(loops) == 1, loops
+            assert runtimes.links["h2"].side_connects == 1
+        finally:
+            await runtimes.aclose()
+        await _until(lambda: not _host_processes(audit_root), "the host's loop to end")
+
+    asyncio.run(go())
+
+
+def test_two_mirrors_of_one_bot_copy_each_line_once_and_hand_over(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """The TUI and `cftui serve` both mirror a remote bot: one copies (the
+    local file's lock), the other takes over when the first ends."""
+    far = _fleet(home, audit_host, "twice")
+    near = home.traffic_log("twice")
+    _append(far, _record(1))
+
+    async def go() -> None:
+        first, second = Runtimes(home), Runtimes(home)
+        bot = home.bot("twice")
+        try:
+            await first.for_bot(bot).follow_audit(bot)
+            await _until(lambda: _ids(near) == ["c1"], "the first line")
+            await second.for_bot(bot).follow_audit(bot)
+            _append(far, _record(2))
+            await _until(lambda: _ids(near) == ["c1", "c2"], "a line while both run")
+            await first.aclose()
+            _append(far, _record(3))
+            await _until(lambda: _ids(near) == ["c1", "c2", "c3"], "a line after the first ended")
+            await asyncio.sleep(mirror_many.LOCKED_RETRY_S)
+            assert _ids(near) == ["c1", "c2", "c3"]
+        finally:
+            await first.aclose()
+            await second.aclose()
 
     asyncio.run(go())
 
