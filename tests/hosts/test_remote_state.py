@@ -11,7 +11,9 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -282,6 +284,46 @@ def test_two_mirrors_of_one_bot_copy_each_line_once_and_hand_over(
             await second.aclose()
 
     asyncio.run(go())
+
+
+def test_serve_alone_mirrors_the_remote_bots_audit(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """Nothing but `cftui serve` runs: the budgets and notifications it
+    reads from the fleet home see a remote bot's calls, and a bot made on
+    the host while it runs is followed too."""
+    far = _fleet(home, audit_host, "served")
+    _append(far, _record(1))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cftui", "serve", "--listen", "127.0.0.1:0", "--home", str(home.root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def seen(bot: str, ids: list[str], what: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while _ids(home.traffic_log(bot)) != ids:
+            assert serve.poll() is None, serve.communicate()[1]
+            assert time.monotonic() < deadline, f"not within {WAIT_S:.0f} s: {what}"
+            time.sleep(0.05)
+
+    try:
+        seen("served", ["c1"], "the line already there")
+        _append(far, _record(2))
+        seen("served", ["c1", "c2"], "a line appended while serve runs")
+        init_bot(home, "later", code=DEMO, host="h2")
+        later = Path(HostLayout.of(home.host("h2")).traffic_log("later"))
+        later.parent.mkdir(parents=True, mode=0o700)
+        _append(later, _record(3))
+        seen("later", ["c3"], "the line of a bot made while serve runs")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _out, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + WAIT_S
+    while _host_processes(far.parent.parent):
+        assert time.monotonic() < deadline, _host_processes(far.parent.parent)
+        time.sleep(0.1)
 
 
 # --- snapshots of a remote bot -----------------------------------------------------
