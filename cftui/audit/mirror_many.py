@@ -15,8 +15,8 @@ appended there waited over a minute for its mirror). Here the far side runs:
 - one *reader*, idle on its stdin, which answers each request of ours with
   one line: the bytes of a growing file from an offset (at most `CHUNK`),
   or the whole of a rewritten one, base64 on one line, with the inode and
-  size of the very file it opened (it opens, then states the descriptor, so
-  every byte is of the inode stated).
+  size it stated before and after the read (a regular file only, read
+  without following a link or waiting for a fifo's writer).
 
 A growing file is handled as `cftui.audit.mirror` handles it (the same
 `_LineSink` and `_Offsets`): whole lines appended with one write, a torn
@@ -78,7 +78,7 @@ t=$1; shift
 exec 2>/dev/null
 prev=-
 while :; do
-  cur=$(stat -L -c '%i %s %Y %n' -- "$@")
+  cur=$(stat -c '%i %s %Y %f %n' -- "$@")
   if [ "$cur" != "$prev" ]; then
     prev=$cur
     printf '%s\n.\n' "$cur" || exit 0
@@ -96,17 +96,19 @@ _READ = r"""
 exec 2>/dev/null
 while read -r kind off f; do
   (
-    exec 3<"$f" || exit 1
-    set -- $(stat -L -c '%i %s' /dev/fd/3)
-    [ $# = 2 ] || exit 1
+    [ -f "$f" ] && [ ! -L "$f" ] || exit 1
+    a=$(stat -c '%i %s %d' -- "$f") || exit 1
+    set -- $a
+    [ $# = 3 ] || exit 1
+    if [ "$kind" = W ]; then skip=0; max=__WHOLE__; else skip=$off; max=__CHUNK__; fi
+    data=$(dd if="$f" iflag=nofollow,nonblock,skip_bytes,count_bytes bs=65536 \
+           skip="$skip" count="$max" status=none | base64 -w0)
+    [ "$(stat -c '%i %d' -- "$f")" = "$1 $3" ] || exit 1
     if [ "$kind" = W ]; then
-      printf 'W %s %s ' "$1" "$2"
-      head -c __WHOLE__ /dev/fd/3 | base64 -w0
+      printf 'W %s %s %s\n' "$1" "$2" "$data"
     else
-      printf 'D %s %s %s ' "$1" "$2" "$off"
-      tail -c +$((off + 1)) /dev/fd/3 | head -c __CHUNK__ | base64 -w0
+      printf 'D %s %s %s %s\n' "$1" "$2" "$off" "$data"
     fi
-    echo
   ) || echo E || exit 0
 done
 """.replace("__WHOLE__", str(MAX_WHOLE)).replace("__CHUNK__", str(CHUNK))
@@ -316,14 +318,15 @@ class ManyFilesMirror:
             elif not line:
                 self._retry_locked(state, last)
             else:
-                parts = line.split(" ", 3)
+                parts = line.split(" ", 4)
                 if (
-                    len(parts) == 4
+                    len(parts) == 5
                     and parts[0].isdigit()
                     and parts[1].isdigit()
-                    and parts[3] in remotes
+                    and parts[4] in remotes
+                    and _regular(parts[3])
                 ):
-                    block[parts[3]] = (parts[0], int(parts[1]), parts[2])
+                    block[parts[4]] = (parts[0], int(parts[1]), parts[2])
         raise ConnectionError("the watch session ended")
 
     def _stated(self, state: _Round, stated: dict[str, tuple[str, int, str]]) -> None:
@@ -436,6 +439,15 @@ class ManyFilesMirror:
         g.far_off += len(data)
         if data:  # nothing there after all: wait for the next change stated
             self._want(state, g)
+
+
+def _regular(mode_hex: str) -> bool:
+    """Whether a raw mode (`stat %f`) is a regular file's: a link the
+    proxies' user put at a name is never followed, a fifo never opened."""
+    try:
+        return int(mode_hex, 16) & 0o170000 == 0o100000
+    except ValueError:
+        return False
 
 
 def _decoded(data: bytes) -> bytes | None:

@@ -10,6 +10,9 @@ not known is unreachable, with a line saying how to add it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
+import shlex
 import shutil
 import tempfile
 import time
@@ -20,7 +23,7 @@ from typing import IO
 
 import asyncssh
 
-from cftui.errors import RuntimeUnavailable
+from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.hosts.config import HostConfig
 
 CONNECT_TIMEOUT_S = 10.0
@@ -59,6 +62,40 @@ class Ran:
 
 
 _CHUNK = 1 << 16
+# The operator's keys as asyncssh reads them by default (`~/.ssh/id_*`).
+_DEFAULT_KEYS = ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def ssh_argv(host: HostConfig, remote: list[str], *, tty: bool) -> list[str]:
+    """The OpenSSH command that runs `remote` (an argv, quoted here for the
+    host's shell) on the host, for a caller that hands the operator's
+    terminal over (`cftui shell`): the same login, keys and known_hosts as
+    the link (`~/.ssh` of $HOME, as asyncssh reads them), the host key
+    checked strictly whatever ~/.ssh/config says, no password asked."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise RuntimeUnavailable(
+            f"host {host.name}: the ssh client is not installed (apt-get install openssh-client)"
+        )
+    dot_ssh = Path.home() / ".ssh"
+    keys = [a for k in _DEFAULT_KEYS if (dot_ssh / k).is_file() for a in ("-i", str(dot_ssh / k))]
+    return [
+        ssh,
+        "-t" if tty else "-T",
+        "-p",
+        str(host.port),
+        "-l",
+        host.user,
+        "-oStrictHostKeyChecking=yes",
+        f'-oUserKnownHostsFile="{dot_ssh / "known_hosts"}"',
+        "-oPasswordAuthentication=no",
+        "-oKbdInteractiveAuthentication=no",
+        f"-oConnectTimeout={CONNECT_TIMEOUT_S:.0f}",
+        *keys,
+        host.address,
+        "--",
+        shlex.join(remote),
+    ]
 
 
 class HostLink:
@@ -76,6 +113,7 @@ class HostLink:
         self.connects = 0  # connections opened (tests and benchmarks check reuse)
         self.side_connects = 0  # ... and side connections (`side_connection`)
         self._failed: tuple[float, RuntimeUnavailable] | None = None
+        self._uid: int | None = None  # the login's, asked once
 
     @property
     def is_up(self) -> bool:
@@ -163,22 +201,35 @@ class HostLink:
         """Write a file on the host over SFTP, 0600 in 0700 directories made
         as needed (written under a temporary name, given to `owner` (uid,
         gid) if named, then renamed in place: a reader never sees it half
-        written or not yet its owner's)."""
+        written or not yet its owner's).
+
+        The directory may be another user's (the proxies' own audit
+        directory), who can plant a link at any name there or swap one in
+        at any moment: the temporary name is unguessable and created
+        exclusively (a link standing there fails the open, never is written
+        through), and its mode and owner are set on the open handle, never
+        by name."""
         conn = await self.connection(timeout)
         parent = path.rsplit("/", 1)[0] or "/"
-        part = f"{path}.part"
+        part = f"{path}.{secrets.token_hex(8)}.part"
         try:
             async with asyncio.timeout(timeout), conn.start_sftp_client() as sftp:
                 await sftp.makedirs(
                     parent, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True
                 )
                 await sftp.chmod(parent, 0o700)
-                async with sftp.open(part, "wb", attrs=asyncssh.SFTPAttrs(permissions=0o600)) as f:
-                    await f.write(data)
-                await sftp.chmod(part, 0o600)
-                if owner is not None:
-                    await sftp.chown(part, *owner)
-                await sftp.posix_rename(part, path)
+                try:
+                    perms = asyncssh.SFTPAttrs(permissions=0o600)
+                    async with sftp.open(part, "xb", attrs=perms) as f:
+                        await f.write(data)
+                        await f.chmod(0o600)
+                        if owner is not None:
+                            await f.chown(*owner)
+                    await sftp.posix_rename(part, path)
+                except BaseException:
+                    with contextlib.suppress(asyncssh.SFTPError, OSError):
+                        await sftp.remove(part)  # the name only, never what it points at
+                    raise
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise RuntimeUnavailable(
                 f"host {self.host.name}: cannot write {path}: {_reason(exc)}"
@@ -233,6 +284,27 @@ class HostLink:
             proc.stdin.write_eof()
         except (OSError, asyncssh.Error, BrokenPipeError):
             return  # the command ended first: its exit status says why
+
+    async def require_root(self, what: str) -> None:
+        """RuntimeOperationError (one line) unless the link logs in as root:
+        a bot's files are placed there as root (its secrets given to the
+        services' users, trees unpacked and handed over with `setpriv`, the
+        host's iptables rules), which a user in the `docker` group cannot do."""
+        if self._uid is None:
+            ran = await self.run("id -u", timeout=20, what="id -u")
+            text = ran.out.decode(errors="replace").strip()
+            if ran.code != 0 or not text.isdigit():
+                raise RuntimeOperationError(
+                    f"host {self.host.name}: `id -u` failed: {ran.reason()}"
+                )
+            self._uid = int(text)
+        if self._uid != 0:
+            port = f":{self.host.port}" if self.host.port != 22 else ""
+            raise RuntimeOperationError(
+                f"host {self.host.name}: user {self.host.user} is not root (uid {self._uid}): "
+                f"{what} needs root there (secrets given to the services' users, setpriv, "
+                f'iptables): log in as root (url = "ssh://root@{self.host.server}{port}")'
+            )
 
     async def open_tcp(self, host: str, port: int) -> tuple[asyncssh.SSHReader, asyncssh.SSHWriter]:
         """A TCP connection opened by the host itself (its sshd's

@@ -20,10 +20,18 @@ from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
 
-from cftui.audit.mirror import MirrorCounters, cancel_all, push_on_change, retrying
+from cftui.audit.mirror import (
+    MirrorCounters,
+    cancel_all,
+    follow_once,
+    push_on_change,
+    read_whole,
+    retrying,
+)
 from cftui.audit.mirror_many import ManyFilesMirror
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.hosts.layout import HostLayout
+from cftui.securefs import atomic_write_private
 
 if TYPE_CHECKING:
     import asyncssh
@@ -111,6 +119,22 @@ class HostAuditMirror:
             await self.link.write_private(remote, text.encode(), owner=(os.getuid(), os.getgid()))
 
         await push_on_change(self.home.egress_control(bot), write)
+
+    async def catch_up(self, bot: str) -> None:
+        """Bring `bot`'s mirror up to what the host holds now, once (before
+        the host's copy is removed: `cftui delete`, a move): the logs copied
+        to their ends, the rewritten files as they are. A file this machine
+        already mirrors live (the TUI's) is left to that mirror."""
+        far = HostLayout.of(self.link.host).audit_dir(bot)
+        audit = self.home.audit_dir(bot)
+        audit.mkdir(parents=True, exist_ok=True, mode=0o700)
+        counters = self.counters.setdefault(bot, MirrorCounters())
+        for name in GROWING:
+            await follow_once(self._end, str(far / name), audit / name, counters, follow=False)
+        for name in REWRITTEN:
+            data = await read_whole(self._end, str(far / name))
+            if data is not None:
+                atomic_write_private(audit / name, data)
 
     async def stop(self) -> None:
         control, self._control = list(self._control.values()), {}

@@ -27,16 +27,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cftui import locks
 from cftui.errors import BotLocked, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.hosts.layout import HostLayout
-from cftui.hosts.ssh import HostLink, Ran
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_trees
@@ -44,11 +42,29 @@ from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import DockerEngine
 from cftui.runtime.gateway_uid import gateway_user
 
+if TYPE_CHECKING:  # asyncssh only when a bot is on another host
+    from cftui.hosts.ssh import HostLink, Ran
+
 PLACE_TIMEOUT_S = 600.0
 _NEW = ".cftui-new"
 _OLD = ".cftui-old"
 # What `_facts` reports of a bot's files on its host.
 KILLED, HAS_STATE, HAS_PROPOSALS = "killed", "state", "proposals"
+
+
+def _pack_proposals(max_bytes: int) -> str:
+    """The proposals tree read on the host as the gateway's user: every
+    entry but the files over `max_bytes` (never read: `oversized_listing`
+    names them), links as links; 2 when find or tar could not read
+    something, so that the copy here deletes nothing."""
+    return f"""
+l=$(mktemp) || exit 2
+find . -mindepth 1 ! \\( -type f -size +{int(max_bytes)}c \\) -print0 > "$l" 2>/dev/null; f=$?
+tar -c -f - --null --no-recursion --hard-dereference --files-from="$l"; t=$?
+rm -f -- "$l"
+[ $t -eq 0 ] || exit $t
+[ $f -eq 0 ] || exit 2
+"""
 
 
 def _q(path: PurePosixPath | str) -> str:
@@ -110,13 +126,43 @@ class RemotePlacement(DockerEngine):
         return set(ran.out.decode(errors="replace").split())
 
     async def _refuse_if_marked(self, bot: BotConfig) -> set[str]:
-        """The host's kill marker holds a start, as the local lock does."""
+        """The host's kill marker holds a start, as the local lock does; a
+        login that is not root cannot place the bot's files (one line)."""
+        await self.link.require_root(f"running {bot.name} there")
         facts = await self._facts(bot)
         if KILLED in facts:
             raise BotLocked(
                 locks.locked_message(bot.name, f"its kill marker on host {self.link.host.name}")
             )
         return facts
+
+    async def _clear_host(self, bot: BotConfig) -> None:
+        """Every file of the bot under the host's root removed, its secrets
+        first (`cftui delete`, the old host of a move), once its containers
+        are gone. The agent wrote some of these trees: `rm -rf` removes a
+        link it planted, never what the link points at, and stays on the
+        root's file system (`--one-file-system`); a directory on the way that
+        is a link is left alone. One line naming what is left, if anything is."""
+        lay, name = self.layout, bot.name
+        parts = [
+            p.relative_to(lay.root)
+            for p in (
+                lay.secrets_dir(name),
+                lay.bot_repo(name),
+                lay.proposals_dir(name),
+                lay.audit_dir(name),
+                lay.kill_marker(name),
+            )
+        ]
+        script = (
+            f"[ -d {_q(lay.root)} ] || exit 0; cd -- {_q(lay.root)} || exit 3; rc=0; "
+            f"for p in {' '.join(_q(p) for p in parts)}; do "
+            "  d=${p%/*}; "
+            '  if [ -L "$d" ]; then echo "$d is a link: $p left" >&2; rc=1; continue; fi; '
+            '  if [ -e "$p" ] || [ -L "$p" ]; then rm -rf --one-file-system -- "$p" || rc=1; fi; '
+            "done; exit $rc"
+        )
+        await self._sh(script, what=f"removing {name}'s files under {lay.root}")
 
     def _pending(self, bot: str) -> Path:
         """Set while this machine's proposals tree is newer than the host's."""
@@ -154,15 +200,17 @@ class RemotePlacement(DockerEngine):
             if local.is_file()
         ]
 
-        async def put(local: Path, remote: PurePosixPath) -> None:
-            await self.link.write_private(str(remote), await asyncio.to_thread(local.read_bytes))
+        async def put(local: Path, remote: PurePosixPath, owner: tuple[int, int] | None) -> None:
+            data = await asyncio.to_thread(local.read_bytes)
+            await self.link.write_private(str(remote), data, owner=owner)
 
-        await asyncio.gather(*(put(local, remote) for local, remote in files))
         # The proxies' user owns what they read and write; gateway.env stays root's.
-        theirs = " ".join(_q(remote) for _, remote in files[1:])
+        await asyncio.gather(
+            *(put(local, remote, None if i == 0 else (puid, pgid))
+              for i, (local, remote) in enumerate(files))
+        )  # fmt: skip
         await self._sh(
-            f"install -d -m 0700 -o {puid} -g {pgid} {_q(audit)} "
-            f"&& chown -h {puid}:{pgid} {theirs}",
+            f"install -d -m 0700 -o {puid} -g {pgid} {_q(audit)}",
             what="handing its audit directory to the proxies",
         )
 
@@ -236,7 +284,9 @@ class RemotePlacement(DockerEngine):
             f"install -d -m 0755 -o {uid} -g {gid} {_q(dest)}; cd {_q(dest)}; "
             + _as_gateway(f"sh -c {shlex.quote(inside)}")
         )
-        archive = await asyncio.to_thread(host_trees.pack, self.home.proposals_dir(name))
+        archive = await asyncio.to_thread(
+            host_trees.pack, self.home.proposals_dir(name), stand_ins_over=MAX_FILE_BYTES
+        )
         try:
             await self._sh(script, stdin=archive, what=f"sending {name}'s proposals")
         finally:
@@ -279,12 +329,21 @@ class RemotePlacement(DockerEngine):
             await self._send_proposals(bot)
         dest = self.home.proposals_dir(bot.name)
         src = self.layout.proposals_dir(bot.name)
+        from cftui.runtime.lima.sync import oversized_listing, parse_oversized
+
+        listed = await self._sh(
+            f"cd {_q(src)} && "
+            + _as_gateway(f"sh -c {shlex.quote(oversized_listing('.', MAX_FILE_BYTES))}"),
+            what=f"listing {bot.name}'s oversized proposals",
+            ok=(0, 1, 2),
+        )
         spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed below
         try:
             # tar's 2: some file it could not read (the agent's doing): the rest comes.
             what = f"reading {bot.name}'s proposals"
             ran = await self._sh(
-                f"cd {_q(src)} && " + _as_gateway("tar -c -f - --hard-dereference ."),
+                f"cd {_q(src)} && "
+                + _as_gateway(f"sh -c {shlex.quote(_pack_proposals(MAX_FILE_BYTES))}"),
                 stdout=spool,
                 what=what,
                 ok=(0, 1, 2),
@@ -294,18 +353,16 @@ class RemotePlacement(DockerEngine):
                     f"host {self.link.host.name}: {what} failed: {ran.reason()}"
                 )
             spool.seek(0)
-            await asyncio.to_thread(self._take_home, spool, dest, ran.code == 0)
+            await asyncio.to_thread(
+                host_trees.take_home,
+                spool,
+                dest,
+                max_bytes=MAX_FILE_BYTES,
+                complete=ran.code == 0,
+                oversized=parse_oversized(listed.out),
+            )
         finally:
             spool.close()
-
-    @staticmethod
-    def _take_home(stream: IO[bytes], dest: Path, complete: bool) -> None:
-        fresh = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
-        try:
-            host_trees.unpack_plain(stream, fresh, max_bytes=MAX_FILE_BYTES)
-            host_trees.replace_with(fresh, dest, delete=complete)
-        finally:
-            shutil.rmtree(fresh, ignore_errors=True)
 
     async def push_proposals(self, bot: BotConfig) -> None:
         """After a reject or a promotion: this machine's tree to the host's.
