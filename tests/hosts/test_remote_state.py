@@ -256,6 +256,39 @@ def test_thirty_bots_on_one_host_are_mirrored_by_one_watch_loop_there(
     asyncio.run(go())
 
 
+def test_the_host_mirror_follows_no_link_and_waits_on_no_fifo(
+    home: FleetHome, audit_host: TestHost, as_operator: Path, tmp_path: Path
+) -> None:
+    """What the proxies' user leaves at a name in its audit directory: a
+    link is never followed, a fifo never waited on; the rest is mirrored."""
+    far = _fleet(home, audit_host, "sly")
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b'{"root": "secret line"}\n')
+    _append(far, _record(1))
+    (far.parent / "traffic.enc.jsonl").symlink_to(secret)
+    (far.parent / "egress.stats.json").symlink_to(secret)
+    os.mkfifo(far.parent / "egress.requests.json")
+    (far.parent / "spend.json").write_text('{"usd": 1}\n')
+    near = home.audit_dir("sly")
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        try:
+            await runtimes.for_bot(home.bot("sly")).follow_audit(home.bot("sly"))
+            await _until(lambda: (near / "spend.json").exists(), "the spend ledger")
+            await _until(lambda: _ids(near / "traffic.jsonl") == ["c1"], "the first line")
+            _append(far, _record(2))
+            await _until(lambda: _ids(near / "traffic.jsonl") == ["c1", "c2"], "a later line")
+            await asyncio.sleep(1.0)
+        finally:
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    for name in ("traffic.enc.jsonl", "egress.stats.json", "egress.requests.json"):
+        local = near / name
+        assert not local.exists() or b"secret" not in local.read_bytes(), name
+
+
 def test_two_mirrors_of_one_bot_copy_each_line_once_and_hand_over(
     home: FleetHome, audit_host: TestHost, as_operator: Path
 ) -> None:
