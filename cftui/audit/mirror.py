@@ -187,47 +187,61 @@ async def follow_once(
     return True
 
 
+class _LineSink:
+    """The far file's bytes, in order, into its local copy: complete lines
+    appended with one write each; a torn last line held until its newline;
+    a line over MAX_LINE skipped to its newline (and its bytes counted in
+    the delta, so the far offset stays exact)."""
+
+    def __init__(self, fd: int, offsets: _Offsets, counters: MirrorCounters) -> None:
+        self.fd = fd
+        self.offsets = offsets
+        self.counters = counters
+        self.pending = b""
+        self.dropping = False  # inside a line longer than MAX_LINE
+
+    def feed(self, chunk: bytes) -> None:
+        offsets, counters = self.offsets, self.counters
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                rest = chunk[start:]
+                if self.dropping:
+                    offsets.delta += len(rest)
+                elif len(self.pending) + len(rest) > MAX_LINE:
+                    offsets.delta += len(self.pending) + len(rest)
+                    self.pending, self.dropping = b"", True
+                else:
+                    self.pending += rest
+                return
+            piece = chunk[start : nl + 1]
+            start = nl + 1
+            if self.dropping:
+                offsets.delta += len(piece)
+                offsets.save()
+                counters.lines_dropped += 1
+                self.dropping = False
+            elif len(self.pending) + len(piece) > MAX_LINE:
+                offsets.delta += len(self.pending) + len(piece)
+                offsets.save()
+                counters.lines_dropped += 1
+                self.pending = b""
+            else:
+                append_bytes(self.fd, self.pending + piece)
+                self.pending = b""
+                counters.lines_copied += 1
+
+
 async def _copy_lines(
     stdout: asyncssh.SSHReader[bytes],
     fd: int,
     offsets: _Offsets,
     counters: MirrorCounters,
 ) -> None:
-    pending = b""
-    dropping = False  # inside a line longer than MAX_LINE: skipped to its newline
-    while True:
-        chunk = await stdout.read(1 << 16)
-        if not chunk:
-            return
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                rest = chunk[start:]
-                if dropping:
-                    offsets.delta += len(rest)
-                elif len(pending) + len(rest) > MAX_LINE:
-                    offsets.delta += len(pending) + len(rest)
-                    pending, dropping = b"", True
-                else:
-                    pending += rest
-                break
-            piece = chunk[start : nl + 1]
-            start = nl + 1
-            if dropping:
-                offsets.delta += len(piece)
-                offsets.save()
-                counters.lines_dropped += 1
-                dropping = False
-            elif len(pending) + len(piece) > MAX_LINE:
-                offsets.delta += len(pending) + len(piece)
-                offsets.save()
-                counters.lines_dropped += 1
-                pending = b""
-            else:
-                append_bytes(fd, pending + piece)
-                pending = b""
-                counters.lines_copied += 1
+    sink = _LineSink(fd, offsets, counters)
+    while chunk := await stdout.read(1 << 16):
+        sink.feed(chunk)
 
 
 async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> None:

@@ -38,6 +38,9 @@ from cftui.snapshots.reasons import one_line
 
 logger = logging.getLogger("cftui.serve")
 
+# How often the controller looks for bots whose audit it does not mirror yet.
+FOLLOW_RESCAN_S = 10.0
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -94,10 +97,19 @@ class Controller:
 
     async def _follow_audits(self) -> None:
         """Every bot's audit mirror (a Lima VM's, another host's), which the
-        budgets and the notifications read from the fleet home."""
-        for bot in self.home.bots().values():
+        budgets and the notifications read from the fleet home, started
+        once each; a bot made while the controller runs is followed within
+        `FOLLOW_RESCAN_S`."""
+        started: set[tuple[str, str, str]] = set()
+        while True:
             with contextlib.suppress(CftuiError, OSError):
-                await self.runtimes.for_bot(bot).follow_audit(bot)
+                bots = await asyncio.to_thread(lambda: list(self.home.bots().values()))
+                for bot in bots:
+                    if (key := (bot.name, bot.host, bot.runtime)) not in started:
+                        started.add(key)
+                        with contextlib.suppress(CftuiError, OSError):
+                            await self.runtimes.for_bot(bot).follow_audit(bot)
+            await asyncio.sleep(FOLLOW_RESCAN_S)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)

@@ -111,6 +111,7 @@ class HostLink:
         self._sock_dir: Path | None = None  # kept across reconnects: clients keep its path
         self._forward: asyncssh.SSHListener | None = None
         self.connects = 0  # connections opened (tests and benchmarks check reuse)
+        self.side_connects = 0  # ... and side connections (`side_connection`)
         self._failed: tuple[float, RuntimeUnavailable] | None = None
         self._uid: int | None = None  # the login's, asked once
 
@@ -165,7 +166,9 @@ class HostLink:
         caller closes it. Fails at once while the link's own connect fails."""
         if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
             raise RuntimeUnavailable(str(self._failed[1]))
-        return await self._connect(timeout)
+        conn = await self._connect(timeout)
+        self.side_connects += 1
+        return conn
 
     async def engine_socket(self, timeout: float = CONNECT_TIMEOUT_S) -> Path:
         """A local socket that speaks to the host's engine (`docker_socket`),

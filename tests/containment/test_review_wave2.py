@@ -596,9 +596,9 @@ def test_the_last_catch_up_before_a_delete_reads_no_link_or_fifo_either(
 
     async def go() -> None:
         link = HostLink(home.host("h9"))
-        audit = HostAuditMirror(home, link, "far")
+        audit = HostAuditMirror(home, link)
         try:
-            await asyncio.wait_for(audit.catch_up(), 60)
+            await asyncio.wait_for(audit.catch_up("far"), 60)
         finally:
             await audit.stop()
             await link.aclose()

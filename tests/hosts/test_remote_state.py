@@ -11,7 +11,9 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cftui import locks, snapshots
-from cftui.audit import mirror
+from cftui.audit import mirror, mirror_many
 from cftui.botinit import init_bot
 from cftui.errors import SnapshotError
 from cftui.fleet import FleetHome
@@ -41,18 +43,19 @@ def audit_host(operator_ssh: Path) -> Iterator[TestHost]:
     yield from _make_host(operator_ssh, "cfh21m", 20)
 
 
-def _fleet(home: FleetHome, host: TestHost, bot: str) -> Path:
-    """A fleet whose `bot` lives on `host`; the bot's audit dir there, made
-    as the remote start makes it (0700)."""
+def _fleet(home: FleetHome, host: TestHost, bot: str, *more: str) -> Path:
+    """A fleet whose `bot` (and `more`) live on `host`; the bot's audit dir
+    there, made as the remote start makes it (0700)."""
     home.root.mkdir(parents=True, exist_ok=True)
     root = host.root / f"cf-{home.root.parent.name}"
     home.fleet_toml.write_text(
         f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\nroot = "{root}"\n'
     )
-    init_bot(home, bot, code=DEMO, host="h2")
-    far = Path(HostLayout.of(home.host("h2")).traffic_log(bot))
-    far.parent.mkdir(parents=True, mode=0o700)
-    return far
+    for name in (bot, *more):
+        init_bot(home, name, code=DEMO, host="h2")
+        far = Path(HostLayout.of(home.host("h2")).traffic_log(name))
+        far.parent.mkdir(parents=True, mode=0o700)
+    return Path(HostLayout.of(home.host("h2")).traffic_log(bot))
 
 
 def _record(n: int, pad: int = 0) -> bytes:
@@ -132,7 +135,7 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             _append(far, _record(5, pad=300 << 10) + _record(6))
             await _until(lambda: _ids(near)[-1:] == ["c6"], "the line after a huge one")
             assert "c5" not in _ids(near)
-            counters = runtime._mirrors["far"].counters  # type: ignore[attr-defined]
+            counters = runtime._mirror.counters["far"]  # type: ignore[attr-defined]
             assert counters.lines_dropped == 1
             # The file replaced on the host: the mirror keeps what it had and
             # follows the new file from its start.
@@ -145,7 +148,7 @@ def test_a_remote_bots_audit_is_mirrored_live_and_survives_a_hostile_host(
             # Shrunk in place: the same.
             with far.open("r+b") as f:
                 f.truncate(0)
-            await asyncio.sleep(mirror.WATCH_S * 2.5)  # the host's watcher sees it
+            await asyncio.sleep(mirror_many.TICK_S * 10)  # the host's watch sees it
             _append(far, _record(9))
             await _until(lambda: _ids(near)[-1:] == ["c9"], "lines after the file shrank")
             assert _ids(near) == ["c1", "c2", "c3", "c4", "c6", "c7", "c8", "c9"]
@@ -194,7 +197,7 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
                 audit_host.restore()
             # Its connection dropped meanwhile (as sshd or a NAT would): the
             # mirror connects again by itself and resumes where it stopped.
-            side = runtime._mirrors["far"]._end._conn  # type: ignore[attr-defined]
+            side = runtime._mirror._end._conn  # type: ignore[attr-defined]
             assert side is not None and side is not runtimes.links["h2"]._conn
             side.abort()
             await _until(lambda: _ids(near) == ["c1", "c2"], "the line written while cut off")
@@ -204,6 +207,156 @@ def test_the_mirror_comes_back_with_a_host_that_dropped_out(
             await runtimes.aclose()
 
     asyncio.run(go())
+
+
+def test_thirty_bots_on_one_host_are_mirrored_by_one_watch_loop_there(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """Each bot's mirror had tails and watcher loops of its own on the host:
+    with thirty bots they forked some 700 processes a second there and a
+    line appended waited over a minute for its mirror. One watch loop and
+    one reader serve all the host's bots now, over one connection."""
+    bots = [f"m{i}" for i in range(30)]
+    _fleet(home, audit_host, *bots)
+    far = {b: Path(HostLayout.of(home.host("h2")).traffic_log(b)) for b in bots}
+    for n, b in enumerate(bots):
+        _append(far[b], _record(n))
+    stats = far["m29"].parent / "egress.stats.json"
+    stats.write_text(json.dumps({"v": 1, "allowed": 29}))
+    audit_root = far["m0"].parent.parent
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        try:
+            for b in bots:  # as the TUI's state stream and `cftui serve` start them
+                await runtimes.for_bot(home.bot(b)).follow_audit(home.bot(b))
+            await _until(
+                lambda: all(_ids(home.traffic_log(b)) == [f"c{n}"] for n, b in enumerate(bots)),
+                "every bot's line",
+            )
+            await _until(lambda: home.egress_stats("m29").exists(), "a rewritten file")
+            for n in (100, 101):
+                for b in ("m0", "m17", "m29"):
+                    _append(far[b], _record(n))
+                await _until(
+                    lambda n=n: all(
+                        _ids(home.traffic_log(b))[-1:] == [f"c{n}"] for b in ("m0", "m17", "m29")
+                    ),
+                    f"line c{n} of three bots",
+                )
+            # On the host: one loop names the bots' files (the reader names
+            # none), where each bot had four.
+            loops = [p for p in _host_processes(audit_root) if p.startswith("sh -c")]
+            assert len(loops) == 1, loops
+            assert runtimes.links["h2"].side_connects == 1
+        finally:
+            await runtimes.aclose()
+        await _until(lambda: not _host_processes(audit_root), "the host's loop to end")
+
+    asyncio.run(go())
+
+
+def test_the_host_mirror_follows_no_link_and_waits_on_no_fifo(
+    home: FleetHome, audit_host: TestHost, as_operator: Path, tmp_path: Path
+) -> None:
+    """What the proxies' user leaves at a name in its audit directory: a
+    link is never followed, a fifo never waited on; the rest is mirrored."""
+    far = _fleet(home, audit_host, "sly")
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b'{"root": "secret line"}\n')
+    _append(far, _record(1))
+    (far.parent / "traffic.enc.jsonl").symlink_to(secret)
+    (far.parent / "egress.stats.json").symlink_to(secret)
+    os.mkfifo(far.parent / "egress.requests.json")
+    (far.parent / "spend.json").write_text('{"usd": 1}\n')
+    near = home.audit_dir("sly")
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        try:
+            await runtimes.for_bot(home.bot("sly")).follow_audit(home.bot("sly"))
+            await _until(lambda: (near / "spend.json").exists(), "the spend ledger")
+            await _until(lambda: _ids(near / "traffic.jsonl") == ["c1"], "the first line")
+            _append(far, _record(2))
+            await _until(lambda: _ids(near / "traffic.jsonl") == ["c1", "c2"], "a later line")
+            await asyncio.sleep(1.0)
+        finally:
+            await runtimes.aclose()
+
+    asyncio.run(go())
+    for name in ("traffic.enc.jsonl", "egress.stats.json", "egress.requests.json"):
+        local = near / name
+        assert not local.exists() or b"secret" not in local.read_bytes(), name
+
+
+def test_two_mirrors_of_one_bot_copy_each_line_once_and_hand_over(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """The TUI and `cftui serve` both mirror a remote bot: one copies (the
+    local file's lock), the other takes over when the first ends."""
+    far = _fleet(home, audit_host, "twice")
+    near = home.traffic_log("twice")
+    _append(far, _record(1))
+
+    async def go() -> None:
+        first, second = Runtimes(home), Runtimes(home)
+        bot = home.bot("twice")
+        try:
+            await first.for_bot(bot).follow_audit(bot)
+            await _until(lambda: _ids(near) == ["c1"], "the first line")
+            await second.for_bot(bot).follow_audit(bot)
+            _append(far, _record(2))
+            await _until(lambda: _ids(near) == ["c1", "c2"], "a line while both run")
+            await first.aclose()
+            _append(far, _record(3))
+            await _until(lambda: _ids(near) == ["c1", "c2", "c3"], "a line after the first ended")
+            await asyncio.sleep(mirror_many.LOCKED_RETRY_S)
+            assert _ids(near) == ["c1", "c2", "c3"]
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    asyncio.run(go())
+
+
+def test_serve_alone_mirrors_the_remote_bots_audit(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """Nothing but `cftui serve` runs: the budgets and notifications it
+    reads from the fleet home see a remote bot's calls, and a bot made on
+    the host while it runs is followed too."""
+    far = _fleet(home, audit_host, "served")
+    _append(far, _record(1))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cftui", "serve", "--listen", "127.0.0.1:0", "--home", str(home.root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def seen(bot: str, ids: list[str], what: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while _ids(home.traffic_log(bot)) != ids:
+            assert serve.poll() is None, serve.communicate()[1]
+            assert time.monotonic() < deadline, f"not within {WAIT_S:.0f} s: {what}"
+            time.sleep(0.05)
+
+    try:
+        seen("served", ["c1"], "the line already there")
+        _append(far, _record(2))
+        seen("served", ["c1", "c2"], "a line appended while serve runs")
+        init_bot(home, "later", code=DEMO, host="h2")
+        later = Path(HostLayout.of(home.host("h2")).traffic_log("later"))
+        later.parent.mkdir(parents=True, mode=0o700)
+        _append(later, _record(3))
+        seen("later", ["c3"], "the line of a bot made while serve runs")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _out, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + WAIT_S
+    while _host_processes(far.parent.parent):
+        assert time.monotonic() < deadline, _host_processes(far.parent.parent)
+        time.sleep(0.1)
 
 
 # --- snapshots of a remote bot -----------------------------------------------------

@@ -154,6 +154,20 @@ class TestHost:
         tail = (self.root / "dockerd.log").read_text(errors="replace")[-400:]
         raise HostUnavailable(f"test host {self.netns} did not come up: {' '.join(tail.split())}")
 
+    @staticmethod
+    def _sshd_children(parents: list[int]) -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(ln.split(":\t", 1) for ln in status.splitlines() if ":\t" in ln)
+            ppid = fields.get("PPid", "").strip()
+            if fields.get("Name") == "sshd" and ppid.isdigit() and int(ppid) in parents:
+                found.append(int(proc.name))
+        return found
+
     def close(self) -> None:
         # Containers first, so that no shim outlives its engine.
         env = dict(os.environ, DOCKER_HOST=self.docker_host)
@@ -163,6 +177,11 @@ class TestHost:
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], env=env, capture_output=True,
                                timeout=120)  # fmt: skip
+        # sshd serves each connection in a process of its own session: one
+        # still open when the veth goes would wait for its peer for hours.
+        for pid in self._sshd_children(self.pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         for pid in reversed(self.pids):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)

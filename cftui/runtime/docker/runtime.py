@@ -81,7 +81,7 @@ class DockerRuntime(
         self._wave = None
         self._builds = {}
         self._builder: DockerRuntime | None = None  # this machine's engine, for a remote bot
-        self._mirrors: dict[str, HostAuditMirror] = {}  # a remote bot's audit, followed here
+        self._mirror: HostAuditMirror | None = None  # the host's bots' audit, followed here
 
     def _local_builder(self) -> DockerRuntime:
         if self._builder is None:
@@ -94,8 +94,8 @@ class DockerRuntime(
             self._builder._abort_build(bot)
 
     async def aclose(self) -> None:
-        mirrors, self._mirrors = self._mirrors, {}
-        for mirror in mirrors.values():
+        mirror, self._mirror = self._mirror, None
+        if mirror is not None:
             await mirror.stop()
         builder, self._builder = self._builder, None
         if builder is not None:
@@ -299,14 +299,13 @@ class DockerRuntime(
     # --- a remote bot's audit --------------------------------------------------------
     async def follow_audit(self, bot: BotConfig) -> None:
         """On another host, mirror the bot's `audit/<bot>/` into the fleet
-        home over the host's link (`HostAuditMirror`), until `aclose`; here,
-        the proxies write the fleet home's files themselves."""
+        home (`HostAuditMirror`: one for all the host's bots), until
+        `aclose`; here, the proxies write the fleet home's files themselves."""
         if self._link is None:
             return
-        mirror = self._mirrors.get(bot.name)
-        if mirror is None:
-            mirror = self._mirrors[bot.name] = HostAuditMirror(self.home, self._link, bot.name)
-        mirror.start()
+        if self._mirror is None:
+            self._mirror = HostAuditMirror(self.home, self._link)
+        self._mirror.follow(bot.name)
 
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
         """The engine's events (`StackWatch.events`); on another host the
@@ -335,12 +334,12 @@ class DockerRuntime(
         import asyncssh
 
         assert self._link is not None
-        live = self._mirrors.pop(bot.name, None)
+        live, self._mirror = self._mirror, None  # its other bots follow again on their next look
         if live is not None:
             await live.stop()
-        once = HostAuditMirror(self.home, self._link, bot.name)
+        once = HostAuditMirror(self.home, self._link)
         try:
-            await once.catch_up()
+            await once.catch_up(bot.name)
         except (OSError, asyncssh.Error, CftuiError) as exc:
             raise RuntimeOperationError(
                 f"host {self._link.host.name}: cannot bring {bot.name}'s audit home "
