@@ -184,12 +184,20 @@ class DockerEngine(Runtime):
             try:
                 self.client().ping()
             except (docker.errors.DockerException, OSError) as exc:
-                raise RuntimeUnavailable(
-                    f"the Docker engine does not answer ({explain(exc)}): "
-                    "start it, or set DOCKER_HOST"
-                ) from None
+                raise self._not_answering(exc, "start it, or set DOCKER_HOST") from None
 
         await self._run(ping)
+
+    def _not_answering(self, exc: BaseException, hint: str = "") -> RuntimeUnavailable:
+        """The one line for an engine that does not answer: this machine's
+        (with `hint`), or another host's, named (DOCKER_HOST is no help there)."""
+        if self._link is not None:
+            host = self._link.host
+            return RuntimeUnavailable(
+                f"host {host.name} ({host.url}): its Docker engine does not answer ({explain(exc)})"
+            )
+        tail = f": {hint}" if hint else ""
+        return RuntimeUnavailable(f"the Docker engine does not answer ({explain(exc)}){tail}")
 
     async def engine_version(self) -> str:
         """The engine's version (`docker version`'s Server.Version);
@@ -201,9 +209,7 @@ class DockerEngine(Runtime):
             try:
                 return str(self.api.version().get("Version") or "?")
             except (docker.errors.DockerException, OSError) as exc:
-                raise RuntimeUnavailable(
-                    f"the Docker engine does not answer ({explain(exc)})"
-                ) from None
+                raise self._not_answering(exc) from None
 
         return await self._run(version)
 
