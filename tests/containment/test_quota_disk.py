@@ -202,7 +202,7 @@ def test_quota_a_move_that_dies_while_emptying_the_directory_resumes_whole(
         real_rmtree(path, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(loopdisk.shutil, "rmtree", crash_second)
+        m.setattr(shutil, "rmtree", crash_second)  # loopdisk imports it where it deletes
         with pytest.raises(KeyboardInterrupt):
             host.prepare()
     assert loopdisk.state_of(host.image, host.tree) == "unmounted"
