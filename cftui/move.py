@@ -9,8 +9,12 @@ can refuse comes before anything is stopped: an unknown host, the same
 host, a locked bot, a host that does not answer. If a later step fails,
 fleet.toml still names the old host, whose files were never changed: the
 bot stays where it was (restarted there if it ran and that host can start
-it). What the old host keeps (the stopped containers, its copy of the
-files) is left for the operator; its state is in the `move` snapshot.
+it). Once the new host holds the bot and fleet.toml names it, the old
+host is cleared as `cftui delete` clears it (`Runtime.remove`: the
+containers, networks and host rules, and on a remote host the bot's files
+under its root; this machine's fleet home is kept, its code/ is the
+bot's own). A cleanup that fails does not undo the move: it is one note,
+and the `move` snapshot keeps the state that was carried.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import Runtimes
 from cftui.runtime.base import Runtime
+from cftui.runtime.docker.names import LABEL_BOT
 from cftui.snapshots import restore_state, snapshot
 from cftui.snapshots.operations import remote_tree
 from cftui.snapshots.reasons import one_line
@@ -66,6 +71,21 @@ async def _has_state(home: FleetHome, bot: BotConfig, runtime: Runtime) -> bool:
     if tree is None:
         return await asyncio.to_thread(home.state_dir(bot.name).is_dir)
     return await asyncio.to_thread(has_state, tree)
+
+
+async def _clear_source(runtime: Runtime, bot: BotConfig, progress: Progress) -> str:
+    """The old host cleared (`Runtime.remove`, as a delete clears it); a
+    note of one line if it could not be, "" when it was."""
+    progress(ProgressEvent(f"move {bot.name}", 3, 3, f"clearing it from {bot.host}"))
+    try:
+        await runtime.remove(bot)
+    except (CftuiError, OSError) as exc:
+        why = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return (
+            f"host {bot.host} still holds some of it ({why}): remove its "
+            f"containers (label {LABEL_BOT}={bot.name}) and its files there by hand"
+        )
+    return ""
 
 
 async def move(
@@ -130,6 +150,9 @@ async def move(
             with contextlib.suppress(CftuiError):
                 await source_rt.up(bot, progress)
         raise
+    left = await _clear_source(source_rt, bot, progress)
+    if left:
+        result.notes.append(left)
     progress(ProgressEvent(task, 3, 3, f"on {target}"))
     if result.was_running:
         result.notes.append(f"it was running: start it on {target} with `cftui start {bot.name}`")

@@ -92,6 +92,15 @@ while kill -0 $t; do
   size=$2
 done
 """.replace("__WATCH__", str(WATCH_S))
+# The same start as _FOLLOW's, but read to the end once (a file nothing writes any more).
+_TO_END = r"""
+f=$1; off=$2; want=$3
+exec 2>/dev/null
+set -- $(stat -L -c '%i %s' -- "$f") || exit 3
+[ "$want" = "$1" ] || exit 4
+[ "$2" -ge "$off" ] || exit 4
+exec tail -c +$((off + 1)) -- "$f"
+"""
 
 
 class _Offsets:
@@ -128,11 +137,13 @@ async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
     return parts[0], int(parts[1])
 
 
-async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters) -> bool:
+async def follow_once(
+    end: MirrorEnd, remote: str, local: Path, counters: MirrorCounters, *, follow: bool = True
+) -> bool:
     """Copy the far file's new complete lines until its tail ends (the
-    connection dropped, or the file was replaced or shrank). False when
-    there was nothing to follow (no such file yet, or another process
-    mirrors it)."""
+    connection dropped, or the file was replaced or shrank), or, not
+    `follow`ing, up to its end now. False when there was nothing to follow
+    (no such file yet, or another process mirrors it)."""
     fd = open_append(local)
     try:
         try:  # one mirror of a file at a time, whichever cftui process runs it
@@ -156,7 +167,8 @@ async def follow_once(end: MirrorEnd, remote: str, local: Path, counters: Mirror
             offsets.ino, offsets.delta = ino, offset - size
             offsets.save()
         conn = await end.connection()
-        script = f"sh -c {shlex.quote(_FOLLOW)} follow {shlex.quote(remote)} {offset} {ino}"
+        body = _FOLLOW if follow else _TO_END
+        script = f"sh -c {shlex.quote(body)} follow {shlex.quote(remote)} {offset} {ino}"
         proc = await conn.create_process(end.command(script), encoding=None)
         try:
             await _copy_lines(proc.stdout, fd, offsets, counters)

@@ -10,6 +10,7 @@ not known is unreachable, with a line saying how to add it.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import IO
 
 import asyncssh
 
-from cftui.errors import RuntimeUnavailable
+from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.hosts.config import HostConfig
 
 CONNECT_TIMEOUT_S = 10.0
@@ -59,6 +60,40 @@ class Ran:
 
 
 _CHUNK = 1 << 16
+# The operator's keys as asyncssh reads them by default (`~/.ssh/id_*`).
+_DEFAULT_KEYS = ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def ssh_argv(host: HostConfig, remote: list[str], *, tty: bool) -> list[str]:
+    """The OpenSSH command that runs `remote` (an argv, quoted here for the
+    host's shell) on the host, for a caller that hands the operator's
+    terminal over (`cftui shell`): the same login, keys and known_hosts as
+    the link (`~/.ssh` of $HOME, as asyncssh reads them), the host key
+    checked strictly whatever ~/.ssh/config says, no password asked."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise RuntimeUnavailable(
+            f"host {host.name}: the ssh client is not installed (apt-get install openssh-client)"
+        )
+    dot_ssh = Path.home() / ".ssh"
+    keys = [a for k in _DEFAULT_KEYS if (dot_ssh / k).is_file() for a in ("-i", str(dot_ssh / k))]
+    return [
+        ssh,
+        "-t" if tty else "-T",
+        "-p",
+        str(host.port),
+        "-l",
+        host.user,
+        "-oStrictHostKeyChecking=yes",
+        f'-oUserKnownHostsFile="{dot_ssh / "known_hosts"}"',
+        "-oPasswordAuthentication=no",
+        "-oKbdInteractiveAuthentication=no",
+        f"-oConnectTimeout={CONNECT_TIMEOUT_S:.0f}",
+        *keys,
+        host.address,
+        "--",
+        shlex.join(remote),
+    ]
 
 
 class HostLink:
@@ -75,6 +110,7 @@ class HostLink:
         self._forward: asyncssh.SSHListener | None = None
         self.connects = 0  # connections opened (tests and benchmarks check reuse)
         self._failed: tuple[float, RuntimeUnavailable] | None = None
+        self._uid: int | None = None  # the login's, asked once
 
     @property
     def is_up(self) -> bool:
@@ -230,6 +266,27 @@ class HostLink:
             proc.stdin.write_eof()
         except (OSError, asyncssh.Error, BrokenPipeError):
             return  # the command ended first: its exit status says why
+
+    async def require_root(self, what: str) -> None:
+        """RuntimeOperationError (one line) unless the link logs in as root:
+        a bot's files are placed there as root (its secrets given to the
+        services' users, trees unpacked and handed over with `setpriv`, the
+        host's iptables rules), which a user in the `docker` group cannot do."""
+        if self._uid is None:
+            ran = await self.run("id -u", timeout=20, what="id -u")
+            text = ran.out.decode(errors="replace").strip()
+            if ran.code != 0 or not text.isdigit():
+                raise RuntimeOperationError(
+                    f"host {self.host.name}: `id -u` failed: {ran.reason()}"
+                )
+            self._uid = int(text)
+        if self._uid != 0:
+            port = f":{self.host.port}" if self.host.port != 22 else ""
+            raise RuntimeOperationError(
+                f"host {self.host.name}: user {self.host.user} is not root (uid {self._uid}): "
+                f"{what} needs root there (secrets given to the services' users, setpriv, "
+                f'iptables): log in as root (url = "ssh://root@{self.host.server}{port}")'
+            )
 
     async def open_tcp(self, host: str, port: int) -> tuple[asyncssh.SSHReader, asyncssh.SSHWriter]:
         """A TCP connection opened by the host itself (its sshd's

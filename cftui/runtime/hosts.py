@@ -25,22 +25,24 @@ class HostReport:
     reachable: bool
     engine_version: str  # "" when it did not answer
     bots: int
-    error: str = ""  # one line, when unreachable
+    error: str = ""  # one line: why it is unreachable, or cannot run bots (not root)
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
 
 
-async def _engine_version(home: FleetHome, host: HostConfig, timeout: float) -> str:
-    """The version of the host's engine, through the runtime's own client."""
+async def _engine_version(home: FleetHome, host: HostConfig, timeout: float) -> tuple[str, str]:
+    """The version of the host's engine, through the runtime's own client,
+    and why a reachable host cannot run bots ("" when it can)."""
     from cftui.runtime.docker.runtime import DockerRuntime
 
     if host.is_local:
         runtime = DockerRuntime(home)
         try:
-            return await asyncio.wait_for(runtime.engine_version(), timeout)
+            return await asyncio.wait_for(runtime.engine_version(), timeout), ""
         finally:
             await runtime.aclose()
+    from cftui.errors import RuntimeOperationError
     from cftui.hosts.ssh import HostLink
 
     link = HostLink(host)
@@ -48,9 +50,14 @@ async def _engine_version(home: FleetHome, host: HostConfig, timeout: float) -> 
         await link.engine_socket(timeout)
         remote = DockerRuntime(home, link=link)
         try:
-            return await asyncio.wait_for(remote.engine_version(), timeout)
+            version = await asyncio.wait_for(remote.engine_version(), timeout)
         finally:
             await remote.aclose()
+        try:
+            await asyncio.wait_for(link.require_root("a bot"), timeout)
+        except RuntimeOperationError as exc:
+            return version, str(exc)
+        return version, ""
     finally:
         await link.aclose()  # closes the forward: a blocked engine call ends with it
 
@@ -58,12 +65,12 @@ async def _engine_version(home: FleetHome, host: HostConfig, timeout: float) -> 
 async def probe_host(home: FleetHome, host: HostConfig, bots: int, timeout: float) -> HostReport:
     """One host's report; never raises for a host that is down."""
     try:
-        version = await _engine_version(home, host, timeout)
+        version, cannot = await _engine_version(home, host, timeout)
     except TimeoutError:
         return HostReport(host.name, host.url, False, "", bots, "no answer in time")
     except CftuiError as exc:
         return HostReport(host.name, host.url, False, "", bots, str(exc))
-    return HostReport(host.name, host.url, True, version, bots)
+    return HostReport(host.name, host.url, True, version, bots, cannot)
 
 
 async def probe_hosts(home: FleetHome, timeout: float = PROBE_TIMEOUT_S) -> list[HostReport]:

@@ -2,7 +2,8 @@
 one SSH link: images sent there (save | load, cached by id), status read
 from there, the kill switch run there, and a host cut off reported, not
 waited on. The stack on the remote engine is set up by the test with the
-docker CLI on that engine (starting a bot there is not built yet: #21)."""
+docker CLI on that engine, so these tests need no image built for it (a real
+remote start is tests/hosts/test_remote_start.py)."""
 
 from __future__ import annotations
 

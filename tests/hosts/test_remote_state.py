@@ -402,7 +402,7 @@ def test_move_carries_a_bots_state_between_hosts_through_a_snapshot(
     assert r.code == 0, r.err
     assert _host_in_toml(home, "mover") == "local"
     assert (home.state_dir("mover") / "memory" / "notes.md").read_text() == "learnt on h3\n"
-    assert on_h2.is_dir()  # what the old host kept is left to the operator
+    assert not on_h2.exists()  # the old host cleared once the move was done
     assert [a for a in _actions(home, "mover") if a[0] == "move"] == [("move", True)] * 3
     moves = [s.name for s in snapshots.list_snapshots(home, "mover") if s.label == "move"]
     assert len(moves) == 3

@@ -12,8 +12,11 @@ appended line by line, the files the egress and LLM proxies rewrite whole
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import functools
 import os
+import shlex
 from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
@@ -22,12 +25,14 @@ from cftui.audit.mirror import (
     MirrorCounters,
     cancel_all,
     follow_file,
+    follow_once,
     pull_whole,
     push_on_change,
     retrying,
 )
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
 from cftui.hosts.layout import HostLayout
+from cftui.securefs import atomic_write_private
 
 if TYPE_CHECKING:
     import asyncssh
@@ -122,6 +127,24 @@ class HostAuditMirror:
             await self.link.write_private(remote, text.encode(), owner=(os.getuid(), os.getgid()))
 
         await push_on_change(self.home.egress_control(self.bot), write)
+
+    async def catch_up(self) -> None:
+        """Bring the mirror up to what the host holds now, once (before the
+        host's copy is removed: `cftui delete`, a move): the logs copied to
+        their ends, the rewritten files as they are. A file this machine
+        already mirrors live (the TUI's) is left to that mirror."""
+        host, audit = self.link.host, self.home.audit_dir(self.bot)
+        far = HostLayout.of(host).audit_dir(self.bot)
+        audit.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name in GROWING:
+            await follow_once(self._end, str(far / name), audit / name, self.counters, follow=False)
+        conn = await self._end.connection()
+        for name in REWRITTEN:
+            got = await conn.run(f"base64 -w0 < {shlex.quote(str(far / name))}", check=False)
+            if got.exit_status == 0:
+                with contextlib.suppress(ValueError):
+                    data = base64.b64decode(str(got.stdout or ""), validate=True)
+                    atomic_write_private(audit / name, data)
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)

@@ -110,13 +110,43 @@ class RemotePlacement(DockerEngine):
         return set(ran.out.decode(errors="replace").split())
 
     async def _refuse_if_marked(self, bot: BotConfig) -> set[str]:
-        """The host's kill marker holds a start, as the local lock does."""
+        """The host's kill marker holds a start, as the local lock does; a
+        login that is not root cannot place the bot's files (one line)."""
+        await self.link.require_root(f"running {bot.name} there")
         facts = await self._facts(bot)
         if KILLED in facts:
             raise BotLocked(
                 locks.locked_message(bot.name, f"its kill marker on host {self.link.host.name}")
             )
         return facts
+
+    async def _clear_host(self, bot: BotConfig) -> None:
+        """Every file of the bot under the host's root removed, its secrets
+        first (`cftui delete`, the old host of a move), once its containers
+        are gone. The agent wrote some of these trees: `rm -rf` removes a
+        link it planted, never what the link points at, and stays on the
+        root's file system (`--one-file-system`); a directory on the way that
+        is a link is left alone. One line naming what is left, if anything is."""
+        lay, name = self.layout, bot.name
+        parts = [
+            p.relative_to(lay.root)
+            for p in (
+                lay.secrets_dir(name),
+                lay.bot_repo(name),
+                lay.proposals_dir(name),
+                lay.audit_dir(name),
+                lay.kill_marker(name),
+            )
+        ]
+        script = (
+            f"[ -d {_q(lay.root)} ] || exit 0; cd -- {_q(lay.root)} || exit 3; rc=0; "
+            f"for p in {' '.join(_q(p) for p in parts)}; do "
+            "  d=${p%/*}; "
+            '  if [ -L "$d" ]; then echo "$d is a link: $p left" >&2; rc=1; continue; fi; '
+            '  if [ -e "$p" ] || [ -L "$p" ]; then rm -rf --one-file-system -- "$p" || rc=1; fi; '
+            "done; exit $rc"
+        )
+        await self._sh(script, what=f"removing {name}'s files under {lay.root}")
 
     def _pending(self, bot: str) -> Path:
         """Set while this machine's proposals tree is newer than the host's."""
@@ -154,15 +184,17 @@ class RemotePlacement(DockerEngine):
             if local.is_file()
         ]
 
-        async def put(local: Path, remote: PurePosixPath) -> None:
-            await self.link.write_private(str(remote), await asyncio.to_thread(local.read_bytes))
+        async def put(local: Path, remote: PurePosixPath, owner: tuple[int, int] | None) -> None:
+            data = await asyncio.to_thread(local.read_bytes)
+            await self.link.write_private(str(remote), data, owner=owner)
 
-        await asyncio.gather(*(put(local, remote) for local, remote in files))
         # The proxies' user owns what they read and write; gateway.env stays root's.
-        theirs = " ".join(_q(remote) for _, remote in files[1:])
+        await asyncio.gather(
+            *(put(local, remote, None if i == 0 else (puid, pgid))
+              for i, (local, remote) in enumerate(files))
+        )  # fmt: skip
         await self._sh(
-            f"install -d -m 0700 -o {puid} -g {pgid} {_q(audit)} "
-            f"&& chown -h {puid}:{pgid} {theirs}",
+            f"install -d -m 0700 -o {puid} -g {pgid} {_q(audit)}",
             what="handing its audit directory to the proxies",
         )
 

@@ -104,11 +104,17 @@ class DockerRuntime(
 
     def shell_argv(self, bot: BotConfig, service: str, *, tty: bool) -> list[str]:
         """`docker exec` of `sh` in the service's container, as its user (the
-        container's own: the SDK has no terminal to hand over, the CLI does)."""
-        if self.remote:
-            raise RuntimeUnavailable(
-                f"{bot.name} runs on host {bot.host}: `cftui shell` reaches this machine's "
-                "engine only yet (its logs do: `cftui logs`)"
+        container's own: the SDK has no terminal to hand over, the CLI does).
+        On another host, that host's own `docker` CLI run over the operator's
+        `ssh` (`ssh_argv`: their keys and known_hosts, the host key checked),
+        on the engine socket fleet.toml names."""
+        exec_argv = ["exec", "-it" if tty else "-i", container_name(bot.name, service), "sh"]
+        if self._link is not None:
+            from cftui.hosts.ssh import ssh_argv
+
+            host = self._link.host
+            return ssh_argv(
+                host, ["docker", "-H", f"unix://{host.docker_socket}", *exec_argv], tty=tty
             )
         docker = shutil.which("docker")
         if docker is None:
@@ -116,20 +122,11 @@ class DockerRuntime(
                 "the docker CLI is not installed: `cftui shell` runs `docker exec -it` "
                 "(install docker-ce-cli, or use `cftui logs`)"
             )
-        return [docker, "exec", "-it" if tty else "-i", container_name(bot.name, service), "sh"]
+        return [docker, *exec_argv]
 
     # --- start and stop ------------------------------------------------------------
     async def up(self, bot: BotConfig, progress: Progress = no_progress) -> None:
         await self._bring_up(bot, progress)
-
-    def _here_only(self, bot: BotConfig, what: str) -> None:
-        """Refuse what needs the bot's files next to its engine on a remote
-        host and is not built for one yet (#21)."""
-        if self.remote:
-            raise RuntimeOperationError(
-                f"{bot.name} runs on host {bot.host}: {what} a bot there is not built yet "
-                "(its start, status, logs, stop and kill work)"
-            )
 
     async def _bring_up(self, bot: BotConfig, progress: Progress, *, nocache: bool = False) -> None:
         # The host's own kill marker holds a remote start, as the lock does here.
@@ -238,14 +235,19 @@ class DockerRuntime(
         await self._run(self._stop, container_name(bot.name, "gateway"), STOP_TIMEOUT_S)
 
     async def start_gateway(self, bot: BotConfig) -> None:
-        self._here_only(bot, "restoring")
         locks.ensure_unlocked(self.home, bot.name)  # before the host is rewired
+        if self.remote:
+            # The host's marker holds it as the lock does; the restore there
+            # gave the state its old owner (`snapshots.remote`), and the
+            # rest of the host's files are the last start's.
+            await self._refuse_if_marked(bot)
         name = container_name(bot.name, "gateway")
         if await self._run(self._inspect, name) is None:
             raise RuntimeOperationError(
                 f"{bot.name} has no gateway container: start the bot (`cftui start {bot.name}`)"
             )
-        await self._run(self._prepare_host, bot)  # a restored state: rewire, re-own
+        if not self.remote:
+            await self._run(self._prepare_host, bot)  # a restored state: rewire, re-own
         await self._run(self._start, bot, name)
         await self._wait_ready(bot, ("gateway",), START_TIMEOUT_S)
 
@@ -316,7 +318,34 @@ class DockerRuntime(
 
     # --- beyond the interface ------------------------------------------------------
     async def remove(self, bot: BotConfig) -> None:
-        """Remove the bot's containers, networks and volumes (`cftui delete`,
-        tests). Files in the fleet home are not touched."""
-        self._here_only(bot, "deleting")
+        """Remove the bot's containers, networks, volumes and host-isolation
+        rules (`cftui delete`, the old host of `cftui move`, tests). Files in
+        the fleet home are not touched. On another host its files under the
+        host's root go too, once its audit is mirrored here in full."""
         await self._run(self._remove, bot.name)
+        if self._link is None:
+            return
+        await self._catch_up_audit(bot)
+        await self._clear_host(bot)
+
+    async def _catch_up_audit(self, bot: BotConfig) -> None:
+        """The host's audit of the bot, whose proxies are gone, brought into
+        the fleet home's mirror before the host's copy is removed (refused,
+        in one line, if it cannot be: nothing there is removed then)."""
+        import asyncssh
+
+        assert self._link is not None
+        live = self._mirrors.pop(bot.name, None)
+        if live is not None:
+            await live.stop()
+        once = HostAuditMirror(self.home, self._link, bot.name)
+        try:
+            await once.catch_up()
+        except (OSError, asyncssh.Error, CftuiError) as exc:
+            raise RuntimeOperationError(
+                f"host {self._link.host.name}: cannot bring {bot.name}'s audit home "
+                f"({' '.join(str(exc).split())[:200] or type(exc).__name__}), so its files "
+                "there are kept: run the delete again once the host answers"
+            ) from None
+        finally:
+            await once.stop()
