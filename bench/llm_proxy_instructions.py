@@ -15,6 +15,14 @@ way, against the main branch without it), then through this one, and prints
 the ratio; each `--variant NAME=FLAGS` is one more run of this checkout's
 proxy with those flags (the money budgets, say).
 
+`--otel` runs this checkout's proxy twice, without and then with
+`OTEL_EXPORTER_OTLP_ENDPOINT` set to a loopback OTLP/HTTP receiver (the
+tests' own, tests/proxies/otlp_receiver.py, which decodes every span it is
+sent), and prints the ratio (issue #23: a span should cost a call little).
+Callgrind then counts each thread apart: the event loop's instructions (what
+a call waits for) and the SDK's export thread's (batched off the request
+path, but CPU the sidecar still spends), both per call.
+
 The proxy runs under `valgrind --tool=callgrind` (some 50x slower) behind the
 same fast upstream as bench/llm_proxy.py (the `sdk` harness's aiohttp.web
 upstream, with the same canned Anthropic answers); its counters are zeroed
@@ -42,9 +50,14 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).parent))
 from llm_proxy import bench_home, canned_request, free_port, proxy_command, wait_up
 
+REPO = Path(__file__).resolve().parent.parent
 
-async def calls(url: str, n: int, concurrency: int, stream: bool) -> int:
-    """`n` calls in a closed loop over `concurrency` connections; the errors."""
+
+async def calls(
+    url: str, n: int, concurrency: int, stream: bool, statuses: list[int] | None = None
+) -> int:
+    """`n` calls in a closed loop over `concurrency` connections; the errors
+    (their statuses appended to `statuses`)."""
     request = canned_request(url, stream)
     head, body = request.split(b"\r\n\r\n", 1)
     headers = {}
@@ -63,7 +76,10 @@ async def calls(url: str, n: int, concurrency: int, stream: bool) -> int:
                 left -= 1
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
-                    errors += resp.status != 200
+                    if resp.status != 200:
+                        errors += 1
+                        if statuses is not None:
+                            statuses.append(resp.status)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return errors
@@ -83,15 +99,39 @@ def total_instructions(out: Path) -> int:
     raise SystemExit(f"bench: no callgrind totals in {out}*")
 
 
+def thread_instructions(out: Path) -> dict[int, int]:
+    """With `--separate-threads=yes`: the `Ir` of each thread in the first
+    `--dump` (files `out.1-NN`, NN the thread), by thread number (1: the
+    main thread, the proxy's event loop)."""
+    totals: dict[int, int] = {}
+    for dump in out.parent.glob(out.name + ".1-*"):
+        match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.M)
+        if match:
+            totals[int(dump.name.rpartition("-")[2])] = int(match.group(1))
+    if not totals:
+        raise SystemExit(f"bench: no callgrind dump of each thread in {out}.1-*")
+    return totals
+
+
 async def measure(
-    args: argparse.Namespace, src: Path | None = None, extra: list[str] | None = None
+    args: argparse.Namespace,
+    src: Path | None = None,
+    extra: list[str] | None = None,
+    otlp: str | None = None,
 ) -> float:
     """Instructions a call in the proxy of `src` (a checkout; None: this
-    one), run with `extra` flags; printed and returned."""
+    one), run with `extra` flags and, with `otlp`, that span endpoint;
+    printed and returned (with `otlp` or `--otel`: the event loop's thread
+    only, the other threads printed beside it)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: valgrind is not installed")
     py = sys.executable
     env = dict(os.environ)
+    for name in [n for n in env if n.startswith("OTEL_")]:
+        del env[name]  # the proxy's spans on only where asked
+    if otlp is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+    threads = args.otel
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src / "proxies"), env.get("PYTHONPATH", "")])
     bindir = Path(py).parent
@@ -107,6 +147,7 @@ async def measure(
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
+            *(["--separate-threads=yes"] if threads else []),
             str(bindir / "python"),
             *proxy_command(bindir, proxy_port, tmp, up_port),
             *(extra or []),
@@ -128,19 +169,31 @@ async def measure(
         await calls(url, args.warmup, args.concurrency, args.stream)
         control(proxy.pid, "--zero")
         t0 = time.monotonic()
-        errors = await calls(url, args.calls, args.concurrency, args.stream)
+        failed: list[int] = []
+        errors = await calls(url, args.calls, args.concurrency, args.stream, failed)
         control(proxy.pid, "--dump")
         elapsed = time.monotonic() - t0
-        per_call = total_instructions(out) / args.calls
+        others = ""
+        if threads:
+            each = thread_instructions(out)
+            per_call = each.get(1, 0) / args.calls
+            rest = sum(v for k, v in each.items() if k != 1) / args.calls
+            others = f"; other threads {rest / 1000:.1f} k a call ({len(each) - 1} threads)"
+        else:
+            per_call = total_instructions(out) / args.calls
         if args.keep:
             latest = max(out.parent.glob(out.name + "*"), key=lambda p: p.stat().st_mtime)
             shutil.copy(latest, args.keep)
         mode = "stream" if args.stream else "plain"
         label = f"{src}" if src is not None else "this checkout"
+        where = " in the event loop's thread" if threads else " in the proxy"
+        spans = " OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp if otlp else ""
         print(
-            f"{mode} conc={args.concurrency} calls={args.calls} errors={errors}: "
-            f"{per_call / 1000:.1f} k instructions a call in the proxy "
-            f"[{label}{' ' + ' '.join(extra) if extra else ''}] (under callgrind {elapsed:.0f} s)",
+            f"{mode} conc={args.concurrency} calls={args.calls} errors={errors}"
+            f"{' (HTTP ' + ','.join(map(str, sorted(set(failed)))) + ')' if failed else ''}: "
+            f"{per_call / 1000:.1f} k instructions a call{where}{others} "
+            f"[{label}{' ' + ' '.join(extra) if extra else ''}{spans}] "
+            f"(under callgrind {elapsed:.0f} s)",
             flush=True,
         )
         return per_call
@@ -168,8 +221,28 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", default=[], metavar="NAME=FLAGS", help="repeatable"
     )
+    parser.add_argument(
+        "--otel", action="store_true", help="without, then with a loopback OTLP endpoint"
+    )
     args = parser.parse_args()
-    asyncio.run(compare(args))
+    asyncio.run(otel(args) if args.otel else compare(args))
+
+
+async def otel(args: argparse.Namespace) -> None:
+    """This checkout's proxy without an OTLP endpoint, then with one: the
+    receiver is the tests' (it decodes each export, as a collector would)."""
+    sys.path.insert(0, str(REPO))
+    from tests.proxies.otlp_receiver import otlp_receiver
+
+    off = await measure(args)
+    with otlp_receiver() as rx:
+        on = await measure(args, otlp=rx.url)
+        spans = len(rx.spans)
+    print(
+        f"spans received: {spans} (warm-up and measured calls); per call in the event loop: "
+        f"{off / 1000:.1f} k without an endpoint, {on / 1000:.1f} k with one, "
+        f"{on / off:.3f}x"
+    )
 
 
 async def compare(args: argparse.Namespace) -> None:

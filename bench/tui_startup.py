@@ -15,6 +15,10 @@ the engine's answer about real containers.
 
     .venv/bin/python bench/tui_startup.py [--runs 10] [--running 3] [--before DIR]
 
+Beside each median, the CPU time the launched process had used by the
+mark (every thread): under load the wall times mostly measure the queue
+for the two cores, the CPU time much less.
+
 `--before DIR` adds the same launch of the cftui of another checkout (say
 `git worktree add /tmp/cftui-main main`), interleaved with this one's, so
 that a change is measured against the code before it under the same load.
@@ -45,9 +49,16 @@ LIMIT_S = 90  # a launch that shows nothing by then fails the run
 SOCKET = f"cf-bench-tui-{os.getpid()}"
 
 
+# The launches write bytecode, as an installed cftui has it: with a
+# PYTHONDONTWRITEBYTECODE in the caller's environment (the tmux server passes
+# its environment on to every launch) a fresh checkout, `--before`'s
+# worktree say, compiled every module of its path at each launch.
+TMUX_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def tmux(*args: str, check: bool = True) -> str:
     return subprocess.run(
-        ["tmux", "-L", SOCKET, *args], check=check, capture_output=True, text=True
+        ["tmux", "-L", SOCKET, *args], check=check, capture_output=True, text=True, env=TMUX_ENV
     ).stdout
 
 
@@ -76,31 +87,64 @@ def _screen(session: str) -> str:
     return tmux("capture-pane", "-p", "-t", session, check=False)
 
 
-def in_tmux(argv: list[str], env: dict[str, str], marks: dict[str, object]) -> dict[str, float]:
+def _cpu_s(pid: int) -> float | None:
+    """The CPU seconds (user and system, every thread) process `pid` has
+    used: beside the wall time, the figure a loaded machine distorts least."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _launched(session: str) -> int | None:
+    """The pid of the command the pane's shell runs (once it has started)."""
+    shell = tmux("display-message", "-p", "-t", session, "#{pane_pid}", check=False).strip()
+    try:
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def in_tmux(
+    argv: list[str], env: dict[str, str], marks: dict[str, object]
+) -> tuple[dict[str, float], dict[str, float]]:
     """Launch `argv` in a new tmux session; for each mark (a predicate on the
-    screen's text), the seconds from launch until it first held."""
+    screen's text), the seconds from launch until it first held, and the CPU
+    seconds the launched process had used by then (where it could be read)."""
     session = f"cf-bench-tui-{os.getpid()}-{time.monotonic_ns()}"
     command = shlex.join(argv) + f"; sleep {LIMIT_S}"
-    options = ["-x", "120", "-y", "40"]
+    # Started in the checkout measured: `python -c` puts the current
+    # directory first on sys.path, before PYTHONPATH, so from this one's
+    # directory `--before` ran this checkout's cftui, not its own.
+    checkout = env["PYTHONPATH"].split(os.pathsep)[0]
+    options = ["-x", "120", "-y", "40", "-c", checkout]
     for key in ("PYTHONPATH", "CLAWFACTORY_HOME"):
         options += ["-e", f"{key}={env[key]}"]
     found: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    pid: int | None = None
     started = time.perf_counter()
     tmux("new-session", "-d", "-s", session, *options, command)
     try:
         while len(found) < len(marks) and time.perf_counter() - started < LIMIT_S:
+            pid = pid or _launched(session)
             screen = _screen(session)
             now = time.perf_counter() - started
+            used = _cpu_s(pid) if pid else None
             for name, holds in marks.items():
                 if name not in found and holds(screen):  # type: ignore[operator]
                     found[name] = now
+                    if used is not None:
+                        cpu[name] = used
             time.sleep(POLL_S)
     finally:
         tmux("kill-session", "-t", session, check=False)
     missing = set(marks) - set(found)
     if missing:
         raise SystemExit(f"never on screen: {', '.join(sorted(missing))}\n{screen}")
-    return found
+    return found, cpu
 
 
 def _bare_start(py: str) -> float:
@@ -203,16 +247,21 @@ def main() -> None:
                     _env(home.root, args.before.resolve()),
                 )
             times: dict[str, list[float]] = {"python -c pass": []}
+            cpu: dict[str, list[float]] = {}
             for case, (_argv, marks, _case_env) in cases.items():
                 for mark in marks:
                     times[f"{case}: {mark}"] = []
-            for argv, marks, case_env in cases.values():  # the page cache, the engine
+                    cpu[f"{case}: {mark}"] = []
+            for argv, marks, case_env in cases.values():  # the page cache, the engine, bytecode
                 in_tmux(argv, case_env, marks)
             for _ in range(args.runs):  # interleaved: a busy moment falls on all alike
                 times["python -c pass"].append(_bare_start(py))
                 for case, (argv, marks, case_env) in cases.items():
-                    for mark, at in in_tmux(argv, case_env, marks).items():
-                        times[f"{case}: {mark}"].append(at)
+                    at, used = in_tmux(argv, case_env, marks)
+                    for mark in marks:
+                        times[f"{case}: {mark}"].append(at[mark])
+                        if mark in used:
+                            cpu[f"{case}: {mark}"].append(used[mark])
         finally:
             tmux("kill-server", check=False)
             if containers:
@@ -220,14 +269,20 @@ def main() -> None:
     base = statistics.median(times["python -c pass"])
     load = os.getloadavg()[0]
     print(f"{args.runs} runs each, interleaved; load average {load:.1f}; {os.cpu_count()} CPUs")
-    print(f"{'measure':<58} {'median':>9} {'min':>9} {'vs bare':>8} {'vs goal':>8}")
+    print(f"{'measure':<58} {'median':>9} {'min':>9} {'vs bare':>8} {'vs goal':>8} {'cpu':>8}")
     for name, values in times.items():
         med = statistics.median(values)
+        cpus = cpu.get(name) or []
+        cpu_text = f"{statistics.median(cpus) * 1000:>6.0f}ms" if cpus else f"{'-':>8}"
         print(
             f"{name:<58} {med * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "
-            f"{med / base:>7.1f}x {med / GOAL_S:>7.2f}x"
+            f"{med / base:>7.1f}x {med / GOAL_S:>7.2f}x {cpu_text}"
         )
     print(f"goal: the fleet's rows on screen within {GOAL_S} s ('vs goal' <= 1.00 meets it)")
+    print(
+        "cpu: the launched process's CPU time (every thread, 10 ms ticks) by the mark, "
+        "median: what a loaded machine distorts least"
+    )
 
 
 if __name__ == "__main__":

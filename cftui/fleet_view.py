@@ -48,11 +48,12 @@ def merge(
 
 
 def read_now(
-    home: FleetHome, bots: Sequence[BotConfig]
+    home: FleetHome, bots: Sequence[BotConfig], *, brief: bool = False
 ) -> tuple[dict[str, BotStatus], list[str]] | None:
     """`lifecycle.fleet_status`, blocking and light, or None when a bot
     needs another runtime or the engine is not this machine's unix socket
-    (the caller then takes the full path)."""
+    (the caller then takes the full path). `brief`: each bot's state and
+    uptime exact, not every service's details (`listing.read_status`)."""
     if any(b.runtime != "docker" or b.host != LOCAL for b in bots):
         return None
     from cftui.runtime.docker.engine_socket import EngineSocket, local_socket
@@ -65,7 +66,7 @@ def read_now(
     errors: list[str] = []
     try:
         with EngineSocket(path) as engine:
-            found = read_status(engine, bots)
+            found = read_status(engine, bots, brief=brief)
     except CftuiError as exc:
         errors.append(str(exc))
         found = {b.name: BotStatus(b.name, b.runtime, error=str(exc)) for b in bots}

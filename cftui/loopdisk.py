@@ -35,7 +35,6 @@ import array
 import contextlib
 import fcntl
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -78,6 +77,16 @@ _TOOLS_TTL_S = 30.0  # a tool installed meanwhile is seen within this
 _tools_checked: tuple[float, list[str]] | None = None
 
 
+def _on_path(tool: str) -> bool:
+    """`shutil.which(tool) is not None`, without loading shutil (and its
+    compression modules) on `cftui list`'s path."""
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or os.curdir, tool)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return True
+    return False
+
+
 def unavailable_reason() -> str | None:
     """Why loop images cannot be used here (not root, a tool or the loop
     driver missing), or None when they can. Asked for every bot of a fleet
@@ -88,7 +97,7 @@ def unavailable_reason() -> str | None:
         return "mounting a disk image needs cftui to run as root"
     now = time.monotonic()
     if _tools_checked is None or now - _tools_checked[0] > _TOOLS_TTL_S:
-        _tools_checked = (now, [t for t in TOOLS if shutil.which(t) is None])
+        _tools_checked = (now, [t for t in TOOLS if not _on_path(t)])
     missing = _tools_checked[1]
     if missing:
         return f"{', '.join(missing)} not installed"
@@ -303,6 +312,8 @@ def _settle(tree: Path) -> None:
         if entry.name == MARKER:
             continue
         if entry.is_dir(follow_symlinks=False):
+            import shutil
+
             shutil.rmtree(entry.path)  # fd-based: follows no link
         else:
             os.unlink(entry.path)
@@ -434,6 +445,8 @@ def destroy(image: Path, tree: Path) -> None:
                 _run(["losetup", "-d", device], what)
         if marker_visible(tree):
             _set_immutable(tree, False)
+            import shutil
+
             shutil.rmtree(tree)
         with contextlib.suppress(FileNotFoundError):
             image.unlink()

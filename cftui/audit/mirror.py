@@ -71,36 +71,42 @@ class MirrorCounters:
     restarts: int = 0  # the far file was replaced or shrunk
 
 
-# Stat, tail from the offset, and a watcher that ends the tail (exit 4) when
-# the name points at another inode or the file shrank. `-f` follows the
-# descriptor, never another file, so every byte out is of the inode stated.
-_FOLLOW = r"""
+# The start of a follow: the far file opened as fd 3 at the inode stated
+# (exit 3 when it is not there, 4 when another file or a shorter one is).
+# The directory is the proxies' user's: the name must be a regular file,
+# not a link (stat without -L), and the descriptor opened on it must be
+# that very file (its device and inode), not what a link swapped in since
+# the test points at.
+_OPEN = r"""
 f=$1; off=$2; want=$3
 exec 2>/dev/null
-set -- $(stat -L -c '%i %s' -- "$f") || exit 3
-ino=$1; size=$2
+[ -f "$f" ] && [ ! -L "$f" ] || exit 3
+set -- $(stat -c '%i %s %d' -- "$f") || exit 3
+ino=$1; size=$2; dev=$3
 [ "$want" = "$ino" ] || exit 4
 [ "$size" -ge "$off" ] || exit 4
 exec 3<"$f" || exit 3
+[ "$(stat -L -c '%d %i' /dev/fd/3)" = "$dev $ino" ] || exit 4
+"""
+# Then the tail from the offset, and a watcher that ends it (exit 4) when
+# the name points at another inode or the file shrank. `-f` follows the
+# descriptor, never another file, so every byte out is of the inode stated.
+_FOLLOW = (
+    _OPEN
+    + r"""
 tail -q -s 0.1 -c +$((off + 1)) -f /dev/fd/3 & t=$!
 exec 3<&-
 trap 'kill $t; exit 0' HUP TERM INT
 while kill -0 $t; do
   sleep __WATCH__
-  set -- $(stat -L -c '%i %s' -- "$f") || { kill $t; exit 4; }
+  set -- $(stat -c '%i %s' -- "$f") || { kill $t; exit 4; }
   [ "$1" = "$ino" ] && [ "$2" -ge "$size" ] || { kill $t; exit 4; }
   size=$2
 done
 """.replace("__WATCH__", str(WATCH_S))
-# The same start as _FOLLOW's, but read to the end once (a file nothing writes any more).
-_TO_END = r"""
-f=$1; off=$2; want=$3
-exec 2>/dev/null
-set -- $(stat -L -c '%i %s' -- "$f") || exit 3
-[ "$want" = "$1" ] || exit 4
-[ "$2" -ge "$off" ] || exit 4
-exec tail -c +$((off + 1)) -- "$f"
-"""
+)
+# Or read to the end once (a file nothing writes any more).
+_TO_END = _OPEN + "exec tail -c +$((off + 1)) /dev/fd/3\n"
 
 
 class _Offsets:
@@ -127,9 +133,11 @@ class _Offsets:
 
 
 async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
-    """(inode, size) of the far file, or None when it is not there (yet)."""
+    """(inode, size) of the far file, or None when it is not there (yet) or
+    is not a regular file (a link is never followed)."""
     conn = await end.connection()
-    line = f"exec stat -L -c '%i %s' -- {shlex.quote(remote)} 2>/dev/null"
+    q = shlex.quote(remote)
+    line = f"[ -f {q} ] && [ ! -L {q} ] && exec stat -c '%i %s' -- {q} 2>/dev/null"
     res = await conn.run(end.command(line), check=False)
     parts = str(res.stdout or "").split()
     if res.exit_status != 0 or len(parts) != 2 or not all(p.isdigit() for p in parts):
@@ -240,37 +248,72 @@ async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: Mirror
         await asyncio.sleep(idle)
 
 
-async def _lines(end: MirrorEnd, line: str) -> AsyncIterator[str]:
+async def _lines(end: MirrorEnd, line: str, max_line: int) -> AsyncIterator[bytes]:
+    """The far command's output lines, without their newline; a line longer
+    than `max_line` is dropped whole, never held (asyncssh's own readline
+    would hand it over cut in pieces)."""
     conn = await end.connection()
-    proc = await conn.create_process(end.command(line))
+    proc = await conn.create_process(end.command(line), encoding=None)
     try:
-        async for out in proc.stdout:
-            yield str(out).rstrip("\n")
+        parts: list[bytes] = []  # the line so far (dropped once it is too long)
+        size, dropping = 0, False
+        while chunk := await proc.stdout.read(1 << 16):
+            start = 0
+            while (nl := chunk.find(b"\n", start)) >= 0:
+                piece = chunk[start:nl]
+                start = nl + 1
+                if not dropping and size + len(piece) <= max_line:
+                    yield b"".join([*parts, piece])
+                parts, size, dropping = [], 0, False
+            rest = chunk[start:]
+            if dropping or size + len(rest) > max_line:
+                parts, size, dropping = [], 0, True
+            elif rest:
+                parts.append(rest)
+                size += len(rest)
     finally:
         proc.close()
 
+
+# A rewritten file larger than this is not copied (the egress ledger, the
+# largest, is capped at 8 MiB by the proxy and its readers).
+MAX_WHOLE = 8 << 20
+# The file "$f" itself in base64, at most one byte past "$max": never what a
+# link swapped in points at, nor a wait for a fifo's writer.
+_READ = (
+    'dd if="$f" iflag=nofollow,nonblock,count_bytes,fullblock bs=65536 '
+    "count=$((max + 1)) status=none 2>/dev/null | base64 -w0"
+)
+_MAX_WHOLE_LINE = (MAX_WHOLE // 3 + 2) * 4 + 16
 
 # Each file whose content changed since the last look, as "INDEX BASE64"
 # on one line; one session for all of a bot's rewritten files. The empty
 # line after each look is a heartbeat: without a terminal, sshd sends no
 # hangup when the session ends, and a loop that never writes would outlive it.
+# The directory is the proxies' user's, who may put a link, a fifo or a
+# huge file at a name: only a regular file is read, opened without
+# following a link (swapped in after the test) or waiting for a fifo's
+# writer (`nofollow,nonblock`), and never more than one byte past the bound.
 _PULL = r"""
-w=$1; shift
+w=$1; max=$2; shift 2
 while :; do
   i=0
   for f in "$@"; do
-    cur=$(cksum < "$f" 2>/dev/null)
-    eval "prev=\${p$i-}"
-    if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then
-      eval "p$i=\$cur"
-      echo "$i $(base64 -w0 < "$f")"
+    if [ -f "$f" ] && [ ! -L "$f" ]; then
+      data=$(__READ__)
+      cur=$(printf '%s' "$data" | cksum)
+      eval "prev=\${p$i-}"
+      if [ -n "$data" ] && [ "$cur" != "$prev" ]; then
+        eval "p$i=\$cur"
+        echo "$i $data"
+      fi
     fi
     i=$((i + 1))
   done
   echo || exit 0  # an empty line: once the session has gone, its pipe ends the loop
   sleep "$w"
 done
-"""
+""".replace("__READ__", _READ)
 
 
 async def pull_whole(
@@ -279,15 +322,32 @@ async def pull_whole(
     """Files the far side rewrites whole (the egress proxy's stats, its
     ledger of refused requests, the LLM proxy's money ledger): each (far,
     local) pair copied whenever the far content changes, checked every
-    `interval` seconds, all in one session."""
+    `interval` seconds, all in one session. A link, a fifo or a file over
+    MAX_WHOLE at a far name is not copied (the local copy stays as it was)."""
     args = " ".join(shlex.quote(far) for far, _local in pairs)
-    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {args}"
-    async for out in _lines(end, command):
-        index, _, data = out.partition(" ")
+    command = f"sh -c {shlex.quote(_PULL)} pull {interval} {MAX_WHOLE} {args}"
+    async for out in _lines(end, command, _MAX_WHOLE_LINE):
+        index, _, data = out.partition(b" ")
         if not index.isdigit() or int(index) >= len(pairs):
             continue
         with contextlib.suppress(ValueError):
-            atomic_write_private(pairs[int(index)][1], base64.b64decode(data, validate=True))
+            body = base64.b64decode(data, validate=True)
+            if len(body) <= MAX_WHOLE:
+                atomic_write_private(pairs[int(index)][1], body)
+
+
+async def read_whole(end: MirrorEnd, far: str) -> bytes | None:
+    """A file the far side rewrites whole, as it is now (`pull_whole`'s
+    read, once); None when it is absent, not a regular file, empty or over
+    MAX_WHOLE."""
+    script = f'max=$1; f=$2; [ -f "$f" ] && [ ! -L "$f" ] || exit 3; {_READ}; echo'
+    command = f"sh -c {shlex.quote(script)} read {MAX_WHOLE} {shlex.quote(far)}"
+    async for out in _lines(end, command, _MAX_WHOLE_LINE):
+        with contextlib.suppress(ValueError):
+            body = base64.b64decode(out, validate=True)
+            return body if body and len(body) <= MAX_WHOLE else None
+        return None
+    return None
 
 
 async def retrying(step: Callable[[], Awaitable[None]]) -> None:

@@ -91,11 +91,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _statuses(home: FleetHome, bots: list[BotConfig]) -> dict[str, BotStatus]:
+def _statuses(
+    home: FleetHome, bots: list[BotConfig], *, brief: bool = False
+) -> dict[str, BotStatus]:
+    """`brief`: for a table of each bot's state and uptime alone (`list`)."""
     from cftui.fleet_view import read_now
 
     # This machine's docker bots: the engine's socket, no SDK, no event loop.
-    got = read_now(home, bots)
+    got = read_now(home, bots, brief=brief)
     if got is None:
         got = _statuses_of_every_runtime(home, bots)
     statuses, errors = got
@@ -154,7 +157,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not bots:
         print(f"no bots in {home.root} (create one with `cftui init NAME`)")
         return 0
-    statuses = _statuses(home, bots)
+    statuses = _statuses(home, bots, brief=not args.json)
     if args.json:
         print_json([_status_json(b, statuses[b.name]) for b in bots])
         return 0

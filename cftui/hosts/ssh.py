@@ -10,6 +10,8 @@ not known is unreachable, with a line saying how to add it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import shlex
 import shutil
 import tempfile
@@ -196,22 +198,35 @@ class HostLink:
         """Write a file on the host over SFTP, 0600 in 0700 directories made
         as needed (written under a temporary name, given to `owner` (uid,
         gid) if named, then renamed in place: a reader never sees it half
-        written or not yet its owner's)."""
+        written or not yet its owner's).
+
+        The directory may be another user's (the proxies' own audit
+        directory), who can plant a link at any name there or swap one in
+        at any moment: the temporary name is unguessable and created
+        exclusively (a link standing there fails the open, never is written
+        through), and its mode and owner are set on the open handle, never
+        by name."""
         conn = await self.connection(timeout)
         parent = path.rsplit("/", 1)[0] or "/"
-        part = f"{path}.part"
+        part = f"{path}.{secrets.token_hex(8)}.part"
         try:
             async with asyncio.timeout(timeout), conn.start_sftp_client() as sftp:
                 await sftp.makedirs(
                     parent, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True
                 )
                 await sftp.chmod(parent, 0o700)
-                async with sftp.open(part, "wb", attrs=asyncssh.SFTPAttrs(permissions=0o600)) as f:
-                    await f.write(data)
-                await sftp.chmod(part, 0o600)
-                if owner is not None:
-                    await sftp.chown(part, *owner)
-                await sftp.posix_rename(part, path)
+                try:
+                    perms = asyncssh.SFTPAttrs(permissions=0o600)
+                    async with sftp.open(part, "xb", attrs=perms) as f:
+                        await f.write(data)
+                        await f.chmod(0o600)
+                        if owner is not None:
+                            await f.chown(*owner)
+                    await sftp.posix_rename(part, path)
+                except BaseException:
+                    with contextlib.suppress(asyncssh.SFTPError, OSError):
+                        await sftp.remove(part)  # the name only, never what it points at
+                    raise
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise RuntimeUnavailable(
                 f"host {self.host.name}: cannot write {path}: {_reason(exc)}"

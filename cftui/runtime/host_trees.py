@@ -8,16 +8,21 @@ Coming back (the proposals tree the agent wrote on the host), only
 directories, regular files and links (as links, never written through) are
 made, in a fresh directory: nothing absolute, no `..`, nothing whose place
 resolves outside it (a member behind a link is refused), no device, fifo or
-hard link; a file over the scan's limit becomes an empty sparse file of its
-size (as Lima's pull does), so the scan refuses it with its reason. The
-fresh copy then replaces the host's tree with the same rsync arguments
-Lima uses (`lima.sync.PROPOSALS_ARGS`): files that did not change keep
-their inode and the scan's cache.
+hard link. A file over the scan's limit is not carried (the host's side
+leaves it out of the stream, as Lima's `--max-size` does: a sparse file
+costs the agent nothing there, and would be read whole and spooled here);
+an empty sparse file of its size stands in for it, made in this machine's
+tree after the copy (an rsync of a stand-in writes it out as real zeros),
+so the scan refuses it with its reason. The fresh copy replaces the
+host's tree with the same rsync arguments Lima uses
+(`lima.sync.PROPOSALS_ARGS`): files that did not change keep their inode
+and the scan's cache.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -26,20 +31,35 @@ from pathlib import Path
 from typing import IO
 
 from cftui.errors import RuntimeOperationError
-from cftui.runtime.lima.sync import PARTIAL, PROPOSALS_ARGS, stand_in_for
+
+# Lima's sync rules (`cftui.runtime.lima.sync`) are imported where they are
+# used: that module loads asyncssh, which this machine's Docker bots (whose
+# runtime imports this module) never need.
 
 # Spooled in memory up to this size, then on disk.
 _SPOOL_BYTES = 8 << 20
 
 
-def pack(src: Path, *, skip: Sequence[str] = ()) -> IO[bytes]:
+def pack(src: Path, *, skip: Sequence[str] = (), stand_ins_over: int | None = None) -> IO[bytes]:
     """`src` as an uncompressed tar (members relative to it, `.` first),
     rewound, ready to stream; `skip`: relative paths left out (and what is
-    under them). Blocking: run it in a thread."""
+    under them); `stand_ins_over`: a file larger than this that is mostly
+    holes (a pull's stand-in, `take_home`) is left out too, never read as
+    zeros into the spool and written out on the host. Blocking: run it in
+    a thread."""
     skipped = {f"./{rel.strip('/')}" for rel in skip}
 
+    def stand_in(info: tarfile.TarInfo) -> bool:
+        if stand_ins_over is None or not info.isreg() or info.size <= stand_ins_over:
+            return False
+        try:
+            st = os.lstat(os.path.join(src, info.name))
+        except OSError:
+            return True
+        return st.st_blocks * 512 < st.st_size // 2
+
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if info.name in skipped:
+        if info.name in skipped or stand_in(info):
             return None
         if not (info.isdir() or info.isreg() or info.issym() or info.islnk()):
             return None  # no device, fifo or socket leaves this machine
@@ -63,10 +83,11 @@ def _inside(dest: str, rel: str) -> bool:
     return where == dest or where.startswith(dest + os.sep)
 
 
-def unpack_plain(stream: IO[bytes], dest: Path, *, max_bytes: int) -> None:
+def unpack_plain(stream: IO[bytes], dest: Path, *, max_bytes: int) -> list[tuple[str, int]]:
     """Make the tree of a tar `stream` in `dest` (a new, empty directory):
     plain files, directories and links only (see the module's docstring).
-    Blocking."""
+    The (path, size) of each file over `max_bytes`, skipped unread (at most
+    MAX_OVERSIZED), for `take_home`'s stand-ins. Blocking."""
     root = os.path.realpath(dest)
     oversized: list[tuple[str, int]] = []
 
@@ -100,8 +121,33 @@ def unpack_plain(stream: IO[bytes], dest: Path, *, max_bytes: int) -> None:
                 tar.extract(member, str(dest), set_attrs=True, filter=plain)
     except (tarfile.TarError, OSError) as exc:
         raise RuntimeOperationError(f"the tree that came back is not readable: {exc}") from None
-    if oversized:
-        stand_in_for(dest, [(rel, size) for rel, size in oversized if _inside(root, rel)])
+    from cftui.runtime.lima.sync import MAX_OVERSIZED
+
+    return [(rel, size) for rel, size in oversized if _inside(root, rel)][:MAX_OVERSIZED]
+
+
+def take_home(
+    stream: IO[bytes],
+    dest: Path,
+    *,
+    max_bytes: int,
+    complete: bool,
+    oversized: Sequence[tuple[str, int]] = (),
+) -> None:
+    """The tree of a tar `stream` made `dest`'s (`unpack_plain` into a fresh
+    directory beside it, then `replace_with`), and a sparse stand-in in
+    `dest` for each file over `max_bytes`: those the far side listed
+    (`oversized`, left out of the stream) and any the stream still held.
+    Blocking."""
+    from cftui.runtime.lima.sync import MAX_OVERSIZED, stand_in_for
+
+    fresh = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
+    try:
+        found = unpack_plain(stream, fresh, max_bytes=max_bytes)
+        replace_with(fresh, dest, delete=complete)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    stand_in_for(dest, [*oversized, *found][:MAX_OVERSIZED])
 
 
 def replace_with(fresh: Path, dest: Path, *, delete: bool = True) -> None:
@@ -109,6 +155,8 @@ def replace_with(fresh: Path, dest: Path, *, delete: bool = True) -> None:
     between two directories of this machine). `delete=False` after a read
     that missed files (the agent made some unreadable): nothing is removed,
     so what it hid shows as it was, never as a removal. Blocking."""
+    from cftui.runtime.lima.sync import PARTIAL, PROPOSALS_ARGS
+
     dest.mkdir(parents=True, exist_ok=True)
     args = [a for a in PROPOSALS_ARGS if delete or a != "--delete"]
     proc = subprocess.run(

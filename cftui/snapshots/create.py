@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from cftui import locks
 from cftui.audit.events import record_event
-from cftui.errors import SnapshotError
+from cftui.errors import CftuiError, SnapshotError
 from cftui.fleet import FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.securefs import PRIVATE_FILE, fsync_dir, make_private_dirs
@@ -128,8 +128,36 @@ def _feed_names(pipe: BinaryIO, root: str, stats: CreateStats) -> None:
             pipe.close()
 
 
+# A state larger than this is refused where fleet.toml gives the bot no
+# disk bound (its bound otherwise): sizes as tar reads them, so a sparse
+# file the agent made for nothing counts whole.
+STATE_LIMIT = 64 << 30
+
+
+def state_limit(home: FleetHome, bot: str) -> int:
+    """The most a snapshot of `bot`'s state may archive."""
+    try:
+        return home.bot(bot).disk_bytes or STATE_LIMIT
+    except CftuiError:
+        return STATE_LIMIT
+
+
+def over_bound(bot: str, where: str, size: int, limit: int) -> SnapshotError:
+    """The one-line refusal of a state whose files add up past `limit`."""
+    return SnapshotError(
+        f"the state of {bot}{where} holds {size >> 20} MiB of files (a sparse file counted "
+        f"whole, as tar reads it), over {limit >> 20} MiB: refused before archiving "
+        "(remove the large files, or raise the bot's disk bound)"
+    )
+
+
 def _archive_into(
-    out_fd: int, recipient: str, root: Path, stats: CreateStats, progress: Progress
+    out_fd: int,
+    recipient: str,
+    root: Path,
+    stats: CreateStats,
+    progress: Progress,
+    limit: int = STATE_LIMIT,
 ) -> None:
     """`tar -c` of `root` piped straight into the age encryptor, which writes
     `out_fd`: the plaintext never passes through Python, memory stays flat.
@@ -139,7 +167,7 @@ def _archive_into(
     if root.name != ARC_ROOT:  # pragma: no cover - FleetHome.state_dir ends in state/
         raise SnapshotError(f"a snapshot archives a directory named {ARC_ROOT}/, not {root}")
     with tempfile.TemporaryFile() as tar_errors:
-        crypt, tar = _run_pipeline(out_fd, recipient, root, stats, progress, tar_errors)
+        crypt, tar = _run_pipeline(out_fd, recipient, root, stats, progress, tar_errors, limit)
         error = child_result(crypt)
         tar_errors.seek(0)
         lines = tar_errors.read().decode("utf-8", "replace").splitlines()
@@ -166,9 +194,11 @@ def _run_pipeline(
     stats: CreateStats,
     progress: Progress,
     tar_errors: BinaryIO,
+    limit: int,
 ) -> tuple[subprocess.Popen, subprocess.Popen]:
     """Start tar and the encryptor, feed tar the names, report progress until
-    the encryptor ends; both are killed if anything (progress too) raises."""
+    the encryptor ends; both are killed if anything (progress too) raises,
+    or once the files to archive are found to add up past `limit`."""
     read_end, write_end = os.pipe()
     widen_pipe(write_end)
     procs: list[subprocess.Popen] = []
@@ -194,6 +224,8 @@ def _run_pipeline(
         )
         feeder.start()
         stats.files, stats.bytes = _measure(root)
+        if stats.bytes > limit:
+            raise over_bound(root.parent.name, "", stats.bytes, limit)
         total = stats.bytes or None
         progress(ProgressEvent("snapshot", 0, total, f"{stats.files} files to archive"))
         with _exit_waiter(crypt) as exited:
@@ -302,8 +334,10 @@ def create_snapshot(
         if not state.is_dir():
             raise SnapshotError(f"{bot} has no state directory ({state}): nothing to snapshot")
 
+        limit = state_limit(home, bot)
+
         def archive(fd: int, recipient: str, stats: CreateStats, progress: Progress) -> None:
-            _archive_into(fd, recipient, state, stats, progress)
+            _archive_into(fd, recipient, state, stats, progress, limit)
 
     recipient = bot_recipient(home, bot)
     folder = home.snapshots_dir(bot)

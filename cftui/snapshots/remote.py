@@ -39,7 +39,7 @@ from cftui.hosts.layout import HostLayout
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.snapshot_exclusions import find_prune_args
 from cftui.snapshots.agechild import CHUNK, ChildFailed, bot_identity, child_result, spawn
-from cftui.snapshots.create import CreateStats, create_snapshot
+from cftui.snapshots.create import STATE_LIMIT, CreateStats, create_snapshot, over_bound
 from cftui.snapshots.decrypt import _ForwardReader, check_key
 from cftui.snapshots.extract import StreamFilter
 from cftui.snapshots.reasons import one_line
@@ -55,7 +55,7 @@ T = TypeVar("T")
 
 # A remote state's archive larger than this is refused (the bot's disk
 # bound, when fleet.toml gives one, is used instead).
-DEFAULT_LIMIT = 64 << 30
+DEFAULT_LIMIT = STATE_LIMIT
 STEP_TIMEOUT_S = 120.0
 SAFETY_LABEL = "pre-restore"
 
@@ -90,13 +90,23 @@ class RemoteState:
         return f"host {self.link.host.name}"
 
 
+_OVER = 4  # the create script's exit status for a state over the bound
+
+
 def _create_script(tree: RemoteState) -> str:
     """tar of `state/` on the host: find's names (exclusions pruned, nothing
-    followed), sorted, archived one by one; tar's last complaints on stderr."""
+    followed), sorted, archived one by one; tar's last complaints on stderr.
+    First the files' sizes are added up, as tar will read them (a sparse
+    file whole): a state over the bound is refused before a byte is sent
+    (exit _OVER, the sum on stderr), not after the bound's worth of zeros
+    crossed the link and was encrypted into the snapshots directory here."""
     find = shlex.join(("find", "state", "(", *find_prune_args(), ")"))
     return (
         f"cd -- {shlex.quote(tree.repo)} || exit 3\n"
         "if [ ! -d state ] || [ -L state ]; then echo 'no state directory' >&2; exit 3; fi\n"
+        f"n=$({find} -prune -o -type f -printf '%s\\n' 2>/dev/null "
+        "| awk '{s += $1} END {printf \"%.0f\", s}')\n"
+        f'if [ "${{n:-0}}" -gt {int(tree.limit)} ]; then echo "$n" >&2; exit {_OVER}; fi\n'
         "e=$(mktemp) || exit 3\n"
         f"{find} -prune -o \\( -type d -o -type f -o -type l \\) -print0 2>/dev/null "
         f'| LC_ALL=C sort -z | LC_ALL=C tar --create --file=- {_TAR_FLAGS} --files-from=- 2>"$e"\n'
@@ -146,6 +156,9 @@ def archiver(tree: RemoteState) -> Any:
         why = " ".join(stderr.decode("utf-8", "replace").split())[-300:]
         if status == 3:
             raise SnapshotError(f"{tree.bot} has no state directory on {tree.where()}")
+        if status == _OVER:
+            size = int(why) if why.isdigit() else 0
+            raise over_bound(tree.bot, f" on {tree.where()}", size, tree.limit)
         if status not in (0, 1):  # 1: a file changed as tar read it
             raise SnapshotError(
                 f"tar on {tree.where()} failed ({why or f'exit {status}'}): snapshot not written"

@@ -182,6 +182,9 @@ class ClawFactoryApp(App[int]):
         self._watching: set[tuple[str, str]] = set()  # (host, runtime kind) watched
         self._status_timer: Any = None
         self._domain_loaded = False
+        # The (host, runtime kind) places whose runtime objects were made in
+        # a thread: a bot added later elsewhere has its made there too.
+        self._places_made: set[tuple[str, str]] = set()
         self.proposal_counts = ProposalCounts()
         self._counting = False
         # A palette command for a bot's Proposals tab, run once it has loaded.
@@ -278,11 +281,15 @@ class ClawFactoryApp(App[int]):
     @work(exclusive=True, group="status", exit_on_error=False)
     async def refresh_status(self) -> None:
         bots = list(self.configs.values())
-        if not self._domain_loaded:
-            # Imports and runtime objects (the Docker SDK...) in a thread:
-            # on the event loop they froze the screen just drawn.
+        places = {(b.host, b.runtime) for b in bots}
+        if not self._domain_loaded or places - self._places_made:
+            # Imports and runtime objects (the Docker SDK, asyncssh for a
+            # Lima VM or another host...) in a thread: on the event loop
+            # they froze the screen just drawn, or, for a bot added to
+            # fleet.toml while the app runs, the screen then.
             await asyncio.to_thread(self._load_domain, bots)
             self._domain_loaded = True
+            self._places_made |= places
         from cftui import lifecycle
 
         statuses, errors = await lifecycle.fleet_status(self.home, bots, self.runtimes)
@@ -500,12 +507,18 @@ class ClawFactoryApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock":
-            from cftui.tui.bot_screen import BotScreen
-
             # Offered only when it can be done; a bot's screen has its own U,
             # which unlocks that bot alone, never the fleet.
-            return bool(self.locked) and not isinstance(self.screen, BotScreen)
+            return bool(self.locked) and not self._on_bot_screen()
         return True
+
+    def _on_bot_screen(self) -> bool:
+        """Whether the screen shown is a bot's, without importing the bot
+        screen: the footer asks on its first paint, and that module (with
+        the traffic reader under it) held the fleet's first paint back. No
+        bot screen exists before its module is loaded."""
+        module = sys.modules.get("cftui.tui.bot_screen")
+        return module is not None and isinstance(self.screen, module.BotScreen)
 
     def watch_locked(self) -> None:
         self.refresh_bindings()

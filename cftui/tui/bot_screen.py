@@ -11,11 +11,12 @@ from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from cftui.audit.traffic.log import TrafficLog
 from cftui.runtime.base import INSTALLER
 from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, BotActionsMixin
+from cftui.tui.footer import Footer
 from cftui.tui.formatting import HEADER_ICON, state_look
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine

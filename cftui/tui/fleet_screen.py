@@ -8,12 +8,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from cftui.inert import inert
 from cftui.runtime.base import INSTALLER
 from cftui.tui.bot_actions import BOT_BINDINGS, INSTALL_LOG_BINDING, MULTI_ACTIONS, BotActionsMixin
 from cftui.tui.fleet_table import COLUMNS, FleetRow, FleetTable
+from cftui.tui.footer import Footer
 from cftui.tui.formatting import HEADER_ICON, agent_text
 from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.ops_line import OpsLine

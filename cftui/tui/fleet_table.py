@@ -259,20 +259,28 @@ class FleetTable(DataTable):
         return self.sort_column
 
     def _sort(self) -> None:
-        """Order the rows by the sort column (or as fleet.toml lists them)."""
+        """Order the rows by the sort column (or as fleet.toml lists them),
+        when that moves a row: DataTable's sort redraws every cell, and the
+        table is synced on every status, totals and proposals answer."""
         if not self._rows:
             return
-        selected = self.selected_bot
         now = self.clock()
         names = list(self._rows)
         column = self.sort_column if self.sort_column in self.shown_columns else None
 
-        def key(cell: object) -> tuple:
-            row = self._rows[str(cell)]
-            order = sort_value(row, column, now) if column else (names.index(row.config.name),)
+        def key(name: str) -> tuple:
+            row = self._rows[name]
+            order = sort_value(row, column, now) if column else (names.index(name),)
             return (group_key(row), *order) if self.has_hosts else order
 
-        self.sort("bot", key=key)
+        wanted = sorted(names, key=key)
+        if wanted == [str(row.key.value) for row in self.ordered_rows]:
+            return
+        rank = {name: i for i, name in enumerate(wanted)}
+        selected = self.selected_bot
+        # The bot column's cell is the name, marked or not (a name never
+        # starts with the mark: `fleet.validate_bot_name`).
+        self.sort("bot", key=lambda cell: rank[str(cell).removeprefix(MARK)])
         if selected:
             self.select_bot(selected)
 

@@ -16,12 +16,8 @@ rather than start with keys the operator did not ask for.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import os
-import pkgutil
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +36,9 @@ def keymap_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 def binding_ids() -> frozenset[str]:
     """The id of every binding declared in the TUI package."""
+    import importlib
+    import pkgutil
+
     import cftui.tui
 
     ids: set[str] = set()
@@ -68,6 +67,8 @@ def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]
 
 def parse_keymap(text: str, known: frozenset[str], source: str) -> dict[str, str]:
     """The keymap in `text`, checked against the `known` binding ids."""
+    import tomllib
+
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -76,6 +77,8 @@ def parse_keymap(text: str, known: frozenset[str], source: str) -> dict[str, str
     keymap: dict[str, str] = {}
     for binding_id, value in sorted(_flatten(table).items()):
         if binding_id not in known:
+            import difflib
+
             near = difflib.get_close_matches(binding_id, sorted(known), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UsageError(f"{source}: unknown binding id {binding_id!r}{hint}")

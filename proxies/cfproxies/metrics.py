@@ -42,8 +42,14 @@ def label_value(text: object) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+def _escape_help(text: str) -> str:
+    """A HELP text as the format escapes it: backslash and newline only."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    """A label value as the format escapes it: backslash, newline and the quote."""
+    return _escape_help(value).replace('"', '\\"')
 
 
 def _number(value: float) -> str:
@@ -74,6 +80,10 @@ class Family:
         self.max_series = max_series
         self._overflow: Labels = (OVERFLOW,) * len(self.label_names)
         self._const = ",".join(f'{k}="{_escape(label_value(v))}"' for k, v in (const or {}).items())
+        self._start()
+
+    def _start(self) -> None:
+        """Make the kind's own store of samples (none for a read-on-scrape family)."""
 
     def _labels(self, values: Labels, extra: str = "") -> str:
         parts = [self._const] if self._const else []
@@ -83,7 +93,7 @@ class Family:
         return "{" + ",".join(parts) + "}" if parts else ""
 
     def _head(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape(self.help)}", f"# TYPE {self.name} {self.kind}"]
+        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
 
     def lines(self) -> list[str]:
         raise NotImplementedError
@@ -93,17 +103,10 @@ class Counter(Family):
     """A monotonic sum per label set."""
 
     kind = "counter"
+    values: dict[Labels, float]
 
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        labels: Sequence[str] = (),
-        const: dict[str, str] | None = None,
-        max_series: int = MAX_SERIES,
-    ) -> None:
-        super().__init__(name, help_text, labels, const, max_series)
-        self.values: dict[Labels, float] = {}
+    def _start(self) -> None:
+        self.values = {}
 
     def key_for(self, labels: Labels) -> Labels:
         """The key these labels are counted under (themselves, or the

@@ -1,70 +1,135 @@
 """`state/installed/` swapped in whole, keyed by the approved list's digest;
-npm's failure told in one line."""
+npm's failure told in one line. The steps run over both trees: this
+machine's (`LocalState`) and a shell's on the machine holding the tree
+(`ShellState`, here a real `sh` run in the directory, as another host runs
+it as the gateway's user)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cftui.deps import installed
+from cftui.deps.installed import InstallError, LocalState, ShellState, StateTree
 from cftui.runtime.npm_install import install_command, npm_reason
 
+Trees = Callable[..., StateTree]
 
-def test_a_successful_install_replaces_installed_and_records_its_digest(tmp_path: Path) -> None:
-    state = tmp_path
+
+def _shell_state(state: Path, where: str = "state/") -> ShellState:
+    def run(script: str, stdin: bytes | None) -> tuple[int, bytes, str]:
+        done = subprocess.run(["sh", "-c", script], cwd=state, input=stdin or b"",
+                              capture_output=True, timeout=30)  # fmt: skip
+        return done.returncode, done.stdout, done.stderr.decode(errors="replace")
+
+    return ShellState(run, str(state), where)
+
+
+@pytest.fixture(params=["local", "shell"])
+def tree_of(request: pytest.FixtureRequest) -> Trees:
+    if request.param == "local":
+        return lambda state, where="state/": LocalState(state, None, where)
+    return _shell_state
+
+
+def test_a_successful_install_replaces_installed_and_records_its_digest(
+    tmp_path: Path, tree_of: Trees
+) -> None:
+    state, tree = tmp_path, tree_of(tmp_path)
     (state / "installed").mkdir()
     (state / "installed" / "old.js").write_text("old")
-    staging = installed.new_staging(state, {"package.json": b"{}"}, None)
+    staging = Path(installed.new_staging(tree, {"package.json": b"{}"}))
     (staging / "node_modules").mkdir()
-    assert not installed.is_current(state, "d1")
-    installed.swap_in(state, "d1", "c0ffee", None)
+    assert not installed.is_current(tree, "d1")
+    installed.swap_in(tree, "d1", "c0ffee")
     assert (state / "installed" / "package.json").read_bytes() == b"{}"
     assert (state / "installed" / "node_modules").is_dir()
     assert not (state / "installed" / "old.js").exists()
-    assert installed.is_current(state, "d1") and not installed.is_current(state, "d2")
+    assert installed.is_current(tree, "d1") and not installed.is_current(tree, "d2")
     assert sorted(os.listdir(state)) == ["installed"]
 
 
-def test_a_failed_install_leaves_the_previous_one(tmp_path: Path) -> None:
-    state = tmp_path
-    installed.new_staging(state, {"package.json": b"{}"}, None)
-    installed.swap_in(state, "d1", "c", None)
-    installed.new_staging(state, {"package.json": b'{"x": 1}'}, None)
-    installed.discard_staging(state)
-    assert installed.is_current(state, "d1")
+def test_a_failed_install_leaves_the_previous_one(tmp_path: Path, tree_of: Trees) -> None:
+    state, tree = tmp_path, tree_of(tmp_path)
+    installed.new_staging(tree, {"package.json": b"{}"})
+    installed.swap_in(tree, "d1", "c")
+    installed.new_staging(tree, {"package.json": b'{"x": 1}'})
+    installed.discard_staging(tree)
+    assert installed.is_current(tree, "d1")
     assert (state / "installed" / "package.json").read_bytes() == b"{}"
     assert sorted(os.listdir(state)) == ["installed"]
 
 
-def test_a_leftover_staging_dir_is_replaced(tmp_path: Path) -> None:
+def test_a_leftover_staging_dir_is_replaced(tmp_path: Path, tree_of: Trees) -> None:
     (tmp_path / ".installed-new").mkdir()
     (tmp_path / ".installed-new" / "junk").write_text("x")
-    staging = installed.new_staging(tmp_path, {"package.json": b"{}"}, None)
+    staging = installed.new_staging(tree_of(tmp_path), {"package.json": b"{}"})
     assert sorted(os.listdir(staging)) == ["package.json"]
 
 
-def test_a_forged_or_linked_marker_is_not_current(tmp_path: Path) -> None:
+def test_a_forged_or_linked_marker_is_not_current(tmp_path: Path, tree_of: Trees) -> None:
+    tree = tree_of(tmp_path)
     (tmp_path / "installed").mkdir()
     marker = tmp_path / "installed" / installed.MARKER
     marker.write_text("not json")
-    assert installed.installed_digest(tmp_path) is None
+    assert installed.installed_digest(tree) is None
     marker.unlink()
     (tmp_path / "elsewhere.json").write_text('{"digest": "d1"}')
     os.symlink(tmp_path / "elsewhere.json", marker)
-    assert installed.installed_digest(tmp_path) is None
+    assert installed.installed_digest(tree) is None
 
 
-def test_a_linked_installed_dir_is_replaced_not_followed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["installed", ".installed-new", ".installed-old"])
+def test_a_planted_link_refuses_the_install_and_nothing_outside_is_touched(
+    tmp_path: Path, name: str, tree_of: Trees
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("k")
+    (outside / installed.MARKER).write_text('{"digest": "d"}')
     state = tmp_path / "state"
     state.mkdir()
-    os.symlink(outside, state / "installed")
-    installed.new_staging(state, {"package.json": b"{}"}, None)
-    installed.swap_in(state, "d", "c", None)
+    os.symlink(outside, state / name)
+    tree = tree_of(state, "bot: state/")
+    assert not installed.is_current(tree, "d")  # the marker behind the link is not read
+    with pytest.raises(InstallError) as err:
+        installed.new_staging(tree, {"package.json": b"{}"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"bot: state/{name} is a symbolic link"), message
+    assert sorted(os.listdir(outside)) == [installed.MARKER, "keep"]
     assert (outside / "keep").read_text() == "k"
-    assert not (state / "installed").is_symlink()
+    assert sorted(os.listdir(state)) == [name] and (state / name).is_symlink()
+
+
+def test_a_planted_file_or_fifo_refuses_the_install(tmp_path: Path, tree_of: Trees) -> None:
+    (tmp_path / "installed").write_text("x")
+    os.mkfifo(tmp_path / ".installed-old")
+    with pytest.raises(InstallError, match="installed is a regular file"):
+        installed.new_staging(tree_of(tmp_path), {"package.json": b"{}"})
+    (tmp_path / "installed").unlink()
+    with pytest.raises(InstallError, match=r"\.installed-old is a (fifo|special file)"):
+        installed.new_staging(tree_of(tmp_path), {"package.json": b"{}"})
+
+
+def test_a_link_npm_left_as_the_marker_is_not_written_through(
+    tmp_path: Path, tree_of: Trees
+) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text("keep")
+    state = tmp_path / "state"
+    state.mkdir()
+    tree = tree_of(state)
+    staging = Path(installed.new_staging(tree, {"package.json": b"{}"}))
+    os.symlink(outside, staging / installed.MARKER)
+    with pytest.raises(InstallError):
+        installed.swap_in(tree, "d", "c")
+    assert outside.read_text() == "keep"
+    assert not (state / "installed").exists()
 
 
 def test_npm_reason_is_one_line_without_log_pointers() -> None:

@@ -78,7 +78,7 @@ def test_unpack_makes_plain_files_and_follows_no_link(tmp_path: Path) -> None:
         _entry("./hard", tarfile.LNKTYPE, "./skills/SKILL.md"),
         _file("./big.bin", b"0123456789" * 10),
     )
-    host_trees.unpack_plain(stream, dest, max_bytes=50)
+    oversized = host_trees.unpack_plain(stream, dest, max_bytes=50)
     assert (dest / "skills" / "SKILL.md").read_text() == "# s\n"
     assert stat.S_IMODE((dest / "skills" / "SKILL.md").stat().st_mode) == 0o755
     assert (dest / "out").is_symlink() and os.readlink(dest / "out") == str(outside)
@@ -86,8 +86,23 @@ def test_unpack_makes_plain_files_and_follows_no_link(tmp_path: Path) -> None:
     assert not (tmp_path / "escape").exists() and not Path("/abs-file").exists()
     for name in ("dev", "fifo", "hard"):
         assert not os.path.lexists(dest / name), name
-    big = dest / "big.bin"  # stands in for the file over the limit, unread
-    assert big.stat().st_size == 100 and big.read_bytes() == b"\0" * 100
+    # Over the limit: skipped unread, named for take_home's stand-in.
+    assert oversized == [("big.bin", 100)] and not os.path.lexists(dest / "big.bin")
+
+
+def test_take_home_stands_in_for_big_files_after_the_copy_sparse(tmp_path: Path) -> None:
+    dest = tmp_path / "proposals"
+    dest.mkdir()
+    (dest / "old.md").write_text("gone on the far side\n")
+    stream = _tar(_file("./notes.md", b"n\n"), _file("./big.bin", b"0123456789" * 10))
+    host_trees.take_home(
+        stream, dest, max_bytes=50, complete=True, oversized=[("skills/huge.bin", 1 << 30)]
+    )
+    assert (dest / "notes.md").read_text() == "n\n" and not (dest / "old.md").exists()
+    assert (dest / "big.bin").stat().st_size == 100
+    huge = dest / "skills" / "huge.bin"
+    assert huge.stat().st_size == 1 << 30 and huge.stat().st_blocks * 512 < 1 << 20
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".incoming-")]
 
 
 def test_unpack_of_a_broken_stream_is_one_line(tmp_path: Path) -> None:

@@ -101,3 +101,22 @@ def test_a_failed_install_fails_the_start_in_one_line_and_keeps_the_last(lima_st
     kept = [t for _, t in install_log.read(lima_stack.home, BOT, None)]
     assert kept[0].startswith("cftui: npm install of ") and ": exit 0" not in kept[0], kept
     assert any("npm" in line for line in kept[1:]), kept
+
+
+def test_a_link_planted_in_state_refuses_the_install_in_one_line(lima_stack) -> None:
+    """The steps are Docker's (`installed.ShellState`): `state/.installed-new
+    -> /etc`, planted by the gateway's user, fails the start in one line and
+    the link is neither followed nor replaced."""
+    _commit(lima_stack, manifest(**{"left-pad": "~1.3.0"}))
+    etc = lima_stack.vm_sh("ls -A /etc").stdout
+    _as_gateway(lima_stack, f"ln -s /etc {STATE}/.installed-new")
+    try:
+        with pytest.raises(CftuiError) as err:
+            _start(lima_stack)
+        reason = str(err.value)
+        assert "\n" not in reason, reason
+        assert "state/.installed-new is a symbolic link" in reason and "refused" in reason, reason
+        assert _as_gateway(lima_stack, f"readlink {STATE}/.installed-new").strip() == "/etc"
+        assert lima_stack.vm_sh("ls -A /etc").stdout == etc
+    finally:
+        _as_gateway(lima_stack, f"rm -f {STATE}/.installed-new")

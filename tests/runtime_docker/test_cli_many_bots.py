@@ -1,13 +1,20 @@
-"""`cftui stop A B` and `stop --all` against the real engine (issue #23):
-one line a bot, each stop recorded."""
+"""`cftui start A B`, `start --all`, `stop A B` and `stop --all` against
+the real engine (issue #23): one line a bot, each one recorded, each stack
+up or down after it."""
 
 from __future__ import annotations
 
 import json
 import secrets
 
+import pytest
+
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
+from cftui.runtime.base import SERVICES
+from cftui.runtime.docker.names import container_name
+
+from .helpers import World
 
 
 def test_stop_several_bots_and_all(home: FleetHome, cli, docker_client) -> None:
@@ -70,3 +77,38 @@ def test_the_verbs_kill_and_unlock_say_it_in_json(home: FleetHome, cli, docker_c
         cli("unlock", "--all")
         for name in names:
             cli("delete", "--yes", name)
+
+
+def _states(world: World, names: list[str]) -> dict[str, set[str]]:
+    """Each bot's containers' Docker states."""
+    return {
+        n: {world.client.containers.get(container_name(n, s)).status for s in SERVICES}
+        for n in names
+    }
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_start_and_stop_several_real_stacks_and_all(
+    world: World, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real stacks (the world's fake provider): `start A B` brings both
+    up, `stop --all` both down, `start --all` both up again (the containers
+    kept), `stop A B` both down; the fleet home holds only these two."""
+    monkeypatch.setenv("CLAWFACTORY_HOME", str(world.home.root))
+    names = [world.add_bot(f"ms{world.suffix}{n}").name for n in ("a", "b")]
+    steps = [
+        (("start", *names), "start", {"running"}),
+        (("stop", "--all"), "stop", {"exited"}),
+        (("start", "--all"), "start", {"running"}),
+        (("stop", *names), "stop", {"exited"}),
+    ]
+    for argv, verb, docker_states in steps:
+        r = cli(*argv)
+        assert r.code == 0, (argv, r)
+        assert r.out.strip().splitlines() == [f"{n}: {verb} done" for n in names], (argv, r)
+        assert _states(world, names) == {n: docker_states for n in names}, argv
+    recorded = [
+        (e["action"], e["bot"]) for e in read_events(world.home) if e["action"] in ("start", "stop")
+    ]
+    assert recorded == [(verb, n) for _, verb, _ in steps for n in names]

@@ -1,7 +1,8 @@
 """`cftui list` and `cftui status` on their fast path (the engine's unix
 socket, no SDK: `fleet_view.read_now`) say exactly what the SDK path
 (`lifecycle.fleet_status` through `Runtimes`) says, on the real engine: a
-running stack, the same stack stopped, a bot never started.
+running stack, the same stack stopped, a bot never started, and containers
+made by hand: unhealthy, never started, killed, exited, missing.
 
 One stack is shared by the module; the tests run in file order.
 """
@@ -17,9 +18,10 @@ from cftui import fleet_view, lifecycle
 from cftui.cli.fleet_cmds import _status_json
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.base import KILLED, RUNNING, STARTING, STOPPED, UNHEALTHY
+from cftui.runtime.base import KILLED, MISSING, RUNNING, STARTING, STOPPED, UNHEALTHY
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE, container_name
 
-from .helpers import World, start_bot
+from .helpers import TEST_LABEL, World, start_bot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -100,7 +102,7 @@ def test_cftui_list_and_status_print_the_same_both_ways(
     shown = []
     for fast in (True, False):
         if not fast:  # the path every other runtime takes
-            monkeypatch.setattr(fleet_view, "read_now", lambda home, bots: None)
+            monkeypatch.setattr(fleet_view, "read_now", lambda home, bots, brief=False: None)
         outs = [cli(*argv) for argv in (("list",), ("status",), ("status", bots[0].name))]
         assert all(r.code == 0 and r.err == "" for r in outs), outs
         shown.append([r.out for r in outs])
@@ -109,3 +111,87 @@ def test_cftui_list_and_status_print_the_same_both_ways(
     assert [(row[0], row[3]) for row in listed] == [
         (b.name, s) for b, s in zip(bots, states, strict=True)
     ]
+
+
+def _brief(home: FleetHome, bots: list[BotConfig]) -> dict:
+    got = fleet_view.read_now(home, bots, brief=True)
+    assert got is not None and got[1] == []
+    return got[0]
+
+
+def test_unhealthy_created_exited_and_missing_read_the_same_both_ways(
+    world: World, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Containers made by hand under a bot's names and labels (no stack to
+    start): up and unhealthy, up and healthy, made and never started,
+    missing; then killed and exited with a code of its own. The full read
+    says what the SDK path says; `list`'s brief one the same states."""
+    from cftui.runtime.images import services
+
+    bot = world.add_bot(f"fh{world.suffix}")
+    image = services.ensure_image(world.client, "fake-llm")
+    second = 1_000_000_000
+
+    def make(svc: str, health: list[str] | None, command: list[str]) -> Any:
+        return world.client.containers.create(
+            image,
+            command[1:],
+            entrypoint=command[:1],
+            name=container_name(bot.name, svc),
+            labels={LABEL_BOT: bot.name, LABEL_SERVICE: svc, TEST_LABEL: world.suffix},
+            healthcheck={"test": health, "interval": second, "retries": 1} if health else None,
+        )
+
+    gateway = make("gateway", ["CMD", "false"], ["sleep", "600"])
+    front = make("front", ["CMD", "true"], ["sleep", "600"])
+    proxy = make("llm-proxy", None, ["sleep", "600"])  # never started
+    gateway.start()
+    front.start()
+
+    def health(c: Any) -> str:
+        c.reload()
+        return c.attrs["State"].get("Health", {}).get("Status", "")
+
+    wait_for(lambda: health(gateway) == "unhealthy" and health(front) == "healthy", 60, "health")
+    expected = {"gateway": UNHEALTHY, "front": RUNNING, "llm-proxy": STOPPED, "egress": MISSING}
+    fast, full = _both(world.home, [bot])
+    assert fast == full
+    assert {s: v["state"] for s, v in fast[0]["services"].items()} == expected
+    assert fast[0]["state"] == UNHEALTHY
+    brief = _brief(world.home, [bot])[bot.name]
+    assert {s: v.state for s, v in brief.services.items()} == expected
+    assert brief.state == UNHEALTHY and brief.uptime_seconds() is not None
+
+    front.kill()  # SIGKILL: exit 137
+    proxy.remove()
+    make("llm-proxy", None, ["sh", "-c", "exit 3"]).start()
+    wait_for(lambda: front.reload() or front.status == "exited", 30, "the front's death")
+    wait_for(
+        lambda: (
+            world.client.containers.get(container_name(bot.name, "llm-proxy")).status == "exited"
+        ),
+        30,
+        "the proxy's exit",
+    )
+    expected = {"gateway": UNHEALTHY, "front": KILLED, "llm-proxy": STOPPED, "egress": MISSING}
+    fast, full = _both(world.home, [bot])
+    assert fast == full
+    services_now = fast[0]["services"]
+    assert {s: v["state"] for s, v in services_now.items()} == expected
+    assert services_now["llm-proxy"]["detail"] == "exit 3"
+    brief = _brief(world.home, [bot])[bot.name]
+    assert {s: v.state for s, v in brief.services.items()} == expected
+    assert brief.services["llm-proxy"].detail == "exit 3"
+
+    # The table, fast and brief, as every other runtime's path prints it
+    # (but the uptime, which ticks between the two).
+    monkeypatch.setenv("CLAWFACTORY_HOME", str(world.home.root))
+    shown = [cli("list").out]
+    monkeypatch.setattr(fleet_view, "read_now", lambda home, bots, brief=False: None)
+    shown.append(cli("list").out)
+    rows = [[line.split() for line in out.splitlines()] for out in shown]
+    assert [[r[:4] + r[5:] for r in table] for table in rows] == [
+        [r[:4] + r[5:] for r in table] for table in rows[:1]
+    ] * 2
+    mine = [r for r in rows[0] if r[0] == bot.name]
+    assert [r[3] for r in mine] == [UNHEALTHY] and mine[0][4] != "-"

@@ -111,3 +111,26 @@ async def test_o_cycles_the_sort_column_shown_in_the_header(tmp_path) -> None:
         assert not any("▾" in label for label in _labels(table))
         assert _order(table) == ["scout", "scribe", "sentinel", "tinker"]
         assert table.selected_bot == "sentinel"
+
+
+async def test_marked_bots_keep_their_marks_through_a_refresh_and_a_sort(tmp_path) -> None:
+    """The sort read a marked bot's name cell (`● scout`) as a bot name:
+    the next status poll after a space killed the app with a KeyError."""
+    from tests.tui.scene import scene_app
+
+    app, _home, _rt = scene_app(tmp_path / "fleet")
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_until(pilot, lambda: len(app.statuses) == 4 and len(app.totals) == 4)
+        table = app.screen.query_one(FleetTable)
+        await wait_until(pilot, lambda: table.row_count == 4)
+        await pilot.press("space", "space")  # scout and scribe marked
+        assert table.marked_bots() == ["scout", "scribe"]
+        app.fleet_signal.publish(None)  # the figures come in again
+        await pilot.pause()
+        await pilot.press("o", "o", "o")  # by State: the rows move
+        assert _order(table) == ["tinker", "scout", "scribe", "sentinel"]
+        assert table.marked_bots() == ["scout", "scribe"]
+        app.fleet_signal.publish(None)
+        await pilot.pause()
+        assert app.is_running and table.marked_bots() == ["scout", "scribe"]
+        assert str(table.get_cell("scout", "bot")).startswith("● ")

@@ -12,11 +12,8 @@ appended line by line, the files the egress and LLM proxies rewrite whole
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import functools
 import os
-import shlex
 from typing import TYPE_CHECKING
 
 from cfproxies.spendstate import SPEND_NAME
@@ -28,6 +25,7 @@ from cftui.audit.mirror import (
     follow_once,
     pull_whole,
     push_on_change,
+    read_whole,
     retrying,
 )
 from cftui.fleet import EGRESS_CONTROL_NAME, EGRESS_REQUESTS_NAME, EGRESS_STATS_NAME, FleetHome
@@ -138,13 +136,10 @@ class HostAuditMirror:
         audit.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name in GROWING:
             await follow_once(self._end, str(far / name), audit / name, self.counters, follow=False)
-        conn = await self._end.connection()
         for name in REWRITTEN:
-            got = await conn.run(f"base64 -w0 < {shlex.quote(str(far / name))}", check=False)
-            if got.exit_status == 0:
-                with contextlib.suppress(ValueError):
-                    data = base64.b64decode(str(got.stdout or ""), validate=True)
-                    atomic_write_private(audit / name, data)
+            data = await read_whole(self._end, str(far / name))
+            if data is not None:
+                atomic_write_private(audit / name, data)
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)

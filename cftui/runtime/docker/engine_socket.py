@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,10 @@ TIMEOUT_S = 60.0  # the runtime's SDK client's timeout
 _MAX_BODY = 64 << 20  # an inspect is a few KiB; a listing of 1000 containers a few MiB
 _MAX_LINE = 64 << 10
 _MAX_HEADERS = 100
+# GETs written before their answers are read: the requests (~100 bytes
+# each) and the answers waiting for us (inspects, ~5 KiB) stay well within
+# a unix socket's buffers, so neither side blocks writing while the other does.
+PIPELINE = 16
 
 
 def local_socket(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
@@ -106,13 +111,27 @@ class EngineSocket:
         self._sock, self._file = sock, sock.makefile("rb")
 
     def _get(self, url: str) -> tuple[int, bytes]:
+        return self._get_many([url])[0]
+
+    def _get_many(self, urls: Sequence[str]) -> list[tuple[int, bytes]]:
+        """The answers to `urls`, in order, pipelined (HTTP/1.1): up to
+        `PIPELINE` requests written at once, then their answers read, so
+        the engine answers them back to back and this process wakes once
+        for many (one GET after another waits on the scheduler for each:
+        milliseconds apiece on a loaded machine)."""
+        answers: list[tuple[int, bytes]] = []
         try:
-            try:
-                return self._exchange(url)
-            except _Dropped:
-                # A kept-alive connection the engine closed meanwhile: once more, afresh.
-                self.close()
-                return self._exchange(url)
+            while len(answers) < len(urls):
+                done, fresh = len(answers), self._sock is None
+                try:
+                    self._exchange(urls[done : done + PIPELINE], answers)
+                except _Dropped:
+                    # A kept-alive connection the engine closed meanwhile, or
+                    # after some answers: the rest afresh (not a fresh one
+                    # that answered nothing).
+                    self.close()
+                    if fresh and len(answers) == done:
+                        raise
         except OSError as exc:
             self.close()
             if not self._answered:
@@ -125,21 +144,35 @@ class EngineSocket:
             raise RuntimeUnavailable(f"docker: {' '.join(str(exc).split())[:300]}") from None
         except (_Dropped, ValueError):
             self.close()
+            url = urls[min(len(answers), len(urls) - 1)]
             raise RuntimeUnavailable(f"docker: the engine's answer to {url} is not HTTP") from None
+        return answers
 
-    def _exchange(self, url: str) -> tuple[int, bytes]:
-        reused = self._sock is not None
+    def _exchange(self, urls: Sequence[str], answers: list[tuple[int, bytes]]) -> None:
+        """`urls` written at once, their answers appended to `answers` as
+        they are read; `_Dropped` when the connection ends before the last
+        (`answers` then holds those read)."""
+        reused, before = self._sock is not None, len(answers)
         if self._sock is None:
             self._connect()
         assert self._sock is not None
-        request = f"GET {url} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cftui\r\n\r\n"
+        requests = "".join(
+            f"GET {url} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cftui\r\n\r\n" for url in urls
+        )
         try:
-            self._sock.sendall(request.encode("ascii"))
-            status_line = self._file.readline(_MAX_LINE)
+            self._sock.sendall(requests.encode("ascii"))
+            for _ in urls:
+                if self._sock is None:  # the engine said it closes after an answer
+                    raise _Dropped()
+                answers.append(self._answer())
         except (BrokenPipeError, ConnectionResetError):
-            if reused:
+            if reused or len(answers) > before:
                 raise _Dropped() from None
             raise
+
+    def _answer(self) -> tuple[int, bytes]:
+        """One answer read: its status and body."""
+        status_line = self._file.readline(_MAX_LINE)
         if not status_line:
             raise _Dropped()
         parts = status_line.split(None, 2)
@@ -195,7 +228,9 @@ class EngineSocket:
             self._exactly(2)  # the chunk's CRLF
 
     def _json(self, url: str) -> Any:
-        status, body = self._get(url)
+        return self._doc(url, *self._get(url))
+
+    def _doc(self, url: str, status: int, body: bytes) -> Any:
         try:
             doc = json.loads(body) if body else None
         except ValueError:
@@ -218,13 +253,20 @@ class EngineSocket:
     def inspect_container(self, ref: str) -> dict[str, Any] | None:
         """`GET /containers/{ref}/json`, or None when there is no such
         container (the runtime's `_inspect`)."""
-        try:
-            doc = self._json(f"/containers/{quote(ref, safe='')}/json")
-        except _HTTPError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return doc if isinstance(doc, dict) else None
+        return self.inspect_containers([ref])[0]
+
+    def inspect_containers(self, refs: Sequence[str]) -> list[dict[str, Any] | None]:
+        """`inspect_container` of each of `refs`, in order, pipelined on
+        this connection (`_get_many`)."""
+        urls = [f"/containers/{quote(ref, safe='')}/json" for ref in refs]
+        out: list[dict[str, Any] | None] = []
+        for url, (status, body) in zip(urls, self._get_many(urls), strict=True):
+            if status == 404:
+                out.append(None)
+                continue
+            doc = self._doc(url, status, body)
+            out.append(doc if isinstance(doc, dict) else None)
+        return out
 
 
 class _Dropped(Exception):

@@ -12,6 +12,7 @@ runs them on the engine's unix socket with no SDK and no event loop, for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cftui.runtime.docker.engine_socket import EngineSocket
     from cftui.runtime.docker.health import Opener
 
+_EXIT = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 # Every container any cftui stack made carries its bot's label.
 FILTERS = {"label": [LABEL_BOT]}
 RUNTIME = "docker"
@@ -99,12 +101,41 @@ async def probe_unchecked(
             out[bot.name] = replace(status, services=services)
 
 
-def read_status(engine: EngineSocket, bots: Sequence[BotConfig]) -> dict[str, BotStatus]:
+def from_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a container's listing entry says of it, in its inspect's shape
+    (for `service_status`): the state and the exit code (in `Status`,
+    "Exited (137) 2 minutes ago"), the labels and the image. Not what only
+    the inspect has: the restarts, the out-of-memory flag, a start's error,
+    the start time, the health."""
+    code = _EXIT.search(str(summary.get("Status") or ""))
+    state = {"Status": summary.get("State", ""), "ExitCode": int(code[1]) if code else None}
+    return {
+        "State": state,
+        "Config": {"Labels": summary.get("Labels") or {}, "Image": summary.get("Image")},
+    }
+
+
+def read_status(
+    engine: EngineSocket, bots: Sequence[BotConfig], *, brief: bool = False
+) -> dict[str, BotStatus]:
     """`DockerRuntime.status` on the engine's socket, blocking: the inspects
-    one after another on one connection (about a millisecond each), and an
-    event loop only when a service waits for its first health check."""
+    pipelined on one connection, and an event loop only when a service
+    waits for its first health check.
+
+    `brief`: for the `cftui list` table, which shows each bot's state and
+    its gateway's uptime, nothing of a service that does not run: only the
+    running containers are inspected (their start and health), the others
+    read from the listing (`from_summary`: their state, with no restarts,
+    no error, no out-of-memory flag). A bot's state is the same either way
+    (stopped, killed and missing are all `stopped` in it; restarting is
+    `starting`); the services' details are not all there."""
     summaries = engine.containers(all=True, filters=FILTERS)
-    found = by_service(engine.inspect_container(cid) for cid in wanted(summaries, bots))
+    mine = set(wanted(summaries, bots))
+    listed = [s for s in summaries if s["Id"] in mine]
+    ids = [s["Id"] for s in listed if not brief or s.get("State") == "running"]
+    found = by_service(engine.inspect_containers(ids))
+    if brief:  # the inspected ones as their inspect says, the others as listed
+        found = {**by_service(from_summary(s) for s in listed), **found}
     out = statuses(bots, found)
     if unchecked(bots, out):
         import asyncio

@@ -27,16 +27,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cftui import locks
 from cftui.errors import BotLocked, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig
 from cftui.hosts.layout import HostLayout
-from cftui.hosts.ssh import HostLink, Ran
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_trees
@@ -44,11 +42,29 @@ from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import DockerEngine
 from cftui.runtime.gateway_uid import gateway_user
 
+if TYPE_CHECKING:  # asyncssh only when a bot is on another host
+    from cftui.hosts.ssh import HostLink, Ran
+
 PLACE_TIMEOUT_S = 600.0
 _NEW = ".cftui-new"
 _OLD = ".cftui-old"
 # What `_facts` reports of a bot's files on its host.
 KILLED, HAS_STATE, HAS_PROPOSALS = "killed", "state", "proposals"
+
+
+def _pack_proposals(max_bytes: int) -> str:
+    """The proposals tree read on the host as the gateway's user: every
+    entry but the files over `max_bytes` (never read: `oversized_listing`
+    names them), links as links; 2 when find or tar could not read
+    something, so that the copy here deletes nothing."""
+    return f"""
+l=$(mktemp) || exit 2
+find . -mindepth 1 ! \\( -type f -size +{int(max_bytes)}c \\) -print0 > "$l" 2>/dev/null; f=$?
+tar -c -f - --null --no-recursion --hard-dereference --files-from="$l"; t=$?
+rm -f -- "$l"
+[ $t -eq 0 ] || exit $t
+[ $f -eq 0 ] || exit 2
+"""
 
 
 def _q(path: PurePosixPath | str) -> str:
@@ -268,7 +284,9 @@ class RemotePlacement(DockerEngine):
             f"install -d -m 0755 -o {uid} -g {gid} {_q(dest)}; cd {_q(dest)}; "
             + _as_gateway(f"sh -c {shlex.quote(inside)}")
         )
-        archive = await asyncio.to_thread(host_trees.pack, self.home.proposals_dir(name))
+        archive = await asyncio.to_thread(
+            host_trees.pack, self.home.proposals_dir(name), stand_ins_over=MAX_FILE_BYTES
+        )
         try:
             await self._sh(script, stdin=archive, what=f"sending {name}'s proposals")
         finally:
@@ -311,12 +329,21 @@ class RemotePlacement(DockerEngine):
             await self._send_proposals(bot)
         dest = self.home.proposals_dir(bot.name)
         src = self.layout.proposals_dir(bot.name)
+        from cftui.runtime.lima.sync import oversized_listing, parse_oversized
+
+        listed = await self._sh(
+            f"cd {_q(src)} && "
+            + _as_gateway(f"sh -c {shlex.quote(oversized_listing('.', MAX_FILE_BYTES))}"),
+            what=f"listing {bot.name}'s oversized proposals",
+            ok=(0, 1, 2),
+        )
         spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed below
         try:
             # tar's 2: some file it could not read (the agent's doing): the rest comes.
             what = f"reading {bot.name}'s proposals"
             ran = await self._sh(
-                f"cd {_q(src)} && " + _as_gateway("tar -c -f - --hard-dereference ."),
+                f"cd {_q(src)} && "
+                + _as_gateway(f"sh -c {shlex.quote(_pack_proposals(MAX_FILE_BYTES))}"),
                 stdout=spool,
                 what=what,
                 ok=(0, 1, 2),
@@ -326,18 +353,16 @@ class RemotePlacement(DockerEngine):
                     f"host {self.link.host.name}: {what} failed: {ran.reason()}"
                 )
             spool.seek(0)
-            await asyncio.to_thread(self._take_home, spool, dest, ran.code == 0)
+            await asyncio.to_thread(
+                host_trees.take_home,
+                spool,
+                dest,
+                max_bytes=MAX_FILE_BYTES,
+                complete=ran.code == 0,
+                oversized=parse_oversized(listed.out),
+            )
         finally:
             spool.close()
-
-    @staticmethod
-    def _take_home(stream: IO[bytes], dest: Path, complete: bool) -> None:
-        fresh = Path(tempfile.mkdtemp(prefix=".incoming-", dir=dest.parent))
-        try:
-            host_trees.unpack_plain(stream, fresh, max_bytes=MAX_FILE_BYTES)
-            host_trees.replace_with(fresh, dest, delete=complete)
-        finally:
-            shutil.rmtree(fresh, ignore_errors=True)
 
     async def push_proposals(self, bot: BotConfig) -> None:
         """After a reject or a promotion: this machine's tree to the host's.

@@ -12,8 +12,10 @@ system, a private /tmp and only the staging directory writable, and
 `--ignore-scripts`. It writes `state/.installed-new`, which replaces
 `state/installed/` only when npm succeeds, and the same marker as Docker's
 (`cftui.deps.installed`), so an unchanged approved list costs one read.
-Each step in the gateway's tree runs as the gateway's user (`runuser`):
-a link it planted there gets it nothing it could not do itself.
+The staging, marker and swap are Docker's steps (`installed.ShellState`),
+each run in the VM's `state/` as the gateway's user (`runuser`): a link it
+planted there gets it nothing it could not do itself, and refuses the
+install in one line.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import time
 from cftui import locks
 from cftui.deps import declared, installed
 from cftui.deps.installed import InstallError
-from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime.lima.plan import SRV, ports_for, unix_user, vm_tree
@@ -99,34 +100,21 @@ async def install_deps(
     user = unix_user("gateway", name)
     state = vm_tree(name, "state")
     digest = deps.digest()
-    try:
-        marker = await shell.read_file_as(
-            user, f"{state}/{installed.INSTALLED}/{installed.MARKER}", max_bytes=4096
-        )
-    except CftuiError:
-        marker = None  # a link or a special file: not an install of ours
-    if installed.marker_digest(marker) == digest:
-        return "dependencies unchanged"
-    files = {}
-    for file, data in deps.files().items():
+    files = deps.files()
+    for file, data in files.items():
         try:
-            files[file] = data.decode("utf-8")
+            data.decode("utf-8")
         except UnicodeDecodeError:
             raise InstallError(f"{name}: the approved {file} is not UTF-8 text") from None
+    tree = vm_state(shell, user, state, f"{name}: VM {shell.vm}'s state/")
+    if await asyncio.to_thread(installed.is_current, tree, digest):
+        return "dependencies unchanged"
+    await asyncio.to_thread(installed.refuse_planted, tree)
     with locks.gate(home, name, "installing its dependencies"):
         pass  # refused here, before anything, when the kill switch holds the bot
     progress(ProgressEvent("deps", message=f"{name}: dependencies: waiting for the egress proxy"))
     await _wait_port(shell, ports_for(bot).egress, EGRESS_WAIT_S, name)
-    staging = f"{state}/{installed.STAGING}"
-    await _as_user(
-        shell,
-        user,
-        f"cd {shlex.quote(state)} && rm -rf -- {installed.STAGING} "
-        f"&& mkdir -m 0755 -- {installed.STAGING}",
-        "making the install's staging directory",
-    )
-    for file, text in files.items():
-        await shell.write_file_as(user, f"{staging}/{file}", text, mode="0644")
+    staging = await asyncio.to_thread(installed.new_staging, tree, files)
     progress(ProgressEvent("deps", message=f"{name}: dependencies: npm install (through egress)"))
     started = time.monotonic()
     try:
@@ -137,44 +125,30 @@ async def install_deps(
             what="the dependency install",
         )
         keep_and_check(home, name, deps, res.code, res.out + res.err)
-        await shell.write_file_as(
-            user,
-            f"{staging}/{installed.MARKER}",
-            installed.marker_bytes(digest, deps.commit).decode(),
-            mode="0644",
-        )
-        old, new, cur = installed.PREVIOUS, installed.STAGING, installed.INSTALLED
-        await _as_user(
-            shell,
-            user,
-            f"cd {shlex.quote(state)} && rm -rf -- {old} && "
-            f"{{ {{ [ ! -e {cur} ] && [ ! -L {cur} ]; }} || mv -T -- {cur} {old}; }} && "
-            f"mv -T -- {new} {cur} && rm -rf -- {old}",
-            "swapping in the new install",
-        )
+        await asyncio.to_thread(installed.swap_in, tree, digest, deps.commit)
     except BaseException:
         # What a failed install leaves: the previous installed/ only.
-        await asyncio.shield(
-            _as_user(
-                shell,
-                user,
-                f"rm -rf -- {shlex.quote(staging)}",
-                "removing the failed install",
-                check=False,
-            )
-        )
+        await asyncio.shield(asyncio.to_thread(installed.discard_staging, tree))
         raise
     return f"dependencies installed in {time.monotonic() - started:.1f}s"
 
 
-async def _as_user(
-    shell: VMShell, user: str, command: str, what: str, *, check: bool = True
-) -> None:
-    res = await shell.run(
-        f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(command)}", check=False, what=what
-    )
-    if check and res.code != 0:
-        raise InstallError(f"VM {shell.vm}: {what} failed: {res.reason()}")
+def vm_state(shell: VMShell, user: str, state: str, where: str) -> installed.ShellState:
+    """The VM's `state/` as the install's steps touch it (`installed`):
+    each step a script run in it as the gateway's user (`runuser`), so a
+    link the agent planted gets it nothing it could not do itself. The
+    steps run in a thread; each waits there on the event loop's shell."""
+    loop = asyncio.get_running_loop()
+
+    def run(script: str, stdin: bytes | None) -> tuple[int, bytes, str]:
+        inner = f"cd -P -- {shlex.quote(state)} && set -u; {script}"
+        line = f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(inner)}"
+        text = None if stdin is None else stdin.decode("utf-8")
+        step = shell.run(line, input=text, check=False, what="the install's state/")
+        res = asyncio.run_coroutine_threadsafe(step, loop).result()
+        return res.code, res.out.encode(), res.err
+
+    return installed.ShellState(run, state, where)
 
 
 async def _wait_port(shell: VMShell, port: int, timeout: float, bot: str) -> None:

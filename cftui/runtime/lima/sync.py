@@ -142,21 +142,35 @@ async def pull_proposals(shell: VMShell, bot: str, dest: Path, *, max_bytes: int
         await asyncio.to_thread(stand_in_for, dest, found)
 
 
+def oversized_listing(tree: str, max_bytes: int) -> str:
+    """The shell pipeline that lists each file of `tree` over `max_bytes` as
+    `SIZE PATH\\0` (at most MAX_OVERSIZED, no link followed), in base64: the
+    names are the agent's bytes, not necessarily UTF-8. Run it as the
+    tree's user (`parse_oversized` reads its output)."""
+    return (
+        f"find {shlex.quote(tree)} -xdev -type f -size +{int(max_bytes)}c -printf '%s %P\\0' "
+        f"2>/dev/null | head -z -n {MAX_OVERSIZED} | base64 -w0"
+    )
+
+
 async def oversized(shell: VMShell, bot: str, max_bytes: int) -> list[tuple[str, int]]:
     """(path, size) of each file of the VM's proposals tree over `max_bytes`,
     as the gateway's user finds them (no link followed)."""
-    q = shlex.quote
-    tree = vm_tree(bot, "proposals")
-    # base64: the names are the agent's bytes, not necessarily UTF-8.
+    listing = oversized_listing(vm_tree(bot, "proposals"), max_bytes)
     res = await shell.run(
-        f"runuser -u {q(unix_user('gateway', bot))} -- find {q(tree)} -xdev -type f "
-        f"-size +{int(max_bytes)}c -printf '%s %P\\0' 2>/dev/null "
-        f"| head -z -n {MAX_OVERSIZED} | base64 -w0",
+        f"runuser -u {shlex.quote(unix_user('gateway', bot))} -- sh -c {shlex.quote(listing)}",
         check=False,
         what="listing oversized proposals",
     )
+    return parse_oversized(res.out)
+
+
+def parse_oversized(answer: bytes | str) -> list[tuple[str, int]]:
+    """(path, size) pairs of `oversized_listing`'s output; a path that is
+    empty, absolute or steps out (`..`) is left out, and so is all of a
+    malformed answer."""
     try:
-        raw = base64.b64decode(res.out.strip(), validate=True)
+        raw = base64.b64decode(answer.strip(), validate=True)
     except (binascii.Error, ValueError):
         return []
     out: list[tuple[str, int]] = []

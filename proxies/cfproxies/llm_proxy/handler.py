@@ -72,6 +72,13 @@ async def _refuse(request: web.Request, call: Call, refused: Refused) -> web.Res
     return await send_whole(request, reply)
 
 
+# Longer than any model a provider names (Bedrock's ARNs, OpenRouter's
+# routes are a few hundred characters at most). A longer one is cut in the
+# record: whole, it made the record one line of megabytes, more than the
+# audit mirrors carry, and every span as large.
+MAX_MODEL_CHARS = 512
+
+
 def _model_from_path(path: str) -> str | None:
     """Gemini puts the model in the path: `.../models/{model}:generateContent`."""
     marker = "/models/"
@@ -122,6 +129,11 @@ def _note_request(call: Call, request: web.Request, body: bytes, tail: str) -> N
         call.asked_stream = call.request_body.get("stream") is True
     if rec["model"] is None:
         rec["model"] = _model_from_path(tail)
+    if rec["model"] is not None and len(rec["model"]) > MAX_MODEL_CHARS:
+        # The agent's word: the record, the metrics and the span carry it
+        # cut (the upstream gets the body as sent).
+        rec["model"] = rec["model"][:MAX_MODEL_CHARS]
+        rec["model_truncated"] = True
     if ":streamGenerateContent" in tail:
         call.asked_stream = True
 

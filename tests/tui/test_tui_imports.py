@@ -1,0 +1,108 @@
+"""What the app loads to put the fleet on screen (issue #23: rows within
+0.5 s of launch). Checked on the modules a fresh interpreter holds once the
+rows and the engine's statuses are shown, never on times
+(bench/tui_startup.py has the figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from cftui.botinit import init_bot
+from cftui.fleet import FleetHome
+from cftui.runtime import Runtimes
+
+PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from cftui.fleet import FleetHome
+from cftui.tui.app import make_app
+from cftui.tui.fleet_table import FleetTable
+
+async def main():
+    app = make_app(FleetHome(Path(sys.argv[1])), status_interval=3600)
+    async with app.run_test(size=(120, 36)) as pilot:
+        while not (app.screen.query(FleetTable) and app.screen.query_one(FleetTable).row_count):
+            await pilot.pause(0.02)
+        while not app.statuses:
+            await pilot.pause(0.02)
+        await pilot.pause(0.2)
+        states = {name: s.state for name, s in app.statuses.items()}
+        modules = sorted(sys.modules)
+    print(json.dumps({"states": states, "modules": modules}), file=sys.stderr)
+
+asyncio.run(main())
+"""
+
+
+def _hits(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize("engine", ["real", "missing"])
+def test_the_fleet_on_screen_loads_no_bot_screen_no_ssh(engine: str, tmp_path: Path) -> None:
+    """Neither a bot's screen (its tabs, the traffic reader: the footer's
+    unlock check imported it for the first paint) nor asyncssh for this
+    machine's Docker bots (the runtime's remote placement imported it)."""
+    home = FleetHome(tmp_path / "fleet")
+    init_bot(home, "bot1")
+    init_bot(home, "bot2")
+    env = {**os.environ}
+    if engine == "missing":
+        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(home.root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert set(doc["states"]) == {"bot1", "bot2"}  # the engine was asked (or said why not)
+    assert "cftui.runtime.docker.runtime" in doc["modules"]
+    assert _hits(doc["modules"], ("cftui.tui.bot_screen", "asyncssh", "cftui.hosts.ssh")) == []
+
+
+class _Where(Runtimes):
+    """The real runtimes, noting the thread each kind's runtime is made in."""
+
+    def __init__(self, home: FleetHome) -> None:
+        super().__init__(home)
+        self.made: dict[str, str] = {}
+
+    def get(self, kind: str):
+        if kind not in self._by_kind:
+            self.made[kind] = threading.current_thread().name
+        return super().get(kind)
+
+
+async def test_a_bot_of_another_runtime_added_later_has_its_runtime_made_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A Lima bot put in fleet.toml while the app runs: its runtime (and
+    asyncssh under it) is made in a thread, as the first ones are, never on
+    the event loop at the next poll."""
+    from cftui.tui.app import make_app
+    from tests.tui.tui_helpers import wait_until
+
+    home = FleetHome(tmp_path / "fleet")
+    init_bot(home, "bot1")
+    runtimes = _Where(home)
+    app = make_app(home, runtimes, status_interval=3600, live=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: "bot1" in app.statuses, timeout=30)
+        init_bot(home, "vm1", runtime="lima")
+        app.read_fleet_files()
+        await wait_until(pilot, lambda: "vm1" in app.configs, timeout=30)
+        app.refresh_status()
+        await wait_until(pilot, lambda: "vm1" in app.statuses, timeout=30)
+    loop_thread = threading.main_thread().name
+    assert set(runtimes.made) == {"docker", "lima"}
+    assert loop_thread not in runtimes.made.values(), runtimes.made
