@@ -31,6 +31,9 @@ GROUPS = {
     "tests/tui/test_demo_e2e_tmux.py": "demo",
     "tests/runtime_docker/test_demo_egress.py": "demo",
     "tests/foundation/test_demo_provider_lock.py": "demo",
+    # `service_images` (tests/images/conftest.py) checks every service image
+    # once a session: once, not on each worker (90 s each under load).
+    "tests/images/": "images",
 }
 
 # Units that take longest, heaviest first (from a clean clone's serial
@@ -50,6 +53,7 @@ HEAVY_FIRST = (
     "tests/hosts/test_remote_engine.py",
     "tests/runtime_docker/test_proposals_stack.py",
     "demo",
+    "images",
     "tests/runtime_docker/",
     "tests/hosts/",
     "tests/containment/",
