@@ -27,13 +27,19 @@ demo: host-deps
 images-ahead:
 	@$(PYTHON) -m cftui.runtime.images.ahead
 
+# pytest-xdist: the suite on PYTEST_WORKERS workers, a whole file (or a group
+# of files that share a fixed name) on one worker (tests/parallel.py). Most
+# tests wait on Docker, sshd or a VM, not on a core: 3 workers on 2 cores.
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
+
 test: venv host-deps typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@# Build (or find cached) the images first, with progress, so no test
 	@# waits minutes inside a fixture; a failure here shows again in the tests.
 	-$(BIN)/python -m cftui.cli.build_images --quiet
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv typecheck
 	$(BIN)/ruff check .

@@ -12,8 +12,32 @@ import pytest
 
 from cftui.cli import main as cftui_main
 from cftui.fleet import FleetHome
+from tests import parallel
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The groups of tests/parallel.py `GROUPS`, as `xdist_group` marks."""
+    for item in items:
+        group = parallel.group_of(item.nodeid.split("::", 1)[0])
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+class _Schedule:
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: object) -> object:
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        return parallel.make_scheduler(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plugin of its own: without xdist (`-p no:xdist`) its hook is unknown.
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_Schedule(), "cftui-schedule")
 
 
 @pytest.fixture

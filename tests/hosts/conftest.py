@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.hosts.testhost import HostUnavailable, TestHost
+from tests.parallel import worker_slot
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,15 @@ def operator_ssh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _make_host(operator_ssh: Path, netns: str, index: int) -> Iterator[TestHost]:
-    host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"))
+    """The host `netns` at `index` of 10.250.21.0/24; under xdist, worker N's
+    own copy (namespace `<netns>wN`, 10.250.<100+N>.0/24), so that two
+    workers never build one namespace."""
+    slot = worker_slot()
+    if slot is None:
+        host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"))
+    else:
+        netns = f"{netns}w{slot}"
+        host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"), subnet=100 + slot)
     host.close()  # what a killed earlier run of this test left (only our own names)
     try:
         host.build((operator_ssh / ".ssh" / "id_ed25519.pub").read_text())
@@ -48,7 +57,7 @@ def _make_host(operator_ssh: Path, netns: str, index: int) -> Iterator[TestHost]
 
 @pytest.fixture(scope="module")
 def remote_host(operator_ssh: Path) -> Iterator[TestHost]:
-    """One remote host (netns cfh21a, 10.250.21.2), known to the operator."""
+    """One remote host (netns cfh21a, 10.250.21.2 outside xdist), known to the operator."""
     yield from _make_host(operator_ssh, "cfh21a", 0)
 
 

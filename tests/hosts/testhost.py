@@ -36,9 +36,10 @@ class TestHost:
     """One namespace host: `address` is where its sshd listens."""
 
     netns: str
-    index: int  # its /30 in 10.250.21.0/24: the machine at .4i+1, the host at .4i+2
+    index: int  # its /30 in 10.250.<subnet>.0/24: the machine at .4i+1, the host at .4i+2
     root: Path  # this host's own files (data-root, sockets, sshd config)
     pids: list[int] = field(default_factory=list)
+    subnet: int = 21  # tests/hosts/conftest.py gives each xdist worker its own
 
     __test__ = False  # not a pytest class
 
@@ -48,11 +49,11 @@ class TestHost:
 
     @property
     def address(self) -> str:
-        return f"10.250.21.{4 * self.index + 2}"
+        return f"10.250.{self.subnet}.{4 * self.index + 2}"
 
     @property
     def machine_address(self) -> str:
-        return f"10.250.21.{4 * self.index + 1}"
+        return f"10.250.{self.subnet}.{4 * self.index + 1}"
 
     @property
     def docker_sock(self) -> Path:

@@ -36,6 +36,19 @@ DEMO_AGENT = REPO / "cftui" / "templates" / "demo-agent"
 FAKE_LLM_PORT = 18600
 
 
+# The first Lima test's setup boots and provisions the VM the session
+# shares (`shared_vm`): minutes on a loaded machine, past the suite's 300 s.
+VM_BOOT_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = next((item for item in items if item.path.is_relative_to(HERE)), None)
+    if first is not None:
+        marker = first.get_closest_marker("timeout")
+        if marker is None or (marker.args and marker.args[0] < VM_BOOT_TIMEOUT_S):
+            first.add_marker(pytest.mark.timeout(VM_BOOT_TIMEOUT_S), append=False)
+
+
 def standin_image(docker_client) -> str:
     """`clawfactory/lima-standin:<hash>`, built by build-image.sh if missing."""
     digest = hashlib.sha256((STANDIN / "build-image.sh").read_bytes()).hexdigest()[:12]
