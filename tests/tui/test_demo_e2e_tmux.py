@@ -158,7 +158,7 @@ def test_the_demo_runs_its_bots_shows_their_calls_kills_and_unlocks(
                 all("running" in r["State"] for r in _fleet_rows(s).values())
                 and len(_fleet_rows(s)) == len(DEMO_BOTS)
             ),
-            timeout=90,
+            timeout=300,  # a first demo builds its bots' gateway images
         )
         # Their agents' LLM calls, through the real LLM proxy, reach the table.
         tmux.wait_for(
