@@ -40,7 +40,10 @@ test: venv host-deps typecheck
 	@# Build (or find cached) the images first, with progress, so no test
 	@# waits minutes inside a fixture; a failure here shows again in the tests.
 	-$(BIN)/python -m cftui.cli.build_images --quiet
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@# Then the tests marked `alone`, with nothing beside them. Exit 5 is
+	@# "no test selected" (a PYTEST_ARGS that names none of one part).
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not alone" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -m alone $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: venv typecheck
 	$(BIN)/ruff check .

@@ -34,6 +34,9 @@ CFTUI = Path(sys.executable).parent / "cftui"
 
 pytestmark = [
     pytest.mark.docker,
+    # Beside another xdist worker's Docker tests its first start passed 300 s
+    # in every parallel run (cause not found); alone it takes about 90 s.
+    pytest.mark.alone,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
 ]
 

@@ -105,8 +105,10 @@ async def test_overview_charts_spend_and_calls_per_hour(tmp_path: Path) -> None:
         assert round(sum(costs), 6) == app.totals["scout"].cost_usd == 0.5276
         label = _text(app, "#overview-spend")
         assert "$0.528" in label and "80 call(s) unpriced" in label
+        # The tab's labels follow the totals on the next refresh.
+        left = "$2.00/day · $40.00/month · $1.47 left · then refuse"
+        await wait_until(pilot, lambda: left in _text(app, "#overview-config"))
         config = _text(app, "#overview-config")
-        assert "$2.00/day · $40.00/month · $1.47 left · then refuse" in config
         assert "Month" in config
 
 
