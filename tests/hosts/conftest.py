@@ -67,9 +67,15 @@ def second_host(operator_ssh: Path) -> Iterator[TestHost]:
     yield from _make_host(operator_ssh, "cfh21b", 1)
 
 
+def operator_env(mp: pytest.MonkeyPatch, operator_ssh: Path) -> None:
+    """HOME is the operator's, so that asyncssh (and ssh) read their ~/.ssh,
+    and no agent of the machine's offers other keys."""
+    mp.setenv("HOME", str(operator_ssh))
+    mp.delenv("SSH_AUTH_SOCK", raising=False)
+
+
 @pytest.fixture
 def as_operator(operator_ssh: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME is the operator's, so that asyncssh reads their ~/.ssh."""
-    monkeypatch.setenv("HOME", str(operator_ssh))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    """The operator's environment for one test (`operator_env`)."""
+    operator_env(monkeypatch, operator_ssh)
     return operator_ssh

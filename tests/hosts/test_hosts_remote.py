@@ -18,10 +18,7 @@ DEMO = "cftui/templates/demo-agent"
 
 def _fleet(home: FleetHome, host: TestHost) -> None:
     home.root.mkdir(parents=True, exist_ok=True)
-    home.fleet_toml.write_text(
-        f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\n'
-        f'root = "{host.root}/bots"\n'
-    )
+    home.fleet_toml.write_text(host.fleet_entry("h2", f"{host.root}/bots"))
 
 
 def _engine_version(host: TestHost) -> str:

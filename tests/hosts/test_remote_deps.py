@@ -41,9 +41,9 @@ from cftui.runtime.docker.spec import LABEL_BOT, container_name
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.images.catalog import INSTALLER_IMAGE
 from tests.fakes.npm_registry import PACKAGE, VERSION, Registry, manifest, run_registry
-from tests.hosts.conftest import _make_host
+from tests.hosts.conftest import _make_host, operator_env
 from tests.hosts.testhost import TestHost
-from tests.runtime_docker.helpers import free_port, wait_for
+from tests.runtime_docker.helpers import commit_declared, free_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -63,13 +63,6 @@ def _docker(host: TestHost, *args: str, check: bool = True) -> subprocess.Comple
     if check:
         assert out.returncode == 0, out.stderr
     return out
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(cwd), "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        capture_output=True, check=True,
-    )  # fmt: skip
 
 
 @dataclass
@@ -105,13 +98,7 @@ class RemoteDeps:
 
     def commit_save(self, files: dict[str, str]) -> None:
         """A new approved dependency list (a commit on the approved branch)."""
-        code = self.home.code_dir(BOT)
-        save = code / "workspace" / f"{BOT}_save"
-        save.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (save / name).write_text(text)
-        _git(code, "add", "-f", *(f"workspace/{BOT}_save/{n}" for n in files))
-        _git(code, "commit", "-q", "-m", "declared dependencies")
+        commit_declared(self.home.code_dir(BOT), BOT, files)
 
     def logs(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -130,16 +117,12 @@ def remote(
     import docker
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("HOME", str(operator_ssh))
-    mp.delenv("SSH_AUTH_SOCK", raising=False)
+    operator_env(mp, operator_ssh)
     home = FleetHome(tmp_path_factory.mktemp("remote-deps") / "fleet")
     mp.setenv("CLAWFACTORY_HOME", str(home.root))
     root = deps_host.root / "cf"
     home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(
-        f'[hosts.h2]\nurl = "{deps_host.url()}"\n'
-        f'docker_socket = "{deps_host.docker_sock}"\nroot = "{root}"\n'
-    )
+    home.fleet_toml.write_text(deps_host.fleet_entry("h2", root))
     subprocess.run(
         f"docker save {BASE} | DOCKER_HOST={deps_host.docker_host} docker load",
         shell=True, check=True, capture_output=True, timeout=600,

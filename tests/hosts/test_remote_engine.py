@@ -30,10 +30,7 @@ def _docker(host: TestHost, *args: str) -> str:
 
 def _fleet(home: FleetHome, host: TestHost) -> None:
     home.root.mkdir(parents=True, exist_ok=True)
-    home.fleet_toml.write_text(
-        f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\n'
-        f'root = "{host.root}/cf"\n'
-    )
+    home.fleet_toml.write_text(host.fleet_entry("h2", f"{host.root}/cf"))
 
 
 def _stand_in_stack(host: TestHost, bot: str) -> None:
@@ -143,8 +140,7 @@ def test_kill_all_with_one_host_cut_off_kills_the_others(
     home.root.mkdir(parents=True, exist_ok=True)
     home.fleet_toml.write_text(
         "".join(
-            f'[hosts.{name}]\nurl = "{h.url()}"\ndocker_socket = "{h.docker_sock}"\n'
-            f'root = "{h.root}/cf"\n'
+            h.fleet_entry(name, f"{h.root}/cf")
             for name, h in (("h2", remote_host), ("h3", second_host))
         )
     )

@@ -48,9 +48,7 @@ def _fleet(home: FleetHome, host: TestHost, bot: str, *more: str) -> Path:
     there, made as the remote start makes it (0700)."""
     home.root.mkdir(parents=True, exist_ok=True)
     root = host.root / f"cf-{home.root.parent.name}"
-    home.fleet_toml.write_text(
-        f'[hosts.h2]\nurl = "{host.url()}"\ndocker_socket = "{host.docker_sock}"\nroot = "{root}"\n'
-    )
+    home.fleet_toml.write_text(host.fleet_entry("h2", root))
     for name in (bot, *more):
         init_bot(home, name, code=DEMO, host="h2")
         far = Path(HostLayout.of(home.host("h2")).traffic_log(name))
@@ -510,11 +508,7 @@ def _two_hosts(home: FleetHome, a: TestHost, b: TestHost) -> None:
     home.root.mkdir(parents=True, exist_ok=True)
     tag = home.root.parent.name
     home.fleet_toml.write_text(
-        "".join(
-            f'[hosts.{name}]\nurl = "{h.url()}"\ndocker_socket = "{h.docker_sock}"\n'
-            f'root = "{h.root}/cf-{tag}"\n'
-            for name, h in (("h2", a), ("h3", b))
-        )
+        "".join(h.fleet_entry(name, f"{h.root}/cf-{tag}") for name, h in (("h2", a), ("h3", b)))
     )
 
 

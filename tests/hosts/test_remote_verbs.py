@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -38,6 +37,7 @@ from cftui.runtime.docker.spec import container_name
 from tests.hosts.conftest import _make_host
 from tests.hosts.testhost import TestHost
 from tests.runtime_docker.helpers import free_port
+from tests.tmux import Tmux
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -70,11 +70,7 @@ def _fleet(home: FleetHome, hosts: dict[str, TestHost], user: str = "root") -> N
     home.root.mkdir(parents=True, exist_ok=True)
     tag = home.root.parent.name
     home.fleet_toml.write_text(
-        "".join(
-            f'[hosts.{name}]\nurl = "{h.url(user)}"\ndocker_socket = "{h.docker_sock}"\n'
-            f'root = "{h.root}/cf-{tag}"\n'
-            for name, h in hosts.items()
-        )
+        "".join(h.fleet_entry(name, f"{h.root}/cf-{tag}", user) for name, h in hosts.items())
     )
 
 
@@ -149,37 +145,20 @@ def _shell(home: FleetHome, bot: str, ssh_home: Path, script: str) -> subprocess
 
 def _tmux_shell(home: FleetHome, bot: str, ssh_home: Path) -> str:
     """`cftui shell BOT` in a real terminal: what the screen showed."""
-    socket = f"cftui-rshell-{os.getpid()}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", socket, *args], check=True, capture_output=True, text=True
-        ).stdout
-
-    def wait_for(text: str) -> str:
-        deadline, screen = time.monotonic() + WAIT_S, ""
-        while time.monotonic() < deadline:
-            screen = tmux("capture-pane", "-p", "-t", "sh")
-            if text in screen:
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared on screen:\n{screen}")
-
+    tmux = Tmux("sh", socket=f"cftui-rshell-{os.getpid()}")
     env = [
         f"CLAWFACTORY_HOME={home.root}",
         f"HOME={ssh_home}",
         f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}",
     ]
-    command = f"{sys.executable} -m cftui shell {bot}; echo EXITED=$?; sleep 30"
-    options = ["-x", "120", "-y", "30", *(x for e in env for x in ("-e", e))]
-    tmux("new-session", "-d", "-s", "sh", *options, command)
+    tmux.start(f"{sys.executable} -m cftui shell {bot}; echo EXITED=$?; sleep 30", 120, 30, env)
     try:
-        tmux("send-keys", "-t", "sh", "tty; echo in-$((6*7))-$(id -u)", "Enter")
-        screen = wait_for("in-42-")
-        tmux("send-keys", "-t", "sh", "exit 5", "Enter")
-        return screen + wait_for("EXITED=")
+        tmux.keys("tty; echo in-$((6*7))-$(id -u)", "Enter")
+        screen = tmux.wait_for("in-42-", WAIT_S, poll=0.2)
+        tmux.keys("exit 5", "Enter")
+        return screen + tmux.wait_for("EXITED=", WAIT_S, poll=0.2)
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+        tmux.close()
 
 
 def test_shell_and_restore_reach_a_bot_on_another_host(

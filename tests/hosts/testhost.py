@@ -66,6 +66,13 @@ class TestHost:
     def url(self, user: str = "root") -> str:
         return f"ssh://{user}@{self.address}:{SSH_PORT}"
 
+    def fleet_entry(self, name: str, root: Path | str, user: str = "root") -> str:
+        """This host as fleet.toml's `[hosts.NAME]` table, bots under `root`."""
+        return (
+            f'[hosts.{name}]\nurl = "{self.url(user)}"\n'
+            f'docker_socket = "{self.docker_sock}"\nroot = "{root}"\n'
+        )
+
     def host_public_key(self) -> str:
         return (self.root / "ssh_host_ed25519_key.pub").read_text().strip()
 

@@ -165,3 +165,19 @@ def cftui(world: World, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
+
+
+def commit_declared(code: Path, bot: str, files: dict[str, str]) -> None:
+    """A new approved dependency list: `files` (package.json, the lockfile,
+    .npmrc) in the bot's `workspace/<bot>_save/`, committed on the approved
+    branch of its `code/` (what the operator's promotion leaves)."""
+    save = code / "workspace" / f"{bot}_save"
+    save.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (save / name).write_text(text)
+    git = ["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    paths = [f"workspace/{bot}_save/{n}" for n in files]
+    subprocess.run([*git, "add", "-f", *paths], capture_output=True, check=True)
+    subprocess.run(
+        [*git, "commit", "-q", "-m", "declared dependencies"], capture_output=True, check=True
+    )

@@ -29,6 +29,7 @@ from cftui.proposals.scan import scan
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.spec import LABEL_BOT
 from tests.fakes.npm_registry import PACKAGE, VERSION, Registry, manifest, run_registry
+from tests.runtime_docker.helpers import commit_declared
 
 from .helpers import TEST_LABEL, World, cftui, wait_for
 
@@ -68,13 +69,7 @@ def git(cwd: os.PathLike, *args: str) -> str:
 
 
 def commit_save(world: World, bot: str, files: dict[str, str]) -> None:
-    code = world.home.code_dir(bot)
-    save = code / "workspace" / f"{bot}_save"
-    save.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (save / name).write_text(text)
-    git(code, "add", "-f", *(f"workspace/{bot}_save/{n}" for n in files))
-    git(code, "commit", "-q", "-m", "declared dependencies")
+    commit_declared(world.home.code_dir(bot), bot, files)
 
 
 @pytest.fixture(scope="module")

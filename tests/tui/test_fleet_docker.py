@@ -29,6 +29,7 @@ from cftui.tui.bot_screen import BotScreen
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import MARK, FleetTable
+from tests.tmux import Tmux
 from tests.tui.stand_ins import remove_stand_ins, stand_in_stack
 from tests.tui.tui_helpers import notified, wait_until
 
@@ -214,45 +215,28 @@ def test_the_real_binary_drops_into_the_container_and_comes_back(fleet: Fleet) -
     """In a real terminal: `s` hands it to `docker exec -it ... sh` in the
     bot's gateway, and the app is back, redrawn, when the shell exits."""
     bot = fleet.up[0]
-    socket = f"cftui-shell-{secrets.token_hex(4)}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", socket, *args], check=True, capture_output=True, text=True
-        ).stdout
-
-    def wait_for(text: str, timeout: float = WAIT) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = tmux("capture-pane", "-p", "-t", "app")
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared on screen:\n{screen}")
-
+    tmux = Tmux("app", socket=f"cftui-shell-{secrets.token_hex(4)}")
     env = [f"CLAWFACTORY_HOME={fleet.home.root}", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}"]
-    command = f"{sys.executable} -m cftui; echo EXITED=$?; sleep 30"
-    options = ["-x", "120", "-y", "36", *(x for e in env for x in ("-e", e))]
-    tmux("new-session", "-d", "-s", "app", *options, command)
+    tmux.start(f"{sys.executable} -m cftui; echo EXITED=$?; sleep 30", 120, 36, env)
     try:
-        wait_for(fleet.down)
-        wait_for("● running", 2 * WAIT)  # the statuses are in
+        tmux.wait_for(fleet.down, WAIT)
+        tmux.wait_for("● running", 2 * WAIT)  # the statuses are in
         for _ in range(fleet.up.index(bot)):  # the cursor to the bot's row
-            tmux("send-keys", "-t", "app", "j")
-        tmux("send-keys", "-t", "app", "s")
+            tmux.keys("j")
+        tmux.keys("s")
         deadline = time.monotonic() + WAIT  # the app steps aside: its rows leave the screen
-        while fleet.down in tmux("capture-pane", "-p", "-t", "app"):
+        while fleet.down in tmux.screen():
             assert time.monotonic() < deadline, "the app never gave the terminal to the shell"
             time.sleep(0.1)
-        tmux("send-keys", "-t", "app", "echo in-$((6*7)) $(hostname)", "Enter")
-        assert "in-42" in wait_for("in-42")
-        tmux("send-keys", "-t", "app", "exit", "Enter")
-        screen = wait_for("left the shell")  # the toast (its words may wrap)
+        tmux.keys("echo in-$((6*7)) $(hostname)", "Enter")
+        assert "in-42" in tmux.wait_for("in-42", WAIT)
+        tmux.keys("exit", "Enter")
+        screen = tmux.wait_for("left the shell", WAIT)  # the toast (its words may wrap)
         assert fleet.down in screen and "in-42" not in screen  # the app redrawn
-        tmux("send-keys", "-t", "app", "q")
-        assert "EXITED=0" in wait_for("EXITED=")
+        tmux.keys("q")
+        assert "EXITED=0" in tmux.wait_for("EXITED=", WAIT)
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+        tmux.close()
 
 
 # Last: it stops the module's stacks.

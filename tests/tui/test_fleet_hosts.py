@@ -127,10 +127,7 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
 ) -> None:
     home = FleetHome(tmp_path / "fleet")
     home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(
-        f'[hosts.h2]\nurl = "{tui_host.url()}"\ndocker_socket = "{tui_host.docker_sock}"\n'
-        f'root = "{tui_host.root}/cf-tui"\n'
-    )
+    home.fleet_toml.write_text(tui_host.fleet_entry("h2", f"{tui_host.root}/cf-tui"))
     init_bot(home, "far", host="h2")
     init_bot(home, "loc")
     app = make_app(home, status_interval=1.0)

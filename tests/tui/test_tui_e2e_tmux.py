@@ -19,53 +19,12 @@ import pytest
 from cftui import locks
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
+from tests.tmux import Tmux
 from tests.tui.tui_helpers import append_records, make_record
 
 CFTUI = Path(sys.executable).parent / "cftui"
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
-
-class Tmux:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.name)
-
-    def keys(self, *keys: str) -> None:
-        self.run("send-keys", "-t", self.name, *keys)
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
-
-    def wait_cursor_on(self, text: str, timeout: float = 10.0) -> None:
-        """Wait for the terminal cursor to sit on a line holding `text`: a
-        focused Input puts it there. Keys sent before focus lands (Textual
-        moves focus a moment after the key) would go to the old widget."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            y = int(self.run("display", "-p", "-t", self.name, "#{cursor_y}"))
-            lines = self.screen().splitlines()
-            if y < len(lines) and text in lines[y]:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"the cursor never reached {text!r}:\n{self.screen()}")
-
-    def alive(self) -> bool:
-        return (
-            subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode
-            == 0
-        )
 
 
 def _events(home: FleetHome) -> list[dict]:
