@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cftui.fleet import FleetHome
 from tests.conftest import IN_CI
 from tests.hosts.testhost import HostUnavailable, TestHost
 from tests.parallel import worker_slot
@@ -72,6 +73,19 @@ def operator_env(mp: pytest.MonkeyPatch, operator_ssh: Path) -> None:
     and no agent of the machine's offers other keys."""
     mp.setenv("HOME", str(operator_ssh))
     mp.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+def operator_fleet(
+    mp: pytest.MonkeyPatch, operator_ssh: Path, host: TestHost, at: Path
+) -> FleetHome:
+    """A module's fleet home at `at` (CLAWFACTORY_HOME) with `host` as host
+    `h2`, bots under its `cf/`, in the operator's environment."""
+    operator_env(mp, operator_ssh)
+    home = FleetHome(at)
+    mp.setenv("CLAWFACTORY_HOME", str(home.root))
+    home.root.mkdir(parents=True)
+    home.fleet_toml.write_text(host.fleet_entry("h2", host.root / "cf"))
+    return home
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from cftui.runtime.docker.spec import LABEL_BOT, container_name
 from cftui.runtime.gateway_uid import gateway_user
 from cftui.runtime.images.catalog import INSTALLER_IMAGE
 from tests.fakes.npm_registry import PACKAGE, VERSION, Registry, manifest, run_registry
-from tests.hosts.conftest import _make_host, operator_env
+from tests.hosts.conftest import _make_host, operator_fleet
 from tests.hosts.testhost import TestHost
 from tests.runtime_docker.helpers import commit_declared, free_port, wait_for
 
@@ -117,12 +117,10 @@ def remote(
     import docker
 
     mp = pytest.MonkeyPatch()
-    operator_env(mp, operator_ssh)
-    home = FleetHome(tmp_path_factory.mktemp("remote-deps") / "fleet")
-    mp.setenv("CLAWFACTORY_HOME", str(home.root))
+    home = operator_fleet(
+        mp, operator_ssh, deps_host, tmp_path_factory.mktemp("remote-deps") / "fleet"
+    )
     root = deps_host.root / "cf"
-    home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(deps_host.fleet_entry("h2", root))
     subprocess.run(
         f"docker save {BASE} | DOCKER_HOST={deps_host.docker_host} docker load",
         shell=True, check=True, capture_output=True, timeout=600,

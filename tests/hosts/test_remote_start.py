@@ -37,7 +37,7 @@ from cftui.hosts.layout import HostLayout
 from cftui.runtime import Runtimes
 from cftui.runtime.docker.spec import container_name, int_network
 from cftui.runtime.images import services
-from tests.hosts.conftest import operator_env
+from tests.hosts.conftest import operator_fleet
 from tests.hosts.testhost import SSH_PORT, TestHost
 from tests.runtime_docker.helpers import free_port, wait_for
 
@@ -96,12 +96,10 @@ def remote(
     import docker
 
     mp = pytest.MonkeyPatch()
-    operator_env(mp, operator_ssh)
-    home = FleetHome(tmp_path_factory.mktemp("remote-start") / "fleet")
-    mp.setenv("CLAWFACTORY_HOME", str(home.root))
+    home = operator_fleet(
+        mp, operator_ssh, remote_host, tmp_path_factory.mktemp("remote-start") / "fleet"
+    )
     root = remote_host.root / "cf"
-    home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(remote_host.fleet_entry("h2", root))
     # The fake provider runs on the host, on a normal network of its own.
     image = services.ensure_image(docker.from_env(), "fake-llm")
     _send(image, remote_host)
