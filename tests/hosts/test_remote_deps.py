@@ -57,14 +57,6 @@ def deps_host(operator_ssh: Path) -> Iterator[TestHost]:
     yield from _make_host(operator_ssh, "cfh24d", 24)
 
 
-def _docker(host: TestHost, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOCKER_HOST=host.docker_host)
-    out = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=300)
-    if check:
-        assert out.returncode == 0, out.stderr
-    return out
-
-
 @dataclass
 class RemoteDeps:
     home: FleetHome
@@ -160,11 +152,11 @@ def test_the_dependency_is_installed_on_the_host_through_its_egress(remote: Remo
     assert len(json.loads(marker.read_text())["digest"]) == 64
     assert sorted(p.name for p in remote.state.iterdir() if p.name.startswith(".installed")) == []
     # The gateway on the host sees it where its state is mounted.
-    seen = _docker(remote.host, "exec", container_name(BOT, "gateway"), "python3", "-c",
+    seen = remote.host.docker("exec", container_name(BOT, "gateway"), "python3", "-c",
                    f"print(open('/state/installed/node_modules/{PACKAGE}/package.json').read())")  # fmt: skip
     assert json.loads(seen.stdout)["version"] == VERSION
     # The installer ran on the host's engine (its image sent there), not this machine's.
-    assert _docker(remote.host, "image", "inspect", INSTALLER_IMAGE).returncode == 0
+    assert remote.host.docker("image", "inspect", INSTALLER_IMAGE).returncode == 0
     assert not (remote.home.state_dir(BOT) / "installed").exists()
     # npm's output kept on this machine for `cftui logs BOT installer`.
     out = remote.logs()

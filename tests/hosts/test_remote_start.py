@@ -49,14 +49,6 @@ FAKE_NET = "cfrs-net"
 HOST_PORT = 18999  # a service of the host's own, in its namespace
 
 
-def _docker(host: TestHost, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOCKER_HOST=host.docker_host)
-    out = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=300)
-    if check:
-        assert out.returncode == 0, out.stderr
-    return out
-
-
 def _send(image: str, host: TestHost) -> None:
     subprocess.run(
         f"docker save {image} | DOCKER_HOST={host.docker_host} docker load",
@@ -65,7 +57,7 @@ def _send(image: str, host: TestHost) -> None:
 
 
 def _exec_py(host: TestHost, service: str, code: str) -> subprocess.CompletedProcess[str]:
-    return _docker(host, "exec", container_name(BOT, service), "python3", "-c", code, check=False)
+    return host.docker("exec", container_name(BOT, service), "python3", "-c", code, check=False)
 
 
 @dataclass
@@ -103,9 +95,9 @@ def remote(
     # The fake provider runs on the host, on a normal network of its own.
     image = services.ensure_image(docker.from_env(), "fake-llm")
     _send(image, remote_host)
-    _docker(remote_host, "network", "create", FAKE_NET)
-    _docker(remote_host, "run", "-d", "--name", FAKE, "--network", FAKE_NET, image)
-    fake_ip = json.loads(_docker(remote_host, "inspect", FAKE).stdout)[0]["NetworkSettings"][
+    remote_host.docker("network", "create", FAKE_NET)
+    remote_host.docker("run", "-d", "--name", FAKE, "--network", FAKE_NET, image)
+    fake_ip = json.loads(remote_host.docker("inspect", FAKE).stdout)[0]["NetworkSettings"][
         "Networks"
     ][FAKE_NET]["IPAddress"]
     upstream = f"http://{FAKE}:8080"
@@ -229,7 +221,7 @@ def test_no_remote_container_mounts_anything_of_the_fleet_home(remote: Remote):
     root = str(remote.layout.root)
     seen = 0
     for service in ("gateway", "llm-proxy", "egress", "front"):
-        attrs = json.loads(_docker(remote.host, "inspect", container_name(BOT, service)).stdout)[0]
+        attrs = json.loads(remote.host.docker("inspect", container_name(BOT, service)).stdout)[0]
         for mount in attrs["Mounts"]:
             if mount["Type"] != "bind":
                 continue
@@ -237,7 +229,7 @@ def test_no_remote_container_mounts_anything_of_the_fleet_home(remote: Remote):
             assert not mount["Source"].startswith(str(remote.home.root)), (service, mount)
             assert mount["Source"].startswith(root + "/"), (service, mount)
     assert seen >= 7  # code, .git, writable paths, proposals, state, audit x2, providers.env
-    gw = json.loads(_docker(remote.host, "inspect", container_name(BOT, "gateway")).stdout)[0]
+    gw = json.loads(remote.host.docker("inspect", container_name(BOT, "gateway")).stdout)[0]
     sources = {m["Destination"]: m["Source"] for m in gw["Mounts"]}
     assert sources["/code"] == str(remote.layout.code_dir(BOT))
     assert sources["/proposals"] == str(remote.layout.proposals_dir(BOT))
@@ -261,7 +253,7 @@ def test_the_hosts_secrets_are_private_and_it_holds_no_identity(remote: Remote):
 
 def test_the_remote_gateway_is_contained(remote: Remote):
     host = remote.host
-    net = json.loads(_docker(host, "network", "inspect", int_network(BOT)).stdout)[0]
+    net = json.loads(host.docker("network", "inspect", int_network(BOT)).stdout)[0]
     assert net["Internal"] is True
     probe = (
         "import json, socket, sys\n"
@@ -277,7 +269,7 @@ def test_the_remote_gateway_is_contained(remote: Remote):
     )
 
     def reach(service: str, *targets: str) -> dict[str, str]:
-        res = _docker(host, "exec", container_name(BOT, service), "python3", "-c", probe,
+        res = host.docker("exec", container_name(BOT, service), "python3", "-c", probe,
                       *targets, check=False)  # fmt: skip
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout)
@@ -326,7 +318,7 @@ def test_the_agents_proposals_come_home_links_as_links(remote: Remote):
     secret = remote.host.root / "not-the-agents.txt"
     secret.write_text("host secret\n")
     # What a hostile agent leaves in its tree: links out, a fifo.
-    res = _docker(remote.host, "exec", container_name(BOT, "gateway"), "sh", "-c",
+    res = remote.host.docker("exec", container_name(BOT, "gateway"), "sh", "-c",
                   f"ln -s {secret} /proposals/leak && ln -s /etc /proposals/etcdir && "
                   "mkfifo /proposals/pipe && echo mine > /proposals/NOTE.md",
                   check=False)  # fmt: skip

@@ -66,6 +66,16 @@ class TestHost:
     def url(self, user: str = "root") -> str:
         return f"ssh://{user}@{self.address}:{SSH_PORT}"
 
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this host's engine (asserting success when `check`)."""
+        env = dict(os.environ, DOCKER_HOST=self.docker_host)
+        out = subprocess.run(
+            ["docker", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out
+
     def fleet_entry(self, name: str, root: Path | str, user: str = "root") -> str:
         """This host as fleet.toml's `[hosts.NAME]` table, bots under `root`."""
         return (
