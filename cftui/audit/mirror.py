@@ -131,6 +131,21 @@ class _Offsets:
         data = json.dumps({"ino": self.ino, "delta": self.delta}).encode()
         atomic_write_private(self.path, data)
 
+    def resume(self, local_size: int, ino: str, far_size: int, counters: MirrorCounters) -> int:
+        """The far offset to follow `ino` (stated `far_size` long) from:
+        where the copy stops, or 0 when it is another file at that name or
+        it shrank (a restart, after what the mirror already holds); saved
+        when it moved."""
+        offset = local_size + self.delta
+        if self.ino not in ("-", ino) or far_size < offset or offset < 0:
+            if self.ino != "-" or far_size < offset:
+                counters.restarts += 1
+            offset = 0
+        if (self.ino, self.delta) != (ino, offset - local_size):
+            self.ino, self.delta = ino, offset - local_size
+            self.save()
+        return offset
+
 
 async def _stat(end: MirrorEnd, remote: str) -> tuple[str, int] | None:
     """(inode, size) of the far file, or None when it is not there (yet) or
@@ -164,16 +179,7 @@ async def follow_once(
         if far is None:
             return False
         ino, far_size = far
-        offset = size + offsets.delta
-        if offsets.ino not in ("-", ino) or far_size < offset or offset < 0:
-            # Another file at that name, or this one shrank: it starts anew
-            # after what the mirror already holds.
-            if offsets.ino != "-" or far_size < offset:
-                counters.restarts += 1
-            offset = 0
-        if (offsets.ino, offsets.delta) != (ino, offset - size):
-            offsets.ino, offsets.delta = ino, offset - size
-            offsets.save()
+        offset = offsets.resume(size, ino, far_size, counters)
         conn = await end.connection()
         body = _FOLLOW if follow else _TO_END
         script = f"sh -c {shlex.quote(body)} follow {shlex.quote(remote)} {offset} {ino}"
@@ -262,29 +268,41 @@ async def follow_file(end: MirrorEnd, remote: str, local: Path, counters: Mirror
         await asyncio.sleep(idle)
 
 
+async def bounded_lines(
+    stream: asyncssh.SSHReader[bytes], max_line: int, too_long: type[Exception] | None = None
+) -> AsyncIterator[bytes]:
+    """The stream's lines, without their newline, none held past `max_line`
+    (asyncssh's own readline would hand a long one over cut in pieces): a
+    longer line is dropped whole, or, given `too_long`, that is raised."""
+    parts: list[bytes] = []  # the line so far (dropped once it is too long)
+    size, dropping = 0, False
+    while chunk := await stream.read(1 << 16):
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start:nl]
+            start = nl + 1
+            if not dropping and size + len(piece) <= max_line:
+                yield b"".join([*parts, piece])
+            elif too_long is not None:
+                raise too_long(f"a line over {max_line} bytes")
+            parts, size, dropping = [], 0, False
+        rest = chunk[start:]
+        if dropping or size + len(rest) > max_line:
+            if too_long is not None:
+                raise too_long(f"a line over {max_line} bytes")
+            parts, size, dropping = [], 0, True
+        elif rest:
+            parts.append(rest)
+            size += len(rest)
+
+
 async def _lines(end: MirrorEnd, line: str, max_line: int) -> AsyncIterator[bytes]:
-    """The far command's output lines, without their newline; a line longer
-    than `max_line` is dropped whole, never held (asyncssh's own readline
-    would hand it over cut in pieces)."""
+    """The far command's output lines (`bounded_lines`, a long one dropped)."""
     conn = await end.connection()
     proc = await conn.create_process(end.command(line), encoding=None)
     try:
-        parts: list[bytes] = []  # the line so far (dropped once it is too long)
-        size, dropping = 0, False
-        while chunk := await proc.stdout.read(1 << 16):
-            start = 0
-            while (nl := chunk.find(b"\n", start)) >= 0:
-                piece = chunk[start:nl]
-                start = nl + 1
-                if not dropping and size + len(piece) <= max_line:
-                    yield b"".join([*parts, piece])
-                parts, size, dropping = [], 0, False
-            rest = chunk[start:]
-            if dropping or size + len(rest) > max_line:
-                parts, size, dropping = [], 0, True
-            elif rest:
-                parts.append(rest)
-                size += len(rest)
+        async for out in bounded_lines(proc.stdout, max_line):
+            yield out
     finally:
         proc.close()
 

@@ -47,11 +47,13 @@ from cfproxies.jsonl import open_append
 
 from cftui.audit.mirror import (
     IDLE_MAX_S,
+    MAX_WHOLE,
     RETRY_S,
     MirrorCounters,
     MirrorEnd,
     _LineSink,
     _Offsets,
+    bounded_lines,
 )
 from cftui.securefs import atomic_write_private
 
@@ -63,9 +65,6 @@ if TYPE_CHECKING:
 TICK_S = 0.1
 # At most this much of a growing file in one answer (more is asked again).
 CHUNK = 1 << 20
-# A rewritten file larger than this is not copied (the egress proxy's
-# ledger, the largest, reads at most 8 MiB: `cfproxies.egress.ledger`).
-MAX_WHOLE = 8 << 20
 # The longest line either session may send us: an answer, base64.
 _MAX_REPLY = (max(CHUNK, MAX_WHOLE) * 4) // 3 + 256
 # A file another process mirrors is tried again this often.
@@ -166,22 +165,9 @@ class _Round:
         self.reader.stdin.write(line.encode())
 
 
-async def _lines(stream: asyncssh.SSHReader[bytes]) -> AsyncIterator[bytes]:
-    """The stream's lines, without their newline; a line over `_MAX_REPLY`
-    is a protocol error, never held whole."""
-    parts: list[bytes] = []
-    held = 0
-    while chunk := await stream.read(1 << 16):
-        start = 0
-        while (nl := chunk.find(b"\n", start)) >= 0:
-            parts.append(chunk[start:nl])
-            yield b"".join(parts)
-            parts, held, start = [], 0, nl + 1
-        if start < len(chunk):
-            parts.append(chunk[start:])
-            held += len(chunk) - start
-            if held > _MAX_REPLY:
-                raise _ProtocolError("a line over the bound")
+def _lines(stream: asyncssh.SSHReader[bytes]) -> AsyncIterator[bytes]:
+    """A session's lines; one over `_MAX_REPLY` is a protocol error, never held whole."""
+    return bounded_lines(stream, _MAX_REPLY, _ProtocolError)
 
 
 class ManyFilesMirror:
@@ -377,18 +363,8 @@ class ManyFilesMirror:
         offsets = g.sink.offsets
         g.far_size = size
         if g.ino is None:  # the first look this round: resume where the copy stops
-            local = os.fstat(g.fd).st_size
-            offset = local + offsets.delta
-            if offsets.ino not in ("-", ino) or size < offset or offset < 0:
-                # Another file at that name, or this one shrank: it starts anew
-                # after what the mirror already holds.
-                if offsets.ino != "-" or size < offset:
-                    g.counters.restarts += 1
-                offset = 0
-            g.ino, g.far_off = ino, offset
-            if (offsets.ino, offsets.delta) != (ino, offset - local):
-                offsets.ino, offsets.delta = ino, offset - local
-                offsets.save()
+            g.ino = ino
+            g.far_off = offsets.resume(os.fstat(g.fd).st_size, ino, size, g.counters)
             return True
         if ino == g.ino and size >= g.far_off:
             return False

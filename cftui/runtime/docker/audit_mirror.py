@@ -133,8 +133,8 @@ class HostAuditMirror:
             await follow_once(self._end, str(far / name), audit / name, counters, follow=False)
         for name in REWRITTEN:
             data = await read_whole(self._end, str(far / name))
-            if data is not None:
-                atomic_write_private(audit / name, data)
+            if data is not None:  # up to 8 MiB: off the event loop, as the live copy is
+                await asyncio.to_thread(atomic_write_private, audit / name, data)
 
     async def stop(self) -> None:
         control, self._control = list(self._control.values()), {}
