@@ -401,6 +401,11 @@ class FleetHome:
         return self.root / "fleet.toml"
 
     @property
+    def fleet_toml_cache(self) -> Path:
+        """fleet.toml parsed, under its stamps (`toml_cache`): ours, 0600."""
+        return self.root / ".fleet.toml.json"
+
+    @property
     def events_log(self) -> Path:
         return self.root / "audit" / "events.jsonl"
 
@@ -543,16 +548,20 @@ class FleetHome:
         return doc
 
     def _read_data(self) -> dict[str, Any]:
-        """fleet.toml as plain data, for every reader (tomllib)."""
-        import tomllib
+        """fleet.toml as plain data, for every reader (tomllib, through its
+        parse cache: `toml_cache`)."""
+        from cftui import toml_cache
 
-        text = self._read_text()
-        if text is None:
-            return {}
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            data = toml_cache.load(self.fleet_toml, self.fleet_toml_cache)
+        except OSError as exc:
+            raise FleetError(f"cannot read {self.fleet_toml}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc.reason}") from None
+        except ValueError as exc:  # tomllib.TOMLDecodeError, not imported when cached
             raise FleetError(f"{self.fleet_toml} is not valid TOML: {exc}") from None
+        if data is None:
+            return {}
         self._check_bots(data.get("bots"))
         return data
 
