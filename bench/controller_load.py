@@ -55,9 +55,9 @@ from cftui import demo
 from cftui.controller.watchdog import POLL_S  # the TUI's status_interval is the same 5 s
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.base import SERVICES
 from cftui.runtime.docker.runtime import DockerRuntime
 from cftui.runtime.docker.spec import LABEL_BOT, container_name
+from cftui.runtime.status import SERVICES
 
 WARM_S = 15.0  # the watchers' start, first status and event streams: not measured
 WATCHERS = ("serve", "tui")

@@ -157,8 +157,8 @@ def _stand_in_stack(bot: str, label: str) -> list[str]:
     """Containers with the runtime's names and labels, running `sleep`: the
     engine reports the bot's stack as running (a real stack costs minutes
     of builds and starts and measures nothing more here)."""
-    from cftui.runtime.base import SERVICES
     from cftui.runtime.docker.spec import container_name
+    from cftui.runtime.status import SERVICES
 
     names = []
     for service in SERVICES:

@@ -15,19 +15,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from cftui import botdisk, locks
+from cftui import locks
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.hosts.config import LOCAL
-from cftui.runtime.base import BotStatus
+from cftui.runtime.status import BotStatus
+
+if TYPE_CHECKING:
+    from cftui.botdisk import DiskStatus
 
 
 def disks(
     home: FleetHome, bots: Sequence[BotConfig], host_tree: Mapping[str, bool]
-) -> dict[str, botdisk.DiskStatus | None]:
+) -> dict[str, DiskStatus | None]:
     """Each bot's disk (`host_tree`: whether its runtime's gateway writes
     its tree on this machine; `Runtime.gateway_writes_host_tree`)."""
+    from cftui import botdisk
+
     return {b.name: botdisk.status(home, b, host_tree[b.name]) for b in bots}
 
 
@@ -35,7 +41,7 @@ def merge(
     home: FleetHome,
     bots: Sequence[BotConfig],
     statuses: Mapping[str, BotStatus],
-    disk: Mapping[str, botdisk.DiskStatus | None],
+    disk: Mapping[str, DiskStatus | None],
 ) -> dict[str, BotStatus]:
     """The runtimes' statuses in fleet order, each with its lock and disk
     (a bot no runtime answered for: no services)."""
@@ -53,7 +59,8 @@ def read_now(
     """`lifecycle.fleet_status`, blocking and light, or None when a bot
     needs another runtime or the engine is not this machine's unix socket
     (the caller then takes the full path). `brief`: each bot's state and
-    uptime exact, not every service's details (`listing.read_status`)."""
+    uptime exact, not every service's details (`listing.read_status`) nor
+    its disk."""
     if any(b.runtime != "docker" or b.host != LOCAL for b in bots):
         return None
     from cftui.runtime.docker.engine_socket import EngineSocket, local_socket
@@ -71,4 +78,9 @@ def read_now(
         errors.append(str(exc))
         found = {b.name: BotStatus(b.name, b.runtime, error=str(exc)) for b in bots}
     # This machine's docker bots write their tree here (bind mounts).
-    return merge(home, bots, found, disks(home, bots, {b.name: True for b in bots})), errors
+    disk = (
+        dict.fromkeys((b.name for b in bots), None)
+        if brief
+        else disks(home, bots, {b.name: True for b in bots})
+    )
+    return merge(home, bots, found, disk), errors

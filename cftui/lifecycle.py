@@ -19,7 +19,7 @@ from cftui.errors import CftuiError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, no_progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import BotStatus
+from cftui.runtime.status import BotStatus
 
 
 async def start(

@@ -179,7 +179,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     import subprocess
 
     from cftui.runtime import Runtimes
-    from cftui.runtime.base import SERVICES
+    from cftui.runtime.status import SERVICES
 
     home = resolve_home(args)
     bot = home.bot(args.bot)

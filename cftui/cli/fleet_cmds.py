@@ -13,7 +13,7 @@ from cftui.inert import inert
 
 if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
-    from cftui.runtime.base import BotStatus
+    from cftui.runtime.status import BotStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -31,7 +31,8 @@ from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
 from cftui.progress import ProgressEvent
 from cftui.runtime import Runtimes
-from cftui.runtime.base import RUNNING, SERVICES, Runtime
+from cftui.runtime.base import Runtime
+from cftui.runtime.status import RUNNING, SERVICES
 
 Out = Callable[[str], None]
 SPEND_CHECK_S = 2.0  # how often the money budgets are looked at (a small file each)

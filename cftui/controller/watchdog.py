@@ -30,7 +30,7 @@ from cftui.controller.settings import Settings
 from cftui.errors import CftuiError
 from cftui.fleet import FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.base import KILLED, RESTARTING, RUNNING, STOPPED, UNHEALTHY, BotStatus
+from cftui.runtime.status import KILLED, RESTARTING, RUNNING, STOPPED, UNHEALTHY, BotStatus
 from cftui.snapshots.reasons import one_line
 
 POLL_S = 5.0

@@ -418,7 +418,7 @@ class ClawFactoryApp(App[int]):
         if status is None:
             return
         services = dict(status.services)
-        from cftui.runtime.base import ServiceStatus
+        from cftui.runtime.status import ServiceStatus
 
         old = services.get(change.service) or ServiceStatus(change.service)
         started = old.started_at

@@ -18,13 +18,13 @@ from textual.widgets import DataTable
 from cftui.audit.traffic.budget import budget_left
 from cftui.hosts.config import LOCAL
 from cftui.humanize import format_uptime, format_usd, human_count
-from cftui.runtime.base import SERVICES
+from cftui.runtime.status import SERVICES
 from cftui.tui.formatting import state_look
 
 if TYPE_CHECKING:
     from cftui.audit.traffic.totals import Totals
     from cftui.fleet import BotConfig
-    from cftui.runtime.base import BotStatus
+    from cftui.runtime.status import BotStatus
 
 # Money: today's and this month's spend, and what a budget leaves (the
 # smaller of the day's and the month's). "+" after a sum: some calls of it

@@ -6,21 +6,21 @@ from __future__ import annotations
 from rich.text import Text
 
 from cftui.inert import inert
-from cftui.runtime import base
+from cftui.runtime import status as states
 
 # Header icon: a glyph every terminal font has (Textual's default ⭘ is not).
 HEADER_ICON = "◆"
 
 # state -> (glyph word, tone); tone picks a component style (ok/warn/bad/muted)
 STATE_LOOK = {
-    base.RUNNING: ("● running", "ok"),
-    base.STARTING: ("◐ starting", "warn"),
-    base.RESTARTING: ("◐ restarting", "warn"),
-    base.UNHEALTHY: ("▲ unhealthy", "bad"),
-    base.STOPPED: ("○ stopped", "muted"),
-    base.KILLED: ("✖ killed", "bad"),
-    base.MISSING: ("· missing", "muted"),
-    base.UNKNOWN: ("? unknown", "warn"),
+    states.RUNNING: ("● running", "ok"),
+    states.STARTING: ("◐ starting", "warn"),
+    states.RESTARTING: ("◐ restarting", "warn"),
+    states.UNHEALTHY: ("▲ unhealthy", "bad"),
+    states.STOPPED: ("○ stopped", "muted"),
+    states.KILLED: ("✖ killed", "bad"),
+    states.MISSING: ("· missing", "muted"),
+    states.UNKNOWN: ("? unknown", "warn"),
     "partial": ("◑ partial", "warn"),
     "absent": ("· absent", "muted"),
     "locked": ("■ LOCKED", "locked"),

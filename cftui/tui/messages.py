@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the fleet screen's first paint loads none of them
     from cftui.killswitch import KillResult
     from cftui.progress import ProgressEvent
     from cftui.proposals.counts import BotCount
-    from cftui.runtime.base import BotStatus, StateChange
+    from cftui.runtime.status import BotStatus, StateChange
 
 
 @dataclass

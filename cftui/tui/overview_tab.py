@@ -26,7 +26,8 @@ from cftui.audit.traffic.totals import Totals
 from cftui.errors import CftuiError
 from cftui.fleet import BotConfig
 from cftui.humanize import format_uptime, format_usd, human_bytes, human_count
-from cftui.runtime.base import RUNNING, SERVICES, STARTING, UNHEALTHY, ServiceUsage
+from cftui.runtime.base import ServiceUsage
+from cftui.runtime.status import RUNNING, SERVICES, STARTING, UNHEALTHY
 from cftui.tui.formatting import agent_text, state_look
 
 if TYPE_CHECKING:

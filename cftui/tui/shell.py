@@ -18,7 +18,7 @@ from cftui.errors import UsageError
 if TYPE_CHECKING:
     from textual.app import App
 
-    from cftui.runtime.base import BotStatus
+    from cftui.runtime.status import BotStatus
 
 SHELL_SERVICE = "gateway"
 

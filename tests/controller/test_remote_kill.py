@@ -10,7 +10,7 @@ from cfproxies.envfile import read_env_file
 from cftui import locks
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
-from cftui.runtime.base import KILLED
+from cftui.runtime.status import KILLED
 from tests.controller.conftest import BOTS
 from tests.fakes.memory_runtime import MemoryRuntime
 

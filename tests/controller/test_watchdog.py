@@ -17,7 +17,7 @@ from cftui.controller.clock import ScaledClock
 from cftui.controller.watchdog import Watchdog
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, no_progress
-from cftui.runtime.base import RUNNING, STOPPED
+from cftui.runtime.status import RUNNING, STOPPED
 from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
 
 FACTOR = 200.0  # 10 s of backoff in 50 ms

@@ -14,18 +14,14 @@ from datetime import UTC, datetime
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.runtime import Runtimes
-from cftui.runtime.base import (
-    INSTALLER,
+from cftui.runtime.base import INSTALLER, KillReport, LogLine, Runtime, ServiceUsage
+from cftui.runtime.status import (
     KILLED,
     RUNNING,
     SERVICES,
     STOPPED,
     BotStatus,
-    KillReport,
-    LogLine,
-    Runtime,
     ServiceStatus,
-    ServiceUsage,
     StateChange,
 )
 

@@ -20,7 +20,8 @@ from cftui.audit.events import read_events
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig, FleetHome
 from cftui.progress import ProgressEvent
-from cftui.runtime.base import RUNNING, KillReport
+from cftui.runtime.base import KillReport
+from cftui.runtime.status import RUNNING
 from tests.fakes.memory_runtime import MemoryRuntime, MemoryRuntimes
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from cftui.runtime.base import RUNNING, STOPPED
 from cftui.runtime.lima.plan import ports_for, unix_user
+from cftui.runtime.status import RUNNING, STOPPED
 
 pytestmark = pytest.mark.docker
 

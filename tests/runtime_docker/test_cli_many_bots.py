@@ -11,8 +11,8 @@ import pytest
 
 from cftui.audit.events import read_events
 from cftui.fleet import FleetHome
-from cftui.runtime.base import SERVICES
 from cftui.runtime.docker.names import container_name
+from cftui.runtime.status import SERVICES
 
 from .helpers import World
 

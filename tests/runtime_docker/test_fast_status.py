@@ -18,8 +18,8 @@ from cftui import fleet_view, lifecycle
 from cftui.cli.fleet_cmds import _status_json
 from cftui.fleet import BotConfig, FleetHome
 from cftui.runtime import Runtimes
-from cftui.runtime.base import KILLED, MISSING, RUNNING, STARTING, STOPPED, UNHEALTHY
 from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE, container_name
+from cftui.runtime.status import KILLED, MISSING, RUNNING, STARTING, STOPPED, UNHEALTHY
 
 from .helpers import TEST_LABEL, World, start_bot, wait_for
 

@@ -15,7 +15,7 @@ import pytest
 from cftui import locks
 from cftui.audit.events import read_events
 from cftui.runtime import Runtimes
-from cftui.runtime.base import RUNNING, STARTING
+from cftui.runtime.status import RUNNING, STARTING
 from cftui.spend import check_budgets
 
 from .helpers import World, start_bot, wait_for

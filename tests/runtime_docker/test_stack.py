@@ -21,8 +21,8 @@ from cftui import killswitch, lifecycle, locks
 from cftui.errors import BotLocked
 from cftui.fleet import BotConfig
 from cftui.runtime import Runtimes
-from cftui.runtime.base import KILLED, RUNNING
 from cftui.runtime.docker.runtime import DockerRuntime
+from cftui.runtime.status import KILLED, RUNNING
 
 from .helpers import World, http_get, start_bot, wait_for
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cftui.runtime.base import KILLED, MISSING, RESTARTING, RUNNING, STARTING, STOPPED
 from cftui.runtime.docker.states import event_change, parse_docker_time, service_status
+from cftui.runtime.status import KILLED, MISSING, RESTARTING, RUNNING, STARTING, STOPPED
 
 LABELS = {"io.clawfactory.bot": "b", "io.clawfactory.service": "gateway"}
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cftui.runtime.base import SERVICES
 from cftui.runtime.docker.spec import LABEL_BOT, LABEL_SERVICE, container_name
+from cftui.runtime.status import SERVICES
 
 TEST_LABEL = "io.clawfactory.test"
 IMAGE = "clawfactory/fake-llm:latest"  # any image with `sleep` and `sh`

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cftui.errors import RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
-from cftui.runtime.base import SERVICES, Runtime, ServiceUsage
+from cftui.runtime.base import Runtime, ServiceUsage
+from cftui.runtime.status import SERVICES
 
 if TYPE_CHECKING:
     from cftui.hosts.ssh import HostLink

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from cftui.runtime.base import RUNNING, SERVICES, STARTING, BotStatus
 from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE
 from cftui.runtime.docker.states import service_status
+from cftui.runtime.status import RUNNING, SERVICES, STARTING, BotStatus
 
 if TYPE_CHECKING:
     from cftui.fleet import BotConfig

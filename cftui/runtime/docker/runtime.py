@@ -27,7 +27,7 @@ from cftui.errors import CftuiError, RuntimeOperationError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.gateway.wiring import gateway_environment
 from cftui.progress import Progress, ProgressEvent, no_progress
-from cftui.runtime.base import KillReport, StateChange
+from cftui.runtime.base import KillReport
 from cftui.runtime.docker.audit_mirror import HostAuditMirror
 from cftui.runtime.docker.build import StackImages
 from cftui.runtime.docker.engine import explain
@@ -46,6 +46,7 @@ from cftui.runtime.docker.spec import (
     llm_proxy_spec,
 )
 from cftui.runtime.docker.watch import StackWatch
+from cftui.runtime.status import StateChange
 
 if TYPE_CHECKING:
     from cftui.hosts.ssh import HostLink

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cftui.runtime.base import (
+from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE
+from cftui.runtime.status import (
     KILLED,
     MISSING,
     RESTARTING,
@@ -18,7 +19,6 @@ from cftui.runtime.base import (
     ServiceStatus,
     StateChange,
 )
-from cftui.runtime.docker.names import LABEL_BOT, LABEL_SERVICE
 
 SIGKILL_EXIT = 137
 

@@ -10,16 +10,12 @@ from typing import Any
 
 from cftui.errors import RuntimeUnavailable
 from cftui.fleet import BotConfig
-from cftui.runtime.base import (
-    INSTALLER,
-    BotStatus,
-    LogLine,
-    StateChange,
-)
+from cftui.runtime.base import INSTALLER, LogLine
 from cftui.runtime.docker import listing
 from cftui.runtime.docker.engine import DockerEngine, explain
 from cftui.runtime.docker.names import LABEL_BOT, container_name
 from cftui.runtime.docker.states import event_change, parse_docker_time
+from cftui.runtime.status import BotStatus, StateChange
 
 
 class StackWatch(DockerEngine):

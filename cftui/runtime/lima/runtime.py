@@ -26,18 +26,7 @@ from cftui.identity import recipient_of
 from cftui.progress import Progress, ProgressEvent, no_progress
 from cftui.proposal_tree import MAX_FILE_BYTES
 from cftui.runtime import host_prep
-from cftui.runtime.base import (
-    INSTALLER,
-    MISSING,
-    RUNNING,
-    SERVICES,
-    STOPPED,
-    BotStatus,
-    KillReport,
-    LogLine,
-    Runtime,
-    StateChange,
-)
+from cftui.runtime.base import INSTALLER, KillReport, LogLine, Runtime
 from cftui.runtime.lima.audit import AuditFollower
 from cftui.runtime.lima.ctl import Instance, Limactl, lima_home
 from cftui.runtime.lima.install import install_deps
@@ -66,6 +55,7 @@ from cftui.runtime.lima.sync import pull_proposals, pull_state, push_proposals, 
 from cftui.runtime.lima.units import parse_journal_line
 from cftui.runtime.lima.vms import VMs
 from cftui.runtime.lima.wiring import wire_openclaw
+from cftui.runtime.status import MISSING, RUNNING, SERVICES, STOPPED, BotStatus, StateChange
 from cftui.runtime.telemetry_env import telemetry_secret_env
 
 HEALTH_TIMEOUT_S = 60.0

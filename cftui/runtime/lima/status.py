@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterable, Sequence
 
 from cftui.fleet import BotConfig
-from cftui.runtime.base import MISSING, SERVICES, STOPPED, BotStatus, ServiceStatus
 from cftui.runtime.lima.ctl import Instance
 from cftui.runtime.lima.plan import CONF_DIR, KILLED_DIR, unit_name
 from cftui.runtime.lima.ssh import VMShell
 from cftui.runtime.lima.units import SHOW_PROPS, parse_list_units, parse_show, service_status
+from cftui.runtime.status import MISSING, SERVICES, STOPPED, BotStatus, ServiceStatus
 
 # How long a unit's start time, read with `systemctl show`, is trusted while its
 # state stays the same (bounds a restart missed between two status calls).

@@ -8,7 +8,7 @@ import contextlib
 import json
 from datetime import UTC, datetime
 
-from cftui.runtime.base import (
+from cftui.runtime.status import (
     KILLED,
     MISSING,
     RESTARTING,
