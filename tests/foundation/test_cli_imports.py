@@ -94,6 +94,24 @@ def test_list_and_status_of_local_docker_bots_load_no_sdk_no_loop_no_tomlkit(
     assert _hits(modules, others) == []
 
 
+def test_the_plain_list_of_an_unchanged_fleet_parses_no_toml_and_reads_no_disk(
+    tmp_path: Path,
+) -> None:
+    """What the table does not show it does not load: fleet.toml's parse
+    comes from its cache, each bot's disk is not read, the runtime interface
+    stays unloaded (its states are in cftui.runtime.status)."""
+    env = {"CLAWFACTORY_HOME": str(tmp_path / "fleet")}
+    assert _loaded("init", "bot1", env=env)[0] == 0
+    toml = tmp_path / "fleet" / "fleet.toml"
+    os.utime(toml, (toml.stat().st_mtime - 60,) * 2)  # past the cache's racy window
+    assert _loaded("list", env=env)[0] == 0  # parses, and keeps the parse
+    code, modules = _loaded("list", env=env)
+    assert code == 0 and "cftui.runtime.docker.listing" in modules
+    unloaded = ("tomllib", "cftui.botdisk", "cftui.loopdisk", "cftui.runtime.base")
+    assert _hits(modules, unloaded) == []
+    assert "cftui.botdisk" in _loaded("list", "--json", env=env)[1]  # its disk is in the JSON
+
+
 def test_the_command_groups_are_what_each_module_registers() -> None:
     """`main` builds only the named command's group, found in GROUPS."""
     for group, commands in GROUPS.items():
