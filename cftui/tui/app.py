@@ -11,6 +11,7 @@ back as one notification each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
     from cftui.progress import ProgressEvent
     from cftui.proposals.counts import BotCount
+
+# At exit, the runtimes' connections get this long to close (`on_unmount`).
+CLOSE_TIMEOUT_S = 3.0
 
 # What the first paint of the fleet does without: the domain modules of the
 # status, the kill switch, the lifecycle and the totals load in a worker
@@ -161,6 +165,7 @@ class ClawFactoryApp(App[int]):
             self.title = f"{self.TITLE} · READ-ONLY"
         self.home = home
         self.runtimes = runtimes or Runtimes(home)
+        self._owns_runtimes = runtimes is None  # closed at exit (on_unmount)
         self.open_target = (open_bot, open_tab or "overview") if open_bot else None
         self.clock = clock
         self.status_interval = status_interval
@@ -189,6 +194,14 @@ class ClawFactoryApp(App[int]):
         self._counting = False
         # A palette command for a bot's Proposals tab, run once it has loaded.
         self.pending_proposals: dict[str, str] = {}
+
+    async def on_unmount(self) -> None:
+        """The runtimes this app made closed at exit: other hosts' SSH links
+        (and their forwarded sockets' directories), their audit mirrors, the
+        engine clients; bounded, so a host that went away never holds the exit."""
+        if self._owns_runtimes:
+            with contextlib.suppress(Exception):  # exiting: nothing left to tell
+                await asyncio.wait_for(self.runtimes.aclose(), CLOSE_TIMEOUT_S)
 
     # --- startup ----------------------------------------------------------
     def on_mount(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,8 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
 ) -> None:
     home = FleetHome(tmp_path / "fleet")
     home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(tui_host.fleet_entry("h2", f"{tui_host.root}/cf-tui"))
-    init_bot(home, "far", host="h2")
+    home.fleet_toml.write_text(tui_host.fleet_entry("tuihost", f"{tui_host.root}/cf-tui"))
+    init_bot(home, "far", host="tuihost")
     init_bot(home, "loc")
     app = make_app(home, status_interval=1.0)
     async with app.run_test(size=(160, 36)) as pilot:
@@ -146,7 +147,7 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
             assert "stop" not in state()
             errors = str(app.screen.query_one("#fleet-errors").render())
             # One line says why, naming the host (not this machine's DOCKER_HOST hint).
-            assert "h2" in errors and "DOCKER_HOST" not in errors, errors
+            assert "tuihost" in errors and "DOCKER_HOST" not in errors, errors
             assert "absent" in str(table.get_cell("loc", "state"))  # this engine still asked
         finally:
             tui_host.restore()
@@ -154,4 +155,13 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
         await wait_until(
             pilot, lambda: not str(app.screen.query_one("#fleet-errors").render()).strip(), WAIT
         )
-        await app.runtimes.aclose()
+        links = list(app.runtimes.links.values())
+        assert any(link.is_up for link in links)
+        assert _forward_dirs()  # the engine's forwarded socket, in a directory of its own
+    # The app's exit closed what it opened: the link, and the socket's directory.
+    assert links and not any(link.is_up for link in links)
+    assert _forward_dirs() == []
+
+
+def _forward_dirs() -> list[Path]:
+    return sorted(Path(tempfile.gettempdir()).glob("cf-host-tuihost-*"))
