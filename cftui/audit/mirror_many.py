@@ -202,6 +202,15 @@ class ManyFilesMirror:
         self._whole[remote] = _Whole(remote, local)
         self._changed.set()
 
+    def unfollow(self, remote: str) -> None:
+        """Stop mirroring `remote` (its bot moved away, or is gone): its local
+        copy's lock let go at once, so the bot's new host's mirror takes it."""
+        g = self._growing.pop(remote, None)
+        if g is not None:
+            g.release()
+        if self._whole.pop(remote, None) is not None or g is not None:
+            self._changed.set()  # the next round leaves it out
+
     @staticmethod
     def _usable(remote: str) -> bool:
         # A path is one field of a line on the far side and ours (root, bot, name).
@@ -249,6 +258,9 @@ class ManyFilesMirror:
     async def _round(self) -> bool:
         """One connection's sessions, until files are added (True) or they end."""
         self._changed.clear()
+        if not self._growing and not self._whole:  # nothing to follow: no session either
+            await self._changed.wait()
+            return True
         self.rounds += 1
         conn = await self.end.connection()
         remotes = [*self._growing, *self._whole]
@@ -394,7 +406,11 @@ class ManyFilesMirror:
                     raise _ProtocolError("not an answer to a read")
             elif parts[0] == b"W" and len(parts) == 4:
                 data = _decoded(parts[3])
-                if data is not None and len(data) <= MAX_WHOLE:
+                if (
+                    data is not None
+                    and len(data) <= MAX_WHOLE
+                    and self._whole.get(item.remote) is item  # not unfollowed meanwhile
+                ):
                     await asyncio.to_thread(atomic_write_private, item.local, data)
                     item.seen = item.asked
             elif parts != [b"E"]:

@@ -32,6 +32,7 @@ from cftui.controller.webhooks_in import SeenDeliveries
 from cftui.errors import CftuiError, ProposalError
 from cftui.fleet import BotConfig, FleetHome
 from cftui.inert import inert
+from cftui.mirrors import AuditMirrors
 from cftui.proposal_tree import approved
 from cftui.runtime import Runtimes
 from cftui.snapshots.reasons import one_line
@@ -69,6 +70,7 @@ class Controller:
     deliveries: SeenDeliveries = field(init=False)
     notifier: notify.Notifier = field(init=False)
     proposals: proposals_watch.ProposalsWatch = field(init=False)
+    mirrors: AuditMirrors = field(init=False)
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _promoting: dict[str, asyncio.Lock] = field(default_factory=dict)
     _actions: set[asyncio.Task] = field(default_factory=set)
@@ -79,6 +81,7 @@ class Controller:
         self.secrets = load_or_create(self.home)
         self.deliveries = SeenDeliveries(self.home)
         self.proposals = proposals_watch.ProposalsWatch(self.home)
+        self.mirrors = AuditMirrors(self.runtimes)
         urls = tuple(dict.fromkeys(self.options.notify + self.settings.notify))
         self.notifier = notify.Notifier(
             urls,
@@ -97,18 +100,13 @@ class Controller:
 
     async def _follow_audits(self) -> None:
         """Every bot's audit mirror (a Lima VM's, another host's), which the
-        budgets and the notifications read from the fleet home, started
-        once each; a bot made while the controller runs is followed within
-        `FOLLOW_RESCAN_S`."""
-        started: set[tuple[str, str, str]] = set()
+        budgets and the notifications read from the fleet home, where the
+        bot is now (`AuditMirrors`): a bot made, moved or deleted while the
+        controller runs is followed, or let go, within `FOLLOW_RESCAN_S`."""
         while True:
             with contextlib.suppress(CftuiError, OSError):
                 bots = await asyncio.to_thread(lambda: list(self.home.bots().values()))
-                for bot in bots:
-                    if (key := (bot.name, bot.host, bot.runtime)) not in started:
-                        started.add(key)
-                        with contextlib.suppress(CftuiError, OSError):
-                            await self.runtimes.for_bot(bot).follow_audit(bot)
+                await self.mirrors.sync(bots)
             await asyncio.sleep(FOLLOW_RESCAN_S)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:

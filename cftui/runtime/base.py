@@ -256,6 +256,11 @@ class Runtime(ABC):
         Docker host); a no-op where the proxies write the fleet home's own.
         `events` starts it for the bots it watches (the TUI, `--run`)."""
 
+    async def unfollow_audit(self, bot: BotConfig) -> None:  # noqa: B027 - optional hook
+        """Stop mirroring the bot's audit files from here: it moved to
+        another host, or is gone (`cftui.mirrors`); a no-op where there is
+        no mirror."""
+
     def state_link(self, bot: BotConfig) -> HostLink | None:
         """The SSH link to the host that holds the bot's `state/` when it is
         not the fleet home's (another Docker host): snapshots stream it from

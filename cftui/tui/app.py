@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerState
 
 from cftui.errors import CftuiError
 from cftui.inert import inert
+from cftui.mirrors import AuditMirrors
 from cftui.proposals.counts import ProposalCounts, proposes
 from cftui.runtime import Runtimes
 from cftui.tui import readonly as ro
@@ -166,6 +167,7 @@ class ClawFactoryApp(App[int]):
         self.home = home
         self.runtimes = runtimes or Runtimes(home)
         self._owns_runtimes = runtimes is None  # closed at exit (on_unmount)
+        self.mirrors = AuditMirrors(self.runtimes)
         self.open_target = (open_bot, open_tab or "overview") if open_bot else None
         self.clock = clock
         self.status_interval = status_interval
@@ -307,6 +309,8 @@ class ClawFactoryApp(App[int]):
 
         statuses, errors = await lifecycle.fleet_status(self.home, bots, self.runtimes)
         self.post_message(FleetStatusUpdated(statuses, errors))
+        if self.live:  # a bot moved or deleted meanwhile: its mirror follows it
+            await self.mirrors.sync(bots)
 
     def _load_domain(self, bots: list[BotConfig]) -> None:
         import importlib

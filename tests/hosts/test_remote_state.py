@@ -27,6 +27,7 @@ from cftui.botinit import init_bot
 from cftui.errors import SnapshotError
 from cftui.fleet import FleetHome
 from cftui.hosts.layout import HostLayout
+from cftui.mirrors import AuditMirrors
 from cftui.runtime import Runtimes
 from cftui.snapshots.agechild import bot_identity, spawn
 from cftui.snapshots.remote import RemoteState, create_remote_snapshot
@@ -313,6 +314,49 @@ def test_two_mirrors_of_one_bot_copy_each_line_once_and_hand_over(
         finally:
             await first.aclose()
             await second.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_moved_or_deleted_bots_mirror_lets_go_of_its_old_host(
+    home: FleetHome, audit_host: TestHost, as_operator: Path
+) -> None:
+    """`cftui move` switches a bot's host while `cftui serve` or the TUI
+    mirrors it: their AuditMirrors drop the old host's mirror (and the local
+    copy's lock it held), so the new host's lines reach the same local
+    traffic.jsonl; a deleted bot's mirror ends, and with it the host's loop."""
+    old = _fleet(home, audit_host, "mover")
+    with home.fleet_toml.open("a") as f:  # the same machine under another root
+        f.write(audit_host.fleet_entry("h3", audit_host.root / f"cf-{home.root.parent.name}-b"))
+    new = Path(HostLayout.of(home.host("h3")).traffic_log("mover"))
+    new.parent.mkdir(parents=True, mode=0o700)
+    near = home.traffic_log("mover")
+    _append(old, _record(1))
+
+    async def go() -> None:
+        runtimes = Runtimes(home)
+        mirrors = AuditMirrors(runtimes)
+        try:
+            await mirrors.sync(list(home.bots().values()))
+            await _until(lambda: _ids(near) == ["c1"], "the old host's line")
+            assert mirrors.following() == {"mover": "h2"}
+            home.update_bot("mover", host="h3")  # as `cftui move` does, once moved
+            _append(new, _record(2))
+            await mirrors.sync(list(home.bots().values()))
+            assert mirrors.following() == {"mover": "h3"}
+            await _until(lambda: _ids(near) == ["c1", "c2"], "the new host's line")
+            _append(old, _record(9))  # the old host's copy is no longer read
+            _append(new, _record(3))
+            await _until(lambda: _ids(near) == ["c1", "c2", "c3"], "the next line")
+            await asyncio.sleep(mirror_many.LOCKED_RETRY_S)
+            assert _ids(near) == ["c1", "c2", "c3"]
+            home.remove_bot("mover")
+            await mirrors.sync(list(home.bots().values()))
+            assert mirrors.following() == {}
+            # Nothing left to follow there: no session, so no loop on the host.
+            await _until(lambda: not _host_processes(new.parent), "the host's loop to end")
+        finally:
+            await runtimes.aclose()
 
     asyncio.run(go())
 

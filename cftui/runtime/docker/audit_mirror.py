@@ -109,6 +109,17 @@ class HostAuditMirror:
                 retrying(lambda: self._push_control(bot)), name=f"host-audit-{bot}-control"
             )
 
+    def unfollow(self, bot: str) -> None:
+        """Stop mirroring `bot`'s audit from this host (it moved to another,
+        or is gone), its control file no longer pushed here."""
+        layout = HostLayout.of(self.link.host)
+        for name in (*GROWING, *REWRITTEN):
+            self._files.unfollow(str(layout.audit_dir(bot) / name))
+        task = self._control.pop(bot, None)
+        if task is not None:
+            task.cancel()
+        self.counters.pop(bot, None)
+
     async def _push_control(self, bot: str) -> None:
         """`cftui capture` and `cftui egress` write the control file here;
         the host's egress proxy reads its copy under the host's root (owned

@@ -308,6 +308,10 @@ class DockerRuntime(
             self._mirror = HostAuditMirror(self.home, self._link)
         self._mirror.follow(bot.name)
 
+    async def unfollow_audit(self, bot: BotConfig) -> None:
+        if self._mirror is not None:
+            self._mirror.unfollow(bot.name)
+
     async def events(self, bots: Sequence[BotConfig]) -> AsyncIterator[StateChange]:
         """The engine's events (`StackWatch.events`); on another host the
         bots' audit mirrors start first, as a Lima VM's do."""

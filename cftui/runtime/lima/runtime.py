@@ -342,6 +342,9 @@ class LimaRuntime(Runtime):
         shell = await self._shell(bot.lima.vm)
         self._follower(shell, bot.name).start()
 
+    async def unfollow_audit(self, bot: BotConfig) -> None:
+        await self._stop_follower(bot.name)
+
     async def down(self, bot: BotConfig) -> None:
         try:
             shell = await self._shell(bot.lima.vm)
