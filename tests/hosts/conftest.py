@@ -12,8 +12,8 @@ import pytest
 
 from cftui.fleet import FleetHome
 from tests.conftest import IN_CI
+from tests.hosts.names import host_names
 from tests.hosts.testhost import HostUnavailable, TestHost
-from tests.parallel import worker_slot
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,11 @@ def operator_ssh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _make_host(operator_ssh: Path, netns: str, index: int) -> Iterator[TestHost]:
     """The host `netns` at `index` of 10.250.21.0/24; under xdist, worker N's
     own copy (namespace `<netns>wN`, 10.250.<100+N>.0/24), so that two
-    workers never build one namespace."""
-    slot = worker_slot()
-    if slot is None:
-        host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"))
-    else:
-        netns = f"{netns}w{slot}"
-        host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"), subnet=100 + slot)
+    workers never build one namespace; and a spare copy (`<netns>pK`,
+    10.250.<40+K>.0/24) while another live run holds those (names.py)."""
+    names = host_names()
+    netns = f"{netns}{names.suffix}"
+    host = TestHost(netns, index, Path(f"/tmp/cf-host-{netns}"), subnet=names.subnet)
     host.close()  # what a killed earlier run of this test left (only our own names)
     try:
         host.build((operator_ssh / ".ssh" / "id_ed25519.pub").read_text())

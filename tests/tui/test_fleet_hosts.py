@@ -22,6 +22,7 @@ from cftui.tui.app import make_app
 from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import FleetTable
 from tests.hosts.conftest import _make_host, as_operator, operator_ssh  # noqa: F401 - fixtures
+from tests.hosts.names import host_names
 from tests.hosts.testhost import TestHost
 from tests.tui.tui_helpers import wait_until
 
@@ -126,10 +127,13 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
     as_operator: Path,  # noqa: F811 - the hosts' fixture
     docker_client: Any,
 ) -> None:
+    # The fleet's name of it, this process's own as its namespace is (its
+    # link's socket directory is named after it: another run's is not ours).
+    name = f"tuihost{host_names().suffix}"
     home = FleetHome(tmp_path / "fleet")
     home.root.mkdir(parents=True)
-    home.fleet_toml.write_text(tui_host.fleet_entry("tuihost", f"{tui_host.root}/cf-tui"))
-    init_bot(home, "far", host="tuihost")
+    home.fleet_toml.write_text(tui_host.fleet_entry(name, f"{tui_host.root}/cf-tui"))
+    init_bot(home, "far", host=name)
     init_bot(home, "loc")
     app = make_app(home, status_interval=1.0)
     async with app.run_test(size=(160, 36)) as pilot:
@@ -152,7 +156,7 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
             assert "stop" not in state()
             errors = str(app.screen.query_one("#fleet-errors").render())
             # One line says why, naming the host (not this machine's DOCKER_HOST hint).
-            assert "tuihost" in errors and "DOCKER_HOST" not in errors, errors
+            assert name in errors and "DOCKER_HOST" not in errors, errors
             assert "absent" in str(table.get_cell("loc", "state"))  # this engine still asked
         finally:
             tui_host.restore()
@@ -165,11 +169,11 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
         )
         links = list(app.runtimes.links.values())
         assert any(link.is_up for link in links)
-        assert _forward_dirs()  # the engine's forwarded socket, in a directory of its own
+        assert _forward_dirs(name)  # the engine's forwarded socket, in a directory of its own
     # The app's exit closed what it opened: the link, and the socket's directory.
     assert links and not any(link.is_up for link in links)
-    assert _forward_dirs() == []
+    assert _forward_dirs(name) == []
 
 
-def _forward_dirs() -> list[Path]:
-    return sorted(Path(tempfile.gettempdir()).glob("cf-host-tuihost-*"))
+def _forward_dirs(host: str) -> list[Path]:
+    return sorted(Path(tempfile.gettempdir()).glob(f"cf-host-{host}-*"))
