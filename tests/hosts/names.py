@@ -15,8 +15,6 @@ it, so its names are free again (and its leftovers cleaned by the next).
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import IO
 
@@ -38,7 +36,8 @@ _held: tuple[HostNames, IO[str]] | None = None
 
 
 def _try(names: HostNames) -> IO[str] | None:
-    path = os.path.join(tempfile.gettempdir(), f"cftui-testhosts-10.250.{names.subnet}.lock")
+    # /tmp as the hosts' own roots are (a TMPDIR of a run's own would not be shared).
+    path = f"/tmp/cftui-testhosts-10.250.{names.subnet}.lock"
     fh = open(path, "a+")  # noqa: SIM115 - held open as long as the process runs
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
