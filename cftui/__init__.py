@@ -5,4 +5,8 @@ domain (`fleet`, `runtime`, `audit`, `snapshots`, `killswitch`), which knows
 nothing of Textual.
 """
 
+from cftui import lean_dataclasses
+
 __version__ = "0.1.0"
+
+lean_dataclasses.load()  # before any module of ours defines a dataclass

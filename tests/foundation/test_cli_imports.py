@@ -182,3 +182,29 @@ def test_the_hosts_help_names_the_probe_timeout(cli) -> None:
 
     r = cli("hosts", "--help")
     assert r.code == 0 and f"(default {PROBE_TIMEOUT_S:g})" in " ".join(r.out.split())
+
+
+def test_dataclasses_load_without_inspect_and_still_use_it_when_asked() -> None:
+    """`cftui.lean_dataclasses`: no command pays for `inspect` to define its
+    dataclasses; a class without a docstring (the one use) still gets its
+    signature written, through the real module, which then is the only one."""
+    probe = """
+import json, sys
+import cftui.fleet
+before = "inspect" in sys.modules
+from dataclasses import dataclass
+@dataclass
+class Bare:
+    a: int
+import inspect, dataclasses
+print(json.dumps({"before": before, "doc": Bare.__doc__,
+    "same": dataclasses.inspect.signature is inspect.signature,
+    "module": type(sys.modules["inspect"]).__name__}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    doc = json.loads(out.stdout)
+    assert doc["before"] is False
+    assert doc["doc"] == "Bare(a: int)"
+    assert doc["same"] and doc["module"] == "module"

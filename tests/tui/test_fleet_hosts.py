@@ -139,11 +139,16 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
         def state() -> str:
             return str(table.get_cell("far", "state")) if table.row_count == 2 else ""
 
-        await wait_until(pilot, lambda: "partial" in state(), WAIT)  # two of its four run
+        def shown() -> str:
+            errors = str(app.screen.query_one("#fleet-errors").render()).strip()
+            links = {name: link.is_up for name, link in app.runtimes.links.items()}
+            return f"state {state()!r}, errors {errors[:300]!r}, links up {links}"
+
+        await wait_until(pilot, lambda: "partial" in state(), WAIT, shown)  # two of its four run
         real = state()
         tui_host.cut()
         try:
-            await wait_until(pilot, lambda: "unknown" in state(), WAIT)
+            await wait_until(pilot, lambda: "unknown" in state(), WAIT, shown)
             assert "stop" not in state()
             errors = str(app.screen.query_one("#fleet-errors").render())
             # One line says why, naming the host (not this machine's DOCKER_HOST hint).
@@ -151,9 +156,12 @@ async def test_a_host_that_drops_out_shows_its_bots_unknown_and_comes_back_by_it
             assert "absent" in str(table.get_cell("loc", "state"))  # this engine still asked
         finally:
             tui_host.restore()
-        await wait_until(pilot, lambda: state() == real, WAIT)
+        await wait_until(pilot, lambda: state() == real, WAIT, shown)
         await wait_until(
-            pilot, lambda: not str(app.screen.query_one("#fleet-errors").render()).strip(), WAIT
+            pilot,
+            lambda: not str(app.screen.query_one("#fleet-errors").render()).strip(),
+            WAIT,
+            shown,
         )
         links = list(app.runtimes.links.values())
         assert any(link.is_up for link in links)

@@ -55,13 +55,20 @@ def append_records(path: Path, records: list[dict]) -> None:
             f.write(json.dumps(rec).encode() + b"\n")
 
 
-async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll the UI until `predicate` holds (never a fixed sleep)."""
+async def wait_until(
+    pilot,
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    what: Callable[[], str] | None = None,
+) -> None:
+    """Poll the UI until `predicate` holds (never a fixed sleep); `what`
+    says, on failure, what the UI showed instead."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError("UI condition not met in time")
+            shown = f": {what()}" if what is not None else ""
+            raise AssertionError(f"UI condition not met in {timeout:.0f} s{shown}")
         await pilot.pause(0.02)
 
 
