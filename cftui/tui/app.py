@@ -96,7 +96,8 @@ DISRUPTIVE_MANY = {
 
 @dataclass
 class FleetFilesRead:
-    """fleet.toml and the locks as read from disk (a thread worker's result)."""
+    """fleet.toml and the locks as read from disk, and at the app's start the
+    rows' states (a thread worker's result)."""
 
     configs: dict[str, BotConfig]
     locked: frozenset[str]
@@ -257,9 +258,12 @@ class ClawFactoryApp(App[int]):
         the runtimes the app made itself (handed-in ones are asked only)."""
         from cftui import fleet_view
 
-        found = fleet_view.read_now(
-            self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
-        )
+        try:
+            found = fleet_view.read_now(
+                self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
+            )
+        except Exception:  # an answer not of the engine's shape: never the rows' loss
+            return None
         if found is None or found[1]:
             return None
         return found[0]
