@@ -254,9 +254,13 @@ def main() -> None:
                     cpu[f"{case}: {mark}"] = []
             for argv, marks, case_env in cases.values():  # the page cache, the engine, bytecode
                 in_tmux(argv, case_env, marks)
-            for _ in range(args.runs):  # interleaved: a busy moment falls on all alike
+            order = list(cases.items())
+            for run in range(args.runs):  # interleaved: a busy moment falls on all alike
                 times["python -c pass"].append(_bare_start(py))
-                for case, (argv, marks, case_env) in cases.items():
+                # Each case in each place of the run in turn, so that no case
+                # always follows the same one (the bare app's exit, say).
+                turn = run % len(order)
+                for case, (argv, marks, case_env) in order[turn:] + order[:turn]:
                     at, used = in_tmux(argv, case_env, marks)
                     for mark in marks:
                         times[f"{case}: {mark}"].append(at[mark])

@@ -54,16 +54,23 @@ def merge(
 
 
 def read_now(
-    home: FleetHome, bots: Sequence[BotConfig], *, brief: bool = False
+    home: FleetHome,
+    bots: Sequence[BotConfig],
+    *,
+    brief: bool = False,
+    probe: bool = True,
+    timeout: float | None = None,
 ) -> tuple[dict[str, BotStatus], list[str]] | None:
     """`lifecycle.fleet_status`, blocking and light, or None when a bot
     needs another runtime or the engine is not this machine's unix socket
     (the caller then takes the full path). `brief`: each bot's state and
     uptime exact, not every service's details (`listing.read_status`) nor
-    its disk."""
+    its disk. `probe` and `timeout` (each of the engine's answers; the
+    runtime's client's by default): for the TUI's first look, which the
+    fleet's rows wait for, so that it never waits long."""
     if any(b.runtime != "docker" or b.host != LOCAL for b in bots):
         return None
-    from cftui.runtime.docker.engine_socket import EngineSocket, local_socket
+    from cftui.runtime.docker.engine_socket import TIMEOUT_S, EngineSocket, local_socket
 
     path = local_socket()
     if path is None:
@@ -72,8 +79,8 @@ def read_now(
 
     errors: list[str] = []
     try:
-        with EngineSocket(path) as engine:
-            found = read_status(engine, bots, brief=brief)
+        with EngineSocket(path, TIMEOUT_S if timeout is None else timeout) as engine:
+            found = read_status(engine, bots, brief=brief, probe=probe)
     except CftuiError as exc:
         errors.append(str(exc))
         found = {b.name: BotStatus(b.name, b.runtime, error=str(exc)) for b in bots}

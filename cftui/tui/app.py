@@ -54,9 +54,13 @@ if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
     from cftui.progress import ProgressEvent
     from cftui.proposals.counts import BotCount
+    from cftui.runtime.status import BotStatus
 
 # At exit, the runtimes' connections get this long to close (`on_unmount`).
 CLOSE_TIMEOUT_S = 3.0
+# The fleet's rows wait for the first look at most this long an answer of
+# the engine (it answers in milliseconds; a hung one is the full status's).
+FIRST_LOOK_TIMEOUT_S = 0.2
 
 # What the first paint of the fleet does without: the domain modules of the
 # status, the kill switch, the lifecycle and the totals load in a worker
@@ -92,11 +96,13 @@ DISRUPTIVE_MANY = {
 
 @dataclass
 class FleetFilesRead:
-    """fleet.toml and the locks as read from disk (a thread worker's result)."""
+    """fleet.toml and the locks as read from disk, and at the app's start the
+    rows' states (a thread worker's result)."""
 
     configs: dict[str, BotConfig]
     locked: frozenset[str]
     error: str | None = None
+    first_look: dict[str, BotStatus] | None = None  # the rows' states (`_first_look`)
 
 
 def _utc_now() -> datetime:
@@ -189,6 +195,7 @@ class ClawFactoryApp(App[int]):
         self._watching: set[tuple[str, str]] = set()  # (host, runtime kind) watched
         self._status_timer: Any = None
         self._domain_loaded = False
+        self._status_full = False  # a status round trip answered (not only the first look)
         # The (host, runtime kind) places whose runtime objects were made in
         # a thread: a bot added later elsewhere has its made there too.
         self._places_made: set[tuple[str, str]] = set()
@@ -217,7 +224,7 @@ class ClawFactoryApp(App[int]):
             self.set_keymap(self.user_keymap)
 
         self.push_screen(FleetScreen())
-        self.read_fleet_files()
+        self.read_fleet_files(first_look=self._owns_runtimes)
 
     @property
     def bot_names(self) -> list[str]:
@@ -225,9 +232,10 @@ class ClawFactoryApp(App[int]):
 
     # --- fleet files, totals (thread) ---------------------------------------
     @work(thread=True, exclusive=True, group="files", exit_on_error=False)
-    def read_fleet_files(self) -> None:
+    def read_fleet_files(self, first_look: bool = False) -> None:
         """fleet.toml and the locks: all the fleet's rows need to be drawn
-        (their statuses and totals follow from other workers)."""
+        (their totals and full statuses follow from other workers), with
+        `first_look`, each row's state."""
         from cftui import locks
 
         try:
@@ -236,7 +244,29 @@ class ClawFactoryApp(App[int]):
         except CftuiError as exc:
             configs, error = {}, str(exc)
         locked = frozenset(locks.locked_bots(self.home))
-        self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error))
+        look = self._first_look(list(configs.values())) if first_look and configs else None
+        self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error, look))
+
+    def _first_look(self, bots: list[BotConfig]) -> dict[str, BotStatus] | None:
+        """Each bot's state as `cftui list` reads it: this machine's engine
+        socket, no SDK, no runtime made (`fleet_view.read_now`), ~10 ms
+        where the full status waits ~300 ms for the domain's and the SDK's
+        imports. Drawn with the rows, in their first paint: a table's
+        every change paints all its cells again (~100 ms on a busy
+        machine). None when another runtime or engine is asked, or the
+        engine does not answer at once: the full status says it. Only for
+        the runtimes the app made itself (handed-in ones are asked only)."""
+        from cftui import fleet_view
+
+        try:
+            found = fleet_view.read_now(
+                self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
+            )
+        except Exception:  # an answer not of the engine's shape: never the rows' loss
+            return None
+        if found is None or found[1]:
+            return None
+        return found[0]
 
     @work(thread=True, exclusive=True, group="totals", exit_on_error=False)
     def read_totals(self, names: list[str]) -> None:
@@ -271,6 +301,8 @@ class ClawFactoryApp(App[int]):
         self.locked = files.locked
         if files.error:
             self.status_errors = [files.error]
+        if files.first_look is not None and not self._status_full:
+            self.statuses.update(files.first_look)
         self.fleet_signal.publish(None)
         if not first:
             self.read_totals(list(self.configs))
@@ -325,7 +357,7 @@ class ClawFactoryApp(App[int]):
 
     @on(FleetStatusUpdated)
     def _status(self, message: FleetStatusUpdated) -> None:
-        first = not self.statuses
+        first, self._status_full = not self._status_full, True
         self.statuses.update(message.statuses)
         self.status_errors = message.errors
         self.fleet_signal.publish(None)

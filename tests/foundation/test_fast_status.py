@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,35 @@ def test_a_lima_bot_takes_the_full_path(home: FleetHome, cli) -> None:
     assert cli("init", "vm1", "--runtime", "lima").code == 0
     assert fleet_view.read_now(home, list(home.bots().values())) is None
     assert fleet_view.read_now(home, [home.bot("bot1")]) is not None
+
+
+def test_an_engine_that_does_not_answer_is_given_up_on_after_the_timeout_asked(
+    home: FleetHome, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's first look (its rows wait for it) asks for a short
+    timeout: an engine that takes the connection and says nothing reads as
+    one line saying it timed out, not the client's minute. Here the engine
+    hangs up after a few seconds, which a read without the timeout would
+    wait for and report otherwise."""
+    path = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert cli("init", "bot1").code == 0
+
+    def hang_up_later() -> None:
+        conn, _ = listener.accept()
+        time.sleep(5)
+        conn.close()
+
+    threading.Thread(target=hang_up_later, daemon=True).start()
+    try:
+        got = fleet_view.read_now(home, [home.bot("bot1")], brief=True, timeout=0.2)
+    finally:
+        listener.close()
+    assert got is not None
+    statuses, errors = got
+    assert len(errors) == 1 and "timed out" in errors[0], errors
+    assert statuses["bot1"].state == "unknown"

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cftui.botinit import init_bot
 from cftui.fleet import FleetHome
 from cftui.runtime import Runtimes
+from tests.tui.stand_ins import remove_stand_ins, stand_in_stack
 
 PROBE = """
 import asyncio, json, sys
@@ -36,6 +39,39 @@ async def main():
         states = {name: s.state for name, s in app.statuses.items()}
         modules = sorted(sys.modules)
     print(json.dumps({"states": states, "modules": modules}), file=sys.stderr)
+
+asyncio.run(main())
+"""
+
+
+# The app's state in the rows' first paint: at the first message handled
+# once fleet.toml's rows are known (they and the first look arrive in one
+# call, `_files_read`; what loads the domain starts only after that paint),
+# and at the first full status.
+FIRST_PAINT = """
+import asyncio, json, sys
+from pathlib import Path
+from cftui.fleet import FleetHome
+from cftui.tui.app import make_app
+from cftui.tui.messages import FleetStatusUpdated
+
+async def main():
+    app = make_app(FleetHome(Path(sys.argv[1])), status_interval=3600, live=False)
+    seen = {}
+
+    def states(statuses):
+        return {n: (s.state if (s := statuses.get(n)) else None) for n in app.configs}
+
+    def hook(message):
+        if app.configs and "first" not in seen:
+            seen["first"] = {"states": states(app.statuses), "modules": sorted(sys.modules)}
+        if isinstance(message, FleetStatusUpdated) and "full" not in seen:
+            seen["full"] = states(message.statuses)
+
+    async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
+        while "full" not in seen:
+            await pilot.pause(0.02)
+    print(json.dumps(seen), file=sys.stderr)
 
 asyncio.run(main())
 """
@@ -106,3 +142,55 @@ async def test_a_bot_of_another_runtime_added_later_has_its_runtime_made_off_the
     loop_thread = threading.main_thread().name
     assert set(runtimes.made) == {"docker", "lima"}
     assert loop_thread not in runtimes.made.values(), runtimes.made
+
+
+# What the full status needs and the first look does without (~300 ms of
+# imports on a quiet machine: issue #23, every row's state within 0.5 s).
+NOT_FOR_THE_FIRST_LOOK = (
+    "docker",
+    "requests",
+    "cftui.runtime.docker.runtime",
+    "cftui.runtime.docker.engine",
+    "cftui.lifecycle",
+)
+
+
+@pytest.mark.parametrize("engine", ["real", "missing"])
+def test_the_rows_first_paint_has_the_engines_states_without_the_sdk(
+    engine: str, tmp_path: Path, docker_client: Any
+) -> None:
+    """The rows are drawn with each bot's state as this machine's engine
+    socket says it (`fleet_view.read_now`), before the docker SDK, the
+    Docker runtime or the lifecycle are imported; the full status then says
+    the same. An engine that does not answer leaves the rows' states to the
+    full status, which says why (not a first look's error of its own)."""
+    tag = secrets.token_hex(3)
+    up, down = f"tfl{tag}-a", f"tfl{tag}-b"
+    home = FleetHome(tmp_path / "fleet")
+    init_bot(home, up)
+    init_bot(home, down)
+    env = {**os.environ}
+    if engine == "missing":
+        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    try:
+        if engine == "real":
+            stand_in_stack(docker_client, up, tag)
+        proc = subprocess.run(
+            [sys.executable, "-c", FIRST_PAINT, str(home.root)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        remove_stand_ins(docker_client, tag)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stderr.strip().splitlines()[-1])
+    first = seen["first"]
+    assert _hits(first["modules"], NOT_FOR_THE_FIRST_LOOK) == []
+    if engine == "real":
+        assert first["states"] == {up: "running", down: "absent"}
+        assert seen["full"] == first["states"]
+    else:
+        assert first["states"] == {up: None, down: None}
+        assert seen["full"] == {up: "unknown", down: "unknown"}

@@ -116,11 +116,12 @@ def from_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_status(
-    engine: EngineSocket, bots: Sequence[BotConfig], *, brief: bool = False
+    engine: EngineSocket, bots: Sequence[BotConfig], *, brief: bool = False, probe: bool = True
 ) -> dict[str, BotStatus]:
     """`DockerRuntime.status` on the engine's socket, blocking: the inspects
     pipelined on one connection, and an event loop only when a service
-    waits for its first health check.
+    waits for its first health check (`probe`; without it, such a service
+    reads `starting`, as Docker says, and no probe's timeout is waited on).
 
     `brief`: for the `cftui list` table, which shows each bot's state and
     its gateway's uptime, nothing of a service that does not run: only the
@@ -137,7 +138,7 @@ def read_status(
     if brief:  # the inspected ones as their inspect says, the others as listed
         found = {**by_service(from_summary(s) for s in listed), **found}
     out = statuses(bots, found)
-    if unchecked(bots, out):
+    if probe and unchecked(bots, out):
         import asyncio
 
         asyncio.run(probe_unchecked(bots, out, found))
