@@ -33,7 +33,7 @@ def bot(docker_client: Any) -> Iterator[str]:
     name = f"tb{secrets.token_hex(4)}"
     yield name
     with contextlib.suppress(Exception):
-        docker_client.images.remove(catalog.gateway_image_name(name), force=True)
+        docker_client.images.remove(catalog.gateway_image_name(name), force=True, noprune=True)
 
 
 @pytest.fixture
@@ -286,7 +286,7 @@ def other_bot_image(docker_client: Any, tmp_path: Path, base_image: str) -> Iter
         yield tag
     finally:
         with contextlib.suppress(Exception):
-            docker_client.images.remove(tag, force=True)
+            docker_client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.mark.docker

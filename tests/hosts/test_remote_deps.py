@@ -136,7 +136,7 @@ def remote(
     finally:
         mp.undo()
         client.close()
-        subprocess.run(["docker", "image", "rm", "-f", f"clawfactory/gateway-{BOT}:latest"],
+        subprocess.run(["docker", "image", "rm", "-f", "--no-prune", f"clawfactory/gateway-{BOT}:latest"],
                        capture_output=True)  # fmt: skip
 
 

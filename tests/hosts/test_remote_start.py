@@ -122,7 +122,7 @@ def remote(
     finally:
         mp.undo()
         # The host's containers go with it; the gateway image built here is this test's.
-        subprocess.run(["docker", "image", "rm", "-f", f"clawfactory/gateway-{BOT}:latest"],
+        subprocess.run(["docker", "image", "rm", "-f", "--no-prune", f"clawfactory/gateway-{BOT}:latest"],
                        capture_output=True)  # fmt: skip
 
 

@@ -62,7 +62,7 @@ def gateway_images() -> Iterator[list[str]]:
     bots: list[str] = []
     yield bots
     for bot in bots:
-        subprocess.run(["docker", "image", "rm", "-f", f"clawfactory/gateway-{bot}:latest"],
+        subprocess.run(["docker", "image", "rm", "-f", "--no-prune", f"clawfactory/gateway-{bot}:latest"],
                        capture_output=True)  # fmt: skip
 
 

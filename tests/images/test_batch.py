@@ -325,7 +325,7 @@ def two_bots(docker_client):
     yield names
     for name in names:
         with contextlib.suppress(Exception):
-            docker_client.images.remove(catalog.gateway_image_name(name), force=True)
+            docker_client.images.remove(catalog.gateway_image_name(name), force=True, noprune=True)
 
 
 @pytest.mark.docker

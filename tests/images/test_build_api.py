@@ -47,7 +47,7 @@ def bot_name(docker_client: Any):
     name = f"t{os.urandom(4).hex()}"
     yield name
     with contextlib.suppress(Exception):
-        docker_client.images.remove(catalog.gateway_image_name(name), force=True)
+        docker_client.images.remove(catalog.gateway_image_name(name), force=True, noprune=True)
 
 
 def _demo_code(tmp_path: Path, base: str) -> Path:

@@ -142,7 +142,9 @@ def destroy_world(world: World) -> None:
         world.client.networks.get(world.network).remove()
     for name in world.bots:  # each test bot's gateway image is its own
         with contextlib.suppress(docker.errors.APIError):
-            world.client.images.remove(f"clawfactory/gateway-{name}:latest", force=True)
+            world.client.images.remove(
+                f"clawfactory/gateway-{name}:latest", force=True, noprune=True
+            )
 
 
 async def start_bot(world: World, bot: BotConfig) -> None:

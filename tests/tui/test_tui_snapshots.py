@@ -44,7 +44,14 @@ def tmp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 async def _fleet_ready(pilot) -> None:
     app = pilot.app
-    await wait_until(pilot, lambda: len(app.statuses) == 4 and len(app.totals) == 4)
+    await wait_until(
+        pilot,
+        lambda: (
+            len(app.statuses) == 4
+            and len(app.totals) == 4
+            and set(app.proposal_counts.parts) >= set(app.configs)
+        ),  # the proposals column
+    )
     await pilot.pause()
 
 
