@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cftui import locks
-from cftui.errors import CftuiError
+from cftui.errors import CftuiError, RuntimeUnavailable
 from cftui.fleet import BotConfig, FleetHome
 from cftui.hosts.config import LOCAL
 from cftui.runtime.status import BotStatus
@@ -80,7 +80,14 @@ def read_now(
     errors: list[str] = []
     try:
         with EngineSocket(path, TIMEOUT_S if timeout is None else timeout) as engine:
-            found = read_status(engine, bots, brief=brief, probe=probe)
+            try:
+                found = read_status(engine, bots, brief=brief, probe=probe)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                # JSON, but not the engine API's shape: one line, as for an engine down.
+                raise RuntimeUnavailable(
+                    f"docker: an answer of the engine at {path} is not of the Engine API's "
+                    f"shape ({type(exc).__name__})"
+                ) from None
     except CftuiError as exc:
         errors.append(str(exc))
         found = {b.name: BotStatus(b.name, b.runtime, error=str(exc)) for b in bots}

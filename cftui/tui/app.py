@@ -254,16 +254,14 @@ class ClawFactoryApp(App[int]):
         imports. Drawn with the rows, in their first paint: a table's
         every change paints all its cells again (~100 ms on a busy
         machine). None when another runtime or engine is asked, or the
-        engine does not answer at once: the full status says it. Only for
-        the runtimes the app made itself (handed-in ones are asked only)."""
+        engine does not answer at once, or not in its shape: the full
+        status says it. Only for the runtimes the app made itself
+        (handed-in ones are asked only)."""
         from cftui import fleet_view
 
-        try:
-            found = fleet_view.read_now(
-                self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
-            )
-        except Exception:  # an answer not of the engine's shape: never the rows' loss
-            return None
+        found = fleet_view.read_now(
+            self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
+        )
         if found is None or found[1]:
             return None
         return found[0]

@@ -131,3 +131,45 @@ def test_an_engine_that_does_not_answer_is_given_up_on_after_the_timeout_asked(
     statuses, errors = got
     assert len(errors) == 1 and "timed out" in errors[0], errors
     assert statuses["bot1"].state == "unknown"
+
+
+def test_an_answer_not_of_the_engines_shape_is_one_line_not_a_traceback(
+    home: FleetHome, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket that answers every GET with JSON of another shape (a proxy,
+    another daemon at DOCKER_HOST): `cftui list` shows the fleet from
+    fleet.toml and says so in one line, as for an engine that is down; the
+    TUI's first look, which reads the same way, is then left out."""
+    path = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert cli("init", "bot1").code == 0
+    body = b'{"Id": 7, "not": ["the", "engine"]}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def answer_everything() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while conn.recv(65536):
+                    conn.sendall(answer)
+
+    threading.Thread(target=answer_everything, daemon=True).start()
+    try:
+        got = fleet_view.read_now(home, [home.bot("bot1")], brief=True)
+        r = cli("list")
+    finally:
+        listener.close()
+    assert got is not None
+    statuses, errors = got
+    assert len(errors) == 1 and "not of the Engine API's shape" in errors[0], errors
+    assert statuses["bot1"].state == "unknown"
+    assert r.code == 0 and r.err.count("\n") == 1 and errors[0] in r.err
+    assert "Traceback" not in r.err
+    assert r.out.splitlines()[1].split()[3] == "unknown"
