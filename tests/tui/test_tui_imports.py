@@ -77,6 +77,23 @@ asyncio.run(main())
 """
 
 
+def _run_probe(script: str, home: FleetHome, engine: str) -> dict:
+    """`script` run on `home` in a fresh interpreter, against the real
+    engine or a `missing` one; what it printed last, as JSON."""
+    env = {**os.environ}
+    if engine == "missing":
+        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(home.root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
 def _hits(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
 
@@ -89,18 +106,7 @@ def test_the_fleet_on_screen_loads_no_bot_screen_no_ssh(engine: str, tmp_path: P
     home = FleetHome(tmp_path / "fleet")
     init_bot(home, "bot1")
     init_bot(home, "bot2")
-    env = {**os.environ}
-    if engine == "missing":
-        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(home.root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stderr.strip().splitlines()[-1])
+    doc = _run_probe(PROBE, home, engine)
     assert set(doc["states"]) == {"bot1", "bot2"}  # the engine was asked (or said why not)
     assert "cftui.runtime.docker.runtime" in doc["modules"]
     assert _hits(doc["modules"], ("cftui.tui.bot_screen", "asyncssh", "cftui.hosts.ssh")) == []
@@ -169,23 +175,12 @@ def test_the_rows_first_paint_has_the_engines_states_without_the_sdk(
     home = FleetHome(tmp_path / "fleet")
     init_bot(home, up)
     init_bot(home, down)
-    env = {**os.environ}
-    if engine == "missing":
-        env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
     try:
         if engine == "real":
             stand_in_stack(docker_client, up, tag)
-        proc = subprocess.run(
-            [sys.executable, "-c", FIRST_PAINT, str(home.root)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        seen = _run_probe(FIRST_PAINT, home, engine)
     finally:
         remove_stand_ins(docker_client, tag)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    seen = json.loads(proc.stderr.strip().splitlines()[-1])
     first = seen["first"]
     assert _hits(first["modules"], NOT_FOR_THE_FIRST_LOOK) == []
     if engine == "real":

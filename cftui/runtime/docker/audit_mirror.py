@@ -92,16 +92,19 @@ class HostAuditMirror:
     def running(self, bot: str) -> bool:
         return bot in self.counters and self._files.running
 
+    def _far(self, bot: str, name: str) -> str:
+        """The host's copy of one of the bot's audit files."""
+        return str(HostLayout.of(self.link.host).audit_dir(bot) / name)
+
     def follow(self, bot: str) -> None:
         """Mirror `bot`'s audit (again, if the mirror ended); a no-op while it runs."""
-        layout = HostLayout.of(self.link.host)
         audit = self.home.audit_dir(bot)
         audit.mkdir(parents=True, exist_ok=True, mode=0o700)
         counters = self.counters.setdefault(bot, MirrorCounters())
         for name in GROWING:
-            self._files.follow(str(layout.audit_dir(bot) / name), audit / name, counters)
+            self._files.follow(self._far(bot, name), audit / name, counters)
         for name in REWRITTEN:
-            self._files.copy_whole(str(layout.audit_dir(bot) / name), audit / name)
+            self._files.copy_whole(self._far(bot, name), audit / name)
         self._files.start()
         task = self._control.get(bot)
         if task is None or task.done():
@@ -112,9 +115,8 @@ class HostAuditMirror:
     def unfollow(self, bot: str) -> None:
         """Stop mirroring `bot`'s audit from this host (it moved to another,
         or is gone), its control file no longer pushed here."""
-        layout = HostLayout.of(self.link.host)
         for name in (*GROWING, *REWRITTEN):
-            self._files.unfollow(str(layout.audit_dir(bot) / name))
+            self._files.unfollow(self._far(bot, name))
         task = self._control.pop(bot, None)
         if task is not None:
             task.cancel()
