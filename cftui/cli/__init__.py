@@ -108,6 +108,9 @@ def _run_app(args: argparse.Namespace) -> int:
     target = _open_target(args.open) if args.open else None
     if target:
         home.bot(target[0])
+    from cftui.tui.fleet_files import start_reading
+
+    early_files = start_reading(home)  # the rows, read while Textual is imported
     from cftui.tui.app import run_app  # Textual only here
     from cftui.tui.keymap import load_user_keymap
 
@@ -118,6 +121,7 @@ def _run_app(args: argparse.Namespace) -> int:
         open_tab=target[1] if target else None,
         read_only=args.readonly,
         keymap=keymap,
+        early_files=early_files,
     )
 
 

@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.dom import DOMNode
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
@@ -54,14 +56,10 @@ if TYPE_CHECKING:
     from cftui.fleet import BotConfig, FleetHome
     from cftui.progress import ProgressEvent
     from cftui.proposals.counts import BotCount
-    from cftui.runtime.status import BotStatus
+    from cftui.tui.fleet_files import FleetFilesRead
 
 # At exit, the runtimes' connections get this long to close (`on_unmount`).
 CLOSE_TIMEOUT_S = 3.0
-# The fleet's rows wait for the first look at most this long an answer of
-# the engine (it answers in milliseconds; a hung one is the full status's).
-FIRST_LOOK_TIMEOUT_S = 0.2
-
 # What the first paint of the fleet does without: the domain modules of the
 # status, the kill switch, the lifecycle and the totals load in a worker
 # thread after it (imported on the event loop, they held the screen back
@@ -92,17 +90,6 @@ DISRUPTIVE_MANY = {
         "the agents' work in flight is cut."
     ),
 }
-
-
-@dataclass
-class FleetFilesRead:
-    """fleet.toml and the locks as read from disk, and at the app's start the
-    rows' states (a thread worker's result)."""
-
-    configs: dict[str, BotConfig]
-    locked: frozenset[str]
-    error: str | None = None
-    first_look: dict[str, BotStatus] | None = None  # the rows' states (`_first_look`)
 
 
 def _utc_now() -> datetime:
@@ -163,8 +150,12 @@ class ClawFactoryApp(App[int]):
         read_only: bool = False,
         keymap: Mapping[str, str] | None = None,
         shell_runner: Runner | None = None,
+        early_files: Future[FleetFilesRead] | None = None,
     ) -> None:
         super().__init__()
+        # fleet.toml, the locks and the first look, begun by the CLI before
+        # Textual's import (`fleet_files.start_reading`).
+        self._early_files = early_files
         self.shell_runner: Runner = shell_runner or run_suspended
         self.read_only = read_only
         self.user_keymap = dict(keymap or {})  # the checked keymap file (cftui.tui.keymap)
@@ -213,18 +204,36 @@ class ClawFactoryApp(App[int]):
                 await asyncio.wait_for(self.runtimes.aclose(), CLOSE_TIMEOUT_S)
 
     # --- startup ----------------------------------------------------------
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen:
+        """The fleet is the app's first screen, laid out with the app. A
+        screen pushed from `on_mount` was laid out inside Textual's start-up
+        batch, which drops that frame: the fleet then waited for some later
+        change to be painted (~90 ms at a 20-bot start, bench/tui_startup.py)."""
         from cftui.tui.fleet_screen import FleetScreen
 
+        return FleetScreen()
+
+    def on_load(self) -> None:
+        """The rows, when the CLI's early read has them by now: known before
+        the fleet screen mounts, they are in its first paint (read after,
+        they cost an empty table's paint, then a full one)."""
+        early = self._early_files
+        if early is not None and early.done() and early.exception() is None:
+            self._take_files(early.result())
+
+    def on_mount(self) -> None:
         # Worker threads (index, filter, totals) are CPU-bound Python: with
         # the default 5 ms GIL switch interval every wake-up of the UI thread
         # can wait that long behind them; 1 ms keeps keys and frames prompt.
         sys.setswitchinterval(0.001)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
-
-        self.push_screen(FleetScreen())
-        self.read_fleet_files(first_look=self._owns_runtimes)
+        if self.configs_loaded:  # in on_load
+            self._first_files_steps()
+        elif self._early_files is not None:
+            self._await_early_files(self._early_files)
+        else:
+            self.read_fleet_files(first_look=self._owns_runtimes)
 
     @property
     def bot_names(self) -> list[str]:
@@ -235,36 +244,22 @@ class ClawFactoryApp(App[int]):
     def read_fleet_files(self, first_look: bool = False) -> None:
         """fleet.toml and the locks: all the fleet's rows need to be drawn
         (their totals and full statuses follow from other workers), with
-        `first_look`, each row's state."""
-        from cftui import locks
+        `first_look`, each row's state (`fleet_files.first_look`)."""
+        from cftui.tui.fleet_files import read_fleet_files
 
+        self.call_from_thread(self._files_read, read_fleet_files(self.home, first_look))
+
+    @work(thread=True, exclusive=True, group="files", exit_on_error=False)
+    def _await_early_files(self, early: Future[FleetFilesRead]) -> None:
+        """The read the CLI began before Textual's import, not done when the
+        app loaded (an engine slow to answer): waited for here, or, if it
+        failed, done again."""
         try:
-            configs = self.home.bots()
-            error = None
-        except CftuiError as exc:
-            configs, error = {}, str(exc)
-        locked = frozenset(locks.locked_bots(self.home))
-        look = self._first_look(list(configs.values())) if first_look and configs else None
-        self.call_from_thread(self._files_read, FleetFilesRead(configs, locked, error, look))
-
-    def _first_look(self, bots: list[BotConfig]) -> dict[str, BotStatus] | None:
-        """Each bot's state as `cftui list` reads it: this machine's engine
-        socket, no SDK, no runtime made (`fleet_view.read_now`), ~10 ms
-        where the full status waits ~300 ms for the domain's and the SDK's
-        imports. Drawn with the rows, in their first paint: a table's
-        every change paints all its cells again (~100 ms on a busy
-        machine). None when another runtime or engine is asked, or the
-        engine does not answer at once, or not in its shape: the full
-        status says it. Only for the runtimes the app made itself
-        (handed-in ones are asked only)."""
-        from cftui import fleet_view
-
-        found = fleet_view.read_now(
-            self.home, bots, brief=True, probe=False, timeout=FIRST_LOOK_TIMEOUT_S
-        )
-        if found is None or found[1]:
-            return None
-        return found[0]
+            files = early.result()
+        except Exception:
+            self.call_from_thread(self.read_fleet_files, first_look=True)
+            return
+        self.call_from_thread(self._files_read, files)
 
     @work(thread=True, exclusive=True, group="totals", exit_on_error=False)
     def read_totals(self, names: list[str]) -> None:
@@ -294,6 +289,13 @@ class ClawFactoryApp(App[int]):
 
     def _files_read(self, files: FleetFilesRead) -> None:
         first = not self.configs_loaded
+        self._take_files(files)
+        if first:
+            self._first_files_steps()
+        else:
+            self.read_totals(list(self.configs))
+
+    def _take_files(self, files: FleetFilesRead) -> None:
         self.configs = files.configs
         self.configs_loaded = True
         self.locked = files.locked
@@ -302,16 +304,17 @@ class ClawFactoryApp(App[int]):
         if files.first_look is not None and not self._status_full:
             self.statuses.update(files.first_look)
         self.fleet_signal.publish(None)
-        if not first:
-            self.read_totals(list(self.configs))
-            return
-        # The rows go on screen first; what fills them in starts after.
+
+    def _first_files_steps(self) -> None:
+        """The rows go on screen first; what fills them in starts after."""
         self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        # `--open`'s screen too: pushed while the app is still starting (its
+        # files read before its first frame), a screen waited unmounted.
         if self.open_target:
             bot, tab = self.open_target
             self.open_bot(bot, tab)
-
-    def _after_first_paint(self) -> None:
         self.refresh_status()
         self.read_totals(list(self.configs))
         self.count_proposals()
@@ -909,7 +912,15 @@ def run_app(
     *,
     read_only: bool = False,
     keymap: Mapping[str, str] | None = None,
+    early_files: Future[FleetFilesRead] | None = None,
 ) -> int:
-    app = make_app(home, open_bot=open_bot, open_tab=open_tab, read_only=read_only, keymap=keymap)
+    app = make_app(
+        home,
+        open_bot=open_bot,
+        open_tab=open_tab,
+        read_only=read_only,
+        keymap=keymap,
+        early_files=early_files,
+    )
     app.run()
     return app.return_code or 0

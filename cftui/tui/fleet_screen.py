@@ -100,7 +100,7 @@ class FleetScreen(VimNavMixin, BotActionsMixin, Screen):
             agent_text("\n".join(f"⚠ {inert(e)}" for e in app.status_errors), multiline=True)
         )
         errors.display = bool(app.status_errors)
-        if not rows and app.configs_loaded:
+        if not rows and app.configs_loaded and not app.status_errors:
             errors.update("No bots yet: create one with `cftui init BOT` or run `cftui demo`.")
             errors.display = True
 

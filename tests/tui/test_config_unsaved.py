@@ -8,10 +8,9 @@ from __future__ import annotations
 from textual.widgets import Button, TabbedContent, TextArea
 
 from cftui.fleet import FleetHome
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.fleet_screen import FleetScreen
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -22,7 +21,7 @@ async def test_escape_with_unsaved_edits_asks_and_cancel_keeps_them(make, fleet:
     gc.write_config(fleet, "alpha", {"gateway": {"port": 1}}, reason="t")
     app = make(open_bot="alpha", open_tab="config")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         area = app.screen.query_one(TextArea)
         await wait_until(pilot, lambda: '"port": 1' in area.text)
         await wait_until(pilot, lambda: app.focused is area)
@@ -30,7 +29,7 @@ async def test_escape_with_unsaved_edits_asks_and_cancel_keeps_them(make, fleet:
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen))
 
         app.open_bot("alpha", "config")
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: app.screen.query(TextArea))
         area = app.screen.query_one(TextArea)
         await wait_until(pilot, lambda: '"port": 1' in area.text and app.focused is area)
@@ -43,7 +42,7 @@ async def test_escape_with_unsaved_edits_asks_and_cancel_keeps_them(make, fleet:
         assert "unsaved edits" in str(app.screen.query_one("#question").content)
         assert isinstance(app.focused, Button) and app.focused.id == "cancel"
         await pilot.press("enter")  # Cancel: the edits stay, in view
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         assert app.screen.query_one(TextArea).text == edited
         assert app.screen.query_one(TabbedContent).active == "config"
         assert gc.read_config(fleet, "alpha")["gateway"]["port"] == 1
@@ -61,7 +60,7 @@ async def test_escape_after_saving_leaves_at_once(make, fleet: FleetHome) -> Non
     gc.write_config(fleet, "alpha", {"gateway": {"port": 1}}, reason="t")
     app = make(open_bot="alpha", open_tab="config")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         area = app.screen.query_one(TextArea)
         await wait_until(pilot, lambda: '"port": 1' in area.text)
         area.load_text(area.text.replace('"port": 1', '"port": 2'))

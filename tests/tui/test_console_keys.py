@@ -8,11 +8,10 @@ from __future__ import annotations
 from textual.widgets import DataTable, Input, TabbedContent, TextArea
 
 from cftui import locks
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import FleetTable
 from cftui.tui.tabs import TABS
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -52,7 +51,7 @@ async def test_j_then_k_moves_the_fleet_cursor_and_kills_nothing(make, runtime, 
 async def test_k_never_kills_on_any_tab_or_pane(make, runtime, fleet) -> None:
     app = make(open_bot="alpha", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         tabs = app.screen.query_one(TabbedContent)
         for tab in TABS:
             app.screen.show_tab(tab)  # not its number key: a field may have the focus
@@ -78,7 +77,7 @@ async def test_k_moves_a_bot_tab_list(make, fleet) -> None:
         snapshots.create_snapshot(fleet, "alpha", label)
     app = make(open_bot="alpha", open_tab="snapshots")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: app.screen.query("#snapshots-table"))
         table = app.screen.query_one("#snapshots-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 3 and app.focused is table)
@@ -92,7 +91,7 @@ async def test_k_moves_a_bot_tab_list(make, fleet) -> None:
 async def test_ctrl_x_from_the_traffic_detail_pane_kills_that_bot(make, runtime, fleet) -> None:
     app = make(open_bot="beta", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         detail = app.screen.query_one("#traffic-detail")
         await wait_until(pilot, lambda: app.focused is not None)
         detail.focus()
@@ -109,7 +108,7 @@ async def test_ctrl_x_from_the_traffic_detail_pane_kills_that_bot(make, runtime,
 async def test_ctrl_x_kills_from_the_filter_field_without_typing(make, runtime, fleet) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: app.focused is not None)
         await pilot.press("slash", "k")
         field = app.screen.query_one("#traffic-filter", Input)
@@ -125,7 +124,7 @@ async def test_a_tab_not_built_yet_says_loading_not_its_widget_name(make) -> Non
 
     app = make(open_bot="alpha", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         pane = app.screen.query_one("#config")
         assert not pane.children  # built the first time it is shown
         console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115

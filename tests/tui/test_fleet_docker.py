@@ -31,7 +31,7 @@ from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import MARK, FleetTable
 from tests.tmux import Tmux
 from tests.tui.stand_ins import remove_stand_ins, stand_in_stack
-from tests.tui.tui_helpers import notified, wait_until
+from tests.tui.tui_helpers import notified, on_bot_screen, wait_until
 
 SIZE = (120, 36)
 WAIT = 60.0  # the real engine, on a machine other test suites share
@@ -139,7 +139,7 @@ async def test_s_on_the_bot_screen_opens_the_same_shell(fleet: Fleet) -> None:
     bot = fleet.up[1]
     app = app_on(fleet, open_bot=bot, open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen) and app.statuses, WAIT)
+        await wait_until(pilot, lambda: on_bot_screen(app) and app.statuses, WAIT)
         await pilot.press("s")
         await wait_until(pilot, lambda: fleet.shells, WAIT)
         assert fleet.shells[0][-2:] == [container_name(bot, "gateway"), "sh"]

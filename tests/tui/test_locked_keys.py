@@ -9,11 +9,10 @@ from textual.widgets import Footer
 
 from cftui import locks
 from cftui.fleet import FleetHome
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.confirm import ConfirmModal
 from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import FleetTable
-from tests.tui.tui_helpers import notified, wait_until
+from tests.tui.tui_helpers import notified, on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -57,7 +56,7 @@ async def test_u_on_a_bot_screen_unlocks_that_bot_only(make, fleet: FleetHome) -
     locks.lock_bots(fleet, ["alpha", "beta"])
     app = make(open_bot="beta", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: "Unlock" in footer_keys(app))
         assert "Start" not in footer_keys(app)
         await pilot.press("U")
@@ -66,7 +65,7 @@ async def test_u_on_a_bot_screen_unlocks_that_bot_only(make, fleet: FleetHome) -
         assert "Unlock beta?" in question and "alpha" not in question
         await pilot.press("tab", "enter")
         await wait_until(pilot, lambda: locks.locked_bots(fleet) == ["alpha"])
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: "Start" in footer_keys(app))
         assert "Unlock" not in footer_keys(app)
         await pilot.press("escape")  # the fleet's U still unlocks every locked bot

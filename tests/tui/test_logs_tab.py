@@ -10,14 +10,14 @@ from textual.widgets import Log, TabbedContent
 
 from cftui.tui.bot_screen import BotScreen
 from cftui.tui.logs_tab import LogsTab
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
 
 async def _open(pilot) -> tuple[LogsTab, Log]:
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+    await wait_until(pilot, lambda: on_bot_screen(app))
     await wait_until(pilot, lambda: bool(app.screen.query(LogsTab)))
     tab = app.screen.query_one(LogsTab)
     log = tab.query_one(Log)
@@ -133,7 +133,7 @@ async def test_i_shows_the_last_install_log_from_the_fleet_and_the_bot_screen(
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("i")  # the fleet screen: its selected bot, alpha
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: bool(app.screen.query(LogsTab)))
         tab = app.screen.query_one(LogsTab)
         log = tab.query_one(Log)

@@ -5,9 +5,8 @@ torn or hostile line harmless."""
 from __future__ import annotations
 
 from cftui.audit.events import record_event
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.overview_tab import OverviewTab
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 60)
 
@@ -24,7 +23,7 @@ async def test_overview_history_shows_this_bots_events_and_follows(
     monkeypatch.setattr(OverviewTab, "HISTORY_EVERY_S", 0.1)
     app = make(open_bot="alpha", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: bool(app.screen.query(OverviewTab)))
         tab = app.screen.query_one(OverviewTab)
         await wait_until(pilot, lambda: "snapshot" in tab.history_text)

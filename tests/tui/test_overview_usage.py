@@ -11,9 +11,8 @@ from rich.console import Console
 from textual.widgets import Static
 
 from cftui.runtime.base import ServiceUsage
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.overview_tab import OverviewTab
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (160, 50)
 MiB = 1024 * 1024
@@ -71,7 +70,7 @@ async def test_overview_shows_cpu_and_memory_of_running_services(make, runtime) 
     }
     app = make(open_bot="alpha", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: bool(app.screen.query(OverviewTab)))
         await wait_until(pilot, lambda: "12.3%" in _services(app))
         text = _services(app)

@@ -16,7 +16,6 @@ from cftui import locks
 from cftui.fleet import FleetHome
 from cftui.tui import readonly
 from cftui.tui.bot_actions import ACTIONS
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.commands import FleetCommands
 from cftui.tui.config_tab import ConfigTab
 from cftui.tui.egress_requests_view import EgressRequestsView
@@ -24,7 +23,7 @@ from cftui.tui.fleet_screen import FleetScreen
 from cftui.tui.fleet_table import FleetTable
 from cftui.tui.proposals_tab import ProposalsTab
 from cftui.tui.snapshots_tab import SnapshotsTab
-from tests.tui.tui_helpers import notified, wait_until
+from tests.tui.tui_helpers import notified, on_bot_screen, wait_until
 
 SIZE = (120, 36)
 REFUSED = "read-only mode:"
@@ -93,7 +92,7 @@ async def test_fleet_keys_are_refused_and_hidden(make, fleet: FleetHome, runtime
         assert fleet.bots()["alpha"] == config_before  # capture not toggled
         assert runtime.calls == calls_before  # nothing reached the engine
         await pilot.press("enter")  # viewing works
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
 
 
 async def test_the_kill_switch_stays_available(make, fleet: FleetHome) -> None:
@@ -142,7 +141,7 @@ async def test_every_acting_key_of_a_tab_is_refused(make, tab: str, widget: type
     acting = [b for b in widget.BINDINGS if readonly.refuses(*_parsed(b.action))]
     assert acting
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         node = await _query(pilot, app, widget)
         screen = app.screen
         for n, binding in enumerate(acting, start=1):
@@ -156,7 +155,7 @@ async def test_every_acting_key_of_a_tab_is_refused(make, tab: str, widget: type
 async def test_a_tab_key_press_is_refused(make, fleet: FleetHome) -> None:
     app = make(read_only=True, open_bot="alpha", open_tab="snapshots")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         tab = await _query(pilot, app, SnapshotsTab)
         tab.focus()
         await pilot.pause()

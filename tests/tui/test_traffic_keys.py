@@ -14,10 +14,9 @@ from textual import events
 from textual.keys import _character_to_key, _get_unicode_name_from_key
 from textual.widgets import Input, TabbedContent
 
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_tab import TrafficTab
 from cftui.tui.traffic_view import TrafficView
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -39,7 +38,7 @@ def burst(app, *keys: str) -> None:
 
 async def opened(pilot) -> tuple[TrafficTab, TrafficView]:
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+    await wait_until(pilot, lambda: on_bot_screen(app))
     view = app.screen.query_one(TrafficView)
     await wait_until(pilot, lambda: view.row_count == 40 and app.focused is view)
     return app.screen.query_one(TrafficTab), view

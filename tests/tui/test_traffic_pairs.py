@@ -10,9 +10,8 @@ from cfproxies.record import new_record, start_line
 
 from cftui.audit.traffic.log import TrafficLog
 from cftui.cli.audit_cmds import _print_lines
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_view import STARTED_ONLY, TrafficView
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -29,7 +28,7 @@ async def test_a_finished_calls_start_line_is_not_shown_as_malformed(make, fleet
     _pair(log, 1)
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 42)
 

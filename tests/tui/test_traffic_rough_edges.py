@@ -9,9 +9,8 @@ from rich.console import Console
 from textual.containers import VerticalScroll
 
 from cftui.fleet import FleetHome
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_view import TrafficView, header_text
-from tests.tui.tui_helpers import append_records, make_record, wait_until
+from tests.tui.tui_helpers import append_records, make_record, on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -25,7 +24,7 @@ def plain(app, selector: str) -> str:
 
 async def opened(pilot) -> TrafficView:
     app = pilot.app
-    await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+    await wait_until(pilot, lambda: on_bot_screen(app))
     view = app.screen.query_one(TrafficView)
     await wait_until(pilot, lambda: view.row_count == 40 and app.focused is view)
     return view
@@ -51,7 +50,7 @@ async def test_another_call_opens_at_the_top_of_its_detail(make, fleet: FleetHom
     append_records(fleet.traffic_log("alpha"), [make_record(40, request=long)])
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 41 and view.cursor == 40)
         pane = app.screen.query_one("#traffic-detail", VerticalScroll)

@@ -9,10 +9,9 @@ import pytest
 
 from cftui.audit import rangescan
 from cftui.audit.traffic import scan as traffic_scan
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.traffic_tab import TrafficTab
 from cftui.tui.traffic_view import TrafficView
-from tests.tui.tui_helpers import wait_until
+from tests.tui.tui_helpers import on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -30,7 +29,7 @@ def totals_text(app) -> str:
 async def test_filter_and_totals_from_worker_processes(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 40 and not view.counting)
         await wait_until(pilot, lambda: "all calls: 40 calls" in totals_text(app))
@@ -45,7 +44,7 @@ async def test_filter_and_totals_from_worker_processes(make) -> None:
 async def test_a_new_filter_replaces_one_still_running(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         tab = app.screen.query_one(TrafficTab)
         await wait_until(pilot, lambda: view.row_count == 40)

@@ -20,7 +20,7 @@ from cftui.tui.locked_banner import LockedBanner
 from cftui.tui.prompt import PromptModal
 from cftui.tui.traffic_view import TrafficView
 from tests.fakes.memory_runtime import MemoryRuntime
-from tests.tui.tui_helpers import append_records, make_record, notified, wait_until
+from tests.tui.tui_helpers import append_records, make_record, notified, on_bot_screen, wait_until
 
 SIZE = (120, 36)
 
@@ -137,7 +137,7 @@ async def test_enter_opens_the_bot_and_escape_comes_back(make) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         assert app.screen.bot == "alpha"
         assert app.screen.query_one(TabbedContent).active == "overview"
         await pilot.press("escape")
@@ -152,7 +152,7 @@ async def test_ctrl_k_kills_the_whole_fleet_even_from_a_text_input(
 ) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await pilot.press("slash")
         assert isinstance(app.focused, Input)
         await pilot.press("ctrl+k")
@@ -313,7 +313,7 @@ async def test_q_quits_and_leaves_the_fleet_running(make, runtime) -> None:
 async def test_open_lands_on_the_asked_tab_and_number_keys_switch(make) -> None:
     app = make(open_bot="beta", open_tab="snapshots")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         tabs = app.screen.query_one(TabbedContent)
         assert tabs.active == "snapshots"
         await wait_until(pilot, lambda: app.screen.query("#snapshots-table"))
@@ -358,7 +358,7 @@ async def test_overview_shows_services_limits_and_allowlist(make, fleet) -> None
     fleet.update_bot("alpha", egress_allow=("api.example.com",))
     app = make(open_bot="alpha")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen) and app.statuses)
+        await wait_until(pilot, lambda: on_bot_screen(app) and app.statuses)
         await wait_until(pilot, lambda: "api.example.com" in _text(app, "#overview-config"))
         config = _text(app, "#overview-config")
         assert "memory 2048 MiB" in config and "127.0.0.1:" in config
@@ -378,7 +378,7 @@ async def test_logs_tab_follows_the_selected_service(make, runtime) -> None:
     runtime.log_lines[("alpha", "gateway")] = ["gateway listening on 18789"]
     app = make(open_bot="alpha", open_tab="logs")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         log = app.screen.query_one(Log)
         await wait_until(pilot, lambda: any("18789" in line for line in log.lines))
 
@@ -386,7 +386,7 @@ async def test_logs_tab_follows_the_selected_service(make, runtime) -> None:
 async def test_traffic_tab_shows_the_newest_calls_and_follows_appends(make, fleet) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 40 and view.cursor == 39)
         await wait_until(pilot, lambda: view.scroll_y > 0)  # the newest rows are on screen
@@ -400,7 +400,7 @@ async def test_scrolling_up_pauses_following_and_end_resumes(make, fleet) -> Non
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
         view = None
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.cursor == 39)
         await pilot.press("up", "up")
@@ -416,7 +416,7 @@ async def test_scrolling_up_pauses_following_and_end_resumes(make, fleet) -> Non
 async def test_traffic_filter_runs_in_a_worker_and_shows_matches_and_totals(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 40)
         await pilot.press("slash")
@@ -432,7 +432,7 @@ async def test_traffic_filter_runs_in_a_worker_and_shows_matches_and_totals(make
 async def test_a_bad_traffic_filter_is_refused_in_one_line(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 40)
         await pilot.press("slash", *"status:abc", "enter")
@@ -443,7 +443,7 @@ async def test_a_bad_traffic_filter_is_refused_in_one_line(make) -> None:
 async def test_traffic_detail_pretty_prints_request_and_response(make) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: "call-000039" in _text(app, "#traffic-detail Static"))
         detail = _text(app, "#traffic-detail Static")
         assert '"content": "question 39"' in detail
@@ -453,7 +453,7 @@ async def test_traffic_detail_pretty_prints_request_and_response(make) -> None:
 async def test_traffic_tab_notices_truncation(make, fleet) -> None:
     app = make(open_bot="alpha", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 40)
         fleet.traffic_log("alpha").write_bytes(json.dumps(make_record(99)).encode() + b"\n")
@@ -463,6 +463,7 @@ async def test_traffic_tab_notices_truncation(make, fleet) -> None:
 async def test_capture_tab_says_when_nothing_was_captured(make) -> None:
     app = make(open_bot="alpha", open_tab="capture")
     async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: on_bot_screen(app))
         await wait_until(pilot, lambda: "nothing captured" in _text(app, "#capture-status"))
 
 
@@ -472,7 +473,7 @@ async def test_snapshots_tab_creates_renames_and_deletes_with_confirmation(
     (fleet.state_dir("beta") / "memo.txt").write_text("remember")
     app = make(open_bot="beta", open_tab="snapshots")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         table = app.screen.query_one("#snapshots-table", DataTable)
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, PromptModal))
@@ -508,7 +509,7 @@ async def test_snapshots_tab_restores_only_after_confirmation(
     memo.write_text("new")
     app = make(open_bot="alpha", open_tab="snapshots")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         table = app.screen.query_one("#snapshots-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 1)
         await pilot.press("R")
@@ -531,7 +532,7 @@ async def test_config_tab_edits_validates_and_reverts(make, fleet: FleetHome) ->
     gc.write_config(fleet, "alpha", {"gateway": {"port": 1}, "apiKey": "sk-secret"}, reason="t")
     app = make(open_bot="alpha", open_tab="config")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         area = app.screen.query_one(TextArea)
         await wait_until(pilot, lambda: '"port": 1' in area.text)
         assert "sk-secret" not in area.text  # credentials masked on screen

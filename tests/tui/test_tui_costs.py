@@ -11,13 +11,12 @@ from pathlib import Path
 from textual.widgets import Sparkline
 
 from cftui.fleet import FleetHome
-from cftui.tui.bot_screen import BotScreen
 from cftui.tui.fleet_table import COLUMNS, COST_COLUMNS
 from cftui.tui.overview_tab import OverviewTab
 from cftui.tui.traffic_view import TrafficView, header_text, row_cells
 from tests.tui.scene import scene_app
 from tests.tui.test_tui_app import _text, cell, loaded
-from tests.tui.tui_helpers import append_records, make_record, wait_until
+from tests.tui.tui_helpers import append_records, make_record, on_bot_screen, wait_until
 
 SIZE = (160, 36)
 
@@ -72,7 +71,7 @@ async def test_a_bot_whose_calls_all_lack_a_price_shows_a_question_mark(
 async def test_traffic_totals_show_the_cost_of_the_filter(tmp_path: Path) -> None:
     app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="traffic")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         view = app.screen.query_one(TrafficView)
         await wait_until(pilot, lambda: view.row_count == 240)
         await wait_until(
@@ -94,7 +93,7 @@ async def test_traffic_totals_show_the_cost_of_the_filter(tmp_path: Path) -> Non
 async def test_overview_charts_spend_and_calls_per_hour(tmp_path: Path) -> None:
     app, _home, _rt = scene_app(tmp_path / "fleet", open_bot="scout", open_tab="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, BotScreen))
+        await wait_until(pilot, lambda: on_bot_screen(app))
         tab = app.screen.query_one(OverviewTab)
         await wait_until(pilot, lambda: tab.series is not None and _calls(tab) == 240)
         await wait_until(pilot, lambda: "scout" in app.totals)  # a worker after the first paint

@@ -27,13 +27,20 @@ from pathlib import Path
 from cftui.fleet import FleetHome
 from cftui.tui.app import make_app
 from cftui.tui.fleet_table import FleetTable
+from cftui.tui.messages import FleetStatusUpdated
 
 async def main():
     app = make_app(FleetHome(Path(sys.argv[1])), status_interval=3600)
-    async with app.run_test(size=(120, 36)) as pilot:
+    full = []  # the full status (the first look's come before it)
+
+    def hook(message):
+        if isinstance(message, FleetStatusUpdated):
+            full.append(message)
+
+    async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
         while not (app.screen.query(FleetTable) and app.screen.query_one(FleetTable).row_count):
             await pilot.pause(0.02)
-        while not app.statuses:
+        while not full:
             await pilot.pause(0.02)
         await pilot.pause(0.2)
         states = {name: s.state for name, s in app.statuses.items()}

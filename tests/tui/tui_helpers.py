@@ -75,3 +75,11 @@ async def wait_until(
 def notified(app, text: str) -> bool:
     """Whether a notification holding `text` has been shown."""
     return any(text in n.message for n in app._notifications)
+
+
+def on_bot_screen(app) -> bool:
+    """Whether a bot's screen is up and mounted (`--open`'s is pushed after
+    the fleet's first frame, so it can be the screen before it has mounted)."""
+    from cftui.tui.bot_screen import BotScreen
+
+    return isinstance(app.screen, BotScreen) and app.screen.is_mounted
