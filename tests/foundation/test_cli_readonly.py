@@ -27,7 +27,9 @@ def test_readonly_reaches_the_app(home: FleetHome, cli, monkeypatch, args) -> No
 
     opened: list[tuple[str | None, str | None, bool]] = []
 
-    def run_app(home, open_bot=None, open_tab=None, *, read_only=False, keymap=None) -> int:
+    def run_app(
+        home, open_bot=None, open_tab=None, *, read_only=False, keymap=None, early_files=None
+    ) -> int:
         opened.append((open_bot, open_tab, read_only))
         return 0
 
