@@ -61,9 +61,10 @@ async def test_stream_is_forwarded_chunk_by_chunk_as_it_arrives(start_proxy, cli
             raw += chunk
     deltas = [e for e in sse_events(raw) if e["type"] == "content_block_delta"]
     assert len(deltas) == 5
-    # Five pieces 80 ms apart: a buffering proxy would deliver them in one lump at the end.
+    # Five pieces 80 ms apart: a buffering proxy would deliver them in one lump
+    # at the end. Measured between arrivals, not from the request's start (a
+    # loaded CI machine took 0.42 s to the first one).
     assert len(arrivals) >= 5
-    assert arrivals[0] < 0.2
     assert arrivals[-1] - arrivals[0] > 0.25
     (rec,) = await proxy.wait_records(1)
     assert rec["stream"] is True
