@@ -229,7 +229,7 @@ class ClawFactoryApp(App[int]):
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         if self.configs_loaded:  # in on_load
-            self._first_files_steps()
+            self.call_after_refresh(self._after_first_paint)
         elif self._early_files is not None:
             self._await_early_files(self._early_files)
         else:
@@ -254,11 +254,12 @@ class ClawFactoryApp(App[int]):
         """The read the CLI began before Textual's import, not done when the
         app loaded (an engine slow to answer): waited for here, or, if it
         failed, done again."""
+        from cftui.tui.fleet_files import read_fleet_files
+
         try:
             files = early.result()
         except Exception:
-            self.call_from_thread(self.read_fleet_files, first_look=True)
-            return
+            files = read_fleet_files(self.home, self._owns_runtimes)
         self.call_from_thread(self._files_read, files)
 
     @work(thread=True, exclusive=True, group="totals", exit_on_error=False)
@@ -290,8 +291,8 @@ class ClawFactoryApp(App[int]):
     def _files_read(self, files: FleetFilesRead) -> None:
         first = not self.configs_loaded
         self._take_files(files)
-        if first:
-            self._first_files_steps()
+        if first:  # the rows go on screen first; what fills them in starts after
+            self.call_after_refresh(self._after_first_paint)
         else:
             self.read_totals(list(self.configs))
 
@@ -304,10 +305,6 @@ class ClawFactoryApp(App[int]):
         if files.first_look is not None and not self._status_full:
             self.statuses.update(files.first_look)
         self.fleet_signal.publish(None)
-
-    def _first_files_steps(self) -> None:
-        """The rows go on screen first; what fills them in starts after."""
-        self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
         # `--open`'s screen too: pushed while the app is still starting (its

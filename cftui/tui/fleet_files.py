@@ -76,7 +76,7 @@ def start_reading(home: FleetHome) -> Future[FleetFilesRead]:
     def read() -> None:
         try:
             future.set_result(read_fleet_files(home, with_first_look=True))
-        except BaseException as exc:  # the app reads again in its worker and says why
+        except BaseException as exc:  # the app's worker reads again (`_await_early_files`)
             future.set_exception(exc)
 
     threading.Thread(target=read, name="cftui-fleet-files", daemon=True).start()
